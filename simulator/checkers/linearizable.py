@@ -1,0 +1,294 @@
+"""Linearizability of key-value registers (read / write / cas), per key, Wing-Gong style.
+
+A history is linearizable when every operation can be given one instant between its invoke and
+its completion such that the operations, run one after another in that order on a plain
+register, return what clients were told. Registers on different keys are independent
+(P-compositionality, Horn and Kroening 2015), so each key is searched alone.
+
+Operations, in the history's shape (``simulator.history``)::
+
+    invoke  f="read"   value=(key, None)        ok value=(key, v)       v is what the read saw
+    invoke  f="write"  value=(key, v)           ok
+    invoke  f="cas"    value=(key, (old, new))  ok (it swapped) / fail (it did not)
+
+Outcomes: ``ok`` happened; ``fail`` definitely did not happen (left out); ``info`` (timed out) may
+or may not have happened: it may take effect at any instant after its invoke, or never. An
+``info`` read changes nothing and is left out.
+
+The search (Wing and Gong 1993; Lowe 2017; Porcupine's layout): the invoke and completion events
+of one key sit in a doubly linked list in time order. Walking it, at an invoke we try to apply that
+operation to the register now; if the result matches and the pair (set of operations linearized,
+register value) was not seen before (memoization), the operation is *lifted* out of the list and
+the walk restarts at the head. Reaching the completion of an operation not yet linearized means the
+choices so far were wrong: backtrack. The key is linearizable when every ``ok`` operation is
+lifted; ``info`` operations left over simply never happened.
+
+Two sound reductions keep ``info`` operations (whose completion is "never") from blowing up the
+search: an ``info`` write or cas whose new value nobody ever observes is dropped (taking effect
+could only hurt), and an ``info`` write whose value has a single writer and is observed by an
+``ok`` read or cas must have happened before that observer completed, so it gets that deadline.
+
+The search is exponential in the worst case. ``budget_s`` (wall seconds) and ``max_steps`` bound
+it; past either the result is ``"unknown"`` rather than a hang.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable
+
+from ..history import pairs
+from . import UNKNOWN, CheckResult
+
+_INF = float("inf")
+
+
+def _norm(v: Any) -> Any:
+    """JSON turns tuples into lists; make values hashable again."""
+    if isinstance(v, list):
+        return tuple(_norm(x) for x in v)
+    return v
+
+
+class _Op:
+    __slots__ = ("call", "ret", "f", "arg", "out", "process", "ok", "idx")
+
+    def __init__(self, call, ret, f, arg, out, process, ok):
+        self.call = call
+        self.ret = ret
+        self.f = f
+        self.arg = arg
+        self.out = out
+        self.process = process
+        self.ok = ok
+        self.idx = -1
+
+    def describe(self) -> str:
+        t0 = f"{self.call / 1e6:.3f}"
+        if self.f == "read":
+            what = f"read -> {self.out!r}"
+        elif self.f == "write":
+            what = f"write {self.arg!r}"
+        else:
+            what = f"cas {self.arg[0]!r}->{self.arg[1]!r}"
+        if self.ok:
+            return f"{what} (process {self.process}, {t0}-{self.ret / 1e6:.3f} ms)"
+        return f"{what} (process {self.process}, invoked {t0} ms, outcome unknown)"
+
+
+def _step(state: Any, op: _Op) -> tuple[bool, Any]:
+    f = op.f
+    if f == "read":
+        return op.out == state, state
+    if f == "write":
+        return True, op.arg
+    old, new = op.arg
+    return (state == old), new
+
+
+def _collect(history: Iterable[dict]) -> dict[Any, list[_Op]]:
+    by_key: dict[Any, list[_Op]] = {}
+    for inv, comp in pairs(list(history)):
+        f = inv["f"]
+        if f not in ("read", "write", "cas"):
+            continue
+        ctype = comp["type"] if comp is not None else "info"
+        if ctype == "fail":
+            continue
+        key, arg = _norm(inv["value"])[0], _norm(inv["value"])[1]
+        if f == "read":
+            if ctype != "ok":
+                continue
+            out = _norm(comp["value"])
+            out = out[1] if isinstance(out, tuple) and len(out) == 2 else out
+            op = _Op(inv["time"], comp["time"], f, None, out, inv["process"], True)
+        else:
+            ok = ctype == "ok"
+            op = _Op(inv["time"], comp["time"] if ok else _INF, f, arg, None, inv["process"], ok)
+        by_key.setdefault(key, []).append(op)
+    return by_key
+
+
+def _reduce_info(ops: list[_Op], initial: Any) -> list[_Op]:
+    """Drop unobserved info writes; give singly-written observed info writes a deadline."""
+    writers: dict[Any, int] = {}
+    observed_by_ok: dict[Any, float] = {}
+    observed_any: set = set()
+    for op in ops:
+        if op.f == "write":
+            writers[op.arg] = writers.get(op.arg, 0) + 1
+        elif op.f == "cas":
+            writers[op.arg[1]] = writers.get(op.arg[1], 0) + 1
+        seen = op.out if op.f == "read" else (op.arg[0] if op.f == "cas" else None)
+        if op.f in ("read", "cas"):
+            try:
+                observed_any.add(seen)
+            except TypeError:
+                return ops
+            if op.ok:
+                observed_by_ok[seen] = min(observed_by_ok.get(seen, _INF), op.ret)
+    out = []
+    for op in ops:
+        if op.ok or op.f == "read":
+            out.append(op)
+            continue
+        new = op.arg if op.f == "write" else op.arg[1]
+        if new not in observed_any:
+            continue  # nobody saw it: "never happened" is always at least as good
+        if op.f == "write" and writers.get(new) == 1 and new != initial and new in observed_by_ok:
+            op.ret = observed_by_ok[new]
+            op.ok = True  # it must have happened, before that observer completed
+        out.append(op)
+    return out
+
+
+class _Budget(Exception):
+    pass
+
+
+def _search(ops: list[_Op], initial: Any, deadline: float, steps_left: list[int]):
+    """Search one key. Returns (True, None) or (False, witness dict)."""
+    # entries: call entries carry the op, return entries too; sorted by time, calls first on ties
+    events = []
+    for i, op in enumerate(ops):
+        op.idx = i
+        events.append((op.call, 0, i))
+        if op.ret != _INF:
+            events.append((op.ret, 1, i))
+    events.sort()
+    n = len(events) + 1
+    nxt = [0] * n
+    prv = [0] * n
+    is_call = [False] * n
+    op_of = [0] * n
+    match = [0] * n  # call entry -> its return entry (0: none)
+    ret_entry = {}
+    for pos, (_, kind, i) in enumerate(events, start=1):
+        is_call[pos] = kind == 0
+        op_of[pos] = i
+        if kind == 1:
+            ret_entry[i] = pos
+    for pos in range(1, n):
+        if is_call[pos]:
+            match[pos] = ret_entry.get(op_of[pos], 0)
+    for pos in range(n):
+        nxt[pos] = pos + 1 if pos + 1 < n else -1
+        prv[pos] = pos - 1
+    required = sum(1 for op in ops if op.ok)
+    if required == 0:
+        return True, None
+
+    def lift(e):
+        nxt[prv[e]] = nxt[e]
+        if nxt[e] != -1:
+            prv[nxt[e]] = prv[e]
+        m = match[e]
+        if m:
+            nxt[prv[m]] = nxt[m]
+            if nxt[m] != -1:
+                prv[nxt[m]] = prv[m]
+
+    def unlift(e):
+        m = match[e]
+        if m:
+            if nxt[m] != -1:
+                prv[nxt[m]] = m
+            nxt[prv[m]] = m
+        if nxt[e] != -1:
+            prv[nxt[e]] = e
+        nxt[prv[e]] = e
+
+    cache: set = set()
+    stack: list[tuple[int, Any]] = []
+    linearized = 0
+    state = initial
+    entry = nxt[0]
+    best_depth = -1
+    witness = None
+    steps = 0
+    while True:
+        steps += 1
+        if steps & 0x3FF == 0:
+            if time.monotonic() > deadline:
+                raise _Budget()
+        if steps > steps_left[0]:
+            raise _Budget()
+        if entry != -1 and is_call[entry]:
+            op = ops[op_of[entry]]
+            good, new_state = _step(state, op)
+            if good:
+                new_lin = linearized | (1 << op.idx)
+                key = (new_lin, new_state)
+                if key not in cache:
+                    cache.add(key)
+                    stack.append((entry, state))
+                    state = new_state
+                    linearized = new_lin
+                    if op.ok:
+                        required -= 1
+                        if required == 0:
+                            steps_left[0] -= steps
+                            return True, None
+                    lift(entry)
+                    entry = nxt[0]
+                    continue
+            entry = nxt[entry]
+            continue
+        # a completion of an op not linearized yet (or the end): backtrack
+        if len(stack) > best_depth and entry != -1:
+            best_depth = len(stack)
+            witness = {"stuck": ops[op_of[entry]], "state": state,
+                       "done": [ops[op_of[e]] for e, _ in stack[-3:]]}
+        if not stack:
+            steps_left[0] -= steps
+            return False, witness
+        entry, state = stack.pop()
+        op = ops[op_of[entry]]
+        if op.ok:
+            required += 1
+        linearized &= ~(1 << op.idx)
+        unlift(entry)
+        entry = nxt[entry]
+
+
+def check_kv(history: Iterable[dict], *, initial: Any = None, budget_s: float = 60.0,
+             max_steps: int = 20_000_000) -> CheckResult:
+    """Is the read/write/cas history linearizable, key by key? See the module docstring.
+
+    ``initial`` is every register's value before the first operation. Returns valid True, False
+    (the message names the key and the operations that could not be ordered) or "unknown" when
+    ``budget_s`` wall seconds or ``max_steps`` search steps ran out.
+    """
+    t0 = time.monotonic()
+    deadline = t0 + budget_s
+    by_key = _collect(history)
+    steps_left = [max_steps]
+    n_ops = 0
+    unknown_keys = []
+    for key in sorted(by_key, key=repr):
+        ops = _reduce_info(by_key[key], initial)
+        n_ops += len(ops)
+        try:
+            ok, witness = _search(ops, initial, deadline, steps_left)
+        except _Budget:
+            unknown_keys.append(key)
+            continue
+        if not ok:
+            return CheckResult(False, _explain(key, witness), {"key": repr(key), "keys": len(by_key)})
+    details = {"keys": len(by_key), "ops_searched": n_ops, "steps": max_steps - steps_left[0],
+               "seconds": round(time.monotonic() - t0, 3)}
+    if unknown_keys:
+        return CheckResult(UNKNOWN, f"search budget ran out on key(s) {', '.join(repr(k) for k in unknown_keys[:5])}"
+                                    f" (budget {budget_s} s, {max_steps} steps)", details)
+    return CheckResult(True, "", details)
+
+
+def _explain(key: Any, witness: dict | None) -> str:
+    if witness is None:
+        return f"key {key!r}: no linearization exists"
+    stuck: _Op = witness["stuck"]
+    done = witness["done"]
+    before = "; ".join(op.describe() for op in done) if done else "nothing"
+    return (f"key {key!r}: not linearizable: {stuck.describe()} cannot be placed: in the longest "
+            f"order found, the register held {witness['state']!r} after {before}, and no order of the "
+            f"operations concurrent with it makes it return what the client was told")
