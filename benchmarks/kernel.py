@@ -1,0 +1,172 @@
+"""Kernel speed: all-to-all messaging through dsim against the same workload on bare simpy.
+
+N handler nodes; a fixed number of messages in flight; each delivery makes the receiver send one
+message to a node drawn at random (destinations pre-drawn in per-node batches in both versions, so
+both do the same random work). Latency is exponential with mean 1 ms in both. The bare version is
+what a careful simpy user writes: one ``Timeout`` per message with a delivery callback.
+
+Rates are deliveries per CPU second (``time.process_time``), repetitions interleaved (dsim, simpy,
+dsim, ...) and the median taken, so a busy machine skews both alike.
+
+    python benchmarks/kernel.py --nodes 100
+    python benchmarks/kernel.py --nodes 10000 --json
+    python benchmarks/kernel.py --idle 1000000 --json      # memory of idle nodes
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import simpy  # noqa: E402
+
+from simulator.dists import Dist  # noqa: E402
+from simulator.kernel import Simulation  # noqa: E402
+from simulator.node import Node  # noqa: E402
+
+BATCH = 256
+
+
+class Hopper(Node):
+    """Forwards every message to a random node; ``seed_msgs`` messages start at boot."""
+
+    __slots__ = ("ids", "dests", "seed_msgs")
+
+    def __init__(self, ids: list[str], seed_msgs: int):
+        self.ids = ids
+        self.dests: list[int] = []
+        self.seed_msgs = seed_msgs
+
+    def _next(self, ctx) -> str:
+        if not self.dests:
+            self.dests = ctx.rng.integers(0, len(self.ids), BATCH).tolist()
+        return self.ids[self.dests.pop()]
+
+    def on_start(self, ctx):
+        for _ in range(self.seed_msgs):
+            ctx.send(self._next(ctx), "hop")
+
+    def on_message(self, ctx, src, msg):
+        ctx.send(self._next(ctx), msg)
+
+
+def run_dsim(nodes: int, in_flight: int, sim_ms: int, seed: int = 1) -> tuple[int, float]:
+    sim = Simulation(seed, latency=Dist("exponential", 1.0))
+    ids = [f"n{i}" for i in range(nodes)]
+    per = [in_flight // nodes + (1 if i < in_flight % nodes else 0) for i in range(nodes)]
+    for i, nid in enumerate(ids):
+        sim.add_node(nid, lambda k=per[i]: Hopper(ids, k))
+        sim.streams.get(f"node.{nid}")  # generators made before timing, as in the simpy version
+    t0 = time.process_time()
+    sim.run(until_ns=sim_ms * 1_000_000)
+    cpu = time.process_time() - t0
+    return sim.network.delivered, cpu
+
+
+def run_simpy(nodes: int, in_flight: int, sim_ms: int, seed: int = 1) -> tuple[int, float]:
+    env = simpy.Environment()
+    gens = [np.random.default_rng([seed, i]) for i in range(nodes)]
+    dests: list[list[int]] = [[] for _ in range(nodes)]
+    lat_gen = np.random.default_rng([seed, 10**9])
+    lat_buf: list[int] = []
+    delivered = 0
+
+    def latency() -> int:
+        nonlocal lat_buf
+        if not lat_buf:
+            lat_buf = np.rint(lat_gen.exponential(1.0, 4096) * 1e6).astype(np.int64).tolist()
+            lat_buf.reverse()
+        return lat_buf.pop()
+
+    def next_dest(i: int) -> int:
+        d = dests[i]
+        if not d:
+            d = dests[i] = gens[i].integers(0, nodes, BATCH).tolist()
+        return d.pop()
+
+    def deliver(ev):
+        nonlocal delivered
+        delivered += 1
+        dst = ev._value
+        t = env.timeout(latency(), next_dest(dst))
+        t.callbacks.append(deliver)
+
+    per = [in_flight // nodes + (1 if i < in_flight % nodes else 0) for i in range(nodes)]
+    for i in range(nodes):
+        for _ in range(per[i]):
+            t = env.timeout(latency(), next_dest(i))
+            t.callbacks.append(deliver)
+    t0 = time.process_time()
+    env.run(until=sim_ms * 1_000_000)
+    cpu = time.process_time() - t0
+    return delivered, cpu
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def idle(nodes: int) -> dict:
+    """Build ``nodes`` idle nodes and run to quiescence; report peak memory."""
+    gc.collect()
+    before = peak_rss_mib()
+    sim = Simulation(1)
+    t0 = time.process_time()
+    for i in range(nodes):
+        sim.add_node(f"n{i}", Node)
+    sim.run()
+    cpu = time.process_time() - t0
+    peak = peak_rss_mib()
+    return {"idle_nodes": nodes, "build_and_run_cpu_s": round(cpu, 2), "peak_rss_mib": round(peak, 1),
+            "bytes_per_node": round((peak - before) * 1024 * 1024 / nodes)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--nodes", type=int, default=100, help="handler nodes (default 100)")
+    ap.add_argument("--in-flight", type=int, default=1000, help="messages in flight (default 1000)")
+    ap.add_argument("--sim-ms", type=int, default=0, help="simulated ms per repetition (default: ~300k deliveries)")
+    ap.add_argument("--reps", type=int, default=5, help="interleaved repetitions (default 5)")
+    ap.add_argument("--idle", type=int, default=0, help="instead: build this many idle nodes, report memory")
+    ap.add_argument("--json", action="store_true", help="end with one JSON line")
+    args = ap.parse_args(argv)
+    if args.idle:
+        out = idle(args.idle)
+        print(f"{out['idle_nodes']:,} idle nodes: {out['build_and_run_cpu_s']} CPU s, peak RSS "
+              f"{out['peak_rss_mib']} MiB, {out['bytes_per_node']} bytes a node")
+        if args.json:
+            print(json.dumps(out))
+        return 0
+    if args.nodes < 1 or args.in_flight < 1:
+        print("--nodes and --in-flight must be >= 1", file=sys.stderr)
+        return 2
+    sim_ms = args.sim_ms or max(1, 300_000 // args.in_flight)
+    dsim_rates, simpy_rates = [], []
+    for rep in range(args.reps):
+        d, c = run_dsim(args.nodes, args.in_flight, sim_ms, seed=rep + 1)
+        dsim_rates.append(d / c)
+        s, c = run_simpy(args.nodes, args.in_flight, sim_ms, seed=rep + 1)
+        simpy_rates.append(s / c)
+    dm, sm = statistics.median(dsim_rates), statistics.median(simpy_rates)
+    out = {"nodes": args.nodes, "dsim_msgs_per_s": round(dm), "simpy_msgs_per_s": round(sm),
+           "ratio": round(dm / sm, 3), "peak_rss_mib": round(peak_rss_mib(), 1)}
+    print(f"{args.nodes} nodes, {args.in_flight} in flight, {sim_ms} simulated ms x {args.reps} reps (medians, CPU time)")
+    print(f"  dsim : {dm:12,.0f} deliveries/s")
+    print(f"  simpy: {sm:12,.0f} deliveries/s")
+    print(f"  ratio: {dm / sm:.3f}   peak RSS {out['peak_rss_mib']} MiB")
+    if args.json:
+        print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Checkers: functions from what a run left (history, observations, exposed state) to a verdict.
+
+A :class:`CheckResult` has ``valid`` in {True, False, "unknown"} and, when it is not True, a
+``message`` a person can read: the first counter-example, in words. :func:`compose` folds several
+results into one verdict (False beats "unknown" beats True), as Jepsen's ``compose`` does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+UNKNOWN = "unknown"
+
+
+@dataclass
+class CheckResult:
+    valid: bool | str
+    message: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.valid not in (True, False, UNKNOWN):
+            raise ValueError(f"valid must be True, False or 'unknown', got {self.valid!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"valid": self.valid}
+        if self.message:
+            out["message"] = self.message
+        out.update(self.details)
+        return out
+
+
+def merge_valid(values) -> bool | str:
+    """False if any is False, else "unknown" if any is unknown, else True (True for none)."""
+    values = list(values)
+    if any(v is False for v in values):
+        return False
+    if any(v == UNKNOWN for v in values):
+        return UNKNOWN
+    return True
+
+
+def compose(results: dict[str, CheckResult]) -> CheckResult:
+    """One verdict over named results; the message names the failing checks."""
+    valid = merge_valid(r.valid for r in results.values())
+    bad = [f"{name}: {r.message or r.valid}" for name, r in results.items() if r.valid is not True]
+    return CheckResult(valid, "; ".join(bad))

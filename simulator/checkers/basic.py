@@ -1,0 +1,65 @@
+"""Shared checkers: exactly-once delivery, set completeness and availability floors."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Hashable, Iterable
+
+from ..history import pairs
+from . import CheckResult
+
+
+def _few(items: list, n: int = 5) -> str:
+    shown = ", ".join(str(i) for i in items[:n])
+    return shown + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
+def exactly_once(expected: Iterable[Hashable], delivered: Iterable[Hashable],
+                 may_be_missing: Iterable[Hashable] = ()) -> CheckResult:
+    """Every expected item delivered exactly once; items in ``may_be_missing`` (their fate unknown,
+    e.g. timed-out requests) may be absent but never duplicated; nothing unexpected delivered."""
+    expected = list(expected)
+    counts = Counter(delivered)
+    excused = set(may_be_missing)
+    expected_set = set(expected)
+    dups = sorted((k for k, c in counts.items() if c > 1), key=str)
+    lost = [k for k in expected if counts.get(k, 0) == 0 and k not in excused]
+    strange = sorted((k for k in counts if k not in expected_set and k not in excused), key=str)
+    details = {"expected": len(expected), "delivered": sum(counts.values()), "duplicated": len(dups),
+               "lost": len(lost), "unexpected": len(strange)}
+    problems = []
+    if lost:
+        problems.append(f"{len(lost)} lost (never delivered): {_few(lost)}")
+    if dups:
+        problems.append(f"{len(dups)} delivered more than once: " + _few([f"{k} x{counts[k]}" for k in dups]))
+    if strange:
+        problems.append(f"{len(strange)} delivered but never sent: {_few(strange)}")
+    return CheckResult(not problems, "; ".join(problems), details)
+
+
+def set_complete(added: Iterable[Hashable], final_read: Iterable[Hashable], uncertain: Iterable[Hashable] = ()) -> CheckResult:
+    """Every acknowledged addition appears in the final read; nothing appears that was never added."""
+    added = list(added)
+    final = set(final_read)
+    uncertain = set(uncertain)
+    lost = [a for a in added if a not in final]
+    phantom = sorted((x for x in final if x not in set(added) and x not in uncertain), key=str)
+    problems = []
+    if lost:
+        problems.append(f"{len(lost)} acknowledged but missing from the final read: {_few(lost)}")
+    if phantom:
+        problems.append(f"{len(phantom)} in the final read but never added: {_few(phantom)}")
+    return CheckResult(not problems, "; ".join(problems), {"acknowledged": len(added), "lost": len(lost)})
+
+
+def availability(history: list[dict], floor: float, until_ns: int | None = None) -> CheckResult:
+    """At least ``floor`` of the operations invoked before ``until_ns`` ended ok."""
+    ended = [c for i, c in pairs(history) if c is not None and (until_ns is None or i["time"] < until_ns)]
+    if not ended:
+        return CheckResult("unknown", "no operation ended", {"floor": floor})
+    ok = sum(1 for c in ended if c["type"] == "ok")
+    share = ok / len(ended)
+    details = {"floor": floor, "availability": round(share, 6), "ended": len(ended)}
+    if share < floor:
+        return CheckResult(False, f"only {share:.2%} of {len(ended)} operations succeeded; the floor is {floor:.2%}", details)
+    return CheckResult(True, "", details)

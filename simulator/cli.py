@@ -1,0 +1,461 @@
+"""The ``dsim`` command.
+
+    dsim list                                   the designs dsim ships
+    dsim describe raft                          parameters, planted bugs, checkers, nemeses
+    dsim run queue --seed 7                     one run -> results/queue/<time>-s7/
+    dsim run raft --nemesis partition-random-halves,crash --bug stale-read
+    dsim replay results/raft/latest             re-run from the manifest; exit 0 if the digest matches
+    dsim compare results/raft/A results/raft/B  a table and one comparison figure
+    dsim sweep queue --seeds 1-8 --grid servers=1,2 --jobs 2
+    dsim show results/queue/latest              a run folder's summary
+
+Exit status: 0 every check valid, 1 a check invalid, 2 bad usage or input, 3 unknown or incomplete.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sys
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+
+from . import scenario as registry
+from .config import DEFAULTS_HELP, RUN_OPTIONS, RunConfig, build_config, load_toml
+from .rng import MAX_SEED
+from .scenario import UsageError
+
+RUN_EPILOG = """\b
+Examples:
+  dsim run queue --seed 7
+  dsim run queue --rate 9 --set servers=10 --set service_ms=1000 --latency 0 --time-limit 20000
+  dsim run raft --nemesis partition-random-halves,crash --nemesis-interval 5
+  dsim run raft --config experiment.toml --bug stale-read --out /tmp/run1
+"""
+
+
+def _fail(message: str) -> "NoReturn":  # noqa: F821
+    raise UsageError(message)
+
+
+def parse_seed(raw) -> int:
+    try:
+        seed = int(str(raw), 10)
+    except ValueError:
+        _fail(f"bad value {raw!r} for --seed: expected an integer from 0 to {MAX_SEED}")
+    if not 0 <= seed <= MAX_SEED:
+        _fail(f"bad value {raw!r} for --seed: expected an integer from 0 to {MAX_SEED}")
+    return seed
+
+
+def parse_sets(items) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            _fail(f"bad value {item!r} for --set: expected key=value")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _number(kind):
+    def convert(ctx, param, value):
+        if value is None:
+            return None
+        try:
+            return kind(value)
+        except ValueError:
+            _fail(f"bad value {value!r} for --{param.name.replace('_', '-')}: expected {'an integer' if kind is int else 'a number'}")
+    return convert
+
+
+def run_options(f):
+    """The options `run` and `sweep` share."""
+    opts = [
+        click.option("--time-limit", "time_limit_s", callback=_number(float), help="Simulated seconds of workload [scenario default]."),
+        click.option("--rate", callback=_number(float), help="Open-loop rate, operations per simulated second."),
+        click.option("--concurrency", callback=_number(int), help="Closed-loop clients (use closed loop)."),
+        click.option("--node-count", "node_count", callback=_number(int), help="Server nodes."),
+        click.option("--latency", "latency_ms", callback=_number(float), help="Mean one-way network latency, ms."),
+        click.option("--latency-dist", "latency_dist", help="constant, uniform, normal, lognormal, exponential or pareto."),
+        click.option("--nemesis", help="Fault generators, comma-separated (see `dsim describe`)."),
+        click.option("--nemesis-interval", "nemesis_interval_s", callback=_number(float), help="Seconds between fault start and stop."),
+        click.option("--op-timeout", "op_timeout_ms", callback=_number(float), help="Client operation timeout, ms (then recorded info)."),
+        click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="A scenario parameter (repeatable)."),
+        click.option("--config", "config_file", type=click.Path(dir_okay=False), help="A TOML experiment file."),
+        click.option("--bug", help="Plant a bug (see `dsim describe`)."),
+        click.option("--trace", is_flag=True, help="Also write trace.jsonl (every delivery, drop and timer)."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _collect_options(kw) -> dict:
+    return {k: kw.get(k) for k in ("time_limit_s", "rate", "concurrency", "node_count", "latency_ms", "latency_dist",
+                                   "nemesis", "nemesis_interval_s", "op_timeout_ms")}
+
+
+def _make_config(name, seed_raw, kw, file=None) -> RunConfig:
+    scen = registry.get(name)
+    if file is None and kw.get("config_file"):
+        file = load_toml(kw["config_file"])
+    if seed_raw is not None:
+        seed = parse_seed(seed_raw)
+    elif file and "seed" in file:
+        seed = parse_seed(file["seed"])
+    else:
+        seed = None
+    cfg = build_config(scen, seed=seed if seed is not None else 0, file=file, options=_collect_options(kw),
+                       sets=parse_sets(kw.get("sets", ())), bug=kw.get("bug"), trace=bool(kw.get("trace")))
+    if seed is None:  # said only once the input is known to be good
+        cfg.seed = secrets.randbelow(2**31)
+        _err(f"no --seed given: using seed {cfg.seed} (replay it with --seed {cfg.seed})")
+    return cfg
+
+
+def _err(text: str) -> None:
+    click.echo(text, err=True)
+
+
+class Progress:
+    """A one-line progress display on a terminal; silent when stderr is not a terminal."""
+
+    def __init__(self, label: str, enabled: bool | None = None):
+        self.label = label
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.t0 = time.perf_counter()
+        self.last = 0.0
+
+    def __call__(self, done: float, total: float) -> None:
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if now - self.last < 0.1 and done < total:
+            return
+        self.last = now
+        sys.stderr.write(f"\r{self.label}: {done:,.1f}/{total:,.1f} simulated s, {now - self.t0:,.1f} s wall   ")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r" + " " * 78 + "\r")
+            sys.stderr.flush()
+
+
+def _fmt(v, unit="") -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:,.3f}{unit}" if abs(v) < 100 else f"{v:,.1f}{unit}"
+    return f"{v}{unit}"
+
+
+def print_summary(man: dict, met: dict, folder: str | None) -> None:
+    ops = met.get("ops", {})
+    lat = met.get("latency_ms", {})
+    cfg = man.get("config", {})
+    click.echo(f"{man['scenario']} seed {man['seed']}" + (f", bug {man['bug']}" if man.get("bug") else "")
+               + (f", nemesis {','.join(cfg.get('nemesis') or [])}" if cfg.get("nemesis") else "")
+               + f": {_fmt(man.get('end_time_s'))} simulated s in {_fmt(man.get('wall_seconds'))} s wall")
+    click.echo(f"  operations  {ops.get('ok', 0)} ok, {ops.get('fail', 0)} fail, {ops.get('info', 0)} info "
+               f"(availability {_fmt(met.get('availability'))})")
+    click.echo(f"  latency ms  p50 {_fmt(lat.get('p50'))}  p95 {_fmt(lat.get('p95'))}  p99 {_fmt(lat.get('p99'))}  "
+               f"p99.9 {_fmt(lat.get('p999'))}  max {_fmt(lat.get('max'))}  mean {_fmt(lat.get('mean'))}")
+    click.echo(f"  throughput  {_fmt(met.get('throughput_ops_s'))} ok ops/s")
+    if met.get("recovery"):
+        rec = [r["recovery_s"] for r in met["recovery"] if r["recovery_s"] is not None]
+        if rec:
+            click.echo(f"  recovery    {len(rec)} healed faults, slowest back to ok after {max(rec):.3f} s")
+    figs = {k: v for k, v in (met.get("figures") or {}).items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
+    if figs:
+        shown = list(figs.items())[:8]
+        click.echo("  figures     " + ", ".join(f"{k} {_fmt(v)}" for k, v in shown))
+    for name, chk in (met.get("checks") or {}).items():
+        v = chk.get("valid")
+        mark = {True: "valid  ", False: "INVALID"}.get(v, "unknown")
+        click.echo(f"  {mark}  {name}" + (f": {chk['message']}" if chk.get("message") else ""))
+    verdict = {True: "VALID", False: "INVALID"}.get(met.get("valid"), "UNKNOWN")
+    click.echo(f"  verdict     {verdict}   digest {str(man.get('digest', '-'))[:16]}")
+    if folder:
+        click.echo(f"  results     {folder}")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="dsim", prog_name="dsim")
+def cli():
+    """dsim: run distributed-system designs under faults, deterministically, and get verdicts.
+
+    \b
+    Start with:
+      dsim list
+      dsim describe queue
+      dsim run queue --seed 7
+    """
+
+
+@cli.command("list")
+def list_cmd():
+    """The scenarios dsim ships."""
+    for name in registry.names():
+        click.echo(f"{name:12s} {registry.get(name).summary}")
+
+
+@cli.command()
+@click.argument("scenario")
+def describe(scenario):
+    """Parameters (with defaults and units), planted bugs, checkers and nemeses of SCENARIO."""
+    scen = registry.get(scenario)
+    click.echo(f"{scen.name}: {scen.summary}\n")
+    doc = (sys.modules[scen.__module__].__doc__ or "").strip()
+    if doc:
+        click.echo(doc + "\n")
+    click.echo("Parameters (--set NAME=VALUE):")
+    for p in scen.params:
+        click.echo(f"  {p.name:24s} default {p.default!r:12s} {p.help} [{p.accepted()}]")
+    click.echo("\nRun options (scenario defaults marked *):")
+    base = RunConfig(scenario=scen.name)
+    for key in RUN_OPTIONS:
+        val = scen.defaults.get(key, getattr(base, key))
+        mark = "*" if key in scen.defaults else " "
+        click.echo(f"  {key:22s}{mark} {val!r:14s} {DEFAULTS_HELP.get(key, '')}")
+    click.echo("\nPlanted bugs (--bug NAME):")
+    for k, v in scen.bugs.items():
+        click.echo(f"  {k:24s} {v}")
+    if not scen.bugs:
+        click.echo("  (none)")
+    click.echo("\nCheckers:")
+    for k, v in scen.checkers.items():
+        click.echo(f"  {k:24s} {v}")
+    click.echo("\nNemeses that suit it (--nemesis a,b): " + (", ".join(scen.nemeses) or "(none)"))
+    if scen.custom_nemeses:
+        click.echo("Its own nemeses: " + ", ".join(scen.custom_nemeses))
+    if scen.examples:
+        click.echo("\nExamples:")
+        for e in scen.examples:
+            click.echo(f"  {e}")
+
+
+@cli.command(epilog=RUN_EPILOG)
+@click.argument("scenario")
+@click.option("--seed", help="Master seed (default: a random one, printed).")
+@run_options
+@click.option("--out", type=click.Path(file_okay=False), help="Results folder (default results/SCENARIO/TIME-sSEED).")
+@click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
+def run(scenario, seed, out, no_plots, **kw):
+    """Run SCENARIO once and write its results folder."""
+    from .results import new_folder
+    from .runner import run_to_folder
+
+    cfg = _make_config(scenario, seed, kw)
+    if out is not None and Path(out).exists() and any(Path(out).iterdir()):
+        _fail(f"bad value {out!r} for --out: the folder exists and is not empty")
+    folder = new_folder(cfg, out)
+    progress = Progress(f"{scenario} seed {cfg.seed}")
+    try:
+        outcome, status, _ = run_to_folder(cfg, folder, plots=not no_plots, progress=progress)
+    except KeyboardInterrupt:
+        progress.close()
+        _err(f"dsim: interrupted; partial results (marked incomplete) in {folder}")
+        sys.exit(3)
+    except Exception as exc:  # a crash inside a scenario or the kernel: keep the folder, say where
+        progress.close()
+        (folder / "error.txt").write_text(traceback.format_exc())
+        _err(f"dsim: run crashed: {type(exc).__name__}: {exc} (traceback in {folder / 'error.txt'}; results marked incomplete)")
+        sys.exit(3)
+    progress.close()
+    from .results import read_run
+
+    r = read_run(folder)
+    print_summary(r["manifest"], r["metrics"], str(folder))
+    sys.exit(status)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+def replay(run_dir):
+    """Re-run RUN_DIR from its manifest; exit 0 only if the trace digest is identical."""
+    from .results import read_run
+    from .run import execute
+
+    try:
+        r = read_run(run_dir)
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    man = r["manifest"]
+    if not man.get("digest"):
+        _fail(f"{run_dir!r} has no digest (its run is {man.get('status', 'unknown')}): nothing to compare")
+    cfg = RunConfig.from_dict(man["config"])
+    t0 = time.perf_counter()
+    out = execute(cfg, progress=Progress(f"replay {cfg.scenario} seed {cfg.seed}"))
+    Progress("").close()
+    same = out.digest == man["digest"]
+    click.echo(f"replay of {run_dir}: {'identical' if same else 'DIFFERENT'} digest ({time.perf_counter() - t0:.2f} s wall)")
+    click.echo(f"  recorded {man['digest']}")
+    click.echo(f"  replayed {out.digest}")
+    if not same:
+        v = man.get("versions", {})
+        from .results import versions as now_versions
+
+        if v and v != now_versions():
+            click.echo("  note: package versions differ from the recorded run's")
+    sys.exit(0 if same else 1)
+
+
+@cli.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path())
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Figure path (default results/compare-TIME.png).")
+def compare(run_dirs, out_file):
+    """Compare runs: a table here and overlaid latency CDFs, throughput and verdicts in one figure."""
+    from . import plots as P
+    from .history import read_jsonl
+    from .results import read_run
+
+    runs, hists = [], []
+    for d in run_dirs:
+        try:
+            r = read_run(d)
+        except FileNotFoundError as exc:
+            _fail(str(exc))
+        man = r["manifest"]
+        r["label"] = f"{Path(d).resolve().name}" if len(set(Path(x).resolve().name for x in run_dirs)) == len(run_dirs) else d
+        r["label"] = f"{man['scenario']} s{man['seed']}" + (f" {man['bug']}" if man.get("bug") else "") + f" ({r['label']})"
+        runs.append(r)
+        hp = Path(d) / "history.jsonl"
+        hists.append(read_jsonl(hp) if hp.exists() else [])
+    cols = ("run", "valid", "ok", "info", "p50 ms", "p99 ms", "max ms", "ops/s", "avail")
+    rows = []
+    for r in runs:
+        m = r["metrics"]
+        lat = m.get("latency_ms", {})
+        ops = m.get("ops", {})
+        rows.append((r["label"], {True: "valid", False: "INVALID"}.get(m.get("valid"), str(m.get("valid"))),
+                     ops.get("ok"), ops.get("info"), _fmt(lat.get("p50")), _fmt(lat.get("p99")), _fmt(lat.get("max")),
+                     _fmt(m.get("throughput_ops_s")), _fmt(m.get("availability"))))
+    widths = [max(len(str(x)) for x in col) for col in zip(cols, *rows)]
+    for row in (cols, *rows):
+        click.echo("  ".join(str(x).ljust(w) for x, w in zip(row, widths)))
+    if out_file is None:
+        Path("results").mkdir(exist_ok=True)
+        out_file = f"results/compare-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}.png"
+    Path(out_file).parent.mkdir(parents=True, exist_ok=True)
+    P.compare(runs, hists, Path(out_file))
+    click.echo(f"figure: {out_file}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+def show(run_dir):
+    """Print the summary of a run folder."""
+    from .results import read_run
+
+    try:
+        r = read_run(run_dir)
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    if r["manifest"].get("status") != "complete":
+        click.echo(f"{run_dir}: run {r['manifest'].get('status')}: {r['manifest'].get('error', '')}")
+        sys.exit(3)
+    print_summary(r["manifest"], r["metrics"], run_dir)
+
+
+@cli.command(epilog="""\b
+Examples:
+  dsim sweep queue --seeds 1-8 --jobs 2
+  dsim sweep queue --seeds 1-20 --grid servers=1,2,4 --grid rate=50,80
+  dsim sweep raft --seeds 1-50 --nemesis partition-random-halves,crash --jobs 2
+""")
+@click.argument("scenario")
+@click.option("--seeds", default="1-10", show_default=True, help="Seeds: a range 1-100, a list 1,5,9, or both.")
+@click.option("--grid", multiple=True, metavar="KEY=V1,V2", help="Values to sweep (repeatable); a parameter or run option.")
+@click.option("--jobs", default="1", show_default=True, help="Parallel worker processes.")
+@run_options
+@click.option("--out", type=click.Path(file_okay=False), help="Sweep folder (default results/SCENARIO/sweep-TIME).")
+@click.option("--plots/--no-plots", "run_plots", default=False, show_default=True, help="Draw each run's plots too.")
+def sweep(scenario, seeds, grid, jobs, out, run_plots, **kw):
+    """Run SCENARIO for every seed and grid point; write runs.csv and summary.png."""
+    from . import plots as P
+    from .results import utc_now, write_json
+    from .sweep import combinations, parse_grid, parse_seeds, run_sweep, split_point, write_csv
+
+    try:
+        n_jobs = int(jobs)
+        if n_jobs < 1:
+            raise ValueError
+    except ValueError:
+        _fail(f"bad value {jobs!r} for --jobs: expected an integer >= 1")
+    seed_list = parse_seeds(seeds)
+    points = combinations(parse_grid(grid))
+    file = load_toml(kw["config_file"]) if kw.get("config_file") else None
+    base_opts = _collect_options(kw)
+    configs = []
+    for point in points:  # validate everything before running anything
+        options, params = split_point(point)
+        merged = {k: v for k, v in base_opts.items() if v is not None}
+        merged.update(options)
+        for seed in seed_list:
+            cfg = build_config(registry.get(scenario), seed=seed, file=dict(file) if file else None, options=merged,
+                               sets={**parse_sets(kw.get("sets", ())), **params}, bug=kw.get("bug"),
+                               trace=bool(kw.get("trace")))
+            configs.append((cfg, point))
+    folder = Path(out) if out else Path("results") / scenario / f"sweep-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}"
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / "sweep.json", {"scenario": scenario, "seeds": seed_list, "grid": [dict(p) for p in points],
+                                       "jobs": n_jobs, "started_utc": utc_now(), "command": " ".join(sys.argv)})
+    tty = sys.stderr.isatty()
+    t0 = time.perf_counter()
+
+    def progress(done, total, row):
+        if tty:
+            sys.stderr.write(f"\rsweep {scenario}: {done}/{total} runs, {time.perf_counter() - t0:,.1f} s   ")
+            sys.stderr.flush()
+
+    try:
+        rows = run_sweep(configs, folder, n_jobs, run_plots, progress)
+    except KeyboardInterrupt:
+        _err(f"\ndsim: sweep interrupted; finished runs are in {folder / 'runs'}")
+        sys.exit(3)
+    if tty:
+        sys.stderr.write("\r" + " " * 60 + "\r")
+    write_csv(folder / "runs.csv", rows)
+    keys = list(points[0].keys()) if points and points[0] else []
+    P.summary(rows, keys, folder / "summary.png", f"{scenario}: {len(seed_list)} seeds x {len(points)} grid points")
+    n_valid = sum(1 for r in rows if r.get("valid") is True)
+    n_bad = sum(1 for r in rows if r.get("valid") is False)
+    click.echo(f"sweep {scenario}: {len(rows)} runs in {time.perf_counter() - t0:,.1f} s: {n_valid} valid, {n_bad} invalid, "
+               f"{len(rows) - n_valid - n_bad} unknown")
+    for r in rows:
+        if r.get("valid") is not True:
+            click.echo(f"  seed {r['seed']} {' '.join(f'{k}={r[k]}' for k in keys)}: {r.get('valid')}: {r.get('failed_checks', '')[:200]}")
+    click.echo(f"  {folder / 'runs.csv'}\n  {folder / 'summary.png'}")
+    worst = 1 if n_bad else (3 if len(rows) - n_valid else 0)
+    sys.exit(worst)
+
+
+def main(argv=None) -> None:
+    """Entry point: one-line errors with exit status 2 for bad usage or input."""
+    try:
+        cli.main(args=argv, prog_name="dsim", standalone_mode=False)
+    except UsageError as exc:
+        _err(f"dsim: error: {exc}")
+        sys.exit(2)
+    except click.UsageError as exc:
+        _err(f"dsim: error: {exc.format_message()}")
+        sys.exit(2)
+    except click.exceptions.Abort:
+        _err("dsim: aborted")
+        sys.exit(3)
+    except click.ClickException as exc:
+        _err(f"dsim: error: {exc.format_message()}")
+        sys.exit(exc.exit_code if exc.exit_code else 2)
+    except BrokenPipeError:
+        sys.exit(0)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""Operation histories: the record of what clients asked and what they were told.
+
+One JSON object a line, Jepsen's shape::
+
+    {"index": 0, "time": 1200000, "type": "invoke", "process": 3, "f": "write", "value": ["k1", 4]}
+    {"index": 1, "time": 3400000, "type": "ok",     "process": 3, "f": "write", "value": ["k1", 4]}
+
+``time`` is true simulated time in integer ns. Each completion (``ok``, ``fail``: definitely did
+not happen, ``info``: may or may not have happened) follows its invoke, and a process has at most
+one operation outstanding; a process whose operation ended ``info`` is never used again.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+TYPES = ("invoke", "ok", "fail", "info")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def write_jsonl(path: str | Path, ops: Iterable[dict]) -> None:
+    with open(path, "w") as fh:
+        for op in ops:
+            fh.write(json.dumps(_jsonable(op), separators=(",", ":")))
+            fh.write("\n")
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    with open(path) as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def pairs(history: list[dict]) -> Iterator[tuple[dict, dict | None]]:
+    """(invoke, completion) for every operation, in invoke order; completion None if it never ended."""
+    open_by_process: dict[int, int] = {}
+    out: list[list] = []
+    for op in history:
+        if op["type"] == "invoke":
+            open_by_process[op["process"]] = len(out)
+            out.append([op, None])
+        else:
+            i = open_by_process.pop(op["process"], None)
+            if i is not None:
+                out[i][1] = op
+    for inv, comp in out:
+        yield inv, comp
+
+
+def _edn(value: Any) -> str:
+    if value is None:
+        return "nil"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + " ".join(_edn(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_edn(k)} {_edn(v)}" for k, v in value.items()) + "}"
+    return json.dumps(str(value))
+
+
+def to_edn(history: list[dict]) -> str:
+    """The history in Jepsen's EDN shape (one map a line), for Knossos or Elle to cross-check."""
+    lines = []
+    for op in history:
+        lines.append("{:index %d, :time %d, :type :%s, :process %d, :f :%s, :value %s}" % (
+            op["index"], op["time"], op["type"], op["process"], op["f"], _edn(op.get("value"))))
+    return "\n".join(lines) + "\n"

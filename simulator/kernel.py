@@ -1,0 +1,203 @@
+"""The Simulation: a simpy Environment with integer-nanosecond time, named random streams, hosts,
+a network and the trace digest.
+
+Event order
+    All kernel events are simpy events on one heap, ordered by (time, priority, event id). Every
+    dsim event has NORMAL priority, so events at the same instant run in the order they were
+    scheduled. That is the documented tie rule: a delivery scheduled before a timer at the same
+    nanosecond runs first. Code that changes how an event travels (an extra hop through another
+    callback) changes tie order, and therefore digests.
+Callbacks, not processes
+    ``schedule(delay_ns, fn, a, b)`` pushes a tiny slotted event whose only callback calls
+    ``fn(a, b)``. It goes straight onto simpy's heap (the same tuple ``Environment.schedule``
+    builds), which is what makes a delivery cost about as much as a bare simpy Timeout. No node
+    owns a process; an idle node owns no event.
+Trace digest
+    Deliveries, drops, timer firings and faults are appended to an
+    ``array('q')`` of integers, hashed with SHA-256 in blocks. Names (node ids, message types, event
+    kinds) become small codes from an intern table filled in order of first appearance, which is
+    itself deterministic; other values enter as the CRC-32 of their ``repr``. Encoding to integers
+    costs a fraction of ``repr`` per event. The client history and the observations (``ctx.record``)
+    are kept in memory anyway; the digest folds in their ``repr`` once, at the end, rather than
+    paying per operation. The digest is the run's fingerprint: the same seed, parameters and
+    versions give the same digest in any process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zlib
+from array import array
+from heapq import heappush
+from typing import Any, Callable
+
+import simpy
+from simpy.core import EmptySchedule, StopSimulation
+
+from .clock import Clock
+from .dists import Dist
+from .network import _FLUSH_AT, Network, _Call3
+from .rng import Streams
+from .runtime import Host
+
+NS_PER_MS = 1_000_000
+NS_PER_S = 1_000_000_000
+_NORMAL = 1
+
+
+def _fire(ev: "_Call") -> None:
+    ev.fn(ev.a, ev.b)
+
+
+_FIRE = (_fire,)
+
+
+class _Call:
+    """A scheduled call ``fn(a, b)``; simpy sees an already-triggered event with one callback."""
+
+    __slots__ = ("callbacks", "fn", "a", "b")
+    _ok = True
+
+    def __init__(self, fn, a, b):
+        self.callbacks = _FIRE
+        self.fn = fn
+        self.a = a
+        self.b = b
+
+
+def _stop(_a, _b):
+    raise StopSimulation(None)
+
+
+class Simulation:
+    """One simulated world. Time is ``env.now`` in integer nanoseconds."""
+
+    def __init__(self, seed: int, *, latency: Dist | None = None, trace_file=None):
+        self.env = simpy.Environment()
+        self._queue = self.env._queue
+        self._eid = self.env._eid
+        self.seed = seed
+        self.streams = Streams(seed)
+        self.hosts: dict[str, Host] = {}
+        self._to_start: list[Host] = []
+        self._timer_gen = 0
+        self.records: list[dict] = []
+        self._trace = array("q")  # cleared in place on flush: the network holds it too
+        self._codes: dict[str, int] = {}
+        self._hash = hashlib.sha256()
+        self._trace_file = trace_file
+        self.workload = None  # set by simulator.workload.Workload
+        self.faults = None  # set by simulator.faults.Injector
+        self.network = Network(self, latency if latency is not None else Dist("exponential", 1.0))
+        self.events_processed = 0
+
+    # ---- time and scheduling ------------------------------------------------------------------
+    @property
+    def now(self) -> int:
+        """True simulated time in ns (kernel, workload and checkers only; nodes use ctx.now)."""
+        return self.env._now
+
+    def schedule(self, delay_ns: int, fn: Callable[[Any, Any], None], a: Any = None, b: Any = None) -> None:
+        """Call ``fn(a, b)`` after ``delay_ns`` (an int >= 0)."""
+        heappush(self._queue, (self.env._now + delay_ns, _NORMAL, next(self._eid), _Call(fn, a, b)))
+
+    def schedule3(self, delay_ns: int, fn, a, b, c) -> None:
+        """Call ``fn(a, b, c)`` after ``delay_ns``."""
+        heappush(self._queue, (self.env._now + delay_ns, _NORMAL, next(self._eid), _Call3(fn, a, b, c)))
+
+    def at(self, time_ns: int, fn, a=None, b=None) -> None:
+        """Call ``fn(a, b)`` at absolute time ``time_ns`` (not in the past)."""
+        self.schedule(max(0, int(time_ns) - self.env._now), fn, a, b)
+
+    def stop(self) -> None:
+        """End the current ``run`` once the events of this instant scheduled so far have run."""
+        self.schedule(0, _stop)
+
+    def run(self, until_ns: int | None = None) -> None:
+        """Run until ``until_ns`` (exclusive of events at that instant; ``now`` is then ``until_ns``)
+        or, without it, until nothing is left. Running in several chunks gives the same event order
+        as one call: simpy's stop event is urgent and ties are otherwise broken by scheduling order."""
+        if self._to_start:
+            pending, self._to_start = self._to_start, []
+            self.schedule(0, self._start_hosts, pending)
+        if until_ns is not None and until_ns <= self.env._now:
+            return
+        try:
+            self.env.run(until=until_ns)
+        except EmptySchedule:  # pragma: no cover - simpy returns normally when empty
+            pass
+
+    def _start_hosts(self, hosts: list[Host], _unused=None) -> None:
+        for host in hosts:
+            if host.up and not host.started:
+                host.start()
+
+    # ---- nodes --------------------------------------------------------------------------------
+    def add_node(self, node_id: str, factory, *, cores: int = 1, service=None, fsync: Dist | None = None,
+                 inbox_limit: int = 10_000, clock: Clock | None = None, is_client: bool = False) -> Host:
+        """Host a node built by ``factory()`` (called again on every restart). Started at next ``run``."""
+        if node_id in self.hosts:
+            raise ValueError(f"node id {node_id!r} is used twice")
+        host = Host(self, node_id, factory, cores=cores, service=service, fsync=fsync,
+                    inbox_limit=inbox_limit, clock=clock, is_client=is_client)
+        self.hosts[node_id] = host
+        self._to_start.append(host)
+        return host
+
+    def host(self, node_id: str) -> Host:
+        return self.hosts[node_id]
+
+    def clock_of(self, node_id: str) -> Clock:
+        """The host's clock, created (perfect) on first use by a clock fault."""
+        host = self.hosts[node_id]
+        if host.clock is None:
+            host.clock = Clock(now_true=self.env._now)
+        return host.clock
+
+    # ---- observations and the trace -----------------------------------------------------------
+    def record(self, node_id: str, kind: str, fields: dict) -> None:
+        rec = {"time_ns": self.env._now, "node": node_id, "kind": kind}
+        rec.update(fields)
+        self.records.append(rec)  # part of the digest (see digest())
+
+    def code(self, name: str) -> int:
+        """The intern code of ``name`` (assigned on first use, so deterministic)."""
+        c = self._codes.get(name)
+        if c is None:
+            c = self._codes[name] = len(self._codes) + 1
+        return c
+
+    def trace_event(self, kind: str, *fields: Any) -> None:
+        """Append one event to the trace (and the digest). Fields: ints, names, or any repr-able."""
+        codes = self._codes
+        rec = [self.env._now, codes.get(kind) or self.code(kind), len(fields)]
+        for f in fields:
+            if type(f) is int:
+                rec.append(f & 0x7FFFFFFFFFFFFFFF)
+            elif type(f) is str and len(f) <= 40:
+                rec.append(-(codes.get(f) or self.code(f)))
+            else:
+                rec.append(-(1 << 40) - zlib.crc32(repr(f).encode()))
+        self._trace.extend(rec)
+        if self._trace_file is not None:
+            self._trace_file.write(json.dumps({"time_ns": self.env._now, "event": kind,
+                                               "args": [f if type(f) is int else str(f) for f in fields]}))
+            self._trace_file.write("\n")
+        if len(self._trace) >= _FLUSH_AT:
+            self._flush()
+
+    def _flush(self) -> None:
+        buf = self._trace
+        if buf:
+            self._hash.update(buf.tobytes())
+            del buf[:]
+
+    def digest(self) -> str:
+        """Hex SHA-256 of the trace so far, then the observations and the client history."""
+        self._flush()
+        h = self._hash.copy()
+        h.update(repr(self.records).encode())
+        if self.workload is not None:
+            h.update(repr(self.workload.history).encode())
+        return h.hexdigest()

@@ -1,0 +1,99 @@
+"""Pure functions from a history (and the applied faults) to the figures users read.
+
+Latency is completion time minus invoke time of ``ok`` operations. Throughput counts ``ok``
+completions per simulated second over the main phase. Availability is the share of main-phase
+operations that ended ``ok``. For every fault that was healed (a ``stop`` action), recovery is the
+time from the heal until the first operation invoked after it completes ``ok``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .history import pairs
+
+QUANTILES = {"p50": 50, "p95": 95, "p99": 99, "p999": 99.9}
+
+
+def latencies(history: list[dict], f: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(invoke times ns, latencies ns) of ok operations, optionally only those of function ``f``."""
+    t, lat = [], []
+    for inv, comp in pairs(history):
+        if comp is not None and comp["type"] == "ok" and (f is None or inv["f"] == f):
+            t.append(inv["time"])
+            lat.append(comp["time"] - inv["time"])
+    return np.asarray(t, dtype=np.int64), np.asarray(lat, dtype=np.int64)
+
+
+def latency_summary_ms(lat_ns: np.ndarray) -> dict[str, float | None]:
+    if len(lat_ns) == 0:
+        return {**{k: None for k in QUANTILES}, "max": None, "mean": None}
+    ms = lat_ns / 1e6
+    out = {k: round(float(np.percentile(ms, q)), 4) for k, q in QUANTILES.items()}
+    out["max"] = round(float(ms.max()), 4)
+    out["mean"] = round(float(ms.mean()), 4)
+    return out
+
+
+def op_counts(history: list[dict]) -> dict[str, int]:
+    counts = {"ok": 0, "fail": 0, "info": 0}
+    for op in history:
+        if op["type"] in counts:
+            counts[op["type"]] += 1
+    counts["invoked"] = sum(1 for op in history if op["type"] == "invoke")
+    return counts
+
+
+def throughput_series(history: list[dict], end_ns: int, bucket_s: float = 1.0) -> dict[str, np.ndarray]:
+    """Completions per second by type, in buckets of ``bucket_s`` simulated seconds."""
+    n = max(1, int(np.ceil(end_ns / 1e9 / bucket_s)))
+    out = {k: np.zeros(n) for k in ("ok", "fail", "info")}
+    for op in history:
+        if op["type"] in out:
+            i = min(n - 1, int(op["time"] / 1e9 / bucket_s))
+            out[op["type"]][i] += 1 / bucket_s
+    out["t_s"] = np.arange(n) * bucket_s
+    return out
+
+
+def availability(history: list[dict], until_ns: int | None = None) -> float | None:
+    ended = [c for i, c in pairs(history) if c is not None and (until_ns is None or i["time"] < until_ns)]
+    if not ended:
+        return None
+    return round(sum(1 for c in ended if c["type"] == "ok") / len(ended), 6)
+
+
+def recovery(history: list[dict], faults: list[dict]) -> list[dict[str, Any]]:
+    """For each healed fault: seconds from the heal to the first ok completion of an op invoked after it."""
+    oks = sorted((inv["time"], comp["time"]) for inv, comp in pairs(history) if comp is not None and comp["type"] == "ok")
+    invoke_times = np.asarray([t for t, _ in oks], dtype=np.int64)
+    out = []
+    for act in faults:
+        if act.get("phase") != "stop" and act.get("action") != "final_heal":
+            continue
+        t = act["time_ns"]
+        i = int(np.searchsorted(invoke_times, t))
+        first = min((c for _, c in oks[i:]), default=None)
+        out.append({"fault": act.get("nemesis") or act["action"], "healed_at_s": round(t / 1e9, 6),
+                    "recovery_s": None if first is None else round((first - t) / 1e9, 6)})
+    return out
+
+
+def summarise(history: list[dict], faults: list[dict], main_end_ns: int) -> dict[str, Any]:
+    """The shared part of metrics.json."""
+    _, lat = latencies(history)
+    counts = op_counts(history)
+    oks_main = sum(1 for inv, comp in pairs(history)
+                   if comp is not None and comp["type"] == "ok" and comp["time"] <= main_end_ns)
+    rec = recovery(history, faults)
+    known = [r["recovery_s"] for r in rec if r["recovery_s"] is not None]
+    return {
+        "ops": counts,
+        "latency_ms": latency_summary_ms(lat),
+        "throughput_ops_s": round(oks_main / (main_end_ns / 1e9), 4) if main_end_ns > 0 else None,
+        "availability": availability(history, main_end_ns),
+        "recovery": rec,
+        "recovery_max_s": max(known) if known else None,
+    }

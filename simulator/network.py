@@ -1,0 +1,256 @@
+"""Links between nodes: latency, loss, duplication, reordering, FIFO, bandwidth, partitions.
+
+Every message crosses :meth:`Network.send`. The default model applies to all links; a topology
+adds a per-pair base latency; fault verbs change the state that sends and deliveries consult:
+
+``partition(groups)``        nodes in different groups cannot talk (both directions)
+``partition_oneway(a, b)``   messages from any node in ``a`` to any node in ``b`` are lost
+``isolate(node)``            ``node`` against every other named node
+``block(pairs)``             any set of directed pairs (majorities ring, bridge)
+``heal()``                   remove every partition
+``slow(factor)``             multiply latencies (1 restores)
+``set_loss(p)`` / ``set_duplicate(p)``  drop / duplicate each message with probability ``p``
+``flaky(pairs, p)``          loss on chosen links only
+
+Partitions are checked at *delivery*, so messages in flight across a new partition are lost, as on
+a real cut. Reordering comes from latency jitter; ``fifo=True`` makes each directed link deliver in
+send order (TCP-like). With ``bandwidth_bps`` set, a message's ``size_bytes`` attribute (0 if it
+has none) adds serialisation delay and queues behind earlier messages on the same link.
+
+Nodes not named in a partition (clients, usually) are not cut off by it.
+"""
+
+from __future__ import annotations
+
+from heapq import heappush
+from typing import TYPE_CHECKING, Any, Iterable
+
+import numpy as np
+
+from .dists import Dist
+from .rng import Batch
+
+_FLUSH_AT = 5 * 8192
+
+
+class _Call3:
+    """A scheduled call ``fn(a, b, c)`` (see simulator.kernel: the same event shape)."""
+
+    __slots__ = ("callbacks", "fn", "a", "b", "c")
+    _ok = True
+
+    def __init__(self, fn, a, b, c):
+        self.callbacks = _FIRE3
+        self.fn = fn
+        self.a = a
+        self.b = b
+        self.c = c
+
+
+def _fire3(ev: _Call3) -> None:
+    ev.fn(ev.a, ev.b, ev.c)
+
+
+_FIRE3 = (_fire3,)
+
+if TYPE_CHECKING:
+    from .kernel import Simulation
+
+
+class Network:
+    def __init__(self, sim: "Simulation", latency: Dist):
+        self.sim = sim
+        self._env = sim.env
+        self._queue = sim.env._queue
+        self._eid = sim._eid
+        self._hosts = sim.hosts
+        self._trace = sim._trace
+        self._type_codes: dict[type, int] = {}
+        self._deliver_code = -sim.code("deliver")
+        self._tracing = sim._trace_file is not None
+        self._lat_buf: list[int] = []
+        self.set_latency(latency)
+        self._chance = Batch(sim.streams.get("net.chance"), lambda g, n: g.random(n))
+        self.loss = 0.0
+        self.duplicate = 0.0
+        self.slow_factor = 1.0
+        self.fifo = False
+        self.bandwidth_bps: float | None = None
+        self.blocked: set[tuple[str, str]] = set()
+        self.link_loss: dict[tuple[str, str], float] = {}
+        self.pair_base_ns: dict[tuple[str, str], int] | None = None
+        self._last_arrival: dict[tuple[str, str], int] = {}
+        self._link_free: dict[tuple[str, str], int] = {}
+        self._lossy = False
+        self._plain = True  # no topology, slowness, bandwidth or FIFO: latency is one draw
+        self.sent = 0
+        self.delivered = 0
+        self.dropped_loss = 0
+        self.dropped_partition = 0
+        self.dropped_unknown = 0
+        self.duplicated = 0
+
+    # ---- the hot path -------------------------------------------------------------------------
+    def send(self, src: str, dst: str, msg: Any, hold_ns: int = 0) -> None:
+        """Put ``msg`` on the link src -> dst, leaving ``hold_ns`` from now."""
+        self.sent += 1
+        if self._lossy:
+            p = self.loss
+            if self.link_loss:
+                p = max(p, self.link_loss.get((src, dst), 0.0))
+            if p and self._chance() < p:
+                self.dropped_loss += 1
+                self.sim.trace_event("drop-loss", src, dst, type(msg).__name__)
+                return
+        if self._plain:
+            buf = self._lat_buf
+            delay = buf.pop() if buf else self._refill()
+        else:
+            delay = self._delay(src, dst, msg)
+        # The kernel's schedule3, inlined: this line runs once per message.
+        heappush(self._queue, (self._env._now + hold_ns + delay, 1, next(self._eid), _Call3(self._arrive, src, dst, msg)))
+        if self.duplicate and self._chance() < self.duplicate:
+            self.duplicated += 1
+            self.sim.schedule3(hold_ns + self._delay(src, dst, msg), self._arrive, src, dst, msg)
+
+    def _type_code(self, t: type) -> int:
+        c = self._type_codes[t] = self.sim.code(t.__name__)
+        return c
+
+    def _refill(self) -> int:
+        values = self._lat_draw(self._lat_gen, 4096).tolist()
+        values.reverse()
+        self._lat_buf = values
+        return values.pop()
+
+    def _delay(self, src: str, dst: str, msg: Any) -> int:
+        buf = self._lat_buf
+        delay = buf.pop() if buf else self._refill()
+        if self.pair_base_ns is not None:
+            delay += self.pair_base_ns.get((src, dst), 0)
+        if self.slow_factor != 1.0:
+            delay = int(delay * self.slow_factor)
+        if self.bandwidth_bps:
+            now = self.sim.env._now
+            ser = int(getattr(msg, "size_bytes", 0) * 8e9 / self.bandwidth_bps)
+            start = max(now, self._link_free.get((src, dst), 0))
+            self._link_free[(src, dst)] = start + ser
+            delay += start + ser - now
+        if self.fifo:
+            now = self.sim.env._now
+            key = (src, dst)
+            arrival = now + delay
+            last = self._last_arrival.get(key, -1)
+            if arrival <= last:
+                arrival = last + 1
+            self._last_arrival[key] = arrival
+            delay = arrival - now
+        return delay
+
+    def _arrive(self, src: str, dst: str, msg: Any) -> None:
+        if self.blocked and (src, dst) in self.blocked:
+            self.dropped_partition += 1
+            self.sim.trace_event("drop-cut", src, dst, type(msg).__name__)
+            return
+        host = self._hosts.get(dst)
+        if host is None:
+            self.dropped_unknown += 1
+            self.sim.trace_event("drop-unknown", src, dst, type(msg).__name__)
+            return
+        self.delivered += 1
+        if self._tracing:
+            self.sim.trace_event("deliver", src, dst, type(msg).__name__)
+        else:  # Simulation.trace_event, inlined for the hottest event: (time, kind, src, dst, type)
+            t = type(msg)
+            buf = self._trace
+            buf.extend((self._env._now, self._deliver_code, self._hosts[src].code if src in self._hosts
+                        else self.sim.code(src), host.code, self._type_codes.get(t) or self._type_code(t)))
+            if len(buf) >= _FLUSH_AT:
+                self.sim._flush()
+        if host.fast:  # up, not paused, no CPU model: run the handler now
+            host._hold = 0
+            host.node.on_message(host, src, msg)
+        else:
+            host.receive(src, msg)
+
+    # ---- configuration and fault verbs --------------------------------------------------------
+    def set_latency(self, latency: Dist) -> None:
+        """Use ``latency`` for every link from now on (drawn from stream ``net.latency``)."""
+        self.latency = latency
+        self._lat_gen = self.sim.streams.get("net.latency")
+        self._lat_draw = lambda g, n: np.rint(latency.draw_ms(g, n) * 1e6).astype(np.int64)
+        self._lat_buf = []
+
+    def _update_plain(self) -> None:
+        self._plain = (self.pair_base_ns is None and self.slow_factor == 1.0
+                       and not self.bandwidth_bps and not self.fifo)
+
+    def configure(self, *, fifo: bool | None = None, bandwidth_bps: float | None = None) -> None:
+        """TCP-like FIFO links; link bandwidth in bits per second (None: unlimited)."""
+        if fifo is not None:
+            self.fifo = bool(fifo)
+        if bandwidth_bps is not None:
+            if bandwidth_bps <= 0:
+                raise ValueError(f"bandwidth must be > 0 bits/s, got {bandwidth_bps}")
+            self.bandwidth_bps = float(bandwidth_bps)
+        self._update_plain()
+
+    def set_pair_latency(self, base_ns: dict[tuple[str, str], int]) -> None:
+        """Per directed pair base latency (from a topology), added to the model's draw."""
+        self.pair_base_ns = dict(base_ns)
+        self._update_plain()
+
+    def partition(self, groups: Iterable[Iterable[str]]) -> None:
+        groups = [list(g) for g in groups]
+        pairs = set()
+        for i, gi in enumerate(groups):
+            for j, gj in enumerate(groups):
+                if i != j:
+                    pairs.update((a, b) for a in gi for b in gj)
+        self.blocked = pairs
+
+    def partition_oneway(self, srcs: Iterable[str], dsts: Iterable[str]) -> None:
+        dsts = list(dsts)
+        self.blocked = {(a, b) for a in srcs for b in dsts if a != b}
+
+    def isolate(self, node: str, others: Iterable[str]) -> None:
+        self.partition([[node], [o for o in others if o != node]])
+
+    def block(self, pairs: Iterable[tuple[str, str]]) -> None:
+        self.blocked = {tuple(p) for p in pairs}
+
+    def heal(self) -> None:
+        self.blocked = set()
+
+    def slow(self, factor: float) -> None:
+        if factor <= 0:
+            raise ValueError(f"slow factor must be > 0, got {factor}")
+        self.slow_factor = float(factor)
+        self._update_plain()
+
+    def set_loss(self, p: float) -> None:
+        if not 0 <= p <= 1:
+            raise ValueError(f"loss probability must be in [0, 1], got {p}")
+        self.loss = float(p)
+        self._lossy = bool(self.loss or self.link_loss)
+
+    def flaky(self, pairs: Iterable[tuple[str, str]], p: float) -> None:
+        self.link_loss = {tuple(k): float(p) for k in pairs} if p else {}
+        self._lossy = bool(self.loss or self.link_loss)
+
+    def set_duplicate(self, p: float) -> None:
+        if not 0 <= p <= 1:
+            raise ValueError(f"duplicate probability must be in [0, 1], got {p}")
+        self.duplicate = float(p)
+
+    def reset_links(self) -> None:
+        """Undo slow, flaky and loss faults (not the configured base loss: see ``base``)."""
+        self.slow_factor = 1.0
+        self._update_plain()
+        self.link_loss = {}
+        self._lossy = bool(self.loss)
+
+    def stats(self) -> dict[str, int]:
+        return {"sent": self.sent, "delivered": self.delivered, "dropped_loss": self.dropped_loss,
+                "dropped_partition": self.dropped_partition, "dropped_unknown": self.dropped_unknown,
+                "duplicated": self.duplicated}

@@ -1,0 +1,105 @@
+"""The protocol-facing API: :class:`Node` (handlers) and the :class:`Context` they act through.
+
+A protocol node is a plain class with three handlers. It never imports simpy, never reads true
+time and never touches global randomness::
+
+    class Echo(Node):
+        def on_start(self, ctx):                 # after boot and after every restart
+            ctx.set_timer("tick", (90, 110))     # a named timer, delay drawn uniformly in ms
+        def on_message(self, ctx, src, msg):     # a message arrived from node ``src``
+            ctx.send(src, msg)
+        def on_timer(self, ctx, name):           # a named timer fired
+            ctx.set_timer("tick", 100)
+
+A handler runs atomically at one instant of simulated time. Everything it does goes through
+``ctx``; the runtime (:mod:`simulator.runtime`) is the concrete context. Its contract:
+
+``ctx.id``
+    this node's id (``"n1"``, ``"c3"``).
+``ctx.now`` / ``ctx.now_ms``
+    the node's *local* clock in integer nanoseconds / float milliseconds. It carries the node's
+    offset and drift, so leases computed from it break under clock faults as real ones do.
+``ctx.send(dst, msg)``
+    send a message (normally a frozen dataclass). It leaves after any fsync this handler paid for
+    so far: a node that persists before it answers pays for the disk, as real ones do.
+``ctx.set_timer(name, after_ms)``
+    ``after_ms`` is a number, or a ``(low, high)`` range drawn uniformly from the node's stream.
+    Setting a timer again resets it. Timers measure local elapsed time: drift stretches them,
+    clock bumps do not.
+``ctx.cancel_timer(name)`` / ``ctx.timer_set(name)``
+    cancel a timer (no error if unset) / whether it is pending.
+``ctx.rng``
+    this node's ``numpy.random.Generator`` (stream ``"node.<id>"``); survives restarts.
+``ctx.storage``
+    durable key-value storage (:class:`simulator.storage.Storage`): survives crashes; writes with
+    ``sync=True`` (the default) cost the host's fsync latency.
+``ctx.record(kind, **fields)``
+    an observation for checkers and metrics (true time is added); protocol code never reads them.
+``ctx.log(text)``
+    a debug line, kept in the trace when the run is traced.
+``ctx.complete(op_id, type, value=None)``
+    client nodes only: finish an operation with ``"ok"``, ``"fail"`` or ``"info"``; returns False
+    when the operation had already ended (timed out), so late replies are harmless.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Protocol
+
+
+class Context(Protocol):
+    """What a handler sees. The runtime's Host implements it; tests use ``simulator.testing.FakeContext``."""
+
+    id: str
+
+    @property
+    def now(self) -> int: ...
+    @property
+    def now_ms(self) -> float: ...
+    @property
+    def rng(self) -> Any: ...
+    @property
+    def storage(self) -> Any: ...
+    def send(self, dst: str, msg: Any) -> None: ...
+    def set_timer(self, name: str, after_ms: float | tuple[float, float]) -> None: ...
+    def cancel_timer(self, name: str) -> None: ...
+    def timer_set(self, name: str) -> bool: ...
+    def record(self, kind: str, **fields: Any) -> None: ...
+    def log(self, text: str) -> None: ...
+    def complete(self, op_id: int, type: str, value: Any = None) -> bool: ...
+
+
+class Node:
+    """Base class of protocol nodes. Override the handlers you need; the defaults do nothing."""
+
+    def on_start(self, ctx: Context) -> None:
+        """Called at boot and after every restart; durable state is in ``ctx.storage``."""
+
+    def on_message(self, ctx: Context, src: str, msg: Any) -> None:
+        """Called when message ``msg`` from node ``src`` is delivered (after its service time)."""
+
+    def on_timer(self, ctx: Context, name: str) -> None:
+        """Called when the timer ``name`` fires."""
+
+
+class Operation(NamedTuple):
+    """A client operation handed to :meth:`ClientNode.on_invoke`.
+
+    ``id`` identifies it for ``ctx.complete``; ``process`` is the Jepsen-style logical process;
+    ``f`` and ``value`` are the scenario's operation (``"write"``, ``(key, 3)``).
+    """
+
+    id: int
+    process: int
+    f: str
+    value: Any
+
+
+class ClientNode(Node):
+    """A client endpoint on the network. The workload invokes operations on it; it finishes each
+    with ``ctx.complete(op.id, "ok" | "fail" | "info", value)``. Operations that do not complete
+    within the run's per-operation timeout are recorded ``info`` by the workload."""
+
+    def on_invoke(self, ctx: Context, op: Operation) -> None:
+        """Start operation ``op`` (usually: send a request to a server)."""
+        raise NotImplementedError

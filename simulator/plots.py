@@ -1,0 +1,194 @@
+"""Every figure dsim draws; the only module that imports matplotlib (Agg, no screen needed).
+
+Time plots share one x axis in simulated seconds and shade each fault window with a label, so a
+reader sees at a glance what a partition or a crash did to latency and throughput.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from . import metrics as M  # noqa: E402
+from .history import pairs  # noqa: E402
+
+COLORS = {"ok": "#1f77b4", "fail": "#d62728", "info": "#ff7f0e"}
+FAULT_COLORS = ["#999999", "#8c564b", "#9467bd", "#17becf", "#bcbd22", "#e377c2"]
+
+
+def shader(windows: Sequence[tuple[int, int, str]]) -> Callable:
+    """A function ``shade(ax)`` that shades the fault windows (ns) on an axis in seconds."""
+    labels = sorted({w[2] for w in windows})
+    color = {lab: FAULT_COLORS[i % len(FAULT_COLORS)] for i, lab in enumerate(labels)}
+
+    def shade(ax) -> None:
+        seen = set()
+        for t0, t1, lab in windows:
+            ax.axvspan(t0 / 1e9, t1 / 1e9, color=color[lab], alpha=0.15, lw=0,
+                       label=None if lab in seen else f"fault: {lab}")
+            seen.add(lab)
+
+    return shade
+
+
+def _save(fig, path: Path) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name
+
+
+def _title(ax, title: str, subtitle: str = "") -> None:
+    ax.set_title(title + (f"\n{subtitle}" if subtitle else ""), fontsize=10)
+
+
+def latency_raw(history: list[dict], path: Path, shade: Callable, subtitle: str = "") -> str:
+    """Each operation as a dot: invoke time against latency, coloured by how it ended."""
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    shade(ax)
+    pts: dict[str, tuple[list, list]] = {k: ([], []) for k in COLORS}
+    for inv, comp in pairs(history):
+        if comp is None:
+            continue
+        pts[comp["type"]][0].append(inv["time"] / 1e9)
+        pts[comp["type"]][1].append(max(comp["time"] - inv["time"], 1) / 1e6)
+    for kind, (x, y) in pts.items():
+        if x:
+            ax.scatter(x, y, s=3, alpha=0.5, color=COLORS[kind], label=f"{kind} ({len(x)})", rasterized=True)
+    ax.set_yscale("log")
+    ax.set_xlabel("invoke time (simulated s)")
+    ax.set_ylabel("latency (ms, log scale)")
+    _title(ax, "Latency of every operation", subtitle)
+    ax.legend(loc="upper right", fontsize=8, markerscale=3)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def latency_quantiles(history: list[dict], end_ns: int, path: Path, shade: Callable, subtitle: str = "") -> str:
+    """p50 / p95 / p99 / max of ok latency per time bucket."""
+    t, lat = M.latencies(history)
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    shade(ax)
+    if len(t):
+        nb = min(100, max(5, int(end_ns / 1e9)))
+        edges = np.linspace(0, end_ns, nb + 1)
+        idx = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, nb - 1)
+        mids = (edges[:-1] + edges[1:]) / 2 / 1e9
+        for q, style in (("p50", "-"), ("p95", "--"), ("p99", "-."), ("max", ":")):
+            ys = []
+            for b in range(nb):
+                sel = lat[idx == b]
+                if len(sel) == 0:
+                    ys.append(np.nan)
+                else:
+                    ys.append((sel.max() if q == "max" else np.percentile(sel, M.QUANTILES[q])) / 1e6)
+            ax.plot(mids, ys, style, label=q)
+        ax.set_yscale("log")
+    ax.set_xlabel("invoke time (simulated s)")
+    ax.set_ylabel("latency of ok operations (ms, log scale)")
+    _title(ax, "Latency quantiles over time", subtitle)
+    ax.legend(loc="upper right", fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def rate(history: list[dict], end_ns: int, path: Path, shade: Callable, subtitle: str = "") -> str:
+    """Completions per second by outcome."""
+    series = M.throughput_series(history, end_ns, bucket_s=max(0.1, end_ns / 1e9 / 200))
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    shade(ax)
+    for kind in ("ok", "fail", "info"):
+        if series[kind].any():
+            ax.step(series["t_s"], series[kind], where="post", color=COLORS[kind], label=kind)
+    ax.set_xlabel("simulated time (s)")
+    ax.set_ylabel("completions per second")
+    _title(ax, "Throughput by outcome", subtitle)
+    ax.legend(loc="upper right", fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def standard(history: list[dict], end_ns: int, folder: Path, windows, subtitle: str = "") -> list[str]:
+    shade = shader(windows)
+    return [latency_raw(history, folder / "latency-raw.png", shade, subtitle),
+            latency_quantiles(history, end_ns, folder / "latency-quantiles.png", shade, subtitle),
+            rate(history, end_ns, folder / "rate.png", shade, subtitle)]
+
+
+def compare(runs: list[dict], histories: list[list[dict]], path: Path) -> str:
+    """Overlaid latency CDFs, throughput and verdicts of several runs in one figure."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.8), gridspec_kw={"width_ratios": [2, 2, 1.2]})
+    ax_cdf, ax_rate, ax_v = axes
+    labels = []
+    for r, hist in zip(runs, histories):
+        label = r["label"]
+        labels.append(label)
+        _, lat = M.latencies(hist)
+        if len(lat):
+            xs = np.sort(lat / 1e6)
+            ax_cdf.plot(xs, np.arange(1, len(xs) + 1) / len(xs), label=label)
+        end_ns = int((r["manifest"].get("end_time_s") or 1) * 1e9)
+        s = M.throughput_series(hist, end_ns, bucket_s=max(0.1, end_ns / 1e9 / 100))
+        ax_rate.plot(s["t_s"], s["ok"], label=label)
+    ax_cdf.set_xscale("log")
+    ax_cdf.set_xlabel("latency of ok operations (ms, log scale)")
+    ax_cdf.set_ylabel("fraction of operations")
+    ax_cdf.set_title("Latency CDF", fontsize=10)
+    ax_cdf.grid(alpha=0.3)
+    ax_cdf.legend(fontsize=8)
+    ax_rate.set_xlabel("simulated time (s)")
+    ax_rate.set_ylabel("ok completions per second")
+    ax_rate.set_title("Throughput", fontsize=10)
+    ax_rate.grid(alpha=0.3)
+    verdict_color = {True: "#2ca02c", False: "#d62728", "unknown": "#ff7f0e"}
+    y = np.arange(len(runs))
+    vals = [r["metrics"].get("valid", "unknown") for r in runs]
+    ax_v.barh(y, [1] * len(runs), color=[verdict_color.get(v, "#999999") for v in vals])
+    for i, v in enumerate(vals):
+        ax_v.text(0.5, i, {True: "valid", False: "INVALID"}.get(v, str(v)), ha="center", va="center", color="white",
+                  fontweight="bold")
+    ax_v.set_yticks(y, labels, fontsize=8)
+    ax_v.set_xticks([])
+    ax_v.set_title("Verdict", fontsize=10)
+    ax_v.invert_yaxis()
+    return _save(fig, path)
+
+
+def summary(rows: list[dict], grid_keys: list[str], path: Path, title: str) -> str:
+    """A sweep at a glance: p99 latency and throughput per grid point (seeds as dots), verdict counts."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row.get(k) for k in grid_keys), []).append(row)
+    keys = list(groups)
+    names = [", ".join(f"{k}={v}" for k, v in zip(grid_keys, key)) or "all runs" for key in keys]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
+    for ax, metric, label in ((axes[0], "latency_p99_ms", "p99 latency (ms)"),
+                              (axes[1], "throughput_ops_s", "throughput (ok ops/s)")):
+        for i, key in enumerate(keys):
+            ys = [r[metric] for r in groups[key] if r.get(metric) not in (None, "")]
+            ax.scatter([i] * len(ys), ys, s=12, alpha=0.6)
+            if ys:
+                ax.plot([i - 0.25, i + 0.25], [np.median(ys)] * 2, color="black")
+        ax.set_xticks(range(len(keys)), names, rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.set_title(label + " per seed (bar: median)", fontsize=10)
+    ok = [sum(1 for r in groups[k] if r["valid"] in (True, "True")) for k in keys]
+    bad = [sum(1 for r in groups[k] if r["valid"] in (False, "False")) for k in keys]
+    unk = [len(groups[k]) - o - b for k, o, b in zip(keys, ok, bad)]
+    x = np.arange(len(keys))
+    axes[2].bar(x, ok, color="#2ca02c", label="valid")
+    axes[2].bar(x, bad, bottom=ok, color="#d62728", label="invalid")
+    axes[2].bar(x, unk, bottom=np.array(ok) + np.array(bad), color="#ff7f0e", label="unknown")
+    axes[2].set_xticks(x, names, rotation=30, ha="right", fontsize=8)
+    axes[2].set_ylabel("runs")
+    axes[2].set_title("Verdicts", fontsize=10)
+    axes[2].legend(fontsize=8)
+    fig.suptitle(title, fontsize=11)
+    return _save(fig, path)

@@ -1,0 +1,183 @@
+"""Run folders: ``results/<scenario>/<UTC time>-s<seed>/`` with a manifest, metrics, history,
+faults, plots and (opt-in) the trace, plus a ``latest`` link beside them.
+
+Every file is written atomically (to a temporary name, then renamed), so a reader never sees half
+a file. The manifest is written first with ``"status": "running"`` and rewritten at the end:
+``complete``, or ``incomplete`` (interrupted or crashed, with the error), so a folder always says
+how far its run got.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .config import RunConfig
+from .history import write_jsonl
+
+FILES = ("manifest.json", "metrics.json", "history.jsonl", "faults.jsonl")
+
+
+def _json_default(obj):
+    try:
+        import numpy as np
+
+        if isinstance(obj, np.generic):
+            return obj.item()
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    return str(obj)
+
+
+def write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as fh:
+        json.dump(data, fh, indent=2, default=_json_default)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def write_lines(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write_jsonl(tmp, rows)
+    os.replace(tmp, path)
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("dsim", "simpy", "numpy", "networkx", "matplotlib", "click"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def git_commit() -> str | None:
+    here = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        if out.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def new_folder(cfg: RunConfig, out: str | Path | None, base: str | Path = "results") -> Path:
+    """The run's folder: ``out`` if given, else a fresh one under ``results/<scenario>/``."""
+    if out is not None:
+        folder = Path(out)
+    else:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+        folder = Path(base) / cfg.scenario / f"{stamp}-s{cfg.seed}"
+        n = 1
+        while folder.exists():
+            n += 1
+            folder = Path(base) / cfg.scenario / f"{stamp}-s{cfg.seed}-{n}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def manifest(cfg: RunConfig, status: str, started: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "scenario": cfg.scenario,
+        "seed": cfg.seed,
+        "parameters": cfg.params,
+        "bug": cfg.bug,
+        "config": cfg.to_dict(),
+        "versions": versions(),
+        "git_commit": git_commit(),
+        "command": " ".join(sys.argv),
+        "started_utc": started,
+        "status": status,
+        **extra,
+    }
+
+
+def link_latest(folder: Path) -> None:
+    """Point ``<folder's parent>/latest`` at ``folder`` (best effort)."""
+    latest = folder.parent / "latest"
+    try:
+        tmp = folder.parent / f".latest-{os.getpid()}"
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        tmp.symlink_to(folder.name)
+        os.replace(tmp, latest)
+    except OSError:
+        pass
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class RunFolder:
+    """Writes one run's files; ``start`` at once, then ``finish`` or ``fail``."""
+
+    def __init__(self, folder: Path, cfg: RunConfig):
+        self.folder = folder
+        self.cfg = cfg
+        self.started = utc_now()
+        self.t0 = time.perf_counter()
+
+    def start(self) -> None:
+        write_json(self.folder / "manifest.json", manifest(self.cfg, "running", self.started))
+        link_latest(self.folder)
+
+    def finish(self, outcome, plots: list[str], exit_status: int) -> None:
+        from . import faults as F
+
+        run = outcome.run
+        write_lines(self.folder / "history.jsonl", run.history)
+        write_lines(self.folder / "faults.jsonl", run.faults)
+        write_json(self.folder / "metrics.json", outcome.metrics)
+        write_json(self.folder / "manifest.json", manifest(
+            self.cfg, "complete", self.started, finished_utc=utc_now(),
+            wall_seconds=round(time.perf_counter() - self.t0, 3), digest=outcome.digest,
+            end_time_s=run.end_ns / 1e9, exit_status=exit_status, valid=outcome.valid,
+            fault_windows=[list(w) for w in F.windows(run.faults, run.end_ns)], plots=plots))
+
+    def fail(self, run, error: BaseException) -> None:
+        """Save what the run got to, marked incomplete, with the error."""
+        data = None
+        try:
+            data = run.data() if run is not None and run.sim is not None else None
+        except Exception:  # noqa: BLE001 - saving must not raise over the original error
+            data = None
+        if data is not None:
+            write_lines(self.folder / "history.jsonl", data.history)
+            write_lines(self.folder / "faults.jsonl", data.faults)
+        reason = "interrupted" if isinstance(error, KeyboardInterrupt) else f"{type(error).__name__}: {error}"
+        extra = {"finished_utc": utc_now(), "wall_seconds": round(time.perf_counter() - self.t0, 3), "error": reason,
+                 "phase": getattr(run, "phase", None)}
+        if data is not None:
+            extra["end_time_s"] = data.end_ns / 1e9
+        write_json(self.folder / "metrics.json", {"valid": "unknown", "incomplete": True, "error": reason})
+        write_json(self.folder / "manifest.json", manifest(self.cfg, "incomplete", self.started, **extra))
+
+
+def read_run(folder: str | Path) -> dict[str, Any]:
+    """manifest and metrics of a run folder (for compare, show, replay)."""
+    folder = Path(folder)
+    if not (folder / "manifest.json").is_file():
+        raise FileNotFoundError(f"{str(folder)!r} is not a run folder (no manifest.json)")
+    with open(folder / "manifest.json") as fh:
+        man = json.load(fh)
+    met = {}
+    if (folder / "metrics.json").is_file():
+        with open(folder / "metrics.json") as fh:
+            met = json.load(fh)
+    return {"folder": str(folder), "manifest": man, "metrics": met}

@@ -1,0 +1,147 @@
+"""One run, start to finish: configuration in, history and trace out, verdicts and figures after.
+
+Phases (simulated time):
+
+1. ``0 .. time_limit``: the workload runs; nemesis and planned faults act.
+2. ``time_limit``: the final heal (network healed, nodes restarted and resumed, clocks reset);
+   the workload stops starting operations.
+3. ``+ quiesce_s``: the scenario's final operations (reads of every key, say) run on fresh
+   processes; the run ends when they have all ended or ``final_timeout_s`` has passed.
+
+Then the scenario's checkers read a :class:`RunData`, and the metrics are computed from the
+history. Nothing here writes files: :mod:`simulator.results` does, from the :class:`Run`, even
+when the run stopped half-way.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from . import metrics as M
+from . import scenario as registry
+from .checkers import CheckResult, merge_valid
+from .config import RunConfig
+from .dists import Dist
+from .faults import Injector, nemesis_plan
+from .kernel import NS_PER_MS, NS_PER_S, Simulation
+from .scenario import RunData, Setup
+from .workload import Workload
+
+Progress = Callable[[float, float], None]  # (simulated seconds done, simulated seconds planned)
+
+
+@dataclass
+class Outcome:
+    valid: bool | str
+    checks: dict[str, CheckResult]
+    metrics: dict[str, Any]
+    digest: str
+    run: RunData
+    wall_seconds: float
+
+
+class Run:
+    """A run in progress; its attributes are what results can save if it stops early."""
+
+    def __init__(self, cfg: RunConfig, trace_file=None):
+        self.cfg = cfg
+        self.scenario = registry.get(cfg.scenario)()
+        self.trace_file = trace_file
+        self.sim: Simulation | None = None
+        self.workload: Workload | None = None
+        self.injector: Injector | None = None
+        self.setup: Setup | None = None
+        self.main_end_ns = int(cfg.time_limit_s * NS_PER_S)
+        self.heal_ns = self.main_end_ns
+        self.wall_start = time.perf_counter()
+        self.phase = "building"
+
+    def execute(self, progress: Progress | None = None) -> Outcome:
+        cfg = self.cfg
+        sim = self.sim = Simulation(cfg.seed, latency=Dist(cfg.latency_dist, cfg.latency_ms), trace_file=self.trace_file)
+        self.injector = Injector(sim, [])
+        setup = self.setup = self.scenario.build(sim, cfg)
+        self.injector.servers = list(setup.servers)
+        n_clients = setup.clients or cfg.concurrency or 4
+        client_ids = [f"c{i + 1}" for i in range(n_clients)]
+        for cid in client_ids:
+            sim.add_node(cid, (lambda c=cid: setup.client(c)), is_client=True, **setup.client_options)
+        self.workload = Workload(sim, client_ids, setup.generate, op_timeout_ns=int(cfg.op_timeout_ms * NS_PER_MS),
+                                 rate=cfg.rate, concurrency=cfg.concurrency, rate_at=setup.rate_at)
+        plan = list(cfg.faults)
+        plan += nemesis_plan(tuple(cfg.nemesis), setup.servers, sim.streams.get("faults"),
+                             int(cfg.nemesis_interval_s * NS_PER_S), self.main_end_ns,
+                             custom=self.scenario.custom_nemeses)
+        self.injector.schedule(plan)
+
+        self.phase = "main"
+        sim.run(0)  # boot every node at time 0
+        self.workload.start(self.main_end_ns)
+        total_s = cfg.time_limit_s + cfg.quiesce_s + cfg.final_timeout_s
+        self._run_to(self.main_end_ns, progress, total_s)
+
+        self.phase = "quiesce"
+        self.injector.apply({"action": "final_heal"})
+        self._run_to(self.main_end_ns + int(cfg.quiesce_s * NS_PER_S), progress, total_s)
+
+        self.phase = "final"
+        self.workload.run_final(list(setup.final), sim.stop)
+        deadline = sim.now + int(cfg.final_timeout_s * NS_PER_S)
+        if setup.final:
+            sim.run(deadline)
+        self.phase = "checking"
+        if progress:
+            progress(sim.now / NS_PER_S, sim.now / NS_PER_S)
+        return self.finish()
+
+    def _run_to(self, until_ns: int, progress: Progress | None, total_s: float) -> None:
+        sim = self.sim
+        if progress is None:
+            sim.run(until_ns)
+            return
+        step = max(NS_PER_S // 10, (until_ns - sim.now) // 100)
+        while sim.now < until_ns:  # chunks do not change event order (see Simulation.run)
+            sim.run(min(until_ns, sim.now + step))
+            progress(sim.now / NS_PER_S, total_s)
+
+    def data(self) -> RunData:
+        sim = self.sim
+        exposed = {}
+        if self.setup is not None and self.setup.expose is not None and self.phase == "checking":
+            exposed = self.setup.expose()
+        hosts = {}
+        if sim is not None:
+            for hid in sorted(sim.hosts):
+                h = sim.hosts[hid]
+                if not h.is_client and (h.dropped_inbox or h.dropped_down):
+                    hosts[hid] = {"dropped_inbox": h.dropped_inbox, "dropped_down": h.dropped_down}
+        return RunData(cfg=self.cfg, history=self.workload.history if self.workload else [],
+                       records=sim.records if sim else [], faults=self.injector.applied if self.injector else [],
+                       exposed=exposed, end_ns=sim.now if sim else 0, heal_ns=self.heal_ns,
+                       network=sim.network.stats() if sim else {}, hosts=hosts)
+
+    def finish(self) -> Outcome:
+        run = self.data()
+        t0 = time.perf_counter()
+        checks = dict(self.scenario.check(run))
+        check_s = time.perf_counter() - t0
+        valid = merge_valid(c.valid for c in checks.values())
+        m = M.summarise(run.history, run.faults, self.main_end_ns)
+        figures = self.scenario.figures(run)
+        out_metrics = {"valid": valid, "checks": {k: v.to_dict() for k, v in checks.items()}, **m,
+                       "network": run.network, "hosts": run.hosts, "checker_seconds": round(check_s, 4),
+                       "figures": figures}
+        self.phase = "done"
+        return Outcome(valid, checks, out_metrics, self.sim.digest(), run, time.perf_counter() - self.wall_start)
+
+
+def execute(cfg: RunConfig, progress: Progress | None = None) -> Outcome:
+    """Run ``cfg`` in memory (no files) and return its outcome."""
+    return Run(cfg).execute(progress)
+
+
+def exit_status(valid: bool | str) -> int:
+    """0 valid, 1 invalid, 3 unknown (2 is for usage errors)."""
+    return 0 if valid is True else (1 if valid is False else 3)

@@ -1,0 +1,48 @@
+"""Run a configuration into a results folder: the shared path of ``dsim run`` and sweep workers.
+
+The folder gets its manifest first (status ``running``); then either every file of a complete run,
+or, if the run is interrupted or crashes, what it had (history, faults) with the manifest marked
+``incomplete`` and the error named. The exception is re-raised for the caller to report.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from . import plots as P
+from .config import RunConfig
+from .faults import windows
+from .results import RunFolder
+from .run import Outcome, Progress, Run, exit_status
+
+
+def run_to_folder(cfg: RunConfig, folder: Path, *, plots: bool = True,
+                  progress: Progress | None = None) -> tuple[Outcome, int, float]:
+    folder.mkdir(parents=True, exist_ok=True)
+    rf = RunFolder(folder, cfg)
+    rf.start()
+    trace_fh = open(folder / "trace.jsonl", "w") if cfg.trace else None
+    run = Run(cfg, trace_file=trace_fh)
+    t0 = time.perf_counter()
+    try:
+        outcome = run.execute(progress)
+        if trace_fh is not None:
+            run.sim.digest()  # flushes the last trace block to the file
+        names: list[str] = []
+        if plots:
+            data = outcome.run
+            sub = f"{cfg.scenario}, seed {cfg.seed}" + (f", bug {cfg.bug}" if cfg.bug else "") + \
+                  (f", nemesis {','.join(cfg.nemesis)}" if cfg.nemesis else "")
+            wins = windows(data.faults, data.end_ns)
+            names = P.standard(data.history, data.end_ns, folder, wins, sub)
+            names += run.scenario.plots(data, folder, P.shader(wins)) or []
+        status = exit_status(outcome.valid)
+        rf.finish(outcome, names, status)
+        return outcome, status, time.perf_counter() - t0
+    except BaseException as exc:
+        rf.fail(run, exc)
+        raise
+    finally:
+        if trace_fh is not None:
+            trace_fh.close()

@@ -1,0 +1,276 @@
+"""Hosting one node: its inbox and CPU, timers, storage, clock, and crash / restart / pause.
+
+The :class:`Host` *is* the node's :class:`~simulator.node.Context`: handlers call its methods.
+A host holds no simpy process and no per-node event objects while idle: deliveries, service
+completions and timers are kernel callbacks (``Simulation.schedule``), so a million idle nodes cost
+a few hundred bytes each.
+
+Cost model
+    With no ``service`` configured a delivered message runs its handler at once (the fast path).
+    Otherwise the host has ``cores`` CPUs; each message takes a service time drawn for its type
+    (``service={"AppendEntries": Dist(...), "*": Dist(...)}``). While every core is busy, arrivals
+    wait in the inbox, FIFO; past ``inbox_limit`` they are dropped and counted. The handler runs at
+    the end of the message's service time, so a reply leaves when the work is done. Timers run their
+    handler when they fire, without queueing for a core.
+Durable writes
+    Each handler that syncs storage pays ``fsync`` latency once: sends made after the sync leave
+    that much later, and the core stays busy until the fsync is done.
+Crash / restart / pause
+    A crash drops the node object, its timers, its inbox and work in progress (scheduled callbacks
+    carry the host's epoch and are ignored once it changes). Storage survives (less unsynced writes
+    when asked). A restart builds a fresh node from the factory and runs ``on_start``. A pause
+    queues arrivals, timer firings and completions, and replays them in order on resume.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any, Callable
+
+from .clock import Clock
+from .dists import Dist
+from .storage import Storage
+
+if TYPE_CHECKING:
+    from .kernel import Simulation
+    from .node import Node
+
+
+class Host:
+    __slots__ = (
+        "sim", "_net", "fast", "id", "code", "factory", "node", "up", "paused", "epoch", "started",
+        "cores", "busy", "inbox", "inbox_limit", "_service", "_fsync", "_hold",
+        "timers", "_storage", "_rng", "clock", "_paused_q", "is_client",
+        "delivered", "dropped_inbox", "dropped_down",
+    )
+
+    def __init__(self, sim: "Simulation", node_id: str, factory: Callable[[], "Node"], *,
+                 cores: int = 1, service: dict[str, Dist] | Dist | None = None,
+                 fsync: Dist | None = None, inbox_limit: int = 10_000, clock: Clock | None = None,
+                 is_client: bool = False):
+        self.sim = sim
+        self._net = sim.network
+        self.id = node_id
+        self.code = sim.code(node_id)
+        self.factory = factory
+        self.node: Node | None = None
+        self.up = True
+        self.paused = False
+        self.epoch = 0
+        self.started = False
+        if cores < 1:
+            raise ValueError(f"cores must be >= 1, got {cores}")
+        self.cores = cores
+        self.busy = 0
+        self.inbox: deque | None = None
+        self.inbox_limit = inbox_limit
+        self._service = None
+        if service is not None:
+            if isinstance(service, Dist):
+                service = {"*": service}
+            samplers = {k: d.sampler(sim.streams, f"cpu.{node_id}.{k}") for k, d in sorted(service.items())}
+            if any(not d.is_zero() for d in service.values()):
+                self._service = samplers
+                self.inbox = deque()
+        self._fsync = fsync.sampler(sim.streams, f"disk.{node_id}") if fsync is not None and not fsync.is_zero() else None
+        self._hold = 0
+        self.timers: dict[str, int] | None = None
+        self._storage: Storage | None = None
+        self._rng = None
+        self.clock = clock
+        self._paused_q: list | None = None
+        self.is_client = is_client
+        self.fast = False  # set by _update_fast: up, not paused, no CPU model
+        self._update_fast()
+        self.delivered = 0
+        self.dropped_inbox = 0
+        self.dropped_down = 0
+
+    # ---- the Context API ----------------------------------------------------------------------
+    @property
+    def now(self) -> int:
+        t = self.sim.env._now
+        return t if self.clock is None else self.clock.local(t)
+
+    @property
+    def now_ms(self) -> float:
+        return self.now / 1e6
+
+    @property
+    def rng(self):
+        if self._rng is None:
+            self._rng = self.sim.streams.get(f"node.{self.id}")
+        return self._rng
+
+    @property
+    def storage(self) -> Storage:
+        if self._storage is None:
+            self._storage = Storage(self._on_fsync)
+        return self._storage
+
+    def send(self, dst: str, msg: Any) -> None:
+        self._net.send(self.id, dst, msg, self._hold)
+
+    def set_timer(self, name: str, after_ms) -> None:
+        if type(after_ms) is tuple:
+            lo, hi = after_ms
+            after_ms = lo + (hi - lo) * self.rng.random()
+        if after_ms < 0:
+            raise ValueError(f"timer {name!r}: delay must be >= 0 ms, got {after_ms}")
+        delay = int(after_ms * 1_000_000)
+        if self.clock is not None:
+            delay = self.clock.true_delay(delay)
+        if self.timers is None:
+            self.timers = {}
+        sim = self.sim
+        sim._timer_gen += 1
+        gen = sim._timer_gen
+        self.timers[name] = gen
+        sim.schedule(delay, self._fire_timer, name, gen)
+
+    def cancel_timer(self, name: str) -> None:
+        if self.timers:
+            self.timers.pop(name, None)
+
+    def timer_set(self, name: str) -> bool:
+        return bool(self.timers) and name in self.timers
+
+    def record(self, kind: str, **fields: Any) -> None:
+        self.sim.record(self.id, kind, fields)
+
+    def log(self, text: str) -> None:
+        self.sim.trace_event("log", self.id, str(text))
+
+    def complete(self, op_id: int, type: str, value: Any = None) -> bool:
+        return self.sim.workload.complete(op_id, type, value)
+
+    # ---- the runtime --------------------------------------------------------------------------
+    def _update_fast(self) -> None:
+        self.fast = self.up and not self.paused and self._service is None and self.node is not None
+
+    def _on_fsync(self) -> None:
+        if self._fsync is not None:
+            self._hold += self._fsync()
+
+    def start(self) -> None:
+        """Boot (or reboot) the node: a fresh object from the factory, then ``on_start``."""
+        self.started = True
+        self.node = self.factory()
+        self._update_fast()
+        self._hold = 0
+        self.node.on_start(self)
+
+    def receive(self, src: str, msg: Any) -> None:
+        """A message arrived over the network (already past partitions and loss)."""
+        if not self.up:
+            self.dropped_down += 1
+            self.sim.trace_event("drop-down", src, self.id, type(msg).__name__)
+            return
+        if self.paused:
+            self._paused_q.append((self._arrive_cpu if self._service else self._handle, src, msg))
+            return
+        if self._service is None:
+            self._handle(src, msg)
+        else:
+            self._arrive_cpu(src, msg)
+
+    def _handle(self, src: str, msg: Any) -> int:
+        self._hold = 0
+        self.node.on_message(self, src, msg)
+        return self._hold
+
+    def _arrive_cpu(self, src: str, msg: Any) -> None:
+        if self.busy < self.cores:
+            self.busy += 1
+            self._serve(src, msg)
+        elif len(self.inbox) < self.inbox_limit:
+            self.inbox.append((src, msg))
+        else:
+            self.dropped_inbox += 1
+            self.sim.trace_event("drop-inbox", src, self.id, type(msg).__name__)
+
+    def _serve(self, src: str, msg: Any) -> None:
+        sampler = self._service.get(type(msg).__name__) or self._service.get("*")
+        delay = sampler() if sampler is not None else 0
+        self.sim.schedule(delay, self._done, self.epoch, (src, msg))
+
+    def _done(self, epoch: int, job) -> None:
+        if epoch != self.epoch:
+            return  # the host crashed while this message was in service
+        if self.paused:
+            self._paused_q.append((self._done, epoch, job))
+            return
+        hold = self._handle(job[0], job[1])
+        if hold:
+            self.sim.schedule(hold, self._free_core, self.epoch, None)
+        else:
+            self._free_core(self.epoch, None)
+
+    def _free_core(self, epoch: int, _unused) -> None:
+        if epoch != self.epoch:
+            return
+        if self.inbox:
+            src, msg = self.inbox.popleft()
+            self._serve(src, msg)
+        else:
+            self.busy -= 1
+
+    def _fire_timer(self, name: str, gen: int) -> None:
+        timers = self.timers
+        if not timers or timers.get(name) != gen:
+            return  # reset, cancelled, or the host crashed since
+        if self.paused:
+            self._paused_q.append((self._fire_timer, name, gen))
+            return
+        del timers[name]
+        self.sim.trace_event("timer", self.id, name)
+        self._hold = 0
+        self.node.on_timer(self, name)
+
+    # ---- faults -------------------------------------------------------------------------------
+    def crash(self, lose_unsynced: bool = False) -> bool:
+        """Stop the node now; returns False if it was already down."""
+        if not self.up:
+            return False
+        self.up = False
+        self.paused = False
+        self._paused_q = None
+        self.epoch += 1
+        self.node = None
+        self._update_fast()
+        self.timers = None
+        self.busy = 0
+        if self.inbox is not None:
+            self.inbox.clear()
+        if self._storage is not None:
+            self._storage.crash(lose_unsynced)
+        return True
+
+    def restart(self) -> bool:
+        """Boot a crashed node again; returns False if it was up."""
+        if self.up:
+            return False
+        self.up = True
+        self.start()
+        return True
+
+    def pause(self) -> bool:
+        if not self.up or self.paused:
+            return False
+        self.paused = True
+        self._paused_q = []
+        self._update_fast()
+        return True
+
+    def resume(self) -> bool:
+        """End a pause: everything that queued meanwhile runs now, in arrival order."""
+        if not self.paused:
+            return False
+        self.paused = False
+        self._update_fast()
+        queued, self._paused_q = self._paused_q, None
+        for fn, a, b in queued:
+            if not self.up or self.paused:
+                break
+            fn(a, b)
+        return True

@@ -1,0 +1,173 @@
+"""Sweeps: a grid of parameter values times a list of seeds, run on local processes.
+
+``dsim sweep raft --seeds 1-50 --grid read_mode=log,lease --jobs 2`` runs 100 runs. Grid keys may
+be scenario parameters or run options (``rate``, ``node_count``...). Each run writes its own folder
+under ``<sweep>/runs/``; the sweep writes ``runs.csv`` (one row per run: seed, the grid values,
+valid, headline metrics and every scalar scenario figure) and ``summary.png``. Every combination
+is validated before the first run starts, so a typo fails at once and writes nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import multiprocessing
+import os
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any, Callable
+
+from .config import RUN_OPTIONS, RunConfig
+from .scenario import UsageError
+
+HEADLINE = ("ops_ok", "ops_fail", "ops_info", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "latency_max_ms",
+            "latency_mean_ms", "throughput_ops_s", "availability", "recovery_max_s", "checker_seconds", "wall_seconds")
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"1-100"``, ``"3,5,9"`` or a mix (``"1-3,10"``)."""
+    seeds: list[int] = []
+    try:
+        for part in str(text).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if "-" in part:
+                lo, hi = part.split("-", 1)
+                lo_i, hi_i = int(lo), int(hi)
+                if lo_i > hi_i or lo_i < 0:
+                    raise ValueError
+                seeds.extend(range(lo_i, hi_i + 1))
+            else:
+                v = int(part)
+                if v < 0:
+                    raise ValueError
+                seeds.append(v)
+    except ValueError:
+        raise UsageError(f"bad value {text!r} for --seeds: expected a range like 1-100 or a list like 1,2,5") from None
+    if not seeds:
+        raise UsageError(f"bad value {text!r} for --seeds: no seeds in it")
+    return list(dict.fromkeys(seeds))
+
+
+def parse_grid(items: tuple[str, ...]) -> dict[str, list[str]]:
+    grid: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        key = key.strip().replace("-", "_") if key.strip() in ("node-count", "time-limit") else key.strip()
+        vals = [v.strip() for v in values.split(",") if v.strip()]
+        if not sep or not key or not vals:
+            raise UsageError(f"bad value {item!r} for --grid: expected key=v1,v2")
+        grid[key] = vals
+    return grid
+
+
+def combinations(grid: dict[str, list[str]]) -> list[dict[str, str]]:
+    keys = list(grid)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))] or [{}]
+
+
+def split_point(point: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """A grid point as (run options, scenario parameters)."""
+    options, params = {}, {}
+    for k, v in point.items():
+        if k in RUN_OPTIONS:
+            options[k] = _option_value(k, v)
+        else:
+            params[k] = v
+    return options, params
+
+
+def _option_value(key: str, raw: str) -> Any:
+    if key == "nemesis":
+        return raw.replace("+", ",")
+    if key in ("node_count", "concurrency"):
+        try:
+            return int(raw)
+        except ValueError:
+            raise UsageError(f"bad value {raw!r} for {key}: expected an integer >= 1") from None
+    if key == "latency_dist":
+        return raw
+    try:
+        return float(raw)
+    except ValueError:
+        raise UsageError(f"bad value {raw!r} for {key}: expected a number") from None
+
+
+def label(point: dict[str, str]) -> str:
+    return "_".join(f"{k}={v}" for k, v in point.items()).replace("/", "-") or "run"
+
+
+def row_for(cfg: RunConfig, point: dict[str, str], metrics: dict, manifest_extra: dict) -> dict[str, Any]:
+    lat = metrics.get("latency_ms") or {}
+    ops = metrics.get("ops") or {}
+    row: dict[str, Any] = {"seed": cfg.seed, **point, "valid": metrics.get("valid"),
+                           "ops_ok": ops.get("ok"), "ops_fail": ops.get("fail"), "ops_info": ops.get("info"),
+                           "latency_p50_ms": lat.get("p50"), "latency_p95_ms": lat.get("p95"),
+                           "latency_p99_ms": lat.get("p99"), "latency_max_ms": lat.get("max"),
+                           "latency_mean_ms": lat.get("mean"), "throughput_ops_s": metrics.get("throughput_ops_s"),
+                           "availability": metrics.get("availability"), "recovery_max_s": metrics.get("recovery_max_s"),
+                           "checker_seconds": metrics.get("checker_seconds"), **manifest_extra}
+    bad = [f"{k}: {v.get('message', '')}" for k, v in (metrics.get("checks") or {}).items() if v.get("valid") is not True]
+    row["failed_checks"] = " | ".join(bad)[:500]
+    for k, v in (metrics.get("figures") or {}).items():
+        if isinstance(v, (int, float, str, bool)) or v is None:
+            row.setdefault(k, v)
+    return row
+
+
+def run_one(cfg_dict: dict, point: dict[str, str], folder: str, plots: bool) -> dict[str, Any]:
+    """Run one configuration into ``folder`` (in a worker process); return its CSV row."""
+    from .runner import run_to_folder
+
+    cfg = RunConfig.from_dict(cfg_dict)
+    try:
+        outcome, status, wall = run_to_folder(cfg, Path(folder), plots=plots, progress=None)
+        return row_for(cfg, point, outcome.metrics, {"wall_seconds": round(wall, 3), "digest": outcome.digest,
+                                                     "folder": folder, "exit_status": status})
+    except Exception as exc:  # noqa: BLE001 - one broken run must not sink the sweep
+        return {"seed": cfg.seed, **point, "valid": "unknown", "folder": folder, "exit_status": 3,
+                "failed_checks": f"run crashed: {type(exc).__name__}: {exc}",
+                "error": traceback.format_exc(limit=3)[-500:]}
+
+
+def run_sweep(configs: list[tuple[RunConfig, dict[str, str]]], out: Path, jobs: int, plots: bool,
+              progress: Callable[[int, int, dict], None] | None = None) -> list[dict[str, Any]]:
+    """Run every configuration; rows come back in (grid point, seed) order whatever the finish order."""
+    runs_dir = out / "runs"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    tasks = [(cfg.to_dict(), point, str(runs_dir / f"{label(point)}-s{cfg.seed}"), plots) for cfg, point in configs]
+    rows: list[dict | None] = [None] * len(tasks)
+    done = 0
+    if jobs <= 1:
+        for i, t in enumerate(tasks):
+            rows[i] = run_one(*t)
+            done += 1
+            if progress:
+                progress(done, len(tasks), rows[i])
+    else:
+        ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+            futures = {pool.submit(run_one, *t): i for i, t in enumerate(tasks)}
+            for fut in as_completed(futures):
+                rows[futures[fut]] = fut.result()
+                done += 1
+                if progress:
+                    progress(done, len(tasks), rows[futures[fut]])
+    return [r for r in rows if r is not None]
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    cols: list[str] = []
+    for r in rows:
+        for k in r:
+            if k not in cols and k != "error":
+                cols.append(k)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow(r)
+    os.replace(tmp, path)

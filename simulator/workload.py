@@ -1,0 +1,181 @@
+"""Clients and the history: open-loop (Poisson) and closed-loop (concurrency) workloads.
+
+Clients are nodes on the network (``c1``, ``c2``...). Logical *processes*, in Jepsen's sense, carry
+operations: process ``p`` invokes through client ``c{p % clients + 1}``. A process has at most one
+operation outstanding; when an operation times out it is recorded ``info`` and the process is
+retired for good (a fresh process id takes its place), since whether it happened is unknown.
+
+Open loop
+    Arrivals are a Poisson process at ``rate`` operations per second (stream ``workload.arrivals``),
+    or, with a profile ``rate_at(t_s)`` and its maximum, a non-homogeneous Poisson process by
+    thinning (ramps, bursts, daily curves). Each arrival takes the lowest free process id, or a new
+    one, so load does not wait for replies.
+Closed loop
+    ``concurrency`` processes each invoke again as soon as their previous operation ends.
+
+Operations come from the scenario's ``generate(rng)`` (stream ``workload.ops``). After ``stop_ns``
+no new main-phase operations start; :meth:`Workload.run_final` then runs the final operations,
+each on a fresh process, and stops the simulation when all have ended.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from .node import Operation
+from .rng import Batch
+
+if TYPE_CHECKING:
+    from .kernel import Simulation
+
+ENDINGS = ("ok", "fail", "info")
+
+
+class Workload:
+    def __init__(self, sim: "Simulation", clients: list[str], generate: Callable, *, op_timeout_ns: int,
+                 rate: float | None = None, concurrency: int | None = None,
+                 rate_at: Callable[[float], float] | None = None):
+        if not clients:
+            raise ValueError("a workload needs at least one client")
+        if concurrency is None and not (rate and rate > 0) and rate_at is None:
+            raise ValueError("an open-loop workload needs a rate > 0")
+        self.sim = sim
+        sim.workload = self
+        self.clients = clients
+        self.generate = generate
+        self.op_timeout_ns = int(op_timeout_ns)
+        self.rate = rate
+        self.rate_at = rate_at
+        self.concurrency = concurrency
+        self.history: list[dict] = []
+        self._ops_rng = sim.streams.get("workload.ops")
+        self._gap = None
+        self._accept = None
+        self._pending: dict[int, tuple[Operation, int]] = {}  # op id -> (op, history index of invoke)
+        self._free: list[int] = []
+        self._next_process = 0
+        self._next_op = 0
+        self._stop_ns: int | None = None
+        self._final_left: int | None = None
+        self._final_first: int | None = None
+        self.on_final_done: Callable[[], None] | None = None
+        self.started = 0
+
+    # ---- phases -------------------------------------------------------------------------------
+    def start(self, stop_ns: int) -> None:
+        """Begin the main phase now; no new main operations at or after ``stop_ns``."""
+        self._stop_ns = stop_ns
+        if self.concurrency:
+            for _ in range(self.concurrency):
+                self.sim.schedule(0, self._closed_next, self._new_process())
+        else:
+            max_rate = self.rate
+            if self.rate_at is not None:
+                grid = np.linspace(0.0, stop_ns / 1e9, 2001)
+                max_rate = max(max(float(self.rate_at(t)) for t in grid), 1e-9)
+                self._accept = Batch(self.sim.streams.get("workload.thinning"), lambda g, n: g.random(n))
+            self._max_rate = max_rate
+            mean_gap_ns = 1e9 / max_rate
+            self._gap = Batch(self.sim.streams.get("workload.arrivals"),
+                              lambda g, n: np.rint(g.exponential(mean_gap_ns, n)).astype(np.int64))
+            self.sim.schedule(self._gap(), self._arrival)
+
+    def run_final(self, ops: list[tuple[str, Any]], on_done: Callable[[], None]) -> None:
+        """Invoke each final operation on a fresh process now; call ``on_done`` when all have ended."""
+        self._stop_ns = self.sim.now  # nothing more from the main phase
+        self.on_final_done = on_done
+        self._final_left = len(ops)
+        self._final_first = self._next_op
+        if not ops:
+            on_done()
+            return
+        for f, value in ops:
+            p = self._next_process
+            self._next_process += 1
+            self._invoke(p, f, value)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    # ---- arrivals -----------------------------------------------------------------------------
+    def _new_process(self) -> int:
+        if self._free:
+            return heapq.heappop(self._free)
+        p = self._next_process
+        self._next_process += 1
+        return p
+
+    def _arrival(self, _a=None, _b=None) -> None:
+        now = self.sim.now
+        if now >= self._stop_ns:
+            return
+        self.sim.schedule(self._gap(), self._arrival)
+        if self._accept is not None and self._accept() * self._max_rate > self.rate_at(now / 1e9):
+            return
+        f, value = self.generate(self._ops_rng)
+        self._invoke(self._new_process(), f, value)
+
+    def _closed_next(self, process: int, _b=None) -> None:
+        if self.sim.now >= self._stop_ns:
+            return
+        f, value = self.generate(self._ops_rng)
+        self._invoke(process, f, value)
+
+    def _invoke(self, process: int, f: str, value: Any) -> None:
+        sim = self.sim
+        op = Operation(self._next_op, process, f, value)
+        self._next_op += 1
+        self.started += 1
+        index = len(self.history)
+        self.history.append({"index": index, "time": sim.now, "type": "invoke", "process": process,
+                             "f": f, "value": value})
+        self._pending[op.id] = (op, index)
+        sim.schedule(self.op_timeout_ns, self._timeout, op.id)
+        host = sim.hosts[self.clients[process % len(self.clients)]]
+        host._hold = 0
+        host.node.on_invoke(host, op)
+
+    # ---- completions --------------------------------------------------------------------------
+    def complete(self, op_id: int, type: str, value: Any = None) -> bool:
+        """End operation ``op_id``; False if it had already ended (a late reply)."""
+        if type not in ENDINGS:
+            raise ValueError(f"an operation ends ok, fail or info, not {type!r}")
+        entry = self._pending.pop(op_id, None)
+        if entry is None:
+            return False
+        op, _ = entry
+        self._record(op, type, value)
+        if type == "info":
+            self._after(op, retired=True)
+        else:
+            self._after(op, retired=False)
+        return True
+
+    def _timeout(self, op_id: int, _b=None) -> None:
+        entry = self._pending.pop(op_id, None)
+        if entry is None:
+            return
+        op, _ = entry
+        self._record(op, "info", op.value)
+        self._after(op, retired=True)
+
+    def _record(self, op: Operation, type: str, value: Any) -> None:
+        sim = self.sim
+        self.history.append({"index": len(self.history), "time": sim.now, "type": type,
+                             "process": op.process, "f": op.f, "value": value})
+
+    def _after(self, op: Operation, retired: bool) -> None:
+        if self._final_first is not None and op.id >= self._final_first:
+            self._final_left -= 1
+            if self._final_left == 0 and self.on_final_done is not None:
+                self.on_final_done()
+            return
+        if self.concurrency:
+            process = self._new_process() if retired else op.process
+            self.sim.schedule(0, self._closed_next, process)
+        elif not retired:
+            heapq.heappush(self._free, op.process)
