@@ -1,0 +1,107 @@
+"""The queue scenario: the kernel's timing against queueing theory, and its planted bugs caught."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scenarios.queue.scenario import erlang_c_wait_s
+from simulator import scenario as registry
+from simulator.config import build_config
+from simulator.metrics import latencies
+from simulator.run import execute
+
+
+def run_queue(seed=1, options=None, sets=None, bug=None):
+    cfg = build_config(registry.get("queue"), seed=seed, options=options or {}, sets=sets or {}, bug=bug)
+    return execute(cfg)
+
+
+def batch_means_ci(lat_s: np.ndarray, batches: int = 20) -> tuple[float, float]:
+    """Mean and the 99% half-width from batch means (response times are correlated in a queue)."""
+    usable = len(lat_s) - len(lat_s) % batches
+    means = lat_s[:usable].reshape(batches, -1).mean(axis=1)
+    return float(lat_s.mean()), 2.861 * float(means.std(ddof=1)) / np.sqrt(batches)  # t(0.995, 19)
+
+
+def test_erlang_c_formula_matches_known_values():
+    """The Erlang C helper gives M/M/1's 1/(mu-lambda) and the issue's M/M/10 figure (1.6687 s)."""
+    assert erlang_c_wait_s(50, 1, 0.01) == pytest.approx(1 / (100 - 50))
+    assert erlang_c_wait_s(9, 10, 1.0) == pytest.approx(1.6687, abs=5e-4)
+    assert erlang_c_wait_s(10, 10, 1.0) == float("inf")
+
+
+@pytest.mark.slow
+def test_mm1_mean_response_time_matches_theory():
+    """An M/M/1 queue at load 0.5 gives a mean response time within 3% of 1/(mu - lambda)."""
+    out = run_queue(seed=3, options={"rate": 50.0, "latency_ms": 0.0, "time_limit_s": 4000.0},
+                    sets={"servers": "1", "service_ms": "10"})
+    _, lat = latencies(out.run.history)
+    mean, half = batch_means_ci(lat / 1e9)
+    theory = erlang_c_wait_s(50, 1, 0.010)
+    assert abs(mean - theory) < half, "theory outside the 99% confidence interval"
+    assert half / theory < 0.03 and abs(mean - theory) / theory < 0.03
+
+
+@pytest.mark.slow
+def test_mmc_mean_response_time_matches_erlang_c():
+    """An M/M/3 queue at load 0.5 gives a mean response time within its 99% confidence interval
+    and within 3% of the Erlang C value."""
+    out = run_queue(seed=5, options={"rate": 15.0, "latency_ms": 0.0, "time_limit_s": 4000.0},
+                    sets={"servers": "3", "service_ms": "100"})
+    _, lat = latencies(out.run.history)
+    mean, half = batch_means_ci(lat / 1e9)
+    theory = erlang_c_wait_s(15, 3, 0.100)
+    assert abs(mean - theory) < half, (mean, theory, half)
+    assert half / theory < 0.03 and abs(mean - theory) / theory < 0.03
+    assert out.metrics["figures"]["erlang_c_response_ms"] == pytest.approx(theory * 1000, rel=1e-6)
+
+
+@pytest.mark.slow
+def test_issue_mm10_heavy_load_matches_erlang_c():
+    """The issue's M/M/10 case at load 0.9 (rate 9, service 1 s) lands within 3% of 1.6687 s."""
+    out = run_queue(seed=7, options={"rate": 9.0, "latency_ms": 0.0, "time_limit_s": 20000.0},
+                    sets={"servers": "10", "service_ms": "1000"})
+    _, lat = latencies(out.run.history)
+    assert abs(lat.mean() / 1e9 - 1.6687) / 1.6687 < 0.03
+
+
+def test_constant_service_with_no_queueing_gives_exact_latency():
+    """With constant service, zero latency and one request at a time, every latency is the service time."""
+    out = run_queue(options={"concurrency": 1, "latency_ms": 0.0, "time_limit_s": 1.0},
+                    sets={"service_dist": "constant", "service_ms": "10"})
+    _, lat = latencies(out.run.history)
+    assert len(lat) > 50
+    assert set(lat.tolist()) == {10_000_000}
+
+
+def test_defaults_are_valid():
+    """The default queue run is valid and answers every request."""
+    out = run_queue(seed=7)
+    assert out.valid is True
+    assert out.metrics["ops"]["info"] == 0 and out.metrics["ops"]["ok"] > 2500
+
+
+def test_double_serve_bug_is_caught_by_exactly_once():
+    """The double-serve bug makes exactly-once fail and names a duplicated request."""
+    out = run_queue(seed=1, bug="double-serve")
+    assert out.valid is False
+    chk = out.checks["exactly-once"]
+    assert chk.valid is False and "more than once" in chk.message
+
+
+def test_lose_requests_bug_is_caught_by_availability():
+    """The lose-requests bug drops availability below the floor and says so."""
+    out = run_queue(seed=1, bug="lose-requests", options={"op_timeout_ms": 500.0})
+    assert out.valid is False
+    assert out.checks["availability"].valid is False
+    assert "floor" in out.checks["availability"].message
+
+
+def test_crash_nemesis_keeps_exactly_once_valid():
+    """Crashing the service node loses requests (info) but never serves one twice."""
+    out = run_queue(seed=2, options={"nemesis": "crash", "nemesis_interval_s": 5.0, "op_timeout_ms": 500.0,
+                                     "time_limit_s": 30.0})
+    assert out.metrics["ops"]["info"] > 0
+    assert out.checks["exactly-once"].valid is True
+    assert any(f["action"] == "crash" for f in out.run.faults)
