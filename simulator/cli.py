@@ -82,6 +82,7 @@ def run_options(f):
         click.option("--node-count", "node_count", callback=_number(int), help="Server nodes."),
         click.option("--latency", "latency_ms", callback=_number(float), help="Mean one-way network latency, ms."),
         click.option("--latency-dist", "latency_dist", help="constant, uniform, normal, lognormal, exponential or pareto."),
+        click.option("--topology", help="lan, regions:N[:INTER_MS], leaf-spine:RACKS or graph:FILE.graphml."),
         click.option("--nemesis", help="Fault generators, comma-separated (see `dsim describe`)."),
         click.option("--nemesis-interval", "nemesis_interval_s", callback=_number(float), help="Seconds between fault start and stop."),
         click.option("--op-timeout", "op_timeout_ms", callback=_number(float), help="Client operation timeout, ms (then recorded info)."),
@@ -97,7 +98,7 @@ def run_options(f):
 
 def _collect_options(kw) -> dict:
     return {k: kw.get(k) for k in ("time_limit_s", "rate", "concurrency", "node_count", "latency_ms", "latency_dist",
-                                   "nemesis", "nemesis_interval_s", "op_timeout_ms")}
+                                   "topology", "nemesis", "nemesis_interval_s", "op_timeout_ms")}
 
 
 def _make_config(name, seed_raw, kw, file=None) -> RunConfig:

@@ -43,6 +43,7 @@ DEFAULTS_HELP = {
     "op_timeout_ms": "a client operation not answered in this time is recorded info",
     "quiesce_s": "seconds after the final heal before the final reads",
     "final_timeout_s": "seconds the final operations may take",
+    "topology": "lan, regions:N[:INTER_MS], leaf-spine:RACKS or graph:FILE.graphml",
 }
 
 
@@ -61,6 +62,7 @@ class RunConfig:
     op_timeout_ms: float = 1000.0
     quiesce_s: float = 5.0
     final_timeout_s: float = 10.0
+    topology: str = "lan"
     params: dict[str, Any] = field(default_factory=dict)
     bug: str | None = None
     faults: list[dict] = field(default_factory=list)
@@ -109,6 +111,11 @@ def _check_option(name: str, value: Any, scenario: type[Scenario] | None = None)
             if item not in accepted:
                 raise UsageError(f"unknown nemesis {item!r}: accepted: {', '.join(accepted)}")
         return tuple(items)
+    if name == "topology":
+        from .topology import parse
+
+        parse(value)
+        return str(value)
     if name == "latency_dist":
         if value not in KINDS:
             raise bad("one of " + ", ".join(KINDS))

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from . import metrics as M
+from . import topology
 from . import scenario as registry
 from .checkers import CheckResult, merge_valid
 from .config import RunConfig
@@ -68,6 +69,7 @@ class Run:
         client_ids = [f"c{i + 1}" for i in range(n_clients)]
         for cid in client_ids:
             sim.add_node(cid, (lambda c=cid: setup.client(c)), is_client=True, **setup.client_options)
+        self.placement = topology.apply(sim, cfg.topology, list(sim.hosts))
         self.workload = Workload(sim, client_ids, setup.generate, op_timeout_ns=int(cfg.op_timeout_ms * NS_PER_MS),
                                  rate=cfg.rate, concurrency=cfg.concurrency, rate_at=setup.rate_at)
         plan = list(cfg.faults)

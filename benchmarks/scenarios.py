@@ -1,0 +1,84 @@
+"""Scenario speed: run a scenario's named benchmark preset and print how fast it simulates.
+
+Each scenario names its presets in its ``benchmarks`` class attribute (the figures its issue asks
+for), e.g. ``raft`` (5 nodes, 1,000 ops/s, 60 s, partitions and crashes). The run includes the
+checkers, as a user's run would.
+
+    python benchmarks/scenarios.py --list
+    python benchmarks/scenarios.py raft --json
+    python benchmarks/scenarios.py queue --json
+
+The last line with ``--json``: ``{"bench", "scenario", "sim_seconds", "wall_seconds",
+"sim_seconds_per_wall_second", "ops", "checker_seconds", "peak_rss_mib", "valid", ...figures}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from simulator import scenario as registry  # noqa: E402
+from simulator.config import build_config  # noqa: E402
+from simulator.run import execute  # noqa: E402
+
+BUILTIN = {"queue": ("queue", {"options": {"rate": 1000.0, "time_limit_s": 60.0}, "params": {"servers": 20}})}
+
+
+def presets() -> dict[str, tuple[str, dict]]:
+    out = dict(BUILTIN)
+    for name in registry.names():
+        for bench, spec in registry.get(name).benchmarks.items():
+            out[bench] = (name, spec)
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("bench", nargs="?", help="a preset name (see --list)")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--list", action="store_true", help="list the presets")
+    ap.add_argument("--json", action="store_true", help="end with one JSON line")
+    args = ap.parse_args(argv)
+    table = presets()
+    if args.list or not args.bench:
+        for name, (scen, spec) in sorted(table.items()):
+            print(f"{name:18s} {scen:8s} {json.dumps(spec)}")
+        return 0
+    if args.bench not in table:
+        print(f"unknown preset {args.bench!r}: accepted: {', '.join(sorted(table))}", file=sys.stderr)
+        return 2
+    scen, spec = table[args.bench]
+    cfg = build_config(registry.get(scen), seed=args.seed, options=spec.get("options", {}),
+                       sets={k: str(v) if not isinstance(v, str) else v for k, v in spec.get("params", {}).items()})
+    t0 = time.perf_counter()
+    cpu0 = time.process_time()
+    out = execute(cfg)
+    wall = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
+    sim_s = out.run.end_ns / 1e9
+    ops = out.metrics["ops"]
+    result = {"bench": args.bench, "scenario": scen, "seed": args.seed, "sim_seconds": round(sim_s, 3),
+              "wall_seconds": round(wall, 3), "cpu_seconds": round(cpu, 3),
+              "sim_seconds_per_wall_second": round(sim_s / wall, 2), "ops": ops["invoked"],
+              "checker_seconds": out.metrics["checker_seconds"],
+              "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+              "valid": out.valid}
+    for k, v in (out.metrics.get("figures") or {}).items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            result.setdefault(k, v)
+    print(f"{args.bench} ({scen}, seed {args.seed}): {sim_s:,.1f} simulated s in {wall:,.2f} s wall "
+          f"({result['sim_seconds_per_wall_second']} sim s per wall s), {ops['invoked']:,} ops, "
+          f"checkers {result['checker_seconds']} s, peak RSS {result['peak_rss_mib']} MiB, valid {out.valid}")
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
