@@ -35,6 +35,8 @@ A handler runs atomically at one instant of simulated time. Everything it does g
     ``sync=True`` (the default) cost the host's fsync latency.
 ``ctx.record(kind, **fields)``
     an observation for checkers and metrics (true time is added); protocol code never reads them.
+    Fields, like operation values, should be plain data (numbers, strings, tuples, lists, dicts):
+    never sets, whose order changes with PYTHONHASHSEED and would change the digest.
 ``ctx.log(text)``
     a debug line, kept in the trace when the run is traced.
 ``ctx.complete(op_id, type, value=None)``

@@ -138,6 +138,14 @@ def test_bug_run_exits_1_with_the_counter_example(tmp_path):
     assert "INVALID  exactly-once" in res.output and "more than once" in res.output
 
 
+@pytest.mark.parametrize("args, needle", [(["list"], "queue"), (["describe", "queue"], "double-serve"),
+                                           (["--help"], "dsim run queue"), (["run", "--help"], "Examples")])
+def test_info_commands_as_subprocesses(args, needle):
+    """The informational commands work as real subprocesses and exit 0."""
+    res = dsim(*args)
+    assert res.returncode == 0 and needle in res.stdout, res.stderr
+
+
 def test_list_and_describe():
     """`dsim list` names the queue scenario and `dsim describe queue` shows parameters, bugs and checkers."""
     res = call("list")
@@ -188,8 +196,8 @@ def test_show_prints_summary(tmp_path):
     """`dsim show` prints a complete run's summary."""
     out = tmp_path / "r"
     assert call("run", "queue", "--seed", "1", "--out", str(out), *SHORT, "--no-plots").exit_code == 0
-    res = call("show", str(out))
-    assert res.exit_code == 0 and "verdict" in res.output
+    res = dsim("show", str(out))
+    assert res.returncode == 0 and "verdict" in res.stdout
 
 
 def test_trace_flag_writes_trace(tmp_path):
