@@ -258,7 +258,7 @@ def run(scenario, seed, out, no_plots, **kw):
     folder = new_folder(cfg, out)
     progress = Progress(f"{scenario} seed {cfg.seed}")
     try:
-        outcome, status, _ = run_to_folder(cfg, folder, plots=not no_plots, progress=progress)
+        outcome, status, _ = run_to_folder(cfg, folder, plots=not no_plots, progress=progress, link_latest=out is None)
     except KeyboardInterrupt:
         progress.close()
         _err(f"dsim: interrupted; partial results (marked incomplete) in {folder}")

@@ -127,15 +127,17 @@ def utc_now() -> str:
 class RunFolder:
     """Writes one run's files; ``start`` at once, then ``finish`` or ``fail``."""
 
-    def __init__(self, folder: Path, cfg: RunConfig):
+    def __init__(self, folder: Path, cfg: RunConfig, link: bool = False):
         self.folder = folder
+        self.link = link
         self.cfg = cfg
         self.started = utc_now()
         self.t0 = time.perf_counter()
 
     def start(self) -> None:
         write_json(self.folder / "manifest.json", manifest(self.cfg, "running", self.started))
-        link_latest(self.folder)
+        if self.link:  # only folders dsim named itself, under results/<scenario>/
+            link_latest(self.folder)
 
     def finish(self, outcome, plots: list[str], exit_status: int) -> None:
         from . import faults as F

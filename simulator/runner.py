@@ -17,10 +17,10 @@ from .results import RunFolder
 from .run import Outcome, Progress, Run, exit_status
 
 
-def run_to_folder(cfg: RunConfig, folder: Path, *, plots: bool = True,
-                  progress: Progress | None = None) -> tuple[Outcome, int, float]:
+def run_to_folder(cfg: RunConfig, folder: Path, *, plots: bool = True, progress: Progress | None = None,
+                  link_latest: bool = False) -> tuple[Outcome, int, float]:
     folder.mkdir(parents=True, exist_ok=True)
-    rf = RunFolder(folder, cfg)
+    rf = RunFolder(folder, cfg, link=link_latest)
     rf.start()
     trace_fh = open(folder / "trace.jsonl", "w") if cfg.trace else None
     run = Run(cfg, trace_file=trace_fh)

@@ -61,6 +61,21 @@ def test_run_writes_every_file_with_the_metrics_fields(tmp_path):
     assert "VALID" in res.stdout and str(out) in res.stdout
 
 
+def test_default_folder_and_latest_link(tmp_path):
+    """Without --out a run goes to results/<scenario>/<UTC time>-s<seed>/ and results/<scenario>/latest points at it."""
+    res = dsim("run", "queue", "--seed", "5", *SHORT, "--no-plots", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    runs = [p for p in (tmp_path / "results" / "queue").iterdir() if p.name != "latest"]
+    assert len(runs) == 1 and runs[0].name.endswith("-s5")
+    assert (tmp_path / "results" / "queue" / "latest").resolve() == runs[0].resolve()
+
+
+def test_out_folder_gets_no_latest_link_beside_it(tmp_path):
+    """With --out, nothing is written beside the named folder."""
+    assert call("run", "queue", "--seed", "1", "--out", str(tmp_path / "mine"), *SHORT, "--no-plots").exit_code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
+
+
 def test_replay_matches_and_detects_tampering(tmp_path):
     """`dsim replay` exits 0 on an untouched run folder and 1 when the recorded digest differs."""
     out = tmp_path / "run"
