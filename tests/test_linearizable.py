@@ -163,7 +163,7 @@ op_strategy = st.tuples(
     st.integers(0, 2), st.integers(0, 2), st.sampled_from(["ok", "ok", "ok", "info"]))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(op_strategy, min_size=1, max_size=5))
 def test_agrees_with_brute_force(raw):
     """On small random histories the search gives the same verdict as trying every order."""

@@ -147,8 +147,15 @@ class _Budget(Exception):
 
 
 def _search(ops: list[_Op], initial: Any, deadline: float, steps_left: list[int]):
-    """Search one key. Returns (True, None) or (False, witness dict)."""
-    # entries: call entries carry the op, return entries too; sorted by time, calls first on ties
+    """Search one key, just in time. Returns (True, None) or (False, witness dict).
+
+    Events are walked in time order (invokes before completions at equal times). An invoke makes
+    its operation *pending*. A pending read whose value equals the register is linearized at once
+    (a read changes nothing, so placing it as early as possible never hurts). At the completion of
+    an operation not yet linearized, the search must place it now: it branches over which pending
+    operation to apply next (that one first, then writes by earliest completion), and backtracks
+    when none works. Memoized on (position, register value, linearized-but-still-open operations).
+    """
     events = []
     for i, op in enumerate(ops):
         op.idx = i
@@ -156,99 +163,85 @@ def _search(ops: list[_Op], initial: Any, deadline: float, steps_left: list[int]
         if op.ret != _INF:
             events.append((op.ret, 1, i))
     events.sort()
-    n = len(events) + 1
-    nxt = [0] * n
-    prv = [0] * n
-    is_call = [False] * n
-    op_of = [0] * n
-    match = [0] * n  # call entry -> its return entry (0: none)
-    ret_entry = {}
-    for pos, (_, kind, i) in enumerate(events, start=1):
-        is_call[pos] = kind == 0
-        op_of[pos] = i
-        if kind == 1:
-            ret_entry[i] = pos
-    for pos in range(1, n):
-        if is_call[pos]:
-            match[pos] = ret_entry.get(op_of[pos], 0)
-    for pos in range(n):
-        nxt[pos] = pos + 1 if pos + 1 < n else -1
-        prv[pos] = pos - 1
-    required = sum(1 for op in ops if op.ok)
-    if required == 0:
-        return True, None
-
-    def lift(e):
-        nxt[prv[e]] = nxt[e]
-        if nxt[e] != -1:
-            prv[nxt[e]] = prv[e]
-        m = match[e]
-        if m:
-            nxt[prv[m]] = nxt[m]
-            if nxt[m] != -1:
-                prv[nxt[m]] = prv[m]
-
-    def unlift(e):
-        m = match[e]
-        if m:
-            if nxt[m] != -1:
-                prv[nxt[m]] = m
-            nxt[prv[m]] = m
-        if nxt[e] != -1:
-            prv[nxt[e]] = e
-        nxt[prv[e]] = e
-
-    cache: set = set()
-    stack: list[tuple[int, Any]] = []
-    linearized = 0
+    n_events = len(events)
     state = initial
-    entry = nxt[0]
-    best_depth = -1
-    witness = None
+    lin: set[int] = set()  # linearized, completion not passed yet
+    pending: list[int] = []  # invoked, not linearized
+    order: list[int] = []  # linearization so far (for the counter-example)
+    frames: list[list] = []  # [p, state, lin, pending, order_len, candidates, next_choice]
+    seen: set = set()
+    p = 0
     steps = 0
+    best_p = -1
+    witness = None
+
+    def greedy_reads(state, lin, pending, order):
+        keep = []
+        for j in pending:
+            o = ops[j]
+            if o.f == "read" and o.out == state:
+                lin.add(j)
+                order.append(j)
+            else:
+                keep.append(j)
+        return keep
+
     while True:
         steps += 1
-        if steps & 0x3FF == 0:
-            if time.monotonic() > deadline:
-                raise _Budget()
+        if steps & 0x3FF == 0 and time.monotonic() > deadline:
+            raise _Budget()
         if steps > steps_left[0]:
             raise _Budget()
-        if entry != -1 and is_call[entry]:
-            op = ops[op_of[entry]]
-            good, new_state = _step(state, op)
-            if good:
-                new_lin = linearized | (1 << op.idx)
-                key = (new_lin, new_state)
-                if key not in cache:
-                    cache.add(key)
-                    stack.append((entry, state))
-                    state = new_state
-                    linearized = new_lin
-                    if op.ok:
-                        required -= 1
-                        if required == 0:
-                            steps_left[0] -= steps
-                            return True, None
-                    lift(entry)
-                    entry = nxt[0]
-                    continue
-            entry = nxt[entry]
-            continue
-        # a completion of an op not linearized yet (or the end): backtrack
-        if len(stack) > best_depth and entry != -1:
-            best_depth = len(stack)
-            witness = {"stuck": ops[op_of[entry]], "state": state,
-                       "done": [ops[op_of[e]] for e, _ in stack[-3:]]}
-        if not stack:
+        if p == n_events:
             steps_left[0] -= steps
-            return False, witness
-        entry, state = stack.pop()
-        op = ops[op_of[entry]]
-        if op.ok:
-            required += 1
-        linearized &= ~(1 << op.idx)
-        unlift(entry)
-        entry = nxt[entry]
+            return True, None
+        _, kind, i = events[p]
+        if kind == 0:
+            o = ops[i]
+            if o.f == "read" and o.out == state:
+                lin.add(i)
+                order.append(i)
+            else:
+                pending.append(i)
+            p += 1
+            continue
+        if i in lin:
+            lin.discard(i)
+            p += 1
+            continue
+        # op i completes here unlinearized: branch over what to apply next
+        cands = [i] + sorted((j for j in pending if j != i and ops[j].f != "read"), key=lambda j: ops[j].ret)
+        frames.append([p, state, frozenset(lin), tuple(pending), len(order), cands, 0])
+        while True:
+            if not frames:
+                steps_left[0] -= steps
+                return False, witness
+            fr = frames[-1]
+            if fr[6] >= len(fr[5]):
+                frames.pop()
+                if fr[0] > best_p:
+                    best_p = fr[0]
+                    witness = {"stuck": ops[events[fr[0]][2]], "state": fr[1],
+                               "done": [ops[j] for j in order[max(0, fr[4] - 3):fr[4]]]}
+                continue
+            c = fr[5][fr[6]]
+            fr[6] += 1
+            steps += 1
+            good, new_state = _step(fr[1], ops[c])
+            if not good:
+                continue
+            new_lin = set(fr[2])
+            new_lin.add(c)
+            del order[fr[4]:]
+            order.append(c)
+            new_pending = greedy_reads(new_state, new_lin, [j for j in fr[3] if j != c], order)
+            key = (fr[0], new_state, frozenset(new_lin))
+            if key in seen:
+                continue
+            seen.add(key)
+            p, state, lin, pending = fr[0], new_state, new_lin, new_pending
+            break
+        # continue the walk from p: if the completing op is now linearized, it passes; else branch again
 
 
 def check_kv(history: Iterable[dict], *, initial: Any = None, budget_s: float = 60.0,
