@@ -192,3 +192,34 @@ def summary(rows: list[dict], grid_keys: list[str], path: Path, title: str) -> s
     axes[2].legend(fontsize=8)
     fig.suptitle(title, fontsize=11)
     return _save(fig, path)
+
+
+def panels(path: Path, title: str, rows: list[dict], shade: Callable | None = None, subtitle: str = "") -> str:
+    """Stacked panels of named curves in one PNG, for a scenario's own figures.
+
+    Each row: ``{"series": [(label, xs, ys), ...], "ylabel": str}`` and optionally ``"xlabel"``,
+    ``"log"`` (log y), ``"logx"``, ``"step"`` (step lines) and ``"time"`` (default True: shade the
+    fault windows with ``shade``, x in simulated seconds).
+    """
+    fig, axes = plt.subplots(len(rows), 1, figsize=(10, 2.2 + 2.4 * len(rows)), squeeze=False,
+                             sharex=all(r.get("time", True) for r in rows))
+    for ax, row in zip(axes[:, 0], rows):
+        if shade is not None and row.get("time", True):
+            shade(ax)
+        for label, xs, ys in row["series"]:
+            if row.get("step"):
+                ax.step(xs, ys, where="post", label=label)
+            else:
+                ax.plot(xs, ys, label=label)
+        if row.get("log"):
+            ax.set_yscale("log")
+        if row.get("logx"):
+            ax.set_xscale("log")
+        ax.set_ylabel(row.get("ylabel", ""))
+        if row.get("xlabel"):
+            ax.set_xlabel(row["xlabel"])
+        if row["series"]:
+            ax.legend(loc="upper right", fontsize=8)
+        ax.grid(alpha=0.3)
+    _title(axes[0, 0], title, subtitle)
+    return _save(fig, path)
