@@ -16,10 +16,16 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+import numpy as np
+
 TYPES = ("invoke", "ok", "fail", "info")
 
 
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):  # numpy scalars from generate(rng) or handlers
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
     if isinstance(value, tuple):
         return [_jsonable(v) for v in value]
     if isinstance(value, list):

@@ -117,7 +117,7 @@ class Host:
             after_ms = lo + (hi - lo) * self.rng.random()
         if after_ms < 0:
             raise ValueError(f"timer {name!r}: delay must be >= 0 ms, got {after_ms}")
-        delay = int(after_ms * 1_000_000)
+        delay = round(after_ms * 1_000_000)  # int() would turn 4.1 ms into 4.099999 ms
         if self.clock is not None:
             delay = self.clock.true_delay(delay)
         if self.timers is None:
@@ -149,8 +149,10 @@ class Host:
         self.fast = self.up and not self.paused and self._service is None and self.node is not None
 
     def _on_fsync(self) -> None:
-        if self._fsync is not None:
-            self._hold += self._fsync()
+        # Group commit: _hold becomes non-zero only here, so a second sync in the same handler
+        # finds it paid (every handler starts with _hold = 0).
+        if self._fsync is not None and self._hold == 0:
+            self._hold = self._fsync()
 
     def start(self) -> None:
         """Boot (or reboot) the node: a fresh object from the factory, then ``on_start``."""

@@ -20,8 +20,14 @@ class CheckResult:
     details: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
-        if self.valid not in (True, False, UNKNOWN):
-            raise ValueError(f"valid must be True, False or 'unknown', got {self.valid!r}")
+        v = self.valid
+        if isinstance(v, str):
+            if v != UNKNOWN:
+                raise ValueError(f"valid must be True, False or 'unknown', got {v!r}")
+        elif v in (True, False) and not isinstance(v, float):
+            self.valid = bool(v)  # numpy bools and 0/1 become real bools, so `is False` holds
+        else:
+            raise ValueError(f"valid must be True, False or 'unknown', got {v!r}")
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"valid": self.valid}
@@ -34,9 +40,9 @@ class CheckResult:
 def merge_valid(values) -> bool | str:
     """False if any is False, else "unknown" if any is unknown, else True (True for none)."""
     values = list(values)
-    if any(v is False for v in values):
+    if any(not isinstance(v, str) and not v for v in values):
         return False
-    if any(v == UNKNOWN for v in values):
+    if any(isinstance(v, str) for v in values):
         return UNKNOWN
     return True
 
