@@ -231,3 +231,81 @@ def test_clock_of_creates_a_perfect_clock_once():
     clock = sim.clock_of("n1")
     assert sim.clock_of("n1") is clock
     assert clock.local(sim.now) == sim.now
+
+
+_CHILD = """
+from simulator.dists import Dist
+from simulator.kernel import Simulation
+from simulator.node import Node
+
+class Gossip(Node):
+    def on_start(self, ctx):
+        ctx.set_timer("tick", (1, 3))
+    def on_timer(self, ctx, name):
+        peers = sorted({"a", "b", "c", "d"} - {ctx.id})
+        ctx.send(peers[int(ctx.rng.integers(len(peers)))], ("hi", ctx.id))
+        ctx.set_timer("tick", (1, 3))
+    def on_message(self, ctx, src, msg):
+        ctx.record("got", src=src)
+
+sim = Simulation(21, latency=Dist("lognormal", 1.0, cv=1.0))
+for nid in ("a", "b", "c", "d"):
+    sim.add_node(nid, Gossip)
+sim.run(300_000_000)
+print(sim.digest())
+"""
+
+
+def test_digest_does_not_depend_on_pythonhashseed():
+    """The same simulation in processes with different PYTHONHASHSEED values gives one digest."""
+    import os
+    import subprocess
+    import sys
+
+    outs = set()
+    for hs in ("1", "777"):
+        env = {**os.environ, "PYTHONHASHSEED": hs}
+        proc = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True, text=True, check=True)
+        outs.add(proc.stdout.strip())
+    assert len(outs) == 1 and len(outs.pop()) == 64
+
+
+def test_trace_file_gets_one_json_line_per_event():
+    """With a trace file, deliveries, timers and logs are written as JSON lines with true time."""
+    import io
+    import json
+
+    class Talk(Node):
+        def on_start(self, ctx):
+            ctx.set_timer("t", 1)
+
+        def on_timer(self, ctx, name):
+            ctx.log("sending")
+            ctx.send("b" if ctx.id == "a" else "a", Ping(5))
+
+    buf = io.StringIO()
+    sim = Simulation(1, latency=Dist("constant", 2), trace_file=buf)
+    sim.add_node("a", Talk)
+    sim.add_node("b", Node)
+    sim.run(10 * MS)
+    lines = [json.loads(x) for x in buf.getvalue().splitlines()]
+    events = [(e["time_ns"], e["event"], e["args"]) for e in lines if e["args"][0] == "a"]
+    assert events == [(1 * MS, "timer", ["a", "t"]), (1 * MS, "log", ["a", "sending"]),
+                      (3 * MS, "deliver", ["a", "b", "Ping"])]
+
+
+@pytest.mark.xfail(strict=True, reason="kernel bug: Network._arrive encodes deliveries differently when a trace "
+                                       "file is open (trace_event: kind code positive, names negative) than on "
+                                       "its inlined path, so `dsim run --trace` then `dsim replay` reports DIFFERENT")
+def test_digest_does_not_depend_on_tracing():
+    """Writing a trace file does not change the digest: a traced run and an untraced replay agree."""
+    import io
+
+    digests = []
+    for trace_file in (None, io.StringIO()):
+        sim = Simulation(3, latency=Dist("exponential", 0.5), trace_file=trace_file)
+        for nid in Chatter.peers:
+            sim.add_node(nid, Chatter)
+        sim.run(50 * MS)
+        digests.append(sim.digest())
+    assert digests[0] == digests[1]
