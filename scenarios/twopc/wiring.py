@@ -1,0 +1,44 @@
+"""What every node of a run knows about the deployment: ids, timeouts, the protocol, the bug.
+
+Built once per run by the scenario and shared (read-only) by every node factory, so a restarted
+node comes back with the same configuration and nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Wiring:
+    protocol: str                 # "2pc" or "paxos-commit"
+    rms: tuple[str, ...]          # resource managers, one per shard: rm1..rmS
+    coordinators: tuple[str, ...]  # 2PC: (tm1,); Paxos Commit: tm1..tm(2F+1), each an acceptor
+    f: int                        # faults tolerated (0 for 2PC)
+    accounts: int
+    initial_balance: int
+    lock_wait_timeout_ms: float
+    vote_timeout_ms: float
+    doubt_timeout_ms: float
+    doubt_retry_ms: float
+    recovery_timeout_ms: float
+    suspect_ms: float
+    tick_ms: float
+    cooperative: bool
+    bug: str | None
+
+    def shard_of(self, account: int) -> int:
+        return account % len(self.rms)
+
+    def rm_of(self, account: int) -> str:
+        return self.rms[account % len(self.rms)]
+
+    def accounts_of(self, rm: str) -> range:
+        i = self.rms.index(rm)
+        return range(i, self.accounts, len(self.rms))
+
+    def acceptors_for(self, leader: str) -> tuple[str, ...]:
+        """The F+1 acceptors an RM sends its ballot-0 vote to: the leader's and the next F (Section 4.3)."""
+        k = len(self.coordinators)
+        i = self.coordinators.index(leader)
+        return tuple(self.coordinators[(i + j) % k] for j in range(self.f + 1))
