@@ -8,6 +8,7 @@
     dsim compare results/raft/A results/raft/B  a table and one comparison figure
     dsim sweep queue --seeds 1-8 --grid servers=1,2 --jobs 2
     dsim show results/queue/latest              a run folder's summary
+    dsim export results/queue/latest            its history as Jepsen EDN
 
 Exit status: 0 every check valid, 1 a check invalid, 2 bad usage or input, 3 unknown or incomplete.
 """
@@ -78,6 +79,7 @@ def run_options(f):
     opts = [
         click.option("--time-limit", "time_limit_s", callback=_number(float), help="Simulated seconds of workload [scenario default]."),
         click.option("--rate", callback=_number(float), help="Open-loop rate, operations per simulated second."),
+        click.option("--rate-profile", "rate_profile", help="constant, ramp:FROM-TO or burst:EVERY_S:FOR_S:FACTOR."),
         click.option("--concurrency", callback=_number(int), help="Closed-loop clients (use closed loop)."),
         click.option("--node-count", "node_count", callback=_number(int), help="Server nodes."),
         click.option("--latency", "latency_ms", callback=_number(float), help="Mean one-way network latency, ms."),
@@ -97,7 +99,7 @@ def run_options(f):
 
 
 def _collect_options(kw) -> dict:
-    return {k: kw.get(k) for k in ("time_limit_s", "rate", "concurrency", "node_count", "latency_ms", "latency_dist",
+    return {k: kw.get(k) for k in ("time_limit_s", "rate", "rate_profile", "concurrency", "node_count", "latency_ms", "latency_dist",
                                    "topology", "nemesis", "nemesis_interval_s", "op_timeout_ms")}
 
 
@@ -346,6 +348,21 @@ def compare(run_dirs, out_file):
     Path(out_file).parent.mkdir(parents=True, exist_ok=True)
     P.compare(runs, hists, Path(out_file))
     click.echo(f"figure: {out_file}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Output file (default RUN_DIR/history.edn).")
+def export(run_dir, out_file):
+    """Write RUN_DIR's history in Jepsen's EDN shape, for Knossos or Elle to cross-check."""
+    from .history import read_jsonl, to_edn
+
+    hp = Path(run_dir) / "history.jsonl"
+    if not hp.is_file():
+        _fail(f"{run_dir!r} is not a run folder with a history (no history.jsonl)")
+    target = Path(out_file) if out_file else Path(run_dir) / "history.edn"
+    target.write_text(to_edn(read_jsonl(hp)))
+    click.echo(f"wrote {target}")
 
 
 @cli.command()

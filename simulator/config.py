@@ -34,6 +34,7 @@ from .scenario import Scenario, UsageError
 DEFAULTS_HELP = {
     "time_limit_s": "simulated seconds of workload (faults act during it)",
     "rate": "open-loop request rate, operations per simulated second",
+    "rate_profile": "open-loop rate over time: constant, ramp:FROM-TO or burst:EVERY_S:FOR_S:FACTOR",
     "concurrency": "closed-loop clients (each waits for its reply); set it to use closed loop",
     "node_count": "server nodes",
     "latency_ms": "mean one-way network latency, ms",
@@ -53,6 +54,7 @@ class RunConfig:
     seed: int = 0
     time_limit_s: float = 60.0
     rate: float = 100.0
+    rate_profile: str = "constant"
     concurrency: int | None = None
     node_count: int = 5
     latency_ms: float = 1.0
@@ -111,6 +113,14 @@ def _check_option(name: str, value: Any, scenario: type[Scenario] | None = None)
             if item not in accepted:
                 raise UsageError(f"unknown nemesis {item!r}: accepted: {', '.join(accepted)}")
         return tuple(items)
+    if name == "rate_profile":
+        from .workload import rate_profile
+
+        try:
+            rate_profile(value, 1.0, 1.0)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        return str(value)
     if name == "topology":
         from .topology import parse
 

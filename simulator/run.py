@@ -28,7 +28,7 @@ from .dists import Dist
 from .faults import Injector, nemesis_plan
 from .kernel import NS_PER_MS, NS_PER_S, Simulation
 from .scenario import RunData, Setup
-from .workload import Workload
+from .workload import Workload, rate_profile
 
 Progress = Callable[[float, float], None]  # (simulated seconds done, simulated seconds planned)
 
@@ -70,8 +70,9 @@ class Run:
         for cid in client_ids:
             sim.add_node(cid, (lambda c=cid: setup.client(c)), is_client=True, **setup.client_options)
         self.placement = topology.apply(sim, cfg.topology, list(sim.hosts))
+        rate_at = setup.rate_at or rate_profile(cfg.rate_profile, cfg.rate, cfg.time_limit_s)
         self.workload = Workload(sim, client_ids, setup.generate, op_timeout_ns=int(cfg.op_timeout_ms * NS_PER_MS),
-                                 rate=cfg.rate, concurrency=cfg.concurrency, rate_at=setup.rate_at)
+                                 rate=cfg.rate, concurrency=cfg.concurrency, rate_at=rate_at)
         plan = list(cfg.faults)
         plan += nemesis_plan(tuple(cfg.nemesis), setup.servers, sim.streams.get("faults"),
                              int(cfg.nemesis_interval_s * NS_PER_S), self.main_end_ns,

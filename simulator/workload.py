@@ -32,6 +32,33 @@ if TYPE_CHECKING:
     from .kernel import Simulation
 
 ENDINGS = ("ok", "fail", "info")
+PROFILE_HELP = "constant, ramp:FROM-TO (ops/s, linear over the run) or burst:EVERY_S:FOR_S:FACTOR"
+
+
+def rate_profile(spec: str, rate: float, duration_s: float) -> Callable[[float], float] | None:
+    """The open-loop rate over time for a profile spec (None for ``constant``).
+
+    ``ramp:10-200`` rises linearly from 10 to 200 ops/s over the run; ``burst:10:2:5`` multiplies
+    ``rate`` by 5 for 2 s out of every 10 s. Raises ValueError naming the spec when it is malformed.
+    """
+    spec = str(spec).strip()
+    try:
+        if spec == "constant":
+            return None
+        kind, _, rest = spec.partition(":")
+        if kind == "ramp":
+            lo, hi = (float(x) for x in rest.split("-"))
+            if lo < 0 or hi < 0 or lo + hi == 0:
+                raise ValueError
+            return lambda t: lo + (hi - lo) * min(1.0, max(0.0, t / duration_s))
+        if kind == "burst":
+            every, length, factor = (float(x) for x in rest.split(":"))
+            if every <= 0 or not 0 < length <= every or factor < 0:
+                raise ValueError
+            return lambda t: rate * (factor if (t % every) < length else 1.0)
+    except ValueError:
+        pass
+    raise ValueError(f"bad value {spec!r} for rate_profile: expected {PROFILE_HELP}")
 
 
 class Workload:

@@ -252,3 +252,30 @@ def test_interrupted_run_leaves_incomplete_folder(tmp_path, monkeypatch):
     assert res.exit_code == 3
     man = json.loads((out / "manifest.json").read_text())
     assert man["status"] == "incomplete" and man["error"] == "interrupted"
+
+
+def test_rate_profile_ramp_shapes_the_load(tmp_path):
+    """--rate-profile ramp:0-100 puts most arrivals in the second half of the run."""
+    out = tmp_path / "r"
+    res = call("run", "queue", "--seed", "1", "--out", str(out), "--time-limit", "20", "--no-plots",
+               "--rate-profile", "ramp:0-100")
+    assert res.exit_code == 0, res.output
+    inv = [json.loads(x)["time"] for x in (out / "history.jsonl").read_text().splitlines() if '"invoke"' in x]
+    late = sum(1 for t in inv if t > 10e9)
+    assert 0.7 < late / len(inv) < 0.8  # 3/4 of a linear ramp's area lies in its second half
+
+
+def test_bad_rate_profile_is_a_usage_error(tmp_path):
+    """A malformed --rate-profile exits 2 naming it."""
+    res = dsim("run", "queue", "--seed", "1", "--rate-profile", "wobble", cwd=tmp_path)
+    assert res.returncode == 2 and "'wobble'" in res.stderr
+
+
+def test_export_writes_jepsen_edn(tmp_path):
+    """`dsim export` writes the history as EDN maps with keyword types."""
+    out = tmp_path / "r"
+    assert call("run", "queue", "--seed", "1", "--out", str(out), *SHORT, "--no-plots").exit_code == 0
+    res = call("export", str(out))
+    assert res.exit_code == 0
+    first = (out / "history.edn").read_text().splitlines()[0]
+    assert first.startswith("{:index 0, :time ") and ":type :invoke" in first and ":f :request" in first
