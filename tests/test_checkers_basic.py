@@ -20,9 +20,6 @@ def test_check_result_rejects_other_valid_values(bad):
         CheckResult(bad)
 
 
-@pytest.mark.xfail(strict=True, reason="kernel bug: CheckResult's membership test uses ==, so 0/1 and numpy "
-                                       "bools are accepted as-is, and merge_valid (identity `is False`) then "
-                                       "turns a numpy False or 0 into a passing verdict")
 @pytest.mark.parametrize("falsy", [np.bool_(False), 0], ids=["numpy-False", "int-0"])
 def test_false_like_values_never_merge_to_true(falsy):
     """A False given as a numpy bool or 0 is either rejected or stored as False, so it never merges to True."""
@@ -32,6 +29,13 @@ def test_false_like_values_never_merge_to_true(falsy):
         return
     assert r.valid is False
     assert merge_valid([r.valid]) is False
+    assert compose({"x": r}).valid is False
+
+
+def test_numpy_true_is_stored_as_true():
+    """A numpy True (say from array.all()) is accepted and stored as the Python True."""
+    r = CheckResult(np.bool_(True))
+    assert r.valid is True and compose({"x": r}).valid is True
 
 
 def test_check_result_to_dict():

@@ -106,8 +106,6 @@ def test_timer_range_draws_within_the_range():
     assert len(set(times)) > 30
 
 
-@pytest.mark.xfail(strict=True, reason="kernel bug: Host.set_timer truncates after_ms * 1e6 with int(), so 4.1 ms "
-                                       "fires at 4_099_999 ns (the network and Dist samplers round)")
 def test_timer_delay_is_rounded_to_the_nearest_ns():
     """A timer of d ms fires at round(d * 1e6) ns, the same rounding the latency samplers use."""
     times = []
@@ -232,8 +230,6 @@ def test_fsync_delays_later_sends_but_not_earlier_ones():
     assert sim.host("n").storage.get("k0") == 7
 
 
-@pytest.mark.xfail(strict=True, reason="kernel bug: every synced put pays a full fsync; the storage docstring "
-                                       "promises one fsync per handler (group commit)")
 def test_several_synced_writes_in_one_handler_pay_one_fsync():
     """Several synced writes in one handler pay the fsync latency once (group commit)."""
     sim = persist_sim(writes=3)
