@@ -68,6 +68,7 @@ class Email(Scenario):
         Param("final_campaign_recipients", 0, "one more campaign, submitted after the main phase and drained "
               "before the run ends (the benchmark's million), absolute count", type=int, min=0),
         Param("day_s", 60.0, "simulated seconds of one compressed day of the daily curve", min=1.0),
+        Param("daily_amplitude", 0.6, "swing of the daily curve around its mean (0: a flat Poisson rate)", min=0.0, max=1.0),
         Param("population", 2_000_000, "distinct addresses at full scale", type=int, min=1),
         Param("provider_set", "webmail", "webmail: four providers; ideal: one never-failing, unlimited one (M/M/c)",
               type=str, choices=("webmail", "ideal")),
@@ -205,11 +206,12 @@ class Email(Scenario):
         camp_rate = 1.0 / p["campaign_every_s"] if p["campaign_every_s"] > 0 and p["campaign_recipients"] > 0 else 0.0
         recipients = max(1, int(round(p["campaign_recipients"] * scale)))
         day_s = p["day_s"]
+        amplitude = p["daily_amplitude"]
         share = camp_rate / (tx_mean + camp_rate) if tx_mean + camp_rate > 0 else 0.0
         state = {"credit": 0.75}
 
         def rate_at(t_s: float) -> float:
-            return max(1e-9, tx_mean * (1.0 + 0.6 * math.sin(2 * math.pi * t_s / day_s - math.pi / 2)) + camp_rate)
+            return max(1e-9, tx_mean * (1.0 + amplitude * math.sin(2 * math.pi * t_s / day_s - math.pi / 2)) + camp_rate)
 
         def generate(rng):
             state["credit"] += share
