@@ -146,29 +146,51 @@ class _Budget(Exception):
     pass
 
 
+def _new_value(op: _Op) -> Any:
+    return op.arg if op.f == "write" else op.arg[1]
+
+
 def _search(ops: list[_Op], initial: Any, deadline: float, steps_left: list[int]):
     """Search one key, just in time. Returns (True, None) or (False, witness dict).
 
     Events are walked in time order (invokes before completions at equal times). An invoke makes
     its operation *pending*. A pending read whose value equals the register is linearized at once
     (a read changes nothing, so placing it as early as possible never hurts). At the completion of
-    an operation not yet linearized, the search must place it now: it branches over which pending
-    operation to apply next (that one first, then writes by earliest completion), and backtracks
-    when none works. Memoized on (position, register value, linearized-but-still-open operations).
+    an operation not yet linearized, the search must place it now, and branches over the useful
+    choices, backtracking when none works:
+
+    - a read needing value v: apply a pending cas, or a pending write of a value that this read or
+      another pending read or cas needs to see;
+    - a write: apply it now; or, if another plain write was applied since it was invoked, place it
+      *retroactively* just before that one, where nobody can see it (the only choice when nobody
+      ever observes its value); or first apply a pending cas, or a write some pending read or
+      cas needs to see before this write overwrites it;
+    - a cas: apply it now if the register holds its expected value, or first apply what enables it.
+
+    Plain writes that nobody needs are never tried early: they can always be placed retroactively.
+    Memoized on (position, register value, linearized operations still open).
     """
     events = []
+    observed = set()
     for i, op in enumerate(ops):
         op.idx = i
         events.append((op.call, 0, i))
         if op.ret != _INF:
             events.append((op.ret, 1, i))
+        if op.f == "read":
+            observed.add(op.out)
+        elif op.f == "cas":
+            observed.add(op.arg[0])
     events.sort()
     n_events = len(events)
     state = initial
     lin: set[int] = set()  # linearized, completion not passed yet
     pending: list[int] = []  # invoked, not linearized
     order: list[int] = []  # linearization so far (for the counter-example)
-    frames: list[list] = []  # [p, state, lin, pending, order_len, candidates, next_choice]
+    writes = 0  # plain writes applied so far on this path
+    writes_at_call: dict[int, int] = {}
+    # frame: [p, state, lin, pending, order_len, writes, actions, next_action]
+    frames: list[list] = []
     seen: set = set()
     p = 0
     steps = 0
@@ -186,6 +208,36 @@ def _search(ops: list[_Op], initial: Any, deadline: float, steps_left: list[int]
                 keep.append(j)
         return keep
 
+    def actions_for(x: _Op, state, pending, writes):
+        wanted = set()  # values some pending operation (or x) needs to see
+        for j in pending:
+            o = ops[j]
+            if o.f == "cas":
+                wanted.add(o.arg[0])
+            elif o.f == "read":
+                wanted.add(o.out)
+        if x.f == "cas":
+            wanted.add(x.arg[0])
+        elif x.f == "read":
+            wanted.add(x.out)
+        useful = []
+        for j in pending:
+            o = ops[j]
+            if j == x.idx or o.f == "read":
+                continue
+            if o.f == "cas" or _new_value(o) in wanted:
+                useful.append(j)
+        useful.sort(key=lambda j: ops[j].ret)
+        acts = [("apply", j) for j in useful]
+        if x.f == "read":
+            return acts
+        if x.f == "write":
+            retro = writes > writes_at_call[x.idx]
+            if retro and x.arg not in observed:
+                return [("retro", x.idx)]
+            return [("apply", x.idx)] + ([("retro", x.idx)] if retro else []) + acts
+        return [("apply", x.idx)] + acts
+
     while True:
         steps += 1
         if steps & 0x3FF == 0 and time.monotonic() > deadline:
@@ -202,6 +254,8 @@ def _search(ops: list[_Op], initial: Any, deadline: float, steps_left: list[int]
                 lin.add(i)
                 order.append(i)
             else:
+                if o.f == "write":
+                    writes_at_call[i] = writes
                 pending.append(i)
             p += 1
             continue
@@ -209,37 +263,44 @@ def _search(ops: list[_Op], initial: Any, deadline: float, steps_left: list[int]
             lin.discard(i)
             p += 1
             continue
-        # op i completes here unlinearized: branch over what to apply next
-        cands = [i] + sorted((j for j in pending if j != i and ops[j].f != "read"), key=lambda j: ops[j].ret)
-        frames.append([p, state, frozenset(lin), tuple(pending), len(order), cands, 0])
+        # op i completes here unlinearized: branch over what to do next
+        frames.append([p, state, frozenset(lin), tuple(pending), len(order), writes,
+                       actions_for(ops[i], state, pending, writes), 0])
         while True:
             if not frames:
                 steps_left[0] -= steps
                 return False, witness
             fr = frames[-1]
-            if fr[6] >= len(fr[5]):
+            if fr[7] >= len(fr[6]):
                 frames.pop()
                 if fr[0] > best_p:
                     best_p = fr[0]
                     witness = {"stuck": ops[events[fr[0]][2]], "state": fr[1],
                                "done": [ops[j] for j in order[max(0, fr[4] - 3):fr[4]]]}
                 continue
-            c = fr[5][fr[6]]
-            fr[6] += 1
+            what, c = fr[6][fr[7]]
+            fr[7] += 1
             steps += 1
-            good, new_state = _step(fr[1], ops[c])
+            op = ops[c]
+            if what == "retro":
+                good, new_state, new_writes = True, fr[1], fr[5]
+            else:
+                good, new_state = _step(fr[1], op)
+                new_writes = fr[5] + (op.f == "write")
             if not good:
                 continue
             new_lin = set(fr[2])
             new_lin.add(c)
             del order[fr[4]:]
             order.append(c)
-            new_pending = greedy_reads(new_state, new_lin, [j for j in fr[3] if j != c], order)
+            new_pending = [j for j in fr[3] if j != c]
+            if what == "apply":
+                new_pending = greedy_reads(new_state, new_lin, new_pending, order)
             key = (fr[0], new_state, frozenset(new_lin))
             if key in seen:
                 continue
             seen.add(key)
-            p, state, lin, pending = fr[0], new_state, new_lin, new_pending
+            p, state, lin, pending, writes = fr[0], new_state, new_lin, new_pending, new_writes
             break
         # continue the walk from p: if the completing op is now linearized, it passes; else branch again
 
