@@ -12,6 +12,15 @@ object at all.
 
 from __future__ import annotations
 
+import math
+
+
+def _check_drift(drift_ppm: float) -> float:
+    drift_ppm = float(drift_ppm)
+    if not (drift_ppm > -1e6 and math.isfinite(drift_ppm)):  # at -1e6 ppm the clock stops
+        raise ValueError(f"drift must be a finite number of ppm above -1,000,000, got {drift_ppm}")
+    return drift_ppm
+
 
 class Clock:
     """The local clock of one host."""
@@ -20,7 +29,7 @@ class Clock:
 
     def __init__(self, offset_ns: int = 0, drift_ppm: float = 0.0, now_true: int = 0):
         self.offset_ns = int(offset_ns)
-        self.drift_ppm = float(drift_ppm)
+        self.drift_ppm = _check_drift(drift_ppm)
         self._base_true = now_true
         self._base_local = now_true
 
@@ -45,7 +54,7 @@ class Clock:
         """Change the drift rate from ``now_true`` on, keeping local time continuous."""
         self._base_local = self.local(now_true) - self.offset_ns
         self._base_true = now_true
-        self.drift_ppm = float(drift_ppm)
+        self.drift_ppm = _check_drift(drift_ppm)
 
     def reset(self, now_true: int) -> None:
         """Back to true time (the final heal): no offset, no drift."""

@@ -10,6 +10,10 @@ Kinds and their shape parameter:
     lognormal    mean and cv (sigma^2 = ln(1+cv^2))
     exponential  mean (cv is 1 by definition)
     pareto       mean, tail index ``alpha`` (> 1; default 2.5): x_m * (1 + Lomax(alpha))
+
+Durations cannot be negative: uniform with cv above 1/sqrt(3) (about 0.577) and normal with a large
+cv are clipped at 0, which raises their mean above ``mean_ms`` (normal, cv 2: about 1.4x). Use
+lognormal or pareto for long tails.
 """
 
 from __future__ import annotations

@@ -222,12 +222,12 @@ class Injector:
         elif verb == "resume":
             sim.hosts[act["node"]].resume()
         elif verb == "clock_bump":
-            sim.clock_of(act["node"]).bump(int(float(act["delta_ms"]) * 1e6))
+            sim.clock_of(act["node"]).bump(round(float(act["delta_ms"]) * 1e6))
         elif verb == "clock_drift":
             sim.clock_of(act["node"]).set_drift(float(act["ppm"]), sim.now)
         elif verb == "clock_strobe":
-            self._strobe(act["node"], int(float(act["delta_ms"]) * 1e6), int(float(act["period_ms"]) * 1e6),
-                         sim.now + int(float(act["duration_ms"]) * 1e6), +1)
+            self._strobe(act["node"], round(float(act["delta_ms"]) * 1e6), max(1, round(float(act["period_ms"]) * 1e6)),
+                         sim.now + round(float(act["duration_ms"]) * 1e6), +1)
         elif verb == "clock_reset":
             node = act["node"]
             if sim.hosts[node].clock is not None:
@@ -238,8 +238,11 @@ class Injector:
             raise ValueError(f"unknown fault action {verb!r}")
 
     def _strobe(self, node: str, delta_ns: int, period_ns: int, until_ns: int, sign: int) -> None:
+        """Flip the offset +delta, -delta, ... every period; end where it started."""
         sim = self.sim
         if sim.now >= until_ns:
+            if sign < 0:  # the last flip was +delta: undo it
+                sim.clock_of(node).bump(-delta_ns)
             return
         sim.clock_of(node).bump(sign * delta_ns)
         sim.schedule(period_ns, lambda a, b: self._strobe(node, delta_ns, period_ns, until_ns, -sign))

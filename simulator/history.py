@@ -64,6 +64,8 @@ def pairs(history: list[dict]) -> Iterator[tuple[dict, dict | None]]:
 
 
 def _edn(value: Any) -> str:
+    if isinstance(value, np.generic):
+        value = value.item()
     if value is None:
         return "nil"
     if isinstance(value, bool):

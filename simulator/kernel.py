@@ -169,6 +169,14 @@ class Simulation:
             c = self._codes[name] = len(self._codes) + 1
         return c
 
+    def name_code(self, name: str) -> int:
+        """How a string field enters the digest: minus its intern code, or (past 40 characters,
+        e.g. log text) a CRC, so the intern table stays small. The network's inlined delivery
+        record uses this too, so tracing to a file never changes the digest."""
+        if len(name) <= 40:
+            return -(self._codes.get(name) or self.code(name))
+        return -(1 << 40) - zlib.crc32(name.encode())
+
     def trace_event(self, kind: str, *fields: Any) -> None:
         """Append one event to the trace (and the digest). Fields: ints, names, or any repr-able."""
         codes = self._codes
@@ -176,8 +184,8 @@ class Simulation:
         for f in fields:
             if type(f) is int:
                 rec.append(f & 0x7FFFFFFFFFFFFFFF)
-            elif type(f) is str and len(f) <= 40:
-                rec.append(-(codes.get(f) or self.code(f)))
+            elif type(f) is str:
+                rec.append(self.name_code(f))
             else:
                 rec.append(-(1 << 40) - zlib.crc32(repr(f).encode()))
         self._trace.extend(rec)

@@ -66,13 +66,15 @@ class Network:
         self._hosts = sim.hosts
         self._trace = sim._trace
         self._type_codes: dict[type, int] = {}
-        self._deliver_code = -sim.code("deliver")
+        self._deliver_code = sim.code("deliver")
         self._tracing = sim._trace_file is not None
         self._lat_buf: list[int] = []
         self.set_latency(latency)
         self._chance = Batch(sim.streams.get("net.chance"), lambda g, n: g.random(n))
         self.loss = 0.0
         self.duplicate = 0.0
+        self.base_loss = 0.0  # configured (not fault) loss and duplication: what reset_links restores
+        self.base_duplicate = 0.0
         self.slow_factor = 1.0
         self.fifo = False
         self.bandwidth_bps: float | None = None
@@ -114,7 +116,7 @@ class Network:
             self.sim.schedule3(hold_ns + self._delay(src, dst, msg), self._arrive, src, dst, msg)
 
     def _type_code(self, t: type) -> int:
-        c = self._type_codes[t] = self.sim.code(t.__name__)
+        c = self._type_codes[t] = self.sim.name_code(t.__name__)
         return c
 
     def _refill(self) -> int:
@@ -157,14 +159,16 @@ class Network:
             self.dropped_unknown += 1
             self.sim.trace_event("drop-unknown", src, dst, type(msg).__name__)
             return
-        self.delivered += 1
+        self.delivered += 1  # arrived at a host (a crashed host then drops it: Host.dropped_down)
         if self._tracing:
             self.sim.trace_event("deliver", src, dst, type(msg).__name__)
-        else:  # Simulation.trace_event, inlined for the hottest event: (time, kind, src, dst, type)
+        else:  # Simulation.trace_event("deliver", src, dst, type name), inlined: the same six integers
             t = type(msg)
             buf = self._trace
-            buf.extend((self._env._now, self._deliver_code, self._hosts[src].code if src in self._hosts
-                        else self.sim.code(src), host.code, self._type_codes.get(t) or self._type_code(t)))
+            sender = self._hosts.get(src)
+            buf.extend((self._env._now, self._deliver_code, 3,
+                        sender.code if sender is not None else self.sim.name_code(src), host.code,
+                        self._type_codes.get(t) or self._type_code(t)))
             if len(buf) >= _FLUSH_AT:
                 self.sim._flush()
         if host.fast:  # up, not paused, no CPU model: run the handler now
@@ -243,11 +247,19 @@ class Network:
             raise ValueError(f"duplicate probability must be in [0, 1], got {p}")
         self.duplicate = float(p)
 
+    def configure_base(self, loss: float = 0.0, duplicate: float = 0.0) -> None:
+        """The network's own loss and duplication, which faults change and ``reset_links`` restores."""
+        self.set_loss(loss)
+        self.set_duplicate(duplicate)
+        self.base_loss, self.base_duplicate = self.loss, self.duplicate
+
     def reset_links(self) -> None:
-        """Undo slow, flaky and loss faults (not the configured base loss: see ``base``)."""
+        """Undo slow, flaky, loss and duplication faults: back to the configured base."""
         self.slow_factor = 1.0
         self._update_plain()
         self.link_loss = {}
+        self.loss = self.base_loss
+        self.duplicate = self.base_duplicate
         self._lossy = bool(self.loss)
 
     def stats(self) -> dict[str, int]:

@@ -13,6 +13,7 @@ batch draw yields the same sequence as scalar draws from the same Generator.
 from __future__ import annotations
 
 import hashlib
+import numbers
 from typing import Callable
 
 import numpy as np
@@ -31,9 +32,9 @@ class Streams:
     """A registry of named ``numpy.random.Generator`` objects for one run."""
 
     def __init__(self, seed: int):
-        if not isinstance(seed, int) or seed < 0 or seed > MAX_SEED:
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= MAX_SEED:
             raise ValueError(f"seed must be an integer from 0 to {MAX_SEED}, got {seed!r}")
-        self.seed = seed
+        self.seed = int(seed)
         self._streams: dict[str, np.random.Generator] = {}
 
     def get(self, name: str) -> np.random.Generator:

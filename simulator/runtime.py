@@ -41,7 +41,7 @@ class Host:
         "sim", "_net", "fast", "id", "code", "factory", "node", "up", "paused", "epoch", "started",
         "cores", "busy", "inbox", "inbox_limit", "_service", "_fsync", "_hold",
         "timers", "_storage", "_rng", "clock", "_paused_q", "is_client",
-        "delivered", "dropped_inbox", "dropped_down",
+        "dropped_inbox", "dropped_down",
     )
 
     def __init__(self, sim: "Simulation", node_id: str, factory: Callable[[], "Node"], *,
@@ -51,7 +51,7 @@ class Host:
         self.sim = sim
         self._net = sim.network
         self.id = node_id
-        self.code = sim.code(node_id)
+        self.code = sim.name_code(node_id)  # as it enters the digest
         self.factory = factory
         self.node: Node | None = None
         self.up = True
@@ -82,7 +82,6 @@ class Host:
         self.is_client = is_client
         self.fast = False  # set by _update_fast: up, not paused, no CPU model
         self._update_fast()
-        self.delivered = 0
         self.dropped_inbox = 0
         self.dropped_down = 0
 
@@ -109,7 +108,14 @@ class Host:
         return self._storage
 
     def send(self, dst: str, msg: Any) -> None:
-        self._net.send(self.id, dst, msg, self._hold)
+        if self._hold:  # waits for this handler's fsync: if the node crashes first, it never leaves
+            self.sim.schedule(self._hold, self._depart, self.epoch, (dst, msg))
+        else:
+            self._net.send(self.id, dst, msg, 0)
+
+    def _depart(self, epoch: int, job) -> None:
+        if epoch == self.epoch:
+            self._net.send(self.id, job[0], job[1], 0)
 
     def set_timer(self, name: str, after_ms) -> None:
         if type(after_ms) is tuple:
@@ -164,7 +170,7 @@ class Host:
 
     def receive(self, src: str, msg: Any) -> None:
         """A message arrived over the network (already past partitions and loss)."""
-        if not self.up:
+        if not self.up or self.node is None:  # crashed, or added mid-run and not booted yet
             self.dropped_down += 1
             self.sim.trace_event("drop-down", src, self.id, type(msg).__name__)
             return

@@ -163,6 +163,9 @@ class Workload:
         self._pending[op.id] = (op, index)
         sim.schedule(self.op_timeout_ns, self._timeout, op.id)
         host = sim.hosts[self.clients[process % len(self.clients)]]
+        if not host.up or host.paused or host.node is None:
+            self.complete(op.id, "fail", value)  # the client could not even send it
+            return
         host._hold = 0
         host.node.on_invoke(host, op)
 

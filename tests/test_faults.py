@@ -211,7 +211,17 @@ def test_injector_network_verbs():
     inj.apply({"action": "flaky", "pairs": [["n1", "n2"]], "p": 0.9})
     assert net.loss == 0.25 and net.duplicate == 0.5 and net.link_loss == {("n1", "n2"): 0.9}
     inj.apply({"action": "reset_links"})
-    assert net.slow_factor == 1.0 and net.link_loss == {} and net.loss == 0.25
+    assert net.slow_factor == 1.0 and net.link_loss == {} and net.loss == 0.0 and net.duplicate == 0.0
+
+
+def test_reset_links_restores_the_configured_base_loss():
+    """reset_links (and so the final heal) undoes fault loss and duplication, back to the configured base."""
+    sim, inj = small_sim()
+    sim.network.configure_base(loss=0.01, duplicate=0.02)
+    inj.apply({"action": "set_loss", "p": 0.5})
+    inj.apply({"action": "set_duplicate", "p": 0.5})
+    inj.apply({"action": "final_heal"})
+    assert sim.network.loss == 0.01 and sim.network.duplicate == 0.02
 
 
 def test_injector_node_verbs():

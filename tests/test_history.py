@@ -95,8 +95,6 @@ def test_numpy_values_are_written_to_jsonl_as_plain_json(tmp_path):
     assert read_jsonl(path)[0]["value"] == ["k", 3, 0.5, [0, 1]]
 
 
-@pytest.mark.xfail(strict=True, reason="kernel bug: history._edn tests isinstance(value, (int, float)), which a "
-                                       "numpy int64 fails, so it falls through to json.dumps(str(value)) and is quoted")
 def test_numpy_integers_are_edn_numbers():
     """to_edn writes a numpy integer in an operation value as an EDN number, not a string."""
     h = [{"index": 0, "time": 0, "type": "invoke", "process": 0, "f": "write", "value": ("k", np.int64(3))}]

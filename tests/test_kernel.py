@@ -294,9 +294,6 @@ def test_trace_file_gets_one_json_line_per_event():
                       (3 * MS, "deliver", ["a", "b", "Ping"])]
 
 
-@pytest.mark.xfail(strict=True, reason="kernel bug: Network._arrive encodes deliveries differently when a trace "
-                                       "file is open (trace_event: kind code positive, names negative) than on "
-                                       "its inlined path, so `dsim run --trace` then `dsim replay` reports DIFFERENT")
 def test_digest_does_not_depend_on_tracing():
     """Writing a trace file does not change the digest: a traced run and an untraced replay agree."""
     import io

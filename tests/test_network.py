@@ -287,9 +287,9 @@ def test_flaky_loses_only_on_chosen_links():
 
 
 def test_reset_links_keeps_configured_base_loss():
-    """reset_links() undoes flaky links but keeps the loss set with set_loss."""
+    """reset_links() undoes flaky links but keeps the base loss set with configure_base."""
     sim = world()
-    sim.network.set_loss(1.0)
+    sim.network.configure_base(loss=1.0)
     sim.network.flaky([("a", "b")], 0.5)
     sim.network.reset_links()
     send_at(sim, 0, "b", "c", 1)
