@@ -109,11 +109,25 @@ class Network:
             delay = buf.pop() if buf else self._refill()
         else:
             delay = self._delay(src, dst, msg)
+        if hold_ns:  # it leaves after the sender's fsync: it dies if the sender crashes first
+            sender = (src, self._hosts[src].epoch, self._env._now + hold_ns)
+            arrive = self._arrive_held
+        else:
+            sender = src
+            arrive = self._arrive
         # The kernel's schedule3, inlined: this line runs once per message.
-        heappush(self._queue, (self._env._now + hold_ns + delay, 1, next(self._eid), _Call3(self._arrive, src, dst, msg)))
+        heappush(self._queue, (self._env._now + hold_ns + delay, 1, next(self._eid), _Call3(arrive, sender, dst, msg)))
         if self.duplicate and self._chance() < self.duplicate:
             self.duplicated += 1
-            self.sim.schedule3(hold_ns + self._delay(src, dst, msg), self._arrive, src, dst, msg)
+            self.sim.schedule3(hold_ns + self._delay(src, dst, msg), arrive, sender, dst, msg)
+
+    def _arrive_held(self, held: tuple[str, int, int], dst: str, msg: Any) -> None:
+        src, epoch, depart_ns = held
+        sender = self._hosts[src]
+        if sender.epoch != epoch and sender.crash_times[epoch] < depart_ns:
+            self.sim.trace_event("drop-unsent", src, dst, type(msg).__name__)
+            return
+        self._arrive(src, dst, msg)
 
     def _type_code(self, t: type) -> int:
         c = self._type_codes[t] = self.sim.name_code(t.__name__)

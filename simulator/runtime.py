@@ -41,7 +41,7 @@ class Host:
         "sim", "_net", "fast", "id", "code", "factory", "node", "up", "paused", "epoch", "started",
         "cores", "busy", "inbox", "inbox_limit", "_service", "_fsync", "_hold",
         "timers", "_storage", "_rng", "clock", "_paused_q", "is_client",
-        "dropped_inbox", "dropped_down",
+        "dropped_inbox", "dropped_down", "crash_times",
     )
 
     def __init__(self, sim: "Simulation", node_id: str, factory: Callable[[], "Node"], *,
@@ -84,6 +84,7 @@ class Host:
         self._update_fast()
         self.dropped_inbox = 0
         self.dropped_down = 0
+        self.crash_times: list[int] = []  # crash_times[e]: when epoch e ended
 
     # ---- the Context API ----------------------------------------------------------------------
     @property
@@ -108,14 +109,7 @@ class Host:
         return self._storage
 
     def send(self, dst: str, msg: Any) -> None:
-        if self._hold:  # waits for this handler's fsync: if the node crashes first, it never leaves
-            self.sim.schedule(self._hold, self._depart, self.epoch, (dst, msg))
-        else:
-            self._net.send(self.id, dst, msg, 0)
-
-    def _depart(self, epoch: int, job) -> None:
-        if epoch == self.epoch:
-            self._net.send(self.id, job[0], job[1], 0)
+        self._net.send(self.id, dst, msg, self._hold)
 
     def set_timer(self, name: str, after_ms) -> None:
         if type(after_ms) is tuple:
@@ -243,6 +237,7 @@ class Host:
         self.up = False
         self.paused = False
         self._paused_q = None
+        self.crash_times.append(self.sim.env._now)
         self.epoch += 1
         self.node = None
         self._update_fast()

@@ -432,3 +432,12 @@ def test_crash_during_pause_discards_the_queue():
     sim.at(11 * MS, lambda a, b: sim.host("n").resume())
     sim.run(100 * MS)
     assert [w for _, w, _ in log] == ["start"]
+
+
+def test_sends_held_by_an_fsync_die_if_the_node_crashes_first():
+    """A message sent after a durable write never leaves if the node crashes during the fsync."""
+    sim = persist_sim()
+    deliver_at(sim, 0, Job(5))
+    sim.at(3 * MS, lambda a, b: sim.host("n").crash())
+    sim.run(100 * MS)
+    assert [n for _, n in sim.host("peer").node.got] == [0]  # 'before' left; 'after' died with the node
