@@ -26,7 +26,7 @@ def settings(**over) -> Settings:
         apis=("a0",), partitions=("q0", "q1"), workers=("w0",), providers=("mx",), suppression="supp",
         population=1_000_000, shares=(1.0,), bounce_rate=0.0, batch_size=10, fanout_window=4,
         enqueue_timeout_ms=1000.0, visibility_timeout_ms=30_000.0, long_poll_ms=500.0, sample_ms=1000.0,
-        worker_slots=4, connections=8, tx_reserved_slots=1, send_timeout_ms=5000.0, retry_base_ms=1000.0,
+        worker_slots=4, connections=8, call_recipients=50, tx_reserved_slots=1, send_timeout_ms=5000.0, retry_base_ms=1000.0,
         retry_cap_ms=30_000.0, max_attempts=3, max_age_ms=600_000.0, bucket_rate_s=(0.0,), bucket_burst=(1.0,),
         provider_limit_s=(0.0,), provider_burst=(1.0,), provider_latency_ms=(100.0,), send_dist="exponential",
         defer_rate=0.0)

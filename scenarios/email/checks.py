@@ -107,6 +107,8 @@ def tx_latency(a: Analysis, run, before_s: float = 2.0, after_s: float = 5.0) ->
     spans = [(t0 - b, t1 + f) for t0, t1 in a.fault_spans]
     lat = [l for t, l in a.tx_latency if not any(s0 <= t <= s1 for s0, s1 in spans)]
     details = {"objective_s": objective_s, "samples": len(lat), "excluded_in_fault_windows": len(a.tx_latency) - len(lat)}
+    if not any(j.cls == TX for j in a.jobs.values()):
+        return CheckResult(True, "", {**details, "skipped": "no transactional mail was sent"})
     if len(lat) < 20:
         return CheckResult("unknown", f"only {len(lat)} transactional deliveries outside fault windows", details)
     p99_s = float(np.percentile(np.array(lat, dtype=np.int64), 99)) / 1e9

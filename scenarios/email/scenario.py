@@ -79,6 +79,7 @@ class Email(Scenario):
         Param("worker_slots", 8, "queue messages a worker works on at once", type=int, min=1),
         Param("connections", 8, "concurrent provider calls per worker (each lasts the provider's latency)",
               type=int, min=1),
+        Param("call_recipients", 10, "recipients per provider call at most (a bulk send API's limit)", type=int, min=1),
         Param("tx_reserved_slots", 2, "worker slots that never take campaign batches", type=int, min=0),
         Param("partitions", 4, "queue partitions", type=int, min=1, max=1000),
         Param("apis", 2, "ingest API nodes", type=int, min=1, max=100),
@@ -134,7 +135,7 @@ class Email(Scenario):
             "options": {"time_limit_s": 1.0, "quiesce_s": 0.0, "final_timeout_s": 3600.0,
                         "op_timeout_ms": 3_600_000.0},
             "params": {"scale": 1.0, "final_campaign_recipients": 1_000_000, "campaign_every_s": 0.0,
-                       "tx_rate_s": 0.0, "population": 5_000_000, "batch_size": 500, "workers": 16},
+                       "tx_rate_s": 0.0, "population": 5_000_000, "batch_size": 500, "workers": 16, "connections": 16},
         },
     }
 
@@ -157,7 +158,8 @@ class Email(Scenario):
             bounce_rate=0.0 if ideal else p["bounce_rate"],
             batch_size=p["batch_size"], fanout_window=64, enqueue_timeout_ms=1000.0,
             visibility_timeout_ms=p["visibility_timeout_s"] * 1e3, long_poll_ms=p["long_poll_ms"], sample_ms=1000.0,
-            worker_slots=p["worker_slots"], connections=p["connections"], tx_reserved_slots=min(p["tx_reserved_slots"], p["worker_slots"] - 1),
+            worker_slots=p["worker_slots"], connections=p["connections"],
+            call_recipients=p["call_recipients"], tx_reserved_slots=min(p["tx_reserved_slots"], p["worker_slots"] - 1),
             send_timeout_ms=p["send_timeout_ms"], retry_base_ms=p["retry_base_ms"], retry_cap_ms=p["retry_cap_ms"],
             max_attempts=p["max_attempts"], max_age_ms=p["max_age_s"] * 1e3,
             bucket_rate_s=bucket, bucket_burst=tuple(max(1.0, b * p["bucket_depth_s"]) for b in bucket),

@@ -29,6 +29,7 @@ class Settings:
     # workers
     worker_slots: int
     connections: int  # concurrent provider calls per worker
+    call_recipients: int  # recipients per provider call at most
     tx_reserved_slots: int
     send_timeout_ms: float
     retry_base_ms: float

@@ -79,7 +79,7 @@ def send_stage_settings(servers: int, send_ms: float) -> Settings:
         apis=(), partitions=("q0",), workers=tuple(f"w{i}" for i in range(servers)), providers=(IDEAL,),
         suppression="supp", population=1 << 40, shares=(1.0,), bounce_rate=0.0, batch_size=1,
         fanout_window=1, enqueue_timeout_ms=1e9, visibility_timeout_ms=1e12, long_poll_ms=500.0,
-        sample_ms=1e9, worker_slots=1, connections=1, tx_reserved_slots=0, send_timeout_ms=1e12,
+        sample_ms=1e9, worker_slots=1, connections=1, call_recipients=1, tx_reserved_slots=0, send_timeout_ms=1e12,
         retry_base_ms=1.0, retry_cap_ms=1.0, max_attempts=8, max_age_ms=1e15, bucket_rate_s=(0.0,),
         bucket_burst=(1.0,), provider_limit_s=(0.0,), provider_burst=(1.0,), provider_latency_ms=(send_ms,),
         send_dist="exponential", defer_rate=0.0)

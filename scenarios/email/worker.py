@@ -8,9 +8,9 @@ campaign mail only while it has a free non-reserved slot. For each leased batch 
 2. splits the rest by provider into per-provider send queues, transactional chunks first;
 3. drains each queue through a token bucket (the provider's limit x headroom / workers, refilled
    from the local clock) and at most ``connections`` concurrent provider calls: one bulk API call
-   per chunk, as many recipients as there are tokens (a campaign chunk waits for a full bucket, a
-   transactional one leaves with the first token), with an idempotency key per recipient
-   (job, index) and a send timeout;
+   per chunk of at most ``call_recipients``, as many as there are tokens (a campaign chunk waits
+   for a full call's tokens, a transactional one leaves with the first token), with an idempotency
+   key per recipient (job, index) and a send timeout;
 4. settles each recipient: delivered (or recognised as a duplicate by its key), bounced (the
    address goes to the suppression list), or failed transiently (deferred, throttled, outage,
    timeout);
@@ -175,10 +175,17 @@ class Worker(Node):
         tx_q, bulk_q = self.sendq[p]
         connections = self.s.connections
         rate = self.s.bucket_rate_s[p]
+        cap = self.s.call_recipients
         if rate <= 0:  # unlimited
             for q in ((tx_q,) if tx_only else (tx_q, bulk_q)):
                 while q and len(self.calls) < connections:
-                    work, items = q.popleft()
+                    work, items = q[0]
+                    if len(items) > cap:
+                        q[0] = (work, items[cap:])
+                        work.pending += 1
+                        items = items[:cap]
+                    else:
+                        q.popleft()
                     self._call(ctx, work, p, items, 0)
             return
         now = ctx.now
@@ -190,10 +197,10 @@ class Worker(Node):
             # transactional chunks leave with the first token; campaign chunks wait for a full call
             q = tx_q if tx_q else bulk_q
             work, items = q[0]
-            need = 1.0 if q is tx_q else float(min(len(items), max(1, int(burst))))
+            need = 1.0 if q is tx_q else float(min(len(items), cap, max(1, int(burst))))
             if tokens < need:
                 break
-            k = int(tokens)
+            k = min(int(tokens), cap)
             if k < len(items):
                 q[0] = (work, items[k:])
                 work.pending += 1
