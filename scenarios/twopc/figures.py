@@ -16,6 +16,8 @@ import numpy as np
 
 from simulator.scenario import RunData
 
+from .checkers import of_kind
+
 
 def paper_cost(protocol: str, n: int, f: int) -> dict[str, int]:
     """Normal-case cost per committed transaction with N participants (Gray and Lamport 2006)."""
@@ -62,16 +64,37 @@ def in_doubt_series(run: RunData) -> tuple[np.ndarray, np.ndarray]:
     return t, n
 
 
+def own_downtime(run: RunData) -> dict[str, list[tuple[int, int]]]:
+    """node -> [(crash, restart)] from the applied faults (a crashed RM's wait is its own doing)."""
+    out: dict[str, list] = {}
+    start: dict[str, int] = {}
+    for act in run.faults:
+        node = act.get("node")
+        if act["action"] == "crash" and node not in start:
+            start[node] = act["time_ns"]
+        elif act["action"] in ("restart", "final_heal"):
+            for n in ([node] if act["action"] == "restart" else sorted(start)):
+                if n in start:
+                    out.setdefault(n, []).append((start.pop(n), act["time_ns"]))
+    for n, t0 in start.items():
+        out.setdefault(n, []).append((t0, run.end_ns))
+    return out
+
+
+def _overlaps(windows, t0: int, t1: int) -> bool:
+    return any(a < t1 and b > t0 for a, b in windows)
+
+
 def detection_ms(p: dict) -> float:
     """How long an RM may stay in doubt before a live quorum must have resolved it: its first
-    query, one retry to the next coordinator, a recovery round and two ticks of slack."""
-    return p["doubt_timeout_ms"] + p["doubt_retry_ms"] + p["recovery_timeout_ms"] + 2 * p["tick_ms"]
+    query, one retry to the next coordinator, and a recovery round with its retry."""
+    return p["doubt_timeout_ms"] + p["doubt_retry_ms"] + 2 * p["recovery_timeout_ms"]
 
 
 def abort_causes(run: RunData) -> tuple[int, dict[str, int]]:
     """(committed transactions, {cause: aborted transactions})."""
     outcome: dict[int, tuple[str, str]] = {}
-    for r in run.records_of("applied"):
+    for r in of_kind(run, "applied"):
         if r["tx"] not in outcome or r["outcome"] == "C":
             outcome[r["tx"]] = (r["outcome"], r["cause"])
     committed = sum(1 for o, _ in outcome.values() if o == "C")
@@ -126,8 +149,9 @@ def compute(run: RunData) -> dict:
     periods = in_doubt_periods(run)
     doubt_ms = [(t1 - t0) / 1e6 for t0, t1, _, _ in periods]
     bound = detection_ms(p)
+    down = own_downtime(run)
     _, series = in_doubt_series(run)
-    held = [r["held_ms"] for r in run.records_of("applied")]
+    held = [r["held_ms"] for r in of_kind(run, "applied")]
     cost = costs(run)
     out = {
         "protocol": protocol,
@@ -139,9 +163,10 @@ def compute(run: RunData) -> dict:
         "time_in_doubt_ms": _q(doubt_ms),
         "in_doubt_max_concurrent": int(series.max()) if len(series) else 0,
         "failure_detection_ms": bound,
-        "in_doubt_beyond_detection": sum(1 for d in doubt_ms if d > bound),
+        "in_doubt_beyond_detection": sum(1 for t0, t1, rm, _ in periods
+                                         if (t1 - t0) / 1e6 > bound and not _overlaps(down.get(rm, ()), t0, t1)),
         "lock_hold_ms": _q(held),
-        "coordinator_crashes": len(run.records_of("coordinator-crash")),
+        "coordinator_crashes": len(of_kind(run, "coordinator-crash")),
         "cost_by_participants": {str(n): {**c, "paper": paper_cost(protocol, n, f)} for n, c in cost.items()},
     }
     legs = p["transfer_legs"]

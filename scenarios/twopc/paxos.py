@@ -33,6 +33,8 @@ paper's bundling), so one message carries one ballot for every instance.
 
 from __future__ import annotations
 
+from heapq import heappop, heappush
+
 from simulator.node import Node
 
 from . import messages as m
@@ -94,9 +96,16 @@ class PaxosCoordinator(Node):
         self.vote_ns = int(w.vote_timeout_ms * NS_PER_MS)
         self.recovery_ns = int(w.recovery_timeout_ms * NS_PER_MS)
         self.dead = False
+        self.fast: dict[int, LeadTx] = {}     # led, still on ballot 0, in start order (vote deadlines)
+        self.due: list[tuple[int, int]] = []  # heap of (local ns, tx): recovery retry deadlines
+        self.tick_due: int | None = None
 
-    def on_start(self, ctx):
-        ctx.set_timer("tick", self.w.tick_ms)
+    def arm(self, ctx, due: int, tx: int | None = None) -> None:
+        if tx is not None:
+            heappush(self.due, (due, tx))
+        if self.tick_due is None or due < self.tick_due:
+            self.tick_due = due
+            ctx.set_timer("tick", max(0.0, (due - ctx.now) / 1e6) + 0.001)
 
     def _trap(self, ctx, phase: str) -> bool:
         if self.traps.armed and self.traps.hit(ctx.id, phase):
@@ -199,6 +208,8 @@ class PaxosCoordinator(Node):
         if tx in self.lead or tx in self.decided:
             return
         lt = self.lead[tx] = LeadTx(tx, msg.kind, msg.parts, msg.client, ctx.now)
+        self.fast[tx] = lt
+        self.arm(ctx, lt.started + self.vote_ns)
         if self._trap(ctx, "before-prepare"):
             return
         prep = m.Prepare(tx, msg.kind, msg.parts, msg.client, ctx.id, msg.depth + 1)
@@ -239,6 +250,7 @@ class PaxosCoordinator(Node):
     def decide(self, ctx, lt: LeadTx, outcome: str, cause: str, depth: int) -> None:
         tx = lt.tx
         del self.lead[tx]
+        self.fast.pop(tx, None)
         self.decided[tx] = outcome
         fast = lt.bal == 0 and lt.phase == "fast"
         if self._trap(ctx, "after-decision-logged"):
@@ -278,12 +290,14 @@ class PaxosCoordinator(Node):
     def recover(self, ctx, lt: LeadTx, cause: str) -> None:
         """Lead ``lt`` with a fresh ballot: phase 1 on every acceptor (Section 4.2)."""
         lt.cause = cause
+        self.fast.pop(lt.tx, None)
         seen = max(lt.bal, self._state(ctx, lt.tx).promised)
         lt.bal = (seen // self.k + 1) * self.k + self.idx
         lt.phase = "p1"
         lt.p1 = {}
         lt.tally = {}
         lt.retry_at = ctx.now + int(self.recovery_ns * (1.0 + ctx.rng.random()))
+        self.arm(ctx, lt.retry_at, lt.tx)
         msg = m.Phase1a(lt.tx, lt.bal, ctx.id)
         for c in self.coords:
             if c != ctx.id:
@@ -312,19 +326,31 @@ class PaxosCoordinator(Node):
         self.on_2a_ballot(ctx, msg)
 
     def on_timer(self, ctx, name):
+        self.tick_due = None
         if self.dead:
             return
-        if self.lead:
-            now = ctx.now
-            for lt in list(self.lead.values()):
-                if lt.phase == "fast":
-                    if lt.started + self.vote_ns <= now:
-                        if self.bug == "commit-on-timeout":
-                            self.decide(ctx, lt, "C", "", 0)
-                        else:
-                            self.recover(ctx, lt, m.VOTE_TIMEOUT)
-                elif lt.retry_at <= now:
-                    self.recover(ctx, lt, lt.cause)
-                if self.dead:
-                    return
-        ctx.set_timer("tick", self.w.tick_ms)
+        now = ctx.now
+        while self.fast:
+            lt = next(iter(self.fast.values()))
+            if lt.started + self.vote_ns > now:
+                break
+            if self.bug == "commit-on-timeout":
+                self.decide(ctx, lt, "C", "", 0)
+            else:
+                self.recover(ctx, lt, m.VOTE_TIMEOUT)
+            if self.dead:
+                return
+        due = self.due
+        while due and due[0][0] <= now:
+            _, tx = heappop(due)
+            lt = self.lead.get(tx)
+            if lt is None or lt.phase == "fast" or lt.retry_at > now:
+                continue
+            self.recover(ctx, lt, lt.cause)
+            if self.dead:
+                return
+        if self.fast:
+            self.arm(ctx, next(iter(self.fast.values())).started + self.vote_ns)
+        if due and (self.tick_due is None or due[0][0] < self.tick_due):
+            self.tick_due = due[0][0]
+            ctx.set_timer("tick", max(0.0, (due[0][0] - now) / 1e6) + 0.001)

@@ -18,14 +18,19 @@ so the TM never forgets a commit an RM could still lose (presumed abort, Section
 
 Simplifications: deltas are applied at commit (deferred update), so an abort needs no undo;
 transactions are one-shot (their operations arrive with Prepare); an audit reads the shard's
-committed balances under its S lock when it prepares. Time-outs are checked by a periodic tick
-(``tick_ms``), not one timer per transaction: each waits up to one tick longer than asked.
+committed balances under its S lock when it prepares. One timer serves every time-out: it is set for the
+earliest deadline (a lock wait, a question to ask), not once per transaction. An
+in-doubt RM asks after ``doubt_timeout_ms``, then again after ``doubt_retry_ms``, doubling the
+wait up to eight times that (a long outage is not a query storm; recovery after it is at most
+that much late).
 
 The two protocols differ only in where votes go and whom an in-doubt RM asks; the subclasses
 in :mod:`.rm_protocols` fill in :meth:`send_vote`, :meth:`send_no` and :meth:`query`.
 """
 
 from __future__ import annotations
+
+from heapq import heappop, heappush
 
 from simulator.node import Node
 
@@ -79,6 +84,9 @@ class ResourceManager(Node):
         self.waiting: dict[int, RmTx] = {}    # waiting for locks, in arrival order (= deadline order)
         self.prepared: dict[int, RmTx] = {}   # in doubt, in prepare order
         self.done: dict[int, str] = {}        # tx -> "C" / "A" decided here (volatile mirror of o/ keys)
+        self.unasked: dict[int, RmTx] = {}    # prepared, not asked about yet, in prepare order
+        self.asks: list[tuple[int, int]] = []  # heap of (when to ask again, tx) for those asked already
+        self.tick_due: int | None = None       # when the "tick" timer fires (local ns), if set
         self.lock_wait_ns = int(w.lock_wait_timeout_ms * NS_PER_MS)
         self.doubt_ns = int(w.doubt_timeout_ms * NS_PER_MS)
         self.retry_ns = int(w.doubt_retry_ms * NS_PER_MS)
@@ -99,13 +107,20 @@ class ResourceManager(Node):
                 t.total = total
                 t.prepared_at = t.locked_at = now
                 t.next_query = now  # ask at the next tick: the outcome may be long decided
+                heappush(self.asks, (now, tx))
+                self.arm(ctx, now)
                 self.txs[tx] = t
                 self.prepared[tx] = t
                 if self.bug != "early-unlock":
                     self.locks.force(tx, kind, t.accounts)
             elif key.startswith("o/"):
                 self.done[int(key[2:])] = st.get(key)
-        ctx.set_timer("tick", self.w.tick_ms)
+
+    def arm(self, ctx, due: int) -> None:
+        """Make the one timer fire by local time ``due`` (ns): deadlines, not a periodic tick."""
+        if self.tick_due is None or due < self.tick_due:
+            self.tick_due = due
+            ctx.set_timer("tick", max(0.0, (due - ctx.now) / 1e6) + 0.001)
 
     # ---- messages -----------------------------------------------------------------------------
     def on_message(self, ctx, src, msg):
@@ -147,6 +162,7 @@ class ResourceManager(Node):
         else:
             t.deadline = ctx.now + self.lock_wait_ns
             self.waiting[tx] = t
+            self.arm(ctx, t.deadline)
 
     def prepare(self, ctx, t: RmTx) -> None:
         st = ctx.storage
@@ -163,6 +179,8 @@ class ResourceManager(Node):
         t.prepared_at = ctx.now
         t.next_query = t.prepared_at + self.doubt_ns
         self.prepared[t.tx] = t
+        self.unasked[t.tx] = t
+        self.arm(ctx, t.next_query)
         self.send_vote(ctx, t)
         ctx.record("prepared", tx=t.tx, sent=t.sent, writes=0 if self.bug == "forget-prepared" else 1)
         if self.bug == "early-unlock":
@@ -205,6 +223,7 @@ class ResourceManager(Node):
         st.delete(f"p/{tx}", sync=False)
         del self.txs[tx]
         del self.prepared[tx]
+        self.unasked.pop(tx, None)
         self.done[tx] = outcome
         held_ms = (ctx.now - t.locked_at) / 1e6
         ctx.record("applied", tx=tx, outcome=outcome, cause=cause, depth=depth, held_ms=held_ms, low=low)
@@ -224,6 +243,7 @@ class ResourceManager(Node):
 
     # ---- time-outs ----------------------------------------------------------------------------
     def on_timer(self, ctx, name):
+        self.tick_due = None
         now = ctx.now
         if self.waiting:
             expired = []
@@ -234,16 +254,35 @@ class ResourceManager(Node):
             for t in expired:
                 self.locks.cancel(t.tx)
                 self.finish_unprepared(ctx, t, m.LOCK_TIMEOUT)
-        if self.prepared:
-            for t in list(self.prepared.values()):
-                if t.prepared_at + self.doubt_ns > now:
-                    break  # younger ones have not waited long enough yet
-                if t.next_query <= now:
-                    self.query(ctx, t)
-                    t.attempts += 1
-                    t.next_query = now + self.retry_ns
-        self.on_tick(ctx)
-        ctx.set_timer("tick", self.w.tick_ms)
+        asks = self.asks
+        unasked = self.unasked
+        while unasked:
+            t = next(iter(unasked.values()))
+            if t.next_query > now:
+                break
+            del unasked[t.tx]
+            heappush(asks, (now, t.tx))
+        while asks and asks[0][0] <= now:
+            _, tx = heappop(asks)
+            t = self.prepared.get(tx)
+            if t is None or t.next_query > now:
+                continue  # decided since, or a stale entry
+            self.query(ctx, t)
+            t.attempts += 1
+            # back off (doubling, up to 8 retries' worth) so a long outage is not a query storm
+            t.next_query = now + self.retry_ns * (1 << min(t.attempts - 1, 3))
+            heappush(asks, (t.next_query, tx))
+        due = self.on_tick(ctx)
+        if self.waiting:
+            d = next(iter(self.waiting.values())).deadline
+            due = d if due is None or d < due else due
+        if asks and (due is None or asks[0][0] < due):
+            due = asks[0][0]
+        if unasked:
+            d = next(iter(unasked.values())).next_query
+            due = d if due is None or d < due else due
+        if due is not None:
+            self.arm(ctx, due)
 
     # ---- protocol hooks -----------------------------------------------------------------------
     def send_vote(self, ctx, t: RmTx) -> None:
@@ -258,8 +297,9 @@ class ResourceManager(Node):
     def acknowledge(self, ctx, tx: int) -> None:
         """A commit is applied here (2PC acknowledges it once durable)."""
 
-    def on_tick(self, ctx) -> None:
-        """Periodic protocol work."""
+    def on_tick(self, ctx) -> int | None:
+        """Protocol work when the timer fires; returns when it next needs the timer (or None)."""
+        return None
 
     # ---- for checkers -------------------------------------------------------------------------
     def state(self) -> dict:

@@ -28,6 +28,8 @@ class RmTwoPhase(ResourceManager):
         super().__init__(w)
         self.tm = w.coordinators[0]
         self.to_ack: list[int] = []
+        self.ack_ns = int(w.ack_delay_ms * NS_PER_MS)
+        self.ack_due = 0
 
     def send_vote(self, ctx, t: RmTx) -> None:
         t.sent += 1
@@ -48,13 +50,19 @@ class RmTwoPhase(ResourceManager):
                     ctx.send(rm, m.QueryPeer(t.tx, ctx.id))
 
     def acknowledge(self, ctx, tx: int) -> None:
+        if not self.to_ack:
+            self.ack_due = ctx.now + self.ack_ns
+            self.arm(ctx, self.ack_due)
         self.to_ack.append(tx)
 
-    def on_tick(self, ctx) -> None:
+    def on_tick(self, ctx) -> int | None:
         if self.to_ack:
+            if self.ack_due > ctx.now:
+                return self.ack_due
             ctx.storage.sync()  # the applied commits are durable before the TM may forget them
             ctx.send(self.tm, m.Ack(ctx.id, tuple(self.to_ack)))
             self.to_ack = []
+        return None
 
     def on_other(self, ctx, src, msg):
         if type(msg) is m.QueryPeer:

@@ -49,7 +49,7 @@ class TwoPC(Scenario):
               min=1.0),
         Param("suspect_ms", 2000.0, "Paxos Commit: an unresponsive coordinator is not chosen leader this long",
               min=0.0),
-        Param("tick_ms", 5.0, "period of the nodes' time-out checks", min=0.1),
+        Param("ack_delay_ms", 10.0, "2PC: RMs batch commit acknowledgements (after one fsync) this long", min=0.0),
         Param("cooperative", False, "2PC: in-doubt RMs also ask the other participants", type=bool),
         Param("fsync_ms", 1.0, "mean forced-write latency (lognormal, cv 0.5); 0 for free", min=0.0),
     )
@@ -99,7 +99,7 @@ class TwoPC(Scenario):
             initial_balance=p["initial_balance"], lock_wait_timeout_ms=p["lock_wait_timeout_ms"],
             vote_timeout_ms=p["vote_timeout_ms"], doubt_timeout_ms=p["doubt_timeout_ms"],
             doubt_retry_ms=p["doubt_retry_ms"], recovery_timeout_ms=p["recovery_timeout_ms"],
-            suspect_ms=p["suspect_ms"], tick_ms=p["tick_ms"], cooperative=p["cooperative"], bug=cfg.bug)
+            suspect_ms=p["suspect_ms"], ack_delay_ms=p["ack_delay_ms"], cooperative=p["cooperative"], bug=cfg.bug)
         traps = F.Traps(sim)
         F.install(sim, traps)
         fsync = Dist("lognormal", p["fsync_ms"], cv=0.5) if p["fsync_ms"] > 0 else None

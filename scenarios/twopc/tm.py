@@ -59,6 +59,7 @@ class TransactionManager(Node):
         self.presumed: set[int] = set()         # answered "abort" without knowing the transaction
         self.vote_ns = int(w.vote_timeout_ms * NS_PER_MS)
         self.dead = False
+        self.tick_due: int | None = None
 
     def on_start(self, ctx):
         st = ctx.storage
@@ -69,7 +70,11 @@ class TransactionManager(Node):
                 self.unacked[tx] = set(rms)
                 for rm in rms:  # re-send the decision after a restart
                     ctx.send(rm, m.Commit(tx, 0))
-        ctx.set_timer("tick", self.w.tick_ms)
+
+    def arm(self, ctx, due: int) -> None:
+        if self.tick_due is None or due < self.tick_due:
+            self.tick_due = due
+            ctx.set_timer("tick", max(0.0, (due - ctx.now) / 1e6) + 0.001)
 
     def _trap(self, ctx, phase: str) -> bool:
         if self.traps.armed and self.traps.hit(ctx.id, phase):
@@ -127,6 +132,7 @@ class TransactionManager(Node):
         tt.total = msg.total
         tt.depth = msg.depth
         self.active[msg.tx] = tt
+        self.arm(ctx, tt.started + self.vote_ns)
         if self._trap(ctx, "before-prepare"):
             return
         prep = m.Prepare(msg.tx, msg.kind, msg.parts, msg.client, ctx.id, msg.depth + 1)
@@ -191,6 +197,7 @@ class TransactionManager(Node):
                    writes=writes, fast=fast)
 
     def on_timer(self, ctx, name):
+        self.tick_due = None
         if self.dead:
             return
         now = ctx.now
@@ -207,4 +214,5 @@ class TransactionManager(Node):
                     self.abort(ctx, tt, m.VOTE_TIMEOUT)
                 if self.dead:
                     return
-        ctx.set_timer("tick", self.w.tick_ms)
+        if self.active:
+            self.arm(ctx, next(iter(self.active.values())).started + self.vote_ns)

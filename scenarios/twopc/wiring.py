@@ -23,7 +23,7 @@ class Wiring:
     doubt_retry_ms: float
     recovery_timeout_ms: float
     suspect_ms: float
-    tick_ms: float
+    ack_delay_ms: float
     cooperative: bool
     bug: str | None
 
@@ -39,6 +39,16 @@ class Wiring:
 
     def acceptors_for(self, leader: str) -> tuple[str, ...]:
         """The F+1 acceptors an RM sends its ballot-0 vote to: the leader's and the next F (Section 4.3)."""
-        k = len(self.coordinators)
-        i = self.coordinators.index(leader)
-        return tuple(self.coordinators[(i + j) % k] for j in range(self.f + 1))
+        return _acceptors(self.coordinators, self.f)[leader]
+
+
+_ACCEPTORS: dict = {}
+
+
+def _acceptors(coords: tuple[str, ...], f: int) -> dict[str, tuple[str, ...]]:
+    key = (coords, f)
+    table = _ACCEPTORS.get(key)
+    if table is None:
+        k = len(coords)
+        table = _ACCEPTORS[key] = {c: tuple(coords[(i + j) % k] for j in range(f + 1)) for i, c in enumerate(coords)}
+    return table
