@@ -121,6 +121,16 @@ def _make_config(name, seed_raw, kw, file=None) -> RunConfig:
     return cfg
 
 
+def _read_run(folder) -> dict:
+    """A run folder's manifest and metrics; a folder that is not one is a usage error."""
+    from .results import read_run
+
+    try:
+        return read_run(folder)
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+
+
 def _err(text: str) -> None:
     click.echo(text, err=True)
 
@@ -282,20 +292,16 @@ def run(scenario, seed, out, no_plots, **kw):
 @click.argument("run_dir", type=click.Path())
 def replay(run_dir):
     """Re-run RUN_DIR from its manifest; exit 0 only if the trace digest is identical."""
-    from .results import read_run
     from .run import execute
 
-    try:
-        r = read_run(run_dir)
-    except FileNotFoundError as exc:
-        _fail(str(exc))
-    man = r["manifest"]
+    man = _read_run(run_dir)["manifest"]
     if not man.get("digest"):
         _fail(f"{run_dir!r} has no digest (its run is {man.get('status', 'unknown')}): nothing to compare")
     cfg = RunConfig.from_dict(man["config"])
     t0 = time.perf_counter()
-    out = execute(cfg, progress=Progress(f"replay {cfg.scenario} seed {cfg.seed}"))
-    Progress("").close()
+    progress = Progress(f"replay {cfg.scenario} seed {cfg.seed}")
+    out = execute(cfg, progress=progress)
+    progress.close()
     same = out.digest == man["digest"]
     click.echo(f"replay of {run_dir}: {'identical' if same else 'DIFFERENT'} digest ({time.perf_counter() - t0:.2f} s wall)")
     click.echo(f"  recorded {man['digest']}")
@@ -316,14 +322,10 @@ def compare(run_dirs, out_file):
     """Compare runs: a table here and overlaid latency CDFs, throughput and verdicts in one figure."""
     from . import plots as P
     from .history import read_jsonl
-    from .results import read_run
 
     runs, hists = [], []
     for d in run_dirs:
-        try:
-            r = read_run(d)
-        except FileNotFoundError as exc:
-            _fail(str(exc))
+        r = _read_run(d)
         man = r["manifest"]
         r["label"] = f"{Path(d).resolve().name}" if len(set(Path(x).resolve().name for x in run_dirs)) == len(run_dirs) else d
         r["label"] = f"{man['scenario']} s{man['seed']}" + (f" {man['bug']}" if man.get("bug") else "") + f" ({r['label']})"
@@ -369,12 +371,7 @@ def export(run_dir, out_file):
 @click.argument("run_dir", type=click.Path())
 def show(run_dir):
     """Print the summary of a run folder."""
-    from .results import read_run
-
-    try:
-        r = read_run(run_dir)
-    except FileNotFoundError as exc:
-        _fail(str(exc))
+    r = _read_run(run_dir)
     if r["manifest"].get("status") != "complete":
         click.echo(f"{run_dir}: run {r['manifest'].get('status')}: {r['manifest'].get('error', '')}")
         sys.exit(3)
