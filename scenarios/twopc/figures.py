@@ -126,11 +126,12 @@ def costs(run: RunData) -> dict[int, dict[str, float]]:
         elif kind == "applied" and r["outcome"] == "C":
             tx = r["tx"]
             applied_n[tx] = applied_n.get(tx, 0) + 1
-            if r["depth"] > depth.get(tx, 0):
-                depth[tx] = r["depth"]
+            d = depth.get(tx)
+            # every participant must have learned from the one decision broadcast (not a re-send)
+            depth[tx] = r["depth"] if d is None or d == r["depth"] else 0
     by_n: dict[int, list] = {}
     for tx, n in fast.items():
-        if n > 0 and applied_n.get(tx) == n:
+        if n > 0 and applied_n.get(tx) == n and depth.get(tx, 0) > 0:
             by_n.setdefault(n, []).append((sent[tx], depth.get(tx, 0), writes[tx]))
     out = {}
     for n in sorted(by_n):

@@ -77,6 +77,9 @@ class TwoPC(Scenario):
         "twopc": {"options": {"time_limit_s": 60.0, "rate": 500.0, "nemesis": ["coordinator-crash"],
                               "nemesis_interval_s": 5.0},
                   "params": {"shards": 5}},
+        "twopc-paxos": {"options": {"time_limit_s": 60.0, "rate": 500.0, "nemesis": ["coordinator-crash"],
+                                    "nemesis_interval_s": 5.0},
+                        "params": {"shards": 5, "protocol": "paxos-commit"}},
     }
     examples = (
         "dsim run twopc --seed 1",
