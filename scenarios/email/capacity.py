@@ -39,8 +39,7 @@ def summarise(rows: list[dict]) -> list[dict]:
         drain = [x for x in (_num(r.get("campaign_drain_s")) for r in rs) if x is not None]
         out.append({"workers": w, "runs": len(rs), "valid": sum(1 for r in rs if str(r.get("valid")) == "True"),
                     "tx_p99_ms": float(np.median(p99)) if p99 else None,
-                    "campaign_drain_s": float(np.median(drain)) if drain else None,
-                    "p99_points": p99, "drain_points": drain})
+                    "campaign_drain_s": float(np.median(drain)) if drain else None})
     return out
 
 
@@ -49,14 +48,13 @@ def draw(summary: list[dict], path: Path, subtitle: str = "") -> str:
 
     xs = np.array([s["workers"] for s in summary], dtype=float)
 
-    def series(key, points, label):
+    def series(key, label):
         med = np.array([s[key] if s[key] is not None else np.nan for s in summary], dtype=float)
-        out = [(f"{label} (median over seeds)", xs, med)]
-        return out
+        return [(f"{label} (median over seeds)", xs, med)]
 
-    rows = [{"series": series("tx_p99_ms", "p99_points", "transactional p99"), "ylabel": "transactional p99 (ms)",
+    rows = [{"series": series("tx_p99_ms", "transactional p99"), "ylabel": "transactional p99 (ms)",
              "log": True, "logx": True, "time": False},
-            {"series": series("campaign_drain_s", "drain_points", "slowest campaign drain"),
+            {"series": series("campaign_drain_s", "slowest campaign drain"),
              "ylabel": "campaign drain (s)", "logx": True, "time": False, "xlabel": "send workers"}]
     return panels(path, "Capacity: send workers vs transactional p99 and campaign drain time", rows,
                   subtitle=subtitle)
