@@ -1,0 +1,78 @@
+"""The key-value client: finds the leader, follows redirects, retries on silence.
+
+Each client endpoint keeps a guess of the leader. A request goes to the guess; ``redirect`` sends
+it to the named leader (or, with no hint, to another server after a short pause); ``dropped`` (the
+log entry holding it was overwritten) sends it again the same way. A request unanswered for
+``client_retry_ms`` goes to another server (one ``tick`` timer per client checks, every quarter of
+that, instead of a timer per request). Retried copies are safe: the state machine runs a write at
+most once per (process, op id). Retrying stops once the workload's per-operation timeout has passed
+(the operation is then ``info``: it may or may not have happened).
+"""
+
+from __future__ import annotations
+
+from simulator.node import ClientNode
+
+from .messages import ClientReply, ClientRequest
+
+NO_LEADER_PAUSE_MS = 10.0
+
+
+class RaftClient(ClientNode):
+    def __init__(self, client_id: str, servers: list[str], retry_ms: float, op_timeout_ms: float):
+        self.servers = list(servers)
+        self.guess = self.servers[(int(client_id.lstrip("c") or 1) - 1) % len(self.servers)]
+        self.retry_ns = int(retry_ms * 1e6)
+        self.tick_ms = min(retry_ms / 4, NO_LEADER_PAUSE_MS)
+        self.op_timeout_ns = int(op_timeout_ms * 1e6)
+        # op id -> [operation, node last tried, give-up time ns, resend-at time ns, next target or None]
+        self.ops: dict[int, list] = {}
+
+    def on_invoke(self, ctx, op) -> None:
+        self.ops[op.id] = [op, self.guess, ctx.now + self.op_timeout_ns, 0, None]
+        self.send(ctx, op.id, self.guess)
+        if not ctx.timer_set("tick"):
+            ctx.set_timer("tick", self.tick_ms)
+
+    def send(self, ctx, op_id: int, node: str) -> None:
+        entry = self.ops[op_id]
+        op = entry[0]
+        entry[1] = node
+        entry[3] = ctx.now + self.retry_ns
+        entry[4] = None
+        key, arg = op.value
+        ctx.send(node, ClientRequest(op.id, op.process, op.f, key, arg))
+
+    def other(self, ctx, not_this: str) -> str:
+        choices = [s for s in self.servers if s != not_this]
+        return choices[int(ctx.rng.integers(len(choices)))]
+
+    def on_message(self, ctx, src: str, msg: ClientReply) -> None:
+        entry = self.ops.get(msg.op_id)
+        if entry is None:
+            return
+        if msg.status in ("ok", "fail"):
+            del self.ops[msg.op_id]
+            self.guess = src
+            op = entry[0]
+            ctx.complete(op.id, msg.status, msg.value if msg.status == "ok" else op.value)
+            return
+        if msg.leader is not None and msg.leader != src:
+            self.guess = msg.leader
+            self.send(ctx, msg.op_id, msg.leader)
+        else:  # nobody known to lead: try another server after a pause
+            entry[4] = self.guess = self.other(ctx, src)
+            entry[3] = ctx.now + int(NO_LEADER_PAUSE_MS * 1e6)
+
+    def on_timer(self, ctx, name: str) -> None:
+        now = ctx.now
+        for op_id in sorted(self.ops):
+            entry = self.ops[op_id]
+            if now >= entry[2]:
+                del self.ops[op_id]  # the workload has recorded it info
+            elif now >= entry[3]:
+                target = entry[4] or self.other(ctx, entry[1])
+                self.guess = target
+                self.send(ctx, op_id, target)
+        if self.ops:
+            ctx.set_timer("tick", self.tick_ms)

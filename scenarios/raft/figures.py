@@ -1,0 +1,58 @@
+"""Scenario figures for metrics.json: elections, time to elect after a leader is lost, commit latency."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simulator import metrics as M
+
+
+def leader_spans(run) -> list[tuple[int, int, str, int]]:
+    """(start_ns, end_ns, node, term) for each leadership: ends at step-down, crash or the next leader."""
+    events = []
+    for r in run.records:
+        if r["kind"] in ("leader", "step_down"):
+            events.append((r["time_ns"], r["kind"], r["node"], r["term"]))
+    for f in run.faults:
+        if f.get("action") in ("crash", "pause"):
+            events.append((f["time_ns"], "lost", f["node"], -1))
+    events.sort(key=lambda e: e[0])
+    spans = []
+    open_: dict[str, tuple[int, int]] = {}
+    for t, kind, node, term in events:
+        if kind == "leader":
+            for other in sorted(open_):  # a newer leader ends older reigns (as far as the cluster knows)
+                if open_[other][1] < term:
+                    t0, tt = open_.pop(other)
+                    spans.append((t0, t, other, tt))
+            open_[node] = (t, term)
+        elif node in open_:
+            t0, tt = open_.pop(node)
+            spans.append((t0, t, node, tt))
+    for node, (t0, tt) in sorted(open_.items()):
+        spans.append((t0, run.end_ns, node, tt))
+    return sorted(spans)
+
+
+def election_figures(run) -> dict:
+    leaders = sorted((r["time_ns"], r["node"], r["term"]) for r in run.records if r["kind"] == "leader")
+    losses = sorted([(r["time_ns"], r["node"]) for r in run.records if r["kind"] == "step_down"]
+                    + [(f["time_ns"], f["node"]) for f in run.faults if f.get("action") in ("crash", "pause")])
+    partitions = sorted(f["time_ns"] for f in run.faults if f.get("action") in ("partition", "block", "isolate"))
+    elect_ms = []
+    for (t_prev, node_prev, _), (t_new, _, _) in zip(leaders, leaders[1:]):
+        cands = [t for t, n in losses if n == node_prev and t_prev <= t <= t_new]
+        cands += [t for t in partitions if t_prev <= t <= t_new]
+        if cands:
+            elect_ms.append((t_new - min(cands)) / 1e6)
+    out = {"elections": len(leaders), "leaders_distinct": len({n for _, n, _ in leaders})}
+    if elect_ms:
+        a = np.asarray(elect_ms)
+        out.update({"elect_after_loss_p50_ms": round(float(np.percentile(a, 50)), 3),
+                    "elect_after_loss_max_ms": round(float(a.max()), 3), "leader_losses_measured": len(a)})
+    for f in ("write", "cas", "read"):
+        _, lat = M.latencies(run.history, f)
+        s = M.latency_summary_ms(lat)
+        out[f"{f}_latency_p50_ms"] = s["p50"]
+        out[f"{f}_latency_p99_ms"] = s["p99"]
+    return out

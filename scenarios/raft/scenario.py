@@ -1,0 +1,210 @@
+"""The ``raft`` scenario: a five-server Raft key-value store under partitions, crashes and clock
+faults, checked for linearizability and for Raft's own invariants.
+
+Wiring: servers ``n1..nN`` run :class:`~scenarios.raft.node.RaftNode` with a CPU (``service_ms``
+per message) and a disk (``fsync_ms`` per sync); clients ``c1..c4`` run
+:class:`~scenarios.raft.client.RaftClient`. Operations are ``read``, ``write`` and ``cas`` on
+``keys`` registers, keys drawn uniformly or Zipf-skewed; every written value is unique, which lets
+the linearizability search prune unobserved timed-out writes. After the final heal every key is
+read once more: those reads must succeed (liveness).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from simulator.checkers import CheckResult
+from simulator.checkers.linearizable import check_kv
+from simulator.dists import Dist
+from simulator.scenario import Param, RunData, Scenario, Setup, register
+
+from . import checkers as C
+from .client import RaftClient
+from .figures import election_figures
+from .node import RaftNode
+
+
+def _isolate_skewed(servers: list[str], rng, interval_ns: int):
+    """Isolate one server and set its clock back 300-900 ms: a leader's lease then outlives its reign."""
+    pick = servers[int(rng.integers(len(servers)))]
+    delta = -float(round(rng.uniform(300, 900), 3))
+    start = [{"action": "clock_bump", "node": pick, "delta_ms": delta},
+             {"action": "partition", "groups": [[pick], [s for s in servers if s != pick]]}]
+    stop = [{"action": "heal"}, {"action": "clock_reset", "node": pick}]
+    return start, stop
+
+
+def _crash_storm(servers: list[str], rng, interval_ns: int):
+    """Throughout the window, crash a random server every 20-80 ms and restart it 5-60 ms later."""
+    events = []
+    t = 0.0
+    span_ms = interval_ns / 1e6
+    while True:
+        t += float(rng.uniform(20, 80))
+        down = float(rng.uniform(5, 60))
+        if t + down >= span_ms:
+            break
+        events.append([round(t, 3), servers[int(rng.integers(len(servers)))], round(down, 3)])
+    return [{"action": "crash_storm", "events": events}], []
+
+
+@register
+class Raft(Scenario):
+    name = "raft"
+    summary = "a Raft-replicated key-value store (read/write/cas), checked for linearizability"
+    params = (
+        Param("election_timeout_min_ms", 150.0, "lower end of the randomized election timeout, ms", min=1.0),
+        Param("election_timeout_max_ms", 300.0, "upper end of the randomized election timeout, ms", min=1.0),
+        Param("heartbeat_ms", 50.0, "leader heartbeat interval, ms", min=0.1),
+        Param("pre_vote", False, "PreVote: ask for votes before bumping the term", type=bool),
+        Param("check_quorum", False, "CheckQuorum: a leader not hearing from a majority steps down", type=bool),
+        Param("read_mode", "log", "how reads are served", type=str, choices=("log", "read-index", "lease")),
+        Param("lease_ms", 135.0, "leader lease after a majority heartbeat (read_mode=lease), ms", min=0.0),
+        Param("batch_ms", 1.0, "leader gathers client requests this long into one fsync and append, ms", min=0.0),
+        Param("batch_entries", 64, "most entries per AppendEntries", type=int, min=1),
+        Param("snapshot_every", 4096, "snapshot and compact the log every this many applied entries (0: never)",
+              type=int, min=0),
+        Param("keys", 8, "number of registers", type=int, min=1),
+        Param("key_dist", "uniform", "how keys are drawn", type=str, choices=("uniform", "zipf")),
+        Param("zipf_s", 1.2, "Zipf exponent when key_dist=zipf", min=0.0),
+        Param("read_share", 0.5, "share of reads among operations", min=0.0, max=1.0),
+        Param("cas_share", 0.1, "share of compare-and-set among operations", min=0.0, max=1.0),
+        Param("fsync_ms", 1.5, "mean fsync latency of a server's disk (lognormal), ms", min=0.0),
+        Param("service_ms", 0.0, "mean CPU time per message on a server (exponential; 0: no CPU model), ms", min=0.0),
+        Param("client_retry_ms", 200.0, "a client re-sends to another server after this silence, ms", min=1.0),
+        Param("lin_budget_s", 60.0, "wall-second budget of the linearizability search", min=0.1),
+    )
+    bugs = {
+        "no-persist-vote": "the vote is kept only in memory: a restarted server can vote twice in one term",
+        "commit-old-term": "a leader commits entries of earlier terms by counting replicas (the paper's Figure 8)",
+        "stale-read": "a leader answers reads from its own state without confirming it still leads",
+        "ack-by-index": "a client is acknowledged when an entry at its index commits, whatever its term",
+    }
+    checkers = {
+        "linearizable": "the read/write/cas history is linearizable, key by key (info ops may or may not have happened)",
+        "vote-once": "no server votes for two candidates in one term, even across a crash",
+        "election-safety": "at most one leader per term",
+        "state-machine-safety": "no two servers apply different entries at an index; no applied entry is lost",
+        "log-matching": "final logs agreeing on an entry's index and term agree on every entry before it",
+        "liveness": "after the final heal, reads of every key succeed",
+    }
+    nemeses = ("partition-random-halves", "partition-isolate-one", "partition-majorities-ring", "partition-bridge",
+               "crash", "pause", "clock-bump", "clock-strobe", "clock-drift", "isolate-skewed", "crash-storm")
+    custom_nemeses = {"isolate-skewed": _isolate_skewed, "crash-storm": _crash_storm}
+    fault_verbs = {"crash_storm": ("events",)}
+    defaults = {"node_count": 5, "rate": 200.0, "time_limit_s": 20.0, "latency_ms": 1.0, "op_timeout_ms": 1000.0,
+                "quiesce_s": 2.0, "final_timeout_s": 5.0}
+    benchmarks = {"raft": {"options": {"node_count": 5, "rate": 1000, "time_limit_s": 60,
+                                       "nemesis": ["partition-random-halves", "crash"]}, "params": {}}}
+    examples = (
+        "dsim run raft --seed 1",
+        "dsim run raft --seed 3 --nemesis partition-random-halves,partition-isolate-one,crash,pause,clock-bump",
+        "dsim run raft --seed 1 --bug stale-read --nemesis partition-random-halves",
+        "dsim run raft --seed 2 --set read_mode=lease --nemesis isolate-skewed --nemesis-interval 2",
+        "dsim sweep raft --config scenarios/raft/figure16.toml --seeds 1-1000 --jobs 2",
+    )
+
+    def build(self, sim, cfg) -> Setup:
+        p = dict(cfg.params)
+        if p["election_timeout_max_ms"] < p["election_timeout_min_ms"]:
+            from simulator.scenario import UsageError
+            raise UsageError("election_timeout_max_ms must be >= election_timeout_min_ms")
+        servers = [f"n{i + 1}" for i in range(cfg.node_count)]
+        service = Dist("exponential", p["service_ms"]) if p["service_ms"] > 0 else None
+        fsync = Dist("lognormal", p["fsync_ms"], cv=0.5) if p["fsync_ms"] > 0 else None
+        for s in servers:
+            sim.add_node(s, (lambda s=s: RaftNode(s, servers, p, cfg.bug)), service=service, fsync=fsync)
+        sim.faults.register("crash_storm", lambda act: _apply_storm(sim, act))
+
+        keys = [f"k{i}" for i in range(p["keys"])]
+        cum = _key_cdf(p["keys"], p["key_dist"], p["zipf_s"])
+        read_share, cas_share = p["read_share"], p["cas_share"]
+        counter = [0]
+        last_written: dict[str, Any] = {}
+
+        def generate(rng):
+            u = rng.random()
+            k = keys[_bisect(cum, rng.random())]
+            if u < read_share:
+                return "read", (k, None)
+            counter[0] += 1
+            v = counter[0]
+            if u < read_share + cas_share:
+                old = last_written.get(k)
+                last_written[k] = v
+                return "cas", (k, (old, v))
+            last_written[k] = v
+            return "write", (k, v)
+
+        def expose() -> dict:
+            logs = {}
+            for s in servers:
+                st = sim.hosts[s].storage
+                snap = st.get("snap")
+                si, sterm, chain = (snap[0], snap[1], snap[4]) if snap else (0, 0, 0)
+                last = st.get("last", si)
+                logs[s] = (si, sterm, chain, [st.get(f"log/{i}") for i in range(si + 1, last + 1)])
+            return {"logs": logs}
+
+        return Setup(servers=servers,
+                     client=lambda cid: RaftClient(cid, servers, p["client_retry_ms"], cfg.op_timeout_ms),
+                     generate=generate, final=[("read", (k, None)) for k in keys], expose=expose)
+
+    def check(self, run: RunData) -> dict[str, CheckResult]:
+        p = run.cfg.params
+        out = {"linearizable": check_kv(run.history, budget_s=p["lin_budget_s"]),
+               "vote-once": C.vote_once(run.records),
+               "election-safety": C.election_safety(run.records),
+               "state-machine-safety": C.state_machine_safety(run.records, run.exposed.get("logs"))}
+        if run.exposed.get("logs"):
+            out["log-matching"] = C.log_matching(run.exposed["logs"])
+        out["liveness"] = C.liveness(run.history, run.heal_ns)
+        return out
+
+    def figures(self, run: RunData) -> dict:
+        return election_figures(run)
+
+    def plots(self, run: RunData, folder, shade) -> list[str]:
+        from .plots import leader_timeline
+
+        return [leader_timeline(run, folder, shade)]
+
+
+def _apply_storm(sim, act: dict) -> None:
+    """Schedule the storm's crashes and restarts relative to now (data from the nemesis)."""
+    for at_ms, node, down_ms in act["events"]:
+        host = sim.hosts[node]
+        sim.schedule(int(at_ms * 1e6), lambda h, _b: _storm_crash(sim, h), host)
+        sim.schedule(int((at_ms + down_ms) * 1e6), lambda h, _b: _storm_restart(sim, h), host)
+
+
+def _storm_crash(sim, host) -> None:
+    if host.crash():
+        sim.faults.applied.append({"time_ns": sim.now, "action": "crash", "node": host.id, "nemesis": "crash-storm"})
+
+
+def _storm_restart(sim, host) -> None:
+    if host.restart():
+        sim.faults.applied.append({"time_ns": sim.now, "action": "restart", "node": host.id, "nemesis": "crash-storm"})
+
+
+def _key_cdf(n: int, dist: str, s: float) -> list[float]:
+    w = [1.0] * n if dist == "uniform" else [1.0 / (i + 1) ** s for i in range(n)]
+    total = sum(w)
+    out, acc = [], 0.0
+    for x in w:
+        acc += x / total
+        out.append(acc)
+    out[-1] = 1.0
+    return out
+
+
+def _bisect(cum: list[float], u: float) -> int:
+    lo, hi = 0, len(cum) - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if cum[mid] < u:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
