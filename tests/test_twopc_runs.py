@@ -165,3 +165,28 @@ def test_cooperative_termination_unblocks_a_tm_crash_before_prepare():
     assert blocked.valid is True and coop.valid is True, (failed(blocked), failed(coop))
     assert blocked.metrics["figures"]["time_in_doubt_ms"]["max"] > 2500
     assert coop.metrics["figures"]["time_in_doubt_ms"]["max"] < 1000
+
+
+# ---- the command line -----------------------------------------------------------------------------
+@pytest.mark.parametrize("protocol", ["2pc", "paxos-commit"])
+def test_dsim_run_twopc_exits_zero(tmp_path, protocol):
+    """`dsim run twopc --set protocol=P --seed 1` exits 0 and leaves the twopc figures in metrics.json."""
+    import json
+
+    from click.testing import CliRunner
+
+    from simulator.cli import main
+
+    class Main:
+        name = "dsim"
+
+        def main(self, args=None, **_):
+            main(list(args or []))
+
+    out = tmp_path / protocol
+    res = CliRunner().invoke(Main(), ["run", "twopc", "--seed", "1", "--time-limit", "5", "--set",
+                                      f"protocol={protocol}", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    figures = json.loads((out / "metrics.json").read_text())["figures"]
+    assert figures["protocol"] == protocol and figures["committed"] > 0
+    assert (out / "twopc-in-doubt.png").exists() and (out / "twopc-times.png").exists()

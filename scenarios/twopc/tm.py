@@ -57,6 +57,7 @@ class TransactionManager(Node):
         self.active: dict[int, TmTx] = {}       # collecting votes, in start order
         self.unacked: dict[int, set[str]] = {}  # committed, logged, awaiting acks
         self.presumed: set[int] = set()         # answered "abort" without knowing the transaction
+        self.outcomes: dict[int, str] = {}      # decided since the last restart (a duplicate vote restarts nothing)
         self.vote_ns = int(w.vote_timeout_ms * NS_PER_MS)
         self.dead = False
         self.tick_due: int | None = None
@@ -108,9 +109,9 @@ class TransactionManager(Node):
         tx = msg.tx
         tt = self.active.get(tx)
         if tt is None:
-            if f"c/{tx}" in ctx.storage:
+            if f"c/{tx}" in ctx.storage or self.outcomes.get(tx) == "C":
                 ctx.send(msg.rm, m.Commit(tx, 0))
-            elif msg.initiator and tx not in self.presumed:
+            elif msg.initiator and tx not in self.presumed and tx not in self.outcomes:
                 self.begin(ctx, msg)
             else:
                 self.presume_abort(ctx, tx, msg.rm, msg.parts)
@@ -147,7 +148,7 @@ class TransactionManager(Node):
 
     def on_query(self, ctx, msg: m.QueryOutcome) -> None:
         tx = msg.tx
-        if f"c/{tx}" in ctx.storage:
+        if f"c/{tx}" in ctx.storage or self.outcomes.get(tx) == "C":
             ctx.send(msg.rm, m.Commit(tx, 0))
         elif tx not in self.active:
             self.presume_abort(ctx, tx, msg.rm, msg.parts)
@@ -162,6 +163,7 @@ class TransactionManager(Node):
     def commit(self, ctx, tt: TmTx) -> None:
         tx = tt.tx
         del self.active[tx]
+        self.outcomes[tx] = "C"
         fast = len(tt.votes) == len(tt.rms)
         msg = m.Commit(tx, tt.depth + 1)
         logged = self.bug != "decide-before-log"
@@ -184,6 +186,7 @@ class TransactionManager(Node):
 
     def abort(self, ctx, tt: TmTx, cause: str, exclude: str = "") -> None:
         del self.active[tt.tx]
+        self.outcomes[tt.tx] = "A"
         msg = m.Abort(tt.tx, cause, tt.depth + 1)
         for rm in tt.rms:
             if rm != exclude:
