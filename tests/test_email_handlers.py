@@ -9,7 +9,7 @@ import pytest
 
 from scenarios.email.checks import max_window
 from scenarios.email.ingest import Api, Client
-from scenarios.email.messages import (BULK, TX, Ack, Accepted, Empty, Enqueue, Enqueued, Leased, ProviderReply,
+from scenarios.email.messages import (BULK, TX, Ack, Accepted, Empty, Enqueue, Enqueued, Extend, Leased, ProviderReply,
                                       ProviderSend, Pull, QueueMessage, SubmitCampaign, SubmitSend, Suppress,
                                       Suppressed)
 from scenarios.email.model import (BOUNCED, DEFERRED, DELIVERED, DUPLICATE, THROTTLED, UNAVAILABLE, AddressBook,
@@ -98,6 +98,32 @@ def test_unacked_lease_is_redelivered_after_the_visibility_timeout():
     node.on_timer(ctx, "wake")
     assert list(node.ready_tx) == [(1, 0, 0)]
     assert any(r["kind"] == "redeliver" for r in ctx.records)
+
+
+def test_extended_lease_is_not_redelivered_until_the_extension_runs_out():
+    """A lease extended by its worker stays invisible past the original timeout, then expires if not extended again."""
+    node, ctx = started_partition()
+    node.on_message(ctx, "a0", Enqueue(qmsg(1)))
+    node.on_message(ctx, "w0", Pull(1, bulk_ok=True))
+    receipt = sent_of(ctx, Leased)[0][1].receipt
+    ctx.advance(20_000)
+    node.on_message(ctx, "w0", Extend((1, 0, 0), receipt))
+    node.on_message(ctx, "w0", Extend((1, 0, 0), receipt + 99))  # a stale receipt changes nothing
+    ctx.advance(10_000)
+    node.on_timer(ctx, "wake")
+    assert not node.ready_tx
+    ctx.advance(20_000)
+    node.on_timer(ctx, "wake")
+    assert list(node.ready_tx) == [(1, 0, 0)]
+
+
+def test_worker_extends_leases_it_still_works_on():
+    """Every third of the visibility timeout a worker extends the leases it has not finished."""
+    node, ctx = started_worker()
+    node.on_message(ctx, "q0", Leased(1, qmsg(5, items=(0,)), 42))
+    ctx.advance(10_000)
+    node.on_timer(ctx, "extend")
+    assert [(d, m) for d, m in sent_of(ctx, Extend)] == [("q0", Extend((5, 0, 0), 42))]
 
 
 def test_ack_deletes_and_stores_the_retry_invisible_for_its_backoff():

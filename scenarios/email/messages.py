@@ -117,6 +117,14 @@ class Ack:
 
 
 @dataclass(frozen=True, slots=True)
+class Extend:
+    """The worker still holds this lease and works on it: push its visibility timeout back."""
+
+    msg_id: tuple[int, int, int]
+    receipt: int
+
+
+@dataclass(frozen=True, slots=True)
 class DepthQuery:
     query_id: int
 

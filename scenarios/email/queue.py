@@ -17,6 +17,9 @@ Additions for mail:
 - tombstones: every message id ever stored is remembered, so a producer re-sending after a crash,
   or two consumers acking the same lease, never queue a batch twice.
 
+A worker that still works on a lease sends ``Extend`` (SQS's ChangeMessageVisibility) every third
+of the timeout, so only leases of crashed or cut-off workers expire.
+
 Simplifications: a partition is one node (no replication: its disk survives crashes); leases and
 parked pulls are volatile, so after a restart every stored message is visible again; receipts are
 only used to tell a current lease from an expired one.
@@ -31,7 +34,8 @@ from heapq import heappop, heappush
 
 from simulator.node import Node
 
-from .messages import BULK, TX, Ack, DeadLetter, Depth, DepthQuery, Empty, Enqueue, Enqueued, Leased, Pull, QueueMessage
+from .messages import (BULK, TX, Ack, DeadLetter, Depth, DepthQuery, Empty, Enqueue, Enqueued, Extend, Leased, Pull,
+                       QueueMessage)
 from .settings import Settings
 
 _VISIBLE, _LEASE_END, _PARK_END = 0, 1, 2
@@ -57,6 +61,7 @@ class Partition(Node):
         self.ready_tx: deque = deque()
         self.ready_bulk: deque = deque()
         self.leases: dict[tuple, int] = {}  # msg id -> receipt of the current lease
+        self.deadline: dict[tuple, int] = {}  # msg id -> when its lease ends (pushed back by Extend)
         self.parked: dict[str, tuple[int, bool]] = {}  # worker -> (pull id, bulk_ok), oldest first
         self.heap: list = []
         self.seq = 0
@@ -100,6 +105,11 @@ class Partition(Node):
             self._on_ack(ctx, msg)
         elif t is Enqueue:
             self._on_enqueue(ctx, src, msg.msg)
+        elif t is Extend:
+            if self.leases.get(msg.msg_id) == msg.receipt:
+                end = ctx.now + int(self.s.visibility_timeout_ms * 1e6)
+                self.deadline[msg.msg_id] = end
+                self._push(ctx, end, _LEASE_END, msg.msg_id, msg.receipt)
         elif t is DepthQuery:
             ctx.send(src, Depth(msg.query_id, len(self.msgs)))
 
@@ -126,6 +136,7 @@ class Partition(Node):
         if old is not None:
             storage.delete(msg_key(ack.msg_id), sync=False)
             if self.leases.pop(ack.msg_id, None) is not None:
+                self.deadline.pop(ack.msg_id, None)
                 self.leased_emails -= len(old.items)
             elif ack.msg_id in self.visible_ns:  # acked while visible again (its lease had expired)
                 self._unready(old)
@@ -185,9 +196,10 @@ class Partition(Node):
         self.seq += 1
         receipt = self.seq
         self.leases[msg_id] = receipt
+        self.deadline[msg_id] = ctx.now + int(self.s.visibility_timeout_ms * 1e6)
         wait_ns = ctx.now - self.visible_ns.pop(msg_id)
         ctx.record("lease", cls=msg.cls, n=n, attempt=msg.attempt, wait_ns=wait_ns)
-        self._push(ctx, ctx.now + int(self.s.visibility_timeout_ms * 1e6), _LEASE_END, msg_id, receipt)
+        self._push(ctx, self.deadline[msg_id], _LEASE_END, msg_id, receipt)
         ctx.send(worker, Leased(pull_id, msg, receipt))
 
     def on_timer(self, ctx, name: str) -> None:
@@ -209,9 +221,10 @@ class Partition(Node):
                     self._make_ready(ctx, msg, front=False)
                     woke = True
             elif kind == _LEASE_END:
-                if self.leases.get(key) == token:
+                if self.leases.get(key) == token and now >= self.deadline[key]:
                     msg = self.msgs[key]
                     del self.leases[key]
+                    del self.deadline[key]
                     self.leased_emails -= len(msg.items)
                     ctx.record("redeliver", cls=msg.cls, n=len(msg.items))
                     self._make_ready(ctx, msg, front=True)

@@ -19,8 +19,9 @@ campaign mail only while it has a free non-reserved slot. For each leased batch 
    Backoff And Jitter", AWS Architecture Blog, 2015), or dead letters past ``max_attempts`` or
    ``max_age_ms``.
 
-The ack comes last, so a crash anywhere before it leaves the message leased; it comes back after
-the visibility timeout and is sent again, and the providers' idempotency keys turn the repeats
+While a batch is in progress its lease is extended every third of the visibility timeout. The ack
+comes last, so a crash anywhere before it leaves the message leased; it comes back after the
+visibility timeout and is sent again, and the providers' idempotency keys turn the repeats
 into "duplicate" answers instead of second deliveries. Retries go through the queue and the
 bucket like first attempts, so a failing provider never sees more than its limit.
 
@@ -35,7 +36,7 @@ from collections import deque
 
 from simulator.node import Node
 
-from .messages import (BULK, TX, Ack, DeadLetter, Empty, Leased, ProviderReply, ProviderSend, Pull, QueueMessage,
+from .messages import (BULK, TX, Ack, DeadLetter, Empty, Extend, Leased, ProviderReply, ProviderSend, Pull, QueueMessage,
                        Suppress, Suppressed, SuppressionSync)
 from .model import BOUNCED, DUPLICATE, TIMEOUT, AddressBook, backoff_ms, provider_node
 from .settings import Settings
@@ -44,11 +45,13 @@ from .settings import Settings
 class _Work:
     """A leased message in progress."""
 
-    __slots__ = ("msg", "partition", "pending", "failed", "bulk")
+    __slots__ = ("msg", "partition", "receipt", "extended_ns", "pending", "failed", "bulk")
 
-    def __init__(self, msg: QueueMessage, partition: str, bulk: bool):
+    def __init__(self, msg: QueueMessage, partition: str, receipt: int, now_ns: int, bulk: bool):
         self.msg = msg
         self.partition = partition
+        self.receipt = receipt
+        self.extended_ns = now_ns
         self.pending = 0  # chunks queued or in a call
         self.failed: list[int] = []
         self.bulk = bulk
@@ -78,6 +81,7 @@ class Worker(Node):
         self.suppressed: set[int] = set()
         ctx.send(s.suppression, SuppressionSync())
         ctx.set_timer("pulls", s.long_poll_ms)
+        ctx.set_timer("extend", s.visibility_timeout_ms / 3)
         self._refill(ctx)
 
     # ---- pulling --------------------------------------------------------------------------------
@@ -123,7 +127,7 @@ class Worker(Node):
                 self._pump_all(ctx)
         elif t is Leased:
             self._pull_answered(src, msg.pull_id)
-            self._on_leased(ctx, src, msg.msg)
+            self._on_leased(ctx, src, msg.msg, msg.receipt)
             self._refill(ctx)
         elif t is Empty:
             self._pull_answered(src, msg.pull_id)
@@ -131,13 +135,13 @@ class Worker(Node):
         elif t is Suppressed:
             self.suppressed.update(msg.addresses)
 
-    def _on_leased(self, ctx, partition: str, msg: QueueMessage) -> None:
+    def _on_leased(self, ctx, partition: str, msg: QueueMessage, receipt: int) -> None:
         if msg.msg_id in self.active:
             return  # redelivered to us while we still work on it: our ack settles both
         if self.bug == "ack-before-send":
             ctx.send(partition, Ack(msg.msg_id, None, ()))
         bulk = msg.cls == BULK and not self.fifo
-        work = _Work(msg, partition, bulk)
+        work = _Work(msg, partition, receipt, ctx.now, bulk)
         self.active[msg.msg_id] = work
         if bulk:
             self.bulk_active += 1
@@ -280,6 +284,13 @@ class Worker(Node):
                 self._pump_all(ctx)
         elif kind == "b":
             self._pump(ctx, int(name[1:]))
+        elif name == "extend":
+            third_ns = int(self.s.visibility_timeout_ms / 3 * 1e6)
+            ctx.set_timer("extend", self.s.visibility_timeout_ms / 3)
+            for work in self.active.values():
+                if ctx.now - work.extended_ns >= third_ns:
+                    work.extended_ns = ctx.now
+                    ctx.send(work.partition, Extend(work.msg.msg_id, work.receipt))
         elif name == "pulls":
             ctx.set_timer("pulls", self.s.long_poll_ms)
             stale_ns = int((2 * self.s.long_poll_ms + 1000) * 1e6)
