@@ -82,24 +82,17 @@ def analyse(run) -> Analysis:
     ex = run.exposed
     settings = ex["settings"]
     jobs: dict[int, Job] = {}
+    furthest: dict[int, int] = {}  # job -> most batches any API has confirmed (a job may sit at two APIs)
     for snap in ex["apis"].values():
         for key, rec in snap.items():
-            if not key.startswith("j/"):
-                continue
-            job = jobs.get(rec.job)
-            if job is None:
-                job = jobs[rec.job] = Job(rec.job, rec.cls, rec.first_address, rec.recipients)
-            batches = -(-rec.recipients // settings.batch_size)
-            done = snap.get("c/%d" % rec.job, 0)
-            if done < batches:
-                start = done * settings.batch_size
-                job.pending_from = start if job.pending_from is None else max(job.pending_from, start)
-            else:
-                job.pending_from = None if job.fanout_done else job.pending_from
-            job.fanout_done = job.fanout_done and done >= batches
-    for job in jobs.values():
-        if job.fanout_done:
-            job.pending_from = None
+            if key.startswith("j/"):
+                if rec.job not in jobs:
+                    jobs[rec.job] = Job(rec.job, rec.cls, rec.first_address, rec.recipients)
+                furthest[rec.job] = max(furthest.get(rec.job, 0), snap.get("c/%d" % rec.job, 0))
+    for j, job in jobs.items():
+        if furthest[j] * settings.batch_size < job.recipients:
+            job.fanout_done = False
+            job.pending_from = furthest[j] * settings.batch_size
     ok_missing = []
     drain_ok = False
     for inv, comp in pairs(run.history):
