@@ -59,7 +59,7 @@ def test_forget_prepared_is_caught(protocol):
     out = run(seed=1, bug="forget-prepared", protocol=protocol, nemesis=("rm-crash",))
     assert out.checks["durability"].valid is False
     assert "is lost at rm" in out.checks["durability"].message
-    assert out.checks["atomicity"].valid is False
+    assert out.checks["conservation"].valid is False
 
 
 def test_decide_before_log_is_caught():

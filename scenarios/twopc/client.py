@@ -35,11 +35,16 @@ class BankClient(ClientNode):
             first = op.id % s
             parts = tuple((w.rms[(first + i) % s], ()) for i in range(s))
         else:
-            amount = op.value["amount"]
-            src = op.value["from"]
-            dsts = op.value["to"]
-            parts = ((w.rm_of(src), ((src, -amount * len(dsts)),)),) + tuple(
-                (w.rm_of(d), ((d, amount),)) for d in dsts)
+            value = op.value
+            amount = value["amount"]
+            src = value["from"]
+            dsts = value["to"]
+            rms = w.rms
+            s = len(rms)
+            parts = [(rms[src % s], ((src, -amount * len(dsts)),))]
+            for d in dsts:
+                parts.append((rms[d % s], ((d, amount),)))
+            parts = tuple(parts)
         self.ops[op.id] = op.value
         ctx.send(parts[0][0], m.Begin(op.id, op.f, parts, ctx.id))
 

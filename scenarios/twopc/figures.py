@@ -37,18 +37,22 @@ def _q(values, qs=(50, 99)) -> dict[str, float | None]:
 
 def in_doubt_periods(run: RunData) -> list[tuple[int, int, str, int]]:
     """(start_ns, end_ns, rm, tx) for every prepare, ended by the first outcome after it."""
+    cached = getattr(run, "_twopc_periods", None)
+    if cached is not None:
+        return cached
     start: dict[tuple, int] = {}
     out = []
     for r in run.records:
         kind = r["kind"]
-        if kind == "prepared":
-            start[(r["node"], r["tx"])] = r["time_ns"]
-        elif kind == "applied":
+        if kind == "applied":
             t0 = start.pop((r["node"], r["tx"]), None)
             if t0 is not None:
                 out.append((t0, r["time_ns"], r["node"], r["tx"]))
+        elif kind == "prepared":
+            start[(r["node"], r["tx"])] = r["time_ns"]
     for (rm, tx), t0 in start.items():
         out.append((t0, run.end_ns, rm, tx))
+    run._twopc_periods = out
     return out
 
 

@@ -38,6 +38,7 @@ from heapq import heappop, heappush
 from simulator.node import Node
 
 from . import messages as m
+from .wiring import arm_timer
 
 NS_PER_MS = 1_000_000
 
@@ -103,9 +104,7 @@ class PaxosCoordinator(Node):
     def arm(self, ctx, due: int, tx: int | None = None) -> None:
         if tx is not None:
             heappush(self.due, (due, tx))
-        if self.tick_due is None or due < self.tick_due:
-            self.tick_due = due
-            ctx.set_timer("tick", max(0.0, (due - ctx.now) / 1e6) + 0.001)
+        arm_timer(self, ctx, due)
 
     def _trap(self, ctx, phase: str) -> bool:
         if self.traps.armed and self.traps.hit(ctx.id, phase):
@@ -351,6 +350,5 @@ class PaxosCoordinator(Node):
                 return
         if self.fast:
             self.arm(ctx, next(iter(self.fast.values())).started + self.vote_ns)
-        if due and (self.tick_due is None or due[0][0] < self.tick_due):
-            self.tick_due = due[0][0]
-            ctx.set_timer("tick", max(0.0, (due[0][0] - now) / 1e6) + 0.001)
+        if due:
+            arm_timer(self, ctx, due[0][0])

@@ -19,7 +19,8 @@ so the TM never forgets a commit an RM could still lose (presumed abort, Section
 Simplifications: deltas are applied at commit (deferred update), so an abort needs no undo;
 transactions are one-shot (their operations arrive with Prepare); an audit reads the shard's
 committed balances under its S lock when it prepares. One timer serves every time-out: it is set for the
-earliest deadline (a lock wait, a question to ask), not once per transaction. An
+earliest deadline (a lock wait, a question to ask), not once per transaction, and deadlines round
+up to a 5 ms grid so that clustered time-outs share one firing (each fires up to 5 ms late). An
 in-doubt RM asks after ``doubt_timeout_ms``, then again after ``doubt_retry_ms``, doubling the
 wait up to eight times that (a long outage is not a query storm; recovery after it is at most
 that much late).
@@ -35,6 +36,7 @@ from heapq import heappop, heappush
 from simulator.node import Node
 
 from . import messages as m
+from .wiring import arm_timer
 from .locks import AUDIT, LockTable
 
 NS_PER_MS = 1_000_000
@@ -118,9 +120,7 @@ class ResourceManager(Node):
 
     def arm(self, ctx, due: int) -> None:
         """Make the one timer fire by local time ``due`` (ns): deadlines, not a periodic tick."""
-        if self.tick_due is None or due < self.tick_due:
-            self.tick_due = due
-            ctx.set_timer("tick", max(0.0, (due - ctx.now) / 1e6) + 0.001)
+        arm_timer(self, ctx, due)
 
     # ---- messages -----------------------------------------------------------------------------
     def on_message(self, ctx, src, msg):

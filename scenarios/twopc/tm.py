@@ -29,6 +29,7 @@ from __future__ import annotations
 from simulator.node import Node
 
 from . import messages as m
+from .wiring import arm_timer
 
 NS_PER_MS = 1_000_000
 
@@ -73,9 +74,7 @@ class TransactionManager(Node):
                     ctx.send(rm, m.Commit(tx, 0))
 
     def arm(self, ctx, due: int) -> None:
-        if self.tick_due is None or due < self.tick_due:
-            self.tick_due = due
-            ctx.set_timer("tick", max(0.0, (due - ctx.now) / 1e6) + 0.001)
+        arm_timer(self, ctx, due)
 
     def _trap(self, ctx, phase: str) -> bool:
         if self.traps.armed and self.traps.hit(ctx.id, phase):

@@ -8,6 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+TIMER_GRID_NS = 5_000_000  # deadlines round up to a 5 ms grid, so clustered time-outs share one firing
+
+
+def arm_timer(node, ctx, due: int) -> None:
+    """Set ``node``'s one timer ("tick") to fire by local time ``due`` (ns), rounded up to the
+    grid; keep an earlier setting. Nodes keep ``tick_due`` (None when unset) for this."""
+    due = -(-due // TIMER_GRID_NS) * TIMER_GRID_NS
+    if node.tick_due is None or due < node.tick_due:
+        node.tick_due = due
+        ctx.set_timer("tick", max(0.0, (due - ctx.now) / 1e6) + 0.001)
+
 
 @dataclass(frozen=True)
 class Wiring:
