@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -47,20 +47,31 @@ def read_jsonl(path: str | Path) -> list[dict]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
-def pairs(history: list[dict]) -> Iterator[tuple[dict, dict | None]]:
-    """(invoke, completion) for every operation, in invoke order; completion None if it never ended."""
-    open_by_process: dict[int, int] = {}
+_PAIRS_CACHE: list = [None, -1, None]  # (history list, its length, its pairs): one entry
+
+
+def pairs(history: list[dict]) -> list[tuple[dict, dict | None]]:
+    """(invoke, completion) for every operation, in invoke order; completion None if it never ended.
+
+    Metrics, checkers and figures all ask for the pairs of one finished history, so the last answer
+    is kept (keyed by the list object and its length: a history is only ever appended to)."""
+    cached, n, result = _PAIRS_CACHE
+    if cached is history and n == len(history):
+        return result
+    open_by_process: dict[int, list] = {}
     out: list[list] = []
     for op in history:
         if op["type"] == "invoke":
-            open_by_process[op["process"]] = len(out)
-            out.append([op, None])
+            pair = [op, None]
+            open_by_process[op["process"]] = pair
+            out.append(pair)
         else:
-            i = open_by_process.pop(op["process"], None)
-            if i is not None:
-                out[i][1] = op
-    for inv, comp in out:
-        yield inv, comp
+            pair = open_by_process.pop(op["process"], None)
+            if pair is not None:
+                pair[1] = op
+    result = [(inv, comp) for inv, comp in out]
+    _PAIRS_CACHE[:] = [history, len(history), result]
+    return result
 
 
 def _edn(value: Any) -> str:
