@@ -549,6 +549,8 @@ class RaftNode(ReadsMixin, Node):
         st.put("snap", (log.snap_index, log.snap_term, state, sessions, chain), sync=False)
         for i in range(old_snap + 1, min(old_last, log.snap_index) + 1):
             st.delete(f"log/{i}", sync=False)
-        for i in range(max(log.snap_index, log.last_index) + 1, old_last + 1):
+        # a leader's entries past durable_index are still waiting for the batch fsync
+        last = min(log.last_index, self.durable_index) if self.role == LEADER else log.last_index
+        for i in range(max(log.snap_index, last) + 1, old_last + 1):
             st.delete(f"log/{i}", sync=False)
-        st.put("last", log.last_index, sync=False)
+        st.put("last", max(last, log.snap_index), sync=False)

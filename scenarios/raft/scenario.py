@@ -21,31 +21,8 @@ from simulator.scenario import Param, RunData, Scenario, Setup, register
 from . import checkers as C
 from .client import RaftClient
 from .figures import election_figures
+from .nemesis import crash_storm, figure_8, install, isolate_skewed
 from .node import RaftNode
-
-
-def _isolate_skewed(servers: list[str], rng, interval_ns: int):
-    """Isolate one server and set its clock back 300-900 ms: a leader's lease then outlives its reign."""
-    pick = servers[int(rng.integers(len(servers)))]
-    delta = -float(round(rng.uniform(300, 900), 3))
-    start = [{"action": "clock_bump", "node": pick, "delta_ms": delta},
-             {"action": "partition", "groups": [[pick], [s for s in servers if s != pick]]}]
-    stop = [{"action": "heal"}, {"action": "clock_reset", "node": pick}]
-    return start, stop
-
-
-def _crash_storm(servers: list[str], rng, interval_ns: int):
-    """Throughout the window, crash a random server every 20-80 ms and restart it 5-60 ms later."""
-    events = []
-    t = 0.0
-    span_ms = interval_ns / 1e6
-    while True:
-        t += float(rng.uniform(20, 80))
-        down = float(rng.uniform(5, 60))
-        if t + down >= span_ms:
-            break
-        events.append([round(t, 3), servers[int(rng.integers(len(servers)))], round(down, 3)])
-    return [{"action": "crash_storm", "events": events}], []
 
 
 @register
@@ -89,10 +66,11 @@ class Raft(Scenario):
         "liveness": "after the final heal, reads of every key succeed",
     }
     nemeses = ("partition-random-halves", "partition-isolate-one", "partition-majorities-ring", "partition-bridge",
-               "crash", "pause", "clock-bump", "clock-strobe", "clock-drift", "isolate-skewed", "crash-storm")
-    custom_nemeses = {"isolate-skewed": _isolate_skewed, "crash-storm": _crash_storm}
-    fault_verbs = {"crash_storm": ("events",)}
-    defaults = {"node_count": 5, "rate": 200.0, "time_limit_s": 20.0, "latency_ms": 1.0, "op_timeout_ms": 1000.0,
+               "crash", "pause", "clock-bump", "clock-strobe", "clock-drift", "isolate-skewed", "crash-storm", "figure-8")
+    custom_nemeses = {"isolate-skewed": isolate_skewed, "crash-storm": crash_storm, "figure-8": figure_8}
+    fault_verbs = {"crash_storm": ("events",), "figure_8": ()}
+    defaults = {"node_count": 5, "rate": 200.0, "time_limit_s": 30.0, "nemesis_interval_s": 3.0, "latency_ms": 1.0,
+                "op_timeout_ms": 1000.0,
                 "quiesce_s": 2.0, "final_timeout_s": 5.0}
     benchmarks = {"raft": {"options": {"node_count": 5, "rate": 1000, "time_limit_s": 60,
                                        "nemesis": ["partition-random-halves", "crash"]}, "params": {}}}
@@ -114,7 +92,7 @@ class Raft(Scenario):
         fsync = Dist("lognormal", p["fsync_ms"], cv=0.5) if p["fsync_ms"] > 0 else None
         for s in servers:
             sim.add_node(s, (lambda s=s: RaftNode(s, servers, p, cfg.bug)), service=service, fsync=fsync)
-        sim.faults.register("crash_storm", lambda act: _apply_storm(sim, act))
+        install(sim)
 
         keys = [f"k{i}" for i in range(p["keys"])]
         cum = _key_cdf(p["keys"], p["key_dist"], p["zipf_s"])
@@ -168,24 +146,6 @@ class Raft(Scenario):
         from .plots import leader_timeline
 
         return [leader_timeline(run, folder, shade)]
-
-
-def _apply_storm(sim, act: dict) -> None:
-    """Schedule the storm's crashes and restarts relative to now (data from the nemesis)."""
-    for at_ms, node, down_ms in act["events"]:
-        host = sim.hosts[node]
-        sim.schedule(int(at_ms * 1e6), lambda h, _b: _storm_crash(sim, h), host)
-        sim.schedule(int((at_ms + down_ms) * 1e6), lambda h, _b: _storm_restart(sim, h), host)
-
-
-def _storm_crash(sim, host) -> None:
-    if host.crash():
-        sim.faults.applied.append({"time_ns": sim.now, "action": "crash", "node": host.id, "nemesis": "crash-storm"})
-
-
-def _storm_restart(sim, host) -> None:
-    if host.restart():
-        sim.faults.applied.append({"time_ns": sim.now, "action": "restart", "node": host.id, "nemesis": "crash-storm"})
 
 
 def _key_cdf(n: int, dist: str, s: float) -> list[float]:
