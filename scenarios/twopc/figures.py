@@ -1,6 +1,6 @@
 """Figures of a run, computed from its observations (see :mod:`.checkers` for the record kinds).
 
-* commits, aborts and the abort rate by cause;
+* commits, aborts and the abort rate by cause; the client-seen latency of committed transfers;
 * time in doubt per (RM, transaction): from its prepare to its outcome (or the run's end), with
   the number of in-doubt periods longer than the failure-detection bound;
 * lock-hold time per (RM, transaction): from the grant to the release;
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from simulator import metrics as M
 from simulator.scenario import RunData
 
 from .checkers import of_kind
@@ -165,6 +166,7 @@ def compute(run: RunData) -> dict:
         "abort_rate": round(aborted / (committed + aborted), 4) if committed + aborted else None,
         "aborts_by_cause": causes,
         "committed_per_s": round(committed / max(run.end_ns / 1e9, 1e-9), 3),
+        "commit_latency_ms": M.latency_summary_ms(M.latencies(run.history, "transfer")[1]),
         "time_in_doubt_ms": _q(doubt_ms),
         "in_doubt_max_concurrent": int(series.max()) if len(series) else 0,
         "failure_detection_ms": bound,
