@@ -152,6 +152,8 @@ class PaxosCoordinator(Node):
                 s.sent += 1
                 ctx.send(leader, m.Phase2b(tx, ctx.id, 0, votes, s.depth + 1))
             ctx.record("accepted", tx=tx, sent=s.sent, writes=s.writes)
+            if len(s.accepted) == len(parts):
+                del self.acc[tx]  # complete: the disk has it all; reloaded if a recovery asks
 
     def on_1a(self, ctx, msg: m.Phase1a) -> None:
         s = self._state(ctx, msg.tx)
