@@ -49,7 +49,7 @@ class TwoPC(Scenario):
               min=1.0),
         Param("suspect_ms", 2000.0, "Paxos Commit: an unresponsive coordinator is not chosen leader this long",
               min=0.0),
-        Param("ack_delay_ms", 10.0, "2PC: RMs batch commit acknowledgements (after one fsync) this long", min=0.0),
+        Param("ack_delay_ms", 100.0, "2PC: RMs batch commit acknowledgements (after one fsync) this long", min=0.0),
         Param("cooperative", False, "2PC: in-doubt RMs also ask the other participants", type=bool),
         Param("fsync_ms", 1.0, "mean forced-write latency (lognormal, cv 0.5); 0 for free", min=0.0),
     )
