@@ -70,9 +70,11 @@ def recovery(history: list[dict], faults: list[dict]) -> list[dict[str, Any]]:
     oks = sorted((inv["time"], comp["time"]) for inv, comp in pairs(history) if comp is not None and comp["type"] == "ok")
     invoke_times = np.asarray([t for t, _ in oks], dtype=np.int64)
     out = []
-    for act in faults:
+    for i, act in enumerate(faults):
         if act.get("phase") != "stop" and act.get("action") != "final_heal":
             continue
+        if act.get("action") == "final_heal" and i == 0:
+            continue  # nothing had failed: the final heal healed nothing
         t = act["time_ns"]
         i = int(np.searchsorted(invoke_times, t))
         first = min((c for _, c in oks[i:]), default=None)

@@ -90,10 +90,10 @@ class Run:
         self._run_to(self.main_end_ns + int(cfg.quiesce_s * NS_PER_S), progress, total_s)
 
         self.phase = "final"
-        self.workload.run_final(list(setup.final), sim.stop)
         deadline = sim.now + int(cfg.final_timeout_s * NS_PER_S)
+        self.workload.run_final(list(setup.final), sim.stop, timeout_ns=deadline - sim.now)
         if setup.final:
-            sim.run(deadline)
+            sim.run(deadline + 1)  # final ops timing out at the deadline are recorded info
         self.phase = "checking"
         if progress:
             progress(sim.now / NS_PER_S, sim.now / NS_PER_S)

@@ -110,9 +110,14 @@ class Workload:
                               lambda g, n: np.rint(g.exponential(mean_gap_ns, n)).astype(np.int64))
             self.sim.schedule(self._gap(), self._arrival)
 
-    def run_final(self, ops: list[tuple[str, Any]], on_done: Callable[[], None]) -> None:
-        """Invoke each final operation on a fresh process now; call ``on_done`` when all have ended."""
+    def run_final(self, ops: list[tuple[str, Any]], on_done: Callable[[], None], timeout_ns: int | None = None) -> None:
+        """Invoke each final operation on a fresh process now; call ``on_done`` when all have ended.
+
+        Final operations (a read of every key, waiting for a drain) time out after ``timeout_ns``
+        (the run's ``final_timeout_s``) rather than the per-operation timeout of the main phase."""
         self._stop_ns = self.sim.now  # nothing more from the main phase
+        if timeout_ns is not None:
+            self.op_timeout_ns = int(timeout_ns)
         self.on_final_done = on_done
         self._final_left = len(ops)
         self._final_first = self._next_op
