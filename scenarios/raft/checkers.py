@@ -126,7 +126,10 @@ def log_matching(logs: dict[str, tuple]) -> CheckResult:
 
 
 def liveness(history: list[dict], heal_ns: int) -> CheckResult:
-    final = [(inv, comp) for inv, comp in pairs(history) if inv["time"] >= heal_ns]
+    start = len(history)
+    while start > 0 and history[start - 1]["time"] >= heal_ns:  # only the tail after the heal
+        start -= 1
+    final = [(inv, comp) for inv, comp in pairs(history[start:]) if inv["type"] == "invoke"]
     if not final:
         return CheckResult(True, "", {"final_ops": 0})
     bad = [inv for inv, comp in final if comp is None or comp["type"] != "ok"]

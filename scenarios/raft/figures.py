@@ -50,9 +50,17 @@ def election_figures(run) -> dict:
         a = np.asarray(elect_ms)
         out.update({"elect_after_loss_p50_ms": round(float(np.percentile(a, 50)), 3),
                     "elect_after_loss_max_ms": round(float(a.max()), 3), "leader_losses_measured": len(a)})
-    for f in ("write", "cas", "read"):
-        _, lat = M.latencies(run.history, f)
-        s = M.latency_summary_ms(lat)
+    started: dict[int, tuple[str, int]] = {}
+    lat: dict[str, list[int]] = {"write": [], "cas": [], "read": []}
+    for ev in run.history:  # one pass: latency of ok operations by function
+        if ev["type"] == "invoke":
+            started[ev["process"]] = (ev["f"], ev["time"])
+        else:
+            f, t0 = started.pop(ev["process"], (None, 0))
+            if ev["type"] == "ok" and f in lat:
+                lat[f].append(ev["time"] - t0)
+    for f, values in lat.items():
+        s = M.latency_summary_ms(np.asarray(values, dtype=np.int64))
         out[f"{f}_latency_p50_ms"] = s["p50"]
         out[f"{f}_latency_p99_ms"] = s["p99"]
     return out

@@ -17,7 +17,7 @@ leader, as a Jepsen nemesis asks the cluster who leads; every step is recorded i
 
 from __future__ import annotations
 
-NEMESIS_POLL_NS = 500_000
+NEMESIS_POLL_NS = 50_000  # how often a staged step looks for the observation it waits on
 
 
 def isolate_skewed(servers: list[str], rng, interval_ns: int):
@@ -134,7 +134,7 @@ class Figure8:
     def step_b(self) -> None:
         # (b) S1 crashes; the others elect L, which is cut off the moment it wins
         self.crash(self.s1)
-        self.partition([[self.s2], self.rest])
+        self.partition([[self.s1], [self.s2], self.rest])  # name everyone: unnamed nodes are not cut
         self.wait_for("leader", self.rest, self.isolate_l)
 
     def isolate_l(self, l: str) -> None:
@@ -148,7 +148,7 @@ class Figure8:
         self.crash(self.l)
         self.restart(self.s1)
         self.others = [s for s in self.rest if s != self.l]
-        self.partition([[self.s1, *self.others], [self.s2]])
+        self.partition([[self.s1, *self.others], [self.s2], [self.l]])
         self.wait_for("leader", [self.s1], self.step_d)
 
     def step_d(self, m: str) -> None:
@@ -160,4 +160,4 @@ class Figure8:
         # last term is newer, is the only one who can win, and it overwrites them
         self.crash(m)
         self.restart(self.l)
-        self.partition([[self.l, *self.others], [self.s2]])
+        self.partition([[self.l, *self.others], [self.s2], [m]])

@@ -20,8 +20,10 @@ The algorithm, by the paper's sections:
   older-term entries is wrong: planted bug ``commit-old-term``). A new leader appends a no-op (§8).
 - §5.6 / Figure 2 persistence. Current term, vote and log entries go to ``ctx.storage`` and are
   synced before the node answers; the runtime charges fsync latency to the replies. The leader
-  groups client requests arriving within ``batch_ms`` into one fsync and one AppendEntries per
-  follower (batching), and keeps one AppendEntries in flight per follower; heartbeats resend.
+  groups client requests arriving within ``batch_ms`` into one fsync, and sends AppendEntries at
+  these flush ticks (batching): at most one in flight per follower, the next batch at the next
+  tick after its reply (at once when the follower is far behind or being repaired); heartbeats
+  resend whatever is missing.
 - §6 Disruptive servers. A follower that heard from a leader within the minimum election timeout
   ignores RequestVote. Optional PreVote (Ongaro's thesis §9.6) asks for votes without bumping terms
   first; optional CheckQuorum makes a leader step down when it has not heard from a majority for
@@ -68,6 +70,8 @@ class RaftNode(ReadsMixin, Node):
         self.timeout_ms = (float(opts["election_timeout_min_ms"]), float(opts["election_timeout_max_ms"]))
         self.heartbeat_ms = float(opts["heartbeat_ms"])
         self.snapshot_every = int(opts["snapshot_every"])
+        self.batch_ms = float(opts["batch_ms"])
+        self.batch_entries = int(opts["batch_entries"])
         self.role = FOLLOWER
         self.term = 0
         self.voted_for: str | None = None
@@ -405,7 +409,7 @@ class RaftNode(ReadsMixin, Node):
         index = self.log.append(Entry(self.term, cmd))
         self.pending[index] = (self.term, cmd)
         if not ctx.timer_set("flush"):
-            ctx.set_timer("flush", float(self.o["batch_ms"]))
+            ctx.set_timer("flush", self.batch_ms)
 
     def flush(self, ctx) -> None:
         """Make the new entries durable (one fsync for the batch) and send them."""
@@ -430,7 +434,7 @@ class RaftNode(ReadsMixin, Node):
             ctx.send(p, InstallSnapshot(self.term, self.id, log.snap_index, log.snap_term, state, sessions, chain,
                                         self.seq, ctx.now))
             return
-        hi = min(self.durable_index + 1, nxt + int(self.o["batch_entries"]))
+        hi = min(self.durable_index + 1, nxt + self.batch_entries)
         entries = log.slice(nxt, hi) if hi > nxt else ()
         ctx.send(p, AppendEntries(self.term, self.id, nxt - 1, log.term_at(nxt - 1), entries, self.commit,
                                   self.seq, ctx.now))
@@ -456,8 +460,10 @@ class RaftNode(ReadsMixin, Node):
                 if last is not None:
                     nxt = last + 1
             self.next_index[p] = max(1, min(nxt, self.log.last_index + 1, self.next_index[p]))
-        if self.next_index[p] <= self.durable_index or not m.success:
-            self.send_append(ctx, p)
+        if not m.success or self.durable_index - self.next_index[p] >= self.batch_entries:
+            self.send_append(ctx, p)  # repairing or catching up: no reason to wait
+        elif self.next_index[p] <= self.durable_index and not ctx.timer_set("flush"):
+            ctx.set_timer("flush", self.batch_ms)  # the next batch goes at the flush tick
 
     def on_install_snapshot_reply(self, ctx, m: InstallSnapshotReply) -> None:
         if m.term > self.term:

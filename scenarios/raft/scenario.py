@@ -100,9 +100,13 @@ class Raft(Scenario):
         counter = [0]
         last_written: dict[str, Any] = {}
 
+        buf: list[float] = []
+
         def generate(rng):
-            u = rng.random()
-            k = keys[_bisect(cum, rng.random())]
+            if len(buf) < 2:  # uniforms drawn in batches from the workload's stream: no numpy call per op
+                buf[:0] = reversed(rng.random(4096).tolist())
+            u = buf.pop()
+            k = keys[_bisect(cum, buf.pop())]
             if u < read_share:
                 return "read", (k, None)
             counter[0] += 1

@@ -37,7 +37,6 @@ from __future__ import annotations
 import time
 from typing import Any, Iterable
 
-from ..history import pairs
 from . import UNKNOWN, CheckResult
 
 _INF = float("inf")
@@ -87,25 +86,41 @@ def _step(state: Any, op: _Op) -> tuple[bool, Any]:
 
 
 def _collect(history: Iterable[dict]) -> dict[Any, list[_Op]]:
+    """Operations by key, in invoke order (one pass; an op never completed counts as info)."""
     by_key: dict[Any, list[_Op]] = {}
-    for inv, comp in pairs(list(history)):
-        f = inv["f"]
-        if f not in ("read", "write", "cas"):
-            continue
-        ctype = comp["type"] if comp is not None else "info"
-        if ctype == "fail":
-            continue
-        key, arg = _norm(inv["value"])[0], _norm(inv["value"])[1]
-        if f == "read":
-            if ctype != "ok":
+    open_: dict[Any, tuple[dict, _Op | None]] = {}
+    kinds = ("read", "write", "cas")
+    for ev in history:
+        t = ev["type"]
+        if t == "invoke":
+            f = ev["f"]
+            if f not in kinds:
+                open_[ev["process"]] = (ev, None)
                 continue
-            out = _norm(comp["value"])
-            out = out[1] if isinstance(out, tuple) and len(out) == 2 else out
-            op = _Op(inv["time"], comp["time"], f, None, out, inv["process"], True)
-        else:
-            ok = ctype == "ok"
-            op = _Op(inv["time"], comp["time"] if ok else _INF, f, arg, None, inv["process"], ok)
-        by_key.setdefault(key, []).append(op)
+            value = ev["value"]
+            key, arg = value[0], value[1]
+            if type(arg) is list:
+                arg = _norm(arg)
+            op = _Op(ev["time"], _INF, f, arg, None, ev["process"], False)
+            open_[ev["process"]] = (ev, op)
+            by_key.setdefault(key, []).append(op)
+            continue
+        inv, op = open_.pop(ev["process"], (None, None))
+        if op is None:
+            continue
+        if t == "ok":
+            op.ok = True
+            op.ret = ev["time"]
+            if op.f == "read":
+                out = ev["value"]
+                op.out = out[1] if isinstance(out, (list, tuple)) and len(out) == 2 else out
+                if type(op.out) is list:
+                    op.out = _norm(op.out)
+        elif t == "fail":
+            op.f = None  # definitely did not happen
+    for key in list(by_key):
+        # failed ops and unfinished reads constrain nothing
+        by_key[key] = [op for op in by_key[key] if op.f is not None and (op.ok or op.f != "read")]
     return by_key
 
 
