@@ -33,7 +33,7 @@ class TwoPC(Scenario):
         Param("protocol", "2pc", "commit protocol", type=str, choices=("2pc", "paxos-commit")),
         Param("F", 1, "Paxos Commit: coordinator (acceptor) failures tolerated; 2F+1 coordinators",
               type=int, min=0, max=3),
-        Param("shards", 3, "shards, one resource manager each", type=int, min=2, max=64),
+        Param("shards", 0, "shards, one resource manager each (0: --node-count shards)", type=int, min=0, max=64),
         Param("accounts", 300, "bank accounts, spread round-robin over the shards", type=int, min=2),
         Param("initial_balance", 1000, "starting balance of every account", type=int, min=0),
         Param("max_amount", 100, "a transfer moves 1..max_amount to each credited account", type=int, min=1),
@@ -71,7 +71,7 @@ class TwoPC(Scenario):
                "partition-random-halves")
     fault_verbs = F.FAULT_VERBS
     custom_nemeses = F.NEMESES
-    defaults = {"rate": 200.0, "time_limit_s": 20.0, "nemesis": ("coordinator-crash", "rm-crash"),
+    defaults = {"node_count": 3, "rate": 200.0, "time_limit_s": 20.0, "nemesis": ("coordinator-crash", "rm-crash"),
                 "nemesis_interval_s": 2.0, "op_timeout_ms": 2000.0, "quiesce_s": 3.0, "final_timeout_s": 5.0}
     benchmarks = {
         "twopc": {"options": {"time_limit_s": 60.0, "rate": 500.0, "nemesis": ["coordinator-crash"],
@@ -93,11 +93,14 @@ class TwoPC(Scenario):
         protocol = p["protocol"]
         if cfg.bug == "decide-before-log" and protocol != "2pc":
             raise UsageError("bug decide-before-log is a 2PC bug: Paxos Commit's leader logs nothing")
-        if p["transfer_legs"] > p["shards"]:
-            raise UsageError(f"transfer_legs ({p['transfer_legs']}) cannot exceed shards ({p['shards']})")
+        shards = p["shards"] or cfg.node_count
+        if shards < 2:
+            raise UsageError(f"twopc needs at least 2 shards, got {shards}")
+        if p["transfer_legs"] > shards:
+            raise UsageError(f"transfer_legs ({p['transfer_legs']}) cannot exceed shards ({shards})")
         f = p["F"] if protocol == "paxos-commit" else 0
         w = Wiring(
-            protocol=protocol, rms=tuple(f"rm{i + 1}" for i in range(p["shards"])),
+            protocol=protocol, rms=tuple(f"rm{i + 1}" for i in range(shards)),
             coordinators=tuple(f"tm{i + 1}" for i in range(2 * f + 1)), f=f, accounts=p["accounts"],
             initial_balance=p["initial_balance"], lock_wait_timeout_ms=p["lock_wait_timeout_ms"],
             vote_timeout_ms=p["vote_timeout_ms"], doubt_timeout_ms=p["doubt_timeout_ms"],
@@ -115,7 +118,7 @@ class TwoPC(Scenario):
             else:
                 sim.add_node(c, lambda c=c: PaxosCoordinator(c, w, traps), fsync=fsync)
         ranking = sim.streams.get("twopc.accounts").permutation(p["accounts"])
-        gen = Generator(p["accounts"], p["shards"], p["transfer_legs"], p["zipf_s"], p["audit_fraction"],
+        gen = Generator(p["accounts"], shards, p["transfer_legs"], p["zipf_s"], p["audit_fraction"],
                         p["max_amount"], ranking)
 
         def expose() -> dict:
