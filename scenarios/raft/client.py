@@ -1,6 +1,8 @@
 """The key-value client: finds the leader, follows redirects, retries on silence.
 
-Each client endpoint keeps a guess of the leader. A request goes to the guess; ``redirect`` sends
+Each client endpoint keeps a guess of the leader, one for reads and one for writes (as a client
+library with a read connection and a write connection does: a write failing over does not move
+reads that are being answered). A request goes to the guess; ``redirect`` sends
 it to the named leader (or, with no hint, to another server after a short pause); ``dropped`` (the
 log entry holding it was overwritten) sends it again the same way. A request unanswered for
 ``client_retry_ms`` goes to another server (one ``tick`` timer per client checks, every quarter of
@@ -21,16 +23,22 @@ NO_LEADER_PAUSE_MS = 10.0
 class RaftClient(ClientNode):
     def __init__(self, client_id: str, servers: list[str], retry_ms: float, op_timeout_ms: float):
         self.servers = list(servers)
-        self.guess = self.servers[(int(client_id.lstrip("c") or 1) - 1) % len(self.servers)]
+        first = self.servers[(int(client_id.lstrip("c") or 1) - 1) % len(self.servers)]
+        self.guess = {"read": first, "write": first}
         self.retry_ns = int(retry_ms * 1e6)
         self.tick_ms = min(retry_ms / 4, NO_LEADER_PAUSE_MS)
         self.op_timeout_ns = int(op_timeout_ms * 1e6)
         # op id -> [operation, node last tried, give-up time ns, resend-at time ns, next target or None]
         self.ops: dict[int, list] = {}
 
+    @staticmethod
+    def kind(op) -> str:
+        return "read" if op.f == "read" else "write"
+
     def on_invoke(self, ctx, op) -> None:
-        self.ops[op.id] = [op, self.guess, ctx.now + self.op_timeout_ns, 0, None]
-        self.send(ctx, op.id, self.guess)
+        node = self.guess[self.kind(op)]
+        self.ops[op.id] = [op, node, ctx.now + self.op_timeout_ns, 0, None]
+        self.send(ctx, op.id, node)
         if not ctx.timer_set("tick"):
             ctx.set_timer("tick", self.tick_ms)
 
@@ -51,17 +59,18 @@ class RaftClient(ClientNode):
         entry = self.ops.get(msg.op_id)
         if entry is None:
             return
+        kind = self.kind(entry[0])
         if msg.status in ("ok", "fail"):
             del self.ops[msg.op_id]
-            self.guess = src
+            self.guess[kind] = src
             op = entry[0]
             ctx.complete(op.id, msg.status, msg.value if msg.status == "ok" else op.value)
             return
         if msg.leader is not None and msg.leader != src:
-            self.guess = msg.leader
+            self.guess[kind] = msg.leader
             self.send(ctx, msg.op_id, msg.leader)
         else:  # nobody known to lead: try another server after a pause
-            entry[4] = self.guess = self.other(ctx, src)
+            entry[4] = self.guess[kind] = self.other(ctx, src)
             entry[3] = ctx.now + int(NO_LEADER_PAUSE_MS * 1e6)
 
     def on_timer(self, ctx, name: str) -> None:
@@ -72,7 +81,7 @@ class RaftClient(ClientNode):
                 del self.ops[op_id]  # the workload has recorded it info
             elif now >= entry[3]:
                 target = entry[4] or self.other(ctx, entry[1])
-                self.guess = target
+                self.guess[self.kind(entry[0])] = target
                 self.send(ctx, op_id, target)
         if self.ops:
             ctx.set_timer("tick", self.tick_ms)

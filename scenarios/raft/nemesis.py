@@ -1,7 +1,7 @@
 """Raft's own nemeses: faults shaped for what Raft must survive.
 
-``isolate-skewed``  isolate one server and set its clock back 300-900 ms (a leader's lease then
-                    outlives its reign: read_mode=lease serves stale reads, read-index does not).
+``isolate-skewed``  isolate the leader and set its clock back 300-900 ms (its lease then outlives
+                    its reign: read_mode=lease serves stale reads, read-index does not).
 ``crash-storm``     throughout the window, crash a random server every 20-80 ms and restart it
                     5-60 ms later (votes and logs must survive restarts).
 ``figure-8``        the Raft paper's Figure 8, staged: the leader S1 gathers a tail of entries that
@@ -21,11 +21,9 @@ NEMESIS_POLL_NS = 50_000  # how often a staged step looks for the observation it
 
 
 def isolate_skewed(servers: list[str], rng, interval_ns: int):
-    pick = servers[int(rng.integers(len(servers)))]
     delta = -float(round(rng.uniform(300, 900), 3))
-    start = [{"action": "clock_bump", "node": pick, "delta_ms": delta},
-             {"action": "partition", "groups": [[pick], [s for s in servers if s != pick]]}]
-    stop = [{"action": "heal"}, {"action": "clock_reset", "node": pick}]
+    start = [{"action": "isolate_skewed", "delta_ms": delta}]
+    stop = [{"action": "heal"}] + [{"action": "clock_reset", "node": s} for s in servers]
     return start, stop
 
 
@@ -52,6 +50,25 @@ def install(sim) -> None:
     """Register the scenario's fault verbs on the run's injector."""
     sim.faults.register("crash_storm", lambda act: _apply_storm(sim, act))
     sim.faults.register("figure_8", lambda act: Figure8(sim, act).start())
+    sim.faults.register("isolate_skewed", lambda act: _isolate_skewed(sim, act))
+
+
+def current_leader(sim) -> str | None:
+    """The up server with the newest ``leader`` observation (what a nemesis asking "who leads?" learns)."""
+    best = None
+    for r in sim.records:
+        if r["kind"] == "leader" and sim.hosts[r["node"]].up and (best is None or r["term"] > best[0]):
+            best = (r["term"], r["node"])
+    return best[1] if best else None
+
+
+def _isolate_skewed(sim, act: dict) -> None:
+    servers = list(sim.faults.servers)
+    node = current_leader(sim) or servers[0]
+    sim.clock_of(node).bump(int(float(act["delta_ms"]) * 1e6))
+    groups = [[node], [s for s in servers if s != node]]
+    sim.network.partition(groups)
+    _note(sim, "partition", groups=groups, clock_bump_ms=act["delta_ms"], nemesis="isolate-skewed")
 
 
 def _note(sim, action: str, **fields) -> None:
@@ -86,13 +103,6 @@ class Figure8:
         self.tail_ns = int(float(act.get("tail_ms", 1000.0)) * 1e6)
         self.seen = len(sim.records)
 
-    def leader(self) -> str | None:
-        best = None
-        for r in self.sim.records:
-            if r["kind"] == "leader" and self.sim.hosts[r["node"]].up and (best is None or r["term"] > best[0]):
-                best = (r["term"], r["node"])
-        return best[1] if best else None
-
     def wait_for(self, kind: str, nodes: list[str], then) -> None:
         """Call ``then(node)`` at the first ``kind`` record from one of ``nodes`` from now on."""
         self.seen = len(self.sim.records)
@@ -121,7 +131,7 @@ class Figure8:
             _note(self.sim, "restart", node=node, nemesis="figure-8")
 
     def start(self) -> None:
-        s1 = self.leader()
+        s1 = current_leader(self.sim)
         if s1 is None:
             return
         self.s1 = s1

@@ -68,7 +68,7 @@ class Raft(Scenario):
     nemeses = ("partition-random-halves", "partition-isolate-one", "partition-majorities-ring", "partition-bridge",
                "crash", "pause", "clock-bump", "clock-strobe", "clock-drift", "isolate-skewed", "crash-storm", "figure-8")
     custom_nemeses = {"isolate-skewed": isolate_skewed, "crash-storm": crash_storm, "figure-8": figure_8}
-    fault_verbs = {"crash_storm": ("events",), "figure_8": ()}
+    fault_verbs = {"crash_storm": ("events",), "figure_8": (), "isolate_skewed": ("delta_ms",)}
     defaults = {"node_count": 5, "rate": 200.0, "time_limit_s": 30.0, "nemesis_interval_s": 3.0, "latency_ms": 1.0,
                 "op_timeout_ms": 1000.0,
                 "quiesce_s": 2.0, "final_timeout_s": 5.0}
