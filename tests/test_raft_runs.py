@@ -43,7 +43,7 @@ def test_valid_with_prevote_checkquorum_read_index_and_snapshots():
 BUGS = {
     "stale-read": (1, dict(nemesis=["partition-random-halves"], nemesis_interval_s=2, time_limit_s=12),
                    {}, "linearizable", "not linearizable"),
-    "ack-by-index": (1, dict(nemesis=["partition-isolate-one", "partition-random-halves"], nemesis_interval_s=0.5,
+    "ack-by-index": (2, dict(nemesis=["partition-isolate-one", "partition-random-halves"], nemesis_interval_s=0.5,
                              time_limit_s=15), {}, "linearizable", "not linearizable"),
     "no-persist-vote": (1, dict(nemesis=["crash-storm"], nemesis_interval_s=2, time_limit_s=10),
                         {"election_timeout_max_ms": 151}, "vote-once", "voted twice in term"),

@@ -46,6 +46,7 @@ def election_figures(run) -> dict:
         if cands:
             elect_ms.append((t_new - min(cands)) / 1e6)
     out = {"elections": len(leaders), "leaders_distinct": len({n for _, n, _ in leaders})}
+    out.update(figure16_time(run))
     if elect_ms:
         a = np.asarray(elect_ms)
         out.update({"elect_after_loss_p50_ms": round(float(np.percentile(a, 50)), 3),
@@ -64,3 +65,28 @@ def election_figures(run) -> dict:
         out[f"{f}_latency_p50_ms"] = s["p50"]
         out[f"{f}_latency_p99_ms"] = s["p99"]
     return out
+
+
+def figure16_time(run) -> dict:
+    """Figure 16's measure: from the crash of the leader (the ``crash_leader`` fault) until the first
+    message of the next leader has reached every other surviving server (``follow`` records)."""
+    crash = next((f for f in run.faults if f.get("nemesis") == "crash-leader"), None)
+    if crash is None:
+        return {}
+    dead, t0 = crash["node"], crash["time_ns"]
+    old_term = max((r["term"] for r in run.records if r["kind"] == "leader" and r["node"] == dead
+                    and r["time_ns"] <= t0), default=0)
+    survivors = sorted({r["node"] for r in run.records} - {dead} - {None}, key=lambda n: (len(n), n))
+    survivors = [n for n in survivors if n.startswith("n")]
+    new = [r for r in run.records if r["kind"] == "leader" and r["time_ns"] > t0 and r["term"] > old_term]
+    if not new:
+        return {"election_ms": None}
+    first = new[0]
+    reached = {}
+    for r in run.records:
+        if r["kind"] == "follow" and r["term"] == first["term"] and r["node"] not in reached:
+            reached[r["node"]] = r["time_ns"]
+    others = [n for n in survivors if n != first["node"]]
+    if any(n not in reached for n in others):
+        return {"election_ms": None}
+    return {"election_ms": round((max(reached[n] for n in others) - t0) / 1e6, 3)}

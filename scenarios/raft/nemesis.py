@@ -4,6 +4,8 @@
                     its reign: read_mode=lease serves stale reads, read-index does not).
 ``crash-storm``     throughout the window, crash a random server every 20-80 ms and restart it
                     5-60 ms later (votes and logs must survive restarts).
+``crash_leader``    (a fault verb for plans) crash whoever leads, at a random point of one
+                    heartbeat interval: the leader loss of the paper's Figure 16.
 ``figure-8``        the Raft paper's Figure 8, staged: the leader S1 gathers a tail of entries that
                     only S2 stores; S1 crashes and a leader L of a later term, isolated the moment it
                     is elected, appends conflicting entries and crashes; S1 returns without S2 and
@@ -46,11 +48,30 @@ def figure_8(servers: list[str], rng, interval_ns: int):
     return [{"action": "figure_8", "tail_ms": tail_ms}], stop
 
 
-def install(sim) -> None:
+def install(sim, heartbeat_ms: float) -> None:
     """Register the scenario's fault verbs on the run's injector."""
     sim.faults.register("crash_storm", lambda act: _apply_storm(sim, act))
     sim.faults.register("figure_8", lambda act: Figure8(sim, act).start())
     sim.faults.register("isolate_skewed", lambda act: _isolate_skewed(sim, act))
+    sim.faults.register("crash_leader", lambda act: _crash_leader(sim, act, heartbeat_ms))
+
+
+def _crash_leader(sim, act: dict, heartbeat_ms: float) -> None:
+    """Crash the leader; with ``in_heartbeat`` at a uniformly random point of one heartbeat interval.
+    With no leader yet, look again every heartbeat until there is one."""
+    node = current_leader(sim)
+    if node is None:
+        sim.schedule(int(heartbeat_ms * 1e6), lambda a, b: _crash_leader(sim, act, heartbeat_ms))
+        return
+    delay_ns = 0
+    if act.get("in_heartbeat", True):
+        delay_ns = int(float(sim.streams.get("faults.crash_leader").random()) * heartbeat_ms * 1e6)
+
+    def crash(_a, _b):
+        if sim.hosts[node].crash():
+            _note(sim, "crash", node=node, nemesis="crash-leader")
+
+    sim.schedule(delay_ns, crash)
 
 
 def current_leader(sim) -> str | None:

@@ -58,6 +58,15 @@ RESET_EVERY_MS = 10.0
 CHECKPOINT_MASK = 15  # nodes record their apply chain at multiples of 16; a leader also at each commit
 
 
+def election_timeout_ms(opts: dict) -> tuple[float, float]:
+    """(low, high) of the randomized election timeout: ``election_timeout_range`` ("150-300") wins."""
+    rng = str(opts.get("election_timeout_range") or "").strip()
+    if rng:
+        lo, _, hi = rng.partition("-")
+        return float(lo), float(hi or lo)
+    return float(opts["election_timeout_min_ms"]), float(opts["election_timeout_max_ms"])
+
+
 class RaftNode(ReadsMixin, Node):
     """One Raft server. ``opts`` is the scenario's parameter dict; ``bug`` a planted bug or None."""
 
@@ -67,8 +76,12 @@ class RaftNode(ReadsMixin, Node):
         self.majority = (len(self.peers) + 1) // 2 + 1
         self.o = opts
         self.bug = bug
-        self.timeout_ms = (float(opts["election_timeout_min_ms"]), float(opts["election_timeout_max_ms"]))
-        self.heartbeat_ms = float(opts["heartbeat_ms"])
+        self.timeout_ms = election_timeout_ms(opts)
+        self.heartbeat_ms = float(opts["heartbeat_ms"]) or self.timeout_ms[0] / 2
+        # Figure 16's control: the leader sends these followers heartbeats only, never entries
+        self.lagging = set(sorted(self.peers, key=lambda n: (len(n), n))[len(self.peers) - int(opts["lagging_followers"]):]) \
+            if int(opts["lagging_followers"]) else set()
+        self.follows_term = 0
         self.snapshot_every = int(opts["snapshot_every"])
         self.batch_ms = float(opts["batch_ms"])
         self.batch_entries = int(opts["batch_entries"])
@@ -109,7 +122,11 @@ class RaftNode(ReadsMixin, Node):
         last = st.get("last", self.log.snap_index)
         self.log.entries = [st.get(f"log/{i}") for i in range(self.log.snap_index + 1, last + 1)]
         self.durable_index = self.log.last_index
-        self.reset_election_timer(ctx)
+        # The first timeout after a boot is drawn from (low, low + high): servers booted together
+        # must not keep timing out together (with low == high they would split every vote forever).
+        lo, hi = self.timeout_ms
+        self.last_reset = ctx.now
+        ctx.set_timer("election", (lo, lo + hi))
 
     def persist_state(self, ctx) -> None:
         st = ctx.storage
@@ -305,6 +322,9 @@ class RaftNode(ReadsMixin, Node):
 
     # ---- replication: follower side -------------------------------------------------------------
     def heard_leader(self, ctx, leader: str) -> None:
+        if self.term > self.follows_term:  # the first word from this term's leader
+            self.follows_term = self.term
+            ctx.record("follow", term=self.term, leader=leader)
         self.leader = leader
         self.last_leader_contact = ctx.now
         self.prevoting = False
@@ -434,7 +454,7 @@ class RaftNode(ReadsMixin, Node):
             ctx.send(p, InstallSnapshot(self.term, self.id, log.snap_index, log.snap_term, state, sessions, chain,
                                         self.seq, ctx.now))
             return
-        hi = min(self.durable_index + 1, nxt + self.batch_entries)
+        hi = min(self.durable_index + 1, nxt + self.batch_entries) if p not in self.lagging else nxt
         entries = log.slice(nxt, hi) if hi > nxt else ()
         ctx.send(p, AppendEntries(self.term, self.id, nxt - 1, log.term_at(nxt - 1), entries, self.commit,
                                   self.seq, ctx.now))
@@ -460,6 +480,8 @@ class RaftNode(ReadsMixin, Node):
                 if last is not None:
                     nxt = last + 1
             self.next_index[p] = max(1, min(nxt, self.log.last_index + 1, self.next_index[p]))
+        if p in self.lagging:
+            return
         if not m.success or self.durable_index - self.next_index[p] >= self.batch_entries:
             self.send_append(ctx, p)  # repairing or catching up: no reason to wait
         elif self.next_index[p] <= self.durable_index and not ctx.timer_set("flush"):

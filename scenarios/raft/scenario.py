@@ -16,13 +16,13 @@ from typing import Any
 from simulator.checkers import CheckResult
 from simulator.checkers.linearizable import check_kv
 from simulator.dists import Dist
-from simulator.scenario import Param, RunData, Scenario, Setup, register
+from simulator.scenario import Param, RunData, Scenario, Setup, UsageError, register
 
 from . import checkers as C
 from .client import RaftClient
 from .figures import election_figures
 from .nemesis import crash_storm, figure_8, install, isolate_skewed
-from .node import RaftNode
+from .node import RaftNode, election_timeout_ms
 
 
 @register
@@ -32,7 +32,9 @@ class Raft(Scenario):
     params = (
         Param("election_timeout_min_ms", 150.0, "lower end of the randomized election timeout, ms", min=1.0),
         Param("election_timeout_max_ms", 300.0, "upper end of the randomized election timeout, ms", min=1.0),
-        Param("heartbeat_ms", 50.0, "leader heartbeat interval, ms", min=0.1),
+        Param("election_timeout_range", "", "LOW-HIGH election timeout in ms (e.g. 150-300); overrides the two above",
+              type=str),
+        Param("heartbeat_ms", 50.0, "leader heartbeat interval, ms (0: half the minimum election timeout)", min=0.0),
         Param("pre_vote", False, "PreVote: ask for votes before bumping the term", type=bool),
         Param("check_quorum", False, "CheckQuorum: a leader not hearing from a majority steps down", type=bool),
         Param("read_mode", "log", "how reads are served", type=str, choices=("log", "read-index", "lease")),
@@ -50,6 +52,8 @@ class Raft(Scenario):
         Param("service_ms", 0.0, "mean CPU time per message on a server (exponential; 0: no CPU model), ms", min=0.0),
         Param("client_retry_ms", 200.0, "a client re-sends to another server after this silence, ms", min=1.0),
         Param("lin_budget_s", 60.0, "wall-second budget of the linearizability search", min=0.1),
+        Param("lagging_followers", 0, "the leader sends this many followers (highest ids) heartbeats but no "
+              "entries, so their logs stay too short to win (the Figure 16 set-up)", type=int, min=0),
     )
     bugs = {
         "no-persist-vote": "the vote is kept only in memory: a restarted server can vote twice in one term",
@@ -68,7 +72,7 @@ class Raft(Scenario):
     nemeses = ("partition-random-halves", "partition-isolate-one", "partition-majorities-ring", "partition-bridge",
                "crash", "pause", "clock-bump", "clock-strobe", "clock-drift", "isolate-skewed", "crash-storm", "figure-8")
     custom_nemeses = {"isolate-skewed": isolate_skewed, "crash-storm": crash_storm, "figure-8": figure_8}
-    fault_verbs = {"crash_storm": ("events",), "figure_8": (), "isolate_skewed": ("delta_ms",)}
+    fault_verbs = {"crash_storm": ("events",), "figure_8": (), "isolate_skewed": ("delta_ms",), "crash_leader": ()}
     defaults = {"node_count": 5, "rate": 200.0, "time_limit_s": 30.0, "nemesis_interval_s": 3.0, "latency_ms": 1.0,
                 "op_timeout_ms": 1000.0,
                 "quiesce_s": 2.0, "final_timeout_s": 5.0}
@@ -84,15 +88,18 @@ class Raft(Scenario):
 
     def build(self, sim, cfg) -> Setup:
         p = dict(cfg.params)
-        if p["election_timeout_max_ms"] < p["election_timeout_min_ms"]:
-            from simulator.scenario import UsageError
-            raise UsageError("election_timeout_max_ms must be >= election_timeout_min_ms")
+        try:
+            lo, hi = election_timeout_ms(p)
+        except ValueError:
+            raise UsageError(f"bad election_timeout_range {p['election_timeout_range']!r}: write LOW-HIGH in ms") from None
+        if not 0 < lo <= hi:
+            raise UsageError("the election timeout needs 0 < low <= high (ms)")
         servers = [f"n{i + 1}" for i in range(cfg.node_count)]
         service = Dist("exponential", p["service_ms"]) if p["service_ms"] > 0 else None
         fsync = Dist("lognormal", p["fsync_ms"], cv=0.5) if p["fsync_ms"] > 0 else None
         for s in servers:
             sim.add_node(s, (lambda s=s: RaftNode(s, servers, p, cfg.bug)), service=service, fsync=fsync)
-        install(sim)
+        install(sim, float(p["heartbeat_ms"]) or lo / 2)
 
         keys = [f"k{i}" for i in range(p["keys"])]
         cum = _key_cdf(p["keys"], p["key_dist"], p["zipf_s"])
