@@ -1,8 +1,8 @@
 """The ``raft`` scenario: a five-server Raft key-value store under partitions, crashes and clock
 faults, checked for linearizability and for Raft's own invariants.
 
-Wiring: servers ``n1..nN`` run :class:`~scenarios.raft.node.RaftNode` with a CPU (``service_ms``
-per message) and a disk (``fsync_ms`` per sync); clients ``c1..c4`` run
+Wiring: servers ``n1..nN`` run :class:`~scenarios.raft.node.RaftNode` with a disk (``fsync_ms``
+per sync) and, when ``service_ms`` > 0, a CPU cost per message; clients ``c1..c4`` run
 :class:`~scenarios.raft.client.RaftClient`. Operations are ``read``, ``write`` and ``cas`` on
 ``keys`` registers, keys drawn uniformly or Zipf-skewed; every written value is unique, which lets
 the linearizability search prune unobserved timed-out writes. After the final heal every key is
