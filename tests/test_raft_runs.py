@@ -145,3 +145,37 @@ def test_liveness_fails_when_final_reads_fail():
          {"index": 1, "time": 20, "type": "info", "process": 1, "f": "read", "value": ["k", None]}]
     assert C.liveness(h, heal_ns=5).valid is False
     assert C.liveness(h, heal_ns=50).valid is True
+
+
+def test_figure16_trial_measures_the_election_after_a_leader_crash():
+    """One trial of the Figure 16 experiment file: the leader is crashed and a new one reaches every survivor."""
+    from pathlib import Path
+
+    from simulator.config import load_toml
+
+    toml = Path(__file__).resolve().parent.parent / "scenarios" / "raft" / "figure16.toml"
+    cfg = build_config(registry.get("raft"), seed=1, file=load_toml(toml))
+    out = execute(cfg)
+    ms = out.metrics["figures"]["election_ms"]
+    assert 150 <= ms < 1000  # at least the minimum timeout of 150-300 ms, well under a second
+    assert [f["action"] for f in out.run.faults if f.get("nemesis") == "crash-leader"] == ["crash"]
+
+
+def test_figure16_summary_and_drawing(tmp_path):
+    """The experiment script turns runs.csv into per-range statistics (censored trials last) and a figure."""
+    import csv
+
+    from scenarios.raft import figure16
+
+    runs = tmp_path / "runs.csv"
+    with open(runs, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["seed", "election_timeout_range", "election_ms"])
+        for i, v in enumerate([100.0, 200.0, 300.0, ""]):
+            w.writerow([i + 1, "150-300", v])
+    times = figure16.read_runs(runs)
+    (row,) = figure16.summarise(times)
+    assert row["trials"] == 4 and row["median_ms"] == 250.0 and row["no_leader"] == 1
+    assert row["max_ms"] == float("inf")
+    figure16.draw(times, tmp_path / "f.png")
+    assert (tmp_path / "f.png").stat().st_size > 0
