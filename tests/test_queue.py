@@ -59,11 +59,15 @@ def test_mmc_mean_response_time_matches_erlang_c():
 
 @pytest.mark.slow
 def test_issue_mm10_heavy_load_matches_erlang_c():
-    """The issue's M/M/10 case at load 0.9 (rate 9, service 1 s) lands within 3% of 1.6687 s."""
+    """The issue's M/M/10 case at load 0.9 (rate 9, service 1 s, 20,000 s) holds Erlang C's 1.6687 s
+    inside its 99% confidence interval, and for this seed within 3%. (At load 0.9 one run's interval
+    is +-5 to 10%: over seeds 1-8 the means spread from -4.2% to +1.7%, averaging -1.2%.)"""
     out = run_queue(seed=7, options={"rate": 9.0, "latency_ms": 0.0, "time_limit_s": 20000.0},
                     sets={"servers": "10", "service_ms": "1000"})
     _, lat = latencies(out.run.history)
-    assert abs(lat.mean() / 1e9 - 1.6687) / 1.6687 < 0.03
+    mean, half = batch_means_ci(lat / 1e9)
+    assert abs(mean - 1.6687) < half
+    assert abs(mean - 1.6687) / 1.6687 < 0.03
 
 
 def test_constant_service_with_no_queueing_gives_exact_latency():
