@@ -33,7 +33,11 @@ def run_sweep(trials: int, jobs: int, out: Path) -> Path:
            "--seeds", f"1-{trials}", "--jobs", str(jobs), "--out", str(out),
            "--grid", "election_timeout_range=" + ",".join(RANGES)]
     print("dsim " + " ".join(cmd[3:]), flush=True)
-    subprocess.run(cmd, check=True, cwd=HERE.parent.parent)
+    # exit status 1 is expected: with 150-150 ms some trials elect nobody before the run ends, and
+    # the liveness check says so; those trials count as slower than every measured one
+    done = subprocess.run(cmd, cwd=HERE.parent.parent)
+    if done.returncode not in (0, 1) or not (out / "runs.csv").exists():
+        raise SystemExit(f"the sweep failed (exit status {done.returncode})")
     return out / "runs.csv"
 
 
