@@ -47,6 +47,18 @@ class _Call3:
         self.c = c
 
 
+class _Sender:
+    """A stand-in sender for ``Network.send`` from a name that is not a host (tests, tools)."""
+
+    __slots__ = ("id", "code", "epoch", "crash_times")
+
+    def __init__(self, node_id: str, code: int):
+        self.id = node_id
+        self.code = code
+        self.epoch = 0
+        self.crash_times: list[int] = []
+
+
 def _fire3(ev: _Call3) -> None:
     ev.fn(ev.a, ev.b, ev.c)
 
@@ -94,9 +106,16 @@ class Network:
 
     # ---- the hot path -------------------------------------------------------------------------
     def send(self, src: str, dst: str, msg: Any, hold_ns: int = 0) -> None:
-        """Put ``msg`` on the link src -> dst, leaving ``hold_ns`` from now."""
+        """Put ``msg`` on the link src -> dst, leaving ``hold_ns`` from now (``src`` by id)."""
+        sender = self._hosts.get(src)
+        self.transmit(sender if sender is not None else _Sender(src, self.sim.name_code(src)), dst, msg, hold_ns)
+
+    def transmit(self, sender, dst: str, msg: Any, hold_ns: int = 0) -> None:
+        """``send`` from a Host object (what ``ctx.send`` calls): the event carries the sender
+        itself, so the delivery needs no lookup for its id or its trace code."""
         self.sent += 1
         if self._lossy:
+            src = sender.id
             p = self.loss
             if self.link_loss:
                 p = max(p, self.link_loss.get((src, dst), 0.0))
@@ -108,26 +127,25 @@ class Network:
             buf = self._lat_buf
             delay = buf.pop() if buf else self._refill()
         else:
-            delay = self._delay(src, dst, msg)
+            delay = self._delay(sender.id, dst, msg)
         if hold_ns:  # it leaves after the sender's fsync: it dies if the sender crashes first
-            sender = (src, self._hosts[src].epoch, self._env._now + hold_ns)
+            a = (sender, sender.epoch, self._env._now + hold_ns)
             arrive = self._arrive_held
         else:
-            sender = src
+            a = sender
             arrive = self._arrive
         # The kernel's schedule3, inlined: this line runs once per message.
-        heappush(self._queue, (self._env._now + hold_ns + delay, 1, next(self._eid), _Call3(arrive, sender, dst, msg)))
+        heappush(self._queue, (self._env._now + hold_ns + delay, 1, next(self._eid), _Call3(arrive, a, dst, msg)))
         if self.duplicate and self._chance() < self.duplicate:
             self.duplicated += 1
-            self.sim.schedule3(hold_ns + self._delay(src, dst, msg), arrive, sender, dst, msg)
+            self.sim.schedule3(hold_ns + self._delay(sender.id, dst, msg), arrive, a, dst, msg)
 
-    def _arrive_held(self, held: tuple[str, int, int], dst: str, msg: Any) -> None:
-        src, epoch, depart_ns = held
-        sender = self._hosts[src]
+    def _arrive_held(self, held: tuple, dst: str, msg: Any) -> None:
+        sender, epoch, depart_ns = held
         if sender.epoch != epoch and sender.crash_times[epoch] < depart_ns:
-            self.sim.trace_event("drop-unsent", src, dst, type(msg).__name__)
+            self.sim.trace_event("drop-unsent", sender.id, dst, type(msg).__name__)
             return
-        self._arrive(src, dst, msg)
+        self._arrive(sender, dst, msg)
 
     def _type_code(self, t: type) -> int:
         c = self._type_codes[t] = self.sim.name_code(t.__name__)
@@ -163,7 +181,8 @@ class Network:
             delay = arrival - now
         return delay
 
-    def _arrive(self, src: str, dst: str, msg: Any) -> None:
+    def _arrive(self, sender, dst: str, msg: Any) -> None:
+        src = sender.id
         if self.blocked and (src, dst) in self.blocked:
             self.dropped_partition += 1
             self.sim.trace_event("drop-cut", src, dst, type(msg).__name__)
@@ -179,9 +198,7 @@ class Network:
         else:  # Simulation.trace_event("deliver", src, dst, type name), inlined: the same six integers
             t = type(msg)
             buf = self._trace
-            sender = self._hosts.get(src)
-            buf.extend((self._env._now, self._deliver_code, 3,
-                        sender.code if sender is not None else self.sim.name_code(src), host.code,
+            buf.extend((self._env._now, self._deliver_code, 3, sender.code, host.code,
                         self._type_codes.get(t) or self._type_code(t)))
             if len(buf) >= _FLUSH_AT:
                 self.sim._flush()

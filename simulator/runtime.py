@@ -109,7 +109,7 @@ class Host:
         return self._storage
 
     def send(self, dst: str, msg: Any) -> None:
-        self._net.send(self.id, dst, msg, self._hold)
+        self._net.transmit(self, dst, msg, self._hold)
 
     def set_timer(self, name: str, after_ms) -> None:
         if type(after_ms) is tuple:
