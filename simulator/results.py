@@ -9,6 +9,7 @@ how far its run got.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -53,6 +54,7 @@ def write_lines(path: Path, rows: list[dict]) -> None:
     os.replace(tmp, path)
 
 
+@functools.lru_cache(maxsize=1)
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for pkg in ("dsim", "simpy", "numpy", "networkx", "matplotlib", "click"):
@@ -63,7 +65,9 @@ def versions() -> dict[str, str]:
     return out
 
 
+@functools.lru_cache(maxsize=1)
 def git_commit() -> str | None:
+    """The checkout's commit (``-dirty`` with uncommitted changes); asked once per process."""
     here = Path(__file__).resolve().parent.parent
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
@@ -98,7 +102,7 @@ def manifest(cfg: RunConfig, status: str, started: str, **extra: Any) -> dict[st
         "parameters": cfg.params,
         "bug": cfg.bug,
         "config": cfg.to_dict(),
-        "versions": versions(),
+        "versions": dict(versions()),
         "git_commit": git_commit(),
         "command": " ".join(sys.argv),
         "started_utc": started,
