@@ -86,6 +86,7 @@ class Simulation:
         self.records: list[dict] = []
         self._trace = array("q")  # cleared in place on flush: the network holds it too
         self._codes: dict[str, int] = {}
+        self._timer_code = self.code("timer")
         self._hash = hashlib.sha256()
         self._trace_file = trace_file
         self.workload = None  # set by simulator.workload.Workload

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .clock import Clock
 from .dists import Dist
+from .network import _FLUSH_AT
 from .storage import Storage
 
 if TYPE_CHECKING:
@@ -120,12 +121,20 @@ class Host:
         delay = round(after_ms * 1_000_000)  # int() would turn 4.1 ms into 4.099999 ms
         if self.clock is not None:
             delay = self.clock.true_delay(delay)
-        if self.timers is None:
-            self.timers = {}
+        timers = self.timers
+        if timers is None:
+            timers = self.timers = {}
         sim = self.sim
+        deadline = sim.env._now + delay
+        t = timers.get(name)
+        if t is not None and t[1] <= deadline:
+            # Pushed back (a heartbeat resetting an election timeout): the pending event, due
+            # no later than the new deadline, moves itself on when it fires. One event per timer.
+            t[0] = deadline
+            return
         sim._timer_gen += 1
         gen = sim._timer_gen
-        self.timers[name] = gen
+        timers[name] = [deadline, deadline, gen]  # [deadline, when its event fires, generation]
         sim.schedule(delay, self._fire_timer, name, gen)
 
     def cancel_timer(self, name: str) -> None:
@@ -219,13 +228,26 @@ class Host:
 
     def _fire_timer(self, name: str, gen: int) -> None:
         timers = self.timers
-        if not timers or timers.get(name) != gen:
-            return  # reset, cancelled, or the host crashed since
+        t = timers.get(name) if timers else None
+        if t is None or t[2] != gen:
+            return  # set earlier again, cancelled, or the host crashed since
+        sim = self.sim
+        now = sim.env._now
+        if t[0] > now:  # pushed back since this event was scheduled
+            t[1] = t[0]
+            sim.schedule(t[0] - now, self._fire_timer, name, gen)
+            return
         if self.paused:
             self._paused_q.append((self._fire_timer, name, gen))
             return
         del timers[name]
-        self.sim.trace_event("timer", self.id, name)
+        if sim._trace_file is None:  # Simulation.trace_event("timer", id, name), inlined
+            buf = sim._trace
+            buf.extend((now, sim._timer_code, 2, self.code, sim.name_code(name)))
+            if len(buf) >= _FLUSH_AT:
+                sim._flush()
+        else:
+            sim.trace_event("timer", self.id, name)
         self._hold = 0
         self.node.on_timer(self, name)
 

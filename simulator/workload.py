@@ -83,6 +83,8 @@ class Workload:
         self._accept = None
         self._pending: dict[int, tuple[Operation, int]] = {}  # op id -> (op, history index of invoke)
         self._free: list[int] = []
+        self._deadlines: list[tuple[int, int]] = []  # (deadline ns, op id), a heap
+        self._check_at: int | None = None
         self._next_process = 0
         self._next_op = 0
         self._stop_ns: int | None = None
@@ -166,7 +168,11 @@ class Workload:
         self.history.append({"index": index, "time": sim.now, "type": "invoke", "process": process,
                              "f": f, "value": value})
         self._pending[op.id] = (op, index)
-        sim.schedule(self.op_timeout_ns, self._timeout, op.id)
+        deadline = sim.now + self.op_timeout_ns
+        heapq.heappush(self._deadlines, (deadline, op.id))
+        if self._check_at is None or deadline < self._check_at:
+            self._check_at = deadline
+            sim.schedule(self.op_timeout_ns, self._check_timeouts, deadline)
         host = sim.hosts[self.clients[process % len(self.clients)]]
         if not host.up or host.paused or host.node is None:
             self.complete(op.id, "fail", value)  # the client could not even send it
@@ -189,6 +195,24 @@ class Workload:
         else:
             self._after(op, retired=False)
         return True
+
+    def _check_timeouts(self, at: int, _b=None) -> None:
+        """Time out every operation past its deadline, then sleep until the next deadline.
+
+        Deadlines wait in one heap and a single pending event watches its head, instead of an event
+        per operation that almost always finds its operation long finished."""
+        if at != self._check_at:
+            return  # superseded by an earlier check
+        self._check_at = None
+        now = self.sim.now
+        heap, pending = self._deadlines, self._pending
+        while heap and (heap[0][0] <= now or heap[0][1] not in pending):
+            deadline, op_id = heapq.heappop(heap)
+            if deadline <= now and op_id in pending:
+                self._timeout(op_id)
+        if heap:
+            self._check_at = heap[0][0]
+            self.sim.schedule(heap[0][0] - now, self._check_timeouts, self._check_at)
 
     def _timeout(self, op_id: int, _b=None) -> None:
         entry = self._pending.pop(op_id, None)
