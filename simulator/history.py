@@ -50,8 +50,8 @@ def read_jsonl(path: str | Path) -> list[dict]:
 _PAIRS_CACHE: list = [None, -1, None]  # (history list, its length, its pairs): one entry
 
 
-def pairs(history: list[dict]) -> list[tuple[dict, dict | None]]:
-    """(invoke, completion) for every operation, in invoke order; completion None if it never ended.
+def pairs(history: list[dict]) -> list[list]:
+    """[invoke, completion] for every operation, in invoke order; completion None if it never ended.
 
     Metrics, checkers and figures all ask for the pairs of one finished history, so the last answer
     is kept (keyed by the list object and its length: a history is only ever appended to)."""
@@ -69,9 +69,8 @@ def pairs(history: list[dict]) -> list[tuple[dict, dict | None]]:
             pair = open_by_process.pop(op["process"], None)
             if pair is not None:
                 pair[1] = op
-    result = [(inv, comp) for inv, comp in out]
-    _PAIRS_CACHE[:] = [history, len(history), result]
-    return result
+    _PAIRS_CACHE[:] = [history, len(history), out]
+    return out
 
 
 def _edn(value: Any) -> str:

@@ -68,7 +68,13 @@ def availability(history: list[dict], until_ns: int | None = None) -> float | No
 def recovery(history: list[dict], faults: list[dict]) -> list[dict[str, Any]]:
     """For each healed fault: seconds from the heal to the first ok completion of an op invoked after it."""
     oks = sorted((inv["time"], comp["time"]) for inv, comp in pairs(history) if comp is not None and comp["type"] == "ok")
-    invoke_times = np.asarray([t for t, _ in oks], dtype=np.int64)
+    return _recovery(np.asarray([t for t, _ in oks], dtype=np.int64), np.asarray([c for _, c in oks], dtype=np.int64), faults)
+
+
+def _recovery(invoke_ns: np.ndarray, done_ns: np.ndarray, faults: list[dict]) -> list[dict[str, Any]]:
+    """``invoke_ns`` sorted, ``done_ns`` the matching ok completions: one suffix minimum, then a
+    binary search per healed fault."""
+    first_done_from = np.minimum.accumulate(done_ns[::-1])[::-1] if len(done_ns) else done_ns
     out = []
     for i, act in enumerate(faults):
         if act.get("phase") != "stop" and act.get("action") != "final_heal":
@@ -76,26 +82,43 @@ def recovery(history: list[dict], faults: list[dict]) -> list[dict[str, Any]]:
         if act.get("action") == "final_heal" and i == 0:
             continue  # nothing had failed: the final heal healed nothing
         t = act["time_ns"]
-        i = int(np.searchsorted(invoke_times, t))
-        first = min((c for _, c in oks[i:]), default=None)
+        j = int(np.searchsorted(invoke_ns, t))
+        first = int(first_done_from[j]) if j < len(first_done_from) else None
         out.append({"fault": act.get("nemesis") or act["action"], "healed_at_s": round(t / 1e9, 6),
                     "recovery_s": None if first is None else round((first - t) / 1e9, 6)})
     return out
 
 
 def summarise(history: list[dict], faults: list[dict], main_end_ns: int) -> dict[str, Any]:
-    """The shared part of metrics.json."""
-    _, lat = latencies(history)
-    counts = op_counts(history)
-    oks_main = sum(1 for inv, comp in pairs(history)
-                   if comp is not None and comp["type"] == "ok" and comp["time"] <= main_end_ns)
-    rec = recovery(history, faults)
+    """The shared part of metrics.json, in one pass over the operations."""
+    counts = {"ok": 0, "fail": 0, "info": 0}
+    ok_inv, ok_done = [], []
+    ended_main = ok_main_invoked = oks_main = 0
+    for inv, comp in pairs(history):
+        if comp is None:
+            continue
+        kind = comp["type"]
+        counts[kind] += 1
+        if inv["time"] < main_end_ns:
+            ended_main += 1
+        if kind == "ok":
+            ok_inv.append(inv["time"])
+            ok_done.append(comp["time"])
+            if inv["time"] < main_end_ns:
+                ok_main_invoked += 1
+            if comp["time"] <= main_end_ns:
+                oks_main += 1
+    counts["invoked"] = sum(1 for op in history if op["type"] == "invoke")
+    inv_ns = np.asarray(ok_inv, dtype=np.int64)
+    done_ns = np.asarray(ok_done, dtype=np.int64)
+    order = np.argsort(inv_ns, kind="stable")
+    rec = _recovery(inv_ns[order], done_ns[order], faults)
     known = [r["recovery_s"] for r in rec if r["recovery_s"] is not None]
     return {
         "ops": counts,
-        "latency_ms": latency_summary_ms(lat),
+        "latency_ms": latency_summary_ms(done_ns - inv_ns),
         "throughput_ops_s": round(oks_main / (main_end_ns / 1e9), 4) if main_end_ns > 0 else None,
-        "availability": availability(history, main_end_ns),
+        "availability": round(ok_main_invoked / ended_main, 6) if ended_main else None,
         "recovery": rec,
         "recovery_max_s": max(known) if known else None,
     }
