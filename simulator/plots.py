@@ -223,3 +223,72 @@ def panels(path: Path, title: str, rows: list[dict], shade: Callable | None = No
         ax.grid(alpha=0.3)
     _title(axes[0, 0], title, subtitle)
     return _save(fig, path)
+
+
+def _plain_log_ticks(ax) -> None:
+    """Label a log x axis with plain numbers (10, 20, 50...) and no crowded minor labels."""
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    fmt = ScalarFormatter()
+    fmt.set_scientific(False)
+    ax.xaxis.set_major_formatter(fmt)
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def cdf_panels(path: Path, title: str, panels: list[dict]) -> str:
+    """Stacked cumulative distributions, one panel per dict:
+    ``{"title": str, "xlabel": str, "series": {label: [values...]}}``. Infinite values (did not
+    happen) count in the total but are not drawn, so a curve that never reaches 100% says so."""
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7, 3.75 * len(panels)), squeeze=False)
+    for ax, panel in zip(axes[:, 0], panels):
+        for label, values in panel["series"].items():
+            values = sorted(values)
+            if not values:
+                continue
+            xs = [v for v in values if np.isfinite(v)]
+            ys = [100.0 * (i + 1) / len(values) for i in range(len(xs))]
+            ax.step(xs, ys, where="post", label=label)
+        ax.set_xscale("log")
+        _plain_log_ticks(ax)
+        ax.set_xlabel(panel.get("xlabel", ""))
+        ax.set_ylabel("cumulative percent")
+        ax.set_ylim(0, 100)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+        ax.set_title(panel.get("title", ""), fontsize=10)
+    fig.suptitle(title, fontsize=11)
+    return _save(fig, path)
+
+
+def latency_and_spans(history: list[dict], spans: list[tuple[int, int, str, int]], lanes: list[str], path: Path,
+                      shade: Callable, title: str, lane_label: str) -> str:
+    """Every operation's latency on top; below, one lane per name with bars for its spans
+    ``(start_ns, end_ns, lane, tag)``, coloured and labelled by tag (e.g. who led each term)."""
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 6), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    shade(ax1)
+    pts: dict[str, tuple[list, list]] = {k: ([], []) for k in COLORS}
+    for inv, comp in pairs(history):
+        if comp is not None and comp["type"] in pts:
+            pts[comp["type"]][0].append(inv["time"] / 1e9)
+            pts[comp["type"]][1].append(max(comp["time"] - inv["time"], 1) / 1e6)
+    for kind, (x, y) in pts.items():
+        if x:
+            ax1.scatter(x, y, s=2, color=COLORS[kind], label=kind, rasterized=True)
+    ax1.set_yscale("log")
+    ax1.set_ylabel("latency (ms, log scale)")
+    ax1.legend(loc="upper right", fontsize=7, markerscale=4)
+    ax1.set_title(title, fontsize=10)
+    ax1.grid(alpha=0.3)
+    shade(ax2)
+    row = {name: i for i, name in enumerate(lanes)}
+    cmap = plt.get_cmap("tab10")
+    end_s = max([s[1] for s in spans], default=1) / 1e9
+    for t0, t1, lane, tag in spans:
+        ax2.barh(row[lane], (t1 - t0) / 1e9, left=t0 / 1e9, height=0.6, color=cmap(tag % 10))
+        if (t1 - t0) / 1e9 > end_s / 40:
+            ax2.text(t0 / 1e9, row[lane], f" t{tag}", va="center", fontsize=6)
+    ax2.set_yticks(range(len(lanes)), lanes)
+    ax2.set_xlabel("simulated time (s)")
+    ax2.set_ylabel(lane_label)
+    return _save(fig, path)

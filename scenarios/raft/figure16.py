@@ -79,32 +79,12 @@ def summarise(times: dict[str, list[float]]) -> list[dict]:
 
 
 def draw(times: dict[str, list[float]], path: Path) -> None:
-    import matplotlib
+    from simulator import plots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(2, 1, figsize=(7, 7.5))
-    for ax, group, title in ((axes[0], TOP, "more randomness above a 150 ms minimum"),
-                             (axes[1], BOTTOM, "scaled election timeouts")):
-        for rng in group:
-            values = sorted(times.get(rng, []))
-            if not values:
-                continue
-            xs = [v for v in values if math.isfinite(v)]
-            ys = [100.0 * (i + 1) / len(values) for i in range(len(xs))]
-            ax.step(xs, ys, where="post", label=f"{rng} ms")
-        ax.set_xscale("log")
-        ax.set_xlabel("time without leader (ms)")
-        ax.set_ylabel("cumulative percent")
-        ax.set_ylim(0, 100)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
-        ax.set_title(title, fontsize=10)
-    fig.suptitle("Raft leader election after a leader crash (Figure 16 of the Raft paper)", fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    plots.cdf_panels(path, "Raft leader election after a leader crash (Figure 16 of the Raft paper)", [
+        {"title": title, "xlabel": "time without leader (ms)",
+         "series": {f"{rng} ms": times.get(rng, []) for rng in group}}
+        for group, title in ((TOP, "more randomness above a 150 ms minimum"), (BOTTOM, "scaled election timeouts"))])
 
 
 def main(argv=None) -> int:
