@@ -15,7 +15,6 @@ Exit status: 0 every check valid, 1 a check invalid, 2 bad usage or input, 3 unk
 
 from __future__ import annotations
 
-import json
 import secrets
 import sys
 import time

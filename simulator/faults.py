@@ -37,7 +37,7 @@ overlap, so each stop pairs with the start before it, and recovery is measured p
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 

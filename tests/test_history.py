@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pytest
 
 from simulator.history import pairs, read_jsonl, to_edn, write_jsonl
 
