@@ -171,15 +171,22 @@ class ReplicationMixin:
         ctx.send(p, AppendEntries(self.term, self.id, nxt - 1, log.term_at(nxt - 1), entries, self.commit,
                                   self.seq, ctx.now))
 
-    def on_append_reply(self, ctx, m: AppendEntriesReply) -> None:
+    def follower_answered(self, ctx, m) -> bool:
+        """A follower's reply to this leader's current term: step down on a newer term; note the ack
+        (for read-index and leases) and that nothing is in flight to it now. False: ignore it."""
         if m.term > self.term:
             self.become_follower(ctx, m.term)
-            return
+            return False
         if self.role != LEADER or m.term != self.term:
+            return False
+        self.note_ack(ctx, m.follower, m.seq, m.sent_at)
+        self.inflight[m.follower] = False
+        return True
+
+    def on_append_reply(self, ctx, m: AppendEntriesReply) -> None:
+        if not self.follower_answered(ctx, m):
             return
         p = m.follower
-        self.note_ack(ctx, p, m.seq, m.sent_at)
-        self.inflight[p] = False
         if m.success:
             if m.match_index > self.match_index[p]:
                 self.match_index[p] = m.match_index
@@ -200,14 +207,9 @@ class ReplicationMixin:
             ctx.set_timer("flush", self.batch_ms)  # the next batch goes at the flush tick
 
     def on_install_snapshot_reply(self, ctx, m: InstallSnapshotReply) -> None:
-        if m.term > self.term:
-            self.become_follower(ctx, m.term)
-            return
-        if self.role != LEADER or m.term != self.term:
+        if not self.follower_answered(ctx, m):
             return
         p = m.follower
-        self.note_ack(ctx, p, m.seq, m.sent_at)
-        self.inflight[p] = False
         if m.last_index > self.match_index[p]:
             self.match_index[p] = m.last_index
             self.maybe_commit(ctx)

@@ -38,7 +38,7 @@ from heapq import heappop, heappush
 from simulator.node import Node
 
 from . import messages as m
-from .wiring import arm_timer
+from .wiring import arm_timer, sprung
 
 NS_PER_MS = 1_000_000
 
@@ -107,10 +107,7 @@ class PaxosCoordinator(Node):
         arm_timer(self, ctx, due)
 
     def _trap(self, ctx, phase: str) -> bool:
-        if self.traps.armed and self.traps.hit(ctx.id, phase):
-            self.dead = True
-            return True
-        return False
+        return sprung(self, ctx, phase)
 
     # ---- acceptor -----------------------------------------------------------------------------
     def _state(self, ctx, tx: int) -> AccState:

@@ -29,7 +29,7 @@ from __future__ import annotations
 from simulator.node import Node
 
 from . import messages as m
-from .wiring import arm_timer
+from .wiring import arm_timer, sprung
 
 NS_PER_MS = 1_000_000
 
@@ -77,10 +77,7 @@ class TransactionManager(Node):
         arm_timer(self, ctx, due)
 
     def _trap(self, ctx, phase: str) -> bool:
-        if self.traps.armed and self.traps.hit(ctx.id, phase):
-            self.dead = True
-            return True
-        return False
+        return sprung(self, ctx, phase)
 
     # ---- messages -----------------------------------------------------------------------------
     def on_message(self, ctx, src, msg):

@@ -20,6 +20,15 @@ def arm_timer(node, ctx, due: int) -> None:
         ctx.set_timer("tick", max(0.0, (due - ctx.now) / 1e6) + 0.001)
 
 
+def sprung(node, ctx, phase: str) -> bool:
+    """Whether a phase-boundary crash trap set for this coordinator fires at ``phase``; if it does,
+    the node goes dead (answers nothing more) until the fault restores it."""
+    if node.traps.armed and node.traps.hit(ctx.id, phase):
+        node.dead = True
+        return True
+    return False
+
+
 @dataclass(frozen=True)
 class Wiring:
     protocol: str                 # "2pc" or "paxos-commit"
