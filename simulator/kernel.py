@@ -34,7 +34,7 @@ from heapq import heappush
 from typing import Any, Callable
 
 import simpy
-from simpy.core import EmptySchedule, StopSimulation
+from simpy.core import StopSimulation
 
 from .clock import Clock
 from .dists import Dist
@@ -92,7 +92,6 @@ class Simulation:
         self.workload = None  # set by simulator.workload.Workload
         self.faults = None  # set by simulator.faults.Injector
         self.network = Network(self, latency if latency is not None else Dist("exponential", 1.0))
-        self.events_processed = 0
 
     # ---- time and scheduling ------------------------------------------------------------------
     @property
@@ -125,10 +124,7 @@ class Simulation:
             self.schedule(0, self._start_hosts, pending)
         if until_ns is not None and until_ns <= self.env._now:
             return
-        try:
-            self.env.run(until=until_ns)
-        except EmptySchedule:  # pragma: no cover - simpy returns normally when empty
-            pass
+        self.env.run(until=until_ns)
 
     def _start_hosts(self, hosts: list[Host], _unused=None) -> None:
         for host in hosts:
