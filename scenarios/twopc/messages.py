@@ -14,7 +14,7 @@ initiating resource manager first; an audit's parts carry no deltas.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from simulator.node import message
 
 PREPARED = "prepared"
 ABORTED = "aborted"
@@ -27,7 +27,7 @@ FAILURE = "failure"            # decided by recovery: presumed abort, Paxos reco
 
 
 # ---- client-facing ------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
+@message
 class Begin:
     """Client -> the initiating RM: run transaction ``tx`` (the client's operation id)."""
 
@@ -37,7 +37,7 @@ class Begin:
     client: str
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class TxResult:
     """Coordinator (or an initiating RM that voted no) -> client: the outcome."""
 
@@ -48,7 +48,7 @@ class TxResult:
 
 
 # ---- shared by both protocols -------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
+@message
 class Prepare:
     """TM / leader -> the other RMs: take your locks, persist a prepare record, vote."""
 
@@ -60,20 +60,20 @@ class Prepare:
     depth: int
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class Commit:
     tx: int
     depth: int
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class Abort:
     tx: int
     cause: str
     depth: int
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class QueryOutcome:
     """An in-doubt RM asks a coordinator for the outcome (it carries what a new leader needs)."""
 
@@ -85,7 +85,7 @@ class QueryOutcome:
 
 
 # ---- two-phase commit (Section 3) ---------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
+@message
 class Prepared:
     """RM -> TM: a yes vote. The initiating RM's vote also starts the protocol at the TM."""
 
@@ -99,7 +99,7 @@ class Prepared:
     depth: int
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class Aborted:
     """RM -> TM: a no vote."""
 
@@ -109,7 +109,7 @@ class Aborted:
     depth: int
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class Ack:
     """RM -> TM, batched: these commits are durable here; the TM may forget them (presumed abort)."""
 
@@ -117,7 +117,7 @@ class Ack:
     txs: tuple
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class QueryPeer:
     """Cooperative termination: an in-doubt RM asks another participant what it knows."""
 
@@ -125,7 +125,7 @@ class QueryPeer:
     rm: str
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class PeerState:
     tx: int
     rm: str
@@ -133,7 +133,7 @@ class PeerState:
 
 
 # ---- Paxos Commit (Section 4) -------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
+@message
 class BeginCommit:
     """Initiating RM -> leader, bundled with its own ballot-0 phase 2a message for the leader's acceptor."""
 
@@ -146,7 +146,7 @@ class BeginCommit:
     depth: int
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class Phase2a:
     """Ballot 0: an RM's own vote (one instance). Ballot > 0: a leader's values for every instance.
 
@@ -161,7 +161,7 @@ class Phase2a:
     depth: int
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class Phase2b:
     """Acceptor -> leader: the instances it accepted at ``bal``, bundled into one message."""
 
@@ -172,14 +172,14 @@ class Phase2b:
     depth: int
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class Phase1a:
     tx: int
     bal: int
     leader: str
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class Phase1b:
     """Acceptor -> leader: a promise for ``bal``, with ``((rm, vbal, value, total), ...)`` accepted so far."""
 
