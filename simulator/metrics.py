@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import numpy.ma  # noqa: F401 - np.quantile imports it on first use; load it with us, not mid-run
 
 from .history import pairs
 

@@ -17,6 +17,7 @@ import numbers
 from typing import Callable
 
 import numpy as np
+import numpy.random  # noqa: F401 - numpy loads it lazily; load it with us, not mid-run
 
 MAX_SEED = 2**63 - 1
 

@@ -20,11 +20,12 @@ _MISSING = object()
 class Storage:
     """A key-value store with explicit durability."""
 
-    __slots__ = ("_durable", "_cache", "_on_fsync", "fsyncs", "writes")
+    __slots__ = ("_durable", "_cache", "_deletes", "_on_fsync", "fsyncs", "writes")
 
     def __init__(self, on_fsync: Callable[[], None] | None = None):
         self._durable: dict[str, Any] = {}
         self._cache: dict[str, Any] = {}  # written but not yet synced (value or _MISSING for a delete)
+        self._deletes = 0  # deletes among the cached writes (none: sync is one dict update)
         self._on_fsync = on_fsync
         self.fsyncs = 0
         self.writes = 0
@@ -56,17 +57,24 @@ class Storage:
         """Remove ``key`` (durably, with ``sync``)."""
         self.writes += 1
         self._cache[key] = _MISSING
+        self._deletes += 1
         if sync:
             self.sync()
 
     def sync(self) -> None:
         """Make every cached write durable, paying the host's fsync latency."""
-        for key, value in self._cache.items():
-            if value is _MISSING:
-                self._durable.pop(key, None)
-            else:
-                self._durable[key] = value
-        self._cache.clear()
+        cache = self._cache
+        if self._deletes:
+            durable = self._durable
+            for key, value in cache.items():
+                if value is _MISSING:
+                    durable.pop(key, None)
+                else:
+                    durable[key] = value
+            self._deletes = 0
+        else:
+            self._durable.update(cache)
+        cache.clear()
         self.fsyncs += 1
         if self._on_fsync is not None:
             self._on_fsync()
@@ -75,6 +83,7 @@ class Storage:
         """What a crash does: cached writes survive only if the cache is not lost."""
         if lose_unsynced:
             self._cache.clear()
+            self._deletes = 0
 
     def snapshot(self) -> dict[str, Any]:
         """A copy of what is durable now (for checkers that a scenario exposes it to)."""

@@ -271,3 +271,26 @@ def test_client_follows_redirects_and_retries_on_silence():
     assert dst != "n3"
     client.on_message(ctx, dst, ClientReply(1, "ok", ("k", 1)))
     assert ctx.completed == [(1, "ok", ("k", 1))]
+
+
+def test_client_tick_is_armed_for_the_earliest_due_request():
+    """One timer per client, set for the first moment a request is due for re-sending, not a poll."""
+    client = RaftClient("c1", PEERS, retry_ms=200, op_timeout_ms=1000)
+    ctx = FakeContext("c1")
+    client.on_invoke(ctx, Operation(1, 0, "write", ("k", 1)))
+    assert ctx.timers["tick"] == 200
+    ctx.advance(50)
+    client.on_invoke(ctx, Operation(2, 1, "read", ("k", None)))
+    assert ctx.timers["tick"] == 200  # still due at 200 ms for op 1; op 2 is due later
+    client.on_message(ctx, "n1", ClientReply(2, "redirect", None, None))  # nobody leads: retry in 10 ms
+    assert ctx.timers["tick"] == 10
+    ctx.advance(10)
+    ctx.take_sent()
+    client.on_timer(ctx, "tick")
+    assert [m.op_id for _, m in ctx.take_sent()] == [2]
+    assert ctx.timers["tick"] == 140  # op 1 is due at 200 ms; now is 60 ms
+    client.on_message(ctx, "n2", ClientReply(1, "ok", ("k", 1)))
+    client.on_message(ctx, "n2", ClientReply(2, "ok", ("k", 1)))
+    ctx.advance(140)
+    client.on_timer(ctx, "tick")
+    assert ctx.take_sent() == [] and not client.ops

@@ -5,8 +5,8 @@ library with a read connection and a write connection does: a write failing over
 reads that are being answered). A request goes to the guess; ``redirect`` sends
 it to the named leader (or, with no hint, to another server after a short pause); ``dropped`` (the
 log entry holding it was overwritten) sends it again the same way. A request unanswered for
-``client_retry_ms`` goes to another server (one ``tick`` timer per client checks, every quarter of
-that, instead of a timer per request). Retried copies are safe: the state machine runs a write at
+``client_retry_ms`` goes to another server (one ``tick`` timer per client, armed for the earliest
+moment some request is due, instead of a timer per request). Retried copies are safe: the state machine runs a write at
 most once per (process, op id). Retrying stops once the workload's per-operation timeout has passed
 (the operation is then ``info``: it may or may not have happened).
 """
@@ -26,7 +26,7 @@ class RaftClient(ClientNode):
         first = self.servers[(int(client_id.lstrip("c") or 1) - 1) % len(self.servers)]
         self.guess = {"read": first, "write": first}
         self.retry_ns = int(retry_ms * 1e6)
-        self.tick_ms = min(retry_ms / 4, NO_LEADER_PAUSE_MS)
+        self.tick_at: int | None = None  # when the tick timer fires (local ns), None: not set
         self.op_timeout_ns = int(op_timeout_ms * 1e6)
         # op id -> [operation, node last tried, give-up time ns, resend-at time ns, next target or None]
         self.ops: dict[int, list] = {}
@@ -39,8 +39,6 @@ class RaftClient(ClientNode):
         node = self.guess[self.kind(op)]
         self.ops[op.id] = [op, node, ctx.now + self.op_timeout_ns, 0, None]
         self.send(ctx, op.id, node)
-        if not ctx.timer_set("tick"):
-            ctx.set_timer("tick", self.tick_ms)
 
     def send(self, ctx, op_id: int, node: str) -> None:
         entry = self.ops[op_id]
@@ -50,6 +48,13 @@ class RaftClient(ClientNode):
         entry[4] = None
         key, arg = op.value
         ctx.send(node, ClientRequest(op.id, op.process, op.f, key, arg))
+        if self.tick_at is None or entry[3] < self.tick_at:
+            self.arm(ctx, entry[3])
+
+    def arm(self, ctx, at: int) -> None:
+        """Have the tick fire at local time ``at`` ns (a later setting is kept lazily by the host)."""
+        self.tick_at = at
+        ctx.set_timer("tick", max(0, at - ctx.now) / 1e6)
 
     def other(self, ctx, not_this: str) -> str:
         choices = [s for s in self.servers if s != not_this]
@@ -72,9 +77,12 @@ class RaftClient(ClientNode):
         else:  # nobody known to lead: try another server after a pause
             entry[4] = self.guess[kind] = self.other(ctx, src)
             entry[3] = ctx.now + int(NO_LEADER_PAUSE_MS * 1e6)
+            if self.tick_at is None or entry[3] < self.tick_at:
+                self.arm(ctx, entry[3])
 
     def on_timer(self, ctx, name: str) -> None:
         now = ctx.now
+        self.tick_at = None
         for op_id in sorted(self.ops):
             entry = self.ops[op_id]
             if now >= entry[2]:
@@ -83,5 +91,5 @@ class RaftClient(ClientNode):
                 target = entry[4] or self.other(ctx, entry[1])
                 self.guess[self.kind(entry[0])] = target
                 self.send(ctx, op_id, target)
-        if self.ops:
-            ctx.set_timer("tick", self.tick_ms)
+        if self.ops:  # next: the earliest re-send, or the earliest give-up (to forget the entry)
+            self.arm(ctx, min(min(e[2], e[3]) for e in self.ops.values()))
