@@ -15,6 +15,8 @@ when the run stopped half-way.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -31,6 +33,25 @@ from .scenario import RunData, Setup
 from .workload import Workload, rate_profile
 
 Progress = Callable[[float, float], None]  # (simulated seconds done, simulated seconds planned)
+
+GC_YOUNG_THRESHOLD = 50_000
+
+
+@contextlib.contextmanager
+def relaxed_gc():
+    """Collect the youngest generation every 50,000 allocations instead of every 700.
+
+    A run allocates events, messages and history entries by the hundred thousand, almost none in
+    reference cycles (they are freed by reference counting as soon as they are done with). With
+    Python's default threshold the cyclic collector scans the young objects every 700 allocations
+    and finds nothing; this costs about a tenth of a Raft run. Cyclic garbage still gets
+    collected, just in larger sweeps. The previous thresholds come back afterwards."""
+    old = gc.get_threshold()
+    gc.set_threshold(max(old[0], GC_YOUNG_THRESHOLD), old[1], old[2])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
 
 
 @dataclass
@@ -60,6 +81,10 @@ class Run:
         self.phase = "building"
 
     def execute(self, progress: Progress | None = None) -> Outcome:
+        with relaxed_gc():
+            return self._execute(progress)
+
+    def _execute(self, progress: Progress | None) -> Outcome:
         cfg = self.cfg
         sim = self.sim = Simulation(cfg.seed, latency=Dist(cfg.latency_dist, cfg.latency_ms), trace_file=self.trace_file)
         self.injector = Injector(sim, [])

@@ -306,3 +306,21 @@ def test_digest_does_not_depend_on_tracing():
         sim.run(50 * MS)
         digests.append(sim.digest())
     assert digests[0] == digests[1]
+
+
+def test_relaxed_gc_raises_the_young_threshold_for_the_run_and_restores_it():
+    import gc
+
+    from simulator.run import GC_YOUNG_THRESHOLD, relaxed_gc
+
+    before = gc.get_threshold()
+    with relaxed_gc():
+        inside = gc.get_threshold()
+        assert inside[0] == max(before[0], GC_YOUNG_THRESHOLD) and inside[1:] == before[1:]
+    assert gc.get_threshold() == before
+    try:
+        with relaxed_gc():
+            raise RuntimeError("a crashing run")
+    except RuntimeError:
+        pass
+    assert gc.get_threshold() == before
