@@ -29,12 +29,14 @@ from .config import RunConfig
 from .dists import Dist
 from .faults import Injector, nemesis_plan
 from .kernel import NS_PER_MS, NS_PER_S, Simulation
+from .parallel import fork_call
 from .scenario import RunData, Setup
 from .workload import Workload, rate_profile
 
 Progress = Callable[[float, float], None]  # (simulated seconds done, simulated seconds planned)
 
 GC_YOUNG_THRESHOLD = 50_000
+PARALLEL_CHECK_MIN_EVENTS = 20_000  # shorter histories check faster than a fork costs
 
 
 @contextlib.contextmanager
@@ -152,17 +154,29 @@ class Run:
 
     def finish(self) -> Outcome:
         run = self.data()
-        t0 = time.perf_counter()
-        checks = dict(self.scenario.check(run))
-        check_s = time.perf_counter() - t0
-        valid = merge_valid(c.valid for c in checks.values())
+
+        def check() -> dict[str, CheckResult]:
+            return dict(self.scenario.check(run))
+
+        # A long history is checked in a forked child while this process computes the metrics,
+        # figures and digest (simulator.parallel); the results are the same either way.
+        wait = fork_call(check) if len(run.history) >= PARALLEL_CHECK_MIN_EVENTS else None
         m = M.summarise(run.history, run.faults, self.main_end_ns)
         figures = self.scenario.figures(run)
+        digest = self.sim.digest()
+        got = wait() if wait is not None else None
+        if got is None:
+            t0 = time.perf_counter()
+            checks = check()
+            check_s = time.perf_counter() - t0
+        else:
+            checks, check_s = got
+        valid = merge_valid(c.valid for c in checks.values())
         out_metrics = {"valid": valid, "checks": {k: v.to_dict() for k, v in checks.items()}, **m,
                        "network": run.network, "hosts": run.hosts, "checker_seconds": round(check_s, 4),
                        "figures": figures}
         self.phase = "done"
-        return Outcome(valid, checks, out_metrics, self.sim.digest(), run, time.perf_counter() - self.wall_start)
+        return Outcome(valid, checks, out_metrics, digest, run, time.perf_counter() - self.wall_start)
 
 
 def execute(cfg: RunConfig, progress: Progress | None = None) -> Outcome:
