@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from simulator import parallel, run as R
+from simulator import parallel
+from simulator import run as R
 from simulator.config import build_config
 from simulator.scenario import get
 
