@@ -49,6 +49,7 @@ from typing import Any
 
 from simulator.node import Node
 
+from .durable import DurableLog, entries_after
 from .log import KV, RaftLog
 from .messages import (AppendEntries, AppendEntriesReply, ClientRequest, Command, Entry,
                        InstallSnapshot, InstallSnapshotReply, RequestVote, RequestVoteReply)
@@ -89,6 +90,7 @@ class RaftNode(ReadsMixin, ReplicationMixin, Node):
         self.term = 0
         self.voted_for: str | None = None
         self.log = RaftLog()
+        self.dlog: DurableLog | None = None  # the log's durable twin, from on_start
         self.kv = KV()
         self.commit = 0
         self.applied = 0
@@ -119,8 +121,8 @@ class RaftNode(ReadsMixin, ReplicationMixin, Node):
             self.kv = KV.restore(state, sessions, chain)
             self._snapshot = (state, sessions, chain)
             self.commit = self.applied = index
-        last = st.get("last", self.log.snap_index)
-        self.log.entries = [st.get(f"log/{i}") for i in range(self.log.snap_index + 1, last + 1)]
+        self.log.entries = entries_after(st, self.log.snap_index)
+        self.dlog = DurableLog(st)
         self.durable_index = self.log.last_index
         # The first timeout after a boot is drawn from (low, low + high): servers booted together
         # must not keep timing out together (with low == high they would split every vote forever).

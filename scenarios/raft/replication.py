@@ -21,16 +21,10 @@ CHECKPOINT_MASK = 15  # nodes record their apply chain at multiples of 16; a lea
 
 
 class ReplicationMixin:
-    def persist_entries(self, ctx, lo: int, old_last: int) -> None:
-        """Write entries ``lo ..`` and delete any stale ones past the new end (not synced yet)."""
-        st = ctx.storage
-        log = self.log
+    def persist_entries(self, ctx, lo: int) -> None:
+        """Write entries ``lo ..`` in place of any durable ones from ``lo`` on (not synced yet)."""
         self.dirty = True
-        for i in range(lo, log.last_index + 1):
-            st.put(f"log/{i}", log.at(i), sync=False)
-        for i in range(log.last_index + 1, old_last + 1):
-            st.delete(f"log/{i}", sync=False)
-        st.put("last", log.last_index, sync=False)
+        self.dlog.write(lo, self.log.slice(lo, self.log.last_index + 1))
 
     # ---- replication: follower side -------------------------------------------------------------
     def heard_leader(self, ctx, leader: str) -> None:
@@ -57,10 +51,7 @@ class ReplicationMixin:
             # the common case: the entries go right after our last one
             if entries:
                 mine.extend(entries)
-                put = ctx.storage.put
-                for i, e in enumerate(entries, start=prev + 1):
-                    put(f"log/{i}", e, sync=False)
-                put("last", last + len(entries), sync=False)
+                self.dlog.write(prev + 1, entries)
                 self.sync(ctx)
             match = prev + len(entries)
             if m.leader_commit > self.commit:
@@ -81,7 +72,6 @@ class ReplicationMixin:
         if have != prev_term:
             self.reply_append(ctx, m, False, log.first_index_of_term(have, prev), have)
             return
-        old_last = log.last_index
         first_new = None
         for k, e in enumerate(entries):
             i = prev + 1 + k
@@ -94,7 +84,7 @@ class ReplicationMixin:
             log.entries.extend(entries[k:])
             break
         if first_new is not None:
-            self.persist_entries(ctx, first_new, old_last)
+            self.persist_entries(ctx, first_new)
         if self.dirty:
             self.sync(ctx)
         match = prev + len(entries)
@@ -115,7 +105,7 @@ class ReplicationMixin:
         self.heard_leader(ctx, m.leader)
         if m.last_index > self.commit:
             log = self.log
-            old_last, old_snap = log.last_index, log.snap_index
+            old_snap = log.snap_index
             if log.term_at(m.last_index) == m.last_term:
                 log.compact(m.last_index, m.last_term)  # keep the suffix we already have
             else:
@@ -125,7 +115,7 @@ class ReplicationMixin:
             self.kv = KV.restore(m.state, m.sessions, m.chain)
             self.commit = self.applied = m.last_index
             ctx.record("applied", hi=m.last_index, chain=m.chain, term=m.last_term)
-            self.write_snapshot(ctx, old_snap, old_last)
+            self.write_snapshot(ctx)
             self.sync(ctx)
         ctx.send(m.leader, InstallSnapshotReply(self.term, self.id, max(m.last_index, self.commit), m.seq, m.sent_at))
 
@@ -146,7 +136,7 @@ class ReplicationMixin:
     def flush(self, ctx) -> None:
         """Make the new entries durable (one fsync for the batch) and send them."""
         if self.log.last_index > self.durable_index:
-            self.persist_entries(ctx, self.durable_index + 1, self.durable_index)
+            self.persist_entries(ctx, self.durable_index + 1)
             self.sync(ctx)
             self.durable_index = self.log.last_index
         self.broadcast(ctx, force=False)
@@ -278,21 +268,18 @@ class ReplicationMixin:
 
     def take_snapshot(self, ctx) -> None:
         log = self.log
-        old_snap, old_last = log.snap_index, log.last_index
         log.compact(self.applied, log.term_at(self.applied))
-        self.write_snapshot(ctx, old_snap, old_last)
+        self.write_snapshot(ctx)
 
-    def write_snapshot(self, ctx, old_snap: int, old_last: int) -> None:
+    def write_snapshot(self, ctx) -> None:
         """Store the state machine as of ``applied`` and drop the log keys it replaces."""
         log, st = self.log, ctx.storage
         self.dirty = True
         state, sessions, chain = self.kv.snapshot()
         self._snapshot = (state, sessions, chain)
         st.put("snap", (log.snap_index, log.snap_term, state, sessions, chain), sync=False)
-        for i in range(old_snap + 1, min(old_last, log.snap_index) + 1):
-            st.delete(f"log/{i}", sync=False)
-        # a leader's entries past durable_index are still waiting for the batch fsync
+        # durable entries past the log's end go (InstallSnapshot replaced the log); a leader's
+        # entries past durable_index are still waiting for the batch fsync
         last = min(log.last_index, self.durable_index) if self.role == LEADER else log.last_index
-        for i in range(max(log.snap_index, last) + 1, old_last + 1):
-            st.delete(f"log/{i}", sync=False)
-        st.put("last", max(last, log.snap_index), sync=False)
+        self.dlog.truncate(max(last, log.snap_index) + 1)
+        self.dlog.compact(log.snap_index)

@@ -20,6 +20,7 @@ from simulator.scenario import Param, RunData, Scenario, Setup, UsageError, regi
 
 from . import checkers as C
 from .client import RaftClient
+from .durable import entries_after
 from .figures import election_figures
 from .nemesis import crash_storm, figure_8, install, isolate_skewed
 from .node import RaftNode, election_timeout_ms
@@ -131,8 +132,7 @@ class Raft(Scenario):
                 st = sim.hosts[s].storage
                 snap = st.get("snap")
                 si, sterm, chain = (snap[0], snap[1], snap[4]) if snap else (0, 0, 0)
-                last = st.get("last", si)
-                logs[s] = (si, sterm, chain, [st.get(f"log/{i}") for i in range(si + 1, last + 1)])
+                logs[s] = (si, sterm, chain, entries_after(st, si))
             return {"logs": logs}
 
         return Setup(servers=servers,
