@@ -180,7 +180,8 @@ class ReplicationMixin:
         if m.success:
             if m.match_index > self.match_index[p]:
                 self.match_index[p] = m.match_index
-                self.maybe_commit(ctx)
+                if m.match_index > self.commit:  # otherwise this reply cannot move the commit index
+                    self.maybe_commit(ctx)
             self.next_index[p] = max(self.next_index[p], m.match_index + 1)
         else:
             nxt = m.conflict_index
