@@ -223,35 +223,32 @@ def _search(ops: list[_Op], initial: Any, deadline: float, steps_left: list[int]
                 keep.append(j)
         return keep
 
+    # per-operation columns, read in the branching below
+    f_of = [op.f for op in ops]
+    ret_of = [op.ret for op in ops]
+    needs = [op.out if op.f == "read" else (op.arg[0] if op.f == "cas" else None) for op in ops]
+    writes_value = [op.arg if op.f == "write" else (op.arg[1] if op.f == "cas" else None) for op in ops]
+
     def actions_for(x: _Op, state, pending, writes):
-        wanted = set()  # values some pending operation (or x) needs to see
-        for j in pending:
-            o = ops[j]
-            if o.f == "cas":
-                wanted.add(o.arg[0])
-            elif o.f == "read":
-                wanted.add(o.out)
-        if x.f == "cas":
-            wanted.add(x.arg[0])
-        elif x.f == "read":
-            wanted.add(x.out)
-        useful = []
-        for j in pending:
-            o = ops[j]
-            if j == x.idx or o.f == "read":
-                continue
-            if o.f == "cas" or _new_value(o) in wanted:
-                useful.append(j)
-        useful.sort(key=lambda j: ops[j].ret)
-        acts = [("apply", j) for j in useful]
-        if x.f == "read":
+        xi, xf = x.idx, x.f
+        others = [j for j in pending if j != xi and f_of[j] != "read"]
+        acts = []
+        if others:  # which pending writes and cas could usefully go first?
+            wanted = {needs[j] for j in pending if f_of[j] != "write"}  # values pending reads/cas need
+            if xf != "write":
+                wanted.add(needs[xi])
+            useful = [j for j in others if f_of[j] == "cas" or writes_value[j] in wanted]
+            if len(useful) > 1:
+                useful.sort(key=ret_of.__getitem__)
+            acts = [("apply", j) for j in useful]
+        if xf == "read":
             return acts
-        if x.f == "write":
-            retro = writes > writes_at_call[x.idx]
+        if xf == "write":
+            retro = writes > writes_at_call[xi]
             if retro and x.arg not in observed:
-                return [("retro", x.idx)]
-            return [("apply", x.idx)] + ([("retro", x.idx)] if retro else []) + acts
-        return [("apply", x.idx)] + acts
+                return [("retro", xi)]
+            return [("apply", xi), ("retro", xi), *acts] if retro else [("apply", xi), *acts]
+        return [("apply", xi), *acts]
 
     while True:
         steps += 1
