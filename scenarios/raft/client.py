@@ -39,6 +39,8 @@ class RaftClient(ClientNode):
         node = self.guess[self.kind(op)]
         self.ops[op.id] = [op, node, ctx.now + self.op_timeout_ns, 0, None]
         self.send(ctx, op.id, node)
+        if self.tick_at is None or ctx.now + self.retry_ns < self.tick_at:
+            self.arm(ctx, ctx.now + self.retry_ns)
 
     def send(self, ctx, op_id: int, node: str) -> None:
         entry = self.ops[op_id]
@@ -48,8 +50,6 @@ class RaftClient(ClientNode):
         entry[4] = None
         key, arg = op.value
         ctx.send(node, ClientRequest(op.id, op.process, op.f, key, arg))
-        if self.tick_at is None or entry[3] < self.tick_at:
-            self.arm(ctx, entry[3])
 
     def arm(self, ctx, at: int) -> None:
         """Have the tick fire at local time ``at`` ns (a later setting is kept lazily by the host)."""
@@ -74,6 +74,8 @@ class RaftClient(ClientNode):
         if msg.leader is not None and msg.leader != src:
             self.guess[kind] = msg.leader
             self.send(ctx, msg.op_id, msg.leader)
+            if self.tick_at is None or entry[3] < self.tick_at:
+                self.arm(ctx, entry[3])
         else:  # nobody known to lead: try another server after a pause
             entry[4] = self.guess[kind] = self.other(ctx, src)
             entry[3] = ctx.now + int(NO_LEADER_PAUSE_MS * 1e6)
