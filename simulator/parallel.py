@@ -8,21 +8,24 @@ without copying it, and sends back only the pickled result.
 ``fork_call(fn)`` returns a ``wait()`` that gives ``(result, seconds fn took)``, or None when the
 child could not deliver (an exception in ``fn``, a result that does not pickle, a killed child):
 the caller then simply calls ``fn`` itself, so errors surface in the parent with their traceback.
-``fork_call`` itself returns None where there is no ``fork`` (Windows) or when the environment
-sets ``DSIM_SERIAL_CHECKS=1``.
+``fork_call`` itself returns None except on Linux (Windows has no ``fork``; on macOS a forked child
+must not touch system frameworks that numpy may have loaded), and when the environment sets
+``DSIM_SERIAL_CHECKS=1``.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import sys
 import time
 import warnings
 from typing import Any, Callable
 
 
 def available() -> bool:
-    return hasattr(os, "fork") and os.environ.get("DSIM_SERIAL_CHECKS", "") in ("", "0")
+    return (sys.platform.startswith("linux") and hasattr(os, "fork")
+            and os.environ.get("DSIM_SERIAL_CHECKS", "") in ("", "0"))
 
 
 def fork_call(fn: Callable[[], Any]) -> Callable[[], tuple[Any, float] | None] | None:
