@@ -18,6 +18,7 @@ and wall time being medians. ``cpu_seconds`` includes the forked checker (``simu
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import resource
@@ -68,6 +69,7 @@ def main(argv=None) -> int:
                        sets={k: str(v) if not isinstance(v, str) else v for k, v in spec.get("params", {}).items()})
     results = []
     for _ in range(args.repeat):
+        gc.collect()  # the previous run's cycles (hosts and their simulation), outside the timing
         result = measure(args.bench, scen, cfg)
         results.append(result)
         print(f"{args.bench} ({scen}, seed {args.seed}): {result['sim_seconds']:,.1f} simulated s in "
