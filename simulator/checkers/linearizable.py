@@ -276,8 +276,36 @@ def _search(ops: list[_Op], initial: Any, deadline: float, steps_left: list[int]
             p += 1
             continue
         # op i completes here unlinearized: branch over what to do next
-        frames.append([p, state, frozenset(lin), tuple(pending), len(order), writes,
-                       actions_for(ops[i], state, pending, writes), 0])
+        acts = actions_for(ops[i], state, pending, writes)
+        if len(acts) == 1:
+            # One choice (the usual case): take it in place. A frame would only be popped on
+            # failure, so none is kept; failing here records the witness a popped frame would.
+            what, c = acts[0]
+            steps += 1
+            op = ops[c]
+            if what == "retro":
+                good, new_state, new_writes = True, state, writes
+            else:
+                good, new_state = _step(state, op)
+                new_writes = writes + (op.f == "write")
+            olen = len(order)
+            if good:
+                new_lin = set(lin)
+                new_lin.add(c)
+                new_pending = [j for j in pending if j != c]
+                order.append(c)
+                if what == "apply":
+                    new_pending = greedy_reads(new_state, new_lin, new_pending, order)
+                key = (p, new_state, frozenset(new_lin))
+                if key not in seen:
+                    seen.add(key)
+                    state, lin, pending, writes = new_state, new_lin, new_pending, new_writes
+                    continue
+            if p > best_p:
+                best_p = p
+                witness = {"stuck": ops[i], "state": state, "done": [ops[j] for j in order[max(0, olen - 3):olen]]}
+        else:
+            frames.append([p, state, frozenset(lin), tuple(pending), len(order), writes, acts, 0])
         while True:
             if not frames:
                 steps_left[0] -= steps
