@@ -220,3 +220,31 @@ def _cross_check(raw):
     expected = _brute(ops)
     got = check_kv(h.history()).valid
     assert got is expected
+
+
+def _eight_keys(bad: tuple[str, ...]) -> list[dict]:
+    """24,000 operations on eight keys, each key's sequential; a stale read on each key in ``bad``."""
+    h = H()
+    for i in range(3_000):
+        for k in range(8):
+            key = f"k{k}"
+            t = (i * 8 + k) * 10
+            h.op(k, "write", (key, i), t, t + 3)
+            stale = key in bad and i == 2_000
+            h.op(8 + k, "read", (key, None), t + 4, t + 8, result=(key, i - 1 if stale else i))
+    return h.history()
+
+
+def test_two_process_search_gives_the_one_process_verdict_and_message():
+    """Split over two processes (24,000 ops is past PARALLEL_MIN_OPS), the first failing key in key
+    order is reported, as one process searching every key in order reports it."""
+    for bad in ((), ("k6",), ("k1", "k6"), ("k0", "k7")):
+        history = _eight_keys(bad)
+        one = check_kv(history, parallel=False)
+        two = check_kv(history, parallel=True)
+        assert (two.valid, two.message) == (one.valid, one.message)
+        assert one.valid is (not bad)
+        if bad:
+            assert f"key '{bad[0]}'" in one.message
+        else:
+            assert two.details["ops_searched"] == one.details["ops_searched"] == 48_000

@@ -37,6 +37,7 @@ from __future__ import annotations
 import time
 from typing import Any, Iterable
 
+from ..parallel import available, fork_call
 from . import UNKNOWN, CheckResult
 
 _INF = float("inf")
@@ -345,36 +346,77 @@ def _search(ops: list[_Op], initial: Any, deadline: float, steps_left: list[int]
         # continue the walk from p: if the completing op is now linearized, it passes; else branch again
 
 
+PARALLEL_MIN_OPS = 20_000  # below this, a fork costs more than the second core saves
+
+
 def check_kv(history: Iterable[dict], *, initial: Any = None, budget_s: float = 60.0,
-             max_steps: int = 20_000_000) -> CheckResult:
+             max_steps: int = 20_000_000, parallel: bool = True) -> CheckResult:
     """Is the read/write/cas history linearizable, key by key? See the module docstring.
 
     ``initial`` is every register's value before the first operation. Returns valid True, False
     (the message names the key and the operations that could not be ordered) or "unknown" when
     ``budget_s`` wall seconds or ``max_steps`` search steps ran out.
+
+    With ``parallel`` (and ``PARALLEL_MIN_OPS`` operations or more, on Linux) the keys are split in
+    two halves of about equal size and one half is searched in a forked process
+    (:mod:`simulator.parallel`); ``max_steps`` then bounds each half. The verdict and its message
+    are the same as a search in one process: the first failing key in key order is reported.
     """
     t0 = time.monotonic()
     deadline = t0 + budget_s
     by_key = _collect(history)
+    keys = sorted(by_key, key=repr)
+    sizes = [len(by_key[k]) for k in keys]
+    wait = None
+    mine = list(range(len(keys)))
+    if parallel and len(keys) > 1 and sum(sizes) >= PARALLEL_MIN_OPS and available():
+        halves: tuple[list[int], list[int]] = ([], [])
+        load = [0, 0]
+        for pos in sorted(mine, key=lambda q: (-sizes[q], q)):  # largest first, to the lighter half
+            h = 0 if load[0] <= load[1] else 1
+            halves[h].append(pos)
+            load[h] += sizes[pos]
+        mine, theirs = sorted(halves[0]), sorted(halves[1])
+        wait = fork_call(lambda: _check_keys(by_key, keys, theirs, initial, deadline, max_steps))
+    results = [_check_keys(by_key, keys, mine, initial, deadline, max_steps)]
+    if wait is not None:
+        got = wait()
+        results.append(got[0] if got is not None else
+                       _check_keys(by_key, keys, theirs, initial, deadline, max_steps))
+    failed = [r[0] for r in results if r[0] is not None]
+    if failed:
+        pos, message = min(failed)
+        return CheckResult(False, message, {"key": repr(keys[pos]), "keys": len(keys)})
+    unknown = sorted(pos for r in results for pos in r[1])
+    details = {"keys": len(keys), "ops_searched": sum(r[2] for r in results), "steps": sum(r[3] for r in results),
+               "seconds": round(time.monotonic() - t0, 3)}
+    if unknown:
+        return CheckResult(UNKNOWN, f"search budget ran out on key(s) {', '.join(repr(keys[q]) for q in unknown[:5])}"
+                                    f" (budget {budget_s} s, {max_steps} steps)", details)
+    return CheckResult(True, "", details)
+
+
+def _check_keys(by_key: dict, keys: list, positions: list[int], initial: Any, deadline: float,
+                max_steps: int) -> tuple[tuple[int, str] | None, list[int], int, int]:
+    """Search ``keys[pos]`` for each position, in order, stopping at the first failure.
+
+    Returns ((position, message) of the failure or None, positions whose budget ran out, operations
+    searched, steps taken)."""
     steps_left = [max_steps]
     n_ops = 0
-    unknown_keys = []
-    for key in sorted(by_key, key=repr):
+    unknown = []
+    for pos in positions:
+        key = keys[pos]
         ops = _reduce_info(by_key[key], initial)
         n_ops += len(ops)
         try:
             ok, witness = _search(ops, initial, deadline, steps_left)
         except _Budget:
-            unknown_keys.append(key)
+            unknown.append(pos)
             continue
         if not ok:
-            return CheckResult(False, _explain(key, witness), {"key": repr(key), "keys": len(by_key)})
-    details = {"keys": len(by_key), "ops_searched": n_ops, "steps": max_steps - steps_left[0],
-               "seconds": round(time.monotonic() - t0, 3)}
-    if unknown_keys:
-        return CheckResult(UNKNOWN, f"search budget ran out on key(s) {', '.join(repr(k) for k in unknown_keys[:5])}"
-                                    f" (budget {budget_s} s, {max_steps} steps)", details)
-    return CheckResult(True, "", details)
+            return (pos, _explain(key, witness)), unknown, n_ops, max_steps - steps_left[0]
+    return None, unknown, n_ops, max_steps - steps_left[0]
 
 
 def _explain(key: Any, witness: dict | None) -> str:
