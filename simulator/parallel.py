@@ -22,6 +22,8 @@ import time
 import warnings
 from typing import Any, Callable
 
+WORTH_FORKING = 20_000  # history events or operations below which a fork costs more than it saves
+
 
 def available() -> bool:
     return (sys.platform.startswith("linux") and hasattr(os, "fork")

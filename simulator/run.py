@@ -29,14 +29,13 @@ from .config import RunConfig
 from .dists import Dist
 from .faults import Injector, nemesis_plan
 from .kernel import NS_PER_MS, NS_PER_S, Simulation
-from .parallel import fork_call
+from .parallel import WORTH_FORKING, fork_call
 from .scenario import RunData, Setup
 from .workload import Workload, rate_profile
 
 Progress = Callable[[float, float], None]  # (simulated seconds done, simulated seconds planned)
 
 GC_YOUNG_THRESHOLD = 50_000
-PARALLEL_CHECK_MIN_EVENTS = 20_000  # shorter histories check faster than a fork costs
 
 
 @contextlib.contextmanager
@@ -160,7 +159,7 @@ class Run:
 
         # A long history is checked in a forked child while this process computes the metrics,
         # figures and digest (simulator.parallel); the results are the same either way.
-        wait = fork_call(check) if len(run.history) >= PARALLEL_CHECK_MIN_EVENTS else None
+        wait = fork_call(check) if len(run.history) >= WORTH_FORKING else None
         m = M.summarise(run.history, run.faults, self.main_end_ns)
         figures = self.scenario.figures(run)
         digest = self.sim.digest()

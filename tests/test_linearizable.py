@@ -236,7 +236,7 @@ def _eight_keys(bad: tuple[str, ...]) -> list[dict]:
 
 
 def test_two_process_search_gives_the_one_process_verdict_and_message():
-    """Split over two processes (24,000 ops is past PARALLEL_MIN_OPS), the first failing key in key
+    """Split over two processes (24,000 ops is past WORTH_FORKING), the first failing key in key
     order is reported, as one process searching every key in order reports it."""
     for bad in ((), ("k6",), ("k1", "k6"), ("k0", "k7")):
         history = _eight_keys(bad)

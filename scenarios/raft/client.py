@@ -6,8 +6,8 @@ reads that are being answered). A request goes to the guess; ``redirect`` sends
 it to the named leader (or, with no hint, to another server after a short pause); ``dropped`` (the
 log entry holding it was overwritten) sends it again the same way. A request unanswered for
 ``client_retry_ms`` goes to another server (one ``tick`` timer per client, armed for the earliest
-moment some request is due, instead of a timer per request). Retried copies are safe: the state machine runs a write at
-most once per (process, op id). Retrying stops once the workload's per-operation timeout has passed
+moment some request is due, instead of a timer per request). Retried copies are safe: the state
+machine runs a write at most once per (process, op id). Retrying stops once the workload's per-operation timeout has passed
 (the operation is then ``info``: it may or may not have happened).
 """
 
@@ -39,8 +39,7 @@ class RaftClient(ClientNode):
         node = self.guess[self.kind(op)]
         self.ops[op.id] = [op, node, ctx.now + self.op_timeout_ns, 0, None]
         self.send(ctx, op.id, node)
-        if self.tick_at is None or ctx.now + self.retry_ns < self.tick_at:
-            self.arm(ctx, ctx.now + self.retry_ns)
+        self.arm(ctx, ctx.now + self.retry_ns)
 
     def send(self, ctx, op_id: int, node: str) -> None:
         entry = self.ops[op_id]
@@ -52,9 +51,10 @@ class RaftClient(ClientNode):
         ctx.send(node, ClientRequest(op.id, op.process, op.f, key, arg))
 
     def arm(self, ctx, at: int) -> None:
-        """Have the tick fire at local time ``at`` ns (a later setting is kept lazily by the host)."""
-        self.tick_at = at
-        ctx.set_timer("tick", max(0, at - ctx.now) / 1e6)
+        """Have the tick fire by local time ``at`` ns (no change if it fires earlier already)."""
+        if self.tick_at is None or at < self.tick_at:
+            self.tick_at = at
+            ctx.set_timer("tick", max(0, at - ctx.now) / 1e6)
 
     def other(self, ctx, not_this: str) -> str:
         choices = [s for s in self.servers if s != not_this]
@@ -74,13 +74,11 @@ class RaftClient(ClientNode):
         if msg.leader is not None and msg.leader != src:
             self.guess[kind] = msg.leader
             self.send(ctx, msg.op_id, msg.leader)
-            if self.tick_at is None or entry[3] < self.tick_at:
-                self.arm(ctx, entry[3])
+            self.arm(ctx, entry[3])
         else:  # nobody known to lead: try another server after a pause
             entry[4] = self.guess[kind] = self.other(ctx, src)
             entry[3] = ctx.now + int(NO_LEADER_PAUSE_MS * 1e6)
-            if self.tick_at is None or entry[3] < self.tick_at:
-                self.arm(ctx, entry[3])
+            self.arm(ctx, entry[3])
 
     def on_timer(self, ctx, name: str) -> None:
         now = ctx.now

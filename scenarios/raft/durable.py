@@ -29,6 +29,22 @@ class DurableLog:
         self.starts = sorted(int(k[4:]) for k in storage.keys() if k.startswith("log/"))
         self.last: int = storage.get("last", 0)
 
+    def entries(self, snap_index: int) -> list:
+        """The durable entries ``snap_index + 1 .. last`` (what a booting node reads back)."""
+        if self.last <= snap_index:
+            return []
+        out: list = []
+        for start in self.starts:
+            chunk = self.st.get(_key(start))
+            if start + len(chunk) <= snap_index + 1:
+                continue
+            if start > snap_index + 1 + len(out):
+                raise AssertionError(f"durable log has a gap before index {start}")
+            out.extend(chunk[snap_index + 1 + len(out) - start:])
+        if len(out) < self.last - snap_index:
+            raise AssertionError(f"durable log ends at {snap_index + len(out)}, short of last {self.last}")
+        return out[: self.last - snap_index]
+
     def write(self, lo: int, entries: tuple) -> None:
         """Entries ``lo ..`` replace whatever is durable from ``lo`` on (nothing, on the usual append)."""
         if self.last >= lo:
@@ -66,18 +82,5 @@ class DurableLog:
 
 
 def entries_after(storage: Any, snap_index: int) -> list:
-    """The durable entries ``snap_index + 1 .. last`` of a node's storage (for boot and checkers)."""
-    last = storage.get("last", snap_index)
-    if last <= snap_index:
-        return []
-    out: list = []
-    for start in sorted(int(k[4:]) for k in storage.keys() if k.startswith("log/")):
-        chunk = storage.get(_key(start))
-        if start + len(chunk) <= snap_index + 1:
-            continue
-        if start > snap_index + 1 + len(out):
-            raise AssertionError(f"durable log has a gap before index {start}")
-        out.extend(chunk[snap_index + 1 + len(out) - start:])
-    if len(out) < last - snap_index:
-        raise AssertionError(f"durable log ends at {snap_index + len(out)}, short of last {last}")
-    return out[: last - snap_index]
+    """The durable entries ``snap_index + 1 .. last`` of a node's storage (for checkers and tests)."""
+    return DurableLog(storage).entries(snap_index)

@@ -49,7 +49,7 @@ from typing import Any
 
 from simulator.node import Node
 
-from .durable import DurableLog, entries_after
+from .durable import DurableLog
 from .log import KV, RaftLog
 from .messages import (AppendEntries, AppendEntriesReply, ClientRequest, Command, Entry,
                        InstallSnapshot, InstallSnapshotReply, RequestVote, RequestVoteReply)
@@ -121,8 +121,8 @@ class RaftNode(ReadsMixin, ReplicationMixin, Node):
             self.kv = KV.restore(state, sessions, chain)
             self._snapshot = (state, sessions, chain)
             self.commit = self.applied = index
-        self.log.entries = entries_after(st, self.log.snap_index)
         self.dlog = DurableLog(st)
+        self.log.entries = self.dlog.entries(self.log.snap_index)
         self.durable_index = self.log.last_index
         # The first timeout after a boot is drawn from (low, low + high): servers booted together
         # must not keep timing out together (with low == high they would split every vote forever).

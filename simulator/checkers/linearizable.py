@@ -37,7 +37,8 @@ from __future__ import annotations
 import time
 from typing import Any, Iterable
 
-from ..parallel import available, fork_call
+from ..history import pairs
+from ..parallel import WORTH_FORKING, available, fork_call
 from . import UNKNOWN, CheckResult
 
 _INF = float("inf")
@@ -86,42 +87,31 @@ def _step(state: Any, op: _Op) -> tuple[bool, Any]:
     return (state == old), new
 
 
-def _collect(history: Iterable[dict]) -> dict[Any, list[_Op]]:
-    """Operations by key, in invoke order (one pass; an op never completed counts as info)."""
+def _collect(history: list[dict]) -> dict[Any, list[_Op]]:
+    """Operations by key, in invoke order (from ``history.pairs``; one never completed is info).
+    Failed operations and unfinished reads constrain nothing and are left out."""
     by_key: dict[Any, list[_Op]] = {}
-    open_: dict[Any, tuple[dict, _Op | None]] = {}
     kinds = ("read", "write", "cas")
-    for ev in history:
-        t = ev["type"]
-        if t == "invoke":
-            f = ev["f"]
-            if f not in kinds:
-                open_[ev["process"]] = (ev, None)
-                continue
-            value = ev["value"]
-            key, arg = value[0], value[1]
-            if type(arg) is list:
-                arg = _norm(arg)
-            op = _Op(ev["time"], _INF, f, arg, None, ev["process"], False)
-            open_[ev["process"]] = (ev, op)
-            by_key.setdefault(key, []).append(op)
+    for inv, done in pairs(history):
+        f = inv["f"]
+        if f not in kinds:
             continue
-        inv, op = open_.pop(ev["process"], (None, None))
-        if op is None:
+        t = done["type"] if done is not None else "info"
+        if t == "fail" or (t != "ok" and f == "read"):
             continue
+        key, arg = inv["value"][0], inv["value"][1]
+        if type(arg) is list:
+            arg = _norm(arg)
+        op = _Op(inv["time"], _INF, f, arg, None, inv["process"], False)
         if t == "ok":
             op.ok = True
-            op.ret = ev["time"]
-            if op.f == "read":
-                out = ev["value"]
+            op.ret = done["time"]
+            if f == "read":
+                out = done["value"]
                 op.out = out[1] if isinstance(out, (list, tuple)) and len(out) == 2 else out
                 if type(op.out) is list:
                     op.out = _norm(op.out)
-        elif t == "fail":
-            op.f = None  # definitely did not happen
-    for key in list(by_key):
-        # failed ops and unfinished reads constrain nothing
-        by_key[key] = [op for op in by_key[key] if op.f is not None and (op.ok or op.f != "read")]
+        by_key.setdefault(key, []).append(op)
     return by_key
 
 
@@ -346,9 +336,6 @@ def _search(ops: list[_Op], initial: Any, deadline: float, steps_left: list[int]
         # continue the walk from p: if the completing op is now linearized, it passes; else branch again
 
 
-PARALLEL_MIN_OPS = 20_000  # below this, a fork costs more than the second core saves
-
-
 def check_kv(history: Iterable[dict], *, initial: Any = None, budget_s: float = 60.0,
              max_steps: int = 20_000_000, parallel: bool = True) -> CheckResult:
     """Is the read/write/cas history linearizable, key by key? See the module docstring.
@@ -357,19 +344,19 @@ def check_kv(history: Iterable[dict], *, initial: Any = None, budget_s: float = 
     (the message names the key and the operations that could not be ordered) or "unknown" when
     ``budget_s`` wall seconds or ``max_steps`` search steps ran out.
 
-    With ``parallel`` (and ``PARALLEL_MIN_OPS`` operations or more, on Linux) the keys are split in
+    With ``parallel`` (and ``WORTH_FORKING`` operations or more, on Linux) the keys are split in
     two halves of about equal size and one half is searched in a forked process
     (:mod:`simulator.parallel`); ``max_steps`` then bounds each half. The verdict and its message
     are the same as a search in one process: the first failing key in key order is reported.
     """
     t0 = time.monotonic()
     deadline = t0 + budget_s
-    by_key = _collect(history)
+    by_key = _collect(history if isinstance(history, list) else list(history))
     keys = sorted(by_key, key=repr)
     sizes = [len(by_key[k]) for k in keys]
     wait = None
     mine = list(range(len(keys)))
-    if parallel and len(keys) > 1 and sum(sizes) >= PARALLEL_MIN_OPS and available():
+    if parallel and len(keys) > 1 and sum(sizes) >= WORTH_FORKING and available():
         halves: tuple[list[int], list[int]] = ([], [])
         load = [0, 0]
         for pos in sorted(mine, key=lambda q: (-sizes[q], q)):  # largest first, to the lighter half
