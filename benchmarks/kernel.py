@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import simpy  # noqa: E402
 
-from simulator.dists import Dist  # noqa: E402
-from simulator.kernel import Simulation  # noqa: E402
-from simulator.node import Node  # noqa: E402
+from simulator.engine.dists import Dist  # noqa: E402
+from simulator.engine.kernel import Simulation  # noqa: E402
+from simulator.engine.node import Node  # noqa: E402
 
 BATCH = 256
 

@@ -12,7 +12,7 @@ checkers, as a user's run would.
 The last line with ``--json``: ``{"bench", "scenario", "sim_seconds", "wall_seconds",
 "sim_seconds_per_wall_second", "ops", "checker_seconds", "peak_rss_mib", "valid", ...figures}``;
 with ``--repeat N`` also ``repeat`` and ``sim_seconds_per_wall_second_min`` / ``_max``, the speed
-and wall time being medians. ``cpu_seconds`` includes the forked checker (``simulator.parallel``).
+and wall time being medians. ``cpu_seconds`` includes the forked checker (``simulator.checkers.parallel``).
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from simulator import scenario as registry  # noqa: E402
-from simulator.config import build_config  # noqa: E402
-from simulator.run import execute  # noqa: E402
+from simulator.pipeline import scenario as registry  # noqa: E402
+from simulator.pipeline.config import build_config  # noqa: E402
+from simulator.pipeline.run import execute  # noqa: E402
 
 BUILTIN = {"queue": ("queue", {"options": {"rate": 1000.0, "time_limit_s": 60.0}, "params": {"servers": 20}})}
 
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
 
 
 def measure(bench: str, scen: str, cfg) -> dict:
-    """One run of ``cfg``: wall time, and CPU time including the checker child (simulator.parallel)."""
+    """One run of ``cfg``: wall time, and CPU time including the checker child (simulator.checkers.parallel)."""
     t0 = time.perf_counter()
     c0 = os.times()
     out = execute(cfg)

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import click
 
-from . import scenario as registry
-from .config import DEFAULTS_HELP, RUN_OPTIONS, RunConfig, build_config, load_toml
-from .rng import MAX_SEED
-from .scenario import UsageError
+from .engine.errors import UsageError
+from .engine.rng import MAX_SEED
+from .pipeline import scenario as registry
+from .pipeline.config import DEFAULTS_HELP, RUN_OPTIONS, RunConfig, build_config, load_toml
 
 RUN_EPILOG = """\b
 Examples:
@@ -122,7 +122,7 @@ def _make_config(name, seed_raw, kw, file=None) -> RunConfig:
 
 def _read_run(folder) -> dict:
     """A run folder's manifest and metrics; a folder that is not one is a usage error."""
-    from .results import read_run
+    from .pipeline.results import read_run
 
     try:
         return read_run(folder)
@@ -260,8 +260,8 @@ def describe(scenario):
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 def run(scenario, seed, out, no_plots, **kw):
     """Run SCENARIO once and write its results folder."""
-    from .results import new_folder
-    from .runner import run_to_folder
+    from .pipeline.results import new_folder
+    from .pipeline.runner import run_to_folder
 
     cfg = _make_config(scenario, seed, kw)
     if out is not None and Path(out).exists() and any(Path(out).iterdir()):
@@ -280,7 +280,7 @@ def run(scenario, seed, out, no_plots, **kw):
         _err(f"dsim: run crashed: {type(exc).__name__}: {exc} (traceback in {folder / 'error.txt'}; results marked incomplete)")
         sys.exit(3)
     progress.close()
-    from .results import read_run
+    from .pipeline.results import read_run
 
     r = read_run(folder)
     print_summary(r["manifest"], r["metrics"], str(folder))
@@ -291,7 +291,7 @@ def run(scenario, seed, out, no_plots, **kw):
 @click.argument("run_dir", type=click.Path())
 def replay(run_dir):
     """Re-run RUN_DIR from its manifest; exit 0 only if the trace digest is identical."""
-    from .run import execute
+    from .pipeline.run import execute
 
     man = _read_run(run_dir)["manifest"]
     if not man.get("digest"):
@@ -307,7 +307,7 @@ def replay(run_dir):
     click.echo(f"  replayed {out.digest}")
     if not same:
         v = man.get("versions", {})
-        from .results import versions as now_versions
+        from .pipeline.results import versions as now_versions
 
         if v and v != now_versions():
             click.echo("  note: package versions differ from the recorded run's")
@@ -319,8 +319,8 @@ def replay(run_dir):
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Figure path (default results/compare-TIME.png).")
 def compare(run_dirs, out_file):
     """Compare runs: a table here and overlaid latency CDFs, throughput and verdicts in one figure."""
-    from . import plots as P
-    from .history import read_jsonl
+    from .reports import plots as P
+    from .workload.history import read_jsonl
 
     runs, hists = [], []
     for d in run_dirs:
@@ -356,7 +356,7 @@ def compare(run_dirs, out_file):
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Output file (default RUN_DIR/history.edn).")
 def export(run_dir, out_file):
     """Write RUN_DIR's history in Jepsen's EDN shape, for Knossos or Elle to cross-check."""
-    from .history import read_jsonl, to_edn
+    from .workload.history import read_jsonl, to_edn
 
     hp = Path(run_dir) / "history.jsonl"
     if not hp.is_file():
@@ -392,9 +392,9 @@ Examples:
 @click.option("--plots/--no-plots", "run_plots", default=False, show_default=True, help="Draw each run's plots too.")
 def sweep(scenario, seeds, grid, jobs, out, run_plots, **kw):
     """Run SCENARIO for every seed and grid point; write runs.csv and summary.png."""
-    from . import plots as P
-    from .results import utc_now, write_json
-    from .sweep import combinations, parse_grid, parse_seeds, run_sweep, split_point, write_csv
+    from .pipeline.results import utc_now, write_json
+    from .pipeline.sweep import combinations, parse_grid, parse_seeds, run_sweep, split_point, write_csv
+    from .reports import plots as P
 
     try:
         n_jobs = int(jobs)

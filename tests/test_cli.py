@@ -241,7 +241,7 @@ def test_crashing_run_leaves_incomplete_folder(tmp_path, monkeypatch):
 
 def test_interrupted_run_leaves_incomplete_folder(tmp_path, monkeypatch):
     """A run interrupted by Ctrl-C leaves its folder marked incomplete, naming the interruption."""
-    from simulator import run as run_mod
+    from simulator.pipeline import run as run_mod
 
     def interrupt(self, *a, **k):
         raise KeyboardInterrupt

@@ -1,12 +1,12 @@
-"""Local clocks (simulator.clock) as nodes see them: drift, bumps, reset, and timers in local time."""
+"""Local clocks (simulator.engine.clock) as nodes see them: drift, bumps, reset, and timers in local time."""
 
 from __future__ import annotations
 
 import pytest
 
-from simulator.clock import Clock
-from simulator.kernel import Simulation
-from simulator.node import Node
+from simulator.engine.clock import Clock
+from simulator.engine.kernel import Simulation
+from simulator.engine.node import Node
 
 MS = 1_000_000
 

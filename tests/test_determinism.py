@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from simulator import scenario as registry
-from simulator.config import build_config
-from simulator.run import execute
+from simulator.pipeline import scenario as registry
+from simulator.pipeline.config import build_config
+from simulator.pipeline.run import execute
 
 SHORT = {"time_limit_s": 3.0, "quiesce_s": 1.0, "final_timeout_s": 2.0}
 
@@ -35,7 +35,7 @@ def test_other_seed_other_digest(name):
 
 def test_digest_is_stable_across_processes_and_hash_seeds():
     """Separate processes with different PYTHONHASHSEED values compute the same digest for each scenario."""
-    code = ("import json, sys; from tests.test_determinism import digest_of; from simulator import scenario as r; "
+    code = ("import json, sys; from tests.test_determinism import digest_of; from simulator.pipeline import scenario as r; "
             "print(json.dumps({n: digest_of(n, 5) for n in r.names()}))")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     outs = []

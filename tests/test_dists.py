@@ -1,12 +1,12 @@
-"""Duration distributions (simulator.dists): means, parsing, validation and integer-ns samplers."""
+"""Duration distributions (simulator.engine.dists): means, parsing, validation and integer-ns samplers."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from simulator.dists import KINDS, Dist
-from simulator.rng import Streams
+from simulator.engine.dists import KINDS, Dist
+from simulator.engine.rng import Streams
 
 N = 40_000
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 
-from scenarios.email.checks import no_duplicates, nothing_lost
 from scenarios.email.analysis import analyse
+from scenarios.email.checks import no_duplicates, nothing_lost
 from scenarios.email.ingest import JobRecord
 from scenarios.email.messages import BULK, DeadLetter, QueueMessage
 from scenarios.email.model import Mailboxes
-from simulator.config import RunConfig
 from scenarios.email.validation import send_stage_settings
-from simulator.scenario import RunData
+from simulator.pipeline.config import RunConfig
+from simulator.pipeline.scenario import RunData
 
 
 def hand_run(api_snap: dict, part_snap: dict, mail: Mailboxes, records=(), history=()) -> RunData:

@@ -9,16 +9,42 @@ import pytest
 
 from scenarios.email.checks import max_window
 from scenarios.email.ingest import Api, Client
-from scenarios.email.messages import (BULK, TX, Ack, Accepted, Empty, Enqueue, Enqueued, Extend, Leased, ProviderReply,
-                                      ProviderSend, Pull, QueueMessage, SubmitCampaign, SubmitSend, Suppress,
-                                      Suppressed)
-from scenarios.email.model import (BOUNCED, DEFERRED, DELIVERED, DUPLICATE, THROTTLED, UNAVAILABLE, AddressBook,
-                                   Mailboxes, ProviderControl, backoff_ms)
+from scenarios.email.messages import (
+    BULK,
+    TX,
+    Accepted,
+    Ack,
+    Empty,
+    Enqueue,
+    Enqueued,
+    Extend,
+    Leased,
+    ProviderReply,
+    ProviderSend,
+    Pull,
+    QueueMessage,
+    SubmitCampaign,
+    SubmitSend,
+    Suppress,
+    Suppressed,
+)
+from scenarios.email.model import (
+    BOUNCED,
+    DEFERRED,
+    DELIVERED,
+    DUPLICATE,
+    THROTTLED,
+    UNAVAILABLE,
+    AddressBook,
+    Mailboxes,
+    ProviderControl,
+    backoff_ms,
+)
 from scenarios.email.provider import Provider
 from scenarios.email.queue import Partition
 from scenarios.email.settings import Settings
 from scenarios.email.worker import Worker
-from simulator.testing import FakeContext
+from simulator.engine.testing import FakeContext
 
 
 def settings(**over) -> Settings:
@@ -381,7 +407,7 @@ def test_client_resubmits_until_accepted():
     """A submission is repeated to the next API until one answers; the operation completes once."""
     ctx = FakeContext("c1")
     client = Client(settings(apis=("a0", "a1")))
-    from simulator.node import Operation
+    from simulator.engine.node import Operation
 
     client.on_invoke(ctx, Operation(4, 0, "send", 77))
     client.on_timer(ctx, "resubmit")

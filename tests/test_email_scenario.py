@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from scenarios.email.validation import erlang_c, send_stage_waits
-from simulator import scenario as registry
-from simulator.config import build_config
-from simulator.run import execute
+from simulator.pipeline import scenario as registry
+from simulator.pipeline.config import build_config
+from simulator.pipeline.run import execute
 
 FULL_NEMESIS = "crash,partition-random-halves,slow-link,provider-outage"
 

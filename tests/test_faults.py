@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from simulator.dists import Dist
+from simulator.engine.dists import Dist
+from simulator.engine.kernel import Simulation
+from simulator.engine.node import Node
 from simulator.faults import NEMESES, VERBS, Injector, nemesis_plan, normalise, validate_plan, windows
-from simulator.kernel import Simulation
-from simulator.node import Node
-from simulator.scenario import UsageError
+from simulator.pipeline.scenario import UsageError
 
 MS = 1_000_000
 S = 1_000_000_000

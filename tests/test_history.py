@@ -1,4 +1,4 @@
-"""Operation histories (simulator.history): pairing, JSON-lines round trip, EDN export."""
+"""Operation histories (simulator.workload.history): pairing, JSON-lines round trip, EDN export."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.history import pairs, read_jsonl, to_edn, write_jsonl
+from simulator.workload.history import pairs, read_jsonl, to_edn, write_jsonl
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The Simulation (simulator.kernel): event order, run(until), chunked runs, digests, nodes."""
+"""The Simulation (simulator.engine.kernel): event order, run(until), chunked runs, digests, nodes."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from simulator.dists import Dist
-from simulator.kernel import Simulation
-from simulator.node import Node
+from simulator.engine.dists import Dist
+from simulator.engine.kernel import Simulation
+from simulator.engine.node import Node
 
 MS = 1_000_000
 
@@ -234,9 +234,9 @@ def test_clock_of_creates_a_perfect_clock_once():
 
 
 _CHILD = """
-from simulator.dists import Dist
-from simulator.kernel import Simulation
-from simulator.node import Node
+from simulator.engine.dists import Dist
+from simulator.engine.kernel import Simulation
+from simulator.engine.node import Node
 
 class Gossip(Node):
     def on_start(self, ctx):
@@ -311,7 +311,7 @@ def test_digest_does_not_depend_on_tracing():
 def test_relaxed_gc_raises_the_young_threshold_for_the_run_and_restores_it():
     import gc
 
-    from simulator.run import GC_YOUNG_THRESHOLD, relaxed_gc
+    from simulator.pipeline.run import GC_YOUNG_THRESHOLD, relaxed_gc
 
     before = gc.get_threshold()
     with relaxed_gc():

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from simulator.node import message
+from simulator.engine.node import message
 
 
 @message

@@ -1,11 +1,11 @@
-"""Figures from histories (simulator.metrics): latency quantiles, throughput series, availability, recovery."""
+"""Figures from histories (simulator.checkers.metrics): latency quantiles, throughput series, availability, recovery."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from simulator import metrics as M
+from simulator.checkers import metrics as M
 
 MS = 1_000_000
 S = 1_000_000_000

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from simulator import parallel
-from simulator import run as R
-from simulator.config import build_config
-from simulator.scenario import get
+from simulator.checkers import parallel
+from simulator.pipeline import run as R
+from simulator.pipeline.config import build_config
+from simulator.pipeline.scenario import get
 
 pytestmark = pytest.mark.skipif(not parallel.available(), reason="no fork here")
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from scenarios.queue.scenario import erlang_c_wait_s
-from simulator import scenario as registry
-from simulator.config import build_config
-from simulator.metrics import latencies
-from simulator.run import execute
+from simulator.checkers.metrics import latencies
+from simulator.pipeline import scenario as registry
+from simulator.pipeline.config import build_config
+from simulator.pipeline.run import execute
 
 
 def run_queue(seed=1, options=None, sets=None, bug=None):

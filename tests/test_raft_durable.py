@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scenarios.raft.durable import DurableLog, entries_after
-from simulator.storage import Storage
+from simulator.engine.storage import Storage
 
 
 def test_append_truncate_compact_and_reboot():

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from simulator.testing import FakeContext
 from scenarios.raft.client import RaftClient
 from scenarios.raft.durable import entries_after
 from scenarios.raft.log import KV
-from scenarios.raft.messages import (AppendEntries, AppendEntriesReply, ClientReply, ClientRequest, Command, Entry,
-                                     InstallSnapshot, RequestVote, RequestVoteReply)
+from scenarios.raft.messages import (
+    AppendEntries,
+    AppendEntriesReply,
+    ClientReply,
+    ClientRequest,
+    Command,
+    Entry,
+    InstallSnapshot,
+    RequestVote,
+    RequestVoteReply,
+)
 from scenarios.raft.node import CANDIDATE, FOLLOWER, LEADER, RaftNode
 from scenarios.raft.scenario import Raft
-from simulator.node import Operation
+from simulator.engine.node import Operation
+from simulator.engine.testing import FakeContext
 
 PEERS = ["n1", "n2", "n3", "n4", "n5"]
 

@@ -10,9 +10,9 @@ import pytest
 
 from scenarios.raft import checkers as C
 from scenarios.raft.messages import Command, Entry
-from simulator import scenario as registry
-from simulator.config import build_config
-from simulator.run import execute
+from simulator.pipeline import scenario as registry
+from simulator.pipeline.config import build_config
+from simulator.pipeline.run import execute
 
 ALL_FAULTS = ["partition-random-halves", "partition-isolate-one", "crash", "pause", "clock-bump"]
 
@@ -151,7 +151,7 @@ def test_figure16_trial_measures_the_election_after_a_leader_crash():
     """One trial of the Figure 16 experiment file: the leader is crashed and a new one reaches every survivor."""
     from pathlib import Path
 
-    from simulator.config import load_toml
+    from simulator.pipeline.config import load_toml
 
     toml = Path(__file__).resolve().parent.parent / "scenarios" / "raft" / "figure16.toml"
     cfg = build_config(registry.get("raft"), seed=1, file=load_toml(toml))

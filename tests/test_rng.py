@@ -1,4 +1,4 @@
-"""Named random streams (simulator.rng): reproducible, independent, hash-seed free, batch == scalar."""
+"""Named random streams (simulator.engine.rng): reproducible, independent, hash-seed free, batch == scalar."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from simulator.rng import MAX_SEED, Batch, Streams, stream_seed
+from simulator.engine.rng import MAX_SEED, Batch, Streams, stream_seed
 
 
 def test_same_seed_and_name_give_same_draws():
@@ -51,7 +51,7 @@ def test_stream_seed_is_seed_words_then_sha256_words():
     assert stream_seed(1, "abd")[2:] != words[2:]
 
 
-_CHILD = ("from simulator.rng import Streams; s = Streams(99); "
+_CHILD = ("from simulator.engine.rng import Streams; s = Streams(99); "
           "print([round(float(s.get(n).random()), 12) for n in ('node.n1', 'faults', 'net.latency')])")
 
 

@@ -1,4 +1,4 @@
-"""Hosting a node (simulator.runtime.Host as the Context): timers, CPU model, fsync, crash, restart, pause."""
+"""Hosting a node (simulator.engine.runtime.Host as the Context): timers, CPU model, fsync, crash, restart, pause."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from simulator.dists import Dist
-from simulator.kernel import Simulation
-from simulator.node import Node
+from simulator.engine.dists import Dist
+from simulator.engine.kernel import Simulation
+from simulator.engine.node import Node
 
 MS = 1_000_000
 

@@ -1,8 +1,8 @@
-"""Durable storage (simulator.storage): get/put/delete/sync, fsync counting, crashes, snapshots."""
+"""Durable storage (simulator.engine.storage): get/put/delete/sync, fsync counting, crashes, snapshots."""
 
 from __future__ import annotations
 
-from simulator.storage import Storage
+from simulator.engine.storage import Storage
 
 
 def fsync_counter():

@@ -2,11 +2,11 @@
 
 import pytest
 
-from simulator import topology as T
-from simulator.dists import Dist
-from simulator.kernel import Simulation
-from simulator.node import Node
-from simulator.scenario import UsageError
+from simulator.engine import topology as T
+from simulator.engine.dists import Dist
+from simulator.engine.kernel import Simulation
+from simulator.engine.node import Node
+from simulator.pipeline.scenario import UsageError
 
 
 def test_regions_put_inter_region_latency_between_regions():

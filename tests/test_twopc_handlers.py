@@ -11,7 +11,7 @@ from scenarios.twopc.paxos import PaxosCoordinator
 from scenarios.twopc.rm_protocols import RmPaxos, RmTwoPhase
 from scenarios.twopc.tm import TransactionManager
 from scenarios.twopc.wiring import Wiring
-from simulator.testing import FakeContext
+from simulator.engine.testing import FakeContext
 
 W = Wiring(protocol="2pc", rms=("rm1", "rm2", "rm3"), coordinators=("tm1",), f=0, accounts=30, initial_balance=100,
            lock_wait_timeout_ms=50, vote_timeout_ms=150, doubt_timeout_ms=300, doubt_retry_ms=150,

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 
 from scenarios.twopc.checkers import liveness
-from simulator import scenario as registry
 from simulator.checkers import CheckResult
-from simulator.config import build_config
-from simulator.run import execute
-from simulator.scenario import RunData, UsageError
+from simulator.pipeline import scenario as registry
+from simulator.pipeline.config import build_config
+from simulator.pipeline.run import execute
+from simulator.pipeline.scenario import RunData, UsageError
 
 SC = registry.get("twopc")
 

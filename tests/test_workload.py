@@ -1,4 +1,4 @@
-"""Clients and histories (simulator.workload): open and closed loops, timeouts, rate profiles, final ops."""
+"""Clients and histories (simulator.workload.clients): open and closed loops, timeouts, rate profiles, final ops."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from simulator.dists import Dist
-from simulator.history import pairs
-from simulator.kernel import Simulation
-from simulator.node import ClientNode, Node
-from simulator.workload import Workload
+from simulator.engine.dists import Dist
+from simulator.engine.kernel import Simulation
+from simulator.engine.node import ClientNode, Node
+from simulator.workload.clients import Workload
+from simulator.workload.history import pairs
 
 MS = 1_000_000
 S = 1_000_000_000

@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from simulator.faults import windows
-from simulator.history import pairs
+from simulator import pairs, windows
 
 from .messages import TX
 from .model import PROVIDER_NAMES

@@ -44,7 +44,7 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 
 def draw(summary: list[dict], path: Path, subtitle: str = "") -> str:
-    from simulator.plots import panels
+    from simulator import panels
 
     xs = np.array([s["workers"] for s in summary], dtype=float)
 
@@ -76,16 +76,14 @@ def main(argv=None) -> None:
         with open(a.from_csv) as fh:
             rows = list(csv.DictReader(fh))
     else:
-        from simulator import scenario as registry
-        from simulator.config import build_config
-        from simulator.sweep import parse_seeds, run_sweep, write_csv
+        from simulator import build_config, get_scenario, parse_seeds, run_sweep, write_csv
 
         sets = dict(kv.split("=", 1) for kv in a.set)
         configs = []
         for w in a.workers.split(","):
             for seed in parse_seeds(a.seeds):
                 opts = {"nemesis": a.nemesis} if a.nemesis else {}
-                cfg = build_config(registry.get("email"), seed=seed, options=opts, sets={**sets, "workers": w})
+                cfg = build_config(get_scenario("email"), seed=seed, options=opts, sets={**sets, "workers": w})
                 configs.append((cfg, {"workers": w}))
         rows = run_sweep(configs, out, a.jobs, plots=False)
         write_csv(out / "runs.csv", rows)

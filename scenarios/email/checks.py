@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulator.checkers import CheckResult
+from simulator import CheckResult
 
 from .analysis import Analysis, analyse, outcome_masks, provider_of
 from .messages import TX

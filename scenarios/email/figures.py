@@ -66,7 +66,7 @@ def _per_second(t_ns: np.ndarray, w: np.ndarray, end_s: int) -> tuple[np.ndarray
 
 
 def draw(run, folder: Path, shade) -> list[str]:
-    from simulator.plots import panels
+    from simulator import panels
 
     a = analyse(run)
     settings = run.exposed["settings"]

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from simulator.node import ClientNode, Node
+from simulator import ClientNode, Node
 
 from .messages import BULK, TX, Accepted, Depth, DepthQuery, Enqueue, Enqueued, QueueMessage, SubmitCampaign, SubmitSend
 from .settings import Settings

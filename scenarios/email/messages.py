@@ -8,7 +8,7 @@ per email, so a million-recipient campaign is a few thousand messages.
 
 from __future__ import annotations
 
-from simulator.node import message
+from simulator import message
 
 TX = "tx"  # transactional class: password resets, receipts
 BULK = "bulk"  # marketing campaigns

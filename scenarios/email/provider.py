@@ -20,12 +20,10 @@ or partition them; scenario fault verbs put them in outage or slow them down.
 
 from __future__ import annotations
 
-from simulator.dists import Dist
-from simulator.node import Node
+from simulator import Dist, Node
 
 from .messages import ProviderReply, ProviderSend, Suppress, Suppressed, SuppressionSync
-from .model import (BOUNCED, DEFERRED, DELIVERED, DUPLICATE, THROTTLED, UNAVAILABLE, AddressBook, Mailboxes,
-                    ProviderControl)
+from .model import BOUNCED, DEFERRED, DELIVERED, DUPLICATE, THROTTLED, UNAVAILABLE, AddressBook, Mailboxes, ProviderControl
 from .settings import Settings
 
 

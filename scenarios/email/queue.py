@@ -32,10 +32,9 @@ from __future__ import annotations
 from collections import deque
 from heapq import heappop, heappush
 
-from simulator.node import Node
+from simulator import Node
 
-from .messages import (BULK, TX, Ack, DeadLetter, Depth, DepthQuery, Empty, Enqueue, Enqueued, Extend, Leased, Pull,
-                       QueueMessage)
+from .messages import BULK, TX, Ack, DeadLetter, Depth, DepthQuery, Empty, Enqueue, Enqueued, Extend, Leased, Pull, QueueMessage
 from .settings import Settings
 
 _VISIBLE, _LEASE_END, _PARK_END = 0, 1, 2

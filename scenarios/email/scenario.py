@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import math
 
-from simulator.dists import Dist
-from simulator.scenario import Param, RunData, Scenario, Setup, register
+from simulator import Dist, Param, RunData, Scenario, Setup, register
 
 from . import checks, figures
 from .ingest import Api, Client

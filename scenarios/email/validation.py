@@ -22,9 +22,7 @@ import math
 
 import numpy as np
 
-from simulator.dists import Dist
-from simulator.kernel import Simulation
-from simulator.node import Node
+from simulator import Dist, Node, Simulation
 
 from .messages import TX, Enqueue, QueueMessage
 from .model import IDEAL, Mailboxes, ProviderControl, provider_node

@@ -34,10 +34,24 @@ from __future__ import annotations
 
 from collections import deque
 
-from simulator.node import Node
+from simulator import Node
 
-from .messages import (BULK, TX, Ack, DeadLetter, Empty, Extend, Leased, ProviderReply, ProviderSend, Pull, QueueMessage,
-                       Suppress, Suppressed, SuppressionSync)
+from .messages import (
+    BULK,
+    TX,
+    Ack,
+    DeadLetter,
+    Empty,
+    Extend,
+    Leased,
+    ProviderReply,
+    ProviderSend,
+    Pull,
+    QueueMessage,
+    Suppress,
+    Suppressed,
+    SuppressionSync,
+)
 from .model import BOUNCED, DUPLICATE, TIMEOUT, AddressBook, backoff_ms, provider_node
 from .settings import Settings
 

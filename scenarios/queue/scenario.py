@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import math
 
-from simulator.checkers import CheckResult
+from simulator import CheckResult, ClientNode, Dist, Node, Param, RunData, Scenario, Setup, message, register
 from simulator.checkers.basic import availability, exactly_once
-from simulator.dists import Dist
-from simulator.node import ClientNode, Node, message
-from simulator.scenario import Param, RunData, Scenario, Setup, register
 
 SERVER = "n1"
 

@@ -16,8 +16,7 @@
 
 from __future__ import annotations
 
-from simulator.checkers import CheckResult
-from simulator.history import pairs
+from simulator import CheckResult, pairs
 
 from .log import chain_step
 

@@ -13,7 +13,7 @@ machine runs a write at most once per (process, op id). Retrying stops once the 
 
 from __future__ import annotations
 
-from simulator.node import ClientNode
+from simulator import ClientNode
 
 from .messages import ClientReply, ClientRequest
 

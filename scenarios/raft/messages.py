@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from simulator.node import message
+from simulator import message
 
 
 @message

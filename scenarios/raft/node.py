@@ -47,12 +47,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from simulator.node import Node
+from simulator import Node
 
 from .durable import DurableLog
 from .log import KV, RaftLog
-from .messages import (AppendEntries, AppendEntriesReply, ClientRequest, Command, Entry,
-                       InstallSnapshot, InstallSnapshotReply, RequestVote, RequestVoteReply)
+from .messages import (
+    AppendEntries,
+    AppendEntriesReply,
+    ClientRequest,
+    Command,
+    Entry,
+    InstallSnapshot,
+    InstallSnapshotReply,
+    RequestVote,
+    RequestVoteReply,
+)
 from .reads import ReadsMixin
 from .replication import CANDIDATE, FOLLOWER, LEADER, ReplicationMixin
 

@@ -13,8 +13,16 @@ Mixed into :class:`scenarios.raft.node.RaftNode`, which owns elections and the s
 from __future__ import annotations
 
 from .log import KV
-from .messages import (AppendEntries, AppendEntriesReply, ClientReply, ClientRequest, Command, Entry,
-                       InstallSnapshot, InstallSnapshotReply)
+from .messages import (
+    AppendEntries,
+    AppendEntriesReply,
+    ClientReply,
+    ClientRequest,
+    Command,
+    Entry,
+    InstallSnapshot,
+    InstallSnapshotReply,
+)
 
 FOLLOWER, CANDIDATE, LEADER = "follower", "candidate", "leader"
 CHECKPOINT_MASK = 15  # nodes record their apply chain at multiples of 16; a leader also at each commit

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from simulator.checkers import CheckResult
+from simulator import CheckResult, Dist, Param, RunData, Scenario, Setup, UsageError, register
 from simulator.checkers.linearizable import check_kv
-from simulator.dists import Dist
-from simulator.scenario import Param, RunData, Scenario, Setup, UsageError, register
 
 from . import checkers as C
 from .client import RaftClient

@@ -15,8 +15,7 @@ their messages may still be in flight when the run stops.
 
 from __future__ import annotations
 
-from simulator.checkers import CheckResult
-from simulator.scenario import RunData
+from simulator import CheckResult, RunData
 
 
 def of_kind(run: RunData, kind: str) -> list[dict]:

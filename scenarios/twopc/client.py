@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulator.node import ClientNode
+from simulator import ClientNode
 
 from . import messages as m
 

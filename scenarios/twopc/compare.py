@@ -16,10 +16,7 @@ import sys
 
 import numpy as np
 
-from simulator import scenario as registry
-from simulator.config import build_config
-from simulator.faults import windows
-from simulator.run import execute
+from simulator import build_config, execute, get_scenario, windows
 
 from .checkers import of_kind
 from .figures import in_doubt_series
@@ -44,7 +41,7 @@ def main(argv=None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a scenario parameter")
     ap.add_argument("--out", default="twopc-compare.png")
     args = ap.parse_args(argv)
-    sc = registry.get("twopc")
+    sc = get_scenario("twopc")
     sets = dict(s.split("=", 1) for s in args.set)
     options = {"rate": args.rate, "time_limit_s": args.time_limit_s, "nemesis": args.nemesis}
     runs = []

@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from simulator.kernel import Simulation
+    from simulator import Simulation
 
 PHASES = ("before-prepare", "after-some-votes", "after-decision-logged", "mid-decision")
 

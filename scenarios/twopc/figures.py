@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from simulator import RunData
 from simulator import metrics as M
-from simulator.scenario import RunData
 
 from .checkers import of_kind
 

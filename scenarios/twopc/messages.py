@@ -14,7 +14,7 @@ initiating resource manager first; an audit's parts carry no deltas.
 
 from __future__ import annotations
 
-from simulator.node import message
+from simulator import message
 
 PREPARED = "prepared"
 ABORTED = "aborted"

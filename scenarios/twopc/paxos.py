@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from heapq import heappop, heappush
 
-from simulator.node import Node
+from simulator import Node
 
 from . import messages as m
 from .wiring import arm_timer, sprung

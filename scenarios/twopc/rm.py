@@ -33,11 +33,11 @@ from __future__ import annotations
 
 from heapq import heappop, heappush
 
-from simulator.node import Node
+from simulator import Node
 
 from . import messages as m
-from .wiring import arm_timer
 from .locks import AUDIT, LockTable
+from .wiring import arm_timer
 
 NS_PER_MS = 1_000_000
 

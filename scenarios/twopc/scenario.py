@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from simulator.dists import Dist
-from simulator.scenario import Param, RunData, Scenario, Setup, UsageError, register
+from simulator import Dist, Param, RunData, Scenario, Setup, UsageError, register
 
 from . import checkers as C
 from . import faults as F

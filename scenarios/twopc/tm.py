@@ -26,7 +26,7 @@ network models here never hold a message that long.
 
 from __future__ import annotations
 
-from simulator.node import Node
+from simulator import Node
 
 from . import messages as m
 from .wiring import arm_timer, sprung

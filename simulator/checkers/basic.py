@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Hashable, Iterable
 
-from ..history import pairs
+from ..workload.history import pairs
 from . import CheckResult
 
 

@@ -37,9 +37,9 @@ from __future__ import annotations
 import time
 from typing import Any, Iterable
 
-from ..history import pairs
-from ..parallel import WORTH_FORKING, available, fork_call
+from ..workload.history import pairs
 from . import UNKNOWN, CheckResult
+from .parallel import WORTH_FORKING, available, fork_call
 
 _INF = float("inf")
 

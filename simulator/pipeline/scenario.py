@@ -29,19 +29,16 @@ import pkgutil
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
-from .checkers import CheckResult
+from ..checkers import CheckResult
+from ..engine.errors import UsageError
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     import numpy as np
 
-    from .kernel import Simulation
-    from .node import ClientNode
-
-
-class UsageError(ValueError):
-    """Bad input from the user: reported as one line, exit status 2."""
+    from ..engine.kernel import Simulation
+    from ..engine.node import ClientNode
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from ..workload.history import write_jsonl
 from .config import RunConfig
-from .history import write_jsonl
 
 FILES = ("manifest.json", "metrics.json", "history.jsonl", "faults.jsonl")
 
@@ -144,7 +144,7 @@ class RunFolder:
             link_latest(self.folder)
 
     def finish(self, outcome, plots: list[str], exit_status: int) -> None:
-        from . import faults as F
+        from .. import faults as F
 
         run = outcome.run
         write_lines(self.folder / "history.jsonl", run.history)

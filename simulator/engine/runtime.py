@@ -29,15 +29,16 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .clock import Clock
 from .dists import Dist
-from .network import _FLUSH_AT
+from .events import FLUSH_AT
 from .storage import Storage
 
 if TYPE_CHECKING:
-    from .kernel import Simulation
     from .node import Node
 
 
 class Host:
+    """One node's machine inside a Simulation (``sim``): CPU, inbox, timers, storage, crash and pause."""
+
     __slots__ = (
         "sim", "_net", "fast", "id", "code", "factory", "node", "up", "paused", "epoch", "started",
         "cores", "busy", "inbox", "inbox_limit", "_service", "_fsync", "_hold",
@@ -45,7 +46,7 @@ class Host:
         "dropped_inbox", "dropped_down", "crash_times",
     )
 
-    def __init__(self, sim: "Simulation", node_id: str, factory: Callable[[], "Node"], *,
+    def __init__(self, sim, node_id: str, factory: Callable[[], "Node"], *,
                  cores: int = 1, service: dict[str, Dist] | Dist | None = None,
                  fsync: Dist | None = None, inbox_limit: int = 10_000, clock: Clock | None = None,
                  is_client: bool = False):
@@ -244,7 +245,7 @@ class Host:
         if sim._trace_file is None:  # Simulation.trace_event("timer", id, name), inlined
             buf = sim._trace
             buf.extend((now, sim._timer_code, 2, self.code, sim.name_code(name)))
-            if len(buf) >= _FLUSH_AT:
+            if len(buf) >= FLUSH_AT:
                 sim._flush()
         else:
             sim.trace_event("timer", self.id, name)

@@ -21,17 +21,17 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import metrics as M
-from . import topology
+from ..checkers import CheckResult, merge_valid
+from ..checkers import metrics as M
+from ..checkers.parallel import WORTH_FORKING, fork_call
+from ..engine import topology
+from ..engine.dists import Dist
+from ..engine.kernel import NS_PER_MS, NS_PER_S, Simulation
+from ..faults import Injector, nemesis_plan
+from ..workload.clients import Workload, rate_profile
 from . import scenario as registry
-from .checkers import CheckResult, merge_valid
 from .config import RunConfig
-from .dists import Dist
-from .faults import Injector, nemesis_plan
-from .kernel import NS_PER_MS, NS_PER_S, Simulation
-from .parallel import WORTH_FORKING, fork_call
 from .scenario import RunData, Setup
-from .workload import Workload, rate_profile
 
 Progress = Callable[[float, float], None]  # (simulated seconds done, simulated seconds planned)
 

@@ -18,8 +18,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Callable
 
+from ..engine.errors import UsageError
 from .config import RUN_OPTIONS, RunConfig
-from .scenario import UsageError
 
 HEADLINE = ("ops_ok", "ops_fail", "ops_info", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "latency_max_ms",
             "latency_mean_ms", "throughput_ops_s", "availability", "recovery_max_s", "checker_seconds", "wall_seconds")

@@ -38,7 +38,8 @@ from simpy.core import StopSimulation
 
 from .clock import Clock
 from .dists import Dist
-from .network import _FLUSH_AT, Network, _Call3
+from .events import FLUSH_AT, Call3
+from .network import Network
 from .rng import Streams
 from .runtime import Host
 
@@ -105,7 +106,7 @@ class Simulation:
 
     def schedule3(self, delay_ns: int, fn, a, b, c) -> None:
         """Call ``fn(a, b, c)`` after ``delay_ns``."""
-        heappush(self._queue, (self.env._now + delay_ns, _NORMAL, next(self._eid), _Call3(fn, a, b, c)))
+        heappush(self._queue, (self.env._now + delay_ns, _NORMAL, next(self._eid), Call3(fn, a, b, c)))
 
     def at(self, time_ns: int, fn, a=None, b=None) -> None:
         """Call ``fn(a, b)`` at absolute time ``time_ns`` (not in the past)."""
@@ -190,7 +191,7 @@ class Simulation:
             self._trace_file.write(json.dumps({"time_ns": self.env._now, "event": kind,
                                                "args": [f if type(f) is int else str(f) for f in fields]}))
             self._trace_file.write("\n")
-        if len(self._trace) >= _FLUSH_AT:
+        if len(self._trace) >= FLUSH_AT:
             self._flush()
 
     def _flush(self) -> None:

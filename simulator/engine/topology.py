@@ -20,7 +20,7 @@ from pathlib import Path
 
 import networkx as nx
 
-from .scenario import UsageError
+from .errors import UsageError
 
 SPEC_HELP = "lan, regions:N[:INTER_MS], leaf-spine:RACKS or graph:FILE.graphml"
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from . import plots as P
+from ..faults import windows
+from ..reports import plots as P
 from .config import RunConfig
-from .faults import windows
 from .results import RunFolder
 from .run import Outcome, Progress, Run, exit_status
 

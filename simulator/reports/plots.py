@@ -15,8 +15,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from . import metrics as M  # noqa: E402
-from .history import pairs  # noqa: E402
+from ..checkers import metrics as M  # noqa: E402
+from ..workload.history import pairs  # noqa: E402
 
 COLORS = {"ok": "#1f77b4", "fail": "#d62728", "info": "#ff7f0e"}
 FAULT_COLORS = ["#999999", "#8c564b", "#9467bd", "#17becf", "#bcbd22", "#e377c2"]

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.ma  # noqa: F401 - np.quantile imports it on first use; load it with us, not mid-run
 
-from .history import pairs
+from ..workload.history import pairs
 
 QUANTILES = {"p50": 50, "p95": 95, "p99": 99, "p999": 99.9}
 

@@ -29,7 +29,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .scenario import Scenario, UsageError
+from ..engine.errors import UsageError
+from .scenario import Scenario
 
 DEFAULTS_HELP = {
     "time_limit_s": "simulated seconds of workload (faults act during it)",
@@ -99,8 +100,8 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 
 def _check_option(name: str, value: Any, scenario: type[Scenario] | None = None) -> Any:
     """Validate one run option."""
-    from .dists import KINDS
-    from .faults import NEMESES
+    from ..engine.dists import KINDS
+    from ..faults import NEMESES
 
     def bad(expected: str):
         return UsageError(f"bad value {value!r} for {name}: expected {expected}")
@@ -114,7 +115,7 @@ def _check_option(name: str, value: Any, scenario: type[Scenario] | None = None)
                 raise UsageError(f"unknown nemesis {item!r}: accepted: {', '.join(accepted)}")
         return tuple(items)
     if name == "rate_profile":
-        from .workload import rate_profile
+        from ..workload.clients import rate_profile
 
         try:
             rate_profile(value, 1.0, 1.0)
@@ -122,7 +123,7 @@ def _check_option(name: str, value: Any, scenario: type[Scenario] | None = None)
             raise UsageError(str(exc)) from None
         return str(value)
     if name == "topology":
-        from .topology import parse
+        from ..engine.topology import parse
 
         parse(value)
         return str(value)
@@ -178,7 +179,7 @@ def build_config(scenario: type[Scenario], *, seed: int, file: dict[str, Any] | 
     if bug is not None and bug not in scenario.bugs:
         accepted = ", ".join(scenario.bugs) or "none (this scenario has no planted bugs)"
         raise UsageError(f"unknown bug {bug!r} for {scenario.name}: accepted: {accepted}")
-    from .faults import validate_plan
+    from ..faults import validate_plan
 
     validate_plan(faults, scenario.fault_verbs)
     return RunConfig(scenario=scenario.name, seed=seed, params=params, bug=bug, faults=faults, trace=trace, **merged)

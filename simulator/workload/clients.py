@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from .node import Operation
-from .rng import Batch
+from ..engine.node import Operation
+from ..engine.rng import Batch
 
 if TYPE_CHECKING:
-    from .kernel import Simulation
+    from ..engine.kernel import Simulation
 
 ENDINGS = ("ok", "fail", "info")
 PROFILE_HELP = "constant, ramp:FROM-TO (ops/s, linear over the run) or burst:EVERY_S:FOR_S:FACTOR"

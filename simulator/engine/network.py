@@ -23,28 +23,13 @@ Nodes not named in a partition (clients, usually) are not cut off by it.
 from __future__ import annotations
 
 from heapq import heappush
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable
 
 import numpy as np
 
 from .dists import Dist
+from .events import FLUSH_AT, Call3
 from .rng import Batch
-
-_FLUSH_AT = 5 * 8192
-
-
-class _Call3:
-    """A scheduled call ``fn(a, b, c)`` (see simulator.kernel: the same event shape)."""
-
-    __slots__ = ("callbacks", "fn", "a", "b", "c")
-    _ok = True
-
-    def __init__(self, fn, a, b, c):
-        self.callbacks = _FIRE3
-        self.fn = fn
-        self.a = a
-        self.b = b
-        self.c = c
 
 
 class _Sender:
@@ -59,18 +44,10 @@ class _Sender:
         self.crash_times: list[int] = []
 
 
-def _fire3(ev: _Call3) -> None:
-    ev.fn(ev.a, ev.b, ev.c)
-
-
-_FIRE3 = (_fire3,)
-
-if TYPE_CHECKING:
-    from .kernel import Simulation
 
 
 class Network:
-    def __init__(self, sim: "Simulation", latency: Dist):
+    def __init__(self, sim, latency: Dist):  # sim: the engine.kernel.Simulation that owns it
         self.sim = sim
         self._env = sim.env
         self._queue = sim.env._queue
@@ -135,7 +112,7 @@ class Network:
             a = sender
             arrive = self._arrive
         # The kernel's schedule3, inlined: this line runs once per message.
-        heappush(self._queue, (self._env._now + hold_ns + delay, 1, next(self._eid), _Call3(arrive, a, dst, msg)))
+        heappush(self._queue, (self._env._now + hold_ns + delay, 1, next(self._eid), Call3(arrive, a, dst, msg)))
         if self.duplicate and self._chance() < self.duplicate:
             self.duplicated += 1
             self.sim.schedule3(hold_ns + self._delay(sender.id, dst, msg), arrive, a, dst, msg)
@@ -200,7 +177,7 @@ class Network:
             buf = self._trace
             buf.extend((self._env._now, self._deliver_code, 3, sender.code, host.code,
                         self._type_codes.get(t) or self._type_code(t)))
-            if len(buf) >= _FLUSH_AT:
+            if len(buf) >= FLUSH_AT:
                 self.sim._flush()
         if host.fast:  # up, not paused, no CPU model: run the handler now
             host._hold = 0

@@ -1,0 +1,66 @@
+"""Fault plans as data: the verbs, their arguments, checking a plan, and fault windows for plots.
+
+An action is a dict: ``{"at_ns": 10_000_000_000, "action": "partition", "groups": [["n1"], ["n2", "n3"]]}``
+plus, for generated ones, ``"nemesis"`` (which generator) and ``"phase"`` (``start``/``stop``).
+A plan is a list of actions sorted by time. The verbs are listed in :mod:`simulator.faults`.
+"""
+
+from __future__ import annotations
+
+from ..engine.errors import UsageError
+
+VERBS: dict[str, tuple[str, ...]] = {
+    "partition": ("groups",), "partition_oneway": ("srcs", "dsts"), "block": ("pairs",),
+    "isolate": ("node",), "heal": (), "slow": ("factor",), "set_loss": ("p",), "set_duplicate": ("p",),
+    "flaky": ("pairs", "p"), "reset_links": (), "crash": ("node",), "restart": ("node",),
+    "pause": ("node",), "resume": ("node",), "clock_bump": ("node", "delta_ms"),
+    "clock_drift": ("node", "ppm"), "clock_strobe": ("node", "delta_ms", "period_ms", "duration_ms"),
+    "clock_reset": ("node",), "final_heal": (),
+}
+
+
+
+def validate_plan(plan: list[dict], extra_verbs: dict[str, tuple[str, ...]] | None = None) -> None:
+    """Check a plan from a TOML file: known verbs, required arguments, a time for each."""
+    verbs = {**VERBS, **(extra_verbs or {})}
+    for i, act in enumerate(plan):
+        if not isinstance(act, dict):
+            raise UsageError(f"fault {i + 1} is not a table: write [[faults]] at_s = ..., action = ...")
+        name = act.get("action")
+        if name not in verbs:
+            raise UsageError(f"unknown fault action {name!r}: accepted: {', '.join(sorted(verbs))}")
+        if "at_s" not in act and "at_ns" not in act:
+            raise UsageError(f"fault {i + 1} ({name}) has no time: give at_s")
+        at = act.get("at_s", act.get("at_ns"))
+        if isinstance(at, bool) or not isinstance(at, (int, float)) or at < 0:
+            raise UsageError(f"bad time {at!r} for fault {i + 1}: expected a number >= 0")
+        for arg in verbs[name]:
+            if arg not in act:
+                raise UsageError(f"fault {i + 1} ({name}) lacks {arg!r}: needs {', '.join(verbs[name])}")
+
+
+def normalise(plan: list[dict]) -> list[dict]:
+    """Times in ns, sorted by time (stably: equal times keep file order)."""
+    out = []
+    for act in plan:
+        act = dict(act)
+        if "at_s" in act:
+            act["at_ns"] = int(round(float(act.pop("at_s")) * 1e9))
+        out.append(act)
+    return sorted(out, key=lambda a: a["at_ns"])
+
+
+def windows(applied: list[dict], end_ns: int) -> list[tuple[int, int, str]]:
+    """(start_ns, stop_ns, label) for every fault that started, for shading plots."""
+    out = []
+    open_: dict[str, tuple[int, str]] = {}
+    for act in applied:
+        label = act.get("nemesis") or act["action"]
+        if act.get("phase") == "start":
+            open_[label] = (act["time_ns"], label)
+        elif act.get("phase") == "stop" and label in open_:
+            t0, lab = open_.pop(label)
+            out.append((t0, act["time_ns"], lab))
+    for t0, lab in open_.values():
+        out.append((t0, end_ns, lab))
+    return sorted(out)
