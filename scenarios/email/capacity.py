@@ -44,7 +44,9 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 
 def draw(summary: list[dict], path: Path, subtitle: str = "") -> str:
-    from simulator import panels
+    from simulator import plots
+
+    panels = plots.panels
 
     xs = np.array([s["workers"] for s in summary], dtype=float)
 

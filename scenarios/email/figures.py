@@ -66,7 +66,9 @@ def _per_second(t_ns: np.ndarray, w: np.ndarray, end_s: int) -> tuple[np.ndarray
 
 
 def draw(run, folder: Path, shade) -> list[str]:
-    from simulator import panels
+    from simulator import plots
+
+    panels = plots.panels
 
     a = analyse(run)
     settings = run.exposed["settings"]
