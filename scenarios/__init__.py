@@ -1,1 +1,1 @@
-"""One package per design; each registers its Scenario with simulator.scenario.register."""
+"""One package per design; each registers its Scenario with simulator.pipeline.scenario.register."""

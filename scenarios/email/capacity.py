@@ -1,6 +1,6 @@
 """The capacity figure: send workers against transactional p99 latency and campaign drain time.
 
-One command runs the grid (workers x seeds) through :func:`simulator.sweep.run_sweep`, writes
+One command runs the grid (workers x seeds) through :func:`simulator.pipeline.sweep.run_sweep`, writes
 ``runs.csv`` and draws ``capacity.png``; ``--from-csv`` redraws from an earlier sweep, including one
 made by ``dsim sweep email --grid workers=...``::
 

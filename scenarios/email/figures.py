@@ -2,7 +2,7 @@
 
 Plots: delivery latency by class (CDF), throughput per provider against its limit, queue depths,
 and retries / deferrals / throttles / duplicates prevented / dead letters over time. Drawing goes
-through :func:`simulator.plots.panels` (matplotlib lives only in simulator.plots).
+through :func:`simulator.reports.plots.panels` (matplotlib lives only in simulator.reports.plots).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The leader timeline: who led each term, drawn under the latency of every operation
-(by :func:`simulator.plots.latency_and_spans`; matplotlib lives only in simulator.plots)."""
+(by :func:`simulator.reports.plots.latency_and_spans`; matplotlib lives only in simulator.reports.plots)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The twopc figures (drawn by :func:`simulator.plots.panels`, the only matplotlib user).
+"""The twopc figures (drawn by :func:`simulator.reports.plots.panels`, the only matplotlib user).
 
 ``twopc-in-doubt.png``   transactions in doubt over time, commits and aborts by cause per second;
                          fault windows shaded (2PC's blocking shows as a plateau that lasts until

@@ -5,7 +5,7 @@ its completion such that the operations, run one after another in that order on 
 register, return what clients were told. Registers on different keys are independent
 (P-compositionality, Horn and Kroening 2015), so each key is searched alone.
 
-Operations, in the history's shape (``simulator.history``)::
+Operations, in the history's shape (``simulator.workload.history``)::
 
     invoke  f="read"   value=(key, None)        ok value=(key, v)       v is what the read saw
     invoke  f="write"  value=(key, v)           ok
@@ -346,7 +346,7 @@ def check_kv(history: Iterable[dict], *, initial: Any = None, budget_s: float = 
 
     With ``parallel`` (and ``WORTH_FORKING`` operations or more, on Linux) the keys are split in
     two halves of about equal size and one half is searched in a forked process
-    (:mod:`simulator.parallel`); ``max_steps`` then bounds each half. The verdict and its message
+    (:mod:`simulator.checkers.parallel`); ``max_steps`` then bounds each half. The verdict and its message
     are the same as a search in one process: the first failing key in key order is reported.
     """
     t0 = time.monotonic()

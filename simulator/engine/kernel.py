@@ -90,7 +90,7 @@ class Simulation:
         self._timer_code = self.code("timer")
         self._hash = hashlib.sha256()
         self._trace_file = trace_file
-        self.workload = None  # set by simulator.workload.Workload
+        self.workload = None  # set by simulator.workload.clients.Workload
         self.faults = None  # set by simulator.faults.Injector
         self.network = Network(self, latency if latency is not None else Dist("exponential", 1.0))
 

@@ -12,7 +12,7 @@ time and never touches global randomness::
             ctx.set_timer("tick", 100)
 
 A handler runs atomically at one instant of simulated time. Everything it does goes through
-``ctx``; the runtime (:mod:`simulator.runtime`) is the concrete context. Its contract:
+``ctx``; the runtime (:mod:`simulator.engine.runtime`) is the concrete context. Its contract:
 
 ``ctx.id``
     this node's id (``"n1"``, ``"c3"``).
@@ -32,7 +32,7 @@ A handler runs atomically at one instant of simulated time. Everything it does g
 ``ctx.rng``
     this node's ``numpy.random.Generator`` (stream ``"node.<id>"``); survives restarts.
 ``ctx.storage``
-    durable key-value storage (:class:`simulator.storage.Storage`): survives crashes; writes with
+    durable key-value storage (:class:`simulator.engine.storage.Storage`): survives crashes; writes with
     ``sync=True`` (the default) cost the host's fsync latency.
 ``ctx.record(kind, **fields)``
     an observation for checkers and metrics (true time is added); protocol code never reads them.
@@ -52,7 +52,7 @@ from typing import Any, NamedTuple, Protocol
 
 
 class Context(Protocol):
-    """What a handler sees. The runtime's Host implements it; tests use ``simulator.testing.FakeContext``."""
+    """What a handler sees. The runtime's Host implements it; tests use ``simulator.engine.testing.FakeContext``."""
 
     id: str
 

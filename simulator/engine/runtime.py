@@ -1,6 +1,6 @@
 """Hosting one node: its inbox and CPU, timers, storage, clock, and crash / restart / pause.
 
-The :class:`Host` *is* the node's :class:`~simulator.node.Context`: handlers call its methods.
+The :class:`Host` *is* the node's :class:`~simulator.engine.node.Context`: handlers call its methods.
 A host holds no simpy process and no per-node event objects while idle: deliveries, service
 completions and timers are kernel callbacks (``Simulation.schedule``), so a million idle nodes cost
 a few hundred bytes each.

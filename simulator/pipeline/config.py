@@ -2,7 +2,7 @@
 
 Precedence, lowest first: these defaults, the scenario's ``defaults``, a ``--config`` TOML file,
 command-line flags. Scenario parameters (``--set key=value`` or the TOML table ``[params]``) are
-validated by the scenario's :class:`~simulator.scenario.Param` list.
+validated by the scenario's :class:`~simulator.pipeline.scenario.Param` list.
 
 A TOML experiment file::
 

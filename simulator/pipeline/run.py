@@ -9,7 +9,7 @@ Phases (simulated time):
    processes; the run ends when they have all ended or ``final_timeout_s`` has passed.
 
 Then the scenario's checkers read a :class:`RunData`, and the metrics are computed from the
-history. Nothing here writes files: :mod:`simulator.results` does, from the :class:`Run`, even
+history. Nothing here writes files: :mod:`simulator.pipeline.results` does, from the :class:`Run`, even
 when the run stopped half-way.
 """
 
@@ -158,7 +158,7 @@ class Run:
             return dict(self.scenario.check(run))
 
         # A long history is checked in a forked child while this process computes the metrics,
-        # figures and digest (simulator.parallel); the results are the same either way.
+        # figures and digest (simulator.checkers.parallel); the results are the same either way.
         wait = fork_call(check) if len(run.history) >= WORTH_FORKING else None
         m = M.summarise(run.history, run.faults, self.main_end_ns)
         figures = self.scenario.figures(run)

@@ -128,7 +128,7 @@ class Setup:
 class RunData:
     """Everything a run leaves for checkers, metrics and plots."""
 
-    cfg: Any  # simulator.config.RunConfig
+    cfg: Any  # simulator.pipeline.config.RunConfig
     history: list[dict]
     records: list[dict]
     faults: list[dict]
