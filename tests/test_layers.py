@@ -9,13 +9,16 @@ every import: at the top, inside functions, and under ``TYPE_CHECKING``).
     1 faults     fault plans, verbs, nemeses, the injector
     2 workload   clients (open and closed loop, timeouts) and the history they leave
     3 checkers   CheckResult, the shared checkers, metrics, checking in a forked child
-    4 reports    plots: pure functions of histories, metrics and fault windows
-    5 pipeline   the scenario contract and registry, config, one run, results folders, sweeps
-    6 cli        the `dsim` command
-    7 simulator  the public surface (simulator/__init__.py): imports from every layer, and no
+    4 kit        components to build designs from (services, load balancers, databases, queues,
+                 rate limiters): Nodes with parameters, and the checkers they bring
+    5 reports    plots: pure functions of histories, metrics and fault windows
+    6 pipeline   the scenario contract and registry, config, one run, results folders, sweeps
+    7 cli        the `dsim` command
+    8 simulator  the public surface (simulator/__init__.py): imports from every layer, and no
                  module inside simulator/ imports it
 
-Designs (scenarios/, examples/) import only the surface and simulator.checkers (tested below).
+Designs (scenarios/, examples/) import only the surface, simulator.checkers and simulator.kit
+(tested below).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import pytest
 import simulator
 
 ROOT = Path(__file__).resolve().parent.parent
-LAYERS = ("engine", "faults", "workload", "checkers", "reports", "pipeline", "cli", "__init__")
+LAYERS = ("engine", "faults", "workload", "checkers", "kit", "reports", "pipeline", "cli", "__init__")
 
 
 def module_name(path: Path, root: Path) -> str:
@@ -165,7 +168,7 @@ def test_a_type_checking_cycle_is_caught(tmp_path):
 def test_a_module_outside_the_layers_is_caught(tmp_path):
     """A module dropped at the top of simulator/ belongs to no layer and is reported."""
     root = _tree(tmp_path, {"__init__.py": "", "helpers.py": "x = 1\n"})
-    assert violations(root) == ["simulator/helpers.py: not in a layer (engine, faults, workload, checkers, reports, pipeline, cli)"]
+    assert violations(root) == ["simulator/helpers.py: not in a layer (engine, faults, workload, checkers, kit, reports, pipeline, cli)"]
 
 
 DESIGN_FILES = sorted(p for d in ("scenarios", "examples") if (ROOT / d).is_dir() for p in (ROOT / d).rglob("*.py"))
@@ -173,17 +176,17 @@ DESIGN_FILES = sorted(p for d in ("scenarios", "examples") if (ROOT / d).is_dir(
 
 @pytest.mark.parametrize("path", DESIGN_FILES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_designs_import_only_the_public_surface(path):
-    """A design imports simulator only through its public surface (and simulator.checkers), and each name exists there."""
+    """A design imports simulator only through its public surface (and simulator.checkers, simulator.kit), and each name exists there."""
     bad = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "simulator":
             if node.module == "simulator":
                 bad += [f"line {node.lineno}: {a.name} is not in simulator.__all__" for a in node.names if a.name not in simulator.__all__]
-            elif not (node.module == "simulator.checkers" or node.module.startswith("simulator.checkers.")):
+            elif node.module.split(".")[1] not in ("checkers", "kit"):
                 bad.append(f"line {node.lineno}: from {node.module} import ...")
         elif isinstance(node, ast.Import):
             bad += [f"line {node.lineno}: import {a.name}" for a in node.names
-                    if a.name.startswith("simulator.") and not a.name.startswith("simulator.checkers")]
+                    if a.name.startswith("simulator.") and a.name.split(".")[1] not in ("checkers", "kit")]
     assert bad == []
 
 
