@@ -1,7 +1,7 @@
 """Designs shipped as packages: an installed distribution's `dsim.scenarios` entry point adds its scenario.
 
-The test builds a tiny package (the ping design, renamed ping2, and an entry point that fails to
-import), installs it with pip into a temporary virtual environment that sees this one's packages,
+The test builds a tiny package (the ping design, renamed ping2, an entry point that fails to
+import and one that registers nothing), installs it with pip into a temporary virtual environment that sees this one's packages,
 and runs `dsim` there. The package carries a build backend of a few lines of its own, so the
 install needs neither the network nor the `wheel` package.
 """
@@ -31,6 +31,7 @@ version = "0.1"
 [project.entry-points."dsim.scenarios"]
 ping2 = "dsim_ping_demo.design"
 broken = "dsim_ping_demo.broken"
+empty = "dsim_ping_demo"
 """
 
 # A PEP 517 backend that wheels the package folder named like the project; enough for pip install.
@@ -92,13 +93,15 @@ def dsim(venv: Path, *args, cwd):
 
 
 def test_list_shows_the_package_design_with_its_distribution_and_the_failed_one(venv, tmp_path):
-    """`dsim list` shows ping2 (from dsim-ping-demo 0.1), the broken entry point in one line, and every shipped design."""
+    """`dsim list` shows ping2 (from dsim-ping-demo 0.1), the broken and empty entry points in one line each, and every
+    shipped design."""
     res = dsim(venv, "list", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
     ping2 = [line for line in lines if line.split()[0] == "ping2"]
     assert len(ping2) == 1 and "(from dsim-ping-demo 0.1) clients ping one server" in ping2[0]
     assert "broken: failed to load: ModuleNotFoundError: No module named 'a_module_nobody_installed'" in lines
+    assert "empty: failed to load: LookupError: dsim_ping_demo registers no scenario" in lines
     assert {line.split()[0] for line in lines} >= {"queue", "raft", "twopc", "email", "ping2"}
 
 

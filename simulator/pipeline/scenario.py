@@ -23,6 +23,7 @@ Data flows one way: ``build`` wires nodes, the run produces a :class:`RunData`, 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -229,7 +230,9 @@ def _importing(fn: Callable[[], Any]) -> list[type[Scenario]]:
 
 def _described(name: str) -> str:
     where = _ORIGIN.get(name, SHIPPED)
-    return "a design dsim ships" if where == SHIPPED else where if os.path.isabs(where) else f"package {where}"
+    if where == SHIPPED:
+        return "a design dsim ships"
+    return where if os.path.isabs(where) else f"package {where}"
 
 
 def _file(found: list[type[Scenario]], origin: str) -> None:
@@ -254,7 +257,7 @@ def _load_all() -> None:
     for mod in sorted(pkgutil.iter_modules(scenarios.__path__), key=lambda m: m.name):
         if mod.ispkg:
             try:
-                _file(_importing(lambda: importlib.import_module(f"{SHIPPED}.{mod.name}")), SHIPPED)
+                _file(_importing(functools.partial(importlib.import_module, f"{SHIPPED}.{mod.name}")), SHIPPED)
             except Exception as exc:  # noqa: BLE001 - one broken design must not hide the others
                 _FAILED[mod.name] = _one_line(exc)
     from importlib.metadata import entry_points
@@ -263,7 +266,11 @@ def _load_all() -> None:
         dist = getattr(ep, "dist", None)
         origin = f"{dist.name} {dist.version}" if dist is not None else ep.value
         try:
-            found = _importing(lambda: ep.load())
+            found = _importing(ep.load)
+            if not found:  # imported before (so registered then): claim what its module defines
+                found = [c for c in _REGISTRY.values() if c.__module__ == ep.module or c.__module__.startswith(ep.module + ".")]
+            if not found:
+                raise LookupError(f"{ep.value} registers no scenario")
             _file(found, origin)
         except Exception as exc:  # noqa: BLE001
             _FAILED[ep.name] = _one_line(exc)
@@ -292,7 +299,7 @@ def get(name: str) -> type[Scenario]:
     if name not in _REGISTRY:
         if name in _FAILED:
             raise UsageError(f"scenario {name!r} failed to load: {_FAILED[name]}")
-        raise UsageError(f"unknown scenario {name!r}: accepted: {', '.join(sorted(_REGISTRY))}")
+        raise UsageError(f"unknown scenario {name!r}: accepted: {', '.join(sorted(_REGISTRY))} or a design file (./NAME.py)")
     return _REGISTRY[name]
 
 
