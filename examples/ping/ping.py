@@ -71,8 +71,8 @@ class PingDesign(Scenario):
 
     def check(self, run) -> dict[str, CheckResult]:
         wrong = [(i["value"], c["value"]) for i, c in pairs(run.history) if c and c["type"] == "ok" and c["value"] != i["value"]]
-        right = CheckResult(not wrong, f"{len(wrong)} pongs carried a wrong number (first: sent %d, got %d)" % wrong[0]
-                            if wrong else "", {"wrong": len(wrong)})
+        said = f"{len(wrong)} pongs carried a wrong number (first: sent {wrong[0][0]}, got {wrong[0][1]})" if wrong else ""
+        right = CheckResult(not wrong, said, {"wrong": len(wrong)})
         if run.cfg.nemesis or run.cfg.faults:  # under faults a lost ping is expected, not a bug
             return {"all-answered": CheckResult(True, "", {"skipped": "faults were injected"}), "right-seq": right}
         return {"all-answered": availability(run.history, 1.0), "right-seq": right}
