@@ -103,7 +103,7 @@ def _collect_options(kw) -> dict:
 
 
 def _make_config(name, seed_raw, kw, file=None) -> RunConfig:
-    scen = registry.get(name)
+    scen = registry.resolve(name)
     if file is None and kw.get("config_file"):
         file = load_toml(kw["config_file"])
     if seed_raw is not None:
@@ -212,16 +212,20 @@ def cli():
 
 @cli.command("list")
 def list_cmd():
-    """The scenarios dsim ships."""
+    """The scenarios dsim ships and those installed packages add (entry points `dsim.scenarios`)."""
     for name in registry.names():
-        click.echo(f"{name:12s} {registry.get(name).summary}")
+        origin = registry.origin(name)
+        came = "" if origin == registry.SHIPPED else f"(from {origin}) "
+        click.echo(f"{name:12s} {came}{registry.get(name).summary}")
+    for name, error in registry.failures().items():
+        click.echo(f"{name}: failed to load: {error}")
 
 
 @cli.command()
 @click.argument("scenario")
 def describe(scenario):
-    """Parameters (with defaults and units), planted bugs, checkers and nemeses of SCENARIO."""
-    scen = registry.get(scenario)
+    """Parameters (with defaults and units), planted bugs, checkers and nemeses of SCENARIO (a name or ./design.py)."""
+    scen = registry.resolve(scenario)
     click.echo(f"{scen.name}: {scen.summary}\n")
     doc = (sys.modules[scen.__module__].__doc__ or "").strip()
     if doc:
@@ -259,7 +263,7 @@ def describe(scenario):
 @click.option("--out", type=click.Path(file_okay=False), help="Results folder (default results/SCENARIO/TIME-sSEED).")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 def run(scenario, seed, out, no_plots, **kw):
-    """Run SCENARIO once and write its results folder."""
+    """Run SCENARIO (a name, or a design file ./mydesign.py) once and write its results folder."""
     from .pipeline.results import new_folder
     from .pipeline.runner import run_to_folder
 
@@ -267,7 +271,7 @@ def run(scenario, seed, out, no_plots, **kw):
     if out is not None and Path(out).exists() and any(Path(out).iterdir()):
         _fail(f"bad value {out!r} for --out: the folder exists and is not empty")
     folder = new_folder(cfg, out)
-    progress = Progress(f"{scenario} seed {cfg.seed}")
+    progress = Progress(f"{cfg.scenario} seed {cfg.seed}")
     try:
         outcome, status, _ = run_to_folder(cfg, folder, plots=not no_plots, progress=progress, link_latest=out is None)
     except KeyboardInterrupt:
@@ -297,6 +301,7 @@ def replay(run_dir):
     if not man.get("digest"):
         _fail(f"{run_dir!r} has no digest (its run is {man.get('status', 'unknown')}): nothing to compare")
     cfg = RunConfig.from_dict(man["config"])
+    registry.for_config(cfg)  # loads a design file again, refusing one that changed or is gone
     t0 = time.perf_counter()
     progress = Progress(f"replay {cfg.scenario} seed {cfg.seed}")
     out = execute(cfg, progress=progress)
@@ -391,7 +396,7 @@ Examples:
 @click.option("--out", type=click.Path(file_okay=False), help="Sweep folder (default results/SCENARIO/sweep-TIME).")
 @click.option("--plots/--no-plots", "run_plots", default=False, show_default=True, help="Draw each run's plots too.")
 def sweep(scenario, seeds, grid, jobs, out, run_plots, **kw):
-    """Run SCENARIO for every seed and grid point; write runs.csv and summary.png."""
+    """Run SCENARIO (a name or ./design.py) for every seed and grid point; write runs.csv and summary.png."""
     from .pipeline.results import utc_now, write_json
     from .pipeline.sweep import combinations, parse_grid, parse_seeds, run_sweep, split_point, write_csv
     from .reports import plots as P
@@ -402,6 +407,8 @@ def sweep(scenario, seeds, grid, jobs, out, run_plots, **kw):
             raise ValueError
     except ValueError:
         _fail(f"bad value {jobs!r} for --jobs: expected an integer >= 1")
+    scen = registry.resolve(scenario)
+    scenario = scen.name  # a design file's path names it no further (results/NAME/, labels)
     seed_list = parse_seeds(seeds)
     points = combinations(parse_grid(grid))
     file = load_toml(kw["config_file"]) if kw.get("config_file") else None
@@ -412,7 +419,7 @@ def sweep(scenario, seeds, grid, jobs, out, run_plots, **kw):
         merged = {k: v for k, v in base_opts.items() if v is not None}
         merged.update(options)
         for seed in seed_list:
-            cfg = build_config(registry.get(scenario), seed=seed, file=dict(file) if file else None, options=merged,
+            cfg = build_config(scen, seed=seed, file=dict(file) if file else None, options=merged,
                                sets={**parse_sets(kw.get("sets", ())), **params}, bug=kw.get("bug"),
                                trace=bool(kw.get("trace")))
             configs.append((cfg, point))

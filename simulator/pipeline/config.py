@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.errors import UsageError
-from .scenario import Scenario
+from .scenario import Scenario, design_file
 
 DEFAULTS_HELP = {
     "time_limit_s": "simulated seconds of workload (faults act during it)",
@@ -70,10 +70,16 @@ class RunConfig:
     bug: str | None = None
     faults: list[dict] = field(default_factory=list)
     trace: bool = False
+    # A design loaded from a file (``dsim run ./mydesign.py``): its absolute path and sha256, so that
+    # replays and sweep workers load the same file and can tell when it has changed.
+    design_path: str | None = None
+    design_sha256: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["nemesis"] = list(self.nemesis)
+        if self.design_path is None:  # a shipped design's config stays as it was
+            del d["design_path"], d["design_sha256"]
         return d
 
     @classmethod
@@ -85,7 +91,8 @@ class RunConfig:
         return cls(**d)
 
 
-RUN_OPTIONS = [f.name for f in fields(RunConfig) if f.name not in ("scenario", "params", "faults", "bug", "trace", "seed")]
+RUN_OPTIONS = [f.name for f in fields(RunConfig)
+               if f.name not in ("scenario", "params", "faults", "bug", "trace", "seed", "design_path", "design_sha256")]
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
@@ -182,4 +189,6 @@ def build_config(scenario: type[Scenario], *, seed: int, file: dict[str, Any] | 
     from ..faults import validate_plan
 
     validate_plan(faults, scenario.fault_verbs)
-    return RunConfig(scenario=scenario.name, seed=seed, params=params, bug=bug, faults=faults, trace=trace, **merged)
+    design_path, design_sha256 = design_file(scenario) or (None, None)
+    return RunConfig(scenario=scenario.name, seed=seed, params=params, bug=bug, faults=faults, trace=trace,
+                     design_path=design_path, design_sha256=design_sha256, **merged)

@@ -96,6 +96,7 @@ def new_folder(cfg: RunConfig, out: str | Path | None, base: str | Path = "resul
 
 
 def manifest(cfg: RunConfig, status: str, started: str, **extra: Any) -> dict[str, Any]:
+    design = {"design_path": cfg.design_path, "design_sha256": cfg.design_sha256} if cfg.design_path else {}
     return {
         "scenario": cfg.scenario,
         "seed": cfg.seed,
@@ -107,6 +108,7 @@ def manifest(cfg: RunConfig, status: str, started: str, **extra: Any) -> dict[st
         "command": " ".join(sys.argv),
         "started_utc": started,
         "status": status,
+        **design,
         **extra,
     }
 

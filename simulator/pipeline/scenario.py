@@ -23,18 +23,22 @@ Data flows one way: ``build`` wires nodes, the run produces a :class:`RunData`, 
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib
+import importlib.util
 import math
+import os
 import pkgutil
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from ..checkers import CheckResult
 from ..engine.errors import UsageError
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     import numpy as np
 
     from ..engine.kernel import Simulation
@@ -182,28 +186,94 @@ class Scenario:
 
 
 _REGISTRY: dict[str, type[Scenario]] = {}
+_ORIGIN: dict[str, str] = {}  # name -> where it came from: "scenarios", "DIST VERSION" or a design file's path
+_FAILED: dict[str, str] = {}  # a design or entry point that did not import -> "ExcType: message"
+_DESIGNS: dict[str, tuple[str, str]] = {}  # name -> (absolute path, sha256) of a design loaded from a file
+_BY_PATH: dict[str, tuple[str, type[Scenario]]] = {}  # absolute path -> (sha256, its scenario), loaded already
 _LOADED = False
+_capture: list[type[Scenario]] | None = None  # set while a design file or entry point imports
+SHIPPED = "scenarios"
+ENTRY_POINT_GROUP = "dsim.scenarios"
 
 
 def register(cls: type[Scenario]) -> type[Scenario]:
     if not cls.name:
         raise ValueError(f"{cls.__name__} has no name")
+    if _capture is not None:  # the loader checks the name and files it once the import has finished
+        _capture.append(cls)
+        return cls
     if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
         raise ValueError(f"scenario name {cls.name!r} registered twice")
     _REGISTRY[cls.name] = cls
+    _ORIGIN.setdefault(cls.name, SHIPPED if cls.__module__.split(".")[0] == SHIPPED else cls.__module__)
     return cls
 
 
+def _one_line(exc: BaseException) -> str:
+    """``ExcType: message`` on one line, the way ``dsim`` reports a design that does not load."""
+    if isinstance(exc, SyntaxError):
+        return f"{type(exc).__name__}: {exc.msg} (line {exc.lineno})"
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _importing(fn: Callable[[], Any]) -> list[type[Scenario]]:
+    """Run ``fn`` (an import) and return the scenarios it registered, without filing them yet."""
+    global _capture
+    outer, _capture = _capture, []
+    try:
+        fn()
+        return _capture
+    finally:
+        _capture = outer
+
+
+def _described(name: str) -> str:
+    where = _ORIGIN.get(name, SHIPPED)
+    if where == SHIPPED:
+        return "a design dsim ships"
+    return where if os.path.isabs(where) else f"package {where}"
+
+
+def _file(found: list[type[Scenario]], origin: str) -> None:
+    """File the scenarios one shipped package or entry point registered; a taken name is an error."""
+    for cls in found:
+        if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+            raise ValueError(f"scenario name {cls.name!r} is taken (by {_described(cls.name)})")
+    for cls in found:
+        _REGISTRY[cls.name] = cls
+        _ORIGIN[cls.name] = origin
+
+
 def _load_all() -> None:
+    """Import the shipped designs, then the installed packages' entry points; a design that does
+    not import is noted in ``failures()`` and the others still load."""
     global _LOADED
     if _LOADED:
         return
+    _LOADED = True
     import scenarios
 
     for mod in sorted(pkgutil.iter_modules(scenarios.__path__), key=lambda m: m.name):
         if mod.ispkg:
-            importlib.import_module(f"scenarios.{mod.name}")
-    _LOADED = True
+            try:
+                _file(_importing(functools.partial(importlib.import_module, f"{SHIPPED}.{mod.name}")), SHIPPED)
+            except Exception as exc:  # noqa: BLE001 - one broken design must not hide the others
+                _FAILED[mod.name] = _one_line(exc)
+    from importlib.metadata import entry_points
+
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        dist = getattr(ep, "dist", None)
+        origin = f"{dist.name} {dist.version}" if dist is not None else ep.value
+        try:
+            found = _importing(ep.load)
+            if not found:  # imported before (so registered then): claim what its module defines
+                found = [c for c in _REGISTRY.values() if c.__module__ == ep.module or c.__module__.startswith(ep.module + ".")]
+            if not found:
+                raise LookupError(f"{ep.value} registers no scenario")
+            _file(found, origin)
+        except Exception as exc:  # noqa: BLE001
+            _FAILED[ep.name] = _one_line(exc)
 
 
 def names() -> list[str]:
@@ -211,8 +281,107 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def origin(name: str) -> str:
+    """Where scenario ``name`` came from: ``scenarios`` (shipped), ``DIST VERSION`` (an installed
+    package's entry point) or the absolute path of a design file."""
+    _load_all()
+    return _ORIGIN.get(name, SHIPPED)
+
+
+def failures() -> dict[str, str]:
+    """Designs and entry points that failed to import: name -> ``ExcType: message``."""
+    _load_all()
+    return dict(_FAILED)
+
+
 def get(name: str) -> type[Scenario]:
     _load_all()
     if name not in _REGISTRY:
-        raise UsageError(f"unknown scenario {name!r}: accepted: {', '.join(sorted(_REGISTRY))}")
+        if name in _FAILED:
+            raise UsageError(f"scenario {name!r} failed to load: {_FAILED[name]}")
+        raise UsageError(f"unknown scenario {name!r}: accepted: {', '.join(sorted(_REGISTRY))} or a design file (./NAME.py)")
     return _REGISTRY[name]
+
+
+def is_design_path(arg: str) -> bool:
+    """Whether a scenario argument names a design file (``./mydesign.py``) rather than a scenario."""
+    return str(arg).endswith(".py")
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def resolve(arg: str) -> type[Scenario]:
+    """A scenario argument of the command line: a registered name or the path of a design file."""
+    return load_design(arg) if is_design_path(arg) else get(arg)
+
+
+def load_design(path: str | os.PathLike, expect_sha256: str | None = None) -> type[Scenario]:
+    """Import the design file ``path`` and return the one scenario it registers.
+
+    The file is compiled from the very bytes whose sha256 is recorded (and, given
+    ``expect_sha256``, checked), under a module name made from its path and content, so it cannot
+    collide with any other module; no ``__pycache__`` is written beside it. Loading the same file
+    twice is a no-op. Every failure is a one-line :class:`UsageError` naming the file.
+    """
+    _load_all()
+    shown = str(path)
+    absolute = os.path.abspath(path)
+    try:
+        data = Path(absolute).read_bytes()
+    except FileNotFoundError:
+        if expect_sha256 is not None:
+            raise UsageError(f"design file {absolute} of this run is gone") from None
+        raise UsageError(f"cannot load design {shown}: FileNotFoundError: no such file") from None
+    except OSError as exc:
+        raise UsageError(f"cannot load design {shown}: {_one_line(exc)}") from None
+    sha = hashlib.sha256(data).hexdigest()
+    if expect_sha256 is not None and sha != expect_sha256:
+        raise UsageError(f"design file {absolute} changed since the run (sha256 {expect_sha256[:12]} -> {sha[:12]})")
+    if absolute in _BY_PATH and _BY_PATH[absolute][0] == sha:
+        return _BY_PATH[absolute][1]
+    modname = f"_dsim_design_{hashlib.sha256(absolute.encode()).hexdigest()[:12]}_{sha[:12]}"
+    spec = importlib.util.spec_from_file_location(modname, absolute)
+    module = importlib.util.module_from_spec(spec)
+
+    def run_file() -> None:
+        code = compile(data, absolute, "exec", dont_inherit=True)
+        sys.modules[modname] = module  # dataclasses and `dsim describe` look the module up by name
+        exec(code, module.__dict__)  # noqa: S102 - running the user's design is the point
+
+    try:
+        found = _importing(run_file)
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - any failure of the user's file is one line
+        sys.modules.pop(modname, None)
+        raise UsageError(f"cannot load design {shown}: {_one_line(exc)}") from None
+    if len(found) != 1:
+        sys.modules.pop(modname, None)
+        said = "no scenario" if not found else f"{len(found)} scenarios ({', '.join(c.name for c in found)})"
+        raise UsageError(f"cannot load design {shown}: it registers {said}; a design file must @register exactly one Scenario")
+    cls = found[0]
+    taken = _REGISTRY.get(cls.name)
+    if taken is not None and cls.name not in _DESIGNS:
+        raise UsageError(f"cannot load design {shown}: its scenario name {cls.name!r} is taken "
+                         f"(by {_described(cls.name)}); rename it")
+    # Another design file of the same name (or this one, edited) gives way: the file asked for wins.
+    _REGISTRY[cls.name] = cls
+    _ORIGIN[cls.name] = absolute
+    _DESIGNS[cls.name] = (absolute, sha)
+    _BY_PATH[absolute] = (sha, cls)
+    return cls
+
+
+def design_file(scenario: type[Scenario]) -> tuple[str, str] | None:
+    """(absolute path, sha256) of the design file ``scenario`` was loaded from, or None."""
+    found = _DESIGNS.get(scenario.name)
+    if found is None or _REGISTRY.get(scenario.name) is not scenario:
+        return None
+    return found
+
+
+def for_config(cfg: Any) -> type[Scenario]:
+    """The scenario of a run configuration, loading (and checking) its design file if it has one."""
+    if getattr(cfg, "design_path", None):
+        return load_design(cfg.design_path, expect_sha256=cfg.design_sha256)
+    return get(cfg.scenario)

@@ -123,6 +123,10 @@ def run_one(cfg_dict: dict, point: dict[str, str], folder: str, plots: bool) -> 
 
     cfg = RunConfig.from_dict(cfg_dict)
     try:
+        if cfg.design_path:  # a worker that did not inherit the registry (spawn) loads the design file itself
+            from .scenario import load_design
+
+            load_design(cfg.design_path, expect_sha256=cfg.design_sha256)
         outcome, status, wall = run_to_folder(cfg, Path(folder), plots=plots, progress=None)
         return row_for(cfg, point, outcome.metrics, {"wall_seconds": round(wall, 3), "digest": outcome.digest,
                                                      "folder": folder, "exit_status": status})
