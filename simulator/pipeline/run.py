@@ -70,7 +70,7 @@ class Run:
 
     def __init__(self, cfg: RunConfig, trace_file=None):
         self.cfg = cfg
-        self.scenario = registry.get(cfg.scenario)()
+        self.scenario = registry.for_config(cfg)()
         self.trace_file = trace_file
         self.sim: Simulation | None = None
         self.workload: Workload | None = None
