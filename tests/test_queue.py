@@ -76,7 +76,7 @@ def test_defaults_are_valid():
     """The default queue run is valid and answers every request."""
     out = run_queue(seed=7)
     assert out.valid is True
-    assert out.metrics["ops"]["info"] == 0 and out.metrics["ops"]["ok"] > 2500
+    assert out.metrics["ops"]["info"] == 0 and out.metrics["ops"]["lost"] == 0 and out.metrics["ops"]["ok"] > 2500
 
 
 def test_double_serve_bug_is_caught_by_exactly_once():
@@ -88,11 +88,14 @@ def test_double_serve_bug_is_caught_by_exactly_once():
 
 
 def test_lose_requests_bug_is_caught_by_availability():
-    """The lose-requests bug drops availability below the floor and says so."""
-    out = run_queue(seed=1, bug="lose-requests", options={"op_timeout_ms": 500.0})
+    """At the defaults (a 60 s timeout in a 60 s run, so dropped requests never end) the lose-requests
+    bug drops availability below the floor: the requests that never ended count as lost."""
+    out = run_queue(seed=1, bug="lose-requests")
     assert out.valid is False
-    assert out.checks["availability"].valid is False
-    assert "floor" in out.checks["availability"].message
+    chk = out.checks["availability"]
+    assert chk.valid is False and "floor" in chk.message and "lost" in chk.message
+    assert chk.details["lost"] > 0 and out.metrics["ops"]["lost"] == chk.details["lost"]
+    assert out.metrics["availability"] == chk.details["availability"]
 
 
 def test_crash_nemesis_keeps_exactly_once_valid():
@@ -102,3 +105,14 @@ def test_crash_nemesis_keeps_exactly_once_valid():
     assert out.metrics["ops"]["info"] > 0
     assert out.checks["exactly-once"].valid is True
     assert any(f["action"] == "crash" for f in out.run.faults)
+
+
+def test_run_summary_shows_lost_operations(tmp_path, capsys):
+    """dsim run's summary line counts the lost operations when there are any, and exits 1."""
+    from simulator.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "queue", "--bug", "lose-requests", "--seed", "1", "--no-plots", "--out", str(tmp_path / "r")])
+    assert exc.value.code == 1
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.strip().startswith("operations"))
+    assert " lost" in line and "never ended" in line

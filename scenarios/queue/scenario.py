@@ -104,7 +104,7 @@ class Queue(Scenario):
         if run.cfg.nemesis or run.cfg.faults:
             checks["availability"] = CheckResult(True, "", {"skipped": "faults were injected"})
         else:
-            checks["availability"] = availability(run.history, floor)
+            checks["availability"] = availability(run.history, floor, until_ns=run.heal_ns)
         return checks
 
     @staticmethod
