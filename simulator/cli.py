@@ -236,9 +236,10 @@ def describe(scenario):
         val = scen.defaults.get(key, getattr(base, key))
         mark = "*" if key in scen.defaults else " "
         click.echo(f"  {key:22s}{mark} {val!r:14s} {DEFAULTS_HELP.get(key, '')}")
-    click.echo("\nPlanted bugs (--bug NAME):")
+    click.echo("\nPlanted bugs (--bug NAME), each with a run that exposes it (exits 1):")
+    commands = registry.bug_commands(scen)
     for k, v in scen.bugs.items():
-        click.echo(f"  {k:24s} {v}")
+        click.echo(f"  {k:24s} {v}   exposed by: {registry.bug_command_line(commands[k])}")
     if not scen.bugs:
         click.echo("  (none)")
     click.echo("\nCheckers:")

@@ -107,6 +107,12 @@ class Email(Scenario):
         "no-backoff": "failed sends are retried at once from the worker, outside the rate limiter (retry storms)",
         "fifo-only": "no priority: transactional mail waits in line behind campaign batches",
     }
+    # A run at the defaults that each bug breaks (the same runs without the bug are valid).
+    exposes = {
+        "ack-before-send": "--bug ack-before-send --seed 1 --nemesis crash",
+        "no-idempotency": "--bug no-idempotency --seed 1 --nemesis crash",
+        "no-backoff": "--bug no-backoff --seed 1 --nemesis provider-outage",
+    }
     checkers = {
         "nothing-lost": "every accepted email ends delivered, bounced, suppressed, dead-lettered or still queued; names the lost",
         "no-duplicates": "no recipient of a job is delivered more than once by a provider",
