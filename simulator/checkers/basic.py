@@ -17,7 +17,11 @@ def _few(items: list, n: int = 5) -> str:
 def exactly_once(expected: Iterable[Hashable], delivered: Iterable[Hashable],
                  may_be_missing: Iterable[Hashable] = ()) -> CheckResult:
     """Every expected item delivered exactly once; items in ``may_be_missing`` (their fate unknown,
-    e.g. timed-out requests) may be absent but never duplicated; nothing unexpected delivered."""
+    e.g. timed-out requests) may be absent but never duplicated; nothing unexpected delivered.
+
+    An operation that never ended has an unknown fate too: put it in ``may_be_missing`` (left out of
+    both lists, a delivery of it reads as "delivered but never sent"). That it never ended is
+    :func:`availability`'s business, which counts it as lost."""
     expected = list(expected)
     counts = Counter(delivered)
     excused = set(may_be_missing)
@@ -38,7 +42,11 @@ def exactly_once(expected: Iterable[Hashable], delivered: Iterable[Hashable],
 
 
 def set_complete(added: Iterable[Hashable], final_read: Iterable[Hashable], uncertain: Iterable[Hashable] = ()) -> CheckResult:
-    """Every acknowledged addition appears in the final read; nothing appears that was never added."""
+    """Every acknowledged addition appears in the final read; nothing appears that was never added.
+
+    Additions that ended info or never ended belong in ``uncertain``. The final read must be one
+    that ended ok: for a final read that failed or never ended there is nothing to compare, and
+    passing an empty read would report every addition lost."""
     added = list(added)
     final = set(final_read)
     uncertain = set(uncertain)
