@@ -72,7 +72,8 @@ class Queue(Scenario):
     }
     checkers = {
         "exactly-once": "every answered request was served once, none twice, none unasked",
-        "availability": "at least availability_floor of requests succeed (skipped under a nemesis)",
+        "availability": "at least availability_floor of requests succeed; one never answered counts as failed "
+                        "(skipped under a nemesis)",
     }
     nemeses = ("crash", "pause", "slow-link", "flaky-link")
     defaults = {"rate": 50.0, "node_count": 1, "time_limit_s": 60.0, "op_timeout_ms": 60_000.0,
