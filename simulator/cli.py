@@ -174,8 +174,9 @@ def print_summary(man: dict, met: dict, folder: str | None) -> None:
     click.echo(f"{man['scenario']} seed {man['seed']}" + (f", bug {man['bug']}" if man.get("bug") else "")
                + (f", nemesis {','.join(cfg.get('nemesis') or [])}" if cfg.get("nemesis") else "")
                + f": {_fmt(man.get('end_time_s'))} simulated s in {_fmt(man.get('wall_seconds'))} s wall")
-    click.echo(f"  operations  {ops.get('ok', 0)} ok, {ops.get('fail', 0)} fail, {ops.get('info', 0)} info "
-               f"(availability {_fmt(met.get('availability'))})")
+    lost, why = (f", {ops['lost']} lost", "; lost: never ended") if ops.get("lost") else ("", "")
+    click.echo(f"  operations  {ops.get('ok', 0)} ok, {ops.get('fail', 0)} fail, {ops.get('info', 0)} info{lost} "
+               f"(availability {_fmt(met.get('availability'))}{why})")
     click.echo(f"  latency ms  p50 {_fmt(lat.get('p50'))}  p95 {_fmt(lat.get('p95'))}  p99 {_fmt(lat.get('p99'))}  "
                f"p99.9 {_fmt(lat.get('p999'))}  max {_fmt(lat.get('max'))}  mean {_fmt(lat.get('mean'))}")
     click.echo(f"  throughput  {_fmt(met.get('throughput_ops_s'))} ok ops/s")
@@ -239,9 +240,10 @@ def describe(scenario):
         val = scen.defaults.get(key, getattr(base, key))
         mark = "*" if key in scen.defaults else " "
         click.echo(f"  {key:22s}{mark} {val!r:14s} {DEFAULTS_HELP.get(key, '')}")
-    click.echo("\nPlanted bugs (--bug NAME):")
+    click.echo("\nPlanted bugs (--bug NAME), each with a run that exposes it (exits 1):")
+    commands = registry.bug_commands(scen, scenario if registry.is_design_path(scenario) else None)
     for k, v in scen.bugs.items():
-        click.echo(f"  {k:24s} {v}")
+        click.echo(f"  {k:24s} {v}\n  {'':24s} exposed by: {registry.bug_command_line(commands[k])}")
     if not scen.bugs:
         click.echo("  (none)")
     click.echo("\nCheckers:")

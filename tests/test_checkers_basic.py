@@ -141,20 +141,35 @@ def test_availability_below_and_above_the_floor():
     assert "75.00% of 4 operations" in below.message and "90.00%" in below.message
 
 
-def test_availability_counts_info_as_not_ok_and_ignores_unended():
-    """info endings count against availability; operations that never ended are left out."""
-    r = availability(hist(["ok", "info", None]), 0.0)
-    assert r.details["availability"] == 0.5 and r.details["ended"] == 2
+def test_availability_counts_info_and_lost_as_not_ok():
+    """info endings and operations that never ended (lost) both count against availability, and the
+    message says how many were lost."""
+    r = availability(hist(["ok", "info", None, "ok"]), 0.9)
+    assert r.valid is False
+    assert r.details["availability"] == 0.5 and r.details["ended"] == 3 and r.details["lost"] == 1
+    assert r.details["operations"] == 4
+    assert "1 lost: never ended" in r.message
+
+
+def test_a_lost_operation_alone_breaks_a_full_floor():
+    """A history where every ended operation is ok but one never ended is below a 100% floor."""
+    assert availability(hist(["ok", "ok", None]), 1.0).valid is False
+    assert availability(hist(["ok", "ok"]), 1.0).valid is True
 
 
 def test_availability_until_limits_to_early_invokes():
-    """With until_ns only operations invoked before it count."""
+    """With until_ns only operations invoked before it count, lost ones included."""
     h = hist(["ok", "fail", "fail"])
     assert availability(h, 1.0, until_ns=10 * MS).valid is True
     assert availability(h, 1.0, until_ns=11 * MS).valid is False
+    late_lost = hist(["ok", None])
+    assert availability(late_lost, 1.0, until_ns=10 * MS).valid is True
+    assert availability(late_lost, 1.0).valid is False
 
 
-def test_availability_with_nothing_ended_is_unknown():
-    """With no ended operation availability is unknown, not True."""
-    assert availability(hist([None]), 0.5).valid == UNKNOWN
+def test_availability_with_nothing_invoked_is_unknown():
+    """With no operation invoked availability is unknown; operations that never ended are lost, not unknown."""
     assert availability([], 0.5).valid == UNKNOWN
+    assert availability(hist(["ok"]), 0.5, until_ns=0).valid == UNKNOWN
+    r = availability(hist([None]), 0.5)
+    assert r.valid is False and r.details["lost"] == 1

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 from scenarios.email.analysis import analyse
-from scenarios.email.checks import no_duplicates, nothing_lost
+from scenarios.email.checks import drained, no_duplicates, nothing_lost, tx_latency
 from scenarios.email.ingest import JobRecord
-from scenarios.email.messages import BULK, DeadLetter, QueueMessage
+from scenarios.email.messages import BULK, TX, DeadLetter, QueueMessage
 from scenarios.email.model import Mailboxes
 from scenarios.email.validation import send_stage_settings
 from simulator.pipeline.config import RunConfig
@@ -58,3 +58,58 @@ def test_no_duplicates_counts_recipients_delivered_twice():
     run = hand_run(api, {}, mail)
     res = no_duplicates(analyse(run), run)
     assert res.valid is False and "job 7 recipient 5" in res.message and "delivered 2 times" in res.message
+
+
+S = 1_000_000_000
+
+
+def tx_jobs_run(delivered: int, dead: int, bounced: int):
+    """A hand-built run of one-recipient transactional jobs, each accepted 1 ms after its invoke:
+    ``delivered`` reach a mailbox 0.5 s after the invoke, ``dead`` are dead-lettered, ``bounced`` bounce."""
+    mail, api, part, records, history = Mailboxes(), {}, {}, [], []
+    for j in range(delivered + dead + bounced):
+        api[f"j/{j}"], api[f"c/{j}"] = JobRecord(j, TX, 1000 + j, 1, j * S), 1
+        history += [{"index": 0, "time": j * S, "type": "invoke", "process": j, "f": "send", "value": 1000 + j},
+                    {"index": 0, "time": j * S + 1_000_000, "type": "ok", "process": j, "f": "send", "value": j}]
+        if j < delivered:
+            mail.deliver(j, 1, 0)
+            records.append({"kind": "call", "time_ns": j * S + S // 2, "provider": "ideal", "n": 1, "delivered": 1,
+                            "duplicate": 0, "bounced": 0, "deferred": 0, "throttled": 0, "unavailable": 0,
+                            "job": j, "cls": TX})
+        elif j < delivered + dead:
+            part[f"d/{j}.0.0"] = DeadLetter((j, 0, 0), j, (0,), "age")
+        else:
+            mail.bounce(j, 1, 0)
+    return hand_run(api, part, mail, records, history)
+
+
+def test_tx_latency_counts_mail_never_delivered_as_infinitely_late():
+    """A transactional email accepted but never delivered (here dead-lettered) counts as missing the
+    objective: 1 in 30 puts p99 out of bounds, where leaving it out gave a p99 of 0.5 s."""
+    run = tx_jobs_run(delivered=29, dead=1, bounced=0)
+    res = tx_latency(analyse(run), run)
+    assert res.valid is False
+    assert res.details["never_delivered"] == 1 and res.details["samples"] == 30
+    assert "unbounded" in res.message and "1 never delivered" in res.message
+
+
+def test_tx_latency_leaves_bounced_mail_out():
+    """A bounced address has no delivery to wait for: it neither counts as late nor as a sample."""
+    run = tx_jobs_run(delivered=29, dead=0, bounced=3)
+    res = tx_latency(analyse(run), run)
+    assert res.valid is True
+    assert res.details["never_delivered"] == 0 and res.details["samples"] == 29 and res.details["p99_s"] == 0.5
+
+
+def test_drained_fails_on_a_submission_never_accepted():
+    """A send the APIs never answered is in no API's records: drained names it though every queue is empty."""
+    run = tx_jobs_run(delivered=2, dead=0, bounced=0)
+    run.history += [{"index": 0, "time": 5 * S, "type": "invoke", "process": 90, "f": "send", "value": 7},
+                    {"index": 0, "time": 6 * S, "type": "invoke", "process": 91, "f": "drain", "value": None},
+                    {"index": 0, "time": 7 * S, "type": "ok", "process": 91, "f": "drain", "value": {}}]
+    res = drained(analyse(run), run)
+    assert res.valid is False and res.details["submissions_not_accepted"] == 1
+    assert "1 submissions were never accepted (the first: send invoked at 5.000 s, never answered)" in res.message
+    run.history[-3:-2] = []  # without the unanswered send the same run drained
+    run._email_analysis = None
+    assert drained(analyse(run), run).valid is True

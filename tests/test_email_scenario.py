@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from scenarios.email.validation import erlang_c, send_stage_waits
+from scenarios.email.validation import send_stage_waits
+from simulator import erlang_c
 from simulator.pipeline import scenario as registry
 from simulator.pipeline.config import build_config
 from simulator.pipeline.run import execute
@@ -106,7 +107,7 @@ def test_send_stage_waiting_time_matches_erlang_c():
     servers, send_ms, rho = 2, 100.0, 0.5
     rate_s = rho * servers * 1000.0 / send_ms
     waits = send_stage_waits(servers, rate_s, send_ms, customers=120_000, seed=1)
-    p_wait, wq_s = erlang_c(servers, rate_s, send_ms / 1000.0)
+    p_wait, wq_s, _ = erlang_c(servers, rate_s, send_ms / 1000.0)
     assert len(waits) == 120_000
     assert waits.mean() == pytest.approx(wq_s, rel=0.03)
     assert (waits > 0).mean() == pytest.approx(p_wait, rel=0.03)

@@ -77,11 +77,13 @@ def test_throughput_series_buckets_completions_per_second():
 
 
 def test_availability_metric():
-    """availability is the ok share of ended operations invoked before until_ns, None if none ended."""
+    """availability is the ok share of operations invoked before until_ns, one that never ended
+    counting as not ok; None if none was invoked."""
     h = H().op(0, 0, 1, "ok").op(1, 0, 2, "info").op(2, 5 * S, 6 * S, "fail").op(3, 0).build()
-    assert M.availability(h) == pytest.approx(1 / 3, abs=1e-6)
-    assert M.availability(h, until_ns=S) == 0.5
-    assert M.availability(H().op(0, 0).build()) is None
+    assert M.availability(h) == 0.25
+    assert M.availability(h, until_ns=S) == pytest.approx(1 / 3, abs=1e-6)
+    assert M.availability(H().op(0, 0).build()) == 0.0
+    assert M.availability([]) is None
 
 
 def test_recovery_after_a_stop_action():
@@ -110,8 +112,20 @@ def test_summarise_main_phase_figures():
     h = H().op(0, 0, 100 * MS).op(1, S, 1200 * MS).op(2, 3 * S, 4500 * MS).build()
     faults = [{"time_ns": 500 * MS, "action": "restart", "nemesis": "crash", "phase": "stop"}]
     out = M.summarise(h, faults, main_end_ns=4 * S)
-    assert out["ops"] == {"ok": 3, "fail": 0, "info": 0, "invoked": 3}
+    assert out["ops"] == {"ok": 3, "fail": 0, "info": 0, "invoked": 3, "lost": 0}
     assert out["throughput_ops_s"] == 0.5  # two ok completions within the 4 s main phase
     assert out["availability"] == 1.0
     assert out["recovery_max_s"] == 0.7
     assert out["latency_ms"]["max"] == 1500.0
+
+
+def test_summarise_counts_main_phase_operations_that_never_ended_as_lost():
+    """An operation invoked before the main phase ends that never ended is lost: counted in ops and
+    against availability; invoked = ok + fail + info + lost."""
+    h = (H().op(0, 0, 100 * MS).op(1, S, 1200 * MS, type="info").op(2, 2 * S).op(3, 3 * S)
+         .op(4, 5 * S, 5100 * MS).build())  # op 4 is a final operation, after the main phase
+    out = M.summarise(h, [], main_end_ns=4 * S)
+    assert out["ops"] == {"ok": 2, "fail": 0, "info": 1, "invoked": 5, "lost": 2}
+    ops = out["ops"]
+    assert ops["invoked"] == ops["ok"] + ops["fail"] + ops["info"] + ops["lost"]
+    assert out["availability"] == 0.25  # 1 ok of the 4 main-phase operations

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scenarios.queue.scenario import erlang_c_wait_s
+from simulator import erlang_c
 from simulator.checkers.metrics import latencies
 from simulator.pipeline import scenario as registry
 from simulator.pipeline.config import build_config
@@ -24,13 +24,6 @@ def batch_means_ci(lat_s: np.ndarray, batches: int = 20) -> tuple[float, float]:
     return float(lat_s.mean()), 2.861 * float(means.std(ddof=1)) / np.sqrt(batches)  # t(0.995, 19)
 
 
-def test_erlang_c_formula_matches_known_values():
-    """The Erlang C helper gives M/M/1's 1/(mu-lambda) and the issue's M/M/10 figure (1.6687 s)."""
-    assert erlang_c_wait_s(50, 1, 0.01) == pytest.approx(1 / (100 - 50))
-    assert erlang_c_wait_s(9, 10, 1.0) == pytest.approx(1.6687, abs=5e-4)
-    assert erlang_c_wait_s(10, 10, 1.0) == float("inf")
-
-
 @pytest.mark.slow
 def test_mm1_mean_response_time_matches_theory():
     """An M/M/1 queue at load 0.5 gives a mean response time within 3% of 1/(mu - lambda)."""
@@ -38,7 +31,7 @@ def test_mm1_mean_response_time_matches_theory():
                     sets={"servers": "1", "service_ms": "10"})
     _, lat = latencies(out.run.history)
     mean, half = batch_means_ci(lat / 1e9)
-    theory = erlang_c_wait_s(50, 1, 0.010)
+    theory = erlang_c(1, 50, 0.010).response_s
     assert abs(mean - theory) < half, "theory outside the 99% confidence interval"
     assert half / theory < 0.03 and abs(mean - theory) / theory < 0.03
 
@@ -51,7 +44,7 @@ def test_mmc_mean_response_time_matches_erlang_c():
                     sets={"servers": "3", "service_ms": "100"})
     _, lat = latencies(out.run.history)
     mean, half = batch_means_ci(lat / 1e9)
-    theory = erlang_c_wait_s(15, 3, 0.100)
+    theory = erlang_c(3, 15, 0.100).response_s
     assert abs(mean - theory) < half, (mean, theory, half)
     assert half / theory < 0.03 and abs(mean - theory) / theory < 0.03
     assert out.metrics["figures"]["erlang_c_response_ms"] == pytest.approx(theory * 1000, rel=1e-6)
@@ -83,7 +76,7 @@ def test_defaults_are_valid():
     """The default queue run is valid and answers every request."""
     out = run_queue(seed=7)
     assert out.valid is True
-    assert out.metrics["ops"]["info"] == 0 and out.metrics["ops"]["ok"] > 2500
+    assert out.metrics["ops"]["info"] == 0 and out.metrics["ops"]["lost"] == 0 and out.metrics["ops"]["ok"] > 2500
 
 
 def test_double_serve_bug_is_caught_by_exactly_once():
@@ -95,11 +88,14 @@ def test_double_serve_bug_is_caught_by_exactly_once():
 
 
 def test_lose_requests_bug_is_caught_by_availability():
-    """The lose-requests bug drops availability below the floor and says so."""
-    out = run_queue(seed=1, bug="lose-requests", options={"op_timeout_ms": 500.0})
+    """At the defaults (a 60 s timeout in a 60 s run, so dropped requests never end) the lose-requests
+    bug drops availability below the floor: the requests that never ended count as lost."""
+    out = run_queue(seed=1, bug="lose-requests")
     assert out.valid is False
-    assert out.checks["availability"].valid is False
-    assert "floor" in out.checks["availability"].message
+    chk = out.checks["availability"]
+    assert chk.valid is False and "floor" in chk.message and "lost" in chk.message
+    assert chk.details["lost"] > 0 and out.metrics["ops"]["lost"] == chk.details["lost"]
+    assert out.metrics["availability"] == chk.details["availability"]
 
 
 def test_crash_nemesis_keeps_exactly_once_valid():
@@ -109,3 +105,14 @@ def test_crash_nemesis_keeps_exactly_once_valid():
     assert out.metrics["ops"]["info"] > 0
     assert out.checks["exactly-once"].valid is True
     assert any(f["action"] == "crash" for f in out.run.faults)
+
+
+def test_run_summary_shows_lost_operations(tmp_path, capsys):
+    """dsim run's summary line counts the lost operations when there are any, and exits 1."""
+    from simulator.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "queue", "--bug", "lose-requests", "--seed", "1", "--no-plots", "--out", str(tmp_path / "r")])
+    assert exc.value.code == 1
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.strip().startswith("operations"))
+    assert " lost" in line and "never ended" in line

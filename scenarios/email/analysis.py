@@ -44,6 +44,11 @@ class Analysis:
     campaign_drain_s: list[float]
     fault_spans: list[tuple[int, int]]
     counts: dict[str, int] = field(default_factory=dict)
+    # invoke ns of accepted transactional jobs never delivered, bounced nor suppressed (dead-lettered,
+    # still queued or lost): they have no delivery latency, yet missed every objective
+    tx_undelivered: list[int] = field(default_factory=list)
+    # (f, invoke ns, how it ended or None) of submissions (send, campaign) not answered accepted
+    unaccepted: list[tuple[str, int, str | None]] = field(default_factory=list)
 
 
 def _spans(run) -> list[tuple[int, int]]:
@@ -93,8 +98,11 @@ def analyse(run) -> Analysis:
             job.fanout_done = False
             job.pending_from = furthest[j] * settings.batch_size
     ok_missing = []
+    unaccepted = []
     drain_ok = False
     for inv, comp in pairs(run.history):
+        if inv["f"] in ("send", "campaign") and (comp is None or comp["type"] != "ok"):
+            unaccepted.append((inv["f"], inv["time"], None if comp is None else comp["type"]))
         if comp is None:
             continue
         if inv["f"] == "drain":
@@ -143,6 +151,10 @@ def analyse(run) -> Analysis:
         job = jobs.get(j)
         if job is not None and job.invoke_ns is not None:
             tx_latency.append((job.invoke_ns, t - job.invoke_ns))
+    mail = ex["mail"]
+    tx_undelivered = sorted(job.invoke_ns for j, job in jobs.items()
+                            if job.cls == TX and job.invoke_ns is not None and j not in tx_first
+                            and not any(mail.bounced.get(j, b"")) and j not in suppressed)
     drains = [(last_delivery[j] - jobs[j].invoke_ns) / 1e9 for j in sorted(last_delivery)
               if j in jobs and jobs[j].invoke_ns is not None]
     totals = np.zeros(7, dtype=np.int64)
@@ -158,7 +170,7 @@ def analyse(run) -> Analysis:
     counts["campaigns"] = sum(1 for j in jobs.values() if j.cls != TX)
     out = Analysis(jobs, ok_missing, suppressed, dead, queued, drain_ok, calls, sorted(tx_latency),
                    (np.array(bulk_lat, dtype=np.int64), np.array(bulk_w, dtype=np.int64)), drains, _spans(run),
-                   counts)
+                   counts, tx_undelivered=tx_undelivered, unaccepted=unaccepted)
     run._email_analysis = out
     return out
 

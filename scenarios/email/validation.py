@@ -18,32 +18,16 @@ hundred thousand customers give about 1% standard error at c=2, rho=0.5.
 from __future__ import annotations
 
 import argparse
-import math
 
 import numpy as np
 
-from simulator import Dist, Node, Simulation
+from simulator import Dist, Node, Simulation, erlang_c
 
 from .messages import TX, Enqueue, QueueMessage
 from .model import IDEAL, Mailboxes, ProviderControl, provider_node
 from .provider import Provider, SuppressionList
 from .queue import Partition
 from .settings import Settings
-
-
-def erlang_c(servers: int, rate_s: float, service_s: float) -> tuple[float, float]:
-    """(probability of waiting, mean waiting time in s) of an M/M/c queue."""
-    a = rate_s * service_s
-    c = servers
-    if a >= c:
-        return 1.0, math.inf
-    term, total = 1.0, 1.0
-    for k in range(1, c):
-        term *= a / k
-        total += term
-    last = term * a / c / (1 - a / c)
-    p_wait = last / (total + last)
-    return p_wait, p_wait * service_s / (c - a)
 
 
 class PoissonSource(Node):
@@ -112,7 +96,7 @@ def main(argv=None) -> None:
     a = ap.parse_args(argv)
     rate = a.rho * a.servers * 1000.0 / a.send_ms
     w = send_stage_waits(a.servers, rate, a.send_ms, a.customers, a.seed)
-    p_wait, wq = erlang_c(a.servers, rate, a.send_ms / 1000)
+    p_wait, wq, _ = erlang_c(a.servers, rate, a.send_ms / 1000)
     print(f"customers {len(w)}  waiting time mean {w.mean() * 1e3:.3f} ms, Erlang C {wq * 1e3:.3f} ms "
           f"(ratio {w.mean() / wq:.4f}); P(wait) {np.mean(w > 0):.4f}, Erlang C {p_wait:.4f}")
 

@@ -60,6 +60,14 @@ class Raft(Scenario):
         "stale-read": "a leader answers reads from its own state without confirming it still leads",
         "ack-by-index": "a client is acknowledged when an entry at its index commits, whatever its term",
     }
+    # A run at the defaults that each bug breaks (the same runs without the bug are valid).
+    exposes = {
+        "no-persist-vote": "--bug no-persist-vote --seed 2 --nemesis crash-storm",
+        "commit-old-term": "--bug commit-old-term --seed 1 --nemesis figure-8",
+        "stale-read": "--bug stale-read --seed 1 --nemesis partition-random-halves",
+        "ack-by-index": "--bug ack-by-index --seed 1 --nemesis partition-isolate-one,partition-random-halves "
+                        "--nemesis-interval 0.5",
+    }
     checkers = {
         "linearizable": "the read/write/cas history is linearizable, key by key (info ops may or may not have happened)",
         "vote-once": "no server votes for two candidates in one term, even across a crash",

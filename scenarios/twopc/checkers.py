@@ -15,7 +15,7 @@ their messages may still be in flight when the run stops.
 
 from __future__ import annotations
 
-from simulator import CheckResult, RunData
+from simulator import CheckResult, RunData, pairs
 
 
 def of_kind(run: RunData, kind: str) -> list[dict]:
@@ -42,7 +42,10 @@ def final_start(run: RunData) -> tuple[int, int]:
 
 def atomicity(run: RunData) -> CheckResult:
     """Every participant applies the same outcome; one decision per transaction; a committed
-    transaction is applied by every participant (unless one is still in doubt: see liveness)."""
+    transaction is applied by every participant (unless one is still in doubt: see liveness); and
+    every client was told the decision: an operation that ended ok was decided commit, one that
+    ended fail (definitely did not happen) was not. Without the last, an acknowledgement that no
+    decision backs would be counted nowhere: the other checks start from the decisions."""
     decided: dict[int, dict] = {}
     for r in of_kind(run, "decided"):
         d = decided.setdefault(r["tx"], {})
@@ -85,7 +88,24 @@ def atomicity(run: RunData) -> CheckResult:
             if rm not in per and tx not in in_doubt.get(rm, ()):
                 return CheckResult(False, f"transaction {tx} was committed at {_s(c['time_ns'])} but {rm} never "
                                           f"applied it and does not even hold it in doubt", {"tx": tx, "rm": rm})
-    return CheckResult(True)
+    return _clients_told_the_decision(run, decided)
+
+
+def _clients_told_the_decision(run: RunData, decided: dict[int, dict]) -> CheckResult:
+    """Transaction ids are operation ids, given out in invoke order (the client sends op.id)."""
+    told = 0
+    for tx, (inv, comp) in enumerate(pairs(run.history)):
+        if comp is None or comp["type"] == "info":
+            continue
+        told += 1
+        committed = "C" in decided.get(tx, {})
+        if comp["type"] == "ok" and not committed:
+            return CheckResult(False, f"the client was told {inv['f']} {tx} committed at {_s(comp['time'])}, but no "
+                                      f"coordinator decided to commit it", {"tx": tx})
+        if comp["type"] == "fail" and committed:
+            return CheckResult(False, f"the client was told {inv['f']} {tx} failed at {_s(comp['time'])}, but it was "
+                                      f"decided commit at {_s(decided[tx]['C']['time_ns'])}", {"tx": tx})
+    return CheckResult(True, "", {"outcomes_told": told})
 
 
 def _word(outcome: str) -> str:

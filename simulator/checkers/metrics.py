@@ -2,7 +2,13 @@
 
 Latency is completion time minus invoke time of ``ok`` operations. Throughput counts ``ok``
 completions per simulated second over the main phase. Availability is the share of main-phase
-operations that ended ``ok``. For every fault that was healed (a ``stop`` action), recovery is the
+operations (those invoked before ``main_end_ns``, the final heal) that ended ``ok``; a main-phase
+operation that never ended by the end of the run (no ok, fail or info) is *lost* and counts as not
+ok, as in :func:`simulator.checkers.basic.availability`: a request dropped without trace is the
+worst unavailability, and with a per-operation timeout longer than the rest of the run it never
+even times out to ``info``. The quiesce after the heal is the grace for operations still in flight
+then; the final operations started after it always end (they time out at ``final_timeout_s``), so
+in a run's ``ops``, ``invoked = ok + fail + info + lost``. For every fault that was healed (a ``stop`` action), recovery is the
 time from the heal until the first operation invoked after it completes ``ok``.
 """
 
@@ -60,10 +66,12 @@ def throughput_series(history: list[dict], end_ns: int, bucket_s: float = 1.0) -
 
 
 def availability(history: list[dict], until_ns: int | None = None) -> float | None:
-    ended = [c for i, c in pairs(history) if c is not None and (until_ns is None or i["time"] < until_ns)]
-    if not ended:
+    """The ok share of operations invoked before ``until_ns`` (all if None), lost ones (never
+    ended) counted as not ok; None if none was invoked."""
+    counted = [c for i, c in pairs(history) if until_ns is None or i["time"] < until_ns]
+    if not counted:
         return None
-    return round(sum(1 for c in ended if c["type"] == "ok") / len(ended), 6)
+    return round(sum(1 for c in counted if c is not None and c["type"] == "ok") / len(counted), 6)
 
 
 def recovery(history: list[dict], faults: list[dict]) -> list[dict[str, Any]]:
@@ -91,25 +99,32 @@ def _recovery(invoke_ns: np.ndarray, done_ns: np.ndarray, faults: list[dict]) ->
 
 
 def summarise(history: list[dict], faults: list[dict], main_end_ns: int) -> dict[str, Any]:
-    """The shared part of metrics.json, in one pass over the operations."""
+    """The shared part of metrics.json, in one pass over the operations.
+
+    ``ops`` counts invokes and each ending, and ``lost``: operations invoked before ``main_end_ns``
+    (the final heal) that never ended; ``availability`` counts those as not ok (see the module
+    docstring)."""
     counts = {"ok": 0, "fail": 0, "info": 0}
     ok_inv, ok_done = [], []
-    ended_main = ok_main_invoked = oks_main = 0
+    invoked_main = ok_main_invoked = oks_main = lost = 0
     for inv, comp in pairs(history):
+        main = inv["time"] < main_end_ns
+        if main:
+            invoked_main += 1
         if comp is None:
+            lost += main
             continue
         kind = comp["type"]
         counts[kind] += 1
-        if inv["time"] < main_end_ns:
-            ended_main += 1
         if kind == "ok":
             ok_inv.append(inv["time"])
             ok_done.append(comp["time"])
-            if inv["time"] < main_end_ns:
+            if main:
                 ok_main_invoked += 1
             if comp["time"] <= main_end_ns:
                 oks_main += 1
     counts["invoked"] = sum(1 for op in history if op["type"] == "invoke")
+    counts["lost"] = lost
     inv_ns = np.asarray(ok_inv, dtype=np.int64)
     done_ns = np.asarray(ok_done, dtype=np.int64)
     order = np.argsort(inv_ns, kind="stable")
@@ -119,7 +134,7 @@ def summarise(history: list[dict], faults: list[dict], main_end_ns: int) -> dict
         "ops": counts,
         "latency_ms": latency_summary_ms(done_ns - inv_ns),
         "throughput_ops_s": round(oks_main / (main_end_ns / 1e9), 4) if main_end_ns > 0 else None,
-        "availability": round(ok_main_invoked / ended_main, 6) if ended_main else None,
+        "availability": round(ok_main_invoked / invoked_main, 6) if invoked_main else None,
         "recovery": rec,
         "recovery_max_s": max(known) if known else None,
     }

@@ -10,6 +10,7 @@ A scenario is a small registered class (in ``scenarios/<name>/``)::
         bugs = {"name": "what the planted bug does"}
         checkers = {"name": "what the checker verifies"}
         nemeses = ("crash", "pause")          # the nemeses that make sense for it
+        exposes = {"name": "--bug name --seed 1 --nemesis crash"}  # a run that catches each bug
         defaults = {"rate": 50, "node_count": 1}  # its own defaults for the run options
 
         def build(self, sim, cfg) -> Setup:   # add server nodes, say how clients talk
@@ -30,6 +31,7 @@ import importlib.util
 import math
 import os
 import pkgutil
+import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,6 +166,11 @@ class Scenario:
     custom_nemeses: ClassVar[dict[str, Callable]] = {}
     # Named benchmark presets for benchmarks/scenarios.py: name -> {"options": {...}, "params": {...}}.
     benchmarks: ClassVar[dict[str, dict[str, Any]]] = {}
+    # Planted bug -> the ``dsim run`` options that expose it (the run exits 1) at the design's
+    # defaults, e.g. "--bug stale-read --seed 1 --nemesis partition-random-halves". A bug not
+    # listed is exposed by "--bug NAME --seed 1". ``dsim describe`` shows each as a full command and
+    # tests/test_bug_commands.py runs them all; see :func:`bug_commands`.
+    exposes: ClassVar[dict[str, str]] = {}
 
     def build(self, sim: "Simulation", cfg) -> Setup:
         raise NotImplementedError
@@ -183,6 +190,24 @@ class Scenario:
             if p.name == name:
                 return p
         raise UsageError(f"unknown parameter {name!r} for {cls.name}: accepted: {', '.join(p.name for p in cls.params) or 'none'}")
+
+
+def bug_commands(scenario: type[Scenario], target: str | None = None) -> dict[str, list[str]]:
+    """Planted bug -> the ``dsim`` argv (``["run", NAME, "--bug", BUG, ...]``) that exposes it:
+    ``scenario.exposes[bug]``, or ``--bug BUG --seed 1``; ``--bug BUG`` is added when missing.
+    ``target`` is how the command names the design (a design file's path; default its name)."""
+    out = {}
+    for bug in scenario.bugs:
+        opts = shlex.split(scenario.exposes.get(bug, f"--bug {bug} --seed 1"))
+        if "--bug" not in opts:
+            opts = ["--bug", bug, *opts]
+        out[bug] = ["run", target or scenario.name, *opts]
+    return out
+
+
+def bug_command_line(argv: list[str]) -> str:
+    """The shell line for an argv of :func:`bug_commands`."""
+    return "dsim " + shlex.join(argv)
 
 
 _REGISTRY: dict[str, type[Scenario]] = {}
