@@ -160,6 +160,12 @@ class Scenario:
     custom_nemeses: ClassVar[dict[str, Callable]] = {}
     # Named benchmark presets for benchmarks/scenarios.py: name -> {"options": {...}, "params": {...}}.
     benchmarks: ClassVar[dict[str, dict[str, Any]]] = {}
+    # Top-level tables of a config file that are parameters (``[components]`` as ``[params.components]``).
+    config_tables: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def validate(cls, params: dict[str, Any]) -> None:
+        """Check the parameters together once each is valid alone; raise UsageError (one line)."""
 
     def build(self, sim: "Simulation", cfg) -> Setup:
         raise NotImplementedError
