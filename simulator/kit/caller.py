@@ -182,7 +182,12 @@ class Caller:
             self._arm(ctx)
 
     def _arm(self, ctx) -> None:
-        if self._heap:
+        heap, out = self._heap, self.out
+        # Deadlines of attempts already answered are dropped here rather than when the reply comes
+        # (a heap cannot remove from the middle): the timer then waits for a live deadline.
+        while heap and heap[0][2] == "timeout" and out.get(heap[0][4]) is not heap[0][3]:
+            heapq.heappop(heap)
+        if heap:
             self._timer_at = self._heap[0][0]
             ctx.set_timer(TIMER, max(0, self._timer_at - ctx.now) / 1e6)
 

@@ -121,7 +121,7 @@ class DbNode(Node):
         self.waiting: dict[int, list] = {}  # seq -> [(src, rid)] awaiting replication
         self.shipped = 0
         self.ship_due: list[tuple[int, int]] = []  # (due ns, up to seq), in order
-        self.syncing = False
+        self.ahead: dict[int, tuple] = {}  # replica: first seq -> entries that came early
 
     def on_start(self, ctx):
         st = ctx.storage
@@ -137,8 +137,9 @@ class DbNode(Node):
         if entry[1] is not None:
             self.idem[entry[1]] = len(self.log)
 
-    def _append(self, ctx, entries, first: int | None = None) -> None:
-        """Append ``entries`` durably (``first``: their first seq, to overwrite from there)."""
+    def _append(self, ctx, entries, first: int | None = None, durable: bool = True) -> None:
+        """Append ``entries`` (``first``: their first seq, to overwrite from there); with
+        ``durable``, sync them if the database is durable."""
         st = ctx.storage
         if first is not None and first <= len(self.log):
             self.log, self.kv, self.idem = [], {}, {}
@@ -148,7 +149,8 @@ class DbNode(Node):
         for e in entries:
             self._apply(e)
             st.put(f"log/{len(self.log)}", e, sync=False)
-        st.put("log.len", len(self.log), sync=self.spec.durable)
+        if durable:
+            st.put("log.len", len(self.log), sync=self.spec.durable)
 
     # ---- handlers -----------------------------------------------------------------------------
     def on_message(self, ctx, src, msg):
@@ -163,11 +165,18 @@ class DbNode(Node):
             self._role(ctx, src, msg)
         elif t is Replicate:
             if msg.epoch == self.epoch and self.role == "replica":
-                if msg.first > len(self.log) + 1:
-                    self._ask_sync(ctx)
-                else:
-                    skip = len(self.log) + 1 - msg.first
-                    self._append(ctx, msg.entries[skip:])
+                # The network may reorder: hold entries that arrive early; a gap still open at the
+                # next heartbeat (a message lost) is closed by a full resync.
+                self.ahead[msg.first] = msg.entries
+                n = len(self.log)
+                while True:
+                    first = next((f for f in self.ahead if f <= len(self.log) + 1), None)
+                    if first is None:
+                        break
+                    entries = self.ahead.pop(first)
+                    self._append(ctx, entries[len(self.log) + 1 - first:], durable=False)
+                if len(self.log) > n:
+                    ctx.storage.put("log.len", len(self.log), sync=self.spec.durable)
                     ctx.send(src, ReplAck(self.epoch, len(self.log)))
         elif t is ReplAck:
             if msg.epoch == self.epoch and self.role == "primary":
@@ -179,7 +188,7 @@ class DbNode(Node):
         elif t is Snapshot:
             if msg.epoch == self.epoch and self.role == "replica":
                 self._append(ctx, msg.entries, first=1)
-                self.syncing = False
+                self.ahead: dict[int, tuple] = {}  # replica: first seq -> entries that came early
                 ctx.send(src, ReplAck(self.epoch, len(self.log)))
         elif t is Probe:
             ctx.send(src, ProbeReply(msg.seq, len(self.log)))
@@ -196,9 +205,9 @@ class DbNode(Node):
             if self.role != "primary":
                 self.role, self.shipped, self.acked, self.ship_due = "primary", len(self.log), {}, []
             self._release(ctx)
-        elif fresh or self.role == "primary":
+        elif fresh or self.role == "primary" or self.ahead:
             self.role = "replica"
-            self.waiting = {}
+            self.waiting, self.ahead = {}, {}
             self._ask_sync(ctx)
         ctx.send(src, RoleAck(self.epoch, len(self.log)))
 
