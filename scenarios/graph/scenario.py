@@ -61,7 +61,9 @@ class Graph(Scenario):
         "no-lost-writes": "every write acknowledged to a client is in the database after the final heal",
     }
     nemeses = ("crash", "pause", "partition-isolate-one", "slow-link", "flaky-link")
-    defaults = {"rate": 500.0, "time_limit_s": 20.0, "op_timeout_ms": 15_000.0, "quiesce_s": 3.0,
+    # quiesce_s outlasts the default client timeout (5 s), so a request lost near the end of the
+    # main phase has time to end before the run does
+    defaults = {"rate": 500.0, "time_limit_s": 20.0, "op_timeout_ms": 15_000.0, "quiesce_s": 6.0,
                 "final_timeout_s": 1.0, "latency_ms": 0.5}
     examples = (
         "dsim run graph --seed 1",

@@ -21,6 +21,7 @@ when the client gives up: the request may or may not have taken effect. Its valu
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 from ..engine.node import ClientNode
@@ -54,10 +55,15 @@ def generator(routes: list[Route]):
     names = [r.name for r in routes]
     keys = [r.keys for r in routes]
 
+    buf: list = []
+
     def generate(rng):
-        u = rng.random()
-        i = next((k for k, c in enumerate(cum) if u < c), len(cum) - 1)
-        return names[i], f"k{int(rng.integers(keys[i]))}"
+        if not buf:  # two uniforms per operation, drawn 512 operations at a time
+            buf.extend(reversed(rng.random(1024).tolist()))
+        u, v = buf.pop(), buf.pop()
+        i = bisect.bisect_right(cum, u)
+        i = min(i, len(cum) - 1)
+        return names[i], f"k{int(v * keys[i])}"
 
     return generate
 

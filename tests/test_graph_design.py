@@ -1,0 +1,96 @@
+"""System designs as TOML graphs: validation of bad designs, the shipped examples, and the
+checkers' verdicts on whole runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from simulator import UsageError, build_config, execute, get_scenario
+from simulator.kit.graph import parse
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = {"kind": "service", "replicas": 2, "cores": 2, "service_ms": "exponential:2"}
+
+
+def route(path, **kw):
+    return [{"name": "r", "path": path, **kw}]
+
+
+@pytest.mark.parametrize("components, routes, needle", [
+    ({"a": {"kind": "cache"}}, route(["a"]), "component 'a': unknown kind 'cache'"),
+    ({"a": APP}, route(["a", "db:read"]), "route 'r': hop 'db:read' names no component"),
+    ({"a": {**APP, "calls": ["b"]}, "b": {**APP, "calls": ["a"]}}, route(["a"]), "cycle: a -> b -> a"),
+    ({"a": {**APP, "service_ms": "gamma:3"}}, route(["a"]), "component 'a': bad distribution 'gamma:3' for service_ms"),
+    ({"a": {**APP, "service_ms": {"get": "exponential"}}}, route(["a"]), "bad distribution 'exponential' for service_ms.get"),
+    ({"a": {**APP, "colour": "red"}}, route(["a"]), "component 'a': unknown key 'colour'"),
+    ({"lb": {"kind": "load-balancer", "to": "a"}, "a": APP, "b": APP}, route(["lb", "b"]),
+     "load balancer 'lb' balances over 'a', not 'b'"),
+    ({"lb": {"kind": "load-balancer", "to": "x"}, "a": APP}, route(["a"]), "calls 'x', which is not a component"),
+    ({"db": {"kind": "database"}, "a": APP}, route(["db:read", "a"]), "'db' is a database and must be the last hop"),
+    ({"a": {**APP, "replicas": 0}}, route(["a"]), "bad value 0 for replicas: expected an integer >= 1"),
+    ({"a": APP}, [], "no routes"),
+])
+def test_a_bad_design_is_one_line_naming_the_problem(components, routes, needle):
+    """Each kind of bad design raises a UsageError of one line that names the bad part."""
+    with pytest.raises(UsageError) as exc:
+        parse(components, routes)
+    msg = str(exc.value)
+    assert needle in msg and "\n" not in msg and msg.startswith("bad design:")
+
+
+def test_a_bad_design_file_exits_2_before_any_results_are_written(tmp_path):
+    """`dsim run graph --config bad.toml` prints one error line, exits 2 and writes no folder."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[components]\na = { kind = "service", calls = ["a"] }\n[[routes]]\nname = "r"\npath = ["a"]\n')
+    out = tmp_path / "out"
+    p = subprocess.run([sys.executable, "-m", "simulator.cli", "run", "graph", "--config", str(bad), "--out", str(out)],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 2 and p.stderr.strip() == "dsim: error: bad design: cycle: a -> a"
+    assert not out.exists()
+
+
+def test_the_design_tables_may_sit_at_the_top_of_the_file_or_under_params():
+    """[components] / [[routes]] and [params.components] / [[params.routes]] give the same configuration."""
+    comps, routes = {"a": APP}, route(["a"])
+    top = build_config(get_scenario("graph"), seed=1, file={"components": comps, "routes": routes})
+    under = build_config(get_scenario("graph"), seed=1, file={"params": {"components": comps, "routes": routes}})
+    assert top.params == under.params and top.params["components"] == comps
+
+
+def test_the_three_tier_example_runs_and_exits_0(tmp_path):
+    """The shipped three-tier example (shortened) runs through the CLI and every check is valid."""
+    out = tmp_path / "run"
+    p = subprocess.run([sys.executable, "-m", "simulator.cli", "run", "graph", "--config",
+                        "examples/graphs/three-tier.toml", "--seed", "1", "--time-limit", "2", "--rate", "500",
+                        "--no-plots", "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "every-request-answered" in p.stdout and "no-lost-writes" in p.stdout
+
+
+def failover_run(replication: str, seed: int = 1):
+    comps = {"app": APP, "db": {"kind": "database", "replicas": 2, "replication": replication,
+                                "lag_ms": "exponential:30", "detect_ms": 500}}
+    faults = [{"at_s": 1.0, "action": "crash", "node": "db-0"}, {"at_s": 2.5, "action": "restart", "node": "db-0"}]
+    cfg = build_config(get_scenario("graph"), seed=seed, options={"time_limit_s": 3.0, "rate": 300.0},
+                       file={"components": comps, "routes": route(["app", "db:write"], retries=1), "faults": faults})
+    return execute(cfg)
+
+
+def test_async_failover_after_a_primary_crash_loses_acknowledged_writes_and_the_checker_says_so():
+    """With async replication, promoting a replica after the primary crashes drops writes it had
+    acknowledged but not yet shipped: no-lost-writes fails, naming them."""
+    out = failover_run("async")
+    assert out.metrics["figures"]["events"]["failover"] == 1
+    nlw = out.checks["no-lost-writes"]
+    assert nlw.valid is False and nlw.details["lost"] > 0 and "acknowledged writes are not in the database" in nlw.message
+
+
+def test_sync_failover_after_a_primary_crash_keeps_every_acknowledged_write():
+    """With sync replication the same crash and failover lose no acknowledged write."""
+    out = failover_run("sync")
+    assert out.metrics["figures"]["events"]["failover"] == 1
+    assert out.checks["no-lost-writes"].valid is True and out.checks["no-lost-writes"].details["acknowledged"] > 500
