@@ -35,10 +35,10 @@ class Cpu:
         self.cores = cores
         self.service = dict(service)
         self.queue_limit = queue_limit
-        self.busy = 0
+        self.free = list(range(cores - 1, -1, -1))  # idle cores; core 0 is taken first
+        self.names = [f"{TIMER}{i}" for i in range(cores)]
         self.queue: deque = deque()
-        self.running: dict[int, tuple[Any, str, int, int]] = {}  # seq -> (job, op, arrived, started)
-        self._seq = 0
+        self.running: dict[int, tuple[Any, str, int, int]] = {}  # core -> (job, op, arrived, started)
         self._draws: dict[str, list] = {}  # op -> [pre-drawn ns, next index]
         self.busy_ns = 0  # total service time given (utilisation = busy_ns / (cores * elapsed))
 
@@ -58,30 +58,36 @@ class Cpu:
 
     def submit(self, ctx, job: Any, op: str) -> bool:
         """Start ``job`` now if a core is free, else queue it; False if the queue is full."""
-        if self.busy < self.cores:
-            self._start(ctx, job, op, ctx.now)
+        if self.free:
+            self._start(ctx, self.free.pop(), job, op, ctx.now)
             return True
         if len(self.queue) >= self.queue_limit:
             return False
         self.queue.append((job, op, ctx.now))
         return True
 
-    def _start(self, ctx, job: Any, op: str, arrived: int) -> None:
-        self.busy += 1
-        self._seq += 1
+    def _start(self, ctx, core: int, job: Any, op: str, arrived: int) -> None:
         svc = self._draw_ns(ctx, op)
         self.busy_ns += svc
-        self.running[self._seq] = (job, op, arrived, ctx.now)
-        ctx.set_timer(f"{TIMER}{self._seq}", svc / 1e6)
+        self.running[core] = (job, op, arrived, ctx.now)
+        # one timer name per core, not per job: names are interned in the trace, so a name per
+        # job would grow the intern table with every request
+        ctx.set_timer(self.names[core], svc / 1e6)
 
     def on_timer(self, ctx, name: str):
         """If ``name`` is a CPU timer: the finished ``(job, op, wait_ns, service_ns)``, else None.
         The core goes to the next queued job at once."""
         if not name.startswith(TIMER):
             return None
-        job, op, arrived, started = self.running.pop(int(name[len(TIMER):]))
-        self.busy -= 1
+        core = int(name[len(TIMER):])
+        job, op, arrived, started = self.running.pop(core)
         if self.queue:
             nxt, nop, narr = self.queue.popleft()
-            self._start(ctx, nxt, nop, narr)
+            self._start(ctx, core, nxt, nop, narr)
+        else:
+            self.free.append(core)
         return job, op, started - arrived, ctx.now - started
+
+    @property
+    def busy(self) -> int:
+        return self.cores - len(self.free)
