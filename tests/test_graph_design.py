@@ -94,3 +94,22 @@ def test_sync_failover_after_a_primary_crash_keeps_every_acknowledged_write():
     out = failover_run("sync")
     assert out.metrics["figures"]["events"]["failover"] == 1
     assert out.checks["no-lost-writes"].valid is True and out.checks["no-lost-writes"].details["acknowledged"] > 500
+
+
+def test_a_run_with_plots_draws_the_design_as_graph_png(tmp_path):
+    """A run with plots leaves graph.png (the components with their utilisation and p99) besides the standard plots."""
+    out = tmp_path / "run"
+    p = subprocess.run([sys.executable, "-m", "simulator.cli", "run", "graph", "--seed", "1", "--time-limit", "2",
+                        "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert {"graph.png", "latency-raw.png"} <= {q.name for q in out.glob("*.png")}
+
+
+def test_the_design_knows_its_calls_and_the_depth_of_each_component():
+    """Edges carry the routes that use them, static calls included; depth counts calls from the entry points."""
+    d = parse({"lb": {"kind": "load-balancer", "to": "app"}, "app": {**APP, "calls": ["auth"]}, "auth": APP,
+               "db": {"kind": "database"}},
+              [{"name": "read", "path": ["lb", "app", "db:read"]}, {"name": "write", "path": ["lb", "app", "db:write"]}])
+    assert d.edges() == [("lb", "app", "read, write"), ("app", "db", "read, write"), ("app", "auth", "")]
+    assert d.layers() == {"lb": 0, "app": 1, "auth": 2, "db": 2}
+    assert d.terminal_writes() == ["write"]

@@ -125,5 +125,33 @@ class Graph(Scenario):
                 events[kind[4:]] = n
         return {"components": comps, "routes": checks.route_figures(run.history), "events": events}
 
+    def plots(self, run: RunData, folder, shade) -> list[str]:
+        """graph.png: the design, each component with its utilisation and p99 time in it."""
+        from simulator import plots
+
+        design = parse(run.cfg.params["components"], run.cfg.params["routes"])
+        comps = self.figures(run)["components"]
+        layers = design.layers()
+        nodes = []
+        for name in design.components:
+            f = comps.get(name, {})
+            kind, spec = design.kinds[name], design.components[name]
+            count = spec.replicas + 1 if kind == "database" else spec.replicas
+            lines = [name, f"{kind} x{count}"]
+            if f.get("utilisation") is not None:
+                lines.append(f"util {f['utilisation']:.0%}")
+            if f.get("p99_ms") is not None:
+                lines.append(f"p99 {f['p99_ms']:.1f} ms")
+            drops = sum(f.get("drops", {}).values())
+            if drops:
+                lines.append(f"drops {drops}")
+            hot = (f.get("utilisation") or 0) > 0.8 or drops
+            nodes.append({"id": name, "label": "\n".join(lines), "layer": layers[name],
+                          "color": "#f6d5d5" if hot else "#dbe9f6"})
+        sub = f"seed {run.cfg.seed}, {run.cfg.rate:g} requests/s" + \
+            (f", nemesis {','.join(run.cfg.nemesis)}" if run.cfg.nemesis else "")
+        return [plots.component_graph(nodes, design.edges(), folder / "graph.png",
+                                       "the design: utilisation and p99 time of each component (downstream calls included)", sub)]
+
 
 __all__ = ["Graph", "UsageError"]

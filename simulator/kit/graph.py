@@ -107,6 +107,30 @@ class Design:
                     sim.add_node(i, lambda s=spec: DbNode(s, name), fsync=spec.fsync_ms, inbox_limit=10**9)
         return d
 
+    def edges(self) -> list[tuple[str, str, str]]:
+        """(caller, callee, the routes over it joined by commas) for every call the design makes."""
+        out: dict[tuple[str, str], list[str]] = {}
+        for r in self.routes:
+            comps = [split_hop(h)[0] for h in r.path]
+            for a, b in zip(comps, comps[1:]):
+                out.setdefault((a, b), []).append(r.name)
+        for name, spec in self.components.items():
+            kind = self.kinds[name]
+            targets = [spec.to] if kind == "load-balancer" or (kind == "rate-limiter" and spec.to) else []
+            targets += [split_hop(h)[0] for h in spec.calls] if kind == "service" else []
+            for b in targets:
+                out.setdefault((name, b), [])
+        return [(a, b, ", ".join(names)) for (a, b), names in out.items()]
+
+    def layers(self) -> dict[str, int]:
+        """Each component's depth: the longest chain of calls leading to it (entry points are 0)."""
+        depth = {n: 0 for n in self.components}
+        edges = self.edges()
+        for _ in range(len(depth)):  # the design is acyclic (checked), so this settles
+            for a, b, _ in edges:
+                depth[b] = max(depth[b], depth[a] + 1)
+        return depth
+
     def client(self, d: Directory):
         return lambda cid: Client(self.routes, d)
 
