@@ -113,3 +113,24 @@ def test_the_design_knows_its_calls_and_the_depth_of_each_component():
     assert d.edges() == [("lb", "app", "read, write"), ("app", "db", "read, write"), ("app", "auth", "")]
     assert d.layers() == {"lb": 0, "app": 1, "auth": 2, "db": 2}
     assert d.terminal_writes() == ["write"]
+
+
+@pytest.mark.slow
+def test_the_failover_examples_under_crash_async_loses_writes_on_some_seed_and_sync_never_on_it():
+    """Under --nemesis crash, failover-async.toml exits 1 from no-lost-writes alone on some seed of
+    the first 20, and failover-sync.toml on that seed is valid."""
+    from simulator.pipeline.config import load_toml
+
+    def run_file(name, seed):
+        cfg = build_config(get_scenario("graph"), seed=seed, file=load_toml(ROOT / "examples/graphs" / name),
+                           options={"nemesis": ("crash",), "time_limit_s": 10.0})
+        return execute(cfg)
+
+    for seed in range(1, 21):
+        out = run_file("failover-async.toml", seed)
+        if out.valid is False:
+            break
+    else:
+        pytest.fail("no seed of the first 20 lost a write")
+    assert [k for k, c in out.checks.items() if c.valid is not True] == ["no-lost-writes"]
+    assert run_file("failover-sync.toml", seed).valid is True

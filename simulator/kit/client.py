@@ -9,6 +9,7 @@ Parameters (:class:`Route`; in TOML, each ``[[routes]]`` table):
     keys             requests pick a key uniformly from ``keys`` keys (for hashing and the database)
     timeout_ms       the client's per-attempt timeout
     retries          client retries (on timeouts and overload), with the caller's back-off
+    retry_budget     share of the client's requests in flight that may be on a retry (at least 3)
     slo_p99_ms       the route's latency objective (checked by ``slo``; none: unchecked)
     idempotent       retries are safe: the idempotency key rides every attempt (always sent;
                      this says whether the design promises it, for the exactly-once checkers)
@@ -38,11 +39,12 @@ class Route:
     keys: int = 1000
     timeout_ms: float = 5000.0
     retries: int = 0
+    retry_budget: float = 0.2
     slo_p99_ms: float | None = None
     idempotent: bool = True
 
     def policy(self) -> RetryPolicy:
-        return RetryPolicy(timeout_ms=self.timeout_ms, retries=self.retries)
+        return RetryPolicy(timeout_ms=self.timeout_ms, retries=self.retries, budget_share=self.retry_budget)
 
 
 def generator(routes: list[Route]):

@@ -51,7 +51,7 @@ KEYS = {
                  "failover", "detect_ms", "heartbeat_ms", "queue_limit", "timeout_ms"),
     "rate-limiter": ("algorithm", "limit", "window_ms", "per", "to", "replicas") + CALLER_KEYS,
 }
-ROUTE_KEYS = ("name", "path", "share", "keys", "timeout_ms", "retries", "slo_p99_ms", "idempotent")
+ROUTE_KEYS = ("name", "path", "share", "keys", "timeout_ms", "retries", "retry_budget", "slo_p99_ms", "idempotent")
 DEFAULT_RETRY = {"service": RetryPolicy(timeout_ms=800.0, retries=1),
                  "load-balancer": RetryPolicy(timeout_ms=2000.0, retries=1),
                  "rate-limiter": RetryPolicy(timeout_ms=2000.0),
@@ -254,7 +254,7 @@ def _route(i: int, table: Any, kinds: dict[str, str]) -> Route:
             raise _bad(where, f"hop {hop!r} names no component (components: {', '.join(kinds)})")
     out = {"name": name, "path": tuple(path)}
     for key, want, low in (("share", float, 0), ("keys", int, 1), ("timeout_ms", float, 1), ("retries", int, 0),
-                           ("slo_p99_ms", float, 0), ("idempotent", bool, None)):
+                           ("retry_budget", float, 0), ("slo_p99_ms", float, 0), ("idempotent", bool, None)):
         if key in table:
             out[key] = _typed(where, key, table[key], want, low=low)
     if out.get("share", 1.0) <= 0:
