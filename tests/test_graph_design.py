@@ -134,3 +134,29 @@ def test_the_failover_examples_under_crash_async_loses_writes_on_some_seed_and_s
         pytest.fail("no seed of the first 20 lost a write")
     assert [k for k, c in out.checks.items() if c.valid is not True] == ["no-lost-writes"]
     assert run_file("failover-sync.toml", seed).valid is True
+
+
+def test_component_figures_count_service_drops_and_limiter_decisions():
+    """Per component: requests served (or decided, for a rate limiter), mean queue, utilisation and drops by reason."""
+    from simulator.kit.checks import component_figures
+
+    recs = [{"kind": "kit.served", "comp": "app", "ok": True, "queue": q, "wait_ms": 0.0, "service_ms": 5.0,
+             "total_ms": 5.0} for q in (0, 2)]
+    recs += [{"kind": "kit.drop", "comp": "app", "reason": "overloaded"},
+             {"kind": "kit.admit", "comp": "edge", "admitted": True},
+             {"kind": "kit.admit", "comp": "edge", "admitted": False},
+             {"kind": "kit.drop", "comp": "edge", "reason": "rate-limited"}]
+    f = component_figures(recs, {"app": 2}, 10_000_000)
+    assert f["app"]["requests"] == 2 and f["app"]["mean_queue"] == 1.0 and f["app"]["utilisation"] == 0.5
+    assert f["app"]["drops"] == {"overloaded": 1}
+    assert f["edge"]["requests"] == 2 and f["edge"]["drops"] == {"rate-limited": 1}
+
+
+@pytest.mark.parametrize("name", ["three-tier.toml", "read-heavy.toml", "failover-async.toml", "failover-sync.toml"])
+def test_every_example_design_is_valid_and_runs_short(name):
+    """Each shipped example design parses and a short run of it is valid."""
+    from simulator.pipeline.config import load_toml
+
+    cfg = build_config(get_scenario("graph"), seed=1, file=load_toml(ROOT / "examples/graphs" / name),
+                       options={"time_limit_s": 1.0, "rate": 200.0})
+    assert execute(cfg).valid is True

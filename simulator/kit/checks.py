@@ -103,6 +103,7 @@ def component_figures(records: list[dict], cores: dict[str, int], elapsed_ns: in
     """``cores``: component -> total cores over its instances (for utilisation)."""
     by: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     drops: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    admits: dict[str, int] = defaultdict(int)  # rate limiters decide, they do not serve
     for r in records:
         k = r["kind"]
         if k == "kit.served":
@@ -113,14 +114,16 @@ def component_figures(records: list[dict], cores: dict[str, int], elapsed_ns: in
             d["ok"].append(r["ok"])
         elif k == "kit.drop":
             drops[r["comp"]][r["reason"]] += 1
+        elif k == "kit.admit":
+            admits[r["comp"]] += 1
     out = {}
-    for comp in sorted(set(by) | set(drops)):
+    for comp in sorted(set(by) | set(drops) | set(admits)):
         d = by.get(comp, {})
         total = np.asarray(d.get("total", ()), dtype=float)
         busy_ms = float(np.sum(d.get("service", ())))
         c = cores.get(comp)
         out[comp] = {
-            "requests": int(total.size),
+            "requests": int(total.size) or admits.get(comp, 0),
             "ok_share": round(float(np.mean(d["ok"])), 6) if total.size else None,
             "mean_ms": round(float(total.mean()), 4) if total.size else None,
             "p99_ms": round(float(np.percentile(total, 99)), 4) if total.size else None,
