@@ -33,6 +33,8 @@ def route(path, **kw):
     ({"db": {"kind": "database"}, "a": APP}, route(["db:read", "a"]), "'db' is a database and must be the last hop"),
     ({"a": {**APP, "replicas": 0}}, route(["a"]), "bad value 0 for replicas: expected an integer >= 1"),
     ({"a": APP}, [], "no routes"),
+    ({"a": APP, "db": {"kind": "database"}}, route(["a", "db"]), "hop 'db': say db:read or db:write"),
+    ({"a": {**APP, "service_ms": {"get": "exponential:1"}}}, route(["a:put"]), "a has no service_ms for 'put' (it has get)"),
 ])
 def test_a_bad_design_is_one_line_naming_the_problem(components, routes, needle):
     """Each kind of bad design raises a UsageError of one line that names the bad part."""

@@ -278,6 +278,17 @@ def _check_graph(design: Design) -> None:
         if kinds[name] == "service":
             for hop in spec.calls:
                 edge(name, split_hop(hop)[0], f"component {name!r}")
+    hops = [(f"route {r.name!r}", h) for r in design.routes for h in r.path]
+    hops += [(f"component {n!r}", h) for n, spec in design.components.items() if kinds[n] == "service" for h in spec.calls]
+    for where, hop in hops:
+        comp, op = split_hop(hop)
+        if comp not in kinds:
+            raise _bad(where, f"calls {comp!r}, which is not a component (components: {', '.join(kinds)})")
+        if kinds[comp] == "database" and op not in ("read", "write"):
+            raise _bad(where, f"hop {hop!r}: say {comp}:read or {comp}:write")
+        svc = design.components[comp].service_ms if kinds[comp] == "service" else None
+        if svc is not None and op not in svc and "*" not in svc:
+            raise _bad(where, f"hop {hop!r}: {comp} has no service_ms for {op!r} (it has {', '.join(svc)})")
     for r in design.routes:
         comps = [split_hop(h)[0] for h in r.path]
         for a, b in zip(comps, comps[1:]):
