@@ -143,3 +143,19 @@ def test_the_router_sends_writes_to_the_primary_and_reads_by_policy():
     assert sorted(set(reads)) == ["db-1", "db-2"] and reads[0] != reads[1]
     router.on_message(ctx, "db-1", Reply(sent[1][1].rid, True, "v"))
     assert ctx.sent == [("app-1", Reply(2, True, "v"))]
+
+
+def test_a_router_restarting_after_a_failover_keeps_the_new_primary():
+    """The router keeps epoch and primary on disk: rebuilt after a crash, it still names the promoted node."""
+    spec = DatabaseSpec("db", replicas=2, detect_ms=1000.0, heartbeat_ms=200.0)
+    router, ctx = DbRouter(spec), FakeContext("db")
+    router.on_start(ctx)
+    for _ in range(6):
+        router.on_message(ctx, "db-1", RoleAck(1, 5))
+        router.on_message(ctx, "db-2", RoleAck(1, 3))
+        fire(router, ctx, "kit.db.hb")
+    reborn = DbRouter(spec)
+    ctx.take_sent()
+    reborn.on_start(ctx)
+    assert (reborn.epoch, reborn.primary) == (2, "db-1")
+    assert {m.primary for _, m in ctx.sent if type(m) is Role} == {"db-1"}

@@ -28,8 +28,9 @@ acknowledged without a second entry. Records: ``kit.served`` per read and write,
 ("overloaded"), ``kit.failover`` (from, to, epoch, lost = entries the old primary had beyond the
 new one's log as far as the router knew).
 
-Simplifications: the router is a single node and is never wrong about roles (no split brain among
-routers); replication messages and resyncs cost no CPU; a resync is one message.
+Simplifications: the router is a single node (a crash of it stops the database until it restarts;
+it keeps the roles on disk) and is never wrong about roles (no split brain among routers);
+replication messages and resyncs cost no CPU; a resync is one message.
 """
 
 from __future__ import annotations
@@ -296,6 +297,10 @@ class DbRouter(Node):
         self.caller = Caller(spec.name, spec.retry, self._pick, self._done)
 
     def on_start(self, ctx):
+        # The roles are durable (the router plays the consensus store Patroni keeps them in): a
+        # router restarting after a failover must not hand the primary back to a stale node.
+        self.epoch = ctx.storage.get("epoch", 1)
+        self.primary = ctx.storage.get("primary", self.nodes[0])
         self.heard = {n: ctx.now for n in self.nodes}  # everyone gets detect_ms to show up
         self._heartbeat(ctx)
 
@@ -313,6 +318,8 @@ class DbRouter(Node):
                 ctx.record("kit.failover", comp=self.spec.name, frm=self.primary, to=best,
                            epoch=self.epoch + 1, lost=max(0, lost))
                 self.primary, self.epoch = best, self.epoch + 1
+                ctx.storage.put("primary", best, sync=False)
+                ctx.storage.put("epoch", self.epoch)
         msg = Role(self.epoch, self.primary, tuple(live))
         for n in self.nodes:
             ctx.send(n, msg)
