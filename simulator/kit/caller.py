@@ -44,6 +44,10 @@ class RetryPolicy:
     budget_min: int = 3
     retry_on: tuple[str, ...] = ("timeout", "gateway-timeout", "overloaded", "not-primary")
 
+    @property
+    def timeout_ns(self) -> int:
+        return round(self.timeout_ms * 1e6)
+
     def backoff_ms(self, retry: int, rng) -> float:
         """Back-off before retry number ``retry`` (1 for the first retry)."""
         b = min(self.backoff_max_ms, self.backoff_base_ms * 2 ** (retry - 1))
@@ -205,8 +209,8 @@ class Caller:
 
     def _attempt(self, ctx, req: _Req) -> None:
         req.attempt += 1
-        b = self._breaker(req.comp)
-        if b is not None:
+        if self.breaker_policy is not None:
+            b = self._breaker(req.comp)
             allowed, changed = b.allow(ctx.now)
             self._note_breaker(ctx, req.comp, changed)
             if not allowed:
@@ -218,24 +222,33 @@ class Caller:
             ctx.record("kit.drop", comp=self.owner, to=req.comp, reason="no-endpoint")
             self._finish(ctx, req, False, "no-endpoint")
             return
-        self._rid += 1
-        req.rid, req.instance = self._rid, instance
+        self._rid = rid = self._rid + 1
+        req.rid, req.instance = rid, instance
         req.tried = req.tried + (instance,)
-        self.out[req.rid] = req
-        self.inflight[instance] = self.inflight.get(instance, 0) + 1
-        ctx.send(instance, Call(req.rid, req.op, req.key, req.rest, req.idem, req.value))
-        self._push(ctx, ctx.now + round(req.policy.timeout_ms * 1e6), "timeout", req, req.rid)
+        self.out[rid] = req
+        inflight = self.inflight
+        inflight[instance] = inflight.get(instance, 0) + 1
+        ctx.send(instance, Call(rid, req.op, req.key, req.rest, req.idem, req.value))
+        # _push, inlined: this runs once per attempt
+        when = ctx.now + req.policy.timeout_ns
+        self._seq += 1
+        heapq.heappush(self._heap, (when, self._seq, "timeout", req, rid))
+        if self._timer_at is None or when < self._timer_at:
+            self._arm(ctx)
 
     def _settle(self, ctx, req: _Req, ok: bool, value: Any) -> None:
         """An attempt ended: succeed, retry or fail the request."""
         self.inflight[req.instance] -= 1
         if self.on_attempt is not None:
             self.on_attempt(ctx, req.instance, ok, None if ok else value)
-        b = self._breaker(req.comp)
-        if b is not None:
+        if self.breaker_policy is not None:
+            b = self._breaker(req.comp)
             self._note_breaker(ctx, req.comp, b.success() if ok else b.failure(ctx.now))
         if ok:
-            self._finish(ctx, req, True, value)
+            self.active -= 1
+            if req.attempt > 1:
+                self.retrying -= 1
+            self.on_done(ctx, req.token, True, value)
             return
         p = req.policy
         if req.attempt <= p.retries and value in p.retry_on:

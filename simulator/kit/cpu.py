@@ -37,6 +37,7 @@ class Cpu:
         self.queue_limit = queue_limit
         self.free = list(range(cores - 1, -1, -1))  # idle cores; core 0 is taken first
         self.names = [f"{TIMER}{i}" for i in range(cores)]
+        self.core_of = {n: i for i, n in enumerate(self.names)}
         self.queue: deque = deque()
         self.running: dict[int, tuple[Any, str, int, int]] = {}  # core -> (job, op, arrived, started)
         self._draws: dict[str, list] = {}  # op -> [pre-drawn ns, next index]
@@ -77,9 +78,9 @@ class Cpu:
     def on_timer(self, ctx, name: str):
         """If ``name`` is a CPU timer: the finished ``(job, op, wait_ns, service_ns)``, else None.
         The core goes to the next queued job at once."""
-        if not name.startswith(TIMER):
+        core = self.core_of.get(name)
+        if core is None:
             return None
-        core = int(name[len(TIMER):])
         job, op, arrived, started = self.running.pop(core)
         if self.queue:
             nxt, nop, narr = self.queue.popleft()
