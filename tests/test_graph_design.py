@@ -162,3 +162,12 @@ def test_every_example_design_is_valid_and_runs_short(name):
     cfg = build_config(get_scenario("graph"), seed=1, file=load_toml(ROOT / "examples/graphs" / name),
                        options={"time_limit_s": 1.0, "rate": 200.0})
     assert execute(cfg).valid is True
+
+
+def test_the_default_design_is_the_three_tier_example():
+    """`dsim run graph` without a file runs the design of examples/graphs/three-tier.toml."""
+    from scenarios.graph.scenario import THREE_TIER, THREE_TIER_ROUTES
+    from simulator.pipeline.config import load_toml
+
+    f = load_toml(ROOT / "examples/graphs/three-tier.toml")
+    assert parse(THREE_TIER, THREE_TIER_ROUTES) == parse(f["components"], f["routes"])
