@@ -67,7 +67,9 @@ class Graph(Scenario):
         "every-request-answered": "every request ended ok or fail: none lost without an answer",
         "slo": "each route's p99 (of successful requests, outside fault windows) is within its slo_p99_ms",
         "no-lost-writes": "every write acknowledged to a client is in the database after the final heal",
+        "exactly-once": "no write of an idempotent route is stored twice (retries carry its idempotency key)",
     }
+    bugs = {"ignore-idempotency-keys": "databases store a retried write again instead of recognising its key"}
     nemeses = ("crash", "pause", "partition-isolate-one", "slow-link", "flaky-link")
     # quiesce_s outlasts the default client timeout (5 s), so a request lost near the end of the
     # main phase has time to end before the run does
@@ -79,6 +81,7 @@ class Graph(Scenario):
         "dsim run graph --seed 1",
         "dsim run graph --config examples/graphs/three-tier.toml --seed 1",
         "dsim run graph --config examples/graphs/three-tier.toml --nemesis crash,partition-isolate-one",
+        "dsim run graph --bug ignore-idempotency-keys --nemesis pause --nemesis-interval 2 --seed 1",
     )
 
     @classmethod
@@ -86,7 +89,11 @@ class Graph(Scenario):
         parse(params["components"], params["routes"])
 
     def build(self, sim, cfg) -> Setup:
-        design = parse(cfg.params["components"], cfg.params["routes"])
+        components = cfg.params["components"]
+        if cfg.bug == "ignore-idempotency-keys":
+            components = {n: ({**c, "dedupe": False} if c.get("kind") == "database" else c)
+                          for n, c in components.items()}
+        design = parse(components, cfg.params["routes"])
         directory = design.build(sim)
         databases = [n for n, k in design.kinds.items() if k == "database"]
 
@@ -114,6 +121,9 @@ class Graph(Scenario):
             "slo": checks.slo(run.history, slos, exclude),
             "no-lost-writes": checks.no_lost_writes(run.history, design.terminal_writes(),
                                                     run.exposed.get("writes", {})),
+            "exactly-once": checks.exactly_once(run.history, [r.name for r in design.routes if r.idempotent and
+                                                              r.name in design.terminal_writes()],
+                                                run.exposed.get("writes", {})),
         }
 
     def figures(self, run: RunData) -> dict:

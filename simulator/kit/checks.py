@@ -8,6 +8,8 @@ records.
                             (outside fault windows when given) is within the objective.
 ``no_lost_writes``          every write acknowledged to a client is in the database's log after
                             the final heal.
+``exactly_once``            no write is stored twice: a retried write with the idempotency key of
+                            one already stored is recognised (writes of idempotent routes).
 ``component_figures``       per component: requests, ok share, mean and p99 time in it, mean
                             queue at arrival, utilisation (busy time / cores / elapsed), drops.
 """
@@ -97,6 +99,25 @@ def no_lost_writes(history: list[dict], write_routes: Iterable[str], final: dict
         return CheckResult(False, f"{len(lost)} of {acked} acknowledged writes are not in the database: {_few(lost)}",
                            {"acknowledged": acked, "lost": len(lost)})
     return CheckResult(True, "", {"acknowledged": acked, "lost": 0})
+
+
+def exactly_once(history: list[dict], write_routes: Iterable[str], final: dict[str, list]) -> CheckResult:
+    """``final`` as for :func:`no_lost_writes`; only writes of ``write_routes`` are judged."""
+    write_routes = set(write_routes)
+    if not write_routes:
+        return CheckResult(True, "", {"note": "no idempotent route writes to a database"})
+    ours = {done["value"]["idem"] for inv, done in pairs(history)
+            if inv["f"] in write_routes and done is not None and isinstance(done["value"], dict)}
+    counts: dict = defaultdict(int)
+    for ids in final.values():
+        for i in ids:
+            if i in ours:
+                counts[i] += 1
+    dups = sorted(k for k, c in counts.items() if c > 1)
+    if dups:
+        return CheckResult(False, f"{len(dups)} writes stored more than once: " +
+                           _few([f"{k} x{counts[k]}" for k in dups]), {"writes": len(ours), "duplicated": len(dups)})
+    return CheckResult(True, "", {"writes": len(ours), "duplicated": 0})
 
 
 def component_figures(records: list[dict], cores: dict[str, int], elapsed_ns: int) -> dict[str, Any]:

@@ -16,6 +16,8 @@ Parameters (:class:`DatabaseSpec`; in TOML, the keys of a ``kind = "database"`` 
     detect_ms        silence after which the router declares a node down (the detection delay)
     heartbeat_ms     how often the router sends each node its role
     retry            the router's :class:`~simulator.kit.caller.RetryPolicy` toward the nodes
+    dedupe           honour idempotency keys: a retried write already in the log is not stored
+                     again (False models a store without them, and the graph's planted bug)
 
 The router heartbeats every node with its role (epoch, primary, live members). When the primary
 has been silent for ``detect_ms`` it promotes the live replica with the longest log, in a new
@@ -61,6 +63,7 @@ class DatabaseSpec:
     heartbeat_ms: float = 200.0
     queue_limit: int = 100_000
     retry: RetryPolicy = RetryPolicy(timeout_ms=1000.0)
+    dedupe: bool = True
 
     def node_ids(self) -> list[str]:
         return [f"{self.name}-{i}" for i in range(self.replicas + 1)]
@@ -228,7 +231,7 @@ class DbNode(Node):
             if self.role != "primary":
                 ctx.send(src, Reply(call.rid, False, "not-primary"))
                 return
-            seq = self.idem.get(call.idem) if call.idem is not None else None
+            seq = self.idem.get(call.idem) if call.idem is not None and self.spec.dedupe else None
             if seq is None:
                 self._append(ctx, [(call.key, call.idem, self.epoch)])
                 seq = len(self.log)

@@ -48,7 +48,7 @@ KEYS = {
                       "health_timeout_ms", "unhealthy_threshold", "healthy_threshold", "consecutive_errors",
                       "max_ejection_share", "base_ejection_ms") + CALLER_KEYS,
     "database": ("replicas", "cores", "service_ms", "fsync_ms", "durable", "replication", "lag_ms", "read_from",
-                 "failover", "detect_ms", "heartbeat_ms", "queue_limit", "timeout_ms"),
+                 "failover", "detect_ms", "heartbeat_ms", "queue_limit", "timeout_ms", "dedupe"),
     "rate-limiter": ("algorithm", "limit", "window_ms", "per", "to", "replicas") + CALLER_KEYS,
 }
 ROUTE_KEYS = ("name", "path", "share", "keys", "timeout_ms", "retries", "retry_budget", "slo_p99_ms", "idempotent")
@@ -176,7 +176,7 @@ _TYPES = {
     "unhealthy_threshold": (int, 1), "healthy_threshold": (int, 1), "consecutive_errors": (int, 0),
     "max_ejection_share": (float, 0), "base_ejection_ms": (float, 0), "durable": (bool, None),
     "replication": (str, ("async", "sync")), "read_from": (str, ("primary", "replica")), "failover": (bool, None),
-    "detect_ms": (float, 1), "heartbeat_ms": (float, 1), "algorithm": (str, ALGORITHMS), "limit": (int, 1),
+    "detect_ms": (float, 1), "heartbeat_ms": (float, 1), "dedupe": (bool, None), "algorithm": (str, ALGORITHMS), "limit": (int, 1),
     "window_ms": (float, 1), "per": (str, ("global", "key")), "timeout_ms": (float, 1), "retries": (int, 0),
     "backoff_base_ms": (float, 0), "backoff_max_ms": (float, 0), "jitter": (bool, None), "retry_budget": (float, 0),
     "breaker_failures": (int, 0), "breaker_open_ms": (float, 0), "to": (str, None),
