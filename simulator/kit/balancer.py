@@ -32,7 +32,6 @@ import bisect
 import zlib
 from dataclasses import dataclass, field
 
-from ..engine.dists import Dist
 from ..engine.node import Node
 from .caller import BreakerPolicy, Caller, RetryPolicy
 from .cpu import Cpu
