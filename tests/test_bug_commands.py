@@ -11,7 +11,7 @@ from simulator.cli import main
 from simulator.pipeline import scenario as registry
 
 PING = str(Path(__file__).resolve().parent.parent / "examples" / "ping" / "ping.py")
-SHIPPED = ("queue", "raft", "twopc", "email", PING)
+SHIPPED = (*registry.names(), PING)
 CASES = [(name, bug) for name in SHIPPED for bug in registry.resolve(name).bugs]
 
 

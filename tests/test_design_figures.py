@@ -7,7 +7,7 @@ import pytest
 from simulator import get_scenario, scenario_names
 from simulator.cli import main
 
-OWN_FIGURES = {"queue": set(), "raft": {"leader-timeline.png"}, "twopc": {"twopc-in-doubt.png", "twopc-times.png"},
+OWN_FIGURES = {"queue": set(), "graph": {"graph.png"}, "raft": {"leader-timeline.png"}, "twopc": {"twopc-in-doubt.png", "twopc-times.png"},
                "email": {"email-latency.png", "email-providers.png", "email-queue.png", "email-retries.png"}}
 
 

@@ -166,6 +166,7 @@ def build_config(scenario: type[Scenario], *, seed: int, file: dict[str, Any] | 
         if "scenario" in file and file.pop("scenario") != scenario.name:
             raise UsageError(f"config file is for another scenario; this run is {scenario.name!r}")
         params_raw.update(file.pop("params", {}) or {})
+        params_raw.update({t: file.pop(t) for t in scenario.config_tables if t in file})
         faults = list(file.pop("faults", []) or [])
         if "seed" in file:
             file.pop("seed")  # the caller resolves the seed (flag beats file)
@@ -183,6 +184,7 @@ def build_config(scenario: type[Scenario], *, seed: int, file: dict[str, Any] | 
     params = {p.name: p.default for p in scenario.params}
     for key, raw in {**params_raw, **(sets or {})}.items():
         params[key] = scenario.param(key).parse(raw)
+    scenario.validate(params)
     if bug is not None and bug not in scenario.bugs:
         accepted = ", ".join(scenario.bugs) or "none (this scenario has no planted bugs)"
         raise UsageError(f"unknown bug {bug!r} for {scenario.name}: accepted: {accepted}")

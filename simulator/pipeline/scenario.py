@@ -171,6 +171,12 @@ class Scenario:
     # listed is exposed by "--bug NAME --seed 1". ``dsim describe`` shows each as a full command and
     # tests/test_bug_commands.py runs them all; see :func:`bug_commands`.
     exposes: ClassVar[dict[str, str]] = {}
+    # Top-level tables of a config file that are parameters (``[components]`` as ``[params.components]``).
+    config_tables: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def validate(cls, params: dict[str, Any]) -> None:
+        """Check the parameters together once each is valid alone; raise UsageError (one line)."""
 
     def build(self, sim: "Simulation", cfg) -> Setup:
         raise NotImplementedError

@@ -1,0 +1,254 @@
+"""``LoadBalancer``: a proxy in front of a pool, with a balancing policy, active health checks and
+passive outlier ejection (Envoy's nouns: cluster = the pool ``to``, endpoints = its instances).
+
+Parameters (:class:`BalancerSpec`; in TOML, the keys of a ``kind = "load-balancer"`` component):
+
+    to               the component balanced over (its instances are the endpoints)
+    policy           round-robin | random | least-outstanding | p2c | ring-hash
+    vnodes           virtual nodes per endpoint on the ring (ring-hash)
+    replicas         balancer instances (callers pick one at random)
+    service_ms       proxy cost per request (op -> Dist; zero: none) on ``cores`` CPUs
+    retry / breaker  as for a service (a retry goes to another endpoint when there is one)
+    health           :class:`HealthCheck`: interval_ms (0: off), timeout_ms, unhealthy_threshold,
+                     healthy_threshold
+    outlier          :class:`OutlierDetection`: consecutive_errors (0: off; failures and timeouts
+                     of forwarded requests in a row), max_ejection_share
+
+An endpoint gets traffic when it is healthy (active checks) and not ejected. An ejected endpoint
+gets no traffic until an active probe sent after its ejection succeeds; without active checks it
+returns after ``outlier.base_ejection_ms``. If no endpoint is available the request fails at once
+("no-endpoint", Envoy's "no healthy upstream").
+
+Records: ``kit.served`` per request, ``kit.eject`` / ``kit.uneject`` (endpoint, reason),
+``kit.health`` (endpoint, healthy), and the caller's records.
+
+Simplifications: least-outstanding and p2c count this instance's requests in flight only; the
+ring hashes the request's ``key`` (or its idempotency key) with CRC-32.
+"""
+
+from __future__ import annotations
+
+import bisect
+import zlib
+from dataclasses import dataclass, field
+
+from ..engine.node import Node
+from .caller import BreakerPolicy, Caller, RetryPolicy
+from .cpu import Cpu
+from .directory import Directory
+from .messages import Call, Probe, ProbeReply, Reply, answer, split_hop
+
+POLICIES = ("round-robin", "random", "least-outstanding", "p2c", "ring-hash")
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    interval_ms: float = 1000.0
+    timeout_ms: float = 250.0
+    unhealthy_threshold: int = 2
+    healthy_threshold: int = 1
+
+
+@dataclass(frozen=True)
+class OutlierDetection:
+    consecutive_errors: int = 5
+    max_ejection_share: float = 0.5
+    base_ejection_ms: float = 5000.0
+
+
+@dataclass(frozen=True)
+class BalancerSpec:
+    name: str
+    to: str
+    policy: str = "round-robin"
+    vnodes: int = 100
+    replicas: int = 1
+    cores: int = 1
+    service_ms: dict = field(default_factory=dict)
+    retry: RetryPolicy = RetryPolicy()
+    breaker: BreakerPolicy = BreakerPolicy()
+    health: HealthCheck = HealthCheck()
+    outlier: OutlierDetection = OutlierDetection()
+
+    def instance_ids(self) -> list[str]:
+        return [self.name] if self.replicas == 1 else [f"{self.name}-{i + 1}" for i in range(self.replicas)]
+
+
+class _Endpoint:
+    __slots__ = ("id", "healthy", "fails", "passes", "ejected", "ejected_seq", "errors", "probe_seq", "answered")
+
+    def __init__(self, node_id: str):
+        self.id = node_id
+        self.healthy = True
+        self.fails = self.passes = self.errors = 0
+        self.ejected = False
+        self.ejected_seq = 0
+        self.probe_seq = 0
+        self.answered = True
+
+
+class LoadBalancer(Node):
+    """One instance of the balancer ``spec.name``."""
+
+    def __init__(self, spec: BalancerSpec, directory: Directory):
+        if spec.policy not in POLICIES:
+            raise ValueError(f"unknown policy {spec.policy!r}: expected one of {', '.join(POLICIES)}")
+        self.spec = spec
+        self.directory = directory
+        self.endpoints = {e: _Endpoint(e) for e in directory.of(spec.to)}
+        self.order = list(self.endpoints)
+        self.cpu = Cpu(spec.cores, spec.service_ms) if any(not d.is_zero() for d in spec.service_ms.values()) else None
+        self.caller = Caller(spec.name, spec.retry, self._pick, self._done, breaker=spec.breaker,
+                             on_attempt=self._observe)
+        self.rr = 0
+        self.probe_seq = 0
+        self.ring: list[tuple[int, str]] = []
+        if spec.policy == "ring-hash":
+            self.ring = sorted((zlib.crc32(f"{e}#{i}".encode()), e) for e in self.order for i in range(spec.vnodes))
+
+    # ---- handlers -----------------------------------------------------------------------------
+    def on_start(self, ctx):
+        if self.spec.health.interval_ms > 0:
+            ctx.set_timer("kit.hc", (0.0, self.spec.health.interval_ms))  # spread the first round
+
+    def on_message(self, ctx, src, msg):
+        t = type(msg)
+        if t is Call:
+            job = (src, msg, ctx.now)
+            if self.cpu is None:
+                self._forward(ctx, job)
+            elif not self.cpu.submit(ctx, job, msg.op):
+                ctx.record("kit.drop", comp=self.spec.name, reason="overloaded")
+                ctx.send(src, Reply(msg.rid, False, "overloaded"))
+        elif t is Reply:
+            self.caller.on_reply(ctx, msg)
+        elif t is ProbeReply:
+            self._probe_result(ctx, src, msg.seq)
+        elif t is Probe:
+            ctx.send(src, ProbeReply(msg.seq))
+
+    def on_timer(self, ctx, name):
+        if name == "kit.hc":
+            self._probe_round(ctx)
+        elif name == "kit.hc.check":
+            self._probe_deadline(ctx)
+        elif name.startswith("kit.uneject."):
+            ep = self.endpoints.get(name[len("kit.uneject."):])
+            if ep is not None and ep.ejected:
+                self._uneject(ctx, ep, "timer")
+        elif self.cpu is not None and (done := self.cpu.on_timer(ctx, name)) is not None:
+            self._forward(ctx, done[0])
+        else:
+            self.caller.on_timer(ctx, name)
+
+    # ---- forwarding ---------------------------------------------------------------------------
+    def _forward(self, ctx, job) -> None:
+        _src, call, _arrived = job
+        if call.rest:
+            comp, op = split_hop(call.rest[0])
+            rest = call.rest[1:]
+        else:
+            comp, op, rest = self.spec.to, call.op, ()
+        self.caller.call(ctx, comp, op, job, key=call.key, rest=rest, idem=call.idem, value=call.value)
+
+    def _done(self, ctx, job, ok, value) -> None:
+        src, call, arrived = job
+        ctx.send(src, answer(call.rid, ok, value))
+        ctx.record("kit.served", comp=self.spec.name, op=call.op, ok=ok, queue=0, wait_ms=0.0,
+                   service_ms=0.0, total_ms=(ctx.now - arrived) / 1e6)
+
+    def available(self) -> list[str]:
+        return [e for e in self.order if self.endpoints[e].healthy and not self.endpoints[e].ejected]
+
+    def _pick(self, ctx, comp, op, key, tried) -> str | None:
+        if comp != self.spec.to:
+            return self.directory.pick_random(ctx, comp, op, key, tried)
+        pool = self.available()
+        if tried and len(pool) > 1:
+            pool = [e for e in pool if e not in tried] or pool
+        if not pool:
+            return None
+        policy = self.spec.policy
+        if policy == "round-robin":
+            self.rr += 1
+            return pool[self.rr % len(pool)]
+        if policy == "random" or len(pool) == 1:
+            return pool[int(ctx.rng.integers(len(pool)))]
+        inflight = self.caller.inflight
+        if policy == "least-outstanding":
+            least = min(inflight.get(e, 0) for e in pool)
+            ties = [e for e in pool if inflight.get(e, 0) == least]
+            return ties[int(ctx.rng.integers(len(ties)))]
+        if policy == "p2c":
+            i = int(ctx.rng.integers(len(pool)))
+            j = int(ctx.rng.integers(len(pool) - 1))
+            a, b = pool[i], pool[j + (j >= i)]
+            return b if inflight.get(b, 0) < inflight.get(a, 0) else a
+        return self._ring_pick(ctx, key, set(pool))
+
+    def _ring_pick(self, ctx, key, pool: set) -> str | None:
+        h = zlib.crc32(str(key).encode()) if key is not None else int(ctx.rng.integers(2**32))
+        i = bisect.bisect_left(self.ring, (h, ""))
+        for k in range(len(self.ring)):
+            e = self.ring[(i + k) % len(self.ring)][1]
+            if e in pool:
+                return e
+        return None
+
+    # ---- outlier detection --------------------------------------------------------------------
+    def _observe(self, ctx, endpoint, ok, reason) -> None:
+        ep = self.endpoints.get(endpoint)
+        if ep is None:
+            return
+        if ok:
+            ep.errors = 0
+            return
+        ep.errors += 1
+        od = self.spec.outlier
+        if od.consecutive_errors and ep.errors >= od.consecutive_errors and not ep.ejected:
+            ejected = sum(e.ejected for e in self.endpoints.values())
+            if ejected + 1 <= od.max_ejection_share * len(self.endpoints):
+                ep.ejected, ep.ejected_seq = True, self.probe_seq
+                ctx.record("kit.eject", comp=self.spec.name, endpoint=endpoint, reason=reason)
+                if self.spec.health.interval_ms <= 0:
+                    ctx.set_timer(f"kit.uneject.{endpoint}", od.base_ejection_ms)
+
+    def _uneject(self, ctx, ep: _Endpoint, why: str) -> None:
+        ep.ejected, ep.errors = False, 0
+        ctx.record("kit.uneject", comp=self.spec.name, endpoint=ep.id, reason=why)
+
+    # ---- active health checks -----------------------------------------------------------------
+    def _probe_round(self, ctx) -> None:
+        hc = self.spec.health
+        self.probe_seq += 1
+        for e in self.order:
+            ep = self.endpoints[e]
+            ep.probe_seq, ep.answered = self.probe_seq, False
+            ctx.send(e, Probe(self.probe_seq))
+        ctx.set_timer("kit.hc.check", hc.timeout_ms)
+        ctx.set_timer("kit.hc", hc.interval_ms)
+
+    def _probe_result(self, ctx, src, seq) -> None:
+        ep = self.endpoints.get(src)
+        if ep is None or seq != ep.probe_seq or ep.answered:
+            return  # a late answer to an earlier round: it already counted as a failure
+        ep.answered = True
+        ep.fails = 0
+        ep.passes += 1
+        if not ep.healthy and ep.passes >= self.spec.health.healthy_threshold:
+            ep.healthy = True
+            ctx.record("kit.health", comp=self.spec.name, endpoint=src, healthy=True)
+        if ep.ejected and seq > ep.ejected_seq:
+            self._uneject(ctx, ep, "probe")
+
+    def _probe_deadline(self, ctx) -> None:
+        for e in self.order:
+            ep = self.endpoints[e]
+            if ep.answered:
+                continue
+            ep.answered = True  # settled: a failure
+            ep.passes = 0
+            ep.fails += 1
+            if ep.healthy and ep.fails >= self.spec.health.unhealthy_threshold:
+                ep.healthy = False
+                ctx.record("kit.health", comp=self.spec.name, endpoint=e, healthy=False)

@@ -1,0 +1,100 @@
+"""The workload's ``Client``: picks a route by weight, sends the request down it, and ends the
+operation with what came back.
+
+Parameters (:class:`Route`; in TOML, each ``[[routes]]`` table):
+
+    name             the route, and the operation's ``f`` in the history
+    share            weight among routes (normalised)
+    path             hops, each ``"component"`` or ``"component:op"``: ``["lb", "app", "db:write"]``
+    keys             requests pick a key uniformly from ``keys`` keys (for hashing and the database)
+    timeout_ms       the client's per-attempt timeout
+    retries          client retries (on timeouts and overload), with the caller's back-off
+    retry_budget     share of the client's requests in flight that may be on a retry (at least 3)
+    slo_p99_ms       the route's latency objective (checked by ``slo``; none: unchecked)
+    idempotent       retries are safe: the idempotency key rides every attempt (always sent;
+                     this says whether the design promises it, for the exactly-once checkers)
+
+Each request carries an idempotency key ``<client>:<op id>``, the same on every retry. The
+operation ends ``ok`` or ``fail`` when the system answers, and ``info`` with error ``"timeout"``
+when the client gives up: the request may or may not have taken effect. Its value is a dict:
+``{"key", "idem", "result"}`` or ``{"key", "idem", "error"}``.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+
+from ..engine.node import ClientNode
+from .caller import Caller, RetryPolicy
+from .directory import Directory
+from .messages import Reply, split_hop
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    path: tuple[str, ...]
+    share: float = 1.0
+    keys: int = 1000
+    timeout_ms: float = 5000.0
+    retries: int = 0
+    retry_budget: float = 0.2
+    slo_p99_ms: float | None = None
+    idempotent: bool = True
+
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(timeout_ms=self.timeout_ms, retries=self.retries, budget_share=self.retry_budget)
+
+
+def generator(routes: list[Route]):
+    """``generate(rng) -> (route name, key)`` for the workload: routes by share, keys uniform."""
+    total = sum(r.share for r in routes)
+    cum, acc = [], 0.0
+    for r in routes:
+        acc += r.share / total
+        cum.append(acc)
+    names = [r.name for r in routes]
+    keys = [r.keys for r in routes]
+
+    buf: list = []
+
+    def generate(rng):
+        if not buf:  # two uniforms per operation, drawn 512 operations at a time
+            buf.extend(reversed(rng.random(1024).tolist()))
+        u, v = buf.pop(), buf.pop()
+        i = bisect.bisect_right(cum, u)
+        i = min(i, len(cum) - 1)
+        return names[i], f"k{int(v * keys[i])}"
+
+    return generate
+
+
+class Client(ClientNode):
+    """A client endpoint; each route's timeout and retries apply to its requests."""
+
+    def __init__(self, routes: list[Route], directory: Directory):
+        self.routes = {r.name: r for r in routes}
+        self.policies = {r.name: r.policy() for r in routes}
+        self.caller = Caller("client", RetryPolicy(), directory.pick_random, self._done)
+
+    def on_invoke(self, ctx, op):
+        route = self.routes[op.f]
+        comp, name = split_hop(route.path[0])
+        idem = f"{ctx.id}:{op.id}"
+        self.caller.call(ctx, comp, name, (op.id, op.value, idem), key=op.value, rest=route.path[1:], idem=idem,
+                         policy=self.policies[op.f])
+
+    def on_message(self, ctx, src, msg):
+        if type(msg) is Reply:
+            self.caller.on_reply(ctx, msg)
+
+    def on_timer(self, ctx, name):
+        self.caller.on_timer(ctx, name)
+
+    def _done(self, ctx, token, ok, value):
+        op_id, key, idem = token
+        if ok:
+            ctx.complete(op_id, "ok", {"key": key, "idem": idem, "result": value})
+        else:
+            ctx.complete(op_id, "info" if value == "timeout" else "fail", {"key": key, "idem": idem, "error": value})

@@ -1,0 +1,346 @@
+"""System designs as graphs: components and routes from a TOML design, validated and built.
+
+A design (the ``components`` table and ``routes`` array; see ``examples/graphs/``)::
+
+    [params.components]
+    lb  = { kind = "load-balancer", policy = "p2c", to = "app" }
+    app = { kind = "service", replicas = 4, cores = 2, service_ms = "lognormal:12:cv=0.8" }
+    db  = { kind = "database", replicas = 2, replication = "async", lag_ms = "exponential:20" }
+
+    [[params.routes]]
+    name = "read"
+    share = 0.9
+    path = ["lb", "app", "db:read"]
+
+Each kind's keys are its spec's fields (documented in its module: ``service``, ``balancer``,
+``database``, ``ratelimit``), plus for every component that calls others the retry policy and
+breaker as flat keys: ``timeout_ms``, ``retries``, ``backoff_base_ms``, ``backoff_max_ms``,
+``jitter``, ``retry_budget``, ``breaker_failures``, ``breaker_open_ms``. Durations are numbers
+of ms; distributions are strings ``KIND:MEAN_MS[:cv=X]``. A bad design raises ``UsageError``
+with one line naming the problem.
+
+Default timeouts nest, so that an inner hop gives up before its caller does: client 5 s; load
+balancer 2 s per attempt, one retry; service 800 ms, one retry; database router 500 ms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ..engine.dists import Dist
+from ..engine.errors import UsageError
+from .balancer import POLICIES, BalancerSpec, HealthCheck, LoadBalancer, OutlierDetection
+from .caller import BreakerPolicy, RetryPolicy
+from .client import Client, Route
+from .database import DatabaseSpec, DbNode, DbRouter
+from .directory import Directory
+from .messages import split_hop
+from .ratelimit import ALGORITHMS, RateLimiter, RateLimiterSpec
+from .service import Service, ServiceSpec
+
+KINDS = ("service", "load-balancer", "database", "rate-limiter")
+CALLER_KEYS = ("timeout_ms", "retries", "backoff_base_ms", "backoff_max_ms", "jitter", "retry_budget",
+               "breaker_failures", "breaker_open_ms")
+KEYS = {
+    "service": ("replicas", "cores", "service_ms", "queue_limit", "calls", "parallel") + CALLER_KEYS,
+    "load-balancer": ("to", "policy", "vnodes", "replicas", "cores", "service_ms", "health_interval_ms",
+                      "health_timeout_ms", "unhealthy_threshold", "healthy_threshold", "consecutive_errors",
+                      "max_ejection_share", "base_ejection_ms") + CALLER_KEYS,
+    "database": ("replicas", "cores", "service_ms", "fsync_ms", "durable", "replication", "lag_ms", "read_from",
+                 "failover", "detect_ms", "heartbeat_ms", "queue_limit", "timeout_ms", "dedupe"),
+    "rate-limiter": ("algorithm", "limit", "window_ms", "per", "to", "replicas") + CALLER_KEYS,
+}
+ROUTE_KEYS = ("name", "path", "share", "keys", "timeout_ms", "retries", "retry_budget", "slo_p99_ms", "idempotent")
+DEFAULT_RETRY = {"service": RetryPolicy(timeout_ms=800.0, retries=1),
+                 "load-balancer": RetryPolicy(timeout_ms=2000.0, retries=1),
+                 "rate-limiter": RetryPolicy(timeout_ms=2000.0),
+                 "database": RetryPolicy(timeout_ms=500.0)}
+
+
+@dataclass
+class Design:
+    components: dict[str, Any]  # name -> spec, in the file's order
+    kinds: dict[str, str]
+    routes: list[Route]
+
+    def terminal_writes(self) -> list[str]:
+        """Routes whose last hop writes to a database."""
+        out = []
+        for r in self.routes:
+            comp, op = split_hop(r.path[-1])
+            if self.kinds[comp] == "database" and op == "write":
+                out.append(r.name)
+        return out
+
+    def servers(self) -> list[str]:
+        """Every node id the design adds, in order (the nemesis targets)."""
+        ids = []
+        for name, spec in self.components.items():
+            ids += node_ids(self.kinds[name], spec)
+        return ids
+
+    def directory(self) -> Directory:
+        d = Directory()
+        for name, spec in self.components.items():
+            kind = self.kinds[name]
+            d.add(name, [name] if kind == "database" else spec.instance_ids())
+        return d
+
+    def build(self, sim) -> Directory:
+        """Add every component's nodes to ``sim``; the directory the clients need."""
+        d = self.directory()
+        for name, spec in self.components.items():
+            kind = self.kinds[name]
+            if kind == "service":
+                for i in spec.instance_ids():
+                    sim.add_node(i, lambda s=spec: Service(s, d), inbox_limit=10**9)
+            elif kind == "load-balancer":
+                for i in spec.instance_ids():
+                    sim.add_node(i, lambda s=spec: LoadBalancer(s, d), inbox_limit=10**9)
+            elif kind == "rate-limiter":
+                for i in spec.instance_ids():
+                    sim.add_node(i, lambda s=spec: RateLimiter(s, d), inbox_limit=10**9)
+            else:
+                sim.add_node(name, lambda s=spec: DbRouter(s), inbox_limit=10**9)
+                for i in spec.node_ids():
+                    sim.add_node(i, lambda s=spec: DbNode(s, name), fsync=spec.fsync_ms, inbox_limit=10**9)
+        return d
+
+    def edges(self) -> list[tuple[str, str, str]]:
+        """(caller, callee, the routes over it joined by commas) for every call the design makes."""
+        out: dict[tuple[str, str], list[str]] = {}
+        for r in self.routes:
+            comps = [split_hop(h)[0] for h in r.path]
+            for a, b in zip(comps, comps[1:]):
+                out.setdefault((a, b), []).append(r.name)
+        for name, spec in self.components.items():
+            kind = self.kinds[name]
+            targets = [spec.to] if kind == "load-balancer" or (kind == "rate-limiter" and spec.to) else []
+            targets += [split_hop(h)[0] for h in spec.calls] if kind == "service" else []
+            for b in targets:
+                out.setdefault((name, b), [])
+        return [(a, b, ", ".join(names)) for (a, b), names in out.items()]
+
+    def layers(self) -> dict[str, int]:
+        """Each component's depth: the longest chain of calls leading to it (entry points are 0)."""
+        depth = {n: 0 for n in self.components}
+        edges = self.edges()
+        for _ in range(len(depth)):  # the design is acyclic (checked), so this settles
+            for a, b, _ in edges:
+                depth[b] = max(depth[b], depth[a] + 1)
+        return depth
+
+    def client(self, d: Directory):
+        return lambda cid: Client(self.routes, d)
+
+
+def node_ids(kind: str, spec) -> list[str]:
+    return [spec.name, *spec.node_ids()] if kind == "database" else spec.instance_ids()
+
+
+# ---- parsing ----------------------------------------------------------------------------------
+def _bad(where: str, text: str) -> UsageError:
+    return UsageError(f"bad design: {where}: {text}")
+
+
+def _dist(where: str, key: str, raw) -> Dist:
+    try:
+        return Dist("constant", float(raw)) if isinstance(raw, (int, float)) and not isinstance(raw, bool) else Dist.parse(raw)
+    except (TypeError, ValueError) as exc:
+        raise _bad(where, f"bad distribution {raw!r} for {key} ({exc})") from None
+
+
+def _service_ms(where: str, raw) -> dict:
+    if isinstance(raw, dict):
+        return {str(op): _dist(where, f"service_ms.{op}", v) for op, v in raw.items()}
+    return {"*": _dist(where, "service_ms", raw)}
+
+
+def _typed(where: str, key: str, raw, want: type, low=None, choices=()):
+    ok = isinstance(raw, want) and not (want is not bool and isinstance(raw, bool))
+    if want is float and isinstance(raw, int) and not isinstance(raw, bool):
+        raw, ok = float(raw), True
+    if not ok or (low is not None and raw < low) or (choices and raw not in choices):
+        expected = ("one of " + ", ".join(choices)) if choices else \
+            {int: "an integer", float: "a number", bool: "true or false", str: "text"}[want] + \
+            (f" >= {low}" if low is not None else "")
+        raise _bad(where, f"bad value {raw!r} for {key}: expected {expected}")
+    return raw
+
+
+# key -> (type, minimum or choices)
+_TYPES = {
+    "replicas": (int, 1), "cores": (int, 1), "queue_limit": (int, 0), "parallel": (bool, None), "vnodes": (int, 1),
+    "policy": (str, POLICIES), "health_interval_ms": (float, 0), "health_timeout_ms": (float, 0),
+    "unhealthy_threshold": (int, 1), "healthy_threshold": (int, 1), "consecutive_errors": (int, 0),
+    "max_ejection_share": (float, 0), "base_ejection_ms": (float, 0), "durable": (bool, None),
+    "replication": (str, ("async", "sync")), "read_from": (str, ("primary", "replica")), "failover": (bool, None),
+    "detect_ms": (float, 1), "heartbeat_ms": (float, 1), "dedupe": (bool, None), "algorithm": (str, ALGORITHMS), "limit": (int, 1),
+    "window_ms": (float, 1), "per": (str, ("global", "key")), "timeout_ms": (float, 1), "retries": (int, 0),
+    "backoff_base_ms": (float, 0), "backoff_max_ms": (float, 0), "jitter": (bool, None), "retry_budget": (float, 0),
+    "breaker_failures": (int, 0), "breaker_open_ms": (float, 0), "to": (str, None),
+}
+
+
+def _value(where: str, key: str, raw):
+    want, extra = _TYPES[key]
+    if isinstance(extra, tuple):
+        return _typed(where, key, raw, want, choices=extra)
+    return _typed(where, key, raw, want, low=extra)
+
+
+def _component(name: str, table: Any) -> tuple[str, Any]:
+    where = f"component {name!r}"
+    if not isinstance(table, dict):
+        raise _bad(where, "expected a table such as { kind = \"service\", ... }")
+    kind = table.get("kind")
+    if kind not in KINDS:
+        raise _bad(where, f"unknown kind {kind!r}: expected one of {', '.join(KINDS)}")
+    raw = {k: v for k, v in table.items() if k != "kind"}
+    for key in raw:
+        if key not in KEYS[kind]:
+            raise _bad(where, f"unknown key {key!r} for a {kind}: accepted: {', '.join(KEYS[kind])}")
+    v: dict[str, Any] = {}
+    for key, val in raw.items():
+        if key in ("service_ms",):
+            v[key] = _service_ms(where, val)
+        elif key in ("fsync_ms", "lag_ms"):
+            v[key] = _dist(where, key, val)
+        elif key == "calls":
+            if not isinstance(val, list) or not all(isinstance(h, str) for h in val):
+                raise _bad(where, f"bad value {val!r} for calls: expected a list of hops")
+            v[key] = tuple(val)
+        else:
+            v[key] = _value(where, key, val)
+    retry = DEFAULT_RETRY[kind]
+    rk = {"timeout_ms": "timeout_ms", "retries": "retries", "backoff_base_ms": "backoff_base_ms",
+          "backoff_max_ms": "backoff_max_ms", "jitter": "jitter", "retry_budget": "budget_share"}
+    retry = replace(retry, **{rk[k]: v.pop(k) for k in list(v) if k in rk})
+    breaker = BreakerPolicy(failures=v.pop("breaker_failures", 0), open_ms=v.pop("breaker_open_ms", 1000.0))
+    if kind == "service":
+        return kind, ServiceSpec(name, retry=retry, breaker=breaker, **v)
+    if kind == "load-balancer":
+        if "to" not in v:
+            raise _bad(where, "a load-balancer needs 'to' (the component it balances over)")
+        hmap = {"health_interval_ms": "interval_ms", "health_timeout_ms": "timeout_ms",
+                "unhealthy_threshold": "unhealthy_threshold", "healthy_threshold": "healthy_threshold"}
+        omap = {"consecutive_errors": "consecutive_errors", "max_ejection_share": "max_ejection_share",
+                "base_ejection_ms": "base_ejection_ms"}
+        health = HealthCheck(**{hmap[k]: v.pop(k) for k in list(v) if k in hmap})
+        outlier = OutlierDetection(**{omap[k]: v.pop(k) for k in list(v) if k in omap})
+        return kind, BalancerSpec(name, retry=retry, breaker=breaker, health=health, outlier=outlier, **v)
+    if kind == "database":
+        return kind, DatabaseSpec(name, retry=retry, **v)
+    return kind, RateLimiterSpec(name, retry=retry, **v)
+
+
+def _route(i: int, table: Any, kinds: dict[str, str]) -> Route:
+    where = f"route {i + 1}"
+    if not isinstance(table, dict):
+        raise _bad(where, "expected a table with name, share and path")
+    for key in table:
+        if key not in ROUTE_KEYS:
+            raise _bad(where, f"unknown key {key!r}: accepted: {', '.join(ROUTE_KEYS)}")
+    name = table.get("name")
+    if not isinstance(name, str) or not name:
+        raise _bad(where, "needs a name")
+    where = f"route {name!r}"
+    path = table.get("path")
+    if not isinstance(path, list) or not path or not all(isinstance(h, str) for h in path):
+        raise _bad(where, "path must be a non-empty list of hops such as [\"lb\", \"app\", \"db:read\"]")
+    for hop in path:
+        if split_hop(hop)[0] not in kinds:
+            raise _bad(where, f"hop {hop!r} names no component (components: {', '.join(kinds)})")
+    out = {"name": name, "path": tuple(path)}
+    for key, want, low in (("share", float, 0), ("keys", int, 1), ("timeout_ms", float, 1), ("retries", int, 0),
+                           ("retry_budget", float, 0), ("slo_p99_ms", float, 0), ("idempotent", bool, None)):
+        if key in table:
+            out[key] = _typed(where, key, table[key], want, low=low)
+    if out.get("share", 1.0) <= 0:
+        raise _bad(where, "share must be > 0")
+    return Route(**out)
+
+
+def _check_graph(design: Design) -> None:
+    kinds = design.kinds
+    edges: dict[str, list[str]] = {n: [] for n in kinds}
+
+    def edge(a: str, b: str, where: str) -> None:
+        if b not in kinds:
+            raise _bad(where, f"calls {b!r}, which is not a component (components: {', '.join(kinds)})")
+        if b not in edges[a]:
+            edges[a].append(b)
+
+    for name, spec in design.components.items():
+        if kinds[name] == "load-balancer" or (kinds[name] == "rate-limiter" and spec.to):
+            edge(name, spec.to, f"component {name!r}")
+        if kinds[name] == "service":
+            for hop in spec.calls:
+                edge(name, split_hop(hop)[0], f"component {name!r}")
+    hops = [(f"route {r.name!r}", h) for r in design.routes for h in r.path]
+    hops += [(f"component {n!r}", h) for n, spec in design.components.items() if kinds[n] == "service" for h in spec.calls]
+    for where, hop in hops:
+        comp, op = split_hop(hop)
+        if comp not in kinds:
+            raise _bad(where, f"calls {comp!r}, which is not a component (components: {', '.join(kinds)})")
+        if kinds[comp] == "database" and op not in ("read", "write"):
+            raise _bad(where, f"hop {hop!r}: say {comp}:read or {comp}:write")
+        svc = design.components[comp].service_ms if kinds[comp] == "service" else None
+        if svc is not None and op not in svc and "*" not in svc:
+            raise _bad(where, f"hop {hop!r}: {comp} has no service_ms for {op!r} (it has {', '.join(svc)})")
+    for r in design.routes:
+        comps = [split_hop(h)[0] for h in r.path]
+        for a, b in zip(comps, comps[1:]):
+            if kinds[a] == "database":
+                raise _bad(f"route {r.name!r}", f"hop {a!r} is a database and must be the last hop")
+            if kinds[a] == "load-balancer" and b != design.components[a].to:
+                raise _bad(f"route {r.name!r}", f"load balancer {a!r} balances over {design.components[a].to!r}, not {b!r}")
+            edge(a, b, f"route {r.name!r}")
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(n: str) -> None:
+        state[n] = 1
+        stack.append(n)
+        for m in edges[n]:
+            if state.get(m) == 1:
+                cycle = stack[stack.index(m):] + [m]
+                raise UsageError(f"bad design: cycle: {' -> '.join(cycle)}")
+            if m not in state:
+                visit(m)
+        stack.pop()
+        state[n] = 2
+
+    for n in kinds:
+        if n not in state:
+            visit(n)
+
+
+def parse(components: Any, routes: Any) -> Design:
+    """A validated :class:`Design` from the ``components`` table and ``routes`` list."""
+    if not isinstance(components, dict) or not components:
+        raise UsageError("bad design: no components: give a [params.components] table")
+    if not isinstance(routes, list) or not routes:
+        raise UsageError("bad design: no routes: give at least one [[params.routes]] table")
+    specs, kinds = {}, {}
+    for name, table in components.items():
+        if not name.replace("_", "").replace("-", "").isalnum() or ":" in name:
+            raise _bad(f"component {name!r}", "a name is letters, digits, '-' and '_'")
+        kinds[name], specs[name] = _component(name, table)
+    routes_out = [_route(i, t, kinds) for i, t in enumerate(routes)]
+    names = [r.name for r in routes_out]
+    if len(set(names)) != len(names):
+        raise UsageError(f"bad design: route names repeat: {', '.join(names)}")
+    design = Design(specs, kinds, routes_out)
+    ids = design.servers()
+    seen = set()
+    for i in ids:
+        if i in seen or (i[:1] == "c" and i[1:].isdigit()):
+            raise UsageError(f"bad design: node id {i!r} is used twice or taken by a client (c1, c2...): rename a component")
+        seen.add(i)
+    _check_graph(design)
+    return design
+
+
+__all__ = ["Design", "KINDS", "parse"]

@@ -1,0 +1,62 @@
+"""The messages every kit component speaks: a call one hop down a route, and its reply.
+
+A request travels a route (``["lb", "app", "db:write"]``) as a chain of calls: each component
+answers the :class:`Call` it received with one :class:`Reply`, after calling the next hop
+(``rest[0]``) itself. Replies go back the way the calls came, so every hop sees its downstream's
+latency and failures, and can time out and retry. Health probes are answered at once, without
+queueing for a core (a simplification: a real probe shares the CPU).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..engine.node import message
+
+
+@message
+class Call:
+    """``rid`` is the caller's id for this attempt (unique per caller); ``op`` the operation at the
+    target; ``rest`` the hops after the target, each ``"component"`` or ``"component:op"``;
+    ``idem`` the request's idempotency key (the same across retries)."""
+
+    rid: int
+    op: str
+    key: Any = None
+    rest: tuple = ()
+    idem: Any = None
+    value: Any = None
+
+
+@message
+class Reply:
+    """``ok`` False carries the reason in ``value`` (``"timeout"``, ``"overloaded"``...)."""
+
+    rid: int
+    ok: bool
+    value: Any = None
+
+
+@message
+class Probe:
+    """An active health check (load balancers, database routers)."""
+
+    seq: int
+
+
+@message
+class ProbeReply:
+    seq: int
+    info: Any = None
+
+
+def split_hop(hop: str) -> tuple[str, str]:
+    """``"db:write"`` -> ``("db", "write")``; ``"app"`` -> ``("app", "*")``."""
+    comp, _, op = hop.partition(":")
+    return comp, (op or "*")
+
+
+def answer(rid: int, ok: bool, value: Any) -> Reply:
+    """The reply a component sends upstream. Its own caller's "timeout" becomes
+    "gateway-timeout" (HTTP 504), so that only a client's own timeout reads "timeout"."""
+    return Reply(rid, ok, "gateway-timeout" if not ok and value == "timeout" else value)

@@ -1,0 +1,132 @@
+"""``Service``: one instance of a pool of stateless application servers.
+
+Parameters (:class:`ServiceSpec`; in a TOML design, the keys of a ``kind = "service"`` component):
+
+    replicas         instances in the pool (each a host; ids ``<name>-1`` ...)
+    cores            CPUs per instance
+    service_ms       service time per operation: op -> Dist ("*" for any other op)
+    queue_limit      requests waiting for a core beyond which arrivals are refused ("overloaded")
+    calls            downstream hops called after the service time when the request's route has
+                     no further hop: ``["auth", "db:read"]``
+    parallel         call ``calls`` all at once (True) or one after the other (False)
+    retry            :class:`~simulator.kit.caller.RetryPolicy` of every downstream call
+    breaker          :class:`~simulator.kit.caller.BreakerPolicy` per downstream component
+
+What a request does: it waits for a core (FIFO), takes its service time, then calls its downstreams
+(the next hop of its route, else ``calls``), and answers ok once all succeed, or fail with the
+first failure's reason. A core is not held while downstreams work (a non-blocking server).
+
+Records: ``kit.served`` per answered request (comp, node, op, ok, queue = waiting at arrival,
+wait_ms, service_ms, total_ms), ``kit.drop`` (reason "overloaded"), and the caller's
+``kit.retry`` / ``kit.breaker`` / ``kit.drop``.
+
+Simplifications: no per-instance connection limits; an instance answers health probes at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..engine.dists import Dist
+from ..engine.node import Node
+from .caller import BreakerPolicy, Caller, RetryPolicy
+from .cpu import Cpu
+from .directory import Directory
+from .messages import Call, Probe, ProbeReply, Reply, answer, split_hop
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    replicas: int = 1
+    cores: int = 1
+    service_ms: dict = field(default_factory=lambda: {"*": Dist("exponential", 10.0)})
+    queue_limit: int = 100_000
+    calls: tuple[str, ...] = ()
+    parallel: bool = False
+    retry: RetryPolicy = RetryPolicy()
+    breaker: BreakerPolicy = BreakerPolicy()
+
+    def instance_ids(self) -> list[str]:
+        return [f"{self.name}-{i + 1}" for i in range(self.replicas)]
+
+
+class _Job:
+    __slots__ = ("src", "call", "arrived", "queue", "wait_ns", "svc_ns", "hops", "left", "failed")
+
+    def __init__(self, src, call, arrived, queue):
+        self.src, self.call, self.arrived, self.queue = src, call, arrived, queue
+        self.wait_ns = self.svc_ns = 0
+        self.hops: list = []
+        self.left = 0
+        self.failed = None
+
+
+class Service(Node):
+    """One instance of the service ``spec.name``."""
+
+    def __init__(self, spec: ServiceSpec, directory: Directory):
+        self.spec = spec
+        self.cpu = Cpu(spec.cores, spec.service_ms, spec.queue_limit)
+        self.caller = Caller(spec.name, spec.retry, directory.pick_random, self._downstream_done,
+                             breaker=spec.breaker)
+
+    def on_message(self, ctx, src, msg):
+        if type(msg) is Call:
+            job = _Job(src, msg, ctx.now, len(self.cpu.queue))
+            if not self.cpu.submit(ctx, job, msg.op):
+                ctx.record("kit.drop", comp=self.spec.name, reason="overloaded")
+                ctx.send(src, Reply(msg.rid, False, "overloaded"))
+        elif type(msg) is Reply:
+            self.caller.on_reply(ctx, msg)
+        elif type(msg) is Probe:
+            ctx.send(src, ProbeReply(msg.seq))
+
+    def on_timer(self, ctx, name):
+        done = self.cpu.on_timer(ctx, name)
+        if done is not None:
+            job, _op, job.wait_ns, job.svc_ns = done
+            self._after_service(ctx, job)
+        else:
+            self.caller.on_timer(ctx, name)
+
+    def _after_service(self, ctx, job: _Job) -> None:
+        call = job.call
+        if call.rest:
+            job.hops = [(call.rest[0], call.rest[1:])]
+        else:
+            job.hops = [(h, ()) for h in self.spec.calls]
+        if not job.hops:
+            self._answer(ctx, job, True, None)
+        elif self.spec.parallel:
+            hops, job.hops, job.left = job.hops, [], len(job.hops)
+            for hop, rest in hops:
+                self._call(ctx, job, hop, rest)
+        else:
+            job.left = 1
+            self._call(ctx, job, *job.hops.pop(0))
+
+    def _call(self, ctx, job: _Job, hop: str, rest: tuple) -> None:
+        comp, op = split_hop(hop)
+        c = job.call
+        self.caller.call(ctx, comp, op, job, key=c.key, rest=rest, idem=c.idem, value=c.value)
+
+    def _downstream_done(self, ctx, job: _Job, ok: bool, value) -> None:
+        if not ok and job.failed is None:
+            job.failed = value
+        job.left -= 1
+        if job.left > 0:
+            return
+        if job.failed is not None:
+            self._answer(ctx, job, False, job.failed)
+        elif not job.hops:
+            self._answer(ctx, job, True, value)
+        else:
+            job.left = 1
+            self._call(ctx, job, *job.hops.pop(0))
+
+    def _answer(self, ctx, job: _Job, ok: bool, value) -> None:
+        ctx.send(job.src, answer(job.call.rid, ok, value))
+        ctx.record("kit.served", comp=self.spec.name, op=job.call.op, ok=ok, queue=job.queue,
+                   wait_ms=job.wait_ns / 1e6, service_ms=job.svc_ns / 1e6,
+                   total_ms=(ctx.now - job.arrived) / 1e6)
