@@ -485,6 +485,10 @@ def export(run_dir, out_file):
     _read_run(run_dir)
     history = _read_history(run_dir, required=True)
     target = _out_file(out_file if out_file is not None else str(Path(run_dir) / "history.edn"))
+    from .pipeline.results import FILES
+
+    if target.resolve().parent == Path(run_dir).resolve() and target.name in FILES:
+        _fail(f"bad value {out_file!r} for --out: it is one of the run's own files; expected another file path")
     try:
         text = to_edn(history)
     except RecursionError:

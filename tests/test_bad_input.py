@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from simulator.cli import main
@@ -222,6 +222,14 @@ BAD_TOML = [
     ("bug = 5", "bug"),
     ('bug = "nope"', "'nope'"),
     ('scenario = "raft"', "scenario"),
+    ('[[faults]]\naction = "crash"\nat_s = 0.1\nnode = 5', "node"),
+    ('[[faults]]\naction = "partition"\nat_s = 0.1\ngroups = "abc"', "groups"),
+    ('[[faults]]\naction = "slow"\nat_s = 0.1\nfactor = "x"', "factor"),
+    ('[[faults]]\naction = "set_loss"\nat_s = 0.1\np = 7', "for p"),
+    ('[[faults]]\naction = "flaky"\nat_s = 0.1\npairs = [[1, 2]]\np = 0.5', "pairs"),
+    ('[[faults]]\naction = "clock_strobe"\nat_s = 0.1\nnode = "n1"\ndelta_ms = 1\nperiod_ms = 0\nduration_ms = 5',
+     "period_ms"),
+    ('[[faults]]\naction = "heal"\nat_ns = 1.5', "fault"),
     ("rate = [1,\n", "--config"),
     ("= 1", "--config"),
 ]
@@ -412,7 +420,7 @@ def test_bad_output_paths_of_compare_and_export(good_run, here, capsys):
     for out in (here / "nowhere" / "x.png", here / "adir", here / "x.xyz", here / "noext", ""):
         code, _, err = dsim_in(capsys, "compare", folder, "--out", out)
         assert_refused(code, err, "--out")
-    for out in (here / "nowhere" / "h.edn", here / "adir", ""):
+    for out in (here / "nowhere" / "h.edn", here / "adir", "", folder / "history.jsonl", folder / "manifest.json"):
         code, _, err = dsim_in(capsys, "export", folder, "--out", out)
         assert_refused(code, err, "--out")
     assert listing(here) == before
@@ -531,9 +539,24 @@ small_numbers = st.one_of(st.integers(-3, 40).map(str), st.floats(-5, 60, allow_
 values = st.one_of(st.sampled_from(WEIRD), st.text(max_size=12), small_numbers)
 
 
+GOOD = {"--seed": ["1", "7"], "--rate": ["20", "50.5"], "--rate-profile": ["constant", "ramp:1-50", "burst:0.1:0.05:2"],
+        "--concurrency": ["1", "3"], "--node-count": ["1", "3"], "--latency": ["0", "1.5"],
+        "--latency-dist": ["constant", "pareto", "uniform"], "--topology": ["lan", "regions:2", "leaf-spine:2"],
+        "--nemesis": ["crash", "pause,crash", "slow-link"], "--nemesis-interval": ["0.05", "1"],
+        "--op-timeout": ["5", "1000"], "--set": ["servers=2", "service_ms=5"], "--bug": ["double-serve", "lose-requests"],
+        "--trace": [], "--time-limit": ["0.1"], "--grid": ["servers=1,2", "rate=10,20", "nemesis=crash+pause,pause"],
+        "--jobs": ["1"], "--seeds": ["1", "1-2"]}
+
+
+def _pair(name):
+    if name == "--trace":
+        return st.just([name])
+    return st.one_of(st.sampled_from(GOOD[name]), values).map(lambda v: [name, v])
+
+
 def _options(names):
-    return st.lists(st.tuples(st.sampled_from(names), values), max_size=5).map(
-        lambda pairs: [x for pair in pairs for x in pair])
+    """Mostly well-formed options with a weird value here and there, so valid runs get fuzzed too."""
+    return st.lists(st.sampled_from(names).flatmap(_pair), max_size=4).map(lambda pairs: [x for p in pairs for x in p])
 
 
 TOML_KEYS = ["rate", "time_limit_s", "node_count", "concurrency", "latency_ms", "latency_dist", "nemesis",
@@ -563,6 +586,7 @@ def _fuzz(capsys, tmp_path, args, toml: str | None) -> None:
         code, out, err = dsim_in(capsys, *args, *extra, "--time-limit", "0.2")
     finally:
         os.chdir(old)
+    event(f"exit {code}")
     assert code in (0, 1, 2, 3), (args, code, err)
     assert "Traceback" not in err + out and "internal error" not in err, (args, err)
     if code == 2:
@@ -570,7 +594,7 @@ def _fuzz(capsys, tmp_path, args, toml: str | None) -> None:
         assert sorted(p.name for p in work.iterdir()) == (["f.toml"] if toml is not None else []), args
 
 
-FUZZ = settings(max_examples=70, deadline=None, suppress_health_check=list(HealthCheck))
+FUZZ = settings(max_examples=int(os.environ.get("DSIM_FUZZ_EXAMPLES", "70")), deadline=None, suppress_health_check=list(HealthCheck))
 
 
 @FUZZ

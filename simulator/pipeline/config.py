@@ -135,8 +135,8 @@ def parse_number(raw: Any, name: str, integer: bool = False) -> int | float:
 LIMITS: dict[str, tuple[float, float]] = {
     "time_limit_s": (1e-6, 1e9),
     "rate": (1e-6, 1e7),
-    "concurrency": (1, 100_000),
-    "node_count": (1, 10_000),
+    "concurrency": (1, 10_000),
+    "node_count": (1, 1_000),
     "latency_ms": (0.0, 1e7),
     "nemesis_interval_s": (1e-3, 1e9),
     "op_timeout_ms": (1e-3, 1e12),
@@ -257,6 +257,50 @@ def _check_option(name: str, value: Any, scenario: type[Scenario] | None = None)
     return value
 
 
+def _check_fault(n: int, act: dict) -> None:
+    """The argument types of a planned fault, which validate_plan leaves to the injector (a crash mid-run)."""
+    at = act.get("at_s", act.get("at_ns"))
+    top = LIMITS["time_limit_s"][1] * (1e9 if "at_s" not in act else 1)
+    if not math.isfinite(at) or at > top or ("at_s" not in act and not isinstance(at, int)):
+        raise UsageError(f"bad time {at!r} for fault {n}: expected a number from 0 to {top:g}")
+
+    def bad(arg: str, expected: str) -> UsageError:
+        return UsageError(f"bad value {act.get(arg)!r} for {arg} of fault {n} ({act['action']}): expected {expected}")
+
+    def number(arg: str, lo: float, hi: float) -> float:
+        v = act.get(arg)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
+            raise bad(arg, f"a number from {lo:g} to {hi:g}")
+        return float(v)
+
+    def names(v: Any) -> bool:
+        return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+    for arg in act:
+        if arg in ("node",) and not isinstance(act[arg], str):
+            raise bad(arg, "a node name")
+        if arg in ("srcs", "dsts") and not names(act[arg]):
+            raise bad(arg, "a list of node names")
+        if arg == "groups" and not (isinstance(act[arg], list) and all(names(g) for g in act[arg])):
+            raise bad(arg, "a list of lists of node names")
+        if arg == "pairs" and not (isinstance(act[arg], list) and all(names(p) and len(p) == 2 for p in act[arg])):
+            raise bad(arg, "a list of [node, node] pairs")
+        if arg == "p":
+            number(arg, 0.0, 1.0)
+        if arg == "factor":
+            number(arg, 1e-6, 1e6)
+        if arg == "ppm":
+            number(arg, -1e6, 1e6)
+        if arg == "delta_ms":
+            number(arg, -1e12, 1e12)
+        if arg == "lose_unsynced" and not isinstance(act[arg], bool):
+            raise bad(arg, "true or false")
+    if act["action"] == "clock_strobe":
+        period = number("period_ms", 1e-3, 1e12)
+        if number("duration_ms", 0.0, 1e12) / period > 1e6:  # every period is an event
+            raise bad("duration_ms", "at most a million periods")
+
+
 def build_config(scenario: type[Scenario], *, seed: int, file: dict[str, Any] | None = None,
                  options: dict[str, Any] | None = None, sets: dict[str, Any] | None = None,
                  bug: str | None = None, trace: bool = False) -> RunConfig:
@@ -311,10 +355,7 @@ def build_config(scenario: type[Scenario], *, seed: int, file: dict[str, Any] | 
 
     validate_plan(faults, scenario.fault_verbs)
     for i, act in enumerate(faults):
-        at = act.get("at_s", act.get("at_ns"))
-        top = LIMITS["time_limit_s"][1] * (1e9 if "at_s" not in act else 1)
-        if not math.isfinite(at) or at > top:
-            raise UsageError(f"bad time {at!r} for fault {i + 1}: expected a number from 0 to {top:g}")
+        _check_fault(i + 1, act)
     return RunConfig(scenario=scenario.name, seed=seed, params=params, bug=bug, faults=faults, trace=trace, **merged)
 
 
