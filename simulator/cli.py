@@ -173,7 +173,7 @@ def run_options(f):
         click.option("--nemesis-interval", "nemesis_interval_s", callback=_number(float), help="Seconds between fault start and stop."),
         click.option("--op-timeout", "op_timeout_ms", callback=_number(float), help="Client operation timeout, ms (then recorded info)."),
         click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="A scenario parameter (repeatable)."),
-        click.option("--config", "config_file", type=click.Path(dir_okay=False), help="A TOML experiment file."),
+        click.option("--config", "config_file", help="A TOML experiment file."),
         click.option("--bug", help="Plant a bug (see `dsim describe`)."),
         click.option("--trace", is_flag=True, help="Also write trace.jsonl (every delivery, drop and timer)."),
     ]
@@ -189,7 +189,7 @@ def _collect_options(kw) -> dict:
 
 def _make_config(name, seed_raw, kw, file=None) -> RunConfig:
     scen = registry.get(name)
-    if file is None and kw.get("config_file"):
+    if file is None and kw.get("config_file") is not None:
         file = load_toml(kw["config_file"])
     if seed_raw is not None:
         seed = parse_seed(seed_raw)
@@ -296,7 +296,7 @@ def print_summary(man: dict, met: dict, folder: str | None) -> None:
                f"p99.9 {_fmt(lat.get('p999'))}  max {_fmt(lat.get('max'))}  mean {_fmt(lat.get('mean'))}")
     click.echo(f"  throughput  {_fmt(met.get('throughput_ops_s'))} ok ops/s")
     if met.get("recovery"):
-        rec = [r["recovery_s"] for r in met["recovery"] if r["recovery_s"] is not None]
+        rec = [r["recovery_s"] for r in met["recovery"] if r.get("recovery_s") is not None]
         if rec:
             click.echo(f"  recovery    {len(rec)} healed faults, slowest back to ok after {max(rec):.3f} s")
     figs = {k: v for k, v in (met.get("figures") or {}).items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
@@ -408,7 +408,7 @@ def run(scenario, seed, out, no_plots, **kw):
 
 
 @cli.command()
-@click.argument("run_dir", type=click.Path())
+@click.argument("run_dir")
 def replay(run_dir):
     """Re-run RUN_DIR from its manifest; exit 0 only if the trace digest is identical."""
     from .pipeline.run import execute
@@ -441,7 +441,7 @@ def replay(run_dir):
 
 
 @cli.command()
-@click.argument("run_dirs", nargs=-1, required=True, type=click.Path())
+@click.argument("run_dirs", nargs=-1, required=True)
 @click.option("--out", "out_file", help="Figure path, .png, .pdf or .svg (default results/compare-TIME.png).")
 def compare(run_dirs, out_file):
     """Compare runs: a table here and overlaid latency CDFs, throughput and verdicts in one figure."""
@@ -476,7 +476,7 @@ def compare(run_dirs, out_file):
 
 
 @cli.command()
-@click.argument("run_dir", type=click.Path())
+@click.argument("run_dir")
 @click.option("--out", "out_file", help="Output file (default RUN_DIR/history.edn).")
 def export(run_dir, out_file):
     """Write RUN_DIR's history in Jepsen's EDN shape, for Knossos or Elle to cross-check."""
@@ -498,7 +498,7 @@ def export(run_dir, out_file):
 
 
 @cli.command()
-@click.argument("run_dir", type=click.Path())
+@click.argument("run_dir")
 def show(run_dir):
     """Print the summary of a run folder."""
     r = _read_run(run_dir)
@@ -537,7 +537,7 @@ def sweep(scenario, seeds, grid, jobs, out, run_plots, **kw):
     if len(points) * len(seed_list) > MAX_RUNS:
         _fail(f"bad value {seeds!r} for --seeds: with {len(points)} grid points, expected at most {MAX_RUNS:,} runs in all")
     registry.get(scenario)
-    file = load_toml(kw["config_file"]) if kw.get("config_file") else None
+    file = load_toml(kw["config_file"]) if kw.get("config_file") is not None else None
     base_opts = _collect_options(kw)
     configs = []
     for point in points:  # validate everything before running anything

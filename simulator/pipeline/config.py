@@ -92,19 +92,25 @@ RUN_OPTIONS = [f.name for f in fields(RunConfig) if f.name not in ("scenario", "
 
 def load_toml(path: str | Path) -> dict[str, Any]:
     shown = str(path)
+    if not shown.strip():
+        raise UsageError(f"bad value {shown!r} for --config: expected a TOML file")
     try:
+        if Path(path).is_char_device() or Path(path).is_block_device():  # /dev/zero would be read forever
+            raise IsADirectoryError  # reported below as what it is
         with open(path, "rb") as fh:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise UsageError(f"bad value {shown!r} for --config: the file does not exist; expected a TOML file") from None
     except IsADirectoryError:
-        raise UsageError(f"bad value {shown!r} for --config: it is a folder; expected a TOML file") from None
+        what = "a folder" if Path(path).is_dir() else "a device"
+        raise UsageError(f"bad value {shown!r} for --config: it is {what}; expected a TOML file") from None
     except UnicodeDecodeError:
         raise UsageError(f"bad value {shown!r} for --config: not UTF-8 text; expected a TOML file") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"bad value {shown!r} for --config: not valid TOML ({exc}); expected a TOML file") from None
-    except OSError as exc:
-        raise UsageError(f"bad value {shown!r} for --config: cannot read it ({exc.strerror}); expected a TOML file") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        raise UsageError(f"bad value {shown!r} for --config: cannot read it ({getattr(exc, 'strerror', None) or exc}); "
+                         "expected a TOML file") from None
 
 
 # Plain ASCII decimal numbers only: float() and int() also take '1_000', Arabic-Indic digits,

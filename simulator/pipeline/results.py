@@ -187,7 +187,7 @@ def _load_json(folder: Path, name: str) -> Any:
         raise _bad_run(folder, f"cannot read {name} ({exc.strerror})") from None
 
 
-def _bad_run(folder: Path, problem: str) -> UsageError:
+def _bad_run(folder: str | Path, problem: str) -> UsageError:
     return UsageError(f"bad value {str(folder)!r} for RUN_DIR: {problem}: expected a run folder written by dsim run")
 
 
@@ -225,18 +225,19 @@ def _check_shapes(folder: Path, man: Any, met: Any) -> None:
     for key, v in met.get("latency_ms", {}).items():
         need(v is None or _number(v), f"metrics.json's latency_ms.{key} is not a number")
     for key, v in met.get("checks", {}).items():
-        need(isinstance(v, dict) and isinstance(v.get("message", ""), (str, type(None))),
-             f"metrics.json's checks.{key} is not an object with a text message")
+        need(isinstance(v, dict), f"metrics.json's checks.{key} is not an object")
     for key in ("throughput_ops_s", "availability"):
         need(met.get(key) is None or _number(met[key]), f"metrics.json's {key} is not a number")
     recovery = met.get("recovery", [])
     need(recovery is None or (isinstance(recovery, list) and all(
-        isinstance(r, dict) and (r.get("recovery_s") is None or _number(r["recovery_s"], finite=True)) for r in recovery)),
+        isinstance(r, dict) and (r.get("recovery_s") is None or _number(r["recovery_s"])) for r in recovery)),
         "metrics.json's recovery is not a list of objects with recovery_s")
 
 
 def read_run(folder: str | Path) -> dict[str, Any]:
     """manifest and metrics of a run folder (for compare, show, replay); anything else is a UsageError."""
+    if "\0" in str(folder) or not str(folder).strip():
+        raise _bad_run(folder, "not a folder path")
     folder = Path(folder)
     if not folder.is_dir():
         raise _bad_run(folder, "no such folder" if not folder.exists() else "it is not a folder")
