@@ -613,3 +613,42 @@ def test_fuzzed_sweep_options_never_traceback(capsys, tmp_path, opts, toml, seed
     # a valid --jobs above 1 only costs forks; a valid --seeds list is at most a few runs
     opts = [("1" if prev == "--jobs" and x.strip().isdigit() else x) for prev, x in zip([""] + opts, opts)]
     _fuzz(capsys, tmp_path, ["sweep", "queue", "--seeds", seeds, *opts], toml)
+
+
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True, allow_infinity=True),
+              st.text(max_size=8)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+    max_leaves=6)
+MANIFEST_KEYS = ["scenario", "seed", "config", "digest", "status", "bug", "end_time_s", "wall_seconds", "versions"]
+CONFIG_KEYS = ["scenario", "seed", "time_limit_s", "rate", "nemesis", "params", "faults", "bug", "trace", "topology",
+               "concurrency", "node_count", "latency_ms", "op_timeout_ms"]
+METRICS_KEYS = ["ops", "latency_ms", "checks", "figures", "recovery", "valid", "throughput_ops_s", "availability"]
+
+
+@FUZZ
+@given(man=st.dictionaries(st.sampled_from(MANIFEST_KEYS), json_values, max_size=2),
+       cfg=st.dictionaries(st.sampled_from(CONFIG_KEYS), json_values, max_size=2),
+       met=st.dictionaries(st.sampled_from(METRICS_KEYS), json_values, max_size=2),
+       line=st.one_of(st.none(), json_values.map(json.dumps), st.text(max_size=20)))
+def test_fuzzed_run_folders_never_traceback(good_run, capsys, tmp_path, man, cfg, met, line):
+    """Run folders with random values in manifest, config, metrics and history give status 0-3, never a traceback."""
+    folder = tmp_path / f"r{time.monotonic_ns()}"
+    shutil.copytree(good_run, folder)
+    m = json.loads((folder / "manifest.json").read_text())
+    m.update(man)
+    if isinstance(m.get("config"), dict):
+        m["config"].update(cfg)
+        m["config"]["time_limit_s"] = 0.2 if "time_limit_s" not in cfg else m["config"]["time_limit_s"]
+    (folder / "manifest.json").write_text(json.dumps(m))
+    metrics = json.loads((folder / "metrics.json").read_text())
+    metrics.update(met)
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    if line is not None:
+        with open(folder / "history.jsonl", "a", encoding="utf-8", errors="surrogatepass") as fh:
+            fh.write(line + "\n")
+    for args in (["show", folder], ["compare", folder, "--out", tmp_path / "c.png"], ["export", folder, "--out", tmp_path / "h.edn"],
+                 ["replay", folder]):
+        code, out, err = dsim_in(capsys, *args)
+        assert code in (0, 1, 2, 3), (args, code, err)
+        assert "Traceback" not in err + out and "internal error" not in err, (args, err)

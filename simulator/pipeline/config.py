@@ -368,8 +368,8 @@ def build_config(scenario: type[Scenario], *, seed: int, file: dict[str, Any] | 
 def check_recorded(d: Any) -> RunConfig:
     """A manifest's ``config``, validated as strictly as a fresh command line, as a RunConfig.
 
-    Replay runs the recorded dict itself (validation only refuses), so a good manifest replays the
-    exact configuration it recorded."""
+    It is built the way the run's own config was (the same merge, the same parsing), so a manifest
+    dsim wrote gives back the configuration it recorded; one missing a parameter gets its default."""
     from ..engine.rng import MAX_SEED
     from . import scenario as registry
 
@@ -395,5 +395,4 @@ def check_recorded(d: Any) -> RunConfig:
         raise UsageError(f"bad value {bug!r} for bug: expected a bug name")
     if not isinstance(trace, bool):
         raise UsageError(f"bad value {trace!r} for trace: expected true or false")
-    build_config(scen, seed=seed, file={"faults": faults}, options=options, sets=params, bug=bug, trace=trace)
-    return RunConfig.from_dict(d)
+    return build_config(scen, seed=seed, file={"faults": faults}, options=options, sets=params, bug=bug, trace=trace)

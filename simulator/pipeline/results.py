@@ -196,6 +196,10 @@ def _number(v: Any, finite: bool = False) -> bool:
     return ok and (not finite or math.isfinite(v))
 
 
+def _verdict(v: Any) -> bool:
+    return v is None or isinstance(v, (bool, str))
+
+
 def _check_shapes(folder: Path, man: Any, met: Any) -> None:
     """The fields show, compare and replay read, with the types they need."""
     def need(cond: bool, problem: str) -> None:
@@ -225,7 +229,8 @@ def _check_shapes(folder: Path, man: Any, met: Any) -> None:
     for key, v in met.get("latency_ms", {}).items():
         need(v is None or _number(v), f"metrics.json's latency_ms.{key} is not a number")
     for key, v in met.get("checks", {}).items():
-        need(isinstance(v, dict), f"metrics.json's checks.{key} is not an object")
+        need(isinstance(v, dict) and _verdict(v.get("valid")), f"metrics.json's checks.{key} is not an object with a verdict")
+    need(_verdict(met.get("valid")), "metrics.json's valid is not true, false or unknown")
     for key in ("throughput_ops_s", "availability"):
         need(met.get(key) is None or _number(met[key]), f"metrics.json's {key} is not a number")
     recovery = met.get("recovery", [])
