@@ -411,9 +411,8 @@ def run(scenario, seed, out, no_plots, **kw):
 @click.argument("run_dir")
 def replay(run_dir):
     """Re-run RUN_DIR from its manifest; exit 0 only if the trace digest is identical."""
-    from .pipeline.run import execute
-
     from .pipeline.config import check_recorded
+    from .pipeline.run import execute
 
     man = _read_run(run_dir)["manifest"]
     if not man.get("digest"):
@@ -480,13 +479,12 @@ def compare(run_dirs, out_file):
 @click.option("--out", "out_file", help="Output file (default RUN_DIR/history.edn).")
 def export(run_dir, out_file):
     """Write RUN_DIR's history in Jepsen's EDN shape, for Knossos or Elle to cross-check."""
+    from .pipeline.results import FILES
     from .workload.history import to_edn
 
     _read_run(run_dir)
     history = _read_history(run_dir, required=True)
     target = _out_file(out_file if out_file is not None else str(Path(run_dir) / "history.edn"))
-    from .pipeline.results import FILES
-
     if target.resolve().parent == Path(run_dir).resolve() and target.name in FILES:
         _fail(f"bad value {out_file!r} for --out: it is one of the run's own files; expected another file path")
     try:

@@ -263,6 +263,25 @@ def _check_option(name: str, value: Any, scenario: type[Scenario] | None = None)
     return value
 
 
+MAX_NEMESIS_CYCLES = 1_000_000  # the nemesis plan is built as a list before the run starts
+
+
+def _check_together(merged: dict[str, Any]) -> None:
+    """Limits on combinations of options, each fine alone."""
+    limit_s = merged.get("time_limit_s", RunConfig.time_limit_s)
+    interval_s = merged.get("nemesis_interval_s", RunConfig.nemesis_interval_s)
+    if merged.get("nemesis") and limit_s / interval_s > MAX_NEMESIS_CYCLES:
+        raise UsageError(f"bad value {interval_s!r} for nemesis_interval_s: expected at least time_limit_s / "
+                         f"{MAX_NEMESIS_CYCLES:,} = {limit_s / MAX_NEMESIS_CYCLES:g} s (at most a million nemesis cycles)")
+    profile = merged.get("rate_profile", "constant")
+    if profile.startswith("burst:"):
+        factor = float(profile.split(":")[3])
+        rate = merged.get("rate", RunConfig.rate)
+        if rate * factor > LIMITS["rate"][1]:
+            raise UsageError(f"bad value {profile!r} for rate_profile: expected a burst rate (rate x factor) of at most "
+                             f"{LIMITS['rate'][1]:g} ops/s")
+
+
 def _check_fault(n: int, act: dict) -> None:
     """The argument types of a planned fault, which validate_plan leaves to the injector (a crash mid-run)."""
     at = act.get("at_s", act.get("at_ns"))
@@ -349,6 +368,7 @@ def build_config(scenario: type[Scenario], *, seed: int, file: dict[str, Any] | 
             merged[key] = value
     for key in list(merged):
         merged[key] = _check_option(key, merged[key], scenario)
+    _check_together(merged)
     params = {p.name: p.default for p in scenario.params}
     for key, raw in {**params_raw, **(sets or {})}.items():
         if isinstance(raw, (dict, list, tuple)) or raw is None:  # str() would make text of them
