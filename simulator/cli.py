@@ -187,7 +187,8 @@ def _collect_options(kw) -> dict:
                                    "topology", "nemesis", "nemesis_interval_s", "op_timeout_ms")}
 
 
-def _make_config(name, seed_raw, kw, file=None) -> RunConfig:
+def _make_config(name, seed_raw, kw, file=None) -> tuple[RunConfig, bool]:
+    """The run's config, and whether its seed was drawn at random (to be said once all input is good)."""
     scen = registry.get(name)
     if file is None and kw.get("config_file") is not None:
         file = load_toml(kw["config_file"])
@@ -199,10 +200,37 @@ def _make_config(name, seed_raw, kw, file=None) -> RunConfig:
         seed = None
     cfg = build_config(scen, seed=seed if seed is not None else 0, file=file, options=_collect_options(kw),
                        sets=parse_sets(kw.get("sets", ())), bug=kw.get("bug"), trace=bool(kw.get("trace")))
-    if seed is None:  # said only once the input is known to be good
+    if seed is None:
         cfg.seed = secrets.randbelow(2**31)
-        _err(f"no --seed given: using seed {cfg.seed} (replay it with --seed {cfg.seed})")
-    return cfg
+    return cfg, seed is None
+
+
+def _dry_build(cfg: RunConfig) -> None:
+    """Build the design once, without running it, before any folder exists: a design refuses its own
+    bad parameter combinations (a UsageError) in ``build``, and planned faults must name its hosts.
+    Any other failure is left for the real run to report as a crash, with its folder."""
+    from .engine.dists import Dist
+    from .engine.kernel import Simulation
+    from .faults import Injector
+
+    try:
+        sim = Simulation(cfg.seed, latency=Dist(cfg.latency_dist, cfg.latency_ms))
+        Injector(sim, [])
+        setup = registry.get(cfg.scenario)().build(sim, cfg)
+        hosts = set(sim.hosts) | {f"c{i + 1}" for i in range(setup.clients or cfg.concurrency or 4)}
+    except UsageError:
+        raise
+    except Exception:  # noqa: BLE001 - not bad input: the run itself reports it
+        return
+    for i, act in enumerate(cfg.faults):  # build_config checked the types of these
+        named = [act["node"]] if "node" in act else []
+        named += list(act.get("srcs", [])) + list(act.get("dsts", []))
+        named += [n for group in act.get("groups", []) for n in group] + [n for pair in act.get("pairs", []) for n in pair]
+        for n in named:
+            if n not in hosts:
+                shown = sorted(hosts)
+                _fail(f"bad value {n!r} in fault {i + 1} ({act['action']}): expected a host of this run: "
+                      f"{', '.join(shown[:12])}{' ...' if len(shown) > 12 else ''}")
 
 
 def _read_run(folder) -> dict:
@@ -379,13 +407,16 @@ def run(scenario, seed, out, no_plots, **kw):
     from .pipeline.results import new_folder
     from .pipeline.runner import run_to_folder
 
-    cfg = _make_config(scenario, seed, kw)
+    cfg, random_seed = _make_config(scenario, seed, kw)
+    _dry_build(cfg)
     _new_folder_path(out)
     try:
         folder = new_folder(cfg, out)
     except (OSError, ValueError) as exc:
         _fail(f"bad value {out or 'results'!r} for --out: cannot create the run folder ({getattr(exc, 'strerror', None) or exc}); "
               "expected a folder path that can be created")
+    if random_seed:
+        _err(f"no --seed given: using seed {cfg.seed} (replay it with --seed {cfg.seed})")
     progress = Progress(f"{scenario} seed {cfg.seed}")
     try:
         with _sigterm_interrupts():
@@ -547,6 +578,8 @@ def sweep(scenario, seeds, grid, jobs, out, run_plots, **kw):
                                sets={**parse_sets(kw.get("sets", ())), **params}, bug=kw.get("bug"),
                                trace=bool(kw.get("trace")))
             configs.append((cfg, point))
+            if seed == seed_list[0]:  # what build refuses depends on the parameters, not the seed
+                _dry_build(cfg)
         if len(label(point).encode()) > 200:  # it names each run's folder
             _fail(f"bad value {label(point)!r} for --grid: expected values short enough to name a folder")
     _new_folder_path(out)

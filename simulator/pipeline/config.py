@@ -149,6 +149,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "quiesce_s": (0.0, 1e9),
     "final_timeout_s": (0.0, 1e9),
 }
+MAX_PARAM = 1e9
 MAX_REGIONS = 100
 MAX_RACKS = 1000
 
@@ -373,7 +374,11 @@ def build_config(scenario: type[Scenario], *, seed: int, file: dict[str, Any] | 
     for key, raw in {**params_raw, **(sets or {})}.items():
         if isinstance(raw, (dict, list, tuple)) or raw is None:  # str() would make text of them
             raise UsageError(f"bad value {raw!r} for {key}: expected {scenario.param(key).accepted()}")
-        params[key] = scenario.param(key).parse(raw)
+        param = scenario.param(key)
+        params[key] = value = param.parse(raw)
+        # A bound for parameters whose design set none: 1e300 ms overflows integer nanoseconds
+        if param.type in (int, float) and param.max is None and abs(value) > MAX_PARAM:
+            raise UsageError(f"bad value {raw!r} for {key}: expected {param.accepted()} and at most {MAX_PARAM:g}")
     if bug is not None and bug not in scenario.bugs:
         accepted = ", ".join(scenario.bugs) or "none (this scenario has no planted bugs)"
         raise UsageError(f"unknown bug {bug!r} for {scenario.name}: accepted: {accepted}")
