@@ -115,6 +115,8 @@ def _out_file(raw: str, option: str = "--out", suffixes: tuple[str, ...] = ()) -
         _fail(f"bad value {raw!r} for {option}: expected a file name ending {', '.join(suffixes)}")
     if path.is_dir():
         _fail(f"bad value {raw!r} for {option}: it is a folder; expected a file path")
+    if path.exists() and not path.is_file():  # the write renames over it: never over a device or pipe
+        _fail(f"bad value {raw!r} for {option}: not a regular file; expected a file path")
     if not path.parent.is_dir():
         _fail(f"bad value {raw!r} for {option}: no folder {str(path.parent)!r}; expected a file in an existing folder")
     if not os.access(path.parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):

@@ -422,14 +422,16 @@ def test_missing_empty_and_file_run_folders_are_refused(here, capsys):
 
 
 def test_bad_output_paths_of_compare_and_export(good_run, here, capsys):
-    """compare/export --out into a missing folder, onto a folder, or (compare) with an unknown suffix is refused."""
+    """compare/export --out into a missing folder, onto a folder or a pipe, or (compare) with an unknown suffix is refused."""
     folder = _damaged(good_run, here, lambda f: None)
     (here / "adir").mkdir()
+    os.mkfifo(here / "fifo.png")
     before = listing(here)
-    for out in (here / "nowhere" / "x.png", here / "adir", here / "x.xyz", here / "noext", ""):
+    for out in (here / "nowhere" / "x.png", here / "adir", here / "x.xyz", here / "noext", "", here / "fifo.png"):
         code, _, err = dsim_in(capsys, "compare", folder, "--out", out)
         assert_refused(code, err, "--out")
-    for out in (here / "nowhere" / "h.edn", here / "adir", "", folder / "history.jsonl", folder / "manifest.json"):
+    for out in (here / "nowhere" / "h.edn", here / "adir", "", folder / "history.jsonl", folder / "manifest.json",
+                here / "fifo.png"):
         code, _, err = dsim_in(capsys, "export", folder, "--out", out)
         assert_refused(code, err, "--out")
     assert listing(here) == before
