@@ -130,12 +130,12 @@ def parse_number(raw: Any, name: str, integer: bool = False) -> int | float:
         raise UsageError(f"bad value {raw!r} for {name}: expected a number")
     value = float(text)
     if not math.isfinite(value):
-        raise UsageError(f"bad value {raw!r} for {name}: expected a number of sensible size")
+        raise UsageError(f"bad value {raw!r} for {name}: expected a finite number")
     return value
 
 
 # Bounds (inclusive) of the numeric run options. Times become integer nanoseconds: the caps keep
-# them, summed, inside int64, and the floors keep them at least a nanosecond (a nemesis interval
+# them, summed, inside int64, and the floors keep them well above a nanosecond (a nemesis interval
 # or arrival gap that rounds to 0 ns would loop forever at one instant). Counts are capped where a
 # larger value only exhausts memory before the first event.
 LIMITS: dict[str, tuple[float, float]] = {
@@ -149,7 +149,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "quiesce_s": (0.0, 1e9),
     "final_timeout_s": (0.0, 1e9),
 }
-MAX_PARAM = 1e9
+MAX_PARAM = 1e9  # for scenario parameters whose design gave no maximum
 MAX_REGIONS = 100
 MAX_RACKS = 1000
 
@@ -167,7 +167,7 @@ def _check_rate_profile(value: Any) -> str:
     try:
         rate_profile(value, 1.0, 1.0)
         kind, _, rest = value.strip().partition(":")
-        lo_rate, hi_rate = LIMITS["rate"]
+        hi_rate = LIMITS["rate"][1]
         if kind == "ramp":
             for x in _finite_parts(rest, "-"):
                 if x > hi_rate:
@@ -233,9 +233,7 @@ def _check_option(name: str, value: Any, scenario: type[Scenario] | None = None)
         else:
             raise bad(expected)
         items = [i.strip() for i in items]
-        if isinstance(value, str) and value.strip() == "":
-            raise bad(expected)
-        if any(not i for i in items):
+        if any(not i for i in items):  # 'crash,,' is a typo, not 'crash'; '' is no list at all
             raise bad(expected)
         for item in items:
             if item not in accepted:
