@@ -15,7 +15,11 @@ Exit status: 0 every check valid, 1 a check invalid, 2 bad usage or input, 3 unk
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import secrets
+import signal
 import sys
 import time
 import traceback
@@ -27,7 +31,7 @@ import click
 from .engine.errors import UsageError
 from .engine.rng import MAX_SEED
 from .pipeline import scenario as registry
-from .pipeline.config import DEFAULTS_HELP, RUN_OPTIONS, RunConfig, build_config, load_toml
+from .pipeline.config import DEFAULTS_HELP, RUN_OPTIONS, RunConfig, build_config, load_toml, parse_number
 
 RUN_EPILOG = """\b
 Examples:
@@ -42,13 +46,17 @@ def _fail(message: str) -> "NoReturn":  # noqa: F821
     raise UsageError(message)
 
 
-def parse_seed(raw) -> int:
-    try:
-        seed = int(str(raw), 10)
-    except ValueError:
-        _fail(f"bad value {raw!r} for --seed: expected an integer from 0 to {MAX_SEED}")
+def parse_seed(raw, name: str = "--seed") -> int:
+    """A command-line string of ASCII digits, or (from a TOML file) an integer, within the seed range."""
+    text = raw.strip() if isinstance(raw, str) else None
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        seed = raw
+    elif text and text.isascii() and text.isdigit() and len(text) <= 19:
+        seed = int(text)
+    else:
+        seed = -1
     if not 0 <= seed <= MAX_SEED:
-        _fail(f"bad value {raw!r} for --seed: expected an integer from 0 to {MAX_SEED}")
+        _fail(f"bad value {raw!r} for {name}: expected an integer from 0 to {MAX_SEED}")
     return seed
 
 
@@ -66,11 +74,90 @@ def _number(kind):
     def convert(ctx, param, value):
         if value is None:
             return None
-        try:
-            return kind(value)
-        except ValueError:
-            _fail(f"bad value {value!r} for --{param.name.replace('_', '-')}: expected {'an integer' if kind is int else 'a number'}")
+        return parse_number(value, param.opts[0], integer=kind is int)
     return convert
+
+
+def _new_folder_path(raw: str | None, option: str = "--out") -> Path | None:
+    """A folder to create for results: absent, or an empty folder; refused before anything is written."""
+    if raw is None:
+        return None
+    if not raw.strip() or "\0" in raw:
+        _fail(f"bad value {raw!r} for {option}: expected a folder path")
+    path = Path(raw)
+    if path.exists() or path.is_symlink():
+        if not path.is_dir():
+            _fail(f"bad value {raw!r} for {option}: it exists and is not a folder; expected a new or empty folder")
+        if any(path.iterdir()):
+            _fail(f"bad value {raw!r} for {option}: the folder exists and is not empty; expected a new or empty folder")
+    else:
+        parent = next((p for p in path.absolute().parents if p.exists()), None)
+        if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            _fail(f"bad value {raw!r} for {option}: cannot create it there; expected a folder path that can be created")
+    return path
+
+
+def _make_dir(path: Path, option: str) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (OSError, ValueError) as exc:
+        _fail(f"bad value {str(path)!r} for {option}: cannot create the folder ({getattr(exc, 'strerror', None) or exc}); "
+              "expected a folder path that can be created")
+    return path
+
+
+def _out_file(raw: str, option: str = "--out", suffixes: tuple[str, ...] = ()) -> Path:
+    """A file to (over)write: in an existing folder, not itself a folder, with an accepted suffix."""
+    path = Path(raw)
+    if not raw.strip() or "\0" in raw:
+        _fail(f"bad value {raw!r} for {option}: expected a file path")
+    if suffixes and path.suffix.lower() not in suffixes:
+        _fail(f"bad value {raw!r} for {option}: expected a file name ending {', '.join(suffixes)}")
+    if path.is_dir():
+        _fail(f"bad value {raw!r} for {option}: it is a folder; expected a file path")
+    if path.exists() and not path.is_file():  # the write renames over it: never over a device or pipe
+        _fail(f"bad value {raw!r} for {option}: not a regular file; expected a file path")
+    if not path.parent.is_dir():
+        _fail(f"bad value {raw!r} for {option}: no folder {str(path.parent)!r}; expected a file in an existing folder")
+    if not os.access(path.parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        _fail(f"bad value {raw!r} for {option}: not writable; expected a file path that can be written")
+    return path
+
+
+def _write_atomically(path: Path, write, option: str = "--out") -> None:
+    """``write(tmp)`` then rename, so a failed write leaves no half file (the suffix stays, for matplotlib)."""
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        _fail(f"bad value {str(path)!r} for {option}: cannot write it ({exc.strerror or exc}); expected a writable file path")
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """While a run or sweep works, SIGTERM interrupts it like Ctrl-C (the default would kill the process
+    and leave the manifest saying ``running``). Signals after the first are ignored while the folder is
+    saved: `timeout`, and Ctrl-C at a terminal, signal the whole process group, often twice."""
+    stops = (signal.SIGINT, signal.SIGTERM)
+
+    def handler(signum, frame):
+        for sig in stops:
+            signal.signal(sig, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    try:
+        old = {sig: signal.signal(sig, handler) for sig in stops}
+    except ValueError:  # not the main thread (an embedding program): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
 
 
 def run_options(f):
@@ -88,7 +175,7 @@ def run_options(f):
         click.option("--nemesis-interval", "nemesis_interval_s", callback=_number(float), help="Seconds between fault start and stop."),
         click.option("--op-timeout", "op_timeout_ms", callback=_number(float), help="Client operation timeout, ms (then recorded info)."),
         click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="A scenario parameter (repeatable)."),
-        click.option("--config", "config_file", type=click.Path(dir_okay=False), help="A TOML experiment file."),
+        click.option("--config", "config_file", help="A TOML experiment file."),
         click.option("--bug", help="Plant a bug (see `dsim describe`)."),
         click.option("--trace", is_flag=True, help="Also write trace.jsonl (every delivery, drop and timer)."),
     ]
@@ -102,32 +189,91 @@ def _collect_options(kw) -> dict:
                                    "topology", "nemesis", "nemesis_interval_s", "op_timeout_ms")}
 
 
-def _make_config(name, seed_raw, kw, file=None) -> RunConfig:
+def _make_config(name, seed_raw, kw, file=None) -> tuple[RunConfig, bool]:
+    """The run's config, and whether its seed was drawn at random (to be said once all input is good)."""
     scen = registry.resolve(name)
-    if file is None and kw.get("config_file"):
+    if file is None and kw.get("config_file") is not None:
         file = load_toml(kw["config_file"])
     if seed_raw is not None:
         seed = parse_seed(seed_raw)
     elif file and "seed" in file:
-        seed = parse_seed(file["seed"])
+        seed = parse_seed(file["seed"], "seed in the config file")
     else:
         seed = None
     cfg = build_config(scen, seed=seed if seed is not None else 0, file=file, options=_collect_options(kw),
                        sets=parse_sets(kw.get("sets", ())), bug=kw.get("bug"), trace=bool(kw.get("trace")))
-    if seed is None:  # said only once the input is known to be good
+    if seed is None:
         cfg.seed = secrets.randbelow(2**31)
-        _err(f"no --seed given: using seed {cfg.seed} (replay it with --seed {cfg.seed})")
-    return cfg
+    return cfg, seed is None
+
+
+def _dry_build(cfg: RunConfig) -> None:
+    """Build the design once, without running it, before any folder exists: a design refuses its own
+    bad parameter combinations (a UsageError) in ``build``, and planned faults must name its hosts.
+    Any other failure is left for the real run to report as a crash, with its folder."""
+    from .engine.dists import Dist
+    from .engine.kernel import Simulation
+    from .faults import Injector
+
+    try:
+        sim = Simulation(cfg.seed, latency=Dist(cfg.latency_dist, cfg.latency_ms))
+        Injector(sim, [])
+        setup = registry.for_config(cfg)().build(sim, cfg)
+        hosts = set(sim.hosts) | {f"c{i + 1}" for i in range(setup.clients or cfg.concurrency or 4)}
+    except UsageError:
+        raise
+    except Exception:  # noqa: BLE001 - not bad input: the run itself reports it
+        return
+    for i, act in enumerate(cfg.faults):  # build_config checked the types of these
+        named = [act["node"]] if "node" in act else []
+        named += list(act.get("srcs", [])) + list(act.get("dsts", []))
+        named += [n for group in act.get("groups", []) for n in group] + [n for pair in act.get("pairs", []) for n in pair]
+        for n in named:
+            if n not in hosts:
+                shown = sorted(hosts)
+                _fail(f"bad value {n!r} in fault {i + 1} ({act['action']}): expected a host of this run: "
+                      f"{', '.join(shown[:12])}{' ...' if len(shown) > 12 else ''}")
 
 
 def _read_run(folder) -> dict:
-    """A run folder's manifest and metrics; a folder that is not one is a usage error."""
+    """A run folder's manifest and metrics; a folder that is not one (or a damaged one) is a usage error."""
     from .pipeline.results import read_run
 
+    return read_run(folder)
+
+
+_HISTORY_TYPES = ("invoke", "ok", "fail", "info")
+
+
+def _read_history(folder, required: bool) -> list[dict]:
+    """A run folder's history.jsonl, every line checked for the fields export and compare read."""
+    hp = Path(folder) / "history.jsonl"
+    where = f"bad value {str(folder)!r} for RUN_DIR"
+    expected = "expected a run folder written by dsim run"
+    if not hp.is_file():
+        if required:
+            _fail(f"{where}: it has no history.jsonl: {expected}")
+        return []
+    out = []
     try:
-        return read_run(folder)
-    except FileNotFoundError as exc:
-        _fail(str(exc))
+        with open(hp, encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    op = json.loads(line)
+                except (ValueError, RecursionError):
+                    _fail(f"{where}: history.jsonl line {n} is not JSON (truncated?): {expected}")
+                if not (isinstance(op, dict) and op.get("type") in _HISTORY_TYPES and isinstance(op.get("f"), str)
+                        and all(isinstance(op.get(k), int) and not isinstance(op.get(k), bool)
+                                for k in ("index", "time", "process"))):
+                    _fail(f"{where}: history.jsonl line {n} is not an operation (index, time, type, process, f): {expected}")
+                out.append(op)
+    except UnicodeDecodeError:
+        _fail(f"{where}: history.jsonl is not UTF-8 text: {expected}")
+    except OSError as exc:
+        _fail(f"{where}: cannot read history.jsonl ({exc.strerror}): {expected}")
+    return out
 
 
 def _err(text: str) -> None:
@@ -181,7 +327,7 @@ def print_summary(man: dict, met: dict, folder: str | None) -> None:
                f"p99.9 {_fmt(lat.get('p999'))}  max {_fmt(lat.get('max'))}  mean {_fmt(lat.get('mean'))}")
     click.echo(f"  throughput  {_fmt(met.get('throughput_ops_s'))} ok ops/s")
     if met.get("recovery"):
-        rec = [r["recovery_s"] for r in met["recovery"] if r["recovery_s"] is not None]
+        rec = [r["recovery_s"] for r in met["recovery"] if r.get("recovery_s") is not None]
         if rec:
             click.echo(f"  recovery    {len(rec)} healed faults, slowest back to ok after {max(rec):.3f} s")
     figs = {k: v for k, v in (met.get("figures") or {}).items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
@@ -262,20 +408,27 @@ def describe(scenario):
 @click.argument("scenario")
 @click.option("--seed", help="Master seed (default: a random one, printed).")
 @run_options
-@click.option("--out", type=click.Path(file_okay=False), help="Results folder (default results/SCENARIO/TIME-sSEED).")
+@click.option("--out", help="Results folder (default results/SCENARIO/TIME-sSEED).")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 def run(scenario, seed, out, no_plots, **kw):
     """Run SCENARIO (a name, or a design file ./mydesign.py) once and write its results folder."""
     from .pipeline.results import new_folder
     from .pipeline.runner import run_to_folder
 
-    cfg = _make_config(scenario, seed, kw)
-    if out is not None and Path(out).exists() and any(Path(out).iterdir()):
-        _fail(f"bad value {out!r} for --out: the folder exists and is not empty")
-    folder = new_folder(cfg, out)
+    cfg, random_seed = _make_config(scenario, seed, kw)
+    _dry_build(cfg)
+    _new_folder_path(out)
+    try:
+        folder = new_folder(cfg, out)
+    except (OSError, ValueError) as exc:
+        _fail(f"bad value {out or 'results'!r} for --out: cannot create the run folder ({getattr(exc, 'strerror', None) or exc}); "
+              "expected a folder path that can be created")
+    if random_seed:
+        _err(f"no --seed given: using seed {cfg.seed} (replay it with --seed {cfg.seed})")
     progress = Progress(f"{cfg.scenario} seed {cfg.seed}")
     try:
-        outcome, status, _ = run_to_folder(cfg, folder, plots=not no_plots, progress=progress, link_latest=out is None)
+        with _sigterm_interrupts():
+            outcome, status, _ = run_to_folder(cfg, folder, plots=not no_plots, progress=progress, link_latest=out is None)
     except KeyboardInterrupt:
         progress.close()
         _err(f"dsim: interrupted; partial results (marked incomplete) in {folder}")
@@ -294,16 +447,25 @@ def run(scenario, seed, out, no_plots, **kw):
 
 
 @cli.command()
-@click.argument("run_dir", type=click.Path())
+@click.argument("run_dir")
 def replay(run_dir):
     """Re-run RUN_DIR from its manifest; exit 0 only if the trace digest is identical."""
+    from .pipeline.config import check_recorded
     from .pipeline.run import execute
 
     man = _read_run(run_dir)["manifest"]
     if not man.get("digest"):
-        _fail(f"{run_dir!r} has no digest (its run is {man.get('status', 'unknown')}): nothing to compare")
-    cfg = RunConfig.from_dict(man["config"])
-    registry.for_config(cfg)  # loads a design file again, refusing one that changed or is gone
+        _fail(f"bad value {run_dir!r} for RUN_DIR: no digest (its run is {man.get('status', 'unknown')}): "
+              "expected a complete run folder")
+    conf = man["config"]
+    if isinstance(conf, dict) and conf.get("design_path") is not None:  # a design file: refuse one that changed or is gone
+        if not isinstance(conf["design_path"], str) or not isinstance(conf.get("design_sha256"), str):
+            _fail(f"bad value {run_dir!r} for RUN_DIR: manifest.json's config: design_path and design_sha256 must be text")
+        registry.load_design(conf["design_path"], expect_sha256=conf["design_sha256"])
+    try:
+        cfg = check_recorded(conf)
+    except UsageError as exc:
+        _fail(f"bad value {run_dir!r} for RUN_DIR: manifest.json's config: {exc}")
     t0 = time.perf_counter()
     progress = Progress(f"replay {cfg.scenario} seed {cfg.seed}")
     out = execute(cfg, progress=progress)
@@ -322,12 +484,11 @@ def replay(run_dir):
 
 
 @cli.command()
-@click.argument("run_dirs", nargs=-1, required=True, type=click.Path())
-@click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Figure path (default results/compare-TIME.png).")
+@click.argument("run_dirs", nargs=-1, required=True)
+@click.option("--out", "out_file", help="Figure path, .png, .pdf or .svg (default results/compare-TIME.png).")
 def compare(run_dirs, out_file):
     """Compare runs: a table here and overlaid latency CDFs, throughput and verdicts in one figure."""
     from .reports import plots as P
-    from .workload.history import read_jsonl
 
     runs, hists = [], []
     for d in run_dirs:
@@ -336,8 +497,11 @@ def compare(run_dirs, out_file):
         r["label"] = f"{Path(d).resolve().name}" if len(set(Path(x).resolve().name for x in run_dirs)) == len(run_dirs) else d
         r["label"] = f"{man['scenario']} s{man['seed']}" + (f" {man['bug']}" if man.get("bug") else "") + f" ({r['label']})"
         runs.append(r)
-        hp = Path(d) / "history.jsonl"
-        hists.append(read_jsonl(hp) if hp.exists() else [])
+        hists.append(_read_history(d, required=False))
+    if out_file is None:
+        _make_dir(Path("results"), "the default figure folder")
+        out_file = f"results/compare-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}.png"
+    target = _out_file(out_file, suffixes=(".png", ".pdf", ".svg"))
     cols = ("run", "valid", "ok", "info", "p50 ms", "p99 ms", "max ms", "ops/s", "avail")
     rows = []
     for r in runs:
@@ -347,34 +511,36 @@ def compare(run_dirs, out_file):
         rows.append((r["label"], {True: "valid", False: "INVALID"}.get(m.get("valid"), str(m.get("valid"))),
                      ops.get("ok"), ops.get("info"), _fmt(lat.get("p50")), _fmt(lat.get("p99")), _fmt(lat.get("max")),
                      _fmt(m.get("throughput_ops_s")), _fmt(m.get("availability"))))
+    _write_atomically(target, lambda tmp: P.compare(runs, hists, tmp))
     widths = [max(len(str(x)) for x in col) for col in zip(cols, *rows)]
     for row in (cols, *rows):
         click.echo("  ".join(str(x).ljust(w) for x, w in zip(row, widths)))
-    if out_file is None:
-        Path("results").mkdir(exist_ok=True)
-        out_file = f"results/compare-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}.png"
-    Path(out_file).parent.mkdir(parents=True, exist_ok=True)
-    P.compare(runs, hists, Path(out_file))
     click.echo(f"figure: {out_file}")
 
 
 @cli.command()
-@click.argument("run_dir", type=click.Path())
-@click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Output file (default RUN_DIR/history.edn).")
+@click.argument("run_dir")
+@click.option("--out", "out_file", help="Output file (default RUN_DIR/history.edn).")
 def export(run_dir, out_file):
     """Write RUN_DIR's history in Jepsen's EDN shape, for Knossos or Elle to cross-check."""
-    from .workload.history import read_jsonl, to_edn
+    from .pipeline.results import FILES
+    from .workload.history import to_edn
 
-    hp = Path(run_dir) / "history.jsonl"
-    if not hp.is_file():
-        _fail(f"{run_dir!r} is not a run folder with a history (no history.jsonl)")
-    target = Path(out_file) if out_file else Path(run_dir) / "history.edn"
-    target.write_text(to_edn(read_jsonl(hp)))
+    _read_run(run_dir)
+    history = _read_history(run_dir, required=True)
+    target = _out_file(out_file if out_file is not None else str(Path(run_dir) / "history.edn"))
+    if target.resolve().parent == Path(run_dir).resolve() and target.name in FILES:
+        _fail(f"bad value {out_file!r} for --out: it is one of the run's own files; expected another file path")
+    try:
+        text = to_edn(history)
+    except RecursionError:
+        _fail(f"bad value {run_dir!r} for RUN_DIR: history.jsonl holds values nested too deep: expected a run folder written by dsim run")
+    _write_atomically(target, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     click.echo(f"wrote {target}")
 
 
 @cli.command()
-@click.argument("run_dir", type=click.Path())
+@click.argument("run_dir")
 def show(run_dir):
     """Print the summary of a run folder."""
     r = _read_run(run_dir)
@@ -395,25 +561,26 @@ Examples:
 @click.option("--grid", multiple=True, metavar="KEY=V1,V2", help="Values to sweep (repeatable); a parameter or run option.")
 @click.option("--jobs", default="1", show_default=True, help="Parallel worker processes.")
 @run_options
-@click.option("--out", type=click.Path(file_okay=False), help="Sweep folder (default results/SCENARIO/sweep-TIME).")
+@click.option("--out", help="Sweep folder (default results/SCENARIO/sweep-TIME).")
 @click.option("--plots/--no-plots", "run_plots", default=False, show_default=True, help="Draw each run's plots too.")
 def sweep(scenario, seeds, grid, jobs, out, run_plots, **kw):
     """Run SCENARIO (a name or ./design.py) for every seed and grid point; write runs.csv and summary.png."""
     from .pipeline.results import utc_now, write_json
-    from .pipeline.sweep import combinations, parse_grid, parse_seeds, run_sweep, split_point, write_csv
+    from .pipeline.sweep import MAX_RUNS, combinations, label, parse_grid, parse_seeds, run_sweep, split_point, write_csv
     from .reports import plots as P
 
-    try:
-        n_jobs = int(jobs)
-        if n_jobs < 1:
-            raise ValueError
-    except ValueError:
-        _fail(f"bad value {jobs!r} for --jobs: expected an integer >= 1")
+    max_jobs = max(8, 4 * (os.cpu_count() or 1))  # every worker is forked at once: a typo must not fork thousands
+    text = jobs.strip()
+    if not (text.isascii() and text.isdigit() and len(text) < 6 and 1 <= int(text) <= max_jobs):
+        _fail(f"bad value {jobs!r} for --jobs: expected an integer from 1 to {max_jobs}")
+    n_jobs = int(text)
     scen = registry.resolve(scenario)
     scenario = scen.name  # a design file's path names it no further (results/NAME/, labels)
     seed_list = parse_seeds(seeds)
     points = combinations(parse_grid(grid))
-    file = load_toml(kw["config_file"]) if kw.get("config_file") else None
+    if len(points) * len(seed_list) > MAX_RUNS:
+        _fail(f"bad value {seeds!r} for --seeds: with {len(points)} grid points, expected at most {MAX_RUNS:,} runs in all")
+    file = load_toml(kw["config_file"]) if kw.get("config_file") is not None else None
     base_opts = _collect_options(kw)
     configs = []
     for point in points:  # validate everything before running anything
@@ -425,8 +592,13 @@ def sweep(scenario, seeds, grid, jobs, out, run_plots, **kw):
                                sets={**parse_sets(kw.get("sets", ())), **params}, bug=kw.get("bug"),
                                trace=bool(kw.get("trace")))
             configs.append((cfg, point))
+            if seed == seed_list[0]:  # what build refuses depends on the parameters, not the seed
+                _dry_build(cfg)
+        if len(label(point).encode()) > 200:  # it names each run's folder
+            _fail(f"bad value {label(point)!r} for --grid: expected values short enough to name a folder")
+    _new_folder_path(out)
     folder = Path(out) if out else Path("results") / scenario / f"sweep-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}"
-    folder.mkdir(parents=True, exist_ok=True)
+    _make_dir(folder, "--out")
     write_json(folder / "sweep.json", {"scenario": scenario, "seeds": seed_list, "grid": [dict(p) for p in points],
                                        "jobs": n_jobs, "started_utc": utc_now(), "command": " ".join(sys.argv)})
     tty = sys.stderr.isatty()
@@ -438,9 +610,13 @@ def sweep(scenario, seeds, grid, jobs, out, run_plots, **kw):
             sys.stderr.flush()
 
     try:
-        rows = run_sweep(configs, folder, n_jobs, run_plots, progress)
+        with _sigterm_interrupts():
+            rows = run_sweep(configs, folder, n_jobs, run_plots, progress)
     except KeyboardInterrupt:
-        _err(f"\ndsim: sweep interrupted; finished runs are in {folder / 'runs'}")
+        _err(f"{chr(10) if tty else ''}dsim: sweep interrupted; finished runs are in {folder / 'runs'} (runs in progress marked incomplete)")
+        sys.exit(3)
+    except Exception as exc:  # noqa: BLE001 - a worker killed from outside breaks the pool: say so in one line
+        _err(f"dsim: sweep stopped: {type(exc).__name__}: {exc}; finished runs are in {folder / 'runs'}")
         sys.exit(3)
     if tty:
         sys.stderr.write("\r" + " " * 60 + "\r")
@@ -472,11 +648,19 @@ def main(argv=None) -> None:
     except click.exceptions.Abort:
         _err("dsim: aborted")
         sys.exit(3)
+    except KeyboardInterrupt:
+        _err("dsim: interrupted")
+        sys.exit(3)
     except click.ClickException as exc:
         _err(f"dsim: error: {exc.format_message()}")
         sys.exit(exc.exit_code if exc.exit_code else 2)
     except BrokenPipeError:
         sys.exit(0)
+    except Exception as exc:  # noqa: BLE001 - a bug of dsim's own: one line, exit 3; DSIM_DEBUG=1 shows the traceback
+        if os.environ.get("DSIM_DEBUG"):
+            raise
+        _err(f"dsim: internal error: {type(exc).__name__}: {exc} (set DSIM_DEBUG=1 for the traceback)")
+        sys.exit(3)
     sys.exit(0)
 
 

@@ -24,6 +24,8 @@ A TOML experiment file::
 
 from __future__ import annotations
 
+import math
+import re
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -96,13 +98,128 @@ RUN_OPTIONS = [f.name for f in fields(RunConfig)
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
+    shown = str(path)
+    if not shown.strip():
+        raise UsageError(f"bad value {shown!r} for --config: expected a TOML file")
     try:
+        if Path(path).is_char_device() or Path(path).is_block_device():  # /dev/zero would be read forever
+            raise IsADirectoryError  # reported below as what it is
         with open(path, "rb") as fh:
             return tomllib.load(fh)
     except FileNotFoundError:
-        raise UsageError(f"config file {str(path)!r} does not exist") from None
+        raise UsageError(f"bad value {shown!r} for --config: the file does not exist; expected a TOML file") from None
+    except IsADirectoryError:
+        what = "a folder" if Path(path).is_dir() else "a device"
+        raise UsageError(f"bad value {shown!r} for --config: it is {what}; expected a TOML file") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"bad value {shown!r} for --config: not UTF-8 text; expected a TOML file") from None
     except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+        raise UsageError(f"bad value {shown!r} for --config: not valid TOML ({exc}); expected a TOML file") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        raise UsageError(f"bad value {shown!r} for --config: cannot read it ({getattr(exc, 'strerror', None) or exc}); "
+                         "expected a TOML file") from None
+
+
+# Plain ASCII decimal numbers only: float() and int() also take '1_000', Arabic-Indic digits,
+# 'nan' and 'infinity', none of which a user means as a run option.
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_INTEGER = re.compile(r"[+-]?\d+")
+
+
+def parse_number(raw: Any, name: str, integer: bool = False) -> int | float:
+    """``raw`` (a command-line string) as a finite number, or a UsageError naming ``name``."""
+    text = str(raw).strip()
+    if integer:
+        if not text.isascii() or not _INTEGER.fullmatch(text) or len(text) > 30:
+            raise UsageError(f"bad value {raw!r} for {name}: expected an integer")
+        return int(text)
+    if not text.isascii() or not _NUMBER.fullmatch(text):
+        raise UsageError(f"bad value {raw!r} for {name}: expected a number")
+    value = float(text)
+    if not math.isfinite(value):
+        raise UsageError(f"bad value {raw!r} for {name}: expected a finite number")
+    return value
+
+
+# Bounds (inclusive) of the numeric run options. Times become integer nanoseconds: the caps keep
+# them, summed, inside int64, and the floors keep them well above a nanosecond (a nemesis interval
+# or arrival gap that rounds to 0 ns would loop forever at one instant). Counts are capped where a
+# larger value only exhausts memory before the first event.
+LIMITS: dict[str, tuple[float, float]] = {
+    "time_limit_s": (1e-6, 1e9),
+    "rate": (1e-6, 1e7),
+    "concurrency": (1, 10_000),
+    "node_count": (1, 1_000_000),  # Kademlia-sized designs run 100,000 nodes
+    "latency_ms": (0.0, 1e7),
+    "nemesis_interval_s": (1e-3, 1e9),
+    "op_timeout_ms": (1e-3, 1e12),
+    "quiesce_s": (0.0, 1e9),
+    "final_timeout_s": (0.0, 1e9),
+}
+MAX_PARAM = 1e9  # for scenario parameters whose design gave no maximum
+MAX_REGIONS = 100
+MAX_RACKS = 1000
+
+
+def _finite_parts(text: str, sep: str) -> list[float]:
+    parts = text.split(sep)
+    return [parse_number(x, "part") for x in parts]
+
+
+def _check_rate_profile(value: Any) -> str:
+    from ..workload.clients import PROFILE_HELP, rate_profile
+
+    if not isinstance(value, str):
+        raise UsageError(f"bad value {value!r} for rate_profile: expected {PROFILE_HELP}")
+    try:
+        rate_profile(value, 1.0, 1.0)
+        kind, _, rest = value.strip().partition(":")
+        hi_rate = LIMITS["rate"][1]
+        if kind == "ramp":
+            for x in _finite_parts(rest, "-"):
+                if x > hi_rate:
+                    raise ValueError
+        elif kind == "burst":
+            every, length, factor = _finite_parts(rest, ":")
+            if every > LIMITS["time_limit_s"][1] or length < 1e-6 or factor > 1e6:
+                raise ValueError
+    except (ValueError, UsageError):
+        raise UsageError(f"bad value {value!r} for rate_profile: expected {PROFILE_HELP}") from None
+    return value
+
+
+def _check_topology(value: Any) -> str:
+    from ..engine.topology import SPEC_HELP, parse
+
+    if not isinstance(value, str):
+        raise UsageError(f"bad value {value!r} for topology: expected {SPEC_HELP}")
+    kind, _, rest = value.strip().partition(":")
+    bad = UsageError(f"bad value {value!r} for topology: expected {SPEC_HELP} (at most {MAX_REGIONS} regions, "
+                     f"{MAX_RACKS} racks, finite latencies from 0 to {LIMITS['latency_ms'][1]:g} ms)")
+    try:
+        if kind == "regions":
+            parts = rest.split(":")
+            if parse_number(parts[0], "regions", integer=True) > MAX_REGIONS:
+                raise bad
+            if len(parts) > 2 or (len(parts) == 2 and parse_number(parts[1], "inter") > LIMITS["latency_ms"][1]):
+                raise bad
+        elif kind == "leaf-spine":
+            if parse_number(rest, "racks", integer=True) > MAX_RACKS:
+                raise bad
+    except UsageError:
+        raise bad from None
+    graph = parse(value)  # after the size checks: a million regions would fill memory first
+    if graph is not None:
+        if graph.number_of_nodes() == 0:
+            raise bad
+        for _, _, data in graph.edges(data=True):
+            try:
+                ms = float(data.get("latency_ms", 0.0))
+            except (TypeError, ValueError):
+                raise bad from None
+            if not 0 <= ms <= LIMITS["latency_ms"][1]:
+                raise bad
+    return value
 
 
 def _check_option(name: str, value: Any, scenario: type[Scenario] | None = None) -> Any:
@@ -114,43 +231,105 @@ def _check_option(name: str, value: Any, scenario: type[Scenario] | None = None)
         return UsageError(f"bad value {value!r} for {name}: expected {expected}")
 
     if name == "nemesis":
-        items = value.split(",") if isinstance(value, str) else list(value)
-        items = [str(i).strip() for i in items if str(i).strip()]
         accepted = list(NEMESES) + list(scenario.custom_nemeses if scenario else ())
+        expected = "nemesis names separated by commas, none empty: " + ", ".join(accepted)
+        if isinstance(value, str):
+            items = value.split(",")
+        elif isinstance(value, (list, tuple)) and all(isinstance(i, str) for i in value):
+            items = list(value)
+        else:
+            raise bad(expected)
+        items = [i.strip() for i in items]
+        if any(not i for i in items):  # 'crash,,' is a typo, not 'crash'; '' is no list at all
+            raise bad(expected)
         for item in items:
             if item not in accepted:
                 raise UsageError(f"unknown nemesis {item!r}: accepted: {', '.join(accepted)}")
         return tuple(items)
     if name == "rate_profile":
-        from ..workload.clients import rate_profile
-
-        try:
-            rate_profile(value, 1.0, 1.0)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        return str(value)
+        return _check_rate_profile(value)
     if name == "topology":
-        from ..engine.topology import parse
-
-        parse(value)
-        return str(value)
+        return _check_topology(value)
     if name == "latency_dist":
-        if value not in KINDS:
+        if not isinstance(value, str) or value not in KINDS:
             raise bad("one of " + ", ".join(KINDS))
         return value
+    lo, hi = LIMITS.get(name, (0.0, 1e9))
     if name in ("node_count", "concurrency"):
         if value is None and name == "concurrency":
             return None
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise bad("an integer >= 1")
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise bad(f"an integer from {lo:,} to {hi:,}")
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise bad("a number")
+        raise bad(f"a number from {lo:g} to {hi:g}")
     value = float(value)
-    positive = name in ("time_limit_s", "nemesis_interval_s", "op_timeout_ms")
-    if value != value or value < 0 or (positive and value == 0) or value == float("inf"):
-        raise bad("a number > 0" if positive else "a number >= 0")
+    if not math.isfinite(value) or not lo <= value <= hi:
+        raise bad(f"a number from {lo:g} to {hi:g}")
     return value
+
+
+MAX_NEMESIS_CYCLES = 1_000_000  # the nemesis plan is built as a list before the run starts
+
+
+def _check_together(merged: dict[str, Any]) -> None:
+    """Limits on combinations of options, each fine alone."""
+    limit_s = merged.get("time_limit_s", RunConfig.time_limit_s)
+    interval_s = merged.get("nemesis_interval_s", RunConfig.nemesis_interval_s)
+    if merged.get("nemesis") and limit_s / interval_s > MAX_NEMESIS_CYCLES:
+        raise UsageError(f"bad value {interval_s!r} for nemesis_interval_s: expected at least time_limit_s / "
+                         f"{MAX_NEMESIS_CYCLES:,} = {limit_s / MAX_NEMESIS_CYCLES:g} s (at most a million nemesis cycles)")
+    profile = merged.get("rate_profile", "constant")
+    if profile.startswith("burst:"):
+        factor = float(profile.split(":")[3])
+        rate = merged.get("rate", RunConfig.rate)
+        if rate * factor > LIMITS["rate"][1]:
+            raise UsageError(f"bad value {profile!r} for rate_profile: expected a burst rate (rate x factor) of at most "
+                             f"{LIMITS['rate'][1]:g} ops/s")
+
+
+def _check_fault(n: int, act: dict) -> None:
+    """The argument types of a planned fault, which validate_plan leaves to the injector (a crash mid-run)."""
+    at = act.get("at_s", act.get("at_ns"))
+    top = LIMITS["time_limit_s"][1] * (1e9 if "at_s" not in act else 1)
+    if not math.isfinite(at) or at > top or ("at_s" not in act and not isinstance(at, int)):
+        raise UsageError(f"bad time {at!r} for fault {n}: expected a number from 0 to {top:g}")
+
+    def bad(arg: str, expected: str) -> UsageError:
+        return UsageError(f"bad value {act.get(arg)!r} for {arg} of fault {n} ({act['action']}): expected {expected}")
+
+    def number(arg: str, lo: float, hi: float) -> float:
+        v = act.get(arg)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
+            raise bad(arg, f"a number from {lo:g} to {hi:g}")
+        return float(v)
+
+    def names(v: Any) -> bool:
+        return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+    for arg in act:
+        if arg in ("node",) and not isinstance(act[arg], str):
+            raise bad(arg, "a node name")
+        if arg in ("srcs", "dsts") and not names(act[arg]):
+            raise bad(arg, "a list of node names")
+        if arg == "groups" and not (isinstance(act[arg], list) and all(names(g) for g in act[arg])):
+            raise bad(arg, "a list of lists of node names")
+        if arg == "pairs" and not (isinstance(act[arg], list) and all(names(p) and len(p) == 2 for p in act[arg])):
+            raise bad(arg, "a list of [node, node] pairs")
+        if arg == "p":
+            number(arg, 0.0, 1.0)
+        if arg == "factor":
+            number(arg, 1e-6, 1e6)
+        if arg == "ppm":
+            number(arg, -1e6, 1e6)
+        if arg == "delta_ms":
+            number(arg, -1e12, 1e12)
+        if arg == "lose_unsynced" and not isinstance(act[arg], bool):
+            raise bad(arg, "true or false")
+    if act["action"] == "clock_strobe":
+        period = number("period_ms", 1e-3, 1e12)
+        if number("duration_ms", 0.0, 1e12) / period > 1e6:  # every period is an event
+            raise bad("duration_ms", "at most a million periods")
 
 
 def build_config(scenario: type[Scenario], *, seed: int, file: dict[str, Any] | None = None,
@@ -165,25 +344,47 @@ def build_config(scenario: type[Scenario], *, seed: int, file: dict[str, Any] | 
     if file:
         if "scenario" in file and file.pop("scenario") != scenario.name:
             raise UsageError(f"config file is for another scenario; this run is {scenario.name!r}")
-        params_raw.update(file.pop("params", {}) or {})
+        table = file.pop("params", {})
+        if not isinstance(table, dict):
+            raise UsageError(f"bad value {table!r} for params in config file: expected a table ([params])")
+        params_raw.update(table)
         params_raw.update({t: file.pop(t) for t in scenario.config_tables if t in file})
-        faults = list(file.pop("faults", []) or [])
-        if "seed" in file:
-            file.pop("seed")  # the caller resolves the seed (flag beats file)
-        if "bug" in file and bug is None:
-            bug = file.pop("bug")
+        plan = file.pop("faults", [])
+        if not isinstance(plan, list):
+            raise UsageError(f"bad value {plan!r} for faults in config file: expected an array of tables ([[faults]])")
+        faults = list(plan)
+        if "seed" in file:  # the caller resolves the seed (flag beats file), but a bad one is still refused
+            from ..engine.rng import MAX_SEED
+
+            file_seed = file.pop("seed")
+            if isinstance(file_seed, bool) or not isinstance(file_seed, int) or not 0 <= file_seed <= MAX_SEED:
+                raise UsageError(f"bad value {file_seed!r} for seed in config file: expected an integer from 0 to {MAX_SEED}")
+        if "bug" in file:
+            file_bug = file.pop("bug")
+            if not isinstance(file_bug, str):
+                raise UsageError(f"bad value {file_bug!r} for bug in config file: expected a bug name (text)")
+            bug = file_bug if bug is None else bug
         for key in list(file):
             if key not in RUN_OPTIONS:
                 raise UsageError(f"unknown option {key!r} in config file: accepted: {', '.join(RUN_OPTIONS + ['params', 'faults', 'seed', 'scenario', 'bug'])}")
+        for key in file:  # even those a flag overrides: the file is input too
+            file[key] = _check_option(key, file[key], scenario)
         merged.update(file)
     for key, value in (options or {}).items():
         if value is not None:
             merged[key] = value
     for key in list(merged):
         merged[key] = _check_option(key, merged[key], scenario)
+    _check_together(merged)
     params = {p.name: p.default for p in scenario.params}
     for key, raw in {**params_raw, **(sets or {})}.items():
-        params[key] = scenario.param(key).parse(raw)
+        if isinstance(raw, (dict, list, tuple)) or raw is None:  # str() would make text of them
+            raise UsageError(f"bad value {raw!r} for {key}: expected {scenario.param(key).accepted()}")
+        param = scenario.param(key)
+        params[key] = value = param.parse(raw)
+        # A bound for parameters whose design set none: 1e300 ms overflows integer nanoseconds
+        if param.type in (int, float) and param.max is None and abs(value) > MAX_PARAM:
+            raise UsageError(f"bad value {raw!r} for {key}: expected {param.accepted()} and at most {MAX_PARAM:g}")
     scenario.validate(params)
     if bug is not None and bug not in scenario.bugs:
         accepted = ", ".join(scenario.bugs) or "none (this scenario has no planted bugs)"
@@ -191,6 +392,41 @@ def build_config(scenario: type[Scenario], *, seed: int, file: dict[str, Any] | 
     from ..faults import validate_plan
 
     validate_plan(faults, scenario.fault_verbs)
+    for i, act in enumerate(faults):
+        _check_fault(i + 1, act)
     design_path, design_sha256 = design_file(scenario) or (None, None)
     return RunConfig(scenario=scenario.name, seed=seed, params=params, bug=bug, faults=faults, trace=trace,
                      design_path=design_path, design_sha256=design_sha256, **merged)
+
+
+def check_recorded(d: Any) -> RunConfig:
+    """A manifest's ``config``, validated as strictly as a fresh command line, as a RunConfig.
+
+    It is built the way the run's own config was (the same merge, the same parsing), so a manifest
+    dsim wrote gives back the configuration it recorded; one missing a parameter gets its default."""
+    from ..engine.rng import MAX_SEED
+    from . import scenario as registry
+
+    if not isinstance(d, dict):
+        raise UsageError("config is not an object")
+    name = d.get("scenario")
+    if not isinstance(name, str):
+        raise UsageError(f"bad value {name!r} for scenario: expected a scenario name")
+    scen = registry.get(name)
+    seed = d.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise UsageError(f"bad value {seed!r} for seed: expected an integer from 0 to {MAX_SEED}")
+    options = {}
+    for key in RUN_OPTIONS:
+        if key in d:
+            if d[key] is None and key != "concurrency":
+                raise UsageError(f"bad value None for {key}: expected a value")
+            options[key] = d[key]
+    params, faults, bug, trace = d.get("params", {}), d.get("faults", []), d.get("bug"), d.get("trace", False)
+    if not isinstance(params, dict):
+        raise UsageError(f"bad value {params!r} for params: expected an object")
+    if bug is not None and not isinstance(bug, str):
+        raise UsageError(f"bad value {bug!r} for bug: expected a bug name")
+    if not isinstance(trace, bool):
+        raise UsageError(f"bad value {trace!r} for trace: expected true or false")
+    return build_config(scen, seed=seed, file={"faults": faults}, options=options, sets=params, bug=bug, trace=trace)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import platform
 import subprocess
@@ -21,6 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from ..engine.errors import UsageError
 from ..workload.history import write_jsonl
 from .config import RunConfig
 
@@ -177,15 +179,78 @@ class RunFolder:
         write_json(self.folder / "manifest.json", manifest(self.cfg, "incomplete", self.started, **extra))
 
 
+def _load_json(folder: Path, name: str) -> Any:
+    try:
+        with open(folder / name, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise _bad_run(folder, f"{name} is not valid JSON ({exc})") from None
+    except OSError as exc:
+        raise _bad_run(folder, f"cannot read {name} ({exc.strerror})") from None
+
+
+def _bad_run(folder: str | Path, problem: str) -> UsageError:
+    return UsageError(f"bad value {str(folder)!r} for RUN_DIR: {problem}: expected a run folder written by dsim run")
+
+
+def _number(v: Any, finite: bool = False) -> bool:
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+    return ok and (not finite or math.isfinite(v))
+
+
+def _verdict(v: Any) -> bool:
+    return v is None or isinstance(v, (bool, str))
+
+
+def _check_shapes(folder: Path, man: Any, met: Any) -> None:
+    """The fields show, compare and replay read, with the types they need."""
+    def need(cond: bool, problem: str) -> None:
+        if not cond:
+            raise _bad_run(folder, problem)
+
+    need(isinstance(man, dict), "manifest.json is not a JSON object")
+    for key in ("scenario", "seed", "config"):
+        need(key in man, f"manifest.json has no {key!r}")
+    need(isinstance(man["scenario"], str), "manifest.json's scenario is not text")
+    need(isinstance(man["seed"], int) and not isinstance(man["seed"], bool) and man["seed"] >= 0,
+         "manifest.json's seed is not an integer >= 0")
+    need(isinstance(man["config"], dict), "manifest.json's config is not an object")
+    nemesis = man["config"].get("nemesis")
+    need(nemesis is None or (isinstance(nemesis, list) and all(isinstance(n, str) for n in nemesis)),
+         "manifest.json's config.nemesis is not a list of names")
+    need(isinstance(man.get("status", ""), str), "manifest.json's status is not text")
+    need(man.get("bug") is None or isinstance(man["bug"], str), "manifest.json's bug is not text")
+    need(man.get("digest") is None or isinstance(man["digest"], str), "manifest.json's digest is not text")
+    for key in ("end_time_s", "wall_seconds"):
+        need(man.get(key) is None or (_number(man[key], finite=True) and man[key] >= 0),
+             f"manifest.json's {key} is not a number >= 0")
+    need(isinstance(man.get("versions", {}), dict), "manifest.json's versions is not an object")
+    need(isinstance(met, dict), "metrics.json is not a JSON object")
+    for key in ("ops", "latency_ms", "figures", "checks"):
+        need(isinstance(met.get(key, {}), dict), f"metrics.json's {key} is not an object")
+    for key, v in met.get("latency_ms", {}).items():
+        need(v is None or _number(v), f"metrics.json's latency_ms.{key} is not a number")
+    for key, v in met.get("checks", {}).items():
+        need(isinstance(v, dict) and _verdict(v.get("valid")), f"metrics.json's checks.{key} is not an object with a verdict")
+    need(_verdict(met.get("valid")), "metrics.json's valid is not true, false or unknown")
+    for key in ("throughput_ops_s", "availability"):
+        need(met.get(key) is None or _number(met[key]), f"metrics.json's {key} is not a number")
+    recovery = met.get("recovery", [])
+    need(recovery is None or (isinstance(recovery, list) and all(
+        isinstance(r, dict) and (r.get("recovery_s") is None or _number(r["recovery_s"])) for r in recovery)),
+        "metrics.json's recovery is not a list of objects with recovery_s")
+
+
 def read_run(folder: str | Path) -> dict[str, Any]:
-    """manifest and metrics of a run folder (for compare, show, replay)."""
+    """manifest and metrics of a run folder (for compare, show, replay); anything else is a UsageError."""
+    if "\0" in str(folder) or not str(folder).strip():
+        raise _bad_run(folder, "not a folder path")
     folder = Path(folder)
+    if not folder.is_dir():
+        raise _bad_run(folder, "no such folder" if not folder.exists() else "it is not a folder")
     if not (folder / "manifest.json").is_file():
-        raise FileNotFoundError(f"{str(folder)!r} is not a run folder (no manifest.json)")
-    with open(folder / "manifest.json") as fh:
-        man = json.load(fh)
-    met = {}
-    if (folder / "metrics.json").is_file():
-        with open(folder / "metrics.json") as fh:
-            met = json.load(fh)
+        raise _bad_run(folder, "it has no manifest.json")
+    man = _load_json(folder, "manifest.json")
+    met = _load_json(folder, "metrics.json") if (folder / "metrics.json").is_file() else {}
+    _check_shapes(folder, man, met)
     return {"folder": str(folder), "manifest": man, "metrics": met}

@@ -13,6 +13,7 @@ import csv
 import itertools
 import multiprocessing
 import os
+import signal
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -25,29 +26,34 @@ HEADLINE = ("ops_ok", "ops_fail", "ops_info", "latency_p50_ms", "latency_p95_ms"
             "latency_mean_ms", "throughput_ops_s", "availability", "recovery_max_s", "checker_seconds", "wall_seconds")
 
 
+MAX_RUNS = 100_000  # seeds times grid points: more only fills memory with configurations
+
+
 def parse_seeds(text: str) -> list[int]:
     """``"1-100"``, ``"3,5,9"`` or a mix (``"1-3,10"``)."""
+    from ..engine.rng import MAX_SEED
+
+    bad = UsageError(f"bad value {text!r} for --seeds: expected a range like 1-100 or a list like 1,2,5 "
+                     f"(seeds from 0 to {MAX_SEED}, at most {MAX_RUNS:,} of them, no empty items)")
+
+    def seed(part: str) -> int:
+        part = part.strip()
+        if not part.isascii() or not part.isdigit() or len(part) > 19 or int(part) > MAX_SEED:
+            raise bad
+        return int(part)
+
     seeds: list[int] = []
-    try:
-        for part in str(text).split(","):
-            part = part.strip()
-            if not part:
-                continue
-            if "-" in part:
-                lo, hi = part.split("-", 1)
-                lo_i, hi_i = int(lo), int(hi)
-                if lo_i > hi_i or lo_i < 0:
-                    raise ValueError
-                seeds.extend(range(lo_i, hi_i + 1))
-            else:
-                v = int(part)
-                if v < 0:
-                    raise ValueError
-                seeds.append(v)
-    except ValueError:
-        raise UsageError(f"bad value {text!r} for --seeds: expected a range like 1-100 or a list like 1,2,5") from None
-    if not seeds:
-        raise UsageError(f"bad value {text!r} for --seeds: no seeds in it")
+    for part in str(text).split(","):
+        if "-" in part:
+            lo, hi = part.split("-", 1)
+            lo_i, hi_i = seed(lo), seed(hi)
+            if lo_i > hi_i or hi_i - lo_i >= MAX_RUNS:
+                raise bad
+            seeds.extend(range(lo_i, hi_i + 1))
+        else:
+            seeds.append(seed(part))
+        if len(seeds) > MAX_RUNS:
+            raise bad
     return list(dict.fromkeys(seeds))
 
 
@@ -56,10 +62,17 @@ def parse_grid(items: tuple[str, ...]) -> dict[str, list[str]]:
     for item in items:
         key, sep, values = item.partition("=")
         key = key.strip().replace("-", "_") if key.strip() in ("node-count", "time-limit") else key.strip()
-        vals = [v.strip() for v in values.split(",") if v.strip()]
-        if not sep or not key or not vals:
-            raise UsageError(f"bad value {item!r} for --grid: expected key=v1,v2")
-        grid[key] = vals
+        vals = [v.strip() for v in values.split(",")]
+        if not sep or not key or not all(vals):
+            raise UsageError(f"bad value {item!r} for --grid: expected key=v1,v2 (no empty values)")
+        if key in grid:
+            raise UsageError(f"bad value {item!r} for --grid: {key!r} is already swept; expected each key once")
+        grid[key] = list(dict.fromkeys(vals))
+    n = 1
+    for vals in grid.values():
+        n *= len(vals)
+        if n > MAX_RUNS:
+            raise UsageError(f"bad value {' '.join(items)!r} for --grid: expected at most {MAX_RUNS:,} grid points")
     return grid
 
 
@@ -80,19 +93,13 @@ def split_point(point: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
 
 
 def _option_value(key: str, raw: str) -> Any:
+    from .config import parse_number
+
     if key == "nemesis":
         return raw.replace("+", ",")
-    if key in ("node_count", "concurrency"):
-        try:
-            return int(raw)
-        except ValueError:
-            raise UsageError(f"bad value {raw!r} for {key}: expected an integer >= 1") from None
-    if key == "latency_dist":
+    if key in ("latency_dist", "rate_profile", "topology"):
         return raw
-    try:
-        return float(raw)
-    except ValueError:
-        raise UsageError(f"bad value {raw!r} for {key}: expected a number") from None
+    return parse_number(raw, key, integer=key in ("node_count", "concurrency"))
 
 
 def label(point: dict[str, str]) -> str:
@@ -117,12 +124,35 @@ def row_for(cfg: RunConfig, point: dict[str, str], metrics: dict, manifest_extra
     return row
 
 
+_IN_RUN = False  # in a worker: is a run in progress (then a stop signal must let it save its folder)?
+_STOPPING = False  # in a worker: a stop signal came; start nothing more
+
+
+def _worker_stop(signum, frame):
+    global _STOPPING
+    _STOPPING = True
+    for sig in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C reaches the worker and then the parent's SIGTERM: save once
+        signal.signal(sig, signal.SIG_IGN)
+    if _IN_RUN:
+        raise KeyboardInterrupt  # run_to_folder marks the folder incomplete on the way out
+    os._exit(3)  # an idle worker has nothing to save, and must not print a traceback
+
+
+def _init_worker() -> None:
+    signal.signal(signal.SIGINT, _worker_stop)
+    signal.signal(signal.SIGTERM, _worker_stop)
+
+
 def run_one(cfg_dict: dict, point: dict[str, str], folder: str, plots: bool) -> dict[str, Any]:
     """Run one configuration into ``folder`` (in a worker process); return its CSV row."""
+    global _IN_RUN
     from .runner import run_to_folder
 
     cfg = RunConfig.from_dict(cfg_dict)
     try:
+        if _STOPPING:  # a worker told to stop must not pick up the next queued run
+            os._exit(3)
+        _IN_RUN = True
         if cfg.design_path:  # a worker that did not inherit the registry (spawn) loads the design file itself
             from .scenario import load_design
 
@@ -130,20 +160,34 @@ def run_one(cfg_dict: dict, point: dict[str, str], folder: str, plots: bool) -> 
         outcome, status, wall = run_to_folder(cfg, Path(folder), plots=plots, progress=None)
         return row_for(cfg, point, outcome.metrics, {"wall_seconds": round(wall, 3), "digest": outcome.digest,
                                                      "folder": folder, "exit_status": status})
+    except KeyboardInterrupt:
+        if _STOPPING:  # a worker: its folder is saved (marked incomplete); leave without a traceback
+            os._exit(3)
+        raise
     except Exception as exc:  # noqa: BLE001 - one broken run must not sink the sweep
+        text = traceback.format_exc()
+        try:  # as `dsim run` does: the whole traceback beside the incomplete manifest
+            (Path(folder) / "error.txt").write_text(text)
+        except OSError:
+            pass
         return {"seed": cfg.seed, **point, "valid": "unknown", "folder": folder, "exit_status": 3,
-                "failed_checks": f"run crashed: {type(exc).__name__}: {exc}",
-                "error": traceback.format_exc(limit=3)[-500:]}
+                "failed_checks": f"run crashed: {type(exc).__name__}: {exc}", "error": text[-500:]}
+    finally:
+        _IN_RUN = False
 
 
 def run_sweep(configs: list[tuple[RunConfig, dict[str, str]]], out: Path, jobs: int, plots: bool,
               progress: Callable[[int, int, dict], None] | None = None) -> list[dict[str, Any]]:
-    """Run every configuration; rows come back in (grid point, seed) order whatever the finish order."""
+    """Run every configuration; rows come back in (grid point, seed) order whatever the finish order.
+
+    Interrupted (Ctrl-C, or SIGTERM turned into KeyboardInterrupt by the caller), it stops the
+    workers with SIGTERM, so each run in progress marks its folder incomplete, and re-raises."""
     runs_dir = out / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
     tasks = [(cfg.to_dict(), point, str(runs_dir / f"{label(point)}-s{cfg.seed}"), plots) for cfg, point in configs]
     rows: list[dict | None] = [None] * len(tasks)
     done = 0
+    jobs = max(1, min(jobs, len(tasks)))
     if jobs <= 1:
         for i, t in enumerate(tasks):
             rows[i] = run_one(*t)
@@ -152,13 +196,28 @@ def run_sweep(configs: list[tuple[RunConfig, dict[str, str]]], out: Path, jobs: 
                 progress(done, len(tasks), rows[i])
     else:
         ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker)
+        try:
             futures = {pool.submit(run_one, *t): i for i, t in enumerate(tasks)}
             for fut in as_completed(futures):
                 rows[futures[fut]] = fut.result()
                 done += 1
                 if progress:
                     progress(done, len(tasks), rows[futures[fut]])
+        except BaseException:
+            workers = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for proc in workers:
+                try:
+                    proc.terminate()
+                except (OSError, ValueError, AttributeError):
+                    pass
+            for proc in workers:
+                proc.join(timeout=60)
+                if proc.is_alive():
+                    proc.kill()
+            raise
+        pool.shutdown()
     return [r for r in rows if r is not None]
 
 
