@@ -13,11 +13,12 @@ pipeline, numpy and the scenarios are imported first, then ``dsim run`` is calle
 click entry point; the forked checker's CPU is included), so interpreter start-up is left out of
 both sides. Ciw's CPU is counted from after ``import ciw`` to the mean sojourn time computed.
 
-Both mean sojourn times must be within 3% of Erlang C's (1.6687 s), or the comparison is void:
+Each side's mean sojourn time (over its runs) must be within 3% of Erlang C's (1.6687 s), or the
+comparison is void:
 the script says so and exits 1. The history-writing rate (lines of history.jsonl per CPU second
 of writing) is measured in the same dsim run.
 
-    python benchmarks/peers.py                      # one run each
+    python benchmarks/peers.py                      # three runs each, seeds 1 to 3
     python benchmarks/peers.py --repeat 5 --json    # medians of 5 adjacent pairs
     python benchmarks/peers.py --time-limit 200     # a quick look
 
@@ -121,7 +122,8 @@ def main(argv=None) -> int:
     ap.add_argument("--time-limit", type=float, default=20_000.0, metavar="S",
                     help="simulated seconds of arrivals (default 20000)")
     ap.add_argument("--seed", type=int, default=1, help="seed of the first pair (pair k uses seed + k)")
-    ap.add_argument("--repeat", type=int, default=1, metavar="N", help="adjacent pairs to run; medians are reported")
+    ap.add_argument("--repeat", type=int, default=3, metavar="N",
+                    help="adjacent pairs to run (default 3); rates are medians, sojourn times means")
     ap.add_argument("--json", action="store_true", help="end with one JSON line")
     ap.add_argument("--child", choices=("ciw", "dsim"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -151,14 +153,15 @@ def main(argv=None) -> int:
         print(f"pair {k + 1}: Ciw {c:,.0f}, dsim {d:,.0f} customers per CPU s (ratio {d / c:.3f}); mean sojourn "
               f"Ciw {got['ciw']['mean_sojourn_s']:.4f} s, dsim {got['dsim']['mean_sojourn_s']:.4f} s", flush=True)
 
-    def med(runs, key):
-        return statistics.median(r[key] for r in runs)
-
     ciw_rate = statistics.median(r["customers"] / r["cpu_s"] for r in ciw_runs)
     dsim_rate = statistics.median(r["customers"] / r["cpu_s"] for r in dsim_runs)
     lines_rates = [r["history_lines_per_s"] for r in dsim_runs if r["history_lines_per_s"]]
-    ciw_mean, dsim_mean = med(ciw_runs, "mean_sojourn_s"), med(dsim_runs, "mean_sojourn_s")
-    valid = all(abs(r["mean_sojourn_s"] - expected) <= TOLERANCE * expected for r in ciw_runs + dsim_runs)
+    # One 20,000 s run at 90% load has a standard error of a percent or two in its mean sojourn, so
+    # each side's mean over all its runs is held to the 3%, not every run's.
+    pooled = {side: statistics.fmean(r["mean_sojourn_s"] for r in runs) for side, runs in (("ciw", ciw_runs),
+                                                                                          ("dsim", dsim_runs))}
+    valid = all(abs(m - expected) <= TOLERANCE * expected for m in pooled.values())
+    ciw_mean, dsim_mean = pooled["ciw"], pooled["dsim"]
     out = {"time_limit_s": args.time_limit, "repeat": args.repeat,
            "ciw_customers_per_cpu_s": round(ciw_rate), "dsim_customers_per_cpu_s": round(dsim_rate),
            "ratio": round(statistics.median(ratios), 3), "ratio_min": round(min(ratios), 3),

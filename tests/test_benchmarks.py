@@ -51,7 +51,7 @@ def test_peers_json_line_has_both_rates_and_the_ratio():
     """A tiny peers run ends with a JSON line holding both rates, the ratio, the sojourns and the
     history-writing rate; its exit status says whether the comparison was valid (tiny runs may be void)."""
     pytest.importorskip("ciw")
-    p = _peers("--time-limit", "30", "--json")
+    p = _peers("--time-limit", "30", "--repeat", "1", "--json")
     assert p.returncode in (0, 1), p.stderr
     result = json.loads(p.stdout.strip().splitlines()[-1])
     for key in ("ciw_customers_per_cpu_s", "dsim_customers_per_cpu_s", "ratio", "ciw_mean_sojourn_s",
