@@ -25,6 +25,7 @@ Crash / restart / pause
 from __future__ import annotations
 
 from collections import deque
+from heapq import heappush
 from typing import TYPE_CHECKING, Any, Callable
 
 from .clock import Clock
@@ -40,7 +41,7 @@ class Host:
     """One node's machine inside a Simulation (``sim``): CPU, inbox, timers, storage, crash and pause."""
 
     __slots__ = (
-        "sim", "_net", "fast", "id", "code", "factory", "node", "up", "paused", "epoch", "started",
+        "sim", "_net", "_env", "_queue", "_eid", "fast", "id", "code", "factory", "node", "up", "paused", "epoch", "started",
         "cores", "busy", "inbox", "inbox_limit", "_service", "_fsync", "_hold",
         "timers", "_storage", "_rng", "clock", "_paused_q", "is_client",
         "dropped_inbox", "dropped_down", "crash_times",
@@ -52,6 +53,9 @@ class Host:
                  is_client: bool = False):
         self.sim = sim
         self._net = sim.network
+        self._env = sim.env
+        self._queue = sim.env._queue
+        self._eid = sim.env._eid
         self.id = node_id
         self.code = sim.name_code(node_id)  # as it enters the digest
         self.factory = factory
@@ -111,7 +115,16 @@ class Host:
         return self._storage
 
     def send(self, dst: str, msg: Any) -> None:
-        self._net.transmit(self, dst, msg, self._hold)
+        net = self._net
+        if net.simple and not self._hold:
+            # Network.transmit for a plain, loss-free network and no fsync to wait for, inlined
+            # (the same counter, the same latency draw, the same heap entry): one call less a message.
+            net.sent += 1
+            buf = net._lat_buf
+            delay = buf.pop() if buf else net._refill()
+            heappush(self._queue, (self._env._now + delay, 1, next(self._eid), net._arrive_call, self, dst, msg))
+        else:
+            net.transmit(self, dst, msg, self._hold)
 
     def set_timer(self, name: str, after_ms) -> None:
         if type(after_ms) is tuple:
