@@ -64,21 +64,29 @@ def _plain(values: list) -> bool:
     One level at a time, with C-level iteration (map, chain, compress) rather than a Python call
     per value; a level's children are only gathered when it has containers."""
     level: Any = values
+    types = set(map(type, level))
     while True:
-        kinds = list(map(type, level))
-        types = set(kinds)
         if types <= _LEAVES:
             return True
         if not types <= _PLAIN:
             return False
         if types == _DICT:
-            children = chain.from_iterable(map(dict.values, level))
-        elif types <= _SEQUENCES:
-            children = chain.from_iterable(level)
+            # The children's types first, without building them: a history's dicts usually hold
+            # only ints, strings and None, and then there is no next level to build.
+            children_types = set(map(type, chain.from_iterable(map(dict.values, level))))
+            if children_types <= _LEAVES or not children_types <= _PLAIN:
+                types = children_types
+                continue
+            level = list(chain.from_iterable(map(dict.values, level)))
+            types = children_types
+            continue
+        if types <= _SEQUENCES:
+            level = list(chain.from_iterable(level))
         else:
-            children = chain(chain.from_iterable(compress(level, map(_SEQUENCES.__contains__, kinds))),
-                             chain.from_iterable(map(dict.values, compress(level, map(_DICT.__contains__, kinds)))))
-        level = list(children)
+            kinds = list(map(type, level))
+            level = list(chain(chain.from_iterable(compress(level, map(_SEQUENCES.__contains__, kinds))),
+                               chain.from_iterable(map(dict.values, compress(level, map(_DICT.__contains__, kinds))))))
+        types = set(map(type, level))
 
 
 def _ascii_text(out: bytes) -> bool:
