@@ -159,7 +159,8 @@ class Host:
         return bool(self.timers) and name in self.timers
 
     def record(self, kind: str, **fields: Any) -> None:
-        self.sim.record(self.id, kind, fields)
+        sim = self.sim  # Simulation.record, inlined (the same dict, keys in the same order)
+        sim.records.append({"time_ns": sim.env._now, "node": self.id, "kind": kind, **fields})
 
     def log(self, text: str) -> None:
         self.sim.trace_event("log", self.id, str(text))
@@ -194,8 +195,14 @@ class Host:
         if self.paused:
             self._paused_q.append((self._arrive_cpu if self._service else self._handle, src, msg))
             return
-        if self._service is None:
+        service = self._service
+        if service is None:
             self._handle(src, msg)
+        elif self.busy < self.cores:  # _arrive_cpu and _serve, inlined: this runs once per message
+            self.busy += 1
+            sampler = service.get(type(msg).__name__) or service.get("*")
+            delay = sampler() if sampler is not None else 0
+            heappush(self._queue, (self._env._now + delay, 1, next(self._eid), self._done, self.epoch, (src, msg)))
         else:
             self._arrive_cpu(src, msg)
 
@@ -225,11 +232,16 @@ class Host:
         if self.paused:
             self._paused_q.append((self._done, epoch, job))
             return
-        hold = self._handle(job[0], job[1])
+        self._hold = 0
+        self.node.on_message(self, job[0], job[1])
+        hold = self._hold
         if hold:
             self.sim.schedule(hold, self._free_core, self.epoch, None)
+        elif self.inbox:  # _free_core(self.epoch), inlined
+            src, msg = self.inbox.popleft()
+            self._serve(src, msg)
         else:
-            self._free_core(self.epoch, None)
+            self.busy -= 1
 
     def _free_core(self, epoch: int, _unused) -> None:
         if epoch != self.epoch:
