@@ -94,3 +94,22 @@ def test_any_json_value_is_written_as_json_wrote_it(tmp_path_factory, values):
     are the json writer's."""
     ops = [{"index": i, "time": i, "type": "invoke", "process": 0, "f": "f", "value": v} for i, v in enumerate(values)]
     _check(tmp_path_factory.mktemp("h"), ops)
+
+
+def test_trace_lines_are_what_json_dumps_wrote():
+    """trace.jsonl lines (built without json.dumps) equal json.dumps of the event, for ints, big ints,
+    names, non-ASCII text, quotes and other values given as their str."""
+    import io
+
+    from simulator.engine.kernel import Simulation
+
+    out = io.StringIO()
+    sim = Simulation(1, trace_file=out)
+    events = [("deliver", ("n1", "n2", "Ping")), ("log", ("n1", 'caf\u00e9 "q" \\ \x7f\n')),
+              ("odd", (2**70, -5, 3.5, None, ("t", 1))), ("none", ())]
+    for kind, fields in events:
+        sim.trace_event(kind, *fields)
+    want = "".join(json.dumps({"time_ns": 0, "event": kind,
+                               "args": [f if type(f) is int else str(f) for f in fields]}) + "\n"
+                   for kind, fields in events)
+    assert out.getvalue() == want

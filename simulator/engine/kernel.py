@@ -26,7 +26,7 @@ Trace digest
 from __future__ import annotations
 
 import hashlib
-import json
+from json.encoder import encode_basestring_ascii as _json_str
 import marshal
 import zlib
 from array import array
@@ -209,9 +209,10 @@ class Simulation:
                 rec.append(-(1 << 40) - zlib.crc32(repr(f).encode()))
         self._trace.extend(rec)
         if self._trace_file is not None:
-            self._trace_file.write(json.dumps({"time_ns": self.env._now, "event": kind,
-                                               "args": [f if type(f) is int else str(f) for f in fields]}))
-            self._trace_file.write("\n")
+            # What json.dumps({"time_ns": ..., "event": kind, "args": [...]}) writes, built directly
+            # (the same separators and ASCII escapes) at a fraction of its cost per event.
+            args = ", ".join([int.__repr__(f) if type(f) is int else _json_str(str(f)) for f in fields])
+            self._trace_file.write(f'{{"time_ns": {self.env._now}, "event": {_json_str(kind)}, "args": [{args}]}}\n')
         if len(self._trace) >= FLUSH_AT:
             self._flush()
 
