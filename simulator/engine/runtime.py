@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from .clock import Clock
 from .dists import Dist
 from .events import FLUSH_AT
+from .rng import Batch
 from .storage import Storage
 
 if TYPE_CHECKING:
@@ -201,7 +202,11 @@ class Host:
         elif self.busy < self.cores:  # _arrive_cpu and _serve, inlined: this runs once per message
             self.busy += 1
             sampler = service.get(type(msg).__name__) or service.get("*")
-            delay = sampler() if sampler is not None else 0
+            if type(sampler) is Batch:  # Batch.__call__, inlined
+                buf = sampler._buf
+                delay = buf.pop() if buf else sampler()
+            else:
+                delay = sampler() if sampler is not None else 0
             heappush(self._queue, (self._env._now + delay, 1, next(self._eid), self._done, self.epoch, (src, msg)))
         else:
             self._arrive_cpu(src, msg)

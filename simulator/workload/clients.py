@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import heapq
+from heapq import heappush
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
@@ -96,6 +97,7 @@ class Workload:
         self._final_first: int | None = None
         self.on_final_done: Callable[[], None] | None = None
         self.started = 0
+        self._arrival_call = self._arrival  # one bound method for every arrival's heap entry
 
     # ---- phases -------------------------------------------------------------------------------
     def start(self, stop_ns: int) -> None:
@@ -152,7 +154,9 @@ class Workload:
         now = sim.env._now
         if now >= self._stop_ns:
             return
-        sim.schedule(self._gap(), self._arrival)
+        gap = self._gap  # Batch.__call__ and Simulation.schedule, inlined: the same draw, the same heap entry
+        buf = gap._buf
+        heappush(sim._queue, (now + (buf.pop() if buf else gap()), 1, next(sim._eid), self._arrival_call, None, None))
         if self._accept is not None and self._accept() * self._max_rate > self.rate_at(now / 1e9):
             return
         f, value = self.generate(self._ops_rng)
