@@ -114,7 +114,7 @@ def _chunk_lines(ops: list) -> bytes:
     """``ops`` as JSON lines (each ending in a newline), byte for byte what _line_slow gives.
 
     The common case is one orjson call for the whole chunk, split into lines at the ``},{`` between
-    top-level dicts; that split is only trusted when there are exactly ``len(ops) - 1`` of them (a
+    top-level dicts; that split is only trusted when it made exactly ``len(ops) - 1`` lines (a
     ``},{`` inside a string or a nested value would make more)."""
     if not ops:
         return b""
@@ -123,8 +123,11 @@ def _chunk_lines(ops: list) -> bytes:
             body = orjson.dumps(ops, option=_OPTS)
         except TypeError:
             body = None
-        if body is not None and body.count(b"},{") == len(ops) - 1 and _ascii_text(body):
-            return body[1:-1].replace(b"},{", b"}\n{") + b"\n"
+        if body is not None and _ascii_text(body):
+            lines = body[1:-1].replace(b"},{", b"}\n{")
+            # orjson writes no raw newline (JSON escapes them in strings), so each newline is a split
+            if lines.count(b"\n") == len(ops) - 1:
+                return lines + b"\n"
     return _one_by_one(ops)
 
 
@@ -155,13 +158,14 @@ def pairs(history: list[dict]) -> list[list]:
         return result
     open_by_process: dict[int, list] = {}
     out: list[list] = []
+    append, close = out.append, open_by_process.pop
     for op in history:
         if op["type"] == "invoke":
             pair = [op, None]
             open_by_process[op["process"]] = pair
-            out.append(pair)
+            append(pair)
         else:
-            pair = open_by_process.pop(op["process"], None)
+            pair = close(op["process"], None)
             if pair is not None:
                 pair[1] = op
     _PAIRS_CACHE[:] = [history, len(history), out]
