@@ -156,6 +156,7 @@ def main(argv=None) -> int:
     for rep in range(args.reps):
         first_dsim = rep % 2 == 0
         for side in ((run_dsim, run_simpy) if first_dsim else (run_simpy, run_dsim)):
+            gc.collect()  # the previous side's cycles (a Simulation and its hosts), outside the timing
             n, c = side(args.nodes, args.in_flight, sim_ms, seed=rep + 1)
             (dsim_rates if side is run_dsim else simpy_rates).append(n / c)
         ratios.append(dsim_rates[-1] / simpy_rates[-1])

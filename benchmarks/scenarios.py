@@ -8,9 +8,11 @@ checkers, as a user's run would.
     python benchmarks/scenarios.py raft --json
     python benchmarks/scenarios.py raft --repeat 5 --json     # median of five runs
     python benchmarks/scenarios.py queue --json
+    python benchmarks/scenarios.py raft-hour --json            # a simulated hour: ops, wall_seconds, peak_rss_mib
 
 The last line with ``--json``: ``{"bench", "scenario", "sim_seconds", "wall_seconds",
-"sim_seconds_per_wall_second", "ops", "checker_seconds", "peak_rss_mib", "valid", ...figures}``;
+"sim_seconds_per_wall_second", "ops", "checker_seconds", "peak_rss_mib", "peak_rss_children_mib",
+"valid", ...figures}``;
 with ``--repeat N`` also ``repeat`` and ``sim_seconds_per_wall_second_min`` / ``_max``, the speed
 and wall time being medians. ``cpu_seconds`` includes the forked checker (``simulator.checkers.parallel``).
 """
@@ -33,7 +35,12 @@ from simulator.pipeline import scenario as registry  # noqa: E402
 from simulator.pipeline.config import build_config  # noqa: E402
 from simulator.pipeline.run import execute  # noqa: E402
 
-BUILTIN = {"queue": ("queue", {"options": {"rate": 1000.0, "time_limit_s": 60.0}, "params": {"servers": 20}})}
+BUILTIN = {
+    "queue": ("queue", {"options": {"rate": 1000.0, "time_limit_s": 60.0}, "params": {"servers": 20}}),
+    # Issue 10's memory benchmark: one simulated hour of the raft preset (3.6M operations).
+    "raft-hour": ("raft", {"options": {"node_count": 5, "rate": 1000, "time_limit_s": 3600,
+                                       "nemesis": ["partition-random-halves", "crash"]}, "params": {}}),
+}
 
 
 def presets() -> dict[str, tuple[str, dict]]:
@@ -103,6 +110,8 @@ def measure(bench: str, scen: str, cfg) -> dict:
               "sim_seconds_per_wall_second": round(sim_s / wall, 2), "ops": out.metrics["ops"]["invoked"],
               "checker_seconds": out.metrics["checker_seconds"],
               "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+              # the forked checker (simulator.checkers.parallel) is a second process with its own peak
+              "peak_rss_children_mib": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
               "valid": out.valid}
     for k, v in (out.metrics.get("figures") or {}).items():
         if isinstance(v, (int, float)) and not isinstance(v, bool):

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -31,3 +33,30 @@ def test_bad_input_is_one_line_and_exit_2():
     for args in (["queue", "--repeat", "0"], ["nosuch"]):
         p = _run(*args)
         assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+def _peers(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "peers.py"), *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_peers_help_describes_the_comparison():
+    """`peers.py --help` exits 0 and names the M/M/10 comparison with Ciw."""
+    p = _peers("--help")
+    assert p.returncode == 0, p.stderr
+    assert "Ciw" in p.stdout and "M/M/10" in p.stdout
+
+
+def test_peers_json_line_has_both_rates_and_the_ratio():
+    """A tiny peers run ends with a JSON line holding both rates, the ratio, the sojourns and the
+    history-writing rate; its exit status says whether the comparison was valid (tiny runs may be void)."""
+    pytest.importorskip("ciw")
+    p = _peers("--time-limit", "30", "--repeat", "1", "--json")
+    assert p.returncode in (0, 1), p.stderr
+    result = json.loads(p.stdout.strip().splitlines()[-1])
+    for key in ("ciw_customers_per_cpu_s", "dsim_customers_per_cpu_s", "ratio", "ciw_mean_sojourn_s",
+                "dsim_mean_sojourn_s", "erlang_c_s", "history_lines_per_s", "valid_comparison"):
+        assert key in result, key
+    assert result["ciw_customers_per_cpu_s"] > 0 and result["dsim_customers_per_cpu_s"] > 0
+    assert (p.returncode == 0) == result["valid_comparison"]
+    assert "VOID" in p.stdout or result["valid_comparison"]

@@ -324,3 +324,36 @@ def test_relaxed_gc_raises_the_young_threshold_for_the_run_and_restores_it():
     except RuntimeError:
         pass
     assert gc.get_threshold() == before
+
+
+def test_a_simpy_event_on_the_heap_runs_in_its_place_among_scheduled_calls():
+    """A plain simpy Timeout shares the heap with engine calls and fires in (time, scheduling) order."""
+    sim = Simulation(1)
+    seen = []
+    sim.schedule(5, lambda a, b: seen.append(("call", sim.now)))
+    t = sim.env.timeout(5)
+    t.callbacks.append(lambda ev: seen.append(("simpy", sim.now)))
+    sim.schedule(5, lambda a, b: seen.append(("call2", sim.now)))
+    sim.schedule(3, lambda a, b: seen.append(("first", sim.now)))
+    sim.run()
+    assert seen == [("first", 3), ("call", 5), ("simpy", 5), ("call2", 5)]
+
+
+def test_a_stopped_or_failed_run_leaves_nothing_behind_for_the_next_run():
+    """After stop() or a handler's exception ends run(until) early, a later run is not cut short at
+    the earlier until (no leftover end marker on the heap)."""
+    sim = Simulation(1)
+    seen = []
+    sim.schedule(10, lambda a, b: sim.stop())
+    sim.schedule(50, lambda a, b: seen.append(sim.now))
+    sim.run(until_ns=30)
+    assert sim.now == 10 and seen == []
+
+    def boom(a, b):
+        raise RuntimeError("handler bug")
+
+    sim.schedule(5, boom)
+    with pytest.raises(RuntimeError):
+        sim.run(until_ns=40)
+    sim.run(until_ns=100)
+    assert seen == [50] and sim.now == 100

@@ -28,7 +28,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from .dists import Dist
-from .events import FLUSH_AT, Call3
+from .events import FLUSH_AT
 from .rng import Batch
 
 
@@ -74,12 +74,14 @@ class Network:
         self._link_free: dict[tuple[str, str], int] = {}
         self._lossy = False
         self._plain = True  # no topology, slowness, bandwidth or FIFO: latency is one draw
+        self.simple = True  # plain, and no loss or duplication: Host.send may push the delivery itself
         self.sent = 0
         self.delivered = 0
         self.dropped_loss = 0
         self.dropped_partition = 0
         self.dropped_unknown = 0
         self.duplicated = 0
+        self._arrive_call = self._make_arrive()  # what every delivery's heap entry calls
 
     # ---- the hot path -------------------------------------------------------------------------
     def send(self, src: str, dst: str, msg: Any, hold_ns: int = 0) -> None:
@@ -110,9 +112,9 @@ class Network:
             arrive = self._arrive_held
         else:
             a = sender
-            arrive = self._arrive
+            arrive = self._arrive_call
         # The kernel's schedule3, inlined: this line runs once per message.
-        heappush(self._queue, (self._env._now + hold_ns + delay, 1, next(self._eid), Call3(arrive, a, dst, msg)))
+        heappush(self._queue, (self._env._now + hold_ns + delay, 1, next(self._eid), arrive, a, dst, msg))
         if self.duplicate and self._chance() < self.duplicate:
             self.duplicated += 1
             self.sim.schedule3(hold_ns + self._delay(sender.id, dst, msg), arrive, a, dst, msg)
@@ -159,31 +161,55 @@ class Network:
         return delay
 
     def _arrive(self, sender, dst: str, msg: Any) -> None:
-        src = sender.id
-        if self.blocked and (src, dst) in self.blocked:
-            self.dropped_partition += 1
-            self.sim.trace_event("drop-cut", src, dst, type(msg).__name__)
-            return
-        host = self._hosts.get(dst)
-        if host is None:
-            self.dropped_unknown += 1
-            self.sim.trace_event("drop-unknown", src, dst, type(msg).__name__)
-            return
-        self.delivered += 1  # arrived at a host (a crashed host then drops it: Host.dropped_down)
-        if self._tracing:
-            self.sim.trace_event("deliver", src, dst, type(msg).__name__)
-        else:  # Simulation.trace_event("deliver", src, dst, type name), inlined: the same six integers
-            t = type(msg)
-            buf = self._trace
-            buf.extend((self._env._now, self._deliver_code, 3, sender.code, host.code,
-                        self._type_codes.get(t) or self._type_code(t)))
-            if len(buf) >= FLUSH_AT:
-                self.sim._flush()
-        if host.fast:  # up, not paused, no CPU model: run the handler now
-            host._hold = 0
-            host.node.on_message(host, src, msg)
-        else:
-            host.receive(src, msg)
+        """A message reaches ``dst``: cut by a partition, unknown host, or delivered (traced, then
+        the handler runs now, or the host's inbox and CPU take it)."""
+        self._arrive_call(sender, dst, msg)
+
+    def _make_arrive(self):
+        """``_arrive`` as a closure over the network's fixed parts (hosts, trace buffer, codes):
+        this runs once per message, and a closure variable is cheaper than an attribute."""
+        net = self
+        hosts = self._hosts
+        buf = self._trace  # the kernel clears it in place, so this stays the trace buffer
+        env = self._env
+        sim = self.sim
+        deliver_code = self._deliver_code
+        type_codes = self._type_codes
+        tracing = self._tracing
+
+        flush_at = FLUSH_AT
+
+        def cut_or_unknown(sender, dst: str, msg: Any) -> bool:
+            if (sender.id, dst) in net.blocked:
+                net.dropped_partition += 1
+                sim.trace_event("drop-cut", sender.id, dst, type(msg).__name__)
+                return True
+            if dst not in hosts:
+                net.dropped_unknown += 1
+                sim.trace_event("drop-unknown", sender.id, dst, type(msg).__name__)
+                return True
+            return False
+
+        def arrive(sender, dst: str, msg: Any) -> None:
+            host = hosts.get(dst)
+            if (net.blocked or host is None) and cut_or_unknown(sender, dst, msg):
+                return
+            net.delivered += 1  # arrived at a host (a crashed host then drops it: Host.dropped_down)
+            if tracing:
+                sim.trace_event("deliver", sender.id, dst, type(msg).__name__)
+            else:  # Simulation.trace_event("deliver", src, dst, type name), inlined: the same six integers
+                t = type(msg)
+                buf.extend((env._now, deliver_code, 3, sender.code, host.code,
+                            type_codes.get(t) or net._type_code(t)))
+                if len(buf) >= flush_at:
+                    sim._flush()
+            if host.fast:  # up, not paused, no CPU model: run the handler now
+                host._hold = 0
+                host.node.on_message(host, sender.id, msg)
+            else:
+                host.receive(sender.id, msg)
+
+        return arrive
 
     # ---- configuration and fault verbs --------------------------------------------------------
     def set_latency(self, latency: Dist) -> None:
@@ -196,6 +222,7 @@ class Network:
     def _update_plain(self) -> None:
         self._plain = (self.pair_base_ns is None and self.slow_factor == 1.0
                        and not self.bandwidth_bps and not self.fifo)
+        self.simple = self._plain and not self._lossy and not self.duplicate
 
     def configure(self, *, fifo: bool | None = None, bandwidth_bps: float | None = None) -> None:
         """TCP-like FIFO links; link bandwidth in bits per second (None: unlimited)."""
@@ -245,15 +272,18 @@ class Network:
             raise ValueError(f"loss probability must be in [0, 1], got {p}")
         self.loss = float(p)
         self._lossy = bool(self.loss or self.link_loss)
+        self._update_plain()
 
     def flaky(self, pairs: Iterable[tuple[str, str]], p: float) -> None:
         self.link_loss = {tuple(k): float(p) for k in pairs} if p else {}
         self._lossy = bool(self.loss or self.link_loss)
+        self._update_plain()
 
     def set_duplicate(self, p: float) -> None:
         if not 0 <= p <= 1:
             raise ValueError(f"duplicate probability must be in [0, 1], got {p}")
         self.duplicate = float(p)
+        self._update_plain()
 
     def configure_base(self, loss: float = 0.0, duplicate: float = 0.0) -> None:
         """The network's own loss and duplication, which faults change and ``reset_links`` restores."""
@@ -269,6 +299,7 @@ class Network:
         self.loss = self.base_loss
         self.duplicate = self.base_duplicate
         self._lossy = bool(self.loss)
+        self._update_plain()
 
     def stats(self) -> dict[str, int]:
         return {"sent": self.sent, "delivered": self.delivered, "dropped_loss": self.dropped_loss,

@@ -20,13 +20,18 @@ each on a fresh process, and stops the simulation when all have ended.
 
 from __future__ import annotations
 
+import functools
 import heapq
+from heapq import heappush
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from ..engine.node import Operation
 from ..engine.rng import Batch
+
+# Operation(...) without the namedtuple's Python-level __new__: one call less per operation.
+_new_operation = functools.partial(tuple.__new__, Operation)
 
 if TYPE_CHECKING:
     from ..engine.kernel import Simulation
@@ -81,7 +86,7 @@ class Workload:
         self._ops_rng = sim.streams.get("workload.ops")
         self._gap = None
         self._accept = None
-        self._pending: dict[int, tuple[Operation, int]] = {}  # op id -> (op, history index of invoke)
+        self._pending: dict[int, Operation] = {}  # op id -> the operation, until it ends
         self._free: list[int] = []
         self._deadlines: list[tuple[int, int]] = []  # (deadline ns, op id), a heap
         self._check_at: int | None = None
@@ -92,6 +97,7 @@ class Workload:
         self._final_first: int | None = None
         self.on_final_done: Callable[[], None] | None = None
         self.started = 0
+        self._arrival_call = self._arrival  # one bound method for every arrival's heap entry
 
     # ---- phases -------------------------------------------------------------------------------
     def start(self, stop_ns: int) -> None:
@@ -144,38 +150,52 @@ class Workload:
         return p
 
     def _arrival(self, _a=None, _b=None) -> None:
-        now = self.sim.now
+        sim = self.sim
+        now = sim.env._now
         if now >= self._stop_ns:
             return
-        self.sim.schedule(self._gap(), self._arrival)
+        gap = self._gap  # Batch.__call__ and Simulation.schedule, inlined: the same draw, the same heap entry
+        buf = gap._buf
+        heappush(sim._queue, (now + (buf.pop() if buf else gap()), 1, next(sim._eid), self._arrival_call, None, None))
         if self._accept is not None and self._accept() * self._max_rate > self.rate_at(now / 1e9):
             return
         f, value = self.generate(self._ops_rng)
-        self._invoke(self._new_process(), f, value)
+        free = self._free
+        if free:
+            process = heapq.heappop(free)
+        else:
+            process = self._next_process
+            self._next_process += 1
+        self._invoke(process, f, value)
 
     def _closed_next(self, process: int, _b=None) -> None:
-        if self.sim.now >= self._stop_ns:
+        if self.sim.env._now >= self._stop_ns:
             return
         f, value = self.generate(self._ops_rng)
         self._invoke(process, f, value)
 
     def _invoke(self, process: int, f: str, value: Any) -> None:
+        # Runs once per operation: attributes are read once into locals.
         sim = self.sim
-        op = Operation(self._next_op, process, f, value)
-        self._next_op += 1
+        now = sim.env._now
+        op_id = self._next_op
+        op = _new_operation((op_id, process, f, value))
+        self._next_op = op_id + 1
         self.started += 1
-        index = len(self.history)
-        self.history.append({"index": index, "time": sim.now, "type": "invoke", "process": process,
-                             "f": f, "value": value})
-        self._pending[op.id] = (op, index)
-        deadline = sim.now + self.op_timeout_ns
-        heapq.heappush(self._deadlines, (deadline, op.id))
-        if self._check_at is None or deadline < self._check_at:
+        history = self.history
+        history.append({"index": len(history), "time": now, "type": "invoke", "process": process,
+                        "f": f, "value": value})
+        self._pending[op_id] = op
+        deadline = now + self.op_timeout_ns
+        heapq.heappush(self._deadlines, (deadline, op_id))
+        check_at = self._check_at
+        if check_at is None or deadline < check_at:
             self._check_at = deadline
             sim.schedule(self.op_timeout_ns, self._check_timeouts, deadline)
-        host = sim.hosts[self.clients[process % len(self.clients)]]
+        clients = self.clients
+        host = sim.hosts[clients[process % len(clients)]]
         if not host.up or host.paused or host.node is None:
-            self.complete(op.id, "fail", value)  # the client could not even send it
+            self.complete(op_id, "fail", value)  # the client could not even send it
             return
         host._hold = 0
         host.node.on_invoke(host, op)
@@ -185,15 +205,16 @@ class Workload:
         """End operation ``op_id``; False if it had already ended (a late reply)."""
         if type not in ENDINGS:
             raise ValueError(f"an operation ends ok, fail or info, not {type!r}")
-        entry = self._pending.pop(op_id, None)
-        if entry is None:
+        op = self._pending.pop(op_id, None)
+        if op is None:
             return False
-        op, _ = entry
-        self._record(op, type, value)
-        if type == "info":
-            self._after(op, retired=True)
+        history = self.history
+        history.append({"index": len(history), "time": self.sim.env._now, "type": type,
+                        "process": op.process, "f": op.f, "value": value})
+        if self._final_first is None and not self.concurrency and type != "info":
+            heapq.heappush(self._free, op.process)  # _after's open-loop case, inlined
         else:
-            self._after(op, retired=False)
+            self._after(op, retired=type == "info")
         return True
 
     def _check_timeouts(self, at: int, _b=None) -> None:
@@ -215,10 +236,9 @@ class Workload:
             self.sim.schedule(heap[0][0] - now, self._check_timeouts, self._check_at)
 
     def _timeout(self, op_id: int, _b=None) -> None:
-        entry = self._pending.pop(op_id, None)
-        if entry is None:
+        op = self._pending.pop(op_id, None)
+        if op is None:
             return
-        op, _ = entry
         self._record(op, "info", op.value)
         self._after(op, retired=True)
 
