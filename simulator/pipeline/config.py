@@ -378,9 +378,9 @@ def build_config(scenario: type[Scenario], *, seed: int, file: dict[str, Any] | 
     _check_together(merged)
     params = {p.name: p.default for p in scenario.params}
     for key, raw in {**params_raw, **(sets or {})}.items():
-        if isinstance(raw, (dict, list, tuple)) or raw is None:  # str() would make text of them
-            raise UsageError(f"bad value {raw!r} for {key}: expected {scenario.param(key).accepted()}")
         param = scenario.param(key)
+        if param.type in (int, float, bool, str) and (isinstance(raw, (dict, list, tuple)) or raw is None):
+            raise UsageError(f"bad value {raw!r} for {key}: expected {param.accepted()}")  # str() would make text of them
         params[key] = value = param.parse(raw)
         # A bound for parameters whose design set none: 1e300 ms overflows integer nanoseconds
         if param.type in (int, float) and param.max is None and abs(value) > MAX_PARAM:
