@@ -129,7 +129,9 @@ def limit_held(ds, p: dict) -> CheckResult:
     if fail_open and fallback:
         over, with_fallback = worst(lambda via: True)
         details.update(max_user_with_fallback=with_fallback["user"], max_global_with_fallback=with_fallback["global"],
-                       windows_over_by_fail_open=len(over))
+                       windows_over_by_fail_open=len(over),
+                       note="on_store_unreachable=open: admissions made while the store was unreachable are not "
+                            "held to the limit (the *_with_fallback figures count them)")
     if bad:
         more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
         return CheckResult(False, "; ".join(bad[:3]) + more, details)
