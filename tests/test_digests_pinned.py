@@ -15,6 +15,11 @@ SHORT = {"time_limit_s": 3.0, "quiesce_s": 1.0, "final_timeout_s": 2.0}
 NEMESIS = {**SHORT, "nemesis": "crash,partition-random-halves", "nemesis_interval_s": 1.0}
 
 PINNED = {
+    # designs added after the move, recorded when they landed (2026-11-30)
+    "graph-s1-short": "5841aada52a8b7c472a786a48eedad95310bf6e8cb3b4cd4aa4b247861416ca6",
+    "graph-s2-short": "40962bdc58dae2eebf140a67ed9dca71b18a4f1c9ee21b9e988edc31abf028d2",
+    "rate-limiter-s1-short": "ff9cdd3c26de4c753f9c022296efe42a48e3d8689df4b8bafeed170d9f6acf3c",
+    "rate-limiter-s2-short": "84dbc5a2a5d45e34e15fc4a2ad220c3e4b0dba45a5c9f0a7223d5b426d0e3be7",
     "email-s1-short": "0ac85323a43e8de5d7a82c57a9eda182f9b940dd3ab603f9cada7a373f8ea10f",
     "email-s2-short": "f48e4b4ba05e10703c00a11fc493ae75d4c69dd8221b59f9fa9280c76073e162",
     "email-s3-nemesis": "12d49727a4b874c6e14e5f5474478d6eddf70128b04815fc90a041102d4b1042",
@@ -31,7 +36,7 @@ PINNED = {
 
 
 def _options(key: str) -> tuple[str, int, dict]:
-    name, seed, kind = key.split("-")
+    name, seed, kind = key.rsplit("-", 2)
     return name, int(seed[1:]), NEMESIS if kind == "nemesis" else SHORT
 
 
