@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from ..engine.node import Operation
-from .history import vouch
 from ..engine.rng import Batch
+from .history import vouch
 
 # Operation(...) without the namedtuple's Python-level __new__: one call less per operation.
 _new_operation = functools.partial(tuple.__new__, Operation)
