@@ -60,3 +60,24 @@ def test_peers_json_line_has_both_rates_and_the_ratio():
     assert result["ciw_customers_per_cpu_s"] > 0 and result["dsim_customers_per_cpu_s"] > 0
     assert (p.returncode == 0) == result["valid_comparison"]
     assert "VOID" in p.stdout or result["valid_comparison"]
+
+
+def _history_bench(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "history.py"), *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_history_benchmark_prints_a_raft_histories_writing_rate():
+    """`history.py --json` writes a short raft run's history and ends with its line count and rate."""
+    p = _history_bench("--time-limit", "1", "--repeat", "1", "--json")
+    assert p.returncode == 0, p.stderr
+    result = json.loads(p.stdout.strip().splitlines()[-1])
+    assert result["design"] == "raft" and result["lines"] > 100 and result["lines_per_s"] > 0
+    assert result["bytes"] > 0 and result["repeat"] == 1
+
+
+def test_history_benchmark_refuses_bad_input_in_one_line():
+    """An unknown design or a bad count is one line on stderr and exit status 2."""
+    for args in (["--design", "nosuch"], ["--repeat", "0"], ["--time-limit", "-1"]):
+        p = _history_bench(*args)
+        assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, (args, p.stderr)

@@ -113,3 +113,60 @@ def test_trace_lines_are_what_json_dumps_wrote():
                                "args": [f if type(f) is int else str(f) for f in fields]}) + "\n"
                    for kind, fields in events)
     assert out.getvalue() == want
+
+
+def _workload_history(generate, server_reply):
+    """A short open-loop run whose one server answers every request with ``server_reply(value)``."""
+    from simulator.engine.dists import Dist
+    from simulator.engine.kernel import Simulation
+    from simulator.engine.node import ClientNode, Node
+    from simulator.workload.clients import Workload
+
+    class Server(Node):
+        def on_message(self, ctx, src, msg):
+            ctx.send(src, (msg[0], server_reply(msg[1])))
+
+    class Client(ClientNode):
+        def on_invoke(self, ctx, op):
+            ctx.send("s", (op.id, op.value))
+
+        def on_message(self, ctx, src, msg):
+            ctx.complete(msg[0], "ok", msg[1])
+
+    sim = Simulation(5, latency=Dist.parse("exponential:1"))
+    sim.add_node("s", Server)
+    sim.add_node("c1", Client, is_client=True)
+    wl = Workload(sim, ["c1"], generate, op_timeout_ns=50_000_000, rate=200.0)
+    sim.run(0)
+    wl.start(200_000_000)
+    sim.run(300_000_000)
+    return wl
+
+
+def test_a_workload_vouches_only_for_immutable_plain_values(tmp_path):
+    """The workload vouches for ints, strings, None and tuples of them (the writer then skips its
+    scan, same bytes); a float, a list or a numpy value anywhere withdraws the vouch."""
+    from simulator.workload import history as H
+
+    plain = _workload_history(lambda rng: ("write", ("k1", int(rng.integers(9)), None)), lambda v: v)
+    assert plain.values_plain and H._vouched(plain.history) and len(plain.history) > 20
+    write_jsonl(tmp_path / "h.jsonl", plain.history)
+    assert (tmp_path / "h.jsonl").read_bytes() == _reference(plain.history)
+    for reply in (lambda v: 0.5, lambda v: [v[1]], lambda v: np.int64(3), lambda v: ("k", (1, 1e300))):
+        wl = _workload_history(lambda rng: ("write", ("k1", 2)), reply)
+        assert not wl.values_plain and not H._vouched(wl.history)
+        write_jsonl(tmp_path / "h.jsonl", wl.history)
+        assert (tmp_path / "h.jsonl").read_bytes() == _reference(wl.history)
+
+
+def test_a_vouch_covers_only_the_workloads_own_history_list(tmp_path):
+    """A copy of a vouched history, or the history of a workload that is gone, is scanned as any list."""
+    from simulator.workload import history as H
+
+    wl = _workload_history(lambda rng: ("write", 1), lambda v: v)
+    assert H._vouched(wl.history) and not H._vouched(list(wl.history))
+    history = wl.history
+    del wl
+    import gc
+    gc.collect()
+    assert not H._vouched(history)

@@ -68,7 +68,10 @@ class Simulation:
         self._timer_gen = 0
         self.records: list[dict] = []
         self._stopped = False
-        self._trace = array("q")  # cleared in place on flush: the network holds it too
+        # The trace integers, cleared in place on flush (the network and hosts hold it too). A list,
+        # not an array('q'): list.extend of a small tuple costs a fraction of array.extend, and one
+        # conversion of the block at flush gives the same bytes.
+        self._trace: list[int] = []
         self._codes: dict[str, int] = {}
         self._timer_code = self.code("timer")
         self._hash = hashlib.sha256()
@@ -126,13 +129,45 @@ class Simulation:
             marker = (until_ns, _URGENT, next(self._eid), None, None)
             heappush(queue, marker)
         self._stopped = False
+        # A delivery (the network's arrive call) is made here inline, when the run is not traced to
+        # a file: the same steps as Network._make_arrive's arrive, without a call per message.
+        net = self.network
+        arrive = net._arrive_call if not net._tracing else None
+        hosts = net._hosts
+        buf = self._trace
+        deliver_code = net._deliver_code
+        type_codes = net._type_codes
+        flush_at = FLUSH_AT
         try:
-            while queue:
-                item = pop(queue)
-                env._now = item[0]
+            while True:
+                try:
+                    item = pop(queue)
+                except IndexError:  # nothing left (an empty heap costs nothing to test this way)
+                    break
+                now = env._now = item[0]
                 n = len(item)
                 if n == 7:
-                    item[3](item[4], item[5], item[6])
+                    fn = item[3]
+                    if fn is arrive:
+                        sender = item[4]
+                        dst = item[5]
+                        msg = item[6]
+                        host = hosts.get(dst)
+                        if (net.blocked or host is None) and net._cut_or_unknown(sender, dst, msg):
+                            continue
+                        net.delivered += 1
+                        t = type(msg)
+                        buf.extend((now, deliver_code, 3, sender.code, host.code,
+                                    type_codes.get(t) or net._type_code(t)))
+                        if len(buf) >= flush_at:
+                            self._flush()
+                        if host.fast:
+                            host._hold = 0
+                            host.node.on_message(host, sender.id, msg)
+                        else:
+                            host.receive(sender.id, msg)
+                    else:
+                        fn(item[4], item[5], item[6])
                 elif n == 6:
                     item[3](item[4], item[5])
                 elif item is marker:
@@ -219,7 +254,7 @@ class Simulation:
     def _flush(self) -> None:
         buf = self._trace
         if buf:
-            self._hash.update(buf.tobytes())
+            self._hash.update(array("q", buf).tobytes())
             del buf[:]
 
     def digest(self) -> str:

@@ -165,6 +165,18 @@ class Network:
         the handler runs now, or the host's inbox and CPU take it)."""
         self._arrive_call(sender, dst, msg)
 
+    def _cut_or_unknown(self, sender, dst: str, msg: Any) -> bool:
+        """Drop (counted, traced) a message cut by a partition or sent to an unknown host."""
+        if (sender.id, dst) in self.blocked:
+            self.dropped_partition += 1
+            self.sim.trace_event("drop-cut", sender.id, dst, type(msg).__name__)
+            return True
+        if dst not in self._hosts:
+            self.dropped_unknown += 1
+            self.sim.trace_event("drop-unknown", sender.id, dst, type(msg).__name__)
+            return True
+        return False
+
     def _make_arrive(self):
         """``_arrive`` as a closure over the network's fixed parts (hosts, trace buffer, codes):
         this runs once per message, and a closure variable is cheaper than an attribute."""
@@ -179,16 +191,7 @@ class Network:
 
         flush_at = FLUSH_AT
 
-        def cut_or_unknown(sender, dst: str, msg: Any) -> bool:
-            if (sender.id, dst) in net.blocked:
-                net.dropped_partition += 1
-                sim.trace_event("drop-cut", sender.id, dst, type(msg).__name__)
-                return True
-            if dst not in hosts:
-                net.dropped_unknown += 1
-                sim.trace_event("drop-unknown", sender.id, dst, type(msg).__name__)
-                return True
-            return False
+        cut_or_unknown = self._cut_or_unknown
 
         def arrive(sender, dst: str, msg: Any) -> None:
             host = hosts.get(dst)

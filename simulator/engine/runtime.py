@@ -41,9 +41,12 @@ if TYPE_CHECKING:
 class Host:
     """One node's machine inside a Simulation (``sim``): CPU, inbox, timers, storage, crash and pause."""
 
+    # Slots are laid out in this order: what every delivery and send touches comes first, so with
+    # thousands of hosts it shares one or two cache lines rather than three or four.
     __slots__ = (
-        "sim", "_net", "_env", "_queue", "_eid", "fast", "id", "code", "factory", "node", "up", "paused", "epoch", "started",
-        "cores", "busy", "inbox", "inbox_limit", "_service", "_fsync", "_hold",
+        "_hold", "fast", "node", "code", "id", "_net", "_queue", "_env", "_eid", "sim",
+        "factory", "up", "paused", "epoch", "started",
+        "cores", "busy", "inbox", "inbox_limit", "_service", "_fsync",
         "timers", "_storage", "_rng", "clock", "_paused_q", "is_client",
         "dropped_inbox", "dropped_down", "crash_times",
     )

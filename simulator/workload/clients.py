@@ -29,6 +29,7 @@ import numpy as np
 
 from ..engine.node import Operation
 from ..engine.rng import Batch
+from .history import vouch
 
 # Operation(...) without the namedtuple's Python-level __new__: one call less per operation.
 _new_operation = functools.partial(tuple.__new__, Operation)
@@ -66,6 +67,22 @@ def rate_profile(spec: str, rate: float, duration_s: float) -> Callable[[float],
     raise ValueError(f"bad value {spec!r} for rate_profile: expected {PROFILE_HELP}")
 
 
+_LEAVES = frozenset({type(None), int, str, bool})
+_typeof = type  # complete() and _record() take an argument named type
+
+
+def _immutable_plain(value: Any) -> bool:
+    """None, an int, a bool, a str, or tuples of these at any depth: a value that orjson writes as
+    json does (strings' characters apart, which the writer checks on its output) and that nothing
+    can change after it is recorded. Lists and dicts could be mutated later, so they do not qualify."""
+    t = type(value)
+    if t in _LEAVES:
+        return True
+    if t is not tuple:
+        return False
+    return set(map(type, value)) <= _LEAVES or all(map(_immutable_plain, value))
+
+
 class Workload:
     def __init__(self, sim: "Simulation", clients: list[str], generate: Callable, *, op_timeout_ns: int,
                  rate: float | None = None, concurrency: int | None = None,
@@ -83,6 +100,10 @@ class Workload:
         self.rate_at = rate_at
         self.concurrency = concurrency
         self.history: list[dict] = []
+        # True while every history entry is an int time, a str f and an immutable plain value (see
+        # _immutable_plain): the history writer then skips its own scan of the values (history.vouch).
+        self.values_plain = True
+        vouch(self)
         self._ops_rng = sim.streams.get("workload.ops")
         self._gap = None
         self._accept = None
@@ -185,6 +206,9 @@ class Workload:
         history = self.history
         history.append({"index": len(history), "time": now, "type": "invoke", "process": process,
                         "f": f, "value": value})
+        if self.values_plain and (_typeof(value) not in _LEAVES and not _immutable_plain(value)
+                                  or _typeof(f) is not str or _typeof(now) is not int):
+            self.values_plain = False
         self._pending[op_id] = op
         deadline = now + self.op_timeout_ns
         heapq.heappush(self._deadlines, (deadline, op_id))
@@ -209,8 +233,12 @@ class Workload:
         if op is None:
             return False
         history = self.history
-        history.append({"index": len(history), "time": self.sim.env._now, "type": type,
+        now = self.sim.env._now
+        history.append({"index": len(history), "time": now, "type": type,
                         "process": op.process, "f": op.f, "value": value})
+        if self.values_plain and (_typeof(value) not in _LEAVES and not _immutable_plain(value)
+                                  or _typeof(now) is not int):
+            self.values_plain = False
         if self._final_first is None and not self.concurrency and type != "info":
             heapq.heappush(self._free, op.process)  # _after's open-loop case, inlined
         else:
@@ -243,9 +271,12 @@ class Workload:
         self._after(op, retired=True)
 
     def _record(self, op: Operation, type: str, value: Any) -> None:
-        sim = self.sim
-        self.history.append({"index": len(self.history), "time": sim.now, "type": type,
+        now = self.sim.now
+        self.history.append({"index": len(self.history), "time": now, "type": type,
                              "process": op.process, "f": op.f, "value": value})
+        if self.values_plain and (_typeof(value) not in _LEAVES and not _immutable_plain(value)
+                                  or _typeof(now) is not int):
+            self.values_plain = False
 
     def _after(self, op: Operation, retired: bool) -> None:
         if self._final_first is not None and op.id >= self._final_first:
