@@ -28,7 +28,6 @@ from typing import Any, Iterable
 import numpy as np
 
 from .dists import Dist
-from .events import FLUSH_AT
 from .rng import Batch
 
 
@@ -178,19 +177,13 @@ class Network:
         return False
 
     def _make_arrive(self):
-        """``_arrive`` as a closure over the network's fixed parts (hosts, trace buffer, codes):
-        this runs once per message, and a closure variable is cheaper than an attribute."""
+        """The delivery call every message's heap entry names. ``Simulation._loop`` recognises it and
+        makes an untraced delivery inline (the hot path); this closure runs it when the run is traced
+        to a file, or when it is called directly. ``tests/test_kernel.py`` holds the two to one
+        digest (a traced run and an untraced one agree)."""
         net = self
         hosts = self._hosts
-        buf = self._trace  # the kernel clears it in place, so this stays the trace buffer
-        env = self._env
         sim = self.sim
-        deliver_code = self._deliver_code
-        type_codes = self._type_codes
-        tracing = self._tracing
-
-        flush_at = FLUSH_AT
-
         cut_or_unknown = self._cut_or_unknown
 
         def arrive(sender, dst: str, msg: Any) -> None:
@@ -198,14 +191,7 @@ class Network:
             if (net.blocked or host is None) and cut_or_unknown(sender, dst, msg):
                 return
             net.delivered += 1  # arrived at a host (a crashed host then drops it: Host.dropped_down)
-            if tracing:
-                sim.trace_event("deliver", sender.id, dst, type(msg).__name__)
-            else:  # Simulation.trace_event("deliver", src, dst, type name), inlined: the same six integers
-                t = type(msg)
-                buf.extend((env._now, deliver_code, 3, sender.code, host.code,
-                            type_codes.get(t) or net._type_code(t)))
-                if len(buf) >= flush_at:
-                    sim._flush()
+            sim.trace_event("deliver", sender.id, dst, type(msg).__name__)
             if host.fast:  # up, not paused, no CPU model: run the handler now
                 host._hold = 0
                 host.node.on_message(host, sender.id, msg)
