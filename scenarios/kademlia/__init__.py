@@ -1,0 +1,3 @@
+"""The Kademlia scenario: a DHT whose nodes join by the protocol, churn, look up and store."""
+
+from . import scenario  # noqa: F401  (registers "kademlia")

@@ -1,0 +1,599 @@
+"""A Kademlia node (Maymounkov and Mazières, 2002), with compact state.
+
+Routing table (paper §2.2). Bucket ``i`` holds contacts at XOR distance [2^i, 2^(i+1)) from the
+node's id, at most ``k`` of them, least-recently seen first. A contact is one int (see ids.py), a
+bucket a list of ints, the table a dict from bucket index to list: only non-empty buckets exist.
+Every message received updates the sender's place: a known sender moves to the tail; a new one
+is appended while the bucket has room; into a full bucket it goes to the bucket's replacement
+cache (at most ``k``, newest last) and the least-recently-seen contact is pinged. If that ping
+times out, the old contact is evicted and the newest cached one takes its place; if it answers,
+it moves to the tail and the newcomer waits in the cache (§2.2: live contacts are never evicted,
+which is what makes Kademlia resist flooding by newcomers). Any RPC that times out counts a
+failure against its contact; after ``stale_after`` failures in a row the contact is dropped, but
+only when the cache has a replacement (§4.1: with no replacement, a stale contact is kept, which
+keeps tables whole through a partition).
+
+Lookup (§2.3). The node takes the ``k`` contacts it knows closest to the target and keeps
+``alpha`` FIND_NODE (or FIND_VALUE) RPCs in flight to the closest not yet asked; each answer adds
+contacts; a timed-out contact is struck off. The lookup ends only when the ``k`` closest contacts
+not struck off have all answered; FIND_VALUE ends early at the first value (and, with ``cache``,
+stores it at the closest contact on the path that lacked it, §2.3).
+
+Join (§2.3). A new node pings the bootstrap contact ``n1``, looks up its own id, then refreshes
+every bucket farther than its closest neighbour (a lookup of a random id in each). Refresh (§2.3):
+every ``refresh_s`` a bucket with no lookup in that time is refreshed the same way.
+
+Storage (§2.5). STORE goes to the ``k`` closest found by a lookup of the key. A stored value
+expires ``expire_s`` after it was stored; every ``republish_s`` a holder re-stores it to the ``k``
+closest (skipped if it was itself stored in that time). When a holder learns of a new contact that
+is among the ``k`` closest it knows to one of its keys, while the holder is too, it stores the key
+there (§2.5: a joining node receives the keys it should hold).
+
+Simplifications: one address per node (its host name ``n<i>``); the original publisher does not
+re-publish every 24 h (holders republish); no accelerated lookups (§4.2) and no bucket splitting
+of the §4.2 tree; a crashed node loses its values and table and keeps only its id (in storage).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from simulator import Node, message
+
+from .ids import ADDR_BITS, addr
+
+BOOTSTRAP = "n1"
+UNASKED, ASKED, ANSWERED, FAILED = 0, 1, 2, 3
+
+
+# ---- messages (RPCs carry the sender's contact, so the receiver learns its id and address) ----
+@message
+class Ping:
+    rid: int
+    src: int
+
+
+@message
+class Pong:
+    rid: int
+    src: int
+
+
+@message
+class Store:
+    rid: int
+    src: int
+    key: int
+    value: Any
+
+
+@message
+class Stored:
+    rid: int
+    src: int
+
+
+@message
+class FindNode:
+    rid: int
+    src: int
+    target: int
+
+
+@message
+class FindValue:
+    rid: int
+    src: int
+    key: int
+
+
+@message
+class Nodes:
+    """The answer to FIND_NODE, or to FIND_VALUE when the value is not held: the k closest known."""
+
+    rid: int
+    src: int
+    contacts: tuple
+
+
+@message
+class Found:
+    rid: int
+    src: int
+    value: Any
+
+
+# ---- client requests: a client asks one node to run the operation for it ----
+@message
+class ClientFind:
+    op: int
+    target: int
+
+
+@message
+class ClientPut:
+    op: int
+    key: int
+    value: Any
+
+
+@message
+class ClientGet:
+    op: int
+    key: int
+
+
+@message
+class ClientDone:
+    op: int
+    ok: bool
+    value: Any = None
+
+
+class Conf:
+    """The parameters every node shares (one object per run), and the planted bug as flags."""
+
+    def __init__(self, p: dict, bug: str | None):
+        self.k = int(p["k"])
+        self.alpha = int(p["alpha"])
+        self.id_bits = int(p["id_bits"])
+        self.rpc_timeout_ms = float(p["rpc_timeout_ms"])
+        self.stale_after = int(p["stale_after"])
+        self.refresh_ms = float(p["refresh_s"]) * 1e3
+        self.republish_ms = float(p["republish_s"]) * 1e3
+        self.expire_ns = int(float(p["expire_s"]) * 1e9)
+        self.cache = bool(p["cache"])
+        self.join_window_ms = float(p["join_window_s"]) * 1e3
+        self.record_from_ns = int(float(p["join_window_s"]) * 1e9)  # maintenance lookups recorded after joins
+        self.evict_live = bug == "evict-live-contact"
+        self.no_refresh = bug == "no-refresh"
+        self.no_republish = bug == "no-republish"
+        self.stop_early = bug == "stop-early"
+        self.count_unresponsive = bug == "count-unresponsive"
+
+
+class Lookup:
+    """One iterative lookup in progress (transient: it lives only while RPCs are out)."""
+
+    __slots__ = ("target", "find_value", "purpose", "op", "client", "value", "state", "hop", "inflight",
+                 "start_ns", "msgs", "done", "bucket")
+
+    def __init__(self, target: int, find_value: bool, purpose: str, start_ns: int):
+        self.target = target
+        self.find_value = find_value
+        self.purpose = purpose
+        self.op = None
+        self.client = None
+        self.value = None
+        self.state: dict[int, int] = {}
+        self.hop: dict[int, int] = {}
+        self.inflight = 0
+        self.start_ns = start_ns
+        self.msgs = 0
+        self.done = False
+        self.bucket = -1
+
+
+class Kad(Node):
+    """One Kademlia node; ``index`` is its address number (host ``n<index>``)."""
+
+    __slots__ = ("c", "index", "nid", "me", "buckets", "repl", "fails", "rpcs", "rid", "lookups", "data",
+                 "touched", "pinging", "joined", "puts")
+
+    def __init__(self, conf: Conf, index: int):
+        self.c = conf
+        self.index = index
+        self.nid = -1
+        self.me = -1
+        self.buckets: dict[int, list[int]] = {}
+        self.repl: dict[int, list[int]] = {}
+        self.fails: dict[int, int] = {}
+        self.rpcs: dict[int, tuple] = {}  # rid -> (contact, kind, extra)
+        self.rid = 0
+        self.lookups: dict[int, Lookup] = {}
+        self.data: dict[int, list] = {}  # key -> [value, expires_ns, stored_ns]
+        self.touched: dict[int, int] = {}  # bucket -> last lookup in it, ns
+        self.pinging: dict[int, int] = {}  # bucket -> the least-recently-seen contact being pinged
+        self.joined = False
+        self.puts: dict[int, list] = {}  # op -> [stores outstanding, answered?, client]
+
+    # ---- life cycle -------------------------------------------------------------------------
+    def on_start(self, ctx) -> None:
+        nid = ctx.storage.get("id")
+        if nid is None:  # a new node (or one returning under a new id): a fresh id from its own stream
+            nbytes = (self.c.id_bits + 7) // 8
+            nid = int.from_bytes(ctx.rng.bytes(nbytes), "big") >> (8 * nbytes - self.c.id_bits)
+            ctx.storage.put("id", nid, sync=False)
+        self.nid = nid
+        self.me = (nid << ADDR_BITS) | self.index
+        ctx.record("kad.up", id=nid)
+        if ctx.id == BOOTSTRAP:
+            self._joined(ctx)
+        elif ctx.now == 0:  # the initial network: arrivals spread over the join window
+            ctx.set_timer("join", (0.0, self.c.join_window_ms))
+        else:
+            ctx.set_timer("join", (0.0, 100.0))
+
+    def _joined(self, ctx) -> None:
+        self.joined = True
+        ctx.record("kad.joined", id=self.nid)
+        ctx.set_timer("refresh", self.c.refresh_ms)
+        ctx.set_timer("republish", self.c.republish_ms)
+
+    def on_timer(self, ctx, name: str) -> None:
+        if name[0] == "r" and name[1] == "#":
+            self._timeout(ctx, int(name[2:]))
+        elif name == "join":
+            self._rpc(ctx, None, Ping, "boot", None)
+        elif name == "refresh":
+            self._refresh(ctx)
+        elif name == "republish":
+            self._republish(ctx)
+
+    # ---- the routing table ------------------------------------------------------------------
+    def bucket_of(self, c: int) -> int:
+        return ((c >> ADDR_BITS) ^ self.nid).bit_length() - 1
+
+    def saw(self, ctx, c: int) -> None:
+        """Contact ``c`` sent us something: place it in its bucket (see the module docstring)."""
+        if c == self.me:
+            return
+        if self.fails:
+            self.fails.pop(c, None)
+        i = ((c >> ADDR_BITS) ^ self.nid).bit_length() - 1
+        if i < 0:
+            return  # a node claiming our own id: ignore it
+        b = self.buckets.get(i)
+        if b is None:
+            self.buckets[i] = [c]
+            self._hand_off(ctx, c)
+            return
+        if c in b:
+            if b[-1] != c:
+                b.remove(c)
+                b.append(c)
+            if self.pinging.get(i) == c:
+                del self.pinging[i]
+            return
+        if len(b) < self.c.k:
+            b.append(c)
+            self._hand_off(ctx, c)
+            return
+        if self.c.evict_live:  # the bug: the oldest contact goes without being asked
+            old = b.pop(0)
+            b.append(c)
+            ctx.record("kad.evict", victim=old >> ADDR_BITS, newcomer=c >> ADDR_BITS, reason="full")
+            self._hand_off(ctx, c)
+            return
+        r = self.repl.get(i)
+        if r is None:
+            r = self.repl[i] = []
+        if c in r:
+            r.remove(c)
+        r.append(c)
+        if len(r) > self.c.k:
+            del r[0]
+        if i not in self.pinging:
+            self.pinging[i] = b[0]
+            self._rpc(ctx, b[0], Ping, "evict-ping", i)
+
+    def _failed(self, ctx, c: int, evict_ping: bool) -> None:
+        """An RPC to ``c`` timed out."""
+        i = ((c >> ADDR_BITS) ^ self.nid).bit_length() - 1
+        b = self.buckets.get(i)
+        if b is None or c not in b:
+            return
+        n = self.fails.get(c, 0) + 1
+        self.fails[c] = n
+        r = self.repl.get(i)
+        if evict_ping:
+            self.pinging.pop(i, None)
+        if (evict_ping or n >= self.c.stale_after) and r:
+            b.remove(c)
+            del self.fails[c]
+            new = r.pop()
+            b.append(new)
+            ctx.record("kad.evict", victim=c >> ADDR_BITS, newcomer=new >> ADDR_BITS,
+                       reason="no-answer" if evict_ping else "stale")
+            self._hand_off(ctx, new)
+
+    def closest(self, target: int, n: int, exclude: int = -1) -> list[int]:
+        """The ``n`` known contacts closest to ``target``, closest first, without walking the whole
+        table: bucket j = the target's own bucket holds every contact closer than 2^j, buckets
+        below j the ones in [2^j, 2^(j+1)), and each bucket above j is farther than the last."""
+        j = (target ^ self.nid).bit_length() - 1
+        buckets = self.buckets
+        out: list[int] = []
+
+        def take(cands: list[int]) -> None:
+            cands.sort(key=lambda c: (c >> ADDR_BITS) ^ target)
+            for c in cands:
+                if c != exclude:
+                    out.append(c)
+                    if len(out) >= n:
+                        return
+
+        if j >= 0 and j in buckets:
+            take(list(buckets[j]))
+        if len(out) < n:
+            low = [c for i, b in buckets.items() if i < j for c in b] if j > 0 else []
+            if low:
+                take(low)
+        if len(out) < n:
+            for i in sorted(x for x in buckets if x > j):
+                take(list(buckets[i]))
+                if len(out) >= n:
+                    break
+        return out[:n]
+
+    def contacts(self) -> list[int]:
+        return [c for b in self.buckets.values() for c in b]
+
+    # ---- RPCs ---------------------------------------------------------------------------------
+    def _rpc(self, ctx, c: int | None, kind, purpose: str, extra: Any, *args) -> None:
+        self.rid += 1
+        rid = self.rid
+        self.rpcs[rid] = (c, purpose, extra)
+        ctx.send(BOOTSTRAP if c is None else addr(c), kind(rid, self.me, *args))
+        ctx.set_timer(f"r#{rid}", self.c.rpc_timeout_ms)
+
+    def _answered(self, ctx, rid: int):
+        entry = self.rpcs.pop(rid, None)
+        if entry is not None:
+            ctx.cancel_timer(f"r#{rid}")
+        return entry
+
+    def _timeout(self, ctx, rid: int) -> None:
+        entry = self.rpcs.pop(rid, None)
+        if entry is None:
+            return
+        c, purpose, extra = entry
+        if purpose == "boot":
+            ctx.set_timer("join", (500.0, 1500.0))  # the bootstrap did not answer: try again
+            return
+        self._failed(ctx, c, purpose == "evict-ping")
+        if purpose == "lookup":
+            lk = self.lookups.get(extra)
+            if lk is not None and not lk.done:
+                lk.state[c] = FAILED
+                lk.inflight -= 1
+                self._advance(ctx, extra, lk)
+        elif purpose == "store":
+            self._store_settled(ctx, extra, False)
+
+    def on_message(self, ctx, src: str, msg) -> None:
+        t = type(msg)
+        if t is Nodes:
+            self.saw(ctx, msg.src)
+            entry = self._answered(ctx, msg.rid)
+            if entry is not None and entry[1] == "lookup":
+                self._on_nodes(ctx, entry[2], msg.src, msg.contacts)
+        elif t is FindNode:
+            self.saw(ctx, msg.src)
+            ctx.send(src, Nodes(msg.rid, self.me, tuple(self.closest(msg.target, self.c.k, msg.src))))
+        elif t is FindValue:
+            self.saw(ctx, msg.src)
+            held = self.data.get(msg.key)
+            if held is not None and held[1] > ctx.now:
+                ctx.send(src, Found(msg.rid, self.me, held[0]))
+            else:
+                ctx.send(src, Nodes(msg.rid, self.me, tuple(self.closest(msg.key, self.c.k, msg.src))))
+        elif t is Found:
+            self.saw(ctx, msg.src)
+            entry = self._answered(ctx, msg.rid)
+            if entry is not None and entry[1] == "lookup":
+                self._on_found(ctx, entry[2], msg.src, msg.value)
+        elif t is Ping:
+            self.saw(ctx, msg.src)
+            ctx.send(src, Pong(msg.rid, self.me))
+        elif t is Pong:
+            entry = self._answered(ctx, msg.rid)
+            self.saw(ctx, msg.src)
+            if entry is not None and entry[1] == "boot":
+                self._lookup(ctx, self.nid, False, "join")
+        elif t is Store:
+            self.saw(ctx, msg.src)
+            self.data[msg.key] = [msg.value, ctx.now + self.c.expire_ns, ctx.now]
+            ctx.record("kad.stored", key=msg.key)
+            ctx.send(src, Stored(msg.rid, self.me))
+        elif t is Stored:
+            self.saw(ctx, msg.src)
+            entry = self._answered(ctx, msg.rid)
+            if entry is not None and entry[1] == "store":
+                self._store_settled(ctx, entry[2], True)
+        elif t is ClientFind:
+            self._client(ctx, self._lookup_new(ctx, msg.target, False, "find"), msg.op, src)
+        elif t is ClientGet:
+            self._client(ctx, self._lookup_new(ctx, msg.key, True, "get"), msg.op, src)
+        elif t is ClientPut:
+            lk = self._lookup_new(ctx, msg.key, False, "put")
+            lk.value = msg.value
+            self._client(ctx, lk, msg.op, src)
+
+    # ---- lookups ------------------------------------------------------------------------------
+    def _lookup_new(self, ctx, target: int, find_value: bool, purpose: str) -> Lookup:
+        return Lookup(target, find_value, purpose, ctx.now)
+
+    def _client(self, ctx, lk: Lookup, op: int, client: str) -> None:
+        lk.op = op
+        lk.client = client
+        self._start(ctx, lk)
+
+    def _lookup(self, ctx, target: int, find_value: bool, purpose: str, value: Any = None) -> None:
+        lk = Lookup(target, find_value, purpose, ctx.now)
+        lk.value = value
+        self._start(ctx, lk)
+
+    def _start(self, ctx, lk: Lookup) -> None:
+        self.rid += 1
+        lid = self.rid
+        self.lookups[lid] = lk
+        if lk.target != self.nid:
+            self.touched[(lk.target ^ self.nid).bit_length() - 1] = ctx.now
+        for c in self.closest(lk.target, self.c.k):
+            lk.state[c] = UNASKED
+            lk.hop[c] = 1
+        self._advance(ctx, lid, lk)
+
+    def _advance(self, ctx, lid: int, lk: Lookup) -> None:
+        k = self.c.k
+        target = lk.target
+        state = lk.state
+        closest = []
+        keep_failed = self.c.count_unresponsive
+        for c in sorted(state, key=lambda c: (c >> ADDR_BITS) ^ target):
+            if state[c] != FAILED or keep_failed:
+                closest.append(c)
+                if len(closest) == k:
+                    break
+        room = self.c.alpha - lk.inflight
+        pending = False
+        for c in closest:
+            s = state[c]
+            if s == UNASKED:
+                pending = True
+                if room > 0:
+                    room -= 1
+                    state[c] = ASKED
+                    lk.inflight += 1
+                    lk.msgs += 1
+                    if lk.find_value:
+                        self._rpc(ctx, c, FindValue, "lookup", lid, target)
+                    else:
+                        self._rpc(ctx, c, FindNode, "lookup", lid, target)
+            elif s == ASKED:
+                pending = True
+        if not pending:
+            self._finish(ctx, lid, lk, [c for c in closest if state[c] == ANSWERED or keep_failed])
+
+    def _on_nodes(self, ctx, lid: int, sender: int, contacts: tuple) -> None:
+        lk = self.lookups.get(lid)
+        if lk is None or lk.done:
+            return
+        state = lk.state
+        if state.get(sender) == ASKED:
+            lk.inflight -= 1
+        state[sender] = ANSWERED
+        target = lk.target
+        hop = lk.hop.get(sender, 1) + 1
+        nearer = False
+        if self.c.stop_early:
+            best = min((c >> ADDR_BITS) ^ target for c in state)
+        for c in contacts:
+            if c != self.me and c not in state:
+                state[c] = UNASKED
+                lk.hop[c] = hop
+                if self.c.stop_early and (c >> ADDR_BITS) ^ target < best:
+                    nearer = True
+        if self.c.stop_early and not nearer:  # the bug: one round with nothing nearer ends the lookup
+            answered = sorted((c for c in state if state[c] == ANSWERED), key=lambda c: (c >> ADDR_BITS) ^ target)
+            self._finish(ctx, lid, lk, answered[: self.c.k])
+            return
+        self._advance(ctx, lid, lk)
+
+    def _on_found(self, ctx, lid: int, sender: int, value: Any) -> None:
+        lk = self.lookups.get(lid)
+        if lk is None or lk.done:
+            return
+        lk.state[sender] = ANSWERED
+        lk.inflight -= 1
+        if self.c.cache:  # §2.3: cache at the closest node seen that did not have it
+            target = lk.target
+            lacking = sorted((c for c, s in lk.state.items() if s == ANSWERED and c != sender),
+                             key=lambda c: (c >> ADDR_BITS) ^ target)
+            if lacking:
+                self._rpc(ctx, lacking[0], Store, "store", None, target, value)
+        lk.value = value
+        self._finish(ctx, lid, lk, [sender], found=True)
+
+    def _finish(self, ctx, lid: int, lk: Lookup, result: list[int], found: bool = False) -> None:
+        lk.done = True
+        del self.lookups[lid]
+        purpose = lk.purpose
+        hops = max((lk.hop.get(c, 1) for c in result[:1]), default=0)
+        if lk.client is not None or ctx.now >= self.c.record_from_ns:
+            ctx.record("kad.lookup", purpose=purpose, target=lk.target, found=[c >> ADDR_BITS for c in result],
+                       start_ns=lk.start_ns, hops=hops, msgs=lk.msgs, value=found,
+                       alive_asked=sum(1 for s in lk.state.values() if s == ANSWERED))
+        if purpose == "join":
+            self._joined(ctx)
+            if not self.c.no_refresh:
+                near = self.bucket_of(result[0]) if result else self.c.id_bits - 1
+                for i in range(near + 1, self.c.id_bits):
+                    self._lookup(ctx, self._random_in(ctx, i), False, "refresh")
+        elif purpose == "find":
+            ctx.send(lk.client, ClientDone(lk.op, bool(result), len(result)))
+        elif purpose == "get":
+            ctx.send(lk.client, ClientDone(lk.op, found, lk.value if found else None))
+        elif purpose in ("put", "republish"):
+            if not result:
+                if lk.client is not None:
+                    ctx.send(lk.client, ClientDone(lk.op, False))
+                return
+            token = None
+            if lk.client is not None:
+                token = lk.op
+                self.puts[token] = [len(result), False, lk.client]
+            for c in result:
+                self._rpc(ctx, c, Store, "store", token, lk.target, lk.value)
+
+    def _store_settled(self, ctx, op, ok: bool) -> None:
+        put = self.puts.get(op) if op is not None else None
+        if put is None:
+            return
+        put[0] -= 1
+        if ok and not put[1]:
+            put[1] = True
+            ctx.send(put[2], ClientDone(op, True))
+        if put[0] == 0:
+            del self.puts[op]
+            if not put[1]:
+                ctx.send(put[2], ClientDone(op, False))
+
+    # ---- maintenance --------------------------------------------------------------------------
+    def _random_in(self, ctx, i: int) -> int:
+        """A random id at XOR distance [2^i, 2^(i+1)) from ours: bucket i's range."""
+        nbytes = i // 8 + 1
+        low = int.from_bytes(ctx.rng.bytes(nbytes), "big") & ((1 << i) - 1)
+        return self.nid ^ ((1 << i) | low)
+
+    def _refresh(self, ctx) -> None:
+        ctx.set_timer("refresh", self.c.refresh_ms)
+        if self.c.no_refresh:
+            return
+        stale = ctx.now - int(self.c.refresh_ms * 1e6)
+        for i in sorted(self.buckets):
+            if self.touched.get(i, -1) <= stale:
+                self._lookup(ctx, self._random_in(ctx, i), False, "refresh")
+
+    def _republish(self, ctx) -> None:
+        ctx.set_timer("republish", self.c.republish_ms)
+        now = ctx.now
+        for key in [k for k, v in self.data.items() if v[1] <= now]:
+            del self.data[key]
+            ctx.record("kad.expired", key=key)
+        if self.c.no_republish:
+            return
+        recent = now - int(self.c.republish_ms * 1e6)
+        for key in sorted(self.data):
+            held = self.data[key]
+            if held[2] <= recent:  # §2.5: a value stored here within the period is not republished
+                held[2] = now
+                held[1] = now + self.c.expire_ns
+                self._lookup(ctx, key, False, "republish", held[0])
+
+    def _hand_off(self, ctx, c: int) -> None:
+        """§2.5: a new contact among the k closest to a key this node holds (and should hold) gets it."""
+        if not self.data or self.c.no_republish:
+            return
+        cid_ = c >> ADDR_BITS
+        now = ctx.now
+        for key in sorted(self.data):
+            held = self.data[key]
+            if held[1] <= now:
+                continue
+            d_new = cid_ ^ key
+            d_me = self.nid ^ key
+            near = self.closest(key, self.c.k, c)
+            if len(near) < self.c.k or (near[-1] >> ADDR_BITS) ^ key > max(d_new, d_me):
+                self._rpc(ctx, c, Store, "store", None, key, held[0])

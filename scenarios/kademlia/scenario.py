@@ -1,0 +1,225 @@
+"""The ``kademlia`` scenario: a Kademlia DHT whose nodes join by the protocol, churn, and serve
+finds, puts and gets, checked against a global oracle.
+
+Wiring: nodes ``n1..nN`` run :class:`~scenarios.kademlia.node.Kad` (``n1`` is the bootstrap
+contact and never churns); they arrive uniformly over the first ``join_window_s`` and join by the
+protocol. Clients ``c1..c4`` send each operation to a random node, which runs the lookup for it:
+``find`` (FIND_NODE of a random id; ok when it returned contacts), ``put`` (FIND_NODE of the key,
+then STORE at the k closest; ok when one node stored it) and ``get`` (FIND_VALUE of a key put
+before; ok when the value was found). Operations start ``settle_s`` after the join window.
+After the final heal, ten finds and gets of up to ten keys put before must succeed (liveness).
+Churn is the nemesis ``churn`` (churn.py); it composes with the partitions.
+"""
+
+from __future__ import annotations
+
+import bisect
+
+import numpy as np
+
+from simulator import CheckResult, Param, RunData, Scenario, Setup, UsageError, register
+
+from . import checkers as C
+from .churn import CHURN_DISTS, Churn, churn_nemesis
+from .client import KadClient
+from .ids import key_id
+from .node import Conf, Kad
+
+
+@register
+class Kademlia(Scenario):
+    name = "kademlia"
+    summary = "a Kademlia DHT: nodes join by the protocol, churn, find, put and get; checked against an oracle"
+    params = (
+        Param("k", 20, "bucket size and replication factor (the paper's k)", type=int, min=1, max=1000),
+        Param("alpha", 3, "parallel RPCs per lookup (the paper's alpha)", type=int, min=1, max=100),
+        Param("id_bits", 160, "bits in a node id or key", type=int, min=16, max=256),
+        Param("rpc_timeout_ms", 500.0, "an RPC unanswered this long has failed, ms", min=1.0),
+        Param("stale_after", 5, "failed RPCs in a row after which a contact is dropped (when a replacement waits)",
+              type=int, min=1),
+        Param("refresh_s", 3600.0, "a bucket with no lookup in this long is refreshed, s", min=1.0),
+        Param("republish_s", 3600.0, "holders re-store each value this often, s", min=1.0),
+        Param("expire_s", 86400.0, "a stored value expires this long after it was (re)stored, s", min=1.0),
+        Param("cache", False, "FIND_VALUE caches the value at the closest node on the path that lacked it", type=bool),
+        Param("join_window_s", 20.0, "the initial nodes arrive uniformly over this window, s", min=0.0),
+        Param("settle_s", 5.0, "quiet time after a join, leave or fault before lookups are held exact, s", min=0.0),
+        Param("keys", 200, "distinct keys put and got", type=int, min=1, max=10_000_000),
+        Param("key_dist", "uniform", "how keys are drawn", type=str, choices=("uniform", "zipf")),
+        Param("zipf_s", 1.0, "Zipf exponent when key_dist=zipf", min=0.0, max=10.0),
+        Param("put_share", 0.2, "share of puts among operations", min=0.0, max=1.0),
+        Param("get_share", 0.4, "share of gets among operations (the rest are finds)", min=0.0, max=1.0),
+        Param("client_retry_ms", 2000.0, "a client asks another node after this silence, ms", min=1.0),
+        Param("lookup_floor", 0.9, "under churn, the least mean share of the true k closest a lookup must find",
+              min=0.0, max=1.0),
+        Param("value_floor", 0.9, "under churn, the least share of gets with a live copy that must succeed",
+              min=0.0, max=1.0),
+        Param("churn_dist", "weibull", "session-time distribution of the churn nemesis", type=str, choices=CHURN_DISTS),
+        Param("session_mean_s", 120.0, "mean session time under churn, s", min=0.001),
+        Param("weibull_shape", 0.5, "Weibull shape of session times (Stutzbach and Rejaie: about 0.5)", min=0.05,
+              max=10.0),
+        Param("pareto_alpha", 2.0, "Pareto tail index of session times", min=1.01, max=100.0),
+        Param("downtime_mean_s", 60.0, "mean time a departed node stays away (exponential), s", min=0.001),
+        Param("rejoin_old_id", 0.5, "share of returning nodes that come back with their old id", min=0.0, max=1.0),
+        Param("sample_s", 30.0, "routing tables are checked every this many seconds (0: only at the end)", min=0.0),
+        Param("sample_nodes", 1000, "nodes whose tables each sample checks (all, up to this many)", type=int, min=1),
+    )
+    bugs = {
+        "evict-live-contact": "a full bucket replaces its least-recently-seen contact without pinging it",
+        "no-refresh": "buckets are never refreshed, neither after the join nor periodically",
+        "no-republish": "values are never republished, nor handed to new nodes that should hold them",
+        "stop-early": "a lookup stops at the first answer that brings nothing closer, without querying the k closest",
+        "count-unresponsive": "contacts that never answered are counted among the k closest a lookup returns",
+    }
+    exposes = {
+        # A bucket fills during the joins: the bug evicts contacts that are up. No fault needed.
+        "evict-live-contact": "--bug evict-live-contact --seed 1",
+        # Without the join's refresh, far buckets stay thin and lookups miss some of the k closest.
+        "no-refresh": "--bug no-refresh --seed 1",
+        # Churn replaces the nodes near each key; nobody hands them the values, which expire
+        # (expire_s shortened to the run's scale so the missing republish shows).
+        "no-republish": "--bug no-republish --seed 1 --nemesis churn --set expire_s=60 --set republish_s=20",
+        # Without churn every lookup is held exact: stopping early misses some of the k closest.
+        "stop-early": "--bug stop-early --seed 1",
+        # Churn leaves dead contacts in tables; the bug returns them as if they had answered.
+        "count-unresponsive": "--bug count-unresponsive --seed 1 --nemesis churn",
+    }
+    checkers = {
+        "lookup-correctness": "against the oracle of live ids: with no churn or fault, every FIND_NODE returns exactly "
+                              "the k closest live nodes; no lookup returns a node down throughout it; under churn the "
+                              "mean share of the true k closest found reaches lookup_floor",
+        "value-availability": "a get of a key put before succeeds while a node holding a live copy is up throughout "
+                              "it (every one undisturbed; under churn at least value_floor of them)",
+        "routing-table": "at the end and at sampled instants every bucket holds at most k contacts, all in its range, "
+                         "no duplicates, not the node itself; no contact up and reachable was evicted for a newcomer",
+        "liveness": "after the final heal, finds and gets of keys put before succeed",
+    }
+    nemeses = ("churn", "partition-random-halves", "partition-isolate-one", "crash", "pause", "slow-link")
+    custom_nemeses = {"churn": churn_nemesis}
+    fault_verbs = {"churn": ("window_ms",), "churn_stop": ()}
+    defaults = {"node_count": 1000, "rate": 20.0, "time_limit_s": 120.0, "nemesis_interval_s": 30.0,
+                "latency_ms": 20.0, "op_timeout_ms": 10_000.0, "quiesce_s": 5.0, "final_timeout_s": 20.0}
+    benchmarks = {
+        "kademlia-100k": {"options": {"node_count": 100_000, "rate": 10.0, "time_limit_s": 3600.0,
+                                      "nemesis": ["churn"], "nemesis_interval_s": 1200.0},
+                          "params": {"join_window_s": 600.0, "refresh_s": 3600.0, "sample_nodes": 200,
+                                     "keys": 10_000}},
+        "kademlia-1m-static": {"options": {"node_count": 1_000_000, "rate": 10.0, "time_limit_s": 2000.0},
+                               "params": {"join_window_s": 1000.0, "sample_s": 0.0, "sample_nodes": 100,
+                                          "keys": 10_000}},
+    }
+    examples = (
+        "dsim run kademlia --seed 1",
+        "dsim run kademlia --seed 2 --nemesis churn,partition-random-halves",
+        "dsim run kademlia --seed 1 --nemesis churn --set churn_dist=pareto --set session_mean_s=60",
+        "dsim run kademlia --seed 1 --bug stop-early",
+        "dsim sweep kademlia --seeds 1-30 --nemesis churn,partition-random-halves --jobs 2",
+        "python -m scenarios.kademlia.scaling --sizes 1000,10000,100000",
+    )
+
+    @classmethod
+    def validate(cls, params: dict) -> None:
+        if params["put_share"] + params["get_share"] > 1.0 + 1e-9:
+            raise UsageError(f"bad value {params['put_share'] + params['get_share']:g} for put_share + get_share: "
+                             "expected at most 1")
+
+    def build(self, sim, cfg) -> Setup:
+        p = dict(cfg.params)
+        n = cfg.node_count
+        if n >= 2 ** (p["id_bits"] // 2):
+            raise UsageError(f"bad value {p['id_bits']} for id_bits: {n} nodes need at least "
+                             f"{2 * n.bit_length()} bits so that random ids do not collide")
+        conf = Conf(p, cfg.bug)
+        servers = [f"n{i}" for i in range(1, n + 1)]
+        for i, s in enumerate(servers, 1):
+            sim.add_node(s, (lambda i=i: Kad(conf, i)))
+        Churn(sim, servers, p)
+        samples = {"bad": [], "count": 0}
+        if p["sample_s"] > 0:
+            _sample_tables(sim, servers, p, samples)
+
+        names = [f"k{i}" for i in range(p["keys"])]
+        cum = None
+        if p["key_dist"] == "zipf":
+            w = 1.0 / np.arange(1, p["keys"] + 1) ** p["zipf_s"]
+            cum = np.cumsum(w / w.sum()).tolist()
+        put_names: list[str] = []
+        put_seen: set[str] = set()
+        counter = [0]
+        final: list[tuple[str, object]] = []
+        nbytes = (p["id_bits"] + 7) // 8
+        for i in range(10):
+            final.append(("find", f"{key_id(f'final-{i}', p['id_bits']):x}"))
+        put_share, get_share = p["put_share"], p["get_share"]
+
+        def generate(rng):
+            u = float(rng.random())
+            if u < put_share or (u < put_share + get_share and not put_names):
+                if cum is None:
+                    name = names[int(rng.integers(len(names)))]
+                else:
+                    name = names[min(bisect.bisect_right(cum, float(rng.random())), len(names) - 1)]
+                counter[0] += 1
+                if name not in put_seen:
+                    put_seen.add(name)
+                    put_names.append(name)
+                    if len(put_names) <= 10:
+                        final.append(("get", name))
+                return "put", (name, counter[0])
+            if u < put_share + get_share:
+                return "get", put_names[int(rng.integers(len(put_names)))]
+            t = int.from_bytes(rng.bytes(nbytes), "big") >> (8 * nbytes - p["id_bits"])
+            return "find", f"{t:x}"
+
+        start_s = p["join_window_s"] + p["settle_s"]
+        rate = cfg.rate
+
+        def rate_at(t_s: float) -> float:
+            return rate if t_s >= start_s else 0.0
+
+        def expose() -> dict:
+            tables = {}
+            for s in servers:
+                h = sim.hosts[s]
+                if h.up and h.node is not None and h.node.joined:
+                    tables[s] = (h.node.nid, {i: list(b) for i, b in h.node.buckets.items()})
+            return {"tables": tables, "table_samples_bad": samples["bad"], "table_samples": samples["count"]}
+
+        return Setup(servers=servers, client=lambda cid: KadClient(n, p["client_retry_ms"], p["id_bits"]),
+                     generate=generate, final=final, expose=expose, rate_at=rate_at)
+
+    def check(self, run: RunData) -> dict[str, CheckResult]:
+        p = dict(run.cfg.params)
+        m = C.Membership(run)
+        return {"lookup-correctness": C.lookup_correctness(run, p, m),
+                "value-availability": C.value_availability(run, p, m),
+                "routing-table": C.routing_table(run, p, m),
+                "liveness": C.liveness(run, p)}
+
+    def figures(self, run: RunData) -> dict:
+        from .figures import figures
+
+        return figures(run)
+
+    def plots(self, run: RunData, folder, shade) -> list[str]:
+        from .figures import plots
+
+        return plots(run, folder, shade)
+
+
+def _sample_tables(sim, servers: list[str], p: dict, samples: dict) -> None:
+    """Check the structure of (up to ``sample_nodes``) routing tables every ``sample_s``."""
+    every_ns = int(p["sample_s"] * 1e9)
+    pick = sim.streams.get("kad.samples")
+
+    def sample(_a, _b):
+        samples["count"] += 1
+        chosen = servers if len(servers) <= p["sample_nodes"] else \
+            [servers[int(i)] for i in sorted(pick.choice(len(servers), p["sample_nodes"], replace=False))]
+        for s in chosen:
+            h = sim.hosts[s]
+            if h.up and h.node is not None and len(samples["bad"]) < 10:
+                for v in C.table_violations(s, h.node.nid, h.node.buckets, p["k"]):
+                    samples["bad"].append(f"at {sim.now / 1e9:.1f}s {v}")
+        sim.schedule(every_ns, sample)
+
+    sim.schedule(every_ns, sample)
