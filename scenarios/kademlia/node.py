@@ -36,6 +36,7 @@ of the §4.2 tree; a crashed node loses its values and table and keeps only its 
 
 from __future__ import annotations
 
+from bisect import insort
 from typing import Any
 
 from simulator import Node, message
@@ -138,6 +139,7 @@ class Conf:
         self.alpha = int(p["alpha"])
         self.id_bits = int(p["id_bits"])
         self.rpc_timeout_ms = float(p["rpc_timeout_ms"])
+        self.rpc_timeout_ns = round(self.rpc_timeout_ms * 1e6)
         self.stale_after = int(p["stale_after"])
         self.refresh_ms = float(p["refresh_s"]) * 1e3
         self.republish_ms = float(p["republish_s"]) * 1e3
@@ -156,7 +158,7 @@ class Lookup:
     """One iterative lookup in progress (transient: it lives only while RPCs are out)."""
 
     __slots__ = ("target", "find_value", "purpose", "op", "client", "value", "state", "hop", "inflight",
-                 "start_ns", "msgs", "done", "bucket")
+                 "start_ns", "msgs", "done", "order", "by_dist")
 
     def __init__(self, target: int, find_value: bool, purpose: str, start_ns: int):
         self.target = target
@@ -171,7 +173,25 @@ class Lookup:
         self.start_ns = start_ns
         self.msgs = 0
         self.done = False
-        self.bucket = -1
+        self.order: list[int] = []  # distances of every contact seen, sorted
+        self.by_dist: dict[int, int] = {}  # distance -> contact
+
+    def add(self, c: int, hop: int) -> bool:
+        """Note contact ``c`` (first heard of ``hop`` hops out); False if already seen."""
+        if c in self.state:
+            return False
+        d = (c >> ADDR_BITS) ^ self.target
+        if d in self.by_dist:
+            return False  # the same id at another address: the first one seen stands
+        self.state[c] = UNASKED
+        self.hop[c] = hop
+        self.by_dist[d] = c
+        insort(self.order, d)
+        return True
+
+    def ordered(self):
+        by = self.by_dist
+        return (by[d] for d in self.order)
 
 
 class Kad(Node):
@@ -188,7 +208,7 @@ class Kad(Node):
         self.buckets: dict[int, list[int]] = {}
         self.repl: dict[int, list[int]] = {}
         self.fails: dict[int, int] = {}
-        self.rpcs: dict[int, tuple] = {}  # rid -> (contact, kind, extra)
+        self.rpcs: dict[int, tuple] = {}  # rid -> (contact, purpose, extra, deadline ns), oldest first
         self.rid = 0
         self.lookups: dict[int, Lookup] = {}
         self.data: dict[int, list] = {}  # key -> [value, expires_ns, stored_ns]
@@ -221,8 +241,8 @@ class Kad(Node):
         ctx.set_timer("republish", self.c.republish_ms)
 
     def on_timer(self, ctx, name: str) -> None:
-        if name[0] == "r" and name[1] == "#":
-            self._timeout(ctx, int(name[2:]))
+        if name == "sweep":
+            self._sweep(ctx)
         elif name == "join":
             self._rpc(ctx, None, Ping, "boot", None)
         elif name == "refresh":
@@ -298,33 +318,36 @@ class Kad(Node):
             self._hand_off(ctx, new)
 
     def closest(self, target: int, n: int, exclude: int = -1) -> list[int]:
-        """The ``n`` known contacts closest to ``target``, closest first, without walking the whole
-        table: bucket j = the target's own bucket holds every contact closer than 2^j, buckets
-        below j the ones in [2^j, 2^(j+1)), and each bucket above j is farther than the last."""
+        """The ``n`` known contacts closest to ``target`` (in no particular order), without walking
+        the whole table: bucket j = the target's own bucket holds every contact closer than 2^j,
+        buckets below j the ones in [2^j, 2^(j+1)), and each bucket above j is farther than the
+        last; only the bucket that does not fit whole needs sorting."""
         j = (target ^ self.nid).bit_length() - 1
         buckets = self.buckets
         out: list[int] = []
 
         def take(cands: list[int]) -> None:
-            cands.sort(key=lambda c: (c >> ADDR_BITS) ^ target)
-            for c in cands:
-                if c != exclude:
-                    out.append(c)
-                    if len(out) >= n:
-                        return
+            room = n - len(out)
+            if exclude in cands:
+                cands = [c for c in cands if c != exclude]
+            if len(cands) <= room:  # all of them fit: their order among themselves does not matter
+                out.extend(cands)
+            else:
+                cands = sorted(cands, key=lambda c: (c >> ADDR_BITS) ^ target)
+                out.extend(cands[:room])
 
         if j >= 0 and j in buckets:
-            take(list(buckets[j]))
-        if len(out) < n:
-            low = [c for i, b in buckets.items() if i < j for c in b] if j > 0 else []
+            take(buckets[j])
+        if len(out) < n and j > 0:
+            low = [c for i, b in buckets.items() if i < j for c in b]
             if low:
                 take(low)
         if len(out) < n:
             for i in sorted(x for x in buckets if x > j):
-                take(list(buckets[i]))
+                take(buckets[i])
                 if len(out) >= n:
                     break
-        return out[:n]
+        return out
 
     def contacts(self) -> list[int]:
         return [c for b in self.buckets.values() for c in b]
@@ -333,21 +356,30 @@ class Kad(Node):
     def _rpc(self, ctx, c: int | None, kind, purpose: str, extra: Any, *args) -> None:
         self.rid += 1
         rid = self.rid
-        self.rpcs[rid] = (c, purpose, extra)
+        # Every RPC has the same timeout, so deadlines grow with rid and the dict (insertion
+        # order) is a queue: one sweep timer per node serves them all, instead of one event each.
+        self.rpcs[rid] = (c, purpose, extra, ctx.now + self.c.rpc_timeout_ns)
         ctx.send(BOOTSTRAP if c is None else addr(c), kind(rid, self.me, *args))
-        ctx.set_timer(f"r#{rid}", self.c.rpc_timeout_ms)
+        if len(self.rpcs) == 1:
+            ctx.set_timer("sweep", self.c.rpc_timeout_ms)
 
     def _answered(self, ctx, rid: int):
-        entry = self.rpcs.pop(rid, None)
-        if entry is not None:
-            ctx.cancel_timer(f"r#{rid}")
-        return entry
+        return self.rpcs.pop(rid, None)
 
-    def _timeout(self, ctx, rid: int) -> None:
-        entry = self.rpcs.pop(rid, None)
-        if entry is None:
-            return
-        c, purpose, extra = entry
+    def _sweep(self, ctx) -> None:
+        now = ctx.now
+        rpcs = self.rpcs
+        while rpcs:
+            rid = next(iter(rpcs))
+            entry = rpcs[rid]
+            if entry[3] > now:
+                ctx.set_timer("sweep", (entry[3] - now) / 1e6)
+                return
+            del rpcs[rid]
+            self._timeout(ctx, entry)
+
+    def _timeout(self, ctx, entry) -> None:
+        c, purpose, extra, _ = entry
         if purpose == "boot":
             ctx.set_timer("join", (500.0, 1500.0))  # the bootstrap did not answer: try again
             return
@@ -367,7 +399,10 @@ class Kad(Node):
             self.saw(ctx, msg.src)
             entry = self._answered(ctx, msg.rid)
             if entry is not None and entry[1] == "lookup":
-                self._on_nodes(ctx, entry[2], msg.src, msg.contacts)
+                if entry[0] == msg.src:
+                    self._on_nodes(ctx, entry[2], msg.src, msg.contacts)
+                else:
+                    self._timeout(ctx, entry)  # that address has a new id now: the contact asked is gone
         elif t is FindNode:
             self.saw(ctx, msg.src)
             ctx.send(src, Nodes(msg.rid, self.me, tuple(self.closest(msg.target, self.c.k, msg.src))))
@@ -382,12 +417,17 @@ class Kad(Node):
             self.saw(ctx, msg.src)
             entry = self._answered(ctx, msg.rid)
             if entry is not None and entry[1] == "lookup":
-                self._on_found(ctx, entry[2], msg.src, msg.value)
+                if entry[0] == msg.src:
+                    self._on_found(ctx, entry[2], msg.src, msg.value)
+                else:
+                    self._timeout(ctx, entry)
         elif t is Ping:
             self.saw(ctx, msg.src)
             ctx.send(src, Pong(msg.rid, self.me))
         elif t is Pong:
             entry = self._answered(ctx, msg.rid)
+            if entry is not None and entry[1] == "evict-ping" and entry[0] != msg.src:
+                self._timeout(ctx, entry)  # the pinged contact's address answers under a new id
             self.saw(ctx, msg.src)
             if entry is not None and entry[1] == "boot":
                 self._lookup(ctx, self.nid, False, "join")
@@ -431,25 +471,25 @@ class Kad(Node):
         if lk.target != self.nid:
             self.touched[(lk.target ^ self.nid).bit_length() - 1] = ctx.now
         for c in self.closest(lk.target, self.c.k):
-            lk.state[c] = UNASKED
-            lk.hop[c] = 1
+            lk.add(c, 1)
         self._advance(ctx, lid, lk)
 
     def _advance(self, ctx, lid: int, lk: Lookup) -> None:
+        """Keep ``alpha`` RPCs out to the closest unasked of the k closest not struck off; finish
+        when those k have all answered."""
         k = self.c.k
-        target = lk.target
         state = lk.state
-        closest = []
+        by = lk.by_dist
         keep_failed = self.c.count_unresponsive
-        for c in sorted(state, key=lambda c: (c >> ADDR_BITS) ^ target):
-            if state[c] != FAILED or keep_failed:
-                closest.append(c)
-                if len(closest) == k:
-                    break
         room = self.c.alpha - lk.inflight
         pending = False
-        for c in closest:
+        closest = []
+        for d in lk.order:
+            c = by[d]
             s = state[c]
+            if s == FAILED and not keep_failed:
+                continue
+            closest.append(c)
             if s == UNASKED:
                 pending = True
                 if room > 0:
@@ -457,14 +497,13 @@ class Kad(Node):
                     state[c] = ASKED
                     lk.inflight += 1
                     lk.msgs += 1
-                    if lk.find_value:
-                        self._rpc(ctx, c, FindValue, "lookup", lid, target)
-                    else:
-                        self._rpc(ctx, c, FindNode, "lookup", lid, target)
+                    self._rpc(ctx, c, FindValue if lk.find_value else FindNode, "lookup", lid, lk.target)
             elif s == ASKED:
                 pending = True
+            if len(closest) == k:
+                break
         if not pending:
-            self._finish(ctx, lid, lk, [c for c in closest if state[c] == ANSWERED or keep_failed])
+            self._finish(ctx, lid, lk, [c for c in closest if keep_failed or state[c] == ANSWERED])
 
     def _on_nodes(self, ctx, lid: int, sender: int, contacts: tuple) -> None:
         lk = self.lookups.get(lid)
@@ -474,19 +513,15 @@ class Kad(Node):
         if state.get(sender) == ASKED:
             lk.inflight -= 1
         state[sender] = ANSWERED
-        target = lk.target
         hop = lk.hop.get(sender, 1) + 1
+        best = lk.order[0] if lk.order else -1
         nearer = False
-        if self.c.stop_early:
-            best = min((c >> ADDR_BITS) ^ target for c in state)
+        me = self.me
         for c in contacts:
-            if c != self.me and c not in state:
-                state[c] = UNASKED
-                lk.hop[c] = hop
-                if self.c.stop_early and (c >> ADDR_BITS) ^ target < best:
-                    nearer = True
+            if c != me and lk.add(c, hop) and lk.order[0] != best:
+                nearer = True
         if self.c.stop_early and not nearer:  # the bug: one round with nothing nearer ends the lookup
-            answered = sorted((c for c in state if state[c] == ANSWERED), key=lambda c: (c >> ADDR_BITS) ^ target)
+            answered = [c for c in lk.ordered() if state[c] == ANSWERED]
             self._finish(ctx, lid, lk, answered[: self.c.k])
             return
         self._advance(ctx, lid, lk)
@@ -498,11 +533,9 @@ class Kad(Node):
         lk.state[sender] = ANSWERED
         lk.inflight -= 1
         if self.c.cache:  # §2.3: cache at the closest node seen that did not have it
-            target = lk.target
-            lacking = sorted((c for c, s in lk.state.items() if s == ANSWERED and c != sender),
-                             key=lambda c: (c >> ADDR_BITS) ^ target)
+            lacking = [c for c in lk.ordered() if lk.state[c] == ANSWERED and c != sender]
             if lacking:
-                self._rpc(ctx, lacking[0], Store, "store", None, target, value)
+                self._rpc(ctx, lacking[0], Store, "store", None, lk.target, value)
         lk.value = value
         self._finish(ctx, lid, lk, [sender], found=True)
 
@@ -588,12 +621,21 @@ class Kad(Node):
             return
         cid_ = c >> ADDR_BITS
         now = ctx.now
+        nid = self.nid
+        buckets = self.buckets
+        k = self.c.k
         for key in sorted(self.data):
             held = self.data[key]
             if held[1] <= now:
                 continue
+            # Only the holder closest to the key (as far as it knows) hands it on, so a newcomer
+            # gets one copy rather than k. Any contact in the key's own bucket is closer than us.
+            j = (key ^ nid).bit_length() - 1
+            if j in buckets and any(x != c for x in buckets[j]):
+                continue
             d_new = cid_ ^ key
-            d_me = self.nid ^ key
-            near = self.closest(key, self.c.k, c)
-            if len(near) < self.c.k or (near[-1] >> ADDR_BITS) ^ key > max(d_new, d_me):
+            near = self.closest(key, k, c)
+            if any((x >> ADDR_BITS) ^ key < (nid ^ key) for x in near):
+                continue
+            if len(near) < k or max((x >> ADDR_BITS) ^ key for x in near) > d_new:
                 self._rpc(ctx, c, Store, "store", None, key, held[0])
