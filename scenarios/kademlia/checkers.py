@@ -55,7 +55,7 @@ class Membership:
         current: dict[str, list] = {}
         for t, _, kind, node, nid in evs:
             if kind == "up":
-                iv = [nid, t, None]
+                iv = [nid, t, None, node]
                 self.up[node].append(iv)
                 current[node] = iv
                 self.id_intervals[nid].append(iv)
@@ -71,22 +71,20 @@ class Membership:
         self.changes.sort()
 
     def id_at(self, node: str, t: int):
-        for nid, a, b in self.up.get(node, ()):
+        for nid, a, b, _ in self.up.get(node, ()):
             if a <= t and (b is None or t <= b):
                 return nid
         return None
 
     def up_during(self, nid: int, s: int, e: int) -> bool:
         """Whether a node with id ``nid`` was up at some instant of [s, e]."""
-        return any(a <= e and (b is None or b >= s) for a, b, _ in ((iv[1], iv[2], 0) for iv in self.id_intervals.get(nid, ())))
+        return any(iv[1] <= e and (iv[2] is None or iv[2] >= s) for iv in self.id_intervals.get(nid, ()))
 
     def up_throughout(self, nid: int, s: int, e: int) -> str | None:
         """The node that had id ``nid`` and was up throughout [s, e], if any."""
         for iv in self.id_intervals.get(nid, ()):
             if iv[1] <= s and (iv[2] is None or iv[2] >= e):
-                for node, ivs in self.up.items():
-                    if iv in ivs:
-                        return node
+                return iv[3]
         return None
 
     def changed_in(self, s: int, e: int) -> bool:
@@ -191,12 +189,13 @@ def lookup_correctness(run, p: dict, m: Membership | None = None) -> CheckResult
 
 
 def value_availability(run, p: dict, m: Membership | None = None) -> CheckResult:
-    """A get of a key whose put succeeded must succeed while a node holding a live copy was up
-    throughout the get (outside partition windows). Exact on an undisturbed network; under churn
-    the share of such gets that succeeded must reach ``value_floor``."""
+    """A get of a key whose put succeeded must succeed while a node that stored it was up
+    throughout the get (outside partition windows). Expiry does not excuse a failure: holders
+    republish every ``republish_s``, long before ``expire_s``, so a copy expires only if
+    republishing stopped. Exact on an undisturbed network; under churn the share of such gets
+    that succeeded must reach ``value_floor``."""
     m = m or Membership(run)
     settle = int(p["settle_s"] * 1e9)
-    expire = int(p["expire_s"] * 1e9)
     ws = fault_windows(run)
     from .ids import key_id
 
@@ -204,10 +203,10 @@ def value_availability(run, p: dict, m: Membership | None = None) -> CheckResult
     for r in run.records:
         if r["kind"] == "kad.stored":
             node, t = r["node"], r["time_ns"]
-            until = t + expire
-            for nid, a, b in m.up.get(node, ()):
-                if a <= t and (b is None or t <= b):
-                    until = min(until, b if b is not None else until)
+            until = run.end_ns
+            for _, a, b, _ in m.up.get(node, ()):
+                if a <= t and b is not None and t <= b:
+                    until = b
             copies[r["key"]].append((node, t, until))
     put_ok: dict[str, int] = {}
     invoked: dict[int, dict] = {}

@@ -1,15 +1,163 @@
-"""Kademlia's figures and plots (filled in below)."""
+"""Kademlia's figures (metrics.json) and plots, computed from the run's observations.
+
+hops per lookup (histogram), lookup latency (CDF), messages per lookup, lookup success over time
+with faults shaded, bucket occupancy by bucket against the expected min(k, (N-1)·2^-(j+1)) for the
+j-th farthest bucket, replicas alive per stored key over time, and the session times churn applied.
+Matplotlib is reached only through ``simulator.plots``.
+"""
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from .checkers import Membership
+
+CLIENT = ("find", "get", "put")
+BIN_S = 5.0
+
+
+def _q(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    v = sorted(values)
+    return round(v[min(len(v) - 1, int(q * len(v)))], 3)
+
+
+def client_lookups(run) -> list[dict]:
+    return [r for r in run.records if r["kind"] == "kad.lookup" and r["purpose"] in CLIENT]
+
+
+def occupancy(run) -> tuple[list[int], list[float], list[float]]:
+    """(j, mean contacts, expected) per bucket counted from the far end (j = 0: the half of the
+    id space farthest away)."""
+    tables = run.exposed.get("tables", {})
+    p = run.cfg.params
+    bits, k = p["id_bits"], p["k"]
+    n = len(tables)
+    if not n:
+        return [], [], []
+    total: Counter = Counter()
+    for nid, buckets in tables.values():
+        for i, b in buckets.items():
+            total[bits - 1 - i] += len(b)
+    depth = max(total) + 1
+    js = list(range(depth))
+    return js, [total[j] / n for j in js], [min(k, (n - 1) * 2.0 ** -(j + 1)) for j in js]
+
+
+def sessions_s(run) -> list[float]:
+    """Session lengths churn applied: from a node's return (or the start of the churn window it
+    was up in) to its next leave."""
+    began: dict[str, int] = {}
+    window_start = None
+    out = []
+    for f in run.faults:
+        a = f.get("action")
+        if a == "churn" and f.get("phase") == "start":
+            window_start = f["time_ns"]
+        elif a == "return":
+            began[f["node"]] = f["time_ns"]
+        elif a == "leave":
+            t0 = began.pop(f["node"], window_start)
+            if t0 is not None:
+                out.append((f["time_ns"] - t0) / 1e9)
+    return out
+
+
+def replicas_over_time(run, m: Membership | None = None) -> tuple[list[float], list[float]]:
+    """Mean number of up nodes holding a copy, over the keys put so far, every BIN_S seconds."""
+    m = m or Membership(run)
+    copies = defaultdict(list)
+    for r in run.records:
+        if r["kind"] == "kad.stored":
+            t = r["time_ns"]
+            until = run.end_ns
+            for _, a, b, _ in m.up.get(r["node"], ()):
+                if a <= t and b is not None and t <= b:
+                    until = b
+            copies[r["key"]].append((r["node"], t, until))
+    first = {key: min(c[1] for c in cs) for key, cs in copies.items()}
+    xs, ys = [], []
+    t = BIN_S
+    while t * 1e9 <= run.end_ns:
+        now = int(t * 1e9)
+        keys = [key for key, t0 in first.items() if t0 <= now]
+        if keys:
+            xs.append(t)
+            ys.append(sum(len({c[0] for c in copies[key] if c[1] <= now <= c[2]}) for key in keys) / len(keys))
+        t += BIN_S
+    return xs, ys
+
+
+def success_over_time(run) -> tuple[list[float], list[float]]:
+    """Share of client operations ending ok, per BIN_S bin of completion time."""
+    ok: Counter = Counter()
+    done: Counter = Counter()
+    for op in run.history:
+        if op["type"] == "invoke":
+            continue
+        b = int(op["time"] / 1e9 // BIN_S)
+        done[b] += 1
+        ok[b] += op["type"] == "ok"
+    bins = sorted(done)
+    return [(b + 0.5) * BIN_S for b in bins], [ok[b] / done[b] for b in bins]
+
 
 def figures(run) -> dict:
-    looks = [r for r in run.records if r["kind"] == "kad.lookup"]
-    client = [r for r in looks if r["purpose"] in ("find", "get", "put")]
-    hops = [r["hops"] for r in client]
-    return {"lookups": len(looks), "client_lookups": len(client),
-            "mean_hops": round(sum(hops) / len(hops), 3) if hops else None}
+    looks = client_lookups(run)
+    hops = [r["hops"] for r in looks]
+    lat = [(r["time_ns"] - r["start_ns"]) / 1e6 for r in looks]
+    msgs = [r["msgs"] for r in looks]
+    js, occ, exp = occupancy(run)
+    sess = sessions_s(run)
+    return {
+        "nodes": run.cfg.node_count,
+        "lookups": sum(1 for r in run.records if r["kind"] == "kad.lookup"),
+        "client_lookups": len(looks),
+        "mean_hops": round(sum(hops) / len(hops), 3) if hops else None,
+        "hops_histogram": dict(sorted(Counter(hops).items())),
+        "lookup_latency_ms": {"p50": _q(lat, 0.5), "p95": _q(lat, 0.95), "p99": _q(lat, 0.99)},
+        "messages_per_lookup": {"mean": round(sum(msgs) / len(msgs), 2) if msgs else None, "p50": _q(msgs, 0.5),
+                                "p99": _q(msgs, 0.99)},
+        "bucket_occupancy": {"mean": [round(x, 2) for x in occ[:12]], "expected": [round(x, 2) for x in exp[:12]]},
+        "churn_sessions": len(sess),
+        "churn_session_median_s": _q(sess, 0.5),
+    }
 
 
 def plots(run, folder, shade) -> list[str]:
-    return []
+    from simulator import plots as P
+
+    folder = Path(folder)
+    looks = client_lookups(run)
+    out = []
+    hops = Counter(r["hops"] for r in looks)
+    hx = sorted(hops)
+    js, occ, exp = occupancy(run)
+    sub = f"kademlia seed {run.cfg.seed}, {run.cfg.node_count} nodes"
+    out.append(P.panels(folder / "kademlia-lookups.png", f"Kademlia lookups ({sub})", [
+        {"series": [("client lookups", [h - 0.5 for h in hx] + [hx[-1] + 0.5] if hx else [],
+                     [hops[h] for h in hx] + [hops[hx[-1]]] if hx else [])],
+         "ylabel": "lookups", "xlabel": "hops per lookup (hops to the closest node found)", "time": False,
+         "step": True},
+        {"series": [("mean contacts", js, occ), ("expected min(k, (N-1)·2^-(j+1))", js, exp)],
+         "ylabel": "contacts per bucket", "xlabel": "bucket j, counted from the farthest (j = 0: the far half)",
+         "time": False, "log": True},
+    ]))
+    sx, sy = success_over_time(run)
+    rx, ry = replicas_over_time(run)
+    out.append(P.panels(folder / "kademlia-over-time.png", f"Kademlia over time ({sub})", [
+        {"series": [("operations ok", sx, sy)], "ylabel": f"ok share per {BIN_S:g} s"},
+        {"series": [("mean up holders per key put", rx, ry)], "ylabel": "replicas alive", "xlabel": "simulated s"},
+    ], shade))
+    cdfs = [{"title": "lookup latency", "xlabel": "ms",
+             "series": {"client lookups": [max(1e-3, (r["time_ns"] - r["start_ns"]) / 1e6) for r in looks]}},
+            {"title": "messages per lookup", "xlabel": "RPCs sent", "series": {"client lookups": [max(1, r["msgs"])
+                                                                                              for r in looks]}}]
+    sess = sessions_s(run)
+    if sess:
+        cdfs.append({"title": f"session times applied by churn ({run.cfg.params['churn_dist']})", "xlabel": "s",
+                     "series": {"sessions": [max(1e-3, s) for s in sess]}})
+    out.append(P.cdf_panels(folder / "kademlia-cdfs.png", f"Kademlia distributions ({sub})", cdfs))
+    return out
