@@ -41,9 +41,13 @@ class KadClient(ClientNode):
     def on_message(self, ctx, src: str, msg) -> None:
         if type(msg) is not ClientDone:
             return
-        op = self.ops.pop(msg.op, None)
+        op = self.ops.get(msg.op)
         if op is None:
             return
+        if msg.ok is None:  # that node has not joined yet
+            self._send(ctx, op)
+            return
+        del self.ops[msg.op]
         ctx.cancel_timer(f"o{msg.op}")
         if op.f == "get":
             value = (op.value, msg.value)

@@ -126,9 +126,14 @@ class ClientGet:
 
 @message
 class ClientDone:
+    """The outcome of a client request; ``ok`` None: this node has not joined yet, ask another."""
+
     op: int
-    ok: bool
+    ok: bool | None
     value: Any = None
+
+
+CLIENT_REQUESTS = (ClientFind, ClientPut, ClientGet)
 
 
 class Conf:
@@ -441,6 +446,8 @@ class Kad(Node):
             entry = self._answered(ctx, msg.rid)
             if entry is not None and entry[1] == "store":
                 self._store_settled(ctx, entry[2], True)
+        elif not self.joined and t in CLIENT_REQUESTS:
+            ctx.send(src, ClientDone(msg.op, None))  # not joined yet: the client asks another node
         elif t is ClientFind:
             self._client(ctx, self._lookup_new(ctx, msg.target, False, "find"), msg.op, src)
         elif t is ClientGet:

@@ -1,0 +1,157 @@
+"""The Kademlia design: the oracle's k-closest search, routing-table stories with a fake context,
+small seeded networks where lookups are exact, the planted bugs, replay, and bad parameters."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from simulator import FakeContext, UsageError, build_config, execute, get_scenario
+from simulator.cli import main
+from scenarios.kademlia.churn import session_sampler
+from scenarios.kademlia.ids import ADDR_BITS, contact, k_closest
+from scenarios.kademlia.node import Conf, FindNode, Kad, Nodes, Ping, Pong
+from scenarios.kademlia.scenario import Kademlia
+
+P = {p.name: p.default for p in Kademlia.params}
+BITS = 16
+SMALL = {"node_count": 120, "time_limit_s": 16.0, "quiesce_s": 1.0, "final_timeout_s": 5.0, "rate": 20.0}
+SMALL_SETS = {"join_window_s": 4.0, "settle_s": 2.0, "id_bits": 32, "keys": 30}
+
+
+def conf(bug=None, **kw) -> Conf:
+    return Conf({**P, "id_bits": BITS, "k": 2, **kw}, bug)
+
+
+def node_with_id(nid: int, bug=None, **kw) -> tuple[Kad, FakeContext]:
+    ctx = FakeContext("n5")
+    ctx.storage.put("id", nid)
+    node = Kad(conf(bug, **kw), 5)
+    node.on_start(ctx)
+    ctx.take_sent()
+    return node, ctx
+
+
+def run_small(seed=1, bug=None, **options):
+    sets = {**SMALL_SETS, **options.pop("sets", {})}
+    cfg = build_config(get_scenario("kademlia"), seed=seed, options={**SMALL, **options}, sets=sets, bug=bug)
+    return execute(cfg)
+
+
+def test_k_closest_agrees_with_sorting_every_id_by_xor():
+    """The oracle's subtree search returns the same k ids, in the same order, as sorting all by XOR distance."""
+    rng = np.random.default_rng(3)
+    ids = sorted({int(x) for x in rng.integers(0, 2**40, 500)})
+    for target in (int(x) for x in rng.integers(0, 2**40, 50)):
+        for k in (1, 5, 20):
+            assert k_closest(ids, target, k, 40) == sorted(ids, key=lambda x: x ^ target)[:k]
+
+
+def test_a_sender_lands_in_the_bucket_of_its_xor_distance():
+    """A message from a contact puts it in bucket floor(log2(own xor its id)); the node never lists itself."""
+    node, ctx = node_with_id(0b1000_0000_0000_0000)
+    a, b = contact(0b1000_0000_0000_0011, 7), contact(0b0000_0000_0000_0001, 8)
+    node.on_message(ctx, "n7", Ping(1, a))
+    node.on_message(ctx, "n8", Ping(2, b))
+    node.on_message(ctx, "n5", Ping(3, node.me))
+    assert node.buckets == {1: [a], 15: [b]}
+    assert [type(m) for _, m in ctx.take_sent()] == [Pong, Pong, Pong]
+
+
+def test_a_full_bucket_pings_its_oldest_contact_and_keeps_it_when_it_answers():
+    """With k = 2, a third contact for a full bucket waits in the replacement cache while the least-recently
+    seen contact is pinged; its answer keeps it (moved to the tail) and the newcomer stays cached."""
+    node, ctx = node_with_id(0)
+    old, mid, new = (contact(0x8000 | x, 10 + x) for x in (1, 2, 3))
+    for i, c in enumerate((old, mid, new)):
+        node.on_message(ctx, f"n{10 + i}", Ping(i, c))
+    sent = [(dst, m) for dst, m in ctx.take_sent() if type(m) is Ping]
+    assert [dst for dst, _ in sent] == ["n11"]  # the oldest contact, at address n11
+    assert node.buckets[15] == [old, mid] and node.repl[15] == [new]
+    node.on_message(ctx, "n11", Pong(sent[0][1].rid, old))
+    assert node.buckets[15] == [mid, old] and node.repl[15] == [new]
+
+
+def test_an_oldest_contact_that_does_not_answer_is_replaced_by_the_newest_cached_one():
+    """When the ping of the least-recently-seen contact times out, it is evicted (recorded with its reason)
+    and the newest contact of the replacement cache takes its place."""
+    node, ctx = node_with_id(0, rpc_timeout_ms=100.0)
+    old, mid, new = (contact(0x8000 | x, 10 + x) for x in (1, 2, 3))
+    for i, c in enumerate((old, mid, new)):
+        node.on_message(ctx, f"n{10 + i}", Ping(i, c))
+    ctx.advance(101)
+    node.on_timer(ctx, "sweep")
+    assert node.buckets[15] == [mid, new] and not node.repl[15]
+    assert [r["reason"] for r in ctx.records if r["kind"] == "kad.evict"] == ["no-answer"]
+
+
+def test_the_evict_live_contact_bug_replaces_the_oldest_without_asking():
+    """Under evict-live-contact a full bucket drops its oldest contact for the newcomer at once, without a ping."""
+    node, ctx = node_with_id(0, bug="evict-live-contact")
+    old, mid, new = (contact(0x8000 | x, 10 + x) for x in (1, 2, 3))
+    for i, c in enumerate((old, mid, new)):
+        node.on_message(ctx, f"n{10 + i}", Ping(i, c))
+    assert node.buckets[15] == [mid, new]
+    assert not [m for _, m in ctx.take_sent() if type(m) is Ping]
+
+
+def test_find_node_answers_with_the_k_closest_contacts_it_knows():
+    """FIND_NODE is answered with the k contacts of the table closest to the target, whatever their buckets,
+    leaving out the asker."""
+    node, ctx = node_with_id(0, k=3)
+    ids = [0x0001, 0x0003, 0x0100, 0x0101, 0x4000, 0x8000, 0x8001, 0xC000]
+    for i, x in enumerate(ids):
+        node.on_message(ctx, f"n{20 + i}", Ping(i, contact(x, 20 + i)))
+    ctx.take_sent()
+    for target in (0x0102, 0x8003, 0x0002, 0x7FFF):
+        node.on_message(ctx, "n99", FindNode(50, contact(0x7777, 99), target))
+        (_, reply), = ctx.take_sent()
+        got = sorted(c >> ADDR_BITS for c in reply.contacts)
+        known = [c >> ADDR_BITS for c in node.contacts() if c >> ADDR_BITS != 0x7777]  # not the asker
+        assert type(reply) is Nodes and got == sorted(sorted(known, key=lambda x: x ^ target)[:3])
+
+
+def test_weibull_sessions_have_the_configured_mean():
+    """The churn's Weibull sampler (shape 0.5) draws sessions whose mean is session_mean_s, within a few percent."""
+    draw = session_sampler({**P, "session_mean_s": 100.0}, np.random.default_rng(1))
+    mean = sum(draw() for _ in range(40_000)) / 40_000
+    assert 93 < mean < 107
+
+
+def test_on_a_small_network_without_churn_every_lookup_is_exact():
+    """120 nodes join by the protocol; every find and put lookup after the joins returns exactly the 20 closest
+    live ids the oracle knows, and every check holds."""
+    out = run_small()
+    lc = out.checks["lookup-correctness"]
+    assert out.valid is True, {k: v.message for k, v in out.checks.items()}
+    assert lc.details["held_exact"] > 50 and lc.details["not_exact"] == 0
+
+
+def test_replay_gives_the_same_digest():
+    """Two runs of one seed under churn give one digest; another seed gives another."""
+    a = run_small(seed=4, nemesis=["churn"], nemesis_interval_s=4.0)
+    assert a.digest == run_small(seed=4, nemesis=["churn"], nemesis_interval_s=4.0).digest
+    assert a.digest != run_small(seed=5, nemesis=["churn"], nemesis_interval_s=4.0).digest
+
+
+@pytest.mark.parametrize("bug,options,checker", [
+    ("stop-early", {}, "lookup-correctness"),
+    ("evict-live-contact", {}, "routing-table"),
+    ("count-unresponsive", {"nemesis": ["churn"], "nemesis_interval_s": 4.0}, "lookup-correctness"),
+])
+def test_each_planted_bug_is_caught_on_a_small_network(bug, options, checker):
+    """The planted bug makes its checker invalid on a small network (the same run without it is valid)."""
+    out = run_small(bug=bug, **options)
+    assert out.checks[checker].valid is False
+    assert run_small(**options).valid is True
+
+
+def test_bad_parameters_are_one_line_usage_errors():
+    """Shares over 1 and ids too short for the node count are refused with the value and what is accepted."""
+    with pytest.raises(UsageError, match="put_share"):
+        build_config(get_scenario("kademlia"), seed=1, sets={"put_share": 0.7, "get_share": 0.5})
+    with pytest.raises(UsageError, match="id_bits"):
+        execute(build_config(get_scenario("kademlia"), seed=1, options={"node_count": 1000}, sets={"id_bits": 16}))
+    with pytest.raises(SystemExit) as end:
+        main(["run", "kademlia", "--seed", "1", "--set", "churn_dist=gamma"])
+    assert end.value.code == 2
