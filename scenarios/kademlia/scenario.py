@@ -98,12 +98,14 @@ class Kademlia(Scenario):
     fault_verbs = {"churn": ("window_ms",), "churn_stop": ()}
     defaults = {"node_count": 1000, "rate": 20.0, "time_limit_s": 120.0, "nemesis_interval_s": 30.0,
                 "latency_ms": 20.0, "op_timeout_ms": 10_000.0, "quiesce_s": 5.0, "final_timeout_s": 20.0}
+    # 100k: joins over 600 s, then a simulated hour of 10 lookups/s with churn windows from 600 s on
+    # (600-1200, 1800-2400, 3000-3600); 1M: joins over 1000 s, then 10,000 lookups without churn.
     benchmarks = {
-        "kademlia-100k": {"options": {"node_count": 100_000, "rate": 10.0, "time_limit_s": 3600.0,
-                                      "nemesis": ["churn"], "nemesis_interval_s": 1200.0},
+        "kademlia-100k": {"options": {"node_count": 100_000, "rate": 10.0, "time_limit_s": 4205.0,
+                                      "nemesis": ["churn"], "nemesis_interval_s": 600.0},
                           "params": {"join_window_s": 600.0, "refresh_s": 3600.0, "sample_nodes": 200,
                                      "keys": 10_000}},
-        "kademlia-1m-static": {"options": {"node_count": 1_000_000, "rate": 10.0, "time_limit_s": 2000.0},
+        "kademlia-1m-static": {"options": {"node_count": 1_000_000, "rate": 10.0, "time_limit_s": 2005.0},
                                "params": {"join_window_s": 1000.0, "sample_s": 0.0, "sample_nodes": 100,
                                           "keys": 10_000}},
     }
