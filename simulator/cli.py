@@ -825,7 +825,7 @@ def shrink(run_dir, budget, jobs, out):
     from .pipeline.results import read_run
 
     man = read_run(folder / "run")["manifest"]
-    ops_after = sum(1 for op in outcome.run.history if op.get("type") == "invoke")
+    ops_after = int(sum(v for k, v in (outcome.metrics.get("ops") or {}).items() if k in ("ok", "fail", "info")))
     svg = ""
     try:
         from .reports import spacetime as ST

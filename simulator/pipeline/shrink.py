@@ -145,6 +145,7 @@ class Shrinker:
     budget: int = 150
     rows: list[dict[str, Any]] = field(default_factory=list)
     pool: LocalPool | None = None
+    tried: dict[str, bool] = field(default_factory=dict)  # a candidate already run is not run again
 
     @property
     def spent(self) -> int:
@@ -152,10 +153,11 @@ class Shrinker:
 
     def fails(self, step: str, cfgs: list[RunConfig]) -> list[bool]:
         """Whether each candidate still fails with the same checker (False once the budget is spent)."""
-        room = max(0, self.budget - self.spent)
-        todo = cfgs[:room]
+        keys = [json.dumps(c.to_dict(), sort_keys=True, default=str) for c in cfgs]
+        fresh = [i for i, k in enumerate(keys) if k not in self.tried]
+        fresh = [i for n, i in enumerate(fresh) if keys[i] not in {keys[j] for j in fresh[:n]}]
+        todo = [cfgs[i] for i in fresh[:max(0, self.budget - self.spent)]]
         outs = self.pool.map(run_point, [c.to_dict() for c in todo]) if todo else []
-        result = []
         for cfg, got in zip(todo, outs):
             bad = got["valid"] is False and self.failure.checker in got.get("failed", [])
             self.rows.append({"candidate": self.spent + 1, "step": step, "faults": len(cfg.faults),
@@ -163,8 +165,8 @@ class Shrinker:
                               "params": json.dumps({k: v for k, v in cfg.params.items() if v != _default(cfg, k)}),
                               "still_fails": bad, "checker": got["checker"], "message": got["message"][:200],
                               "wall_s": round(got["wall_s"], 3)})
-            result.append(bad)
-        return result + [False] * (len(cfgs) - len(todo))
+            self.tried[json.dumps(cfg.to_dict(), sort_keys=True, default=str)] = bad
+        return [self.tried.get(k, False) for k in keys]  # a candidate past the budget counts as passing
 
     def first(self, step: str, cfgs: list[RunConfig]) -> RunConfig | None:
         """The first candidate (in the order given) that still fails, tried ``jobs`` at a time."""
@@ -184,8 +186,9 @@ class Shrinker:
 
     def shorter(self, cfg: RunConfig) -> RunConfig:
         last = max((a["at_s"] for a in cfg.faults), default=0.0)
-        cands = sorted({round(x, 3) for x in (last + 0.25, last + 1.0, last + 3.0, cfg.time_limit_s / 8,
-                                             cfg.time_limit_s / 4, cfg.time_limit_s / 2)
+        limit = cfg.time_limit_s
+        cands = sorted({round(x, 3) for x in (last + 0.25, last + 1.0, last + 3.0, limit / 8, limit / 4, limit / 2,
+                                             limit * 3 / 4, limit * 7 / 8)
                         if last < x < cfg.time_limit_s and x >= 0.1})
         found = self.first("shorter time limit", [replace(cfg, time_limit_s=x) for x in cands])
         return found or cfg
