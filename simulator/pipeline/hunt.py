@@ -19,9 +19,10 @@ joins the *corpus*. Later runs are, half of the time, a *mutation* of a corpus e
 and one or two dimensions re-drawn; entries that found more new features are picked more often)
 rather than a fresh draw.
 
-Runs go in batches of :data:`BATCH` configurations; the corpus is updated after each batch, in
-run order. The sequence of configurations therefore depends on the hunt seed only, never on
-``--jobs`` or on which worker finished first.
+Runs go in batches of :data:`BATCH` configurations, two batches in flight so that workers never
+wait; the corpus is updated after each batch, in run order, and batch k+2 is planned from the
+corpus as it stood after batch k. The sequence of configurations therefore depends on the hunt
+seed only, never on ``--jobs`` or on which worker finished first.
 
 Every failing run is run a second time, into its own folder, and the two digests are compared
 (the determinism self-check madsim and FoundationDB run).
@@ -34,6 +35,7 @@ import multiprocessing
 import os
 import re
 import time
+from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +48,7 @@ from .config import RUN_OPTIONS, RunConfig, build_config
 from .scenario import Scenario
 
 BATCH = 8  # configurations drawn before the corpus is updated: fixed, so --jobs does not change the sequence
+# (two batches are in flight: batch k+2 is planned from the corpus as it stood after batch k)
 P_MUTATE = 0.5  # share of runs that mutate a corpus entry, once the corpus has one
 P_NO_NEMESIS = 0.1  # share of fresh draws with no nemesis at all (bugs that need no faults)
 MAX_KINDS = 4  # at most this many nemeses in one run: fewer kinds, more cycles of each
@@ -275,9 +278,19 @@ class LocalPool:
             self._pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=ctx)
 
     def map(self, fn: Callable, items: list) -> list:
-        if self._pool is None or len(items) <= 1:
+        return self.results(self.submit(fn, items))
+
+    def submit(self, fn: Callable, items: list) -> Any:
+        """Start ``fn`` on every item; :meth:`results` waits for them (in item order)."""
+        if self._pool is None:
+            return ("later", fn, items)
+        return [self._pool.submit(fn, x) for x in items]
+
+    def results(self, handle: Any) -> list:
+        if isinstance(handle, tuple):
+            _, fn, items = handle
             return [fn(x) for x in items]
-        return list(self._pool.map(fn, items))
+        return [f.result() for f in handle]
 
     def close(self, cancel: bool = False) -> None:
         if self._pool is None:
@@ -381,27 +394,38 @@ def run_hunt(space: Space, seed: int, budget: Budget, jobs: int, until: str, out
         outcome, _, _ = run_to_folder(cfg, folder, plots=True)
         return outcome.digest
 
+    planned_runs = 0
+
+    def launch(pool: LocalPool):
+        """Plan the next batch and hand it to the workers; None once the budget is spent."""
+        nonlocal planned_runs
+        if budget.runs is not None and planned_runs >= budget.runs:
+            return None
+        if budget.wall_s is not None and time.perf_counter() - t0 >= budget.wall_s:
+            return None
+        n = BATCH if budget.runs is None else min(BATCH, budget.runs - planned_runs)
+        planned_runs += n
+        planned = hunt.plan(n)
+        cfgs: list[RunConfig | None] = []
+        skipped: dict[int, str] = {}
+        for i, (p, _) in enumerate(planned):
+            try:
+                cfgs.append(space.config(p))
+            except UsageError as exc:  # a drawn combination the design refuses: noted, not run
+                cfgs.append(None)
+                skipped[i] = str(exc)
+        handle = pool.submit(run_point, [c.to_dict() for c in cfgs if c is not None])
+        return planned, cfgs, skipped, handle
+
     with LocalPool(jobs) as pool:
-        while True:
-            if budget.runs is not None and index >= budget.runs:
-                break
-            if budget.wall_s is not None and time.perf_counter() - t0 >= budget.wall_s:
-                break
-            n = BATCH if budget.runs is None else min(BATCH, budget.runs - index)
-            planned = hunt.plan(n)
-            cfgs: list[RunConfig | None] = []
-            skipped: dict[int, str] = {}
-            for i, (p, _) in enumerate(planned):
-                try:
-                    cfgs.append(space.config(p))
-                except UsageError as exc:  # a drawn combination the design refuses: noted, not run
-                    cfgs.append(None)
-                    skipped[i] = str(exc)
-            ran = pool.map(run_point, [c.to_dict() for c in cfgs if c is not None])
-            outs = []
-            for i in range(len(planned)):
-                outs.append(_skipped(skipped[i]) if i in skipped else ran.pop(0))
-            stop = False
+        # Batch k+2 is planned once batch k is learnt, so workers never wait on the corpus and the
+        # sequence still depends on the seed alone.
+        inflight = deque(b for b in (launch(pool), launch(pool)) if b is not None)
+        stop = False
+        while inflight and not stop:
+            planned, cfgs, skipped, handle = inflight.popleft()
+            ran = pool.results(handle)
+            outs = [_skipped(skipped[i]) if i in skipped else ran.pop(0) for i in range(len(planned))]
             for (point, how), cfg, got in zip(planned, cfgs, outs):
                 index += 1
                 result.cpu_s += got["cpu_s"]
@@ -409,8 +433,8 @@ def run_hunt(space: Space, seed: int, budget: Budget, jobs: int, until: str, out
                 row = {"run": index, "how": how, **{k: (",".join(v) if k == "nemesis" else v) for k, v in point.items()},
                        "valid": got["valid"], "checker": got["checker"], "message": got["message"][:200],
                        "new_features": new, "wall_s": round(got["wall_s"], 3), "cpu_s": round(got["cpu_s"], 3),
-                       "digest": got["digest"][:16], "failures_so_far": len(result.findings)}
-                if got["valid"] is False and not stop:
+                       "digest": got["digest"][:16]}
+                if got["valid"] is False:
                     sig = signature(got["checker"], got["message"])
                     if sig not in signatures:
                         signatures.add(sig)
@@ -421,16 +445,17 @@ def run_hunt(space: Space, seed: int, budget: Budget, jobs: int, until: str, out
                         result.findings.append(f)
                         row["folder"] = str(f.folder)
                         row["digest_matched"] = f.deterministic
-                        if until == "first":
-                            stop = True
+                        stop = until == "first"
                 row["failures_so_far"] = len(result.findings)
                 result.rows.append(row)
                 if progress:
                     progress(index, result)
                 if stop:
                     break
-            if stop:
-                break
+            if not stop:
+                nxt = launch(pool)
+                if nxt is not None:
+                    inflight.append(nxt)
     result.corpus = [p for p, _ in hunt.corpus]
     result.features = hunt.seen
     result.wall_s = time.perf_counter() - t0
