@@ -118,3 +118,15 @@ def test_shrink_refuses_a_run_that_did_not_fail(capsys, tmp_path):
         assert code == 2 and needle in err and len(err.strip().splitlines()) == 1
     code, text, err = dsim(capsys, "shrink", tmp_path / "nowhere")
     assert code == 2 and "RUN_DIR" in err
+
+
+def test_fault_cycles_pair_each_start_with_its_stop():
+    """cycles() groups a nemesis start with the stop that ends it; a planned action stands alone."""
+    from simulator.pipeline.shrink import cycles
+
+    plan = [{"at_s": 0.5, "action": "partition", "nemesis": "p", "phase": "start"},
+            {"at_s": 0.7, "action": "crash", "node": "n1"},
+            {"at_s": 1.0, "action": "heal", "nemesis": "p", "phase": "stop"},
+            {"at_s": 1.5, "action": "crash", "node": "n2", "nemesis": "crash", "phase": "start"},
+            {"at_s": 2.0, "action": "restart", "node": "n2", "nemesis": "crash", "phase": "stop"}]
+    assert cycles(plan) == [[0, 2], [1], [3, 4]]

@@ -10,9 +10,12 @@ budget of runs:
    ``phase`` labels, so the explicit run's trace is the nemesis run's.
 2. *Delta debugging* (Zeller and Hildebrandt's ddmin) over the fault actions: the result is
    1-minimal, i.e. dropping any one remaining action makes the failure go away.
-3. *Smaller everything else*, each kept only if the run still fails: a shorter time limit (down to
-   just after the last fault), a lower rate, fewer nodes, parameters back at their defaults; then
-   ddmin once more, since a shorter run may need fewer faults.
+   It works on whole fault cycles (a start with its stop) first, then on single actions.
+3. *Smaller everything else*, each kept only if the run still fails: a shorter time limit (just
+   after the instants the checker's message names, or a fraction of the limit; faults after it
+   dropped), a lower rate, fewer nodes, parameters back at their defaults. The shorter time limit
+   is tried first (its runs are cheap and drop every later fault at once), and the steps repeat
+   while anything still shrinks.
 
 Outputs, in the shrink folder: ``shrunk.toml`` (an experiment file: ``dsim run SCENARIO --config
 shrunk.toml`` fails the same way), ``shrink.csv`` (every candidate tried) and ``run/`` (the shrunk
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -178,19 +182,31 @@ class Shrinker:
         return None
 
     def ddmin_faults(self, cfg: RunConfig) -> RunConfig:
+        """ddmin over whole fault cycles (a start with its stop) first, which is cheap, then over
+        the single actions left."""
         plan = cfg.faults
+        groups = cycles(plan)
+        keep = ddmin(list(range(len(groups))),
+                     lambda cands: self.fails("ddmin fault cycles", [
+                         replace(cfg, faults=[plan[i] for g in sorted(c) for i in groups[g]]) for c in cands]),
+                     chunk=self.jobs)
+        plan = [plan[i] for g in sorted(keep) for i in groups[g]]
+        plan.sort(key=lambda a: a["at_s"])
         keep = ddmin(list(range(len(plan))),
                      lambda cands: self.fails("ddmin faults", [replace(cfg, faults=[plan[i] for i in c]) for c in cands]),
                      chunk=self.jobs)
         return replace(cfg, faults=[plan[i] for i in keep])
 
     def shorter(self, cfg: RunConfig) -> RunConfig:
-        last = max((a["at_s"] for a in cfg.faults), default=0.0)
+        """The shortest of a few time limits that still fails (faults after it dropped): just after
+        the instants the checker's message names, and fractions of the current limit."""
         limit = cfg.time_limit_s
-        cands = sorted({round(x, 3) for x in (last + 0.25, last + 1.0, last + 3.0, limit / 8, limit / 4, limit / 2,
-                                             limit * 3 / 4, limit * 7 / 8)
-                        if last < x < cfg.time_limit_s and x >= 0.1})
-        found = self.first("shorter time limit", [replace(cfg, time_limit_s=x) for x in cands])
+        named = [float(m) / 1000 for m in re.findall(r"\b(\d+(?:\.\d+)?) ms\b", self.failure.message)]
+        marks = [t + d for t in named[-2:] for d in (0.05, 0.25, 1.0)] if named else []
+        cands = sorted({round(x, 3) for x in (*marks, limit / 8, limit / 4, limit / 2, limit * 3 / 4, limit * 7 / 8)
+                        if 0.1 <= x < limit})
+        found = self.first("shorter time limit", [
+            replace(cfg, time_limit_s=x, faults=[a for a in cfg.faults if a["at_s"] < x]) for x in cands])
         return found or cfg
 
     def slower(self, cfg: RunConfig) -> RunConfig:
@@ -234,6 +250,24 @@ def _valid(cfg: RunConfig) -> bool:
     return True
 
 
+def cycles(plan: list[dict]) -> list[list[int]]:
+    """Indexes of ``plan`` grouped into fault cycles: a nemesis start action with the stop actions
+    that end it; an action of no nemesis is a group of its own."""
+    groups: list[list[int]] = []
+    open_: dict[str, int] = {}  # nemesis -> its latest group
+    for i, act in enumerate(plan):
+        label, phase = act.get("nemesis"), act.get("phase")
+        if label and phase == "stop" and label in open_:
+            groups[open_[label]].append(i)
+        elif label and phase == "start" and label in open_ and plan[groups[open_[label]][0]]["at_s"] == act["at_s"]:
+            groups[open_[label]].append(i)  # one start made of several actions
+        else:
+            groups.append([i])
+            if label:
+                open_[label] = len(groups) - 1
+    return groups
+
+
 @dataclass
 class ShrinkResult:
     before: RunConfig
@@ -257,9 +291,9 @@ def shrink(failure: Failure, jobs: int = 1, budget: int = 150) -> ShrinkResult:
             is_explicit = False
         for _ in range(MAX_ROUNDS):  # until nothing shrinks further (or the budget is spent)
             before = cfg
+            cfg = s.shorter(cfg)  # first: cheap runs, and every fault after the failure goes at once
             if is_explicit and cfg.faults:
                 cfg = s.ddmin_faults(cfg)
-            cfg = s.shorter(cfg)
             cfg = s.slower(cfg)
             cfg = s.fewer_nodes(cfg)
             cfg = s.simpler_params(cfg)

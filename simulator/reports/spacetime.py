@@ -113,6 +113,8 @@ class Drawing:
                 lo -= 1
             if hi < len(times) - 1 and hi - lo + 1 < MAX_MESSAGES:
                 hi += 1
+        while lo < hi and len(self.window(times[lo], times[hi]).messages()) > MAX_MESSAGES:  # ties at the edges
+            hi -= 1
         return self.window(times[lo], times[hi])
 
     def _center(self) -> int:
