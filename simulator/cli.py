@@ -226,7 +226,10 @@ def _dry_build(cfg: RunConfig) -> None:
         raise
     except Exception:  # noqa: BLE001 - not bad input: the run itself reports it
         return
+    own_verbs = registry.for_config(cfg).fault_verbs
     for i, act in enumerate(cfg.faults):  # build_config checked the types of these
+        if act["action"] in own_verbs:  # a design's own verb reads its arguments its own way (twopc: node="any")
+            continue
         named = [act["node"]] if "node" in act else []
         named += list(act.get("srcs", [])) + list(act.get("dsts", []))
         named += [n for group in act.get("groups", []) for n in group] + [n for pair in act.get("pairs", []) for n in pair]

@@ -201,7 +201,7 @@ class Shrinker:
         """The shortest of a few time limits that still fails (faults after it dropped): just after
         the instants the checker's message names, and fractions of the current limit."""
         limit = cfg.time_limit_s
-        named = [float(m) / 1000 for m in re.findall(r"\b(\d+(?:\.\d+)?) ms\b", self.failure.message)]
+        named = named_times_s(self.failure.message)
         marks = [t + d for t in named[-2:] for d in (0.05, 0.25, 1.0)] if named else []
         cands = sorted({round(x, 3) for x in (*marks, limit / 8, limit / 4, limit / 2, limit * 3 / 4, limit * 7 / 8)
                         if 0.1 <= x < limit})
@@ -248,6 +248,11 @@ def _valid(cfg: RunConfig) -> bool:
     except UsageError:
         return False
     return True
+
+
+def named_times_s(message: str) -> list[float]:
+    """The instants a checker's message names ("at 3421.813 ms", "by tm1 at 5.802 s"), in seconds."""
+    return [float(v) / (1000 if unit == "ms" else 1) for v, unit in re.findall(r"\b(\d+(?:\.\d+)?) (ms|s)\b", message)]
 
 
 def cycles(plan: list[dict]) -> list[list[int]]:
