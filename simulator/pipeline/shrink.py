@@ -251,8 +251,9 @@ def _valid(cfg: RunConfig) -> bool:
 
 
 def named_times_s(message: str) -> list[float]:
-    """The instants a checker's message names ("at 3421.813 ms", "by tm1 at 5.802 s"), in seconds."""
-    return [float(v) / (1000 if unit == "ms" else 1) for v, unit in re.findall(r"\b(\d+(?:\.\d+)?) (ms|s)\b", message)]
+    """The instants a checker's message names ("at 3421.813 ms", "by tm1 at 5.802 s", "from t=16.6 s"), in
+    seconds; durations ("in the 1000 ms") are not instants."""
+    return [float(v) / (1000 if unit == "ms" else 1) for v, unit in re.findall(r"(?:\bat |\bt=)(\d+(?:\.\d+)?) (ms|s)\b", message)]
 
 
 def cycles(plan: list[dict]) -> list[list[int]]:

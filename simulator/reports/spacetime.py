@@ -347,7 +347,7 @@ def load(folder: str | Path) -> Drawing:
     title = f"{man.get('scenario')} seed {man.get('seed')}" + (f", bug {man['bug']}" if man.get("bug") else "")
     if message:
         title += f": {message[:110]}"
-    named = [int(float(v) * (1e6 if unit == "ms" else 1e9)) for v, unit in re.findall(r"\b(\d+(?:\.\d+)?) (ms|s)\b", message)]
+    named = [int(float(v) * (1e6 if unit == "ms" else 1e9)) for v, unit in re.findall(r"(?:\bat |\bt=)(\d+(?:\.\d+)?) (ms|s)\b", message)]
     return Drawing(events, faults, history, clients, highlight, title, named_times_ns=named)
 
 
