@@ -96,6 +96,8 @@ def test_failure_signature_ignores_numbers_and_node_names():
     a = H.signature("vote-once", "n2 voted twice in term 6: for n2 at 5137.811 ms")
     b = H.signature("vote-once", "n3 voted twice in term 9: for n5 at 5735.307 ms")
     assert a == b != H.signature("election-safety", "two leaders in term 3")
+    assert H.signature("exactly-once", "4 delivered more than once: 172 x2, 175 x2") == \
+        H.signature("exactly-once", "1 delivered more than once: 188 x2")
 
 
 def test_hunt_finds_a_planted_bug_and_its_failure_replays(capsys, tmp_path):
@@ -152,3 +154,16 @@ def test_bad_hunt_input_is_one_line_exit_2_and_writes_nothing(capsys, tmp_path, 
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and needle in err
     assert not out.exists()
+
+
+def test_until_all_runs_the_whole_budget_and_keeps_one_folder_per_distinct_failure(capsys, tmp_path):
+    """--until all does not stop at the first failure; failures of one shape get one folder."""
+    out = tmp_path / "all"
+    code, text, err = dsim(capsys, "hunt", "queue", "--bug", "double-serve", "--budget", "8", "--seed", "1",
+                           "--time-limit", "3", "--until", "all", "--out", out)
+    assert code == 1, err
+    rows = list(csv.DictReader(open(out / "hunt.csv")))
+    assert len(rows) == 8
+    failing = [r for r in rows if r["valid"] == "False"]
+    folders = list((out / "failures").iterdir())
+    assert len(failing) > len(folders) == len({H.signature(r["checker"], r["message"]) for r in failing})

@@ -227,10 +227,11 @@ def features(records: list[dict], checks: dict[str, Any]) -> set[str]:
 
 
 def signature(checker: str, message: str) -> str:
-    """What makes two failures the same for ``--until all``: the checker and the message's shape
-    (numbers and node names blanked)."""
-    shape = re.sub(r"\b[a-z]*\d+(\.\d+)?\b", "#", message or "")
-    return f"{checker}: {shape[:120]}"
+    """What makes two failures the same for ``--until all``: the checker and the shape of the
+    message's first clause (up to a colon; numbers and node names blanked), so that "4 delivered
+    more than once: 172 x2, ..." and "1 delivered more than once: 188 x2" count once."""
+    shape = re.sub(r"\b[a-z]*\d+(\.\d+)?\b", "#", (message or "").split(":")[0])
+    return f"{checker}: {' '.join(shape.split())[:120]}"
 
 
 # ---- one run, in a worker -------------------------------------------------------------------------
