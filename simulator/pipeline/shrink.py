@@ -14,8 +14,9 @@ budget of runs:
 3. *Smaller everything else*, each kept only if the run still fails: a shorter time limit (just
    after the instants the checker's message names, or a fraction of the limit; faults after it
    dropped), a lower rate, fewer nodes, parameters back at their defaults. The shorter time limit
-   is tried first (its runs are cheap and drop every later fault at once), and the steps repeat
-   while anything still shrinks.
+   is tried first (its runs are cheap and drop every later fault at once). After ddmin, the
+   remaining faults and the time limit move earlier together, past the quiet stretch before the
+   first fault. The steps repeat while anything still shrinks.
 
 Outputs, in the shrink folder: ``shrunk.toml`` (an experiment file: ``dsim run SCENARIO --config
 shrunk.toml`` fails the same way), ``shrink.csv`` (every candidate tried) and ``run/`` (the shrunk
@@ -209,6 +210,19 @@ class Shrinker:
             replace(cfg, time_limit_s=x, faults=[a for a in cfg.faults if a["at_s"] < x]) for x in cands])
         return found or cfg
 
+    def earlier(self, cfg: RunConfig) -> RunConfig:
+        """Every fault and the time limit moved earlier together (the biggest move that still fails):
+        the quiet stretch before the first fault is rarely what the failure needs."""
+        if not cfg.faults:
+            return cfg
+        first = min(a["at_s"] for a in cfg.faults)
+        shifts = sorted({round(x, 4) for x in (first - 0.05, first * 3 / 4, first / 2, first / 4) if x >= 0.05},
+                        reverse=True)
+        cands = [replace(cfg, time_limit_s=round(cfg.time_limit_s - d, 4),
+                         faults=[{**a, "at_s": round(a["at_s"] - d, 4)} for a in cfg.faults])
+                 for d in shifts if cfg.time_limit_s - d >= 0.1]
+        return self.first("faults earlier", cands) or cfg
+
     def slower(self, cfg: RunConfig) -> RunConfig:
         cands = [round(cfg.rate * f, 4) for f in (1 / 8, 1 / 4, 1 / 2)]
         found = self.first("lower rate", [replace(cfg, rate=x) for x in cands if x >= 1e-3 and x < cfg.rate])
@@ -300,6 +314,7 @@ def shrink(failure: Failure, jobs: int = 1, budget: int = 150) -> ShrinkResult:
             cfg = s.shorter(cfg)  # first: cheap runs, and every fault after the failure goes at once
             if is_explicit and cfg.faults:
                 cfg = s.ddmin_faults(cfg)
+                cfg = s.earlier(cfg)
             cfg = s.slower(cfg)
             cfg = s.fewer_nodes(cfg)
             cfg = s.simpler_params(cfg)
