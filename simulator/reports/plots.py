@@ -13,6 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..checkers import metrics as M  # noqa: E402
@@ -341,6 +342,7 @@ def hunt(rows: list[dict], path: Path, title: str) -> str:
         ax.set_xlabel(xlabel)
         ax.set_ylabel("distinct failures")
         ax.set_ylim(bottom=0, top=max(1.0, float(found.max()) if len(found) else 1.0) * 1.15)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         twin = ax.twinx()
         if len(x):
@@ -349,5 +351,6 @@ def hunt(rows: list[dict], path: Path, title: str) -> str:
         lines = ax.get_legend_handles_labels()
         more = twin.get_legend_handles_labels()
         ax.legend(lines[0] + more[0], lines[1] + more[1], loc="upper left", fontsize=8)
-    _title(axes[0], title, f"{len(rows)} runs, {int(found.max()) if len(found) else 0} distinct failures")
+    n_found = int(found.max()) if len(found) else 0
+    _title(axes[0], title, f"{len(rows)} runs, {n_found} distinct failure{'' if n_found == 1 else 's'}")
     return _save(fig, path)
