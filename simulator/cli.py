@@ -7,6 +7,8 @@
     dsim replay results/raft/latest             re-run from the manifest; exit 0 if the digest matches
     dsim compare results/raft/A results/raft/B  a table and one comparison figure
     dsim sweep queue --seeds 1-8 --grid servers=1,2 --jobs 2
+    dsim hunt raft --bug no-persist-vote --budget 300 --jobs 2   search for a failing run
+    dsim shrink results/raft/hunt-.../failures/run00037-vote-once  cut it to a minimal reproducer
     dsim show results/queue/latest              a run folder's summary
     dsim export results/queue/latest            its history as Jepsen EDN
 
@@ -224,7 +226,10 @@ def _dry_build(cfg: RunConfig) -> None:
         raise
     except Exception:  # noqa: BLE001 - not bad input: the run itself reports it
         return
+    own_verbs = registry.for_config(cfg).fault_verbs
     for i, act in enumerate(cfg.faults):  # build_config checked the types of these
+        if act["action"] in own_verbs:  # a design's own verb reads its arguments its own way (twopc: node="any")
+            continue
         named = [act["node"]] if "node" in act else []
         named += list(act.get("srcs", [])) + list(act.get("dsts", []))
         named += [n for group in act.get("groups", []) for n in group] + [n for pair in act.get("pairs", []) for n in pair]
@@ -539,15 +544,50 @@ def export(run_dir, out_file):
     click.echo(f"wrote {target}")
 
 
-@cli.command()
+@cli.command(epilog="""\b
+Examples:
+  dsim show results/queue/latest
+  dsim show results/raft/latest --spacetime                 # a run made with --trace
+  dsim show results/raft/latest --spacetime --from 5.1 --to 5.3
+""")
 @click.argument("run_dir")
-def show(run_dir):
-    """Print the summary of a run folder."""
+@click.option("--spacetime", is_flag=True, help="Also draw RUN_DIR/spacetime.svg, a Lamport diagram (needs a --trace run).")
+@click.option("--from", "from_s", callback=_number(float), help="Draw from this simulated second on.")
+@click.option("--to", "to_s", callback=_number(float), help="Draw up to this simulated second.")
+def show(run_dir, spacetime, from_s, to_s):
+    """Print the summary of a run folder; with --spacetime, draw its messages as spacetime.svg."""
     r = _read_run(run_dir)
     if r["manifest"].get("status") != "complete":
         click.echo(f"{run_dir}: run {r['manifest'].get('status')}: {r['manifest'].get('error', '')}")
         sys.exit(3)
+    if (from_s is not None or to_s is not None) and not spacetime:
+        _fail("bad value --from/--to for show: expected them with --spacetime")
+    if spacetime:
+        _draw_spacetime(run_dir, from_s, to_s)
     print_summary(r["manifest"], r["metrics"], run_dir)
+
+
+def _draw_spacetime(run_dir: str, from_s, to_s) -> None:
+    from .reports import spacetime as ST
+
+    for name, v in (("--from", from_s), ("--to", to_s)):
+        if v is not None and v < 0:
+            _fail(f"bad value {v!r} for {name}: expected simulated seconds >= 0")
+    if from_s is not None and to_s is not None and to_s <= from_s:
+        _fail(f"bad value {to_s!r} for --to: expected a time after --from {from_s!r}")
+    if not (Path(run_dir) / "trace.jsonl").is_file():
+        _fail(f"bad value {run_dir!r} for RUN_DIR: it has no trace.jsonl: expected a run made with --trace "
+              f"(dsim run ... --trace), or a shrunk run (dsim shrink)")
+    try:
+        drawing = ST.load(run_dir)
+    except (OSError, ValueError) as exc:
+        _fail(f"bad value {run_dir!r} for RUN_DIR: cannot read its trace ({exc}): expected a run folder written by dsim run --trace")
+    drawing = drawing.window(None if from_s is None else int(from_s * 1e9), None if to_s is None else int(to_s * 1e9))
+    if not drawing.fits():
+        _fail(f"{drawing.size_note()}; pick a shorter window with --from S --to S")
+    target = Path(run_dir) / "spacetime.svg"
+    _write_atomically(target, lambda tmp: drawing.write(tmp))
+    click.echo(f"wrote {target} ({len(drawing.messages())} messages, {len(drawing.nodes())} nodes{drawing.span_text()})")
 
 
 @cli.command(epilog="""\b
@@ -633,6 +673,191 @@ def sweep(scenario, seeds, grid, jobs, out, run_plots, **kw):
     click.echo(f"  {folder / 'runs.csv'}\n  {folder / 'summary.png'}")
     worst = 1 if n_bad else (3 if len(rows) - n_valid else 0)
     sys.exit(worst)
+
+
+def _parse_jobs(raw: str) -> int:
+    max_jobs = max(8, 4 * (os.cpu_count() or 1))  # every worker is forked at once: a typo must not fork thousands
+    text = str(raw).strip()
+    if not (text.isascii() and text.isdigit() and len(text) < 6 and 1 <= int(text) <= max_jobs):
+        _fail(f"bad value {raw!r} for --jobs: expected an integer from 1 to {max_jobs}")
+    return int(text)
+
+
+@cli.command(epilog="""\b
+Examples:
+  dsim hunt raft --bug no-persist-vote --budget 300 --jobs 2
+  dsim hunt twopc --bug decide-before-log --budget 10m
+  dsim hunt email --budget 50 --until all --out /tmp/email-hunt
+  dsim hunt raft --nemesis crash-storm --set pre_vote=true --budget 100
+""")
+@click.argument("scenario")
+@click.option("--seed", help="Seed of the hunt: every run's configuration is drawn from it (default: random, printed).")
+@click.option("--budget", default="200", show_default=True, help="Runs (200) or wall time (90s, 10m, 2h).")
+@click.option("--jobs", default="1", show_default=True, help="Parallel worker processes.")
+@click.option("--until", type=click.Choice(["first", "all"]), default="first", show_default=True,
+              help="Stop at the first failure, or collect every distinct one (by checker and message shape).")
+@run_options
+@click.option("--out", help="Hunt folder (default results/SCENARIO/hunt-TIME).")
+def hunt(scenario, seed, budget, jobs, until, out, **kw):
+    """Search for a failing run of SCENARIO (a name or ./design.py) without naming a nemesis.
+
+    Each run draws its own seed, nemesis subset and the values of the ranges the design declares
+    (Scenario.search); options given here are fixed. Runs that reach new observation kinds or checker
+    details are kept and mutated more often. Each failure is run again into its own folder and the
+    digests compared. Writes hunt.csv and hunt.png. Exit 1: a failure found; 0: none in the budget.
+    """
+    from .pipeline import hunt as H
+    from .pipeline.results import utc_now, write_json
+    from .pipeline.sweep import write_csv
+    from .reports import plots as P
+
+    n_jobs = _parse_jobs(jobs)
+    spent = H.parse_budget(budget)
+    hunt_seed = parse_seed(seed, "--seed") if seed is not None else None
+    scen = registry.resolve(scenario)
+    file = load_toml(kw["config_file"]) if kw.get("config_file") is not None else None
+    base, _ = _make_config(scenario, "0", kw, file=dict(file) if file else None)
+    _dry_build(base)
+    if base.trace:
+        _fail("bad value --trace for hunt: expected no --trace (a failure's folder can be traced with dsim run --trace)")
+    fixed = {k for k, v in _collect_options(kw).items() if v is not None}
+    fixed |= set(parse_sets(kw.get("sets", ())))
+    if file:
+        fixed |= {k for k in file if k in RUN_OPTIONS} | set(file.get("params", {}) or {})
+    space = H.Space.of(scen, base, fixed)
+    _new_folder_path(out)
+    folder = Path(out) if out else Path("results") / scen.name / f"hunt-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}"
+    _make_dir(folder, "--out")
+    if hunt_seed is None:
+        hunt_seed = secrets.randbelow(2**31)
+        _err(f"no --seed given: hunt seed {hunt_seed} (repeat this hunt with --seed {hunt_seed})")
+    write_json(folder / "hunt.json", {"scenario": scen.name, "seed": hunt_seed, "budget": str(spent), "jobs": n_jobs,
+                                      "until": until, "fixed": sorted(fixed), "nemeses": list(space.nemeses),
+                                      "ranges": {k: list(v) for k, v in space.ranges.items()}, "bug": base.bug,
+                                      "started_utc": utc_now(), "command": " ".join(sys.argv)})
+    tty = sys.stderr.isatty()
+
+    def progress(done, result):
+        if tty:
+            sys.stderr.write(f"\rhunt {scen.name}: {done} runs, {len(result.findings)} failures, "
+                             f"{result.cpu_s:,.0f} CPU s   ")
+            sys.stderr.flush()
+
+    try:
+        with _sigterm_interrupts():
+            result = H.run_hunt(space, hunt_seed, spent, n_jobs, until, folder, progress)
+    except KeyboardInterrupt:
+        _err(f"{chr(10) if tty else ''}dsim: hunt interrupted; failures found so far are in {folder / 'failures'}")
+        sys.exit(3)
+    if tty:
+        sys.stderr.write("\r" + " " * 70 + "\r")
+    write_csv(folder / "hunt.csv", result.rows)
+    P.hunt(result.rows, folder / "hunt.png", f"dsim hunt {scen.name}" + (f" --bug {base.bug}" if base.bug else "")
+           + f" (seed {hunt_seed})")
+    n = len(result.rows)
+    head = f"hunt {scen.name} (seed {hunt_seed}, budget {spent}, {n_jobs} jobs)"
+    for f in result.findings:
+        click.echo(f"{head}: found {f.checker} after {f.runs_so_far} runs ({f.cpu_so_far_s:,.1f} CPU s): {f.folder}/")
+        click.echo(f"  configuration  {H.describe_point(f.point)}")
+        click.echo(f"  message        {f.message[:300]}")
+        same = "identical" if f.deterministic else "DIFFERENT (the run is not deterministic: a bug of dsim or the design)"
+        click.echo(f"  second run     digest {same} ({f.replay_digest[:16]})")
+        click.echo(f"  replay         dsim replay {f.folder}")
+        click.echo(f"  shrink         dsim shrink {f.folder}")
+        head = "  also"
+    unknown = [r for r in result.rows if r["valid"] not in (True, False, "skipped")]
+    skipped = sum(1 for r in result.rows if r["valid"] == "skipped")
+    if not result.findings:
+        click.echo(f"{head}: no failure in {n} runs ({result.cpu_s:,.1f} CPU s, {result.wall_s:,.0f} s wall)")
+    click.echo(f"  covered        {n} runs, {len(result.features)} coverage features, {len(result.corpus)} configurations kept"
+               + (f", {skipped} drawn configurations refused by the design" if skipped else ""))
+    for line in H.coverage_summary(space, result.rows):
+        click.echo(f"                 {line}")
+    if unknown:
+        click.echo(f"  unknown        {len(unknown)} runs ended unknown (e.g. run {unknown[0]['run']}: {unknown[0]['message'][:120]})")
+    click.echo(f"  {folder / 'hunt.csv'}\n  {folder / 'hunt.png'}")
+    sys.exit(1 if result.findings else (3 if unknown else 0))
+
+
+@cli.command(epilog="""\b
+Examples:
+  dsim shrink results/raft/hunt-20260101T000000/failures/run00037-vote-once
+  dsim shrink results/twopc/latest --jobs 2 --budget 100 --out /tmp/twopc-shrunk
+  dsim run raft --config /tmp/raft-shrunk/shrunk.toml     # the reproducer fails again
+""")
+@click.argument("run_dir")
+@click.option("--budget", default="150", show_default=True, help="Most candidate runs to try.")
+@click.option("--jobs", default="1", show_default=True, help="Parallel worker processes.")
+@click.option("--out", help="Shrink folder (default RUN_DIR-shrunk).")
+def shrink(run_dir, budget, jobs, out):
+    """Cut the failing run RUN_DIR to a small reproducer that fails with the same checker.
+
+    The nemesis becomes the explicit fault plan it produced; delta debugging keeps a 1-minimal set
+    of fault actions; then a shorter time limit, a lower rate, fewer nodes and default parameters are
+    kept where the run still fails. Writes shrunk.toml (for dsim run --config), shrink.csv and run/
+    (the shrunk run's folder, traced, with spacetime.svg).
+    """
+    from .pipeline import shrink as S
+    from .pipeline.runner import run_to_folder
+    from .pipeline.sweep import write_csv
+
+    n_jobs = _parse_jobs(jobs)
+    text = str(budget).strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= 7 and int(text) >= 1):
+        _fail(f"bad value {budget!r} for --budget: expected a number of runs from 1 to 9999999")
+    failure = S.load_failure(run_dir)
+    target = out if out is not None else str(Path(run_dir.rstrip("/")) ) + "-shrunk"
+    _new_folder_path(target)
+    folder = _make_dir(Path(target), "--out")
+    t0 = time.perf_counter()
+    try:
+        with _sigterm_interrupts():
+            result = S.shrink(failure, jobs=n_jobs, budget=int(text))
+    except KeyboardInterrupt:
+        _err("dsim: shrink interrupted")
+        sys.exit(3)
+    write_csv(folder / "shrink.csv", result.rows)
+    cfg = result.after
+    scen_arg = cfg.design_path or cfg.scenario
+    header = [f"dsim shrink of {run_dir}: fails {failure.checker}",
+              f"dsim run {scen_arg} --config {folder / 'shrunk.toml'}"]
+    (folder / "shrunk.toml").write_text(S.to_toml(cfg, header), encoding="utf-8")
+    traced = S.replace(cfg, trace=True)
+    outcome, status, _ = run_to_folder(traced, folder / "run", plots=True)
+    failed_again = failure.checker in [k for k, v in outcome.checks.items() if v.valid is False]
+    from .pipeline.results import read_run
+
+    man = read_run(folder / "run")["manifest"]
+    ops_after = int(sum(v for k, v in (outcome.metrics.get("ops") or {}).items() if k in ("ok", "fail", "info")))
+    svg = ""
+    try:
+        from .reports import spacetime as ST
+
+        drawing = ST.load(folder / "run").focus()  # the window around the failure, if the whole run is too big
+        drawing.write(folder / "run" / "spacetime.svg")
+        svg = f"{folder / 'run' / 'spacetime.svg'} ({len(drawing.messages())} messages{drawing.span_text()})"
+    except (OSError, ValueError) as exc:
+        svg = f"(spacetime.svg not drawn: {exc})"
+    nodes_before, nodes_after = failure.cfg.node_count, cfg.node_count
+    click.echo(f"shrink {run_dir}: {failure.checker} " + ("still fails" if failed_again else "NO LONGER FAILS")
+               + f" after {len(result.rows)} candidate runs ({time.perf_counter() - t0:,.1f} s wall)")
+    how = "explicit fault actions" if result.explicit else "fault actions (the nemesis could not be written out: kept as is)"
+    click.echo(f"  {'':14s} {'before':>10s} {'after':>10s}")
+    click.echo(f"  {'faults':14s} {result.faults_before:>10d} {len(cfg.faults) if result.explicit else result.faults_before:>10d}   {how}")
+    click.echo(f"  {'simulated s':14s} {failure.end_time_s:>10.3f} {float(man.get('end_time_s') or 0):>10.3f}   "
+               f"(time limit {failure.cfg.time_limit_s:g} -> {cfg.time_limit_s:g} s)")
+    click.echo(f"  {'operations':14s} {failure.ops:>10d} {ops_after:>10d}   (rate {failure.cfg.rate:g} -> {cfg.rate:g} ops/s)")
+    click.echo(f"  {'nodes':14s} {nodes_before:>10d} {nodes_after:>10d}")
+    changed = {k: v for k, v in cfg.params.items() if failure.cfg.params.get(k) != v}
+    if changed:
+        click.echo("  parameters     back to defaults: " + ", ".join(f"{k}={v}" for k, v in changed.items()))
+    click.echo(f"  message        {next((v.message for v in outcome.checks.values() if v.valid is False), '')[:300]}")
+    click.echo(f"  {folder / 'shrunk.toml'}\n  {folder / 'shrink.csv'}\n  {folder / 'run'}  (digest {outcome.digest[:16]})")
+    if svg:
+        click.echo(f"  {svg}")
+    click.echo(f"  run it again   dsim run {scen_arg} --config {folder / 'shrunk.toml'}")
+    click.echo(f"  replay         dsim replay {folder / 'run'}")
+    sys.exit(1 if failed_again else 3)
 
 
 def main(argv=None) -> None:

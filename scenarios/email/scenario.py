@@ -124,6 +124,8 @@ class Email(Scenario):
     }
     nemeses = ("crash", "pause", "partition-random-halves", "partition-isolate-one", "slow-link", "flaky-link",
                "clock-drift", "provider-outage", "provider-slow", "queue-unreachable", "workers-cut-from-queue")
+    # What `dsim hunt` draws from: short and long fault windows, short and full runs.
+    search = {"nemesis_interval_s": (2.0, 20.0), "time_limit_s": (20.0, 60.0)}
     fault_verbs = {"provider_outage": ("provider",), "provider_restore": ("provider",),
                    "provider_slow": ("provider", "factor")}
     custom_nemeses = {"provider-outage": _provider_outage, "provider-slow": _provider_slow,

@@ -123,12 +123,21 @@ class Figure8:
         self.servers = list(sim.faults.servers)
         self.tail_ns = int(float(act.get("tail_ms", 1000.0)) * 1e6)
         self.seen = len(sim.records)
+        # The final heal ends the staging: a step still waiting must not cut or crash nodes after it
+        # (found by `dsim hunt raft`: the liveness check failed with no bug planted).
+        self.over = False
+        sim.faults.on_final_heal(self._end)
+
+    def _end(self) -> None:
+        self.over = True
 
     def wait_for(self, kind: str, nodes: list[str], then) -> None:
         """Call ``then(node)`` at the first ``kind`` record from one of ``nodes`` from now on."""
         self.seen = len(self.sim.records)
 
         def poll(_a, _b):
+            if self.over:
+                return
             recs = self.sim.records
             for r in recs[self.seen:]:
                 if r["kind"] == kind and r["node"] in nodes:
@@ -140,14 +149,20 @@ class Figure8:
         self.sim.schedule(NEMESIS_POLL_NS, poll)
 
     def partition(self, groups) -> None:
+        if self.over:
+            return
         self.net.partition(groups)
         _note(self.sim, "partition", groups=groups, nemesis="figure-8")
 
     def crash(self, node: str) -> None:
+        if self.over:
+            return
         if self.sim.hosts[node].crash():
             _note(self.sim, "crash", node=node, nemesis="figure-8")
 
     def restart(self, node: str) -> None:
+        if self.over:
+            return
         if self.sim.hosts[node].restart():
             _note(self.sim, "restart", node=node, nemesis="figure-8")
 

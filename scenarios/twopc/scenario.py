@@ -68,6 +68,9 @@ class TwoPC(Scenario):
     }
     nemeses = ("coordinator-crash", "rm-crash", "isolate-coordinator", "lossy-network", "crash", "pause",
                "partition-random-halves")
+    # What `dsim hunt` draws from (node_count is the shard count unless shards is set).
+    search = {"node_count": (2, 5), "rate": (50.0, 400.0), "nemesis_interval_s": (0.3, 4.0), "time_limit_s": (5.0, 20.0),
+              "cooperative": [False, True]}
     fault_verbs = F.FAULT_VERBS
     custom_nemeses = F.NEMESES
     defaults = {"node_count": 3, "rate": 200.0, "time_limit_s": 20.0, "nemesis": ("coordinator-crash", "rm-crash"),

@@ -12,6 +12,7 @@ A scenario is a small registered class (in ``scenarios/<name>/``)::
         nemeses = ("crash", "pause")          # the nemeses that make sense for it
         exposes = {"name": "--bug name --seed 1 --nemesis crash"}  # a run that catches each bug
         defaults = {"rate": 50, "node_count": 1}  # its own defaults for the run options
+        search = {"rate": (10.0, 200.0)}      # ranges `dsim hunt` draws from (optional)
 
         def build(self, sim, cfg) -> Setup:   # add server nodes, say how clients talk
         def check(self, run) -> dict[str, CheckResult]
@@ -171,6 +172,12 @@ class Scenario:
     # listed is exposed by "--bug NAME --seed 1". ``dsim describe`` shows each as a full command and
     # tests/test_bug_commands.py runs them all; see :func:`bug_commands`.
     exposes: ClassVar[dict[str, str]] = {}
+    # Ranges ``dsim hunt`` draws each run's configuration from (optional): a run option
+    # (node_count, rate, nemesis_interval_s, time_limit_s, latency_ms, op_timeout_ms) or a parameter
+    # -> ``(low, high)`` (integers when both are; log-uniform when high >= 10 x low) or a list of
+    # values, e.g. ``{"node_count": (3, 7), "nemesis_interval_s": (0.5, 5.0), "read_mode": ["log", "lease"]}``.
+    # A design that declares none is searched over seeds and nemeses only (simulator/pipeline/hunt.py).
+    search: ClassVar[dict[str, Any]] = {}
     # Top-level tables of a config file that are parameters (``[components]`` as ``[params.components]``).
     config_tables: ClassVar[tuple[str, ...]] = ()
 

@@ -13,6 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..checkers import metrics as M  # noqa: E402
@@ -322,4 +323,34 @@ def component_graph(nodes: list[dict], edges: list[tuple[str, str, str]], path: 
     ax.margins(0.25)
     ax.set_axis_off()
     _title(ax, title, subtitle)
+    return _save(fig, path)
+
+
+def hunt(rows: list[dict], path: Path, title: str) -> str:
+    """A hunt's progress: distinct failures found and coverage features reached, against runs and
+    against CPU seconds (so two hunts with different run lengths compare fairly)."""
+    runs = np.array([r["run"] for r in rows], dtype=float)
+    cpu = np.cumsum([float(r.get("cpu_s") or 0.0) for r in rows])
+    found = np.array([r.get("failures_so_far", 0) for r in rows], dtype=float)
+    feats = np.cumsum([int(r.get("new_features") or 0) for r in rows])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, x, xlabel in ((axes[0], runs, "runs"), (axes[1], cpu, "CPU seconds")):
+        if len(x):
+            ax.step(x, found, where="post", color=COLORS["fail"], lw=2, label="distinct failures found")
+            bad = [i for i, r in enumerate(rows) if r.get("valid") is False]
+            ax.plot(x[bad], found[bad], "x", color=COLORS["fail"], ms=6, label="failing run")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("distinct failures")
+        ax.set_ylim(bottom=0, top=max(1.0, float(found.max()) if len(found) else 1.0) * 1.15)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        twin = ax.twinx()
+        if len(x):
+            twin.plot(x, feats, color=COLORS["ok"], lw=1.2, label="coverage features")
+        twin.set_ylabel("coverage features reached", color=COLORS["ok"])
+        lines = ax.get_legend_handles_labels()
+        more = twin.get_legend_handles_labels()
+        ax.legend(lines[0] + more[0], lines[1] + more[1], loc="upper left", fontsize=8)
+    n_found = int(found.max()) if len(found) else 0
+    _title(axes[0], title, f"{len(rows)} runs, {n_found} distinct failure{'' if n_found == 1 else 's'}")
     return _save(fig, path)

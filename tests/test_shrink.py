@@ -1,0 +1,132 @@
+"""`dsim shrink`: ddmin, the nemesis written out as its plan, the experiment file, and the command."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from simulator.cli import main
+from simulator.pipeline import scenario as registry
+from simulator.pipeline.config import build_config, load_toml
+from simulator.pipeline.run import execute
+from simulator.pipeline.shrink import ddmin, explicit_plan, to_toml
+
+
+def dsim(capsys, *args) -> tuple[int, str, str]:
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 2
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def failing_when(pred, calls=None):
+    def fails_many(cands):
+        if calls is not None:
+            calls.append(len(cands))
+        return [pred(set(c)) for c in cands]
+    return fails_many
+
+
+def test_ddmin_finds_the_two_needed_items():
+    """A failure that needs items 3 and 7 out of 20 shrinks to exactly [3, 7]."""
+    assert ddmin(range(20), failing_when(lambda s: {3, 7} <= s)) == [3, 7]
+
+
+def test_ddmin_returns_nothing_when_nothing_is_needed():
+    """A failure that needs no item shrinks to the empty list."""
+    assert ddmin(range(5), failing_when(lambda s: True)) == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 24), needed=st.lists(st.sets(st.integers(0, 23), min_size=1, max_size=3), min_size=1, max_size=3),
+       chunk=st.integers(1, 4))
+def test_ddmin_result_is_1_minimal(n, needed, chunk):
+    """For a failure that any of several item sets triggers, ddmin's result still fails and dropping
+    any single item of it makes the failure go away; the chunk size does not change the result."""
+    needed = [s for s in (set(x) & set(range(n)) for x in needed) if s] or [{0}]
+
+    def pred(s):
+        return any(x <= s for x in needed)
+
+    got = ddmin(range(n), failing_when(pred), chunk=chunk)
+    assert pred(set(got))
+    for i in range(len(got)):
+        assert not pred(set(got[:i] + got[i + 1:]))
+    assert got == ddmin(range(n), failing_when(pred), chunk=1)
+
+
+def test_a_nemesis_written_as_its_plan_runs_the_same_run():
+    """The explicit plan of a crash nemesis gives a run with the same digest as the nemesis run."""
+    scen = registry.get("queue")
+    cfg = build_config(scen, seed=3, options={"time_limit_s": 2.0, "nemesis": "crash,pause", "nemesis_interval_s": 0.3})
+    plan = explicit_plan(cfg)
+    assert len(plan) >= 4 and {a["phase"] for a in plan} == {"start", "stop"}
+    written = replace(cfg, nemesis=(), faults=plan)
+    assert execute(written).digest == execute(cfg).digest
+
+
+def test_the_experiment_file_reads_back_to_the_same_configuration(tmp_path):
+    """to_toml writes a file that build_config turns back into the same run configuration."""
+    scen = registry.get("raft")
+    cfg = build_config(scen, seed=8, options={"time_limit_s": 1.5, "rate": 30.0},
+                       sets={"election_timeout_range": "150-151", "pre_vote": "true"}, bug="no-persist-vote",
+                       file={"faults": [{"at_s": 0.5, "action": "crash", "node": "n2", "nemesis": "crash", "phase": "start"}]})
+    path = tmp_path / "x.toml"
+    path.write_text(to_toml(cfg, ["a header"]))
+    file = load_toml(path)
+    again = build_config(scen, seed=file.pop("seed"), file=file)
+    assert again == cfg
+
+
+def test_shrink_cuts_a_failing_run_and_its_toml_fails_again(capsys, tmp_path):
+    """`dsim shrink` on a failing queue run writes shrunk.toml, shrink.csv and a traced run folder with
+    spacetime.svg; `dsim run --config shrunk.toml` fails again and `dsim replay` of the folder exits 0."""
+    run = tmp_path / "run"
+    code, _, err = dsim(capsys, "run", "queue", "--bug", "double-serve", "--seed", "2", "--time-limit", "4",
+                        "--nemesis", "crash,pause", "--nemesis-interval", "0.5", "--out", run, "--no-plots")
+    assert code == 1, err
+    out = tmp_path / "shrunk"
+    code, text, err = dsim(capsys, "shrink", run, "--budget", "30", "--out", out)
+    assert code == 1, text + err
+    assert "still fails" in text and "before" in text and "after" in text
+    for name in ("shrunk.toml", "shrink.csv", "run/manifest.json", "run/trace.jsonl", "run/spacetime.svg"):
+        assert (out / name).is_file(), name
+    toml = load_toml(out / "shrunk.toml")
+    assert toml["time_limit_s"] <= 4 and toml["nemesis"] == []
+    assert len(toml.get("faults", [])) < 6  # the nemesis made 6 actions in 4 s
+    code, text, err = dsim(capsys, "run", "queue", "--config", out / "shrunk.toml", "--out", tmp_path / "again", "--no-plots")
+    assert code == 1, text + err
+    code, text, err = dsim(capsys, "replay", out / "run")
+    assert code == 0, text + err
+
+
+def test_shrink_refuses_a_run_that_did_not_fail(capsys, tmp_path):
+    """A valid run cannot be shrunk: one line, exit 2, no shrink folder."""
+    run = tmp_path / "ok"
+    code, _, _ = dsim(capsys, "run", "queue", "--seed", "1", "--time-limit", "0.3", "--out", run, "--no-plots")
+    assert code == 0
+    code, text, err = dsim(capsys, "shrink", run, "--out", tmp_path / "s")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "failed a check" in err
+    assert not (tmp_path / "s").exists()
+    for args, needle in ((["--budget", "x"], "--budget"), (["--jobs", "99999"], "--jobs")):
+        code, text, err = dsim(capsys, "shrink", run, *args)
+        assert code == 2 and needle in err and len(err.strip().splitlines()) == 1
+    code, text, err = dsim(capsys, "shrink", tmp_path / "nowhere")
+    assert code == 2 and "RUN_DIR" in err
+
+
+def test_fault_cycles_pair_each_start_with_its_stop():
+    """cycles() groups a nemesis start with the stop that ends it; a planned action stands alone."""
+    from simulator.pipeline.shrink import cycles
+
+    plan = [{"at_s": 0.5, "action": "partition", "nemesis": "p", "phase": "start"},
+            {"at_s": 0.7, "action": "crash", "node": "n1"},
+            {"at_s": 1.0, "action": "heal", "nemesis": "p", "phase": "stop"},
+            {"at_s": 1.5, "action": "crash", "node": "n2", "nemesis": "crash", "phase": "start"},
+            {"at_s": 2.0, "action": "restart", "node": "n2", "nemesis": "crash", "phase": "stop"}]
+    assert cycles(plan) == [[0, 2], [1], [3, 4]]
