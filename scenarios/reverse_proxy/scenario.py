@@ -273,7 +273,7 @@ class ReverseProxy(Scenario):
         Param("slow_factor", 50.0, "service time multiplier while slow", min=1.0),
         Param("client_timeout_ms", 1000.0, "the client's timeout per attempt, ms", min=1.0),
         Param("slo_p99_ms", 60.0, "each route's p99 objective for successful requests, ms", min=0.001),
-        Param("slo_error_share", 0.01, "each route's largest share of requests that do not succeed", min=0.0,
+        Param("slo_error_share", 0.02, "each route's largest share of requests that do not succeed", min=0.0,
               max=1.0),
     )
     bugs = {
