@@ -30,8 +30,7 @@ COLUMNS = ("policy", "load_rps", "seed", "api_p99_ms", "static_p99_ms", "slowest
 def measure(policy: str, load: float, seed: int, time_limit_s: float, sets: dict) -> dict:
     """One run: the p99 of successful api GETs and static GETs, and the share of successful api
     GETs the slowest api upstream answered (its share of the cluster's capacity is the fair one)."""
-    from simulator import build_config, execute, get_scenario
-    from simulator.workload.history import pairs
+    from simulator import build_config, execute, get_scenario, pairs
 
     from .scenario import clusters, means
 

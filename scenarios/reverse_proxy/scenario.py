@@ -30,12 +30,13 @@ from __future__ import annotations
 import bisect
 from collections import defaultdict
 
-from simulator import CheckResult, Param, RunData, Scenario, Setup, UsageError, register, windows
+import numpy as np
+
+from simulator import CheckResult, Param, RunData, Scenario, Setup, UsageError, pairs, register, windows
 from simulator.kit import checks
 from simulator.kit.balancer import POLICIES, HealthCheck, OutlierDetection
 from simulator.kit.client import Client, Route, generator
 from simulator.kit.directory import Directory
-from simulator.workload.history import pairs
 
 from .proxy import Degrade, Proxy, ProxySpec, Rule, Upstream
 
@@ -362,4 +363,44 @@ class ReverseProxy(Scenario):
                 "upstream_share": {u: round(n / total, 4) for u, n in sorted(sent.items())},
                 "events": dict(sorted(events.items()))}
 
+    def plots(self, run: RunData, folder, shade) -> list[str]:
+        """proxy-upstreams.png: requests/s each api upstream got, and how many proxies held the
+        degraded one out, with its phases shaded."""
+        from simulator import plots
+
+        p = run.cfg.params
+        api = clusters(p)["api"]
+        bin_ns = 250_000_000
+        bins = np.arange(0, run.end_ns + bin_ns, bin_ns)
+        xs = bins[:-1] / NS
+        sends = defaultdict(list)
+        for r in run.records:
+            if r["kind"] == "px.send" and r["up"] in api:
+                sends[r["up"]].append(r["time_ns"])
+        rate = [(u, xs, np.histogram(sends[u], bins)[0] * (NS / bin_ns)) for u in api]
+        phases = [(s, e, f"{p['degraded']} {name}") for s, e, name in
+                  ((p["slow_at_s"], p["errors_at_s"], "slow"), (p["errors_at_s"], p["hang_at_s"], "answers 503"),
+                   (p["hang_at_s"], p["recover_at_s"], "hung")) if p["degraded"] != "none" and s < e]
+        wins = [(int(s * NS), int(min(e * NS, run.end_ns)), lab) for s, e, lab in phases if s * NS < run.end_ns]
+        wins += windows(run.faults, run.end_ns)
+        rows = [{"series": rate, "ylabel": "requests/s sent", "step": True}]
+        if p["degraded"] != "none":
+            edges = []
+            for (proxy, up), periods in out_periods(run.records).items():
+                if up == p["degraded"]:
+                    edges += [(a, 1) for a, _ in periods] + [(min(b, run.end_ns), -1) for _, b in periods]
+            edges.sort()
+            ts, held, n = [0.0], [0], 0
+            for t, d in edges:
+                n += d
+                ts.append(t / NS)
+                held.append(n)
+            ts.append(run.end_ns / NS)
+            held.append(n)
+            rows.append({"series": [(f"proxies holding {p['degraded']} out (ejected or unhealthy)", ts, held)],
+                         "ylabel": "proxies", "step": True, "xlabel": "simulated time (s)"})
+        sub = f"seed {run.cfg.seed}, policy {p['policy']}, {run.cfg.rate:g} requests/s" + \
+            (f", bug {run.cfg.bug}" if run.cfg.bug else "")
+        return [plots.panels(folder / "proxy-upstreams.png", "Traffic to each api upstream while one degrades",
+                             rows, plots.shader(wins), sub)]
 
