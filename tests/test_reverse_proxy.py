@@ -16,9 +16,11 @@ from scenarios.reverse_proxy.proxy import Degrade, Proxy, ProxySpec, Rule, Upstr
 from scenarios.reverse_proxy.scenario import ReverseProxy, exactly_once, no_traffic_to_ejected, out_periods
 
 MS = 1_000_000
-SPEC = ProxySpec(clusters={"api": ["a1", "a2"], "static": ["s1"]}, rules=(Rule("/api/", "api"), Rule("/static/", "static")),
-                 policy="round-robin", keepalive_requests=3, connect_ms=1.0, per_try_timeout_ms=100.0, retries=2,
-                 health=HealthCheck(interval_ms=0.0), outlier=OutlierDetection(consecutive_errors=3, base_ejection_ms=1000.0))
+SPEC = ProxySpec(clusters={"api": ["a1", "a2"], "static": ["s1"]},
+                 rules=(Rule("/api/", "api"), Rule("/static/", "static")), policy="round-robin",
+                 keepalive_requests=3, connect_ms=1.0, per_try_timeout_ms=100.0, retries=2,
+                 health=HealthCheck(interval_ms=0.0),
+                 outlier=OutlierDetection(consecutive_errors=3, base_ejection_ms=1000.0))
 P = {p.name: p.default for p in ReverseProxy.params}
 
 
@@ -146,7 +148,8 @@ def test_unanswered_probes_take_an_upstream_out_unless_the_check_ignores_timeout
     """unhealthy_threshold probe rounds without an answer mark the endpoint unhealthy; the bug
     counts no answer as no failure, so a hung upstream stays in rotation."""
     spec = ProxySpec(clusters={"api": ["a1", "a2"]}, rules=(Rule("/api/", "api"),),
-                     health=HealthCheck(interval_ms=500.0, timeout_ms=100.0, unhealthy_threshold=2, healthy_threshold=2))
+                     health=HealthCheck(interval_ms=500.0, timeout_ms=100.0, unhealthy_threshold=2,
+                                        healthy_threshold=2))
     ctx, px = FakeContext("proxy-1"), Proxy(spec, bug)
     for _ in range(2):
         px.on_timer(ctx, "px.hc")

@@ -143,8 +143,8 @@ def main(argv=None) -> None:
             w.writeheader()
             w.writerows(rows)
     summary = summarise(rows)
-    name = draw(summary, out / "policies.png", f"reverse-proxy, degraded=none, seeds {a.seeds}, "
-                                               f"{a.time_limit:g} s per run" + (f", {' '.join(a.set)}" if a.set else ""))
+    sub = f"reverse-proxy, degraded=none, seeds {a.seeds}, {a.time_limit:g} s per run"
+    name = draw(summary, out / "policies.png", sub + (f", {' '.join(a.set)}" if a.set else ""))
     print(table(summary))
     print(f"figure: {out / name}\ntable: {out / 'policies.csv'}")
 
