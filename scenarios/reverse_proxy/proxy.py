@@ -91,7 +91,7 @@ class _Endpoint:
         self.ejected = False
         self.open = self.busy = 0  # connections open, of which carrying a request
         self.holding: dict[int, bool] = {}  # attempt rids on a connection (sent, or connecting)
-        self.pending: deque = deque()  # calls waiting for a connection
+        self.pending: deque = deque()  # (call, its attempt's deadline ns) waiting for a connection
 
 
 class _Pooled:
@@ -228,7 +228,8 @@ class Proxy(Node):
         elif ep.open < self.spec.pool_max_conns:
             self._open(ctx, ep, call)
         elif len(ep.pending) < self.spec.pool_max_pending:
-            ep.pending.append(call)
+            # with its attempt's deadline: after a pause the caller's timeout may not have run yet
+            ep.pending.append((call, ctx.now + round(self.spec.per_try_timeout_ms * 1e6)))
         else:  # answered through the connect heap so the caller is not re-entered mid-attempt
             self._later(ctx, ctx.now, dst, call, overflow=True)
 
@@ -260,16 +261,16 @@ class Proxy(Node):
         if self.connecting:
             ctx.set_timer("px.connect", max(0, self.connecting[0][0] - ctx.now) / 1e6)
 
-    def _next_pending(self, ep: _Endpoint):
+    def _next_pending(self, ctx, ep: _Endpoint):
         while ep.pending:
-            call = ep.pending.popleft()
-            if call.rid in self.caller.out:  # else its attempt timed out while waiting
+            call, deadline = ep.pending.popleft()
+            if call.rid in self.caller.out and ctx.now < deadline:  # else its attempt timed out waiting
                 return call
         return None
 
     def _release(self, ctx, ep: _Endpoint) -> None:
         """A response came back: the connection is idle, or takes the next waiting request."""
-        call = self._next_pending(ep)
+        call = self._next_pending(ctx, ep)
         if call is None:
             ep.busy -= 1
         else:
@@ -281,7 +282,7 @@ class Proxy(Node):
             del ep.holding[rid]
             ep.open -= 1
             ep.busy -= 1
-            call = self._next_pending(ep)
+            call = self._next_pending(ctx, ep)
             if call is not None:
                 self._open(ctx, ep, call)
 
