@@ -132,7 +132,7 @@ class Proxy(Node):
         self.rr: dict[str, int] = {c: 0 for c in spec.clusters}
         self.rings = {c: sorted((zlib.crc32(f"{e}#{i}".encode()), e) for e in es for i in range(spec.vnodes))
                       for c, es in spec.clusters.items()} if spec.policy == "ring-hash" else {}
-        self.connecting: list = []  # heap of (ready ns, seq, endpoint, call)
+        self.connecting: list = []  # heap of (ready ns, seq, endpoint, call, overflow): sends after connect_ms
         self.seq = 0
         self.probe_seq = 0
 
