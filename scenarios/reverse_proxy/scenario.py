@@ -164,6 +164,8 @@ def no_traffic_to_ejected(run: RunData, p: dict) -> CheckResult:
             bad.append(f"{proxy} sent {len(ts)} requests to the hung {p['degraded']} after the detection bound "
                        f"({detect_ns(p) / 1e6:.0f} ms after {p['hang_at_s']:g}s), the first at {ts[0] / NS:.3f}s")
         details.update(detection_bound_ms=detect_ns(p) / 1e6, sent_to_hung_late=sum(len(v) for v in late.values()))
+    elif p["degraded"] != "none" and p["hang_at_s"] < run.cfg.time_limit_s:
+        details["note"] = "hc_interval_ms=0: with no active checks nothing keeps the hung upstream out (part b skipped)"
     if bad:
         more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
         return CheckResult(False, "; ".join(bad[:3]) + more, details)
