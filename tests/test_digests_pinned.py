@@ -21,6 +21,8 @@ PINNED = {
     "rate-limiter-s1-short": "ff9cdd3c26de4c753f9c022296efe42a48e3d8689df4b8bafeed170d9f6acf3c",
     "rate-limiter-s2-short": "84dbc5a2a5d45e34e15fc4a2ad220c3e4b0dba45a5c9f0a7223d5b426d0e3be7",
     "kademlia-s1-short": "e592181f936fb4cc013dbde435635bc3d3667e331102011ffb195ff69d55ec5c",
+    "reverse-proxy-s1-short": "47cb595596a24efa517f9372d2493571c38df8fad347bf2ac4d231f2ad3e9c86",  # 2026-11-30
+    "reverse-proxy-s2-short": "4dd4b33e2bae65edb47fa7af8bd67be35d12b9ed4831fc8bbea7f882978ba500",
     "email-s1-short": "0ac85323a43e8de5d7a82c57a9eda182f9b940dd3ab603f9cada7a373f8ea10f",
     "email-s2-short": "f48e4b4ba05e10703c00a11fc493ae75d4c69dd8221b59f9fa9280c76073e162",
     "email-s3-nemesis": "12d49727a4b874c6e14e5f5474478d6eddf70128b04815fc90a041102d4b1042",

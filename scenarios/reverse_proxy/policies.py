@@ -1,0 +1,153 @@
+"""The balancing figure: p99 latency against offered load for each balancing policy.
+
+Each (policy, load, seed) is one run of the reverse-proxy design with no degraded upstream
+(``degraded=none``), so only the balancing differs; the api cluster's upstreams are uneven
+(mean service 2, 3, 4 and 6 ms on 2 cores each: 2,500 api requests/s in all, the slowest 333/s).
+Writes ``policies.csv`` (one row per run) and ``policies.png``, and prints the table::
+
+    python -m scenarios.reverse_proxy.policies
+    python -m scenarios.reverse_proxy.policies --loads 500,1500,2500 --seeds 1-2 --out results/proxy-policies
+    python -m scenarios.reverse_proxy.policies --from-csv results/reverse-proxy-policies/policies.csv
+
+Other parameters go with ``--set k=v`` (``--set degraded=api-1`` puts the degradation back).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from simulator.kit.balancer import POLICIES
+
+COLUMNS = ("policy", "load_rps", "seed", "api_p99_ms", "static_p99_ms", "slowest_share", "fair_share", "failed",
+           "valid")
+
+
+def measure(policy: str, load: float, seed: int, time_limit_s: float, sets: dict) -> dict:
+    """One run: the p99 of successful api GETs and static GETs, and the share of successful api
+    GETs the slowest api upstream answered (its share of the cluster's capacity is the fair one)."""
+    from simulator import build_config, execute, get_scenario, pairs
+
+    from .scenario import clusters, means
+
+    sc = get_scenario("reverse-proxy")
+    cfg = build_config(sc, seed=seed, options={"rate": load, "time_limit_s": time_limit_s},
+                       sets={"degraded": "none", **sets, "policy": policy})
+    out = execute(cfg)
+    ms = means(cfg.params["api_service_ms"], "api_service_ms")
+    slowest = clusters(cfg.params)["api"][int(np.argmax(ms))]
+    lat, failed, by_slowest = defaultdict(list), 0, 0
+    for inv, done in pairs(out.run.history):
+        if done is not None and done["type"] == "ok":
+            lat[inv["f"]].append((done["time"] - inv["time"]) / 1e6)
+            by_slowest += inv["f"] == "get-item" and done["value"]["result"] == slowest
+        else:
+            failed += 1
+
+    def p99(xs):
+        return round(float(np.percentile(xs, 99)), 3) if xs else None
+
+    return {"policy": policy, "load_rps": load, "seed": seed, "api_p99_ms": p99(lat["get-item"]),
+            "static_p99_ms": p99(lat["get-static"]),
+            "slowest_share": round(by_slowest / max(1, len(lat["get-item"])), 4),
+            "fair_share": round((1 / max(ms)) / sum(1 / m for m in ms), 4), "failed": failed,
+            "valid": out.valid}
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Per (policy, load): the median over seeds."""
+    by: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        by[(r["policy"], float(r["load_rps"]))].append(r)
+    out = []
+    for (policy, load), rs in by.items():
+        def med(key):
+            xs = [float(r[key]) for r in rs if r[key] not in (None, "", "None")]
+            return float(np.median(xs)) if xs else None
+        out.append({"policy": policy, "load_rps": load, "runs": len(rs), "api_p99_ms": med("api_p99_ms"),
+                    "slowest_share": med("slowest_share"), "fair_share": med("fair_share"),
+                    "failed": med("failed")})
+    order = {p: i for i, p in enumerate(POLICIES)}
+    return sorted(out, key=lambda s: (order.get(s["policy"], 99), s["load_rps"]))
+
+
+def draw(summary: list[dict], path: Path, subtitle: str = "") -> str:
+    from simulator import plots
+
+    def series(key):
+        out = []
+        for policy in [p for p in POLICIES if any(s["policy"] == p for s in summary)]:
+            ss = [s for s in summary if s["policy"] == policy]
+            ys = np.array([s[key] if s[key] is not None else np.nan for s in ss], dtype=float)
+            out.append((policy, np.array([s["load_rps"] for s in ss], dtype=float), ys))
+        return out
+
+    loads = np.array(sorted({s["load_rps"] for s in summary}), dtype=float)
+    fair = [("the slowest's share of capacity", loads, np.full(loads.size, summary[0]["fair_share"] or np.nan))]
+    rows = [{"series": series("api_p99_ms"), "ylabel": "p99 of GET /api/items (ms, log)", "log": True,
+             "time": False},
+            {"series": series("slowest_share") + fair, "ylabel": "share of GET /api/items\nanswered by the slowest",
+             "time": False, "xlabel": "offered load (requests/s, all routes; 70% go to the api cluster)"}]
+    return plots.panels(path, "Balancing policies over uneven upstreams: p99 against load", rows, subtitle=subtitle)
+
+
+def table(summary: list[dict]) -> str:
+    loads = sorted({s["load_rps"] for s in summary})
+    policies = [p for p in POLICIES if any(s["policy"] == p for s in summary)]
+    cell = {(s["policy"], s["load_rps"]): s for s in summary}
+    lines = ["p99 of GET /api/items in ms (share of them the slowest upstream answered)",
+             f"{'load req/s':>12} " + " ".join(f"{p:>20}" for p in policies)]
+    for load in loads:
+        parts = []
+        for p in policies:
+            s = cell.get((p, load))
+            parts.append(f"{s['api_p99_ms']:>11.1f} ({s['slowest_share']:.0%})" if s and s["api_p99_ms"] is not None
+                         else f"{'-':>20}")
+        lines.append(f"{load:>12g} " + " ".join(f"{x:>20}" for x in parts))
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description="reverse-proxy: p99 against load for each balancing policy")
+    ap.add_argument("--policies", default=",".join(POLICIES), help="comma-separated, e.g. round-robin,p2c")
+    ap.add_argument("--loads", default="500,1000,1500,2000,2500,3000", help="offered loads, requests/s")
+    ap.add_argument("--seeds", default="1", help="e.g. 1-3")
+    ap.add_argument("--time-limit", type=float, default=10.0, help="simulated seconds per run")
+    ap.add_argument("--set", action="append", default=[], metavar="K=V", help="another parameter of the runs")
+    ap.add_argument("--out", default="results/reverse-proxy-policies")
+    ap.add_argument("--from-csv", default=None, help="redraw from an earlier policies.csv")
+    a = ap.parse_args(argv)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if a.from_csv:
+        with open(a.from_csv) as fh:
+            rows = list(csv.DictReader(fh))
+    else:
+        from simulator import parse_seeds
+
+        sets = dict(kv.split("=", 1) for kv in a.set)
+        rows = []
+        for policy in a.policies.split(","):
+            if policy not in POLICIES:
+                ap.error(f"bad value {policy!r} for --policies: expected some of {', '.join(POLICIES)}")
+            for load in (float(x) for x in a.loads.split(",")):
+                for seed in parse_seeds(a.seeds):
+                    rows.append(measure(policy, load, seed, a.time_limit, sets))
+                    print(f"  {policy} {load:g} req/s seed {seed}: p99 {rows[-1]['api_p99_ms']} ms", flush=True)
+        with open(out / "policies.csv", "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=COLUMNS)
+            w.writeheader()
+            w.writerows(rows)
+    summary = summarise(rows)
+    sub = f"reverse-proxy, degraded=none, seeds {a.seeds}, {a.time_limit:g} s per run"
+    name = draw(summary, out / "policies.png", sub + (f", {' '.join(a.set)}" if a.set else ""))
+    print(table(summary))
+    print(f"figure: {out / name}\ntable: {out / 'policies.csv'}")
+
+
+if __name__ == "__main__":
+    main()
