@@ -27,6 +27,10 @@ TYPES = ("invoke", "ok", "fail", "info")
 TYPE_CODE = {t: i for i, t in enumerate(TYPES)}
 KEYS = ("index", "time", "type", "process", "f", "value")
 ROWS_PER_CHUNK = 65_536  # events built as dicts at a time when a History is read in chunks
+# A History also keeps its events as dicts up to this many (about 150 MiB of them): a design's
+# checkers and figures then iterate it as fast as the plain list they were written for. Past it
+# the dicts are dropped and the columns alone hold the history (a long run in bounded memory).
+DICTS_UP_TO = 500_000
 
 
 class History:
@@ -41,16 +45,19 @@ class History:
     ``done_at`` (the completion's position, -1 while it has none).
 
     It reads as the list of dicts it replaces: ``len``, iteration, ``h[i]`` and ``h[a:b]`` give
-    dicts with the keys in KEYS order (built on demand, so changing one changes nothing), and it
-    compares equal to a list of the same dicts. :func:`pairs`, :func:`write_jsonl`, the metrics and
-    the linearizability checker read the columns directly; other readers get dicts in chunks of
-    ROWS_PER_CHUNK, so a pass over the history never holds more than one chunk of dicts.
+    dicts with the keys in KEYS order, and it compares equal to a list of the same dicts. Up to
+    ``dicts_up_to`` events (DICTS_UP_TO) it keeps those dicts too, and hands them out; a longer
+    history drops them and builds each dict on demand, a chunk of ROWS_PER_CHUNK at a time, so a
+    pass over it never holds more than one chunk of dicts (changing one then changes nothing).
+    The metrics and the linearizability checker read the columns in either case.
     """
 
     __slots__ = ("time", "type", "process", "f", "value", "f_names", "_f_code", "inv_at", "done_at", "_open",
-                 "__weakref__")
+                 "dicts", "dicts_up_to", "__weakref__")
 
-    def __init__(self, events: Iterable[dict] = ()):
+    def __init__(self, events: Iterable[dict] = (), dicts_up_to: int | None = None):
+        self.dicts_up_to = DICTS_UP_TO if dicts_up_to is None else dicts_up_to
+        self.dicts: list[dict] | None = [] if self.dicts_up_to > 0 else None
         self.time = array("q")
         self.type = bytearray()
         self.process = array("q")
@@ -67,6 +74,13 @@ class History:
     def add(self, time: int, type_code: int, process: int, f: Any, value: Any) -> None:
         """Append one event (``type_code`` indexes TYPES): the workload's path, one call an event."""
         idx = len(self.type)
+        dicts = self.dicts
+        if dicts is not None:
+            if idx < self.dicts_up_to:
+                dicts.append({"index": idx, "time": time, "type": TYPES[type_code], "process": process, "f": f,
+                              "value": value})
+            else:
+                self.dicts = None  # long enough: from here on the columns alone hold it
         self.time.append(time)
         self.type.append(type_code)
         self.process.append(process)
@@ -99,6 +113,8 @@ class History:
         """Events ``lo`` to ``hi`` (clipped) as fresh dicts."""
         n = len(self.type)
         lo, hi = max(0, min(lo, n)), max(0, min(hi, n))
+        if self.dicts is not None:
+            return self.dicts[lo:hi]
         t, fn = TYPES, self.f_names
         return [{"index": i, "time": tm, "type": t[ty], "process": p, "f": fn[fc], "value": v}
                 for i, tm, ty, p, fc, v in zip(range(lo, hi), self.time[lo:hi], self.type[lo:hi],
@@ -110,10 +126,13 @@ class History:
             yield self.rows(lo, lo + size)
 
     def __iter__(self):
-        for chunk in self.chunks():
-            yield from chunk
+        if self.dicts is not None:
+            return iter(self.dicts)
+        return (ev for chunk in self.chunks() for ev in chunk)
 
     def __getitem__(self, i):
+        if self.dicts is not None:
+            return self.dicts[i]
         if isinstance(i, slice):
             lo, hi, step = i.indices(len(self.type))
             rows = self.rows(lo, hi) if step == 1 else [self[j] for j in range(lo, hi, step)]
@@ -145,6 +164,12 @@ class History:
         marshal cannot encode some value, the per-event fallback of the kernel's digest), one chunk
         at a time; returns the updated hash. Format 2 has no back-references, so a list's encoding
         is its header followed by its items' encodings, and chunks concatenate."""
+        if self.dicts is not None and len(self.dicts) <= ROWS_PER_CHUNK:
+            try:
+                h.update(marshal.dumps(self.dicts, 2))
+                return h
+            except ValueError:
+                pass
         trial = h.copy()
         trial.update(b"[" + len(self.type).to_bytes(4, "little", signed=True))
         try:
@@ -372,7 +397,9 @@ def pairs(history: list[dict]) -> list[list]:
     is kept (keyed by the list object and its length: a history is only ever appended to). A
     :class:`History` pairs as it is appended: its pairs are a lazy :class:`Pairs` sequence."""
     if isinstance(history, History):
-        return Pairs(history)  # type: ignore[return-value]
+        if history.dicts is None:
+            return Pairs(history)  # type: ignore[return-value]
+        history = history.dicts
     cached, n, result = _PAIRS_CACHE
     if cached is history and n == len(history):
         return result
