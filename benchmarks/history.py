@@ -8,9 +8,10 @@ temporary file and the median rate is printed. Issue 10 asks for at least 1,000,
     python benchmarks/history.py                     # raft, 20 simulated s
     python benchmarks/history.py --design queue --json
     python benchmarks/history.py --time-limit 60 --repeat 9 --json
+    python benchmarks/history.py --columns           # the history held in columns alone, as a long run's is
 
 The last line with ``--json``: ``{"design", "lines", "lines_per_s", "lines_per_s_min",
-"lines_per_s_max", "repeat", "bytes"}``.
+"lines_per_s_max", "repeat", "bytes", "columns"}``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from simulator.pipeline import scenario as registry  # noqa: E402
 from simulator.pipeline.config import build_config  # noqa: E402
 from simulator.pipeline.run import Run  # noqa: E402
+from simulator.workload import history as H  # noqa: E402
 from simulator.workload.history import write_jsonl  # noqa: E402
 
 DESIGNS = {
@@ -70,6 +72,9 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=7, help="writes to time (default 7; the median is reported)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", action="store_true", help="end with one JSON line")
+    ap.add_argument("--columns", action="store_true",
+                    help="hold the history in columns alone (as past DICTS_UP_TO events), so each chunk's "
+                         "dicts are built as it is written")
     args = ap.parse_args(argv)
     if args.design not in DESIGNS:
         print(f"bad value {args.design!r} for --design: expected one of {', '.join(DESIGNS)}", file=sys.stderr)
@@ -81,12 +86,14 @@ def main(argv=None) -> int:
     if args.repeat < 1:
         print(f"bad value {args.repeat!r} for --repeat: expected a whole number of writes, 1 or more", file=sys.stderr)
         return 2
+    if args.columns:
+        H.DICTS_UP_TO = 0
     _run, history = make_history(args.design, args.time_limit, args.seed)
     rates, size = time_writes(history, args.repeat)
     out = {"design": args.design, "lines": len(history), "lines_per_s": round(statistics.median(rates)),
            "lines_per_s_min": round(min(rates)), "lines_per_s_max": round(max(rates)),
-           "repeat": args.repeat, "bytes": size}
-    print(f"{args.design} history: {len(history):,} lines, {size / 1e6:.1f} MB; written at "
+           "repeat": args.repeat, "bytes": size, "columns": args.columns}
+    print(f"{args.design} history{' (columns alone)' if args.columns else ''}: {len(history):,} lines, {size / 1e6:.1f} MB; written at "
           f"{out['lines_per_s']:,} lines per CPU s (median of {args.repeat}; "
           f"{out['lines_per_s_min']:,} to {out['lines_per_s_max']:,})")
     if args.json:

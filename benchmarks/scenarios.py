@@ -9,6 +9,7 @@ checkers, as a user's run would.
     python benchmarks/scenarios.py raft --repeat 5 --json     # median of five runs
     python benchmarks/scenarios.py queue --json
     python benchmarks/scenarios.py raft-hour --json            # a simulated hour: ops, wall_seconds, peak_rss_mib
+    python benchmarks/scenarios.py raft-hour --time-limit 300  # the same preset, five simulated minutes
 
 The last line with ``--json``: ``{"bench", "scenario", "sim_seconds", "wall_seconds",
 "sim_seconds_per_wall_second", "ops", "checker_seconds", "peak_rss_mib", "peak_rss_children_mib",
@@ -57,6 +58,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--list", action="store_true", help="list the presets")
     ap.add_argument("--json", action="store_true", help="end with one JSON line")
+    ap.add_argument("--time-limit", type=float, default=None, metavar="S",
+                    help="override the preset's simulated seconds (e.g. raft-hour --time-limit 300 while developing)")
     ap.add_argument("--repeat", type=int, default=1, metavar="N",
                     help="run N times and report the median speed (with min and max): for noisy machines")
     args = ap.parse_args(argv)
@@ -71,8 +74,14 @@ def main(argv=None) -> int:
     if args.repeat < 1:
         print(f"--repeat {args.repeat}: accepted: a whole number of runs, 1 or more", file=sys.stderr)
         return 2
+    if args.time_limit is not None and not args.time_limit > 0:
+        print(f"--time-limit {args.time_limit}: accepted: simulated seconds above 0", file=sys.stderr)
+        return 2
     scen, spec = table[args.bench]
-    cfg = build_config(registry.get(scen), seed=args.seed, options=spec.get("options", {}),
+    options = dict(spec.get("options", {}))
+    if args.time_limit is not None:
+        options["time_limit_s"] = args.time_limit
+    cfg = build_config(registry.get(scen), seed=args.seed, options=options,
                        sets={k: str(v) if not isinstance(v, str) else v for k, v in spec.get("params", {}).items()})
     results = []
     for _ in range(args.repeat):

@@ -248,3 +248,39 @@ def test_two_process_search_gives_the_one_process_verdict_and_message():
             assert f"key '{bad[0]}'" in one.message
         else:
             assert two.details["ops_searched"] == one.details["ops_searched"] == 48_000
+
+
+def _sequential(n_pairs: int) -> list[dict]:
+    h = H()
+    for i in range(n_pairs):
+        h.op(i % 4, "write", ("k", i), i * 10, i * 10 + 3)
+        h.op(4 + i % 4, "read", ("k", None), i * 10 + 2, i * 10 + 8, result=("k", i))
+    return h.history()
+
+
+def test_the_budget_grows_with_a_keys_operations(monkeypatch):
+    """max_steps counts per key and per BUDGET_OPS of its operations: a long but linear search is
+    decided when the allowance grows with it, and is unknown when it does not."""
+    import simulator.checkers.linearizable as L
+
+    history = _sequential(500)  # 1,000 operations, about 3,000 steps
+    monkeypatch.setattr(L, "BUDGET_OPS", 100)  # ten shares of 400 steps
+    assert check_kv(history, max_steps=400, parallel=False).valid is True
+    monkeypatch.setattr(L, "BUDGET_OPS", 100_000)  # one share of 400 steps
+    r = check_kv(history, max_steps=400, parallel=False)
+    assert r.valid == "unknown" and "'k'" in r.message
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(op_strategy, min_size=1, max_size=6))
+def test_dropping_old_memo_states_changes_no_verdict(raw):
+    """With memoized states pruned at every step (behind the oldest choice point), the search still
+    agrees with trying every order."""
+    import simulator.checkers.linearizable as L
+
+    old = L._SEEN_PRUNE
+    L._SEEN_PRUNE = 0
+    try:
+        _cross_check(raw)
+    finally:
+        L._SEEN_PRUNE = old

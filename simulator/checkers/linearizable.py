@@ -29,7 +29,16 @@ could only hurt), and an ``info`` write whose value has a single writer and is o
 ``ok`` read or cas must have happened before that observer completed, so it gets that deadline.
 
 The search is exponential in the worst case. ``budget_s`` (wall seconds) and ``max_steps`` bound
-it; past either the result is ``"unknown"`` rather than a hang.
+it, for each key and each 100,000 of its operations (``BUDGET_OPS``): a search that stays about
+linear in its history always finishes, however long the run, and one that blows up is cut off
+in proportion to what it was given. Past either bound the key's result is ``"unknown"`` rather
+than a hang. A budget for the whole history would instead turn every long enough run "unknown"
+(a simulated hour of Raft is 3.6M operations, minutes of search at a few steps an operation).
+
+Memory: a :class:`~simulator.workload.history.History` is grouped by key from its columns (an
+array of operation slots a key) and each key's operations are built only while that key is
+searched; memoized search states behind the oldest open choice point are dropped, since the walk
+can never return before that point.
 """
 
 from __future__ import annotations
@@ -37,11 +46,15 @@ from __future__ import annotations
 import time
 from typing import Any, Iterable
 
-from ..workload.history import pairs
+from array import array
+
+from ..workload.history import TYPES, History, pairs
 from . import UNKNOWN, CheckResult
 from .parallel import WORTH_FORKING, available, fork_call
 
 _INF = float("inf")
+BUDGET_OPS = 100_000  # budget_s and max_steps are per key and per this many of its operations
+_SEEN_PRUNE = 1 << 16  # memo entries kept before states behind the oldest choice point are dropped
 
 
 def _norm(v: Any) -> Any:
@@ -113,6 +126,54 @@ def _collect(history: list[dict]) -> dict[Any, list[_Op]]:
                     op.out = _norm(op.out)
         by_key.setdefault(key, []).append(op)
     return by_key
+
+
+def _collect_slots(history: History) -> dict[Any, array]:
+    """:func:`_collect` for a History, from its paired columns: each key's operation slots (positions
+    in ``history.inv_at``), in invoke order, with the same operations left out. No dicts."""
+    by_key: dict[Any, array] = {}
+    names = history.f_names
+    kinds = {i for i, name in enumerate(names) if name in ("read", "write", "cas")}
+    read_code = names.index("read") if "read" in names else -1
+    fcol, types, values = history.f, history.type, history.value
+    for slot, (a, d) in enumerate(zip(history.inv_at, history.done_at)):
+        fc = fcol[a]
+        if fc not in kinds:
+            continue
+        t = types[d] if d >= 0 else 3
+        if t == 2 or (t != 1 and fc == read_code):
+            continue
+        key = values[a][0]
+        got = by_key.get(key)
+        if got is None:
+            got = by_key[key] = array("q")
+        got.append(slot)
+    return by_key
+
+
+def _ops_at(history: History, slots: array) -> list[_Op]:
+    """The _Op of each slot, exactly as :func:`_collect` builds them from the pairs."""
+    out = []
+    names, fcol, types, times, values, procs = (history.f_names, history.f, history.type, history.time,
+                                               history.value, history.process)
+    inv_at, done_at = history.inv_at, history.done_at
+    for slot in slots:
+        a, d = inv_at[slot], done_at[slot]
+        f = names[fcol[a]]
+        arg = values[a][1]
+        if type(arg) is list:
+            arg = _norm(arg)
+        op = _Op(times[a], _INF, f, arg, None, procs[a], False)
+        if d >= 0 and TYPES[types[d]] == "ok":
+            op.ok = True
+            op.ret = times[d]
+            if f == "read":
+                out_v = values[d]
+                op.out = out_v[1] if isinstance(out_v, (list, tuple)) and len(out_v) == 2 else out_v
+                if type(op.out) is list:
+                    op.out = _norm(op.out)
+        out.append(op)
+    return out
 
 
 def _reduce_info(ops: list[_Op], initial: Any) -> list[_Op]:
@@ -241,8 +302,15 @@ def _search(ops: list[_Op], initial: Any, deadline: float, steps_left: list[int]
             return [("apply", xi), ("retro", xi), *acts] if retro else [("apply", xi), *acts]
         return [("apply", xi), *acts]
 
+    seen_cap = _SEEN_PRUNE
     while True:
         steps += 1
+        if len(seen) > seen_cap:
+            # The walk only moves forward from the current position or from a kept choice point,
+            # so a state memoized before the oldest of those can never be met again.
+            floor = frames[0][0] if frames else p
+            seen = {k for k in seen if k[0] >= floor}
+            seen_cap = max(_SEEN_PRUNE, 2 * len(seen))
         if steps & 0x3FF == 0 and time.monotonic() > deadline:
             raise _Budget()
         if steps > steps_left[0]:
@@ -341,19 +409,24 @@ def check_kv(history: Iterable[dict], *, initial: Any = None, budget_s: float = 
     """Is the read/write/cas history linearizable, key by key? See the module docstring.
 
     ``initial`` is every register's value before the first operation. Returns valid True, False
-    (the message names the key and the operations that could not be ordered) or "unknown" when
-    ``budget_s`` wall seconds or ``max_steps`` search steps ran out.
+    (the message names the key and the operations that could not be ordered) or "unknown" when a
+    key's search ran out of ``budget_s`` wall seconds or ``max_steps`` steps, both counted per key
+    and per ``BUDGET_OPS`` of its operations (see the module docstring).
 
     With ``parallel`` (and ``WORTH_FORKING`` operations or more, on Linux) the keys are split in
     two halves of about equal size and one half is searched in a forked process
-    (:mod:`simulator.checkers.parallel`); ``max_steps`` then bounds each half. The verdict and its message
-    are the same as a search in one process: the first failing key in key order is reported.
+    (:mod:`simulator.checkers.parallel`). The verdict and its message are the same as a search in
+    one process: the first failing key in key order is reported.
     """
     t0 = time.monotonic()
-    deadline = t0 + budget_s
-    by_key = _collect(history if isinstance(history, list) else list(history))
+    if isinstance(history, History):
+        slots = _collect_slots(history)
+        by_key: dict = {k: (lambda v=v: _ops_at(history, v), len(v)) for k, v in slots.items()}
+    else:
+        by_key = {k: (lambda v=v: v, len(v))
+                  for k, v in _collect(history if isinstance(history, list) else list(history)).items()}
     keys = sorted(by_key, key=repr)
-    sizes = [len(by_key[k]) for k in keys]
+    sizes = [by_key[k][1] for k in keys]
     wait = None
     mine = list(range(len(keys)))
     if parallel and len(keys) > 1 and sum(sizes) >= WORTH_FORKING and available():
@@ -364,12 +437,12 @@ def check_kv(history: Iterable[dict], *, initial: Any = None, budget_s: float = 
             halves[h].append(pos)
             load[h] += sizes[pos]
         mine, theirs = sorted(halves[0]), sorted(halves[1])
-        wait = fork_call(lambda: _check_keys(by_key, keys, theirs, initial, deadline, max_steps))
-    results = [_check_keys(by_key, keys, mine, initial, deadline, max_steps)]
+        wait = fork_call(lambda: _check_keys(by_key, keys, theirs, initial, budget_s, max_steps))
+    results = [_check_keys(by_key, keys, mine, initial, budget_s, max_steps)]
     if wait is not None:
         got = wait()
         results.append(got[0] if got is not None else
-                       _check_keys(by_key, keys, theirs, initial, deadline, max_steps))
+                       _check_keys(by_key, keys, theirs, initial, budget_s, max_steps))
     failed = [r[0] for r in results if r[0] is not None]
     if failed:
         pos, message = min(failed)
@@ -379,31 +452,40 @@ def check_kv(history: Iterable[dict], *, initial: Any = None, budget_s: float = 
                "seconds": round(time.monotonic() - t0, 3)}
     if unknown:
         return CheckResult(UNKNOWN, f"search budget ran out on key(s) {', '.join(repr(keys[q]) for q in unknown[:5])}"
-                                    f" (budget {budget_s} s, {max_steps} steps)", details)
+                                    f" (budget {budget_s} s and {max_steps} steps a key and {BUDGET_OPS:,} "
+                                    f"operations)", details)
     return CheckResult(True, "", details)
 
 
-def _check_keys(by_key: dict, keys: list, positions: list[int], initial: Any, deadline: float,
+def _check_keys(by_key: dict, keys: list, positions: list[int], initial: Any, budget_s: float,
                 max_steps: int) -> tuple[tuple[int, str] | None, list[int], int, int]:
-    """Search ``keys[pos]`` for each position, in order, stopping at the first failure.
+    """Search ``keys[pos]`` for each position, in order, stopping at the first failure. ``by_key``
+    maps a key to (a function building its operations, their count), so one key's operations
+    are held at a time.
 
     Returns ((position, message) of the failure or None, positions whose budget ran out, operations
     searched, steps taken)."""
-    steps_left = [max_steps]
     n_ops = 0
+    steps = 0
     unknown = []
     for pos in positions:
         key = keys[pos]
-        ops = _reduce_info(by_key[key], initial)
+        build, count = by_key[key]
+        share = max(1.0, count / BUDGET_OPS)
+        ops = _reduce_info(build(), initial)
         n_ops += len(ops)
+        allowed = int(max_steps * share)
+        steps_left = [allowed]
         try:
-            ok, witness = _search(ops, initial, deadline, steps_left)
+            ok, witness = _search(ops, initial, time.monotonic() + budget_s * share, steps_left)
         except _Budget:
             unknown.append(pos)
+            steps += allowed
             continue
+        steps += allowed - steps_left[0]
         if not ok:
-            return (pos, _explain(key, witness)), unknown, n_ops, max_steps - steps_left[0]
-    return None, unknown, n_ops, max_steps - steps_left[0]
+            return (pos, _explain(key, witness)), unknown, n_ops, steps
+    return None, unknown, n_ops, steps
 
 
 def _explain(key: Any, witness: dict | None) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.ma  # noqa: F401 - np.quantile imports it on first use; load it with us, not mid-run
 
-from ..workload.history import pairs
+from ..workload.history import History, pairs
 
 QUANTILES = {"p50": 50, "p95": 95, "p99": 99, "p999": 99.9}
 
@@ -103,7 +103,9 @@ def summarise(history: list[dict], faults: list[dict], main_end_ns: int) -> dict
 
     ``ops`` counts invokes and each ending, and ``lost``: operations invoked before ``main_end_ns``
     (the final heal) that never ended; ``availability`` counts those as not ok (see the module
-    docstring)."""
+    docstring). A :class:`History` is summarised from its columns, without a dict an event."""
+    if isinstance(history, History):
+        return _summarise_columns(history, faults, main_end_ns)
     counts = {"ok": 0, "fail": 0, "info": 0}
     ok_inv, ok_done = [], []
     invoked_main = ok_main_invoked = oks_main = lost = 0
@@ -133,6 +135,40 @@ def summarise(history: list[dict], faults: list[dict], main_end_ns: int) -> dict
     return {
         "ops": counts,
         "latency_ms": latency_summary_ms(done_ns - inv_ns),
+        "throughput_ops_s": round(oks_main / (main_end_ns / 1e9), 4) if main_end_ns > 0 else None,
+        "availability": round(ok_main_invoked / invoked_main, 6) if invoked_main else None,
+        "recovery": rec,
+        "recovery_max_s": max(known) if known else None,
+    }
+
+
+def _summarise_columns(h: History, faults: list[dict], main_end_ns: int) -> dict[str, Any]:
+    """:func:`summarise` of a History, with numpy over its paired columns: the same figures."""
+    time_ns = np.frombuffer(h.time, dtype=np.int64) if len(h.time) else np.zeros(0, dtype=np.int64)
+    types = np.frombuffer(bytes(h.type), dtype=np.uint8)
+    inv_at = np.frombuffer(h.inv_at, dtype=np.int64) if len(h.inv_at) else np.zeros(0, dtype=np.int64)
+    done_at = np.frombuffer(h.done_at, dtype=np.int64) if len(h.done_at) else np.zeros(0, dtype=np.int64)
+    inv_ns = time_ns[inv_at]
+    main = inv_ns < main_end_ns
+    ended = done_at >= 0
+    kind = np.full(len(inv_at), 255, dtype=np.uint8)
+    kind[ended] = types[done_at[ended]]
+    done_ns = np.zeros(len(inv_at), dtype=np.int64)
+    done_ns[ended] = time_ns[done_at[ended]]
+    ok = kind == 1
+    counts = {"ok": int(ok.sum()), "fail": int((kind == 2).sum()), "info": int((kind == 3).sum())}
+    counts["invoked"] = int((types == 0).sum())
+    counts["lost"] = int((main & ~ended).sum())
+    invoked_main = int(main.sum())
+    ok_main_invoked = int((ok & main).sum())
+    ok_inv, ok_done = inv_ns[ok], done_ns[ok]
+    oks_main = int((ok_done <= main_end_ns).sum())
+    order = np.argsort(ok_inv, kind="stable")
+    rec = _recovery(ok_inv[order], ok_done[order], faults)
+    known = [r["recovery_s"] for r in rec if r["recovery_s"] is not None]
+    return {
+        "ops": counts,
+        "latency_ms": latency_summary_ms(ok_done - ok_inv),
         "throughput_ops_s": round(oks_main / (main_end_ns / 1e9), 4) if main_end_ns > 0 else None,
         "availability": round(ok_main_invoked / invoked_main, 6) if invoked_main else None,
         "recovery": rec,

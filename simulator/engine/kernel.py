@@ -261,10 +261,37 @@ class Simulation:
         """Hex SHA-256 of the trace so far, then the observations and the client history."""
         self._flush()
         h = self._hash.copy()
-        h.update(_encode(self.records))
+        h = _encode_into(h, self.records)
         if self.workload is not None:
-            h.update(_encode(self.workload.history))
+            history = self.workload.history
+            # a columnar History (simulator.workload.history) hashes itself chunk by chunk, the same bytes
+            h = history.digest_into(h) if hasattr(history, "digest_into") else _encode_into(h, history)
         return h.hexdigest()
+
+
+_ENCODE_CHUNK = 65_536
+
+
+def _encode_into(h: Any, values: list) -> Any:
+    """``h`` updated with ``_encode(values)``, a chunk at a time for a long list, so a long run's
+    observations are never one marshal blob of hundreds of MiB (format 2 has no back-references:
+    a list's encoding is its header then its items', and chunks concatenate). Returns the hash."""
+    if len(values) <= _ENCODE_CHUNK:
+        h.update(_encode(values))
+        return h
+    trial = h.copy()
+    trial.update(b"[" + len(values).to_bytes(4, "little", signed=True))
+    try:
+        for lo in range(0, len(values), _ENCODE_CHUNK):
+            trial.update(marshal.dumps(values[lo:lo + _ENCODE_CHUNK], 2)[5:])
+        return trial
+    except ValueError:  # _encode's fallback: every item alone, no list header
+        for v in values:
+            try:
+                h.update(marshal.dumps(v, 2))
+            except ValueError:
+                h.update(repr(v).encode())
+        return h
 
 
 def _encode(values: list) -> bytes:

@@ -1,0 +1,132 @@
+"""The columnar History reads, pairs, writes and hashes exactly as the list of dicts it replaced."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import marshal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from simulator import build_config, execute, get_scenario
+from simulator.checkers import metrics as M
+from simulator.checkers.linearizable import check_kv
+from simulator.pipeline import scenario as registry
+from simulator.workload.history import History, pairs, write_jsonl
+
+EVENT = st.tuples(st.sampled_from(("invoke", "ok", "fail", "info")), st.integers(0, 4),
+                  st.sampled_from(("read", "write", "cas", "put")),
+                  st.one_of(st.none(), st.integers(-5, 5), st.tuples(st.sampled_from("xy"), st.integers(0, 3)),
+                            st.lists(st.integers(0, 3), max_size=2), st.text(max_size=3)))
+
+
+def _events(raw) -> list[dict]:
+    return [{"index": i, "time": 1000 * i, "type": t, "process": p, "f": f, "value": v}
+            for i, (t, p, f, v) in enumerate(raw)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(EVENT, max_size=40))
+def test_a_history_reads_pairs_and_hashes_as_its_list_of_dicts(raw):
+    """Any sequence of events (stray completions, reused processes, odd values) reads back as the same
+    dicts, pairs as pairs() pairs the list, and feeds the digest the same marshal bytes."""
+    events = _events(raw)
+    want = hashlib.sha256(b"seed")
+    want.update(marshal.dumps(events, 2))
+    for dicts_up_to in (None, 0, 5):  # dicts kept, columns alone, dicts dropped part-way
+        h = History(events, dicts_up_to=dicts_up_to)
+        assert len(h) == len(events) and h == events and list(h) == events
+        assert h[3:7] == events[3:7] and (not events or h[-1] == events[-1])
+        assert list(pairs(h)) == pairs(events)
+        assert len(pairs(h)) == len(pairs(events))
+        assert h.digest_into(hashlib.sha256(b"seed")).hexdigest() == want.hexdigest()
+
+
+def test_chunked_reading_pairs_across_chunk_borders(monkeypatch):
+    """Pairs whose completion lies chunks after their invoke, and a pass read in tiny chunks, still
+    give exactly the list's pairs."""
+    import simulator.workload.history as H
+
+    monkeypatch.setattr(H, "ROWS_PER_CHUNK", 3)
+    events = [{"index": 0, "time": 0, "type": "invoke", "process": 99, "f": "w", "value": 1}]
+    for i in range(1, 30):
+        events.append({"index": i, "time": i, "type": "invoke" if i % 2 else "ok", "process": i % 2 or (i - 1) % 7,
+                       "f": "w", "value": i})
+    events.append({"index": 30, "time": 30, "type": "info", "process": 99, "f": "w", "value": 1})
+    h = History(events, dicts_up_to=0)
+    assert list(pairs(h)) == pairs(events) and list(h) == events
+
+
+def test_a_history_writes_the_bytes_of_its_list(tmp_path):
+    """write_jsonl of a History is byte for byte write_jsonl of the same dicts in a list."""
+    events = _events([("invoke", 1, "write", ("k", 1)), ("invoke", 2, "read", None), ("ok", 1, "write", ("k", 1)),
+                      ("ok", 2, "read", ("k", "é")), ("info", 3, "cas", [1, 2.5])])
+    write_jsonl(tmp_path / "a.jsonl", History(events, dicts_up_to=2))
+    write_jsonl(tmp_path / "b.jsonl", events)
+    assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
+
+
+def test_a_history_refuses_an_event_out_of_place():
+    """An appended event whose index is not its position is refused, naming what is accepted."""
+    h = History()
+    with pytest.raises(ValueError, match="index = its position"):
+        h.append({"index": 5, "time": 0, "type": "invoke", "process": 0, "f": "w", "value": None})
+
+
+def _without_seconds(value):
+    if isinstance(value, dict):
+        return {k: _without_seconds(v) for k, v in value.items() if k not in ("seconds", "checker_seconds")}
+    if isinstance(value, list):
+        return [_without_seconds(v) for v in value]
+    return value
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_every_design_gets_the_same_verdicts_metrics_and_figures_from_columns_as_from_dicts(name, monkeypatch):
+    """A seeded run of each shipped design under faults, its history held in columns alone (as a long
+    run's is): its checkers, metrics and figures give exactly what they give on the same history as
+    a list of dicts."""
+    import simulator.workload.history as H
+
+    monkeypatch.setattr(H, "DICTS_UP_TO", 0)
+    options = {"time_limit_s": 3.0, "quiesce_s": 1.0, "final_timeout_s": 2.0,
+               "nemesis": "crash,partition-random-halves", "nemesis_interval_s": 1.0}
+    cfg = build_config(get_scenario(name), seed=1, options=options)
+    out = execute(cfg)
+    assert isinstance(out.run.history, History) and out.run.history.dicts is None
+    as_list = dataclasses.replace(out.run, history=out.run.history.to_list())
+    scenario = get_scenario(name)()
+    checks = {k: v.to_dict() for k, v in scenario.check(as_list).items()}
+    assert _without_seconds(out.metrics["checks"]) == _without_seconds(checks)
+    main_end_ns = int(cfg.time_limit_s * 1e9)
+    listed = M.summarise(as_list.history, as_list.faults, main_end_ns)
+    assert {k: out.metrics[k] for k in listed} == listed
+    assert _without_seconds(out.metrics["figures"]) == _without_seconds(scenario.figures(as_list))
+
+
+def test_the_linearizability_checker_still_fails_a_columnar_history():
+    """A stale read recorded in a History is caught, with the message the list of dicts gets."""
+    events = _events([("invoke", 0, "write", ("x", 1)), ("ok", 0, "write", ("x", 1)),
+                      ("invoke", 0, "write", ("x", 2)), ("ok", 0, "write", ("x", 2)),
+                      ("invoke", 1, "read", ("x", None)), ("ok", 1, "read", ("x", 1))])
+    got, want = check_kv(History(events, dicts_up_to=0)), check_kv(events)
+    assert got.valid is False and got.message == want.message
+
+
+def test_a_run_held_in_columns_alone_has_the_same_digest_and_history_bytes(tmp_path, monkeypatch):
+    """A seeded raft run under faults whose History drops its dicts (at once, or part-way) gives the
+    digest and history.jsonl bytes of the run that keeps them."""
+    import simulator.workload.history as H
+    from simulator.pipeline.runner import run_to_folder
+
+    options = {"time_limit_s": 3.0, "nemesis": "partition-random-halves,crash", "nemesis_interval_s": 1.0}
+    cfg = build_config(get_scenario("raft"), seed=3, options=options)
+    got = {}
+    for limit in (H.DICTS_UP_TO, 0, 1000):
+        monkeypatch.setattr(H, "DICTS_UP_TO", limit)
+        outcome, _, _ = run_to_folder(cfg, tmp_path / str(limit), plots=False)
+        assert (outcome.run.history.dicts is None) == (limit < len(outcome.run.history))
+        got[limit] = (outcome.digest, (tmp_path / str(limit) / "history.jsonl").read_bytes(), outcome.valid)
+    assert got[0] == got[1000] == got[H.DICTS_UP_TO]
