@@ -260,7 +260,7 @@ def cdf_panels(path: Path, title: str, panels: list[dict]) -> str:
         ax.set_ylabel("cumulative percent")
         ax.set_ylim(0, 100)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="best" if panel.get("markers") else "lower right")
         ax.set_title(panel.get("title", ""), fontsize=10)
     fig.suptitle(title, fontsize=11)
     return _save(fig, path)
