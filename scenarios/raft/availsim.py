@@ -87,9 +87,10 @@ def main(argv=None) -> int:
         {"title": "five servers, one-way latency 30-40 ms, election timeouts 300-600 ms",
          "xlabel": "election time (ms); open markers: the thesis's means and 99.9th percentiles",
          "series": {f"{d} server{'s' if d > 1 else ''} down": v for d, v in curves.items()},
-         "markers": [m for d in curves for m in (
-             {"x": THESIS[d]["mean_ms"], "y": 50.0, "marker": "o", "label": f"thesis, {d} down: mean {THESIS[d]['mean_ms']:g} ms"},
-             {"x": THESIS[d]["p999_ms"], "y": 99.9, "marker": "s",
+         "markers": [m for i, d in enumerate(curves) for m in (  # coloured as the curve they belong to
+             {"x": THESIS[d]["mean_ms"], "y": 50.0, "marker": "o", "color": f"C{i}",
+              "label": f"thesis, {d} down: mean {THESIS[d]['mean_ms']:g} ms"},
+             {"x": THESIS[d]["p999_ms"], "y": 99.9, "marker": "s", "color": f"C{i}",
               "label": f"thesis, {d} down: 99.9% within {THESIS[d]['p999_ms']:g} ms"})]}])
     for r in rows:
         print(f"{r['servers_down']} down: n={r['trials']} mean {r['mean_ms']} ms (thesis {r['thesis_mean_ms']:g}), "

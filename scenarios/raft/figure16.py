@@ -148,7 +148,7 @@ def draw(times: dict[str, list[float]], path: Path) -> None:
     from simulator import plots
 
     def markers(group):
-        return [{"x": st["paper_ms"], "y": st["y"], "marker": st["marker"],
+        return [{"x": st["paper_ms"], "y": st["y"], "marker": st["marker"], "color": f"C{group.index(st['range'])}",
                  "label": f"paper {st['range']}: {st['statement']} {'> ' if st['relation'] == 'above' else ''}"
                           f"{st['paper_ms']:g} ms"}
                 for st in PAPER if st["range"] in group and st["range"] in times]
