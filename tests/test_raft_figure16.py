@@ -116,3 +116,28 @@ def test_leader_write_overlap_sends_the_first_heartbeat_before_the_no_op_sync():
         assert n.role == LEADER
         assert sent_at_sync == [before]
         assert sum(type(m) is AppendEntries for _, m in ctx.sent) == 4
+
+
+def test_availsim_two_down_trial_waits_only_for_live_servers(tmp_path):
+    """AvailSim's two-down trial: a server down before the leader's crash is not waited for, so the election is measured."""
+    from scenarios.raft import availsim
+
+    two_down = availsim.configs(tmp_path)[2]
+    cfg = build_config(registry.get("raft"), seed=2, file=load_toml(two_down), options={"time_limit_s": 5.0})
+    out = execute(cfg)
+    crashed = [f["node"] for f in out.run.faults if f.get("action") == "crash"]
+    assert len(crashed) == 2 and crashed[0] == "n5"
+    ms = out.metrics["figures"]["election_ms"]
+    # a timeout of 300-600 ms after the last heartbeat's 30-40 ms flight, then vote and heartbeat trips
+    assert ms is not None and 300.0 < ms < 3000.0
+
+
+def test_availsim_summary_compares_with_the_thesis():
+    """availsim's row: mean and 99.9th percentile beside the thesis's, with ours / thesis."""
+    from scenarios.raft import availsim
+
+    row = availsim.summary(1, [475.0] * 999 + [1500.0])
+    assert row["mean_ms"] == round((475.0 * 999 + 1500.0) / 1000, 1)
+    assert row["thesis_mean_ms"] == 475.0 and row["thesis_p999_ms"] == 1500.0
+    assert row["mean_ratio"] == round(row["mean_ms"] / 475.0, 3)
+    assert 475.0 <= row["p999_ms"] <= 1500.0 and row["no_leader"] == 0

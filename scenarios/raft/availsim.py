@@ -20,8 +20,11 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from figure16 import quantile, read_runs, write_csv  # noqa: E402
+try:
+    from .figure16 import quantile, read_runs, write_csv
+except ImportError:  # run as a script: python scenarios/raft/availsim.py
+    sys.path.insert(0, str(HERE))
+    from figure16 import quantile, read_runs, write_csv  # noqa: E402
 
 # The thesis, §9.4: "When only one of the five servers has failed, the average election completes
 # within about 475 ms, and 99.9% of elections complete within 1.5 s. Even when two of the five
@@ -71,8 +74,10 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=1, help="parallel sweep workers")
     ap.add_argument("--out", default="results/availsim", help="folder for the sweeps, the figure and the CSV")
     args = ap.parse_args(argv)
-    if args.trials < 1:
-        raise SystemExit(f"bad value {args.trials!r} for --trials: expected a whole number >= 1")
+    for name, value in (("--trials", args.trials), ("--jobs", args.jobs)):
+        if value < 1:
+            print(f"availsim: error: bad value {value!r} for {name}: expected a whole number >= 1", file=sys.stderr)
+            return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     curves = {}

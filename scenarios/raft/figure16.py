@@ -177,8 +177,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="results/figure16", help="folder for the sweep, the figure and the CSV")
     ap.add_argument("--runs", help="an existing runs.csv: skip the sweep, only draw")
     args = ap.parse_args(argv)
-    if args.trials < 1 or args.jobs < 1:
-        raise SystemExit(f"bad value {min(args.trials, args.jobs)!r} for --trials/--jobs: expected a whole number >= 1")
+    for name, value in (("--trials", args.trials), ("--jobs", args.jobs)):
+        if value < 1:
+            print(f"figure16: error: bad value {value!r} for {name}: expected a whole number >= 1", file=sys.stderr)
+            return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     runs = Path(args.runs) if args.runs else run_sweep(args.trials, args.jobs, out / "sweep")
