@@ -24,7 +24,7 @@ try:
     from .figure16 import quantile, read_runs, write_csv
 except ImportError:  # run as a script: python scenarios/raft/availsim.py
     sys.path.insert(0, str(HERE))
-    from figure16 import quantile, read_runs, write_csv  # noqa: E402
+    from figure16 import quantile, read_runs, write_csv
 
 # The thesis, §9.4: "When only one of the five servers has failed, the average election completes
 # within about 475 ms, and 99.9% of elections complete within 1.5 s. Even when two of the five
