@@ -205,7 +205,7 @@ class RaftNode(ReadsMixin, ReplicationMixin, Node):
         ctx.set_timer("vote_retry", self.heartbeat_ms)
 
     def start_overlapped(self, ctx) -> None:
-        """Ask for votes while the candidate's own term and vote are being written (thesis §9.2.3:
+        """Ask for votes while the candidate's own term and vote are being written (thesis §9.3:
         the write "can be overlapped with the RequestVote messages"). The candidate counts its own
         vote only once it is durable: it mails itself the vote after the sync, so the reply leaves
         when the fsync is done and dies with the candidate if it crashes first."""
