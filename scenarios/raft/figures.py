@@ -76,14 +76,20 @@ def figure16_time(run) -> dict:
     """Figure 16's measure: from the crash of the leader (the ``crash_leader`` fault) until a leader
     of a later term has reached every other surviving server with its first message (``follow``
     records). With very short timeouts the first leaders may be deposed before that: the earliest
-    leader to reach everyone counts."""
+    leader to reach everyone counts. Servers down before the crash are not counted as survivors."""
     crash = next((f for f in run.faults if f.get("nemesis") == "crash-leader"), None)
     if crash is None:
         return {}
     dead, t0 = crash["node"], crash["time_ns"]
     old_term = max((r["term"] for r in run.records if r["kind"] == "leader" and r["node"] == dead
                     and r["time_ns"] <= t0), default=0)
-    survivors = [f"n{i + 1}" for i in range(run.cfg.node_count) if f"n{i + 1}" != dead]
+    # servers already down when the leader crashed (a "two servers down" trial) are not waited for
+    last_event: dict[str, str] = {}
+    for f in sorted((f for f in run.faults if f.get("action") in ("crash", "restart") and f["time_ns"] < t0),
+                    key=lambda f: f["time_ns"]):
+        last_event[f["node"]] = f["action"]
+    survivors = [f"n{i + 1}" for i in range(run.cfg.node_count)
+                 if f"n{i + 1}" != dead and last_event.get(f"n{i + 1}") != "crash"]
     leaders = {r["term"]: r["node"] for r in run.records
                if r["kind"] == "leader" and r["time_ns"] > t0 and r["term"] > old_term}
     reached: dict[int, dict[str, int]] = {}

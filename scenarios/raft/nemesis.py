@@ -5,7 +5,9 @@
 ``crash-storm``     throughout the window, crash a random server every 20-80 ms and restart it
                     5-60 ms later (votes and logs must survive restarts).
 ``crash_leader``    (a fault verb for plans) crash whoever leads, at a random point of one
-                    heartbeat interval: the leader loss of the paper's Figure 16.
+                    heartbeat interval: the leader loss of the paper's Figure 16; with
+                    ``sync_heartbeat = true`` the leader first broadcasts a heartbeat, so that
+                    interval starts with the same message at every follower.
 ``figure-8``        the Raft paper's Figure 8, staged: the leader S1 gathers a tail of entries that
                     only S2 stores; S1 crashes and a leader L of a later term, isolated the moment it
                     is elected, appends conflicting entries and crashes; S1 returns without S2 and
@@ -63,6 +65,11 @@ def _crash_leader(sim, act: dict, heartbeat_ms: float) -> None:
     if node is None:
         sim.schedule(int(heartbeat_ms * 1e6), lambda a, b: _crash_leader(sim, act, heartbeat_ms))
         return
+    if act.get("sync_heartbeat", False):
+        # the Raft paper's benchmark "triggered a synchronized broadcast of heartbeat RPCs from the
+        # leader before terminating its process": the leader's heartbeat fires now, and the crash
+        # falls within the heartbeat interval that follows
+        sim.hosts[node].set_timer("heartbeat", 0.0)
     delay_ns = 0
     if act.get("in_heartbeat", True):
         delay_ns = int(float(sim.streams.get("faults.crash_leader").random()) * heartbeat_ms * 1e6)

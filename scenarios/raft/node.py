@@ -193,12 +193,29 @@ class RaftNode(ReadsMixin, ReplicationMixin, Node):
             self.role = CANDIDATE
             self.term += 1
             self.voted_for = self.id
+            if self.o["vote_write_overlap"]:
+                self.start_overlapped(ctx)
+                return
             self.persist_state(ctx)
             self.sync(ctx)
             ctx.record("vote", term=self.term, candidate=self.id)
             term = self.term
         self.reset_election_timer(ctx)
         self.ask_votes(ctx, term, pre_vote, self.peers)
+        ctx.set_timer("vote_retry", self.heartbeat_ms)
+
+    def start_overlapped(self, ctx) -> None:
+        """Ask for votes while the candidate's own term and vote are being written (thesis §9.3:
+        the write "can be overlapped with the RequestVote messages"). The candidate counts its own
+        vote only once it is durable: it mails itself the vote after the sync, so the reply leaves
+        when the fsync is done and dies with the candidate if it crashes first."""
+        self.votes = set()
+        ctx.record("vote", term=self.term, candidate=self.id)
+        self.reset_election_timer(ctx)
+        self.ask_votes(ctx, self.term, False, self.peers)  # sent before the sync: they leave now
+        self.persist_state(ctx)
+        self.sync(ctx)
+        ctx.send(self.id, RequestVoteReply(self.term, self.id, True))
         ctx.set_timer("vote_retry", self.heartbeat_ms)
 
     def ask_votes(self, ctx, term: int, pre_vote: bool, peers) -> None:
@@ -220,6 +237,10 @@ class RaftNode(ReadsMixin, ReplicationMixin, Node):
         self.acked_at = {p: None for p in self.peers}
         self.start_reads(ctx)
         self.log.append(Entry(self.term, None))  # §8: commit an entry of this term at once
+        if self.o["leader_write_overlap"]:
+            # the first heartbeat leaves before the no-op is durable, as when the leader writes its
+            # disk in parallel with replicating (thesis §10.2.1); the no-op follows at the flush
+            self.broadcast(ctx, force=True)
         self.flush(ctx)
         ctx.set_timer("heartbeat", self.heartbeat_ms)
         if self.o["check_quorum"]:

@@ -51,6 +51,12 @@ class Raft(Scenario):
         Param("service_ms", 0.0, "mean CPU time per message on a server (exponential; 0: no CPU model), ms", min=0.0),
         Param("client_retry_ms", 200.0, "a client re-sends to another server after this silence, ms", min=1.0),
         Param("lin_budget_s", 60.0, "wall-second budget of the linearizability search", min=0.1),
+        Param("vote_write_overlap", False, "a candidate sends RequestVote while writing its own vote, and counts that "
+              "vote once durable (the thesis's election model; the Figure 16 set-up)", type=bool),
+        Param("leader_write_overlap", False, "a new leader sends its first heartbeat before its no-op is durable "
+              "(a leader writing its disk in parallel; the Figure 16 set-up)", type=bool),
+        Param("link_latency_ms", "", "LOW-HIGH: every message's one-way latency uniform in this range, replacing the "
+              "run's latency model (AvailSim's WAN: 30-40)", type=str),
         Param("lagging_followers", 0, "the leader sends this many followers (highest ids) heartbeats but no "
               "entries, so their logs stay too short to win (the Figure 16 set-up)", type=int, min=0),
     )
@@ -106,6 +112,8 @@ class Raft(Scenario):
         if not 0 < lo <= hi:
             raise UsageError("the election timeout needs 0 < low <= high (ms)")
         servers = [f"n{i + 1}" for i in range(cfg.node_count)]
+        if str(p["link_latency_ms"]).strip():
+            sim.network.set_latency(_link_latency(str(p["link_latency_ms"])))
         service = Dist("exponential", p["service_ms"]) if p["service_ms"] > 0 else None
         fsync = Dist("lognormal", p["fsync_ms"], cv=0.5) if p["fsync_ms"] > 0 else None
         for s in servers:
@@ -189,3 +197,17 @@ def _bisect(cum: list[float], u: float) -> int:
         else:
             hi = mid
     return lo
+
+
+def _link_latency(spec: str) -> Dist:
+    """``LOW-HIGH`` (ms) as a uniform distribution over exactly that range."""
+    try:
+        lo, _, hi = spec.partition("-")
+        lo_ms, hi_ms = float(lo), float(hi or lo)
+    except ValueError:
+        raise UsageError(f"bad value {spec!r} for link_latency_ms: expected LOW-HIGH in ms, e.g. 30-40") from None
+    if not 0 < lo_ms <= hi_ms:
+        raise UsageError(f"bad value {spec!r} for link_latency_ms: expected 0 < LOW <= HIGH (ms)")
+    mean = (lo_ms + hi_ms) / 2
+    # Dist's uniform spans mean +- mean*cv*sqrt(3)
+    return Dist("uniform", mean, cv=(hi_ms - lo_ms) / 2 / (mean * 3 ** 0.5))

@@ -239,8 +239,10 @@ def _plain_log_ticks(ax) -> None:
 
 def cdf_panels(path: Path, title: str, panels: list[dict]) -> str:
     """Stacked cumulative distributions, one panel per dict:
-    ``{"title": str, "xlabel": str, "series": {label: [values...]}}``. Infinite values (did not
-    happen) count in the total but are not drawn, so a curve that never reaches 100% says so."""
+    ``{"title": str, "xlabel": str, "series": {label: [values...]}}``, and optionally ``"markers"``:
+    points drawn over the curves (``{"x", "y", "label"}``, e.g. a paper's published figures).
+    Infinite values (did not happen) count in the total but are not drawn, so a curve that never
+    reaches 100% says so."""
     fig, axes = plt.subplots(len(panels), 1, figsize=(7, 3.75 * len(panels)), squeeze=False)
     for ax, panel in zip(axes[:, 0], panels):
         for label, values in panel["series"].items():
@@ -250,13 +252,16 @@ def cdf_panels(path: Path, title: str, panels: list[dict]) -> str:
             xs = [v for v in values if np.isfinite(v)]
             ys = [100.0 * (i + 1) / len(values) for i in range(len(xs))]
             ax.step(xs, ys, where="post", label=label)
+        for m in panel.get("markers", ()):  # published points to compare with: {"x", "y", "label", "marker"?}
+            ax.plot([m["x"]], [m["y"]], linestyle="none", marker=m.get("marker", "D"), markersize=7,
+                    markerfacecolor="none", markeredgewidth=1.5, color=m.get("color", "black"), label=m["label"])
         ax.set_xscale("log")
         _plain_log_ticks(ax)
         ax.set_xlabel(panel.get("xlabel", ""))
         ax.set_ylabel("cumulative percent")
         ax.set_ylim(0, 100)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="best" if panel.get("markers") else "lower right")
         ax.set_title(panel.get("title", ""), fontsize=10)
     fig.suptitle(title, fontsize=11)
     return _save(fig, path)
