@@ -282,28 +282,29 @@ def _err(text: str) -> None:
 
 
 class Progress:
-    """A one-line progress display on a terminal; silent when stderr is not a terminal."""
+    """A live progress line for one run on a terminal: simulated seconds done of the run's total, the
+    rate (simulated per wall second) and the ETA, drawn by tqdm; silent when stderr is not a terminal."""
 
     def __init__(self, label: str, enabled: bool | None = None):
         self.label = label
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self.t0 = time.perf_counter()
-        self.last = 0.0
+        self.bar = None
 
     def __call__(self, done: float, total: float) -> None:
         if not self.enabled:
             return
-        now = time.perf_counter()
-        if now - self.last < 0.1 and done < total:
-            return
-        self.last = now
-        sys.stderr.write(f"\r{self.label}: {done:,.1f}/{total:,.1f} simulated s, {now - self.t0:,.1f} s wall   ")
-        sys.stderr.flush()
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=round(total, 1), desc=self.label, unit=" sim s", file=sys.stderr, dynamic_ncols=True,
+                            leave=False, bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:,.1f}/{total:,.1f} simulated s "
+                                                    "[{elapsed}<{remaining}, {rate_fmt}]")
+        self.bar.update(round(min(done, total), 1) - self.bar.n)
 
     def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\r" + " " * 78 + "\r")
-            sys.stderr.flush()
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def _fmt(v, unit="") -> str:
@@ -729,7 +730,7 @@ def _resumed_sweep(raw: str):
 def _open_executor(jobs: int, cluster: str | None, batch: int | None, shared_out: bool):
     from .pipeline.executor import open_executor
 
-    if cluster is not None:
+    if cluster is not None and sys.stderr.isatty():  # a LocalCluster takes seconds to start: say why nothing moves
         _err(f"dsim: starting {'a Dask LocalCluster' if cluster.startswith('local:') else 'the Dask client for ' + cluster} ...")
     with open_executor(jobs=jobs, cluster=cluster, batch=batch, shared_out=shared_out) as ex:
         yield ex
