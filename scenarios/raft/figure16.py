@@ -2,6 +2,7 @@
 randomized election timeouts, as cumulative distributions.
 
     python scenarios/raft/figure16.py --trials 1000 --jobs 2          # run the sweep, then draw
+    python scenarios/raft/figure16.py --trials 1000 --cluster local:2 # the same on a Dask LocalCluster
     python scenarios/raft/figure16.py --runs results/figure16/sweep/runs.csv   # only draw
 
 The sweep is one ``dsim sweep`` over ``scenarios/raft/figure16.toml`` (one trial per seed; the
@@ -28,9 +29,9 @@ BOTTOM = ["12-24", "25-50", "50-100", "100-200", "150-300"]
 RANGES = TOP + [r for r in BOTTOM if r not in TOP]
 
 
-def run_sweep(trials: int, jobs: int, out: Path) -> Path:
+def run_sweep(trials: int, jobs: int, out: Path, cluster: str | None = None) -> Path:
     cmd = [sys.executable, "-c", "from simulator.cli import main; main()", "sweep", "raft", "--config", str(HERE / "figure16.toml"),
-           "--seeds", f"1-{trials}", "--jobs", str(jobs), "--out", str(out),
+           "--seeds", f"1-{trials}", *(["--cluster", cluster] if cluster else ["--jobs", str(jobs)]), "--out", str(out),
            "--grid", "election_timeout_range=" + ",".join(RANGES)]
     print("dsim " + " ".join(cmd[3:]), flush=True)
     # exit status 1 is expected: with 150-150 ms some trials elect nobody before the run ends, and
@@ -91,12 +92,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trials", type=int, default=1000, help="trials (seeds) per election timeout range")
     ap.add_argument("--jobs", type=int, default=1, help="parallel sweep workers")
+    ap.add_argument("--cluster", help="run the sweep on Dask instead: local:N or tcp://HOST:PORT (pip install -e '.[cluster]')")
     ap.add_argument("--out", default="results/figure16", help="folder for the sweep, the figure and the CSV")
     ap.add_argument("--runs", help="an existing runs.csv: skip the sweep, only draw")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    runs = Path(args.runs) if args.runs else run_sweep(args.trials, args.jobs, out / "sweep")
+    runs = Path(args.runs) if args.runs else run_sweep(args.trials, args.jobs, out / "sweep", args.cluster)
     times = read_runs(runs)
     rows = summarise(times)
     with open(out / "figure16.csv", "w", newline="") as fh:
