@@ -620,7 +620,7 @@ def sweep(scenario, seeds, grid, jobs, cluster, batch, shared_out, resume, out, 
                 rows = run_sweep(configs, folder, n_jobs, run_plots, progress, executor=executor, finished=finished)
         except KeyboardInterrupt:
             progress.close()
-            _err(f"dsim: sweep interrupted; finished runs are in {folder / 'runs'} (runs in progress marked incomplete); "
+            _err(f"dsim: sweep interrupted; finished runs are in {folder / 'runs'} (runs in progress marked incomplete, or not written); "
                  f"complete it with: dsim sweep --resume {folder}")
             sys.exit(3)
         except UsageError:
