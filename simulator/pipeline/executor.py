@@ -312,9 +312,9 @@ def _clear(folder: Path) -> None:
 
 def _stop_profiler() -> None:
     """Stop the Dask worker's statistical profiler: every 10 ms it walks the running thread's stack,
-    and a simulation's stacks are deep (raft runs took 2.4 s rather than 1.7 s in one measurement on a busy
-    machine). Nothing of ours
-    reads the profile. (A LocalCluster's workers start without it; this covers workers started by hand.)"""
+    and a simulation's stacks are deep (raft runs took 2.4 s rather than 1.7 s in one measurement on
+    a busy machine). Nothing of ours reads the profile. (A LocalCluster's workers start without it;
+    this covers workers started by hand.)"""
     with contextlib.suppress(Exception):
         from distributed import get_worker
 
