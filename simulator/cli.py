@@ -593,6 +593,9 @@ def sweep(scenario, seeds, grid, jobs, cluster, batch, shared_out, resume, out, 
         n_batch = int(b)
     if cluster is not None:
         parse_cluster(cluster)
+        if n_jobs != 1:
+            _fail(f"bad value {jobs!r} for --jobs with --cluster: expected one of them (--jobs N for local processes, "
+                  "--cluster for Dask)")
         require_distributed()
     elif batch is not None or shared_out:
         _fail(f"bad value {'--batch' if batch is not None else '--shared-out'!r} without --cluster: "
@@ -613,7 +616,8 @@ def sweep(scenario, seeds, grid, jobs, cluster, batch, shared_out, resume, out, 
         executor = stack.enter_context(_open_executor(n_jobs, cluster, n_batch, shared_out))
         if resume is None:
             _make_dir(folder, "--out")
-            write_json(folder / "sweep.json", _sweep_record(scenario, seed_list, points, configs, run_plots))
+            write_json(folder / "sweep.json", {**_sweep_record(scenario, seed_list, points, configs, run_plots),
+                                               "executor": executor.describe})
         progress = stack.enter_context(SweepProgress(f"sweep {scenario}", len(configs), finished.values(), executor))
         try:
             with _sigterm_interrupts():

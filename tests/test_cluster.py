@@ -186,3 +186,19 @@ def test_default_batch_keeps_several_batches_per_worker():
     assert X.default_batch(48, 2) == 6
     assert X.default_batch(3, 2) == 1
     assert X.default_batch(100_000, 2) == X.MAX_BATCH
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--jobs", "2", "--cluster", "local:2"], "for --jobs with --cluster: expected one of them"),
+    (["--batch", "3"], "'--batch' without --cluster"),
+    (["--shared-out"], "'--shared-out' without --cluster"),
+    (["--cluster", "local:2", "--batch", "0"], "bad value '0' for --batch: expected an integer from 1"),
+])
+def test_conflicting_executor_options_are_one_line_exit_2(tmp_path, capsys, monkeypatch, args, needle):
+    """--jobs with --cluster, or --batch / --shared-out without --cluster, is refused in one line before anything is written."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep", "queue", "--seeds", "1-2", *args, "--out", "s"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and needle in err and err.count("\n") == 1
+    assert not (tmp_path / "s").exists()
