@@ -558,7 +558,7 @@ Examples:
   dsim sweep queue --seeds 1-20 --grid servers=1,2,4 --grid rate=50,80
   dsim sweep raft --seeds 1-50 --nemesis partition-random-halves,crash --jobs 2
   dsim sweep raft --seeds 1-1000 --cluster local:2 --out results/raft/big
-  dsim sweep raft --seeds 1-1000 --cluster tcp://10.0.0.5:8786 --out results/raft/big
+  dsim sweep raft --seeds 1-1000 --cluster tcp://HOST:8786 --out results/raft/big
   dsim sweep --resume results/raft/big          run what an interrupted sweep left undone
 """)
 @click.argument("scenario", required=False)
