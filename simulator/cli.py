@@ -34,6 +34,7 @@ from .engine.errors import UsageError
 from .engine.rng import MAX_SEED
 from .pipeline import scenario as registry
 from .pipeline.config import DEFAULTS_HELP, RUN_OPTIONS, RunConfig, build_config, load_toml, parse_number
+from .pipeline.executor import INSTALL_HINT
 
 RUN_EPILOG = """\b
 Examples:
@@ -286,28 +287,29 @@ def _err(text: str) -> None:
 
 
 class Progress:
-    """A one-line progress display on a terminal; silent when stderr is not a terminal."""
+    """A live progress line for one run on a terminal: simulated seconds done of the run's total, the
+    rate (simulated per wall second) and the ETA, drawn by tqdm; silent when stderr is not a terminal."""
 
     def __init__(self, label: str, enabled: bool | None = None):
         self.label = label
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self.t0 = time.perf_counter()
-        self.last = 0.0
+        self.bar = None
 
     def __call__(self, done: float, total: float) -> None:
         if not self.enabled:
             return
-        now = time.perf_counter()
-        if now - self.last < 0.1 and done < total:
-            return
-        self.last = now
-        sys.stderr.write(f"\r{self.label}: {done:,.1f}/{total:,.1f} simulated s, {now - self.t0:,.1f} s wall   ")
-        sys.stderr.flush()
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=round(total, 1), desc=self.label, unit=" sim s", file=sys.stderr, dynamic_ncols=True,
+                            leave=False, bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:,.1f}/{total:,.1f} simulated s "
+                                                    "[{elapsed}<{remaining}, {rate_fmt}]")
+        self.bar.update(round(min(done, total), 1) - self.bar.n)
 
     def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\r" + " " * 78 + "\r")
-            sys.stderr.flush()
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def _fmt(v, unit="") -> str:
@@ -595,18 +597,27 @@ Examples:
   dsim sweep queue --seeds 1-8 --jobs 2
   dsim sweep queue --seeds 1-20 --grid servers=1,2,4 --grid rate=50,80
   dsim sweep raft --seeds 1-50 --nemesis partition-random-halves,crash --jobs 2
+  dsim sweep raft --seeds 1-1000 --cluster local:2 --out results/raft/big
+  dsim sweep raft --seeds 1-1000 --cluster tcp://HOST:8786 --out results/raft/big
+  dsim sweep --resume results/raft/big          run what an interrupted sweep left undone
 """)
-@click.argument("scenario")
+@click.argument("scenario", required=False)
 @click.option("--seeds", default="1-10", show_default=True, help="Seeds: a range 1-100, a list 1,5,9, or both.")
 @click.option("--grid", multiple=True, metavar="KEY=V1,V2", help="Values to sweep (repeatable); a parameter or run option.")
-@click.option("--jobs", default="1", show_default=True, help="Parallel worker processes.")
+@click.option("--jobs", default="1", show_default=True, help="Parallel worker processes on this machine.")
+@click.option("--cluster", metavar="local:N|tcp://HOST:PORT",
+              help=f"Run on Dask instead: a LocalCluster of N workers, or a running scheduler ({INSTALL_HINT}).")
+@click.option("--batch", metavar="RUNS", help="Runs per Dask task [about 4 tasks per worker, at most 50 runs].")
+@click.option("--shared-out", is_flag=True, help="Dask workers write run folders in place (--out on a filesystem they all share).")
+@click.option("--resume", metavar="DIR", help="Complete the sweep in DIR: skip finished runs, re-run the rest (its settings come from DIR).")
 @run_options
 @click.option("--out", help="Sweep folder (default results/SCENARIO/sweep-TIME).")
 @click.option("--plots/--no-plots", "run_plots", default=False, show_default=True, help="Draw each run's plots too.")
-def sweep(scenario, seeds, grid, jobs, out, run_plots, **kw):
+def sweep(scenario, seeds, grid, jobs, cluster, batch, shared_out, resume, out, run_plots, **kw):
     """Run SCENARIO (a name or ./design.py) for every seed and grid point; write runs.csv and summary.png."""
-    from .pipeline.results import utc_now, write_json
-    from .pipeline.sweep import MAX_RUNS, combinations, label, parse_grid, parse_seeds, run_sweep, split_point, write_csv
+    from .pipeline.executor import parse_cluster, require_distributed
+    from .pipeline.results import write_json
+    from .pipeline.sweep import finished_rows, run_sweep, write_csv
     from .reports import plots as P
 
     max_jobs = max(8, 4 * (os.cpu_count() or 1))  # every worker is forked at once: a typo must not fork thousands
@@ -614,8 +625,79 @@ def sweep(scenario, seeds, grid, jobs, out, run_plots, **kw):
     if not (text.isascii() and text.isdigit() and len(text) < 6 and 1 <= int(text) <= max_jobs):
         _fail(f"bad value {jobs!r} for --jobs: expected an integer from 1 to {max_jobs}")
     n_jobs = int(text)
+    n_batch = None
+    if batch is not None:
+        b = batch.strip()
+        if not (b.isascii() and b.isdigit() and len(b) < 7 and 1 <= int(b) <= MAX_BATCH_RUNS):
+            _fail(f"bad value {batch!r} for --batch: expected an integer from 1 to {MAX_BATCH_RUNS:,}")
+        n_batch = int(b)
+    if cluster is not None:
+        parse_cluster(cluster)
+        if n_jobs != 1:
+            _fail(f"bad value {jobs!r} for --jobs with --cluster: expected one of them (--jobs N for local processes, "
+                  "--cluster for Dask)")
+        require_distributed()
+    elif batch is not None or shared_out:
+        _fail(f"bad value {'--batch' if batch is not None else '--shared-out'!r} without --cluster: "
+              "expected it with --cluster local:N or tcp://HOST:PORT")
+    if resume is not None:
+        if scenario is not None or out is not None:
+            _fail(f"bad value {scenario or out!r} with --resume: expected only --resume DIR (the sweep's settings are in DIR)")
+        folder, scenario, seed_list, points, configs, run_plots = _resumed_sweep(resume)
+    else:
+        if scenario is None:
+            _fail("missing SCENARIO: expected a design name or file (dsim sweep queue --seeds 1-8), or --resume DIR")
+        scenario, seed_list, points, configs = _sweep_configs(scenario, seeds, grid, kw)
+        _new_folder_path(out)
+        folder = Path(out) if out else Path("results") / scenario / f"sweep-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}"
+    finished = finished_rows(configs, folder) if resume is not None else {}
+    t0 = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        executor = stack.enter_context(_open_executor(n_jobs, cluster, n_batch, shared_out))
+        if resume is None:
+            _make_dir(folder, "--out")
+            write_json(folder / "sweep.json", {**_sweep_record(scenario, seed_list, points, configs, run_plots),
+                                               "executor": executor.describe})
+        progress = stack.enter_context(SweepProgress(f"sweep {scenario}", len(configs), finished.values(), executor))
+        try:
+            with _sigterm_interrupts():
+                rows = run_sweep(configs, folder, n_jobs, run_plots, progress, executor=executor, finished=finished)
+        except KeyboardInterrupt:
+            progress.close()
+            _err(f"dsim: sweep interrupted; finished runs are in {folder / 'runs'} (runs in progress marked incomplete, or not written); "
+                 f"complete it with: dsim sweep --resume {folder}")
+            sys.exit(3)
+        except UsageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a worker killed from outside, a lost scheduler: say so in one line
+            progress.close()
+            _err(f"dsim: sweep stopped: {type(exc).__name__}: {exc}; finished runs are in {folder / 'runs'}; "
+                 f"complete it with: dsim sweep --resume {folder}")
+            sys.exit(3)
+    write_csv(folder / "runs.csv", rows)
+    keys = list(points[0].keys()) if points and points[0] else []
+    P.summary(rows, keys, folder / "summary.png", f"{scenario}: {len(seed_list)} seeds x {len(points)} grid points")
+    n_valid = sum(1 for r in rows if r.get("valid") is True)
+    n_bad = sum(1 for r in rows if r.get("valid") is False)
+    again = f" ({len(rows) - len(finished)} run now, {len(finished)} found finished)" if resume is not None else ""
+    click.echo(f"sweep {scenario}: {len(rows)} runs in {time.perf_counter() - t0:,.1f} s: {n_valid} valid, {n_bad} invalid, "
+               f"{len(rows) - n_valid - n_bad} unknown{again}")
+    for r in rows:
+        if r.get("valid") is not True:
+            click.echo(f"  seed {r['seed']} {' '.join(f'{k}={r[k]}' for k in keys)}: {r.get('valid')}: {r.get('failed_checks', '')[:200]}")
+    click.echo(f"  {folder / 'runs.csv'}\n  {folder / 'summary.png'}")
+    worst = 1 if n_bad else (3 if len(rows) - n_valid else 0)
+    sys.exit(worst)
+
+
+MAX_BATCH_RUNS = 100_000
+
+
+def _sweep_configs(scenario: str, seeds: str, grid, kw) -> tuple[str, list[int], list[dict], list]:
+    """Every run's config of a new sweep, validated before anything runs (a typo writes nothing)."""
+    from .pipeline.sweep import MAX_RUNS, combinations, label, parse_grid, parse_seeds, split_point
+
     scen = registry.resolve(scenario)
-    scenario = scen.name  # a design file's path names it no further (results/NAME/, labels)
     seed_list = parse_seeds(seeds)
     points = combinations(parse_grid(grid))
     if len(points) * len(seed_list) > MAX_RUNS:
@@ -636,43 +718,114 @@ def sweep(scenario, seeds, grid, jobs, out, run_plots, **kw):
                 _dry_build(cfg)
         if len(label(point).encode()) > 200:  # it names each run's folder
             _fail(f"bad value {label(point)!r} for --grid: expected values short enough to name a folder")
-    _new_folder_path(out)
-    folder = Path(out) if out else Path("results") / scenario / f"sweep-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}"
-    _make_dir(folder, "--out")
-    write_json(folder / "sweep.json", {"scenario": scenario, "seeds": seed_list, "grid": [dict(p) for p in points],
-                                       "jobs": n_jobs, "started_utc": utc_now(), "command": " ".join(sys.argv)})
-    tty = sys.stderr.isatty()
-    t0 = time.perf_counter()
+    # a design file's path names it no further (results/NAME/, labels)
+    return scen.name, seed_list, points, configs
 
-    def progress(done, total, row):
-        if tty:
-            sys.stderr.write(f"\rsweep {scenario}: {done}/{total} runs, {time.perf_counter() - t0:,.1f} s   ")
-            sys.stderr.flush()
 
+def _sweep_record(scenario: str, seeds: list[int], points: list[dict], configs: list, plots: bool) -> dict:
+    """sweep.json: what the sweep is, enough for --resume to rebuild every run's config. A grid point's
+    runs differ by their seed only, so one config per point is kept (and every run's, should one not)."""
+    from .pipeline.results import utc_now
+
+    per_point = []
+    exact = True
+    for k, point in enumerate(points):
+        first = configs[k * len(seeds)][0].to_dict()
+        per_point.append({"point": dict(point), "config": first})
+        for cfg, _ in configs[k * len(seeds):(k + 1) * len(seeds)]:
+            exact = exact and cfg.to_dict() == {**first, "seed": cfg.seed}
+    record = {"scenario": scenario, "seeds": seeds, "grid": [dict(p) for p in points], "plots": plots,
+              "points": per_point, "started_utc": utc_now(), "command": " ".join(sys.argv)}
+    if not exact:
+        record["runs"] = [{"point": dict(p), "config": c.to_dict()} for c, p in configs]
+    return record
+
+
+def _resumed_sweep(raw: str):
+    """(folder, scenario, seeds, points, configs, plots) of the sweep folder ``raw`` (from its sweep.json)."""
+    folder = Path(raw)
+    where = f"bad value {raw!r} for --resume"
     try:
-        with _sigterm_interrupts():
-            rows = run_sweep(configs, folder, n_jobs, run_plots, progress)
-    except KeyboardInterrupt:
-        _err(f"{chr(10) if tty else ''}dsim: sweep interrupted; finished runs are in {folder / 'runs'} (runs in progress marked incomplete)")
-        sys.exit(3)
-    except Exception as exc:  # noqa: BLE001 - a worker killed from outside breaks the pool: say so in one line
-        _err(f"dsim: sweep stopped: {type(exc).__name__}: {exc}; finished runs are in {folder / 'runs'}")
-        sys.exit(3)
-    if tty:
-        sys.stderr.write("\r" + " " * 60 + "\r")
-    write_csv(folder / "runs.csv", rows)
-    keys = list(points[0].keys()) if points and points[0] else []
-    P.summary(rows, keys, folder / "summary.png", f"{scenario}: {len(seed_list)} seeds x {len(points)} grid points")
-    n_valid = sum(1 for r in rows if r.get("valid") is True)
-    n_bad = sum(1 for r in rows if r.get("valid") is False)
-    click.echo(f"sweep {scenario}: {len(rows)} runs in {time.perf_counter() - t0:,.1f} s: {n_valid} valid, {n_bad} invalid, "
-               f"{len(rows) - n_valid - n_bad} unknown")
-    for r in rows:
-        if r.get("valid") is not True:
-            click.echo(f"  seed {r['seed']} {' '.join(f'{k}={r[k]}' for k in keys)}: {r.get('valid')}: {r.get('failed_checks', '')[:200]}")
-    click.echo(f"  {folder / 'runs.csv'}\n  {folder / 'summary.png'}")
-    worst = 1 if n_bad else (3 if len(rows) - n_valid else 0)
-    sys.exit(worst)
+        record = json.loads((folder / "sweep.json").read_text())
+    except FileNotFoundError:
+        _fail(f"{where}: it has no sweep.json; expected a sweep folder written by dsim sweep")
+    except (OSError, ValueError) as exc:
+        _fail(f"{where}: cannot read its sweep.json ({getattr(exc, 'strerror', None) or exc}); expected a sweep folder written by dsim sweep")
+    try:
+        seeds = [int(s) for s in record["seeds"]]
+        points = [{str(k): str(v) for k, v in p["point"].items()} for p in record["points"]]
+        if "runs" in record:
+            configs = [(RunConfig.from_dict(r["config"]), {str(k): str(v) for k, v in r["point"].items()})
+                       for r in record["runs"]]
+        else:
+            configs = [(RunConfig.from_dict({**p["config"], "seed": seed}), point)
+                       for p, point in zip(record["points"], points) for seed in seeds]
+        scenario = str(record["scenario"])
+        plots = bool(record.get("plots", False))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        _fail(f"{where}: its sweep.json lacks the runs' configs ({type(exc).__name__}: {exc}); expected one written "
+              "by this dsim's sweep")
+    if configs:
+        registry.for_config(configs[0][0])  # a design file that is gone or changed: one line, before anything runs
+    return folder, scenario, seeds, points, configs, plots
+
+
+@contextlib.contextmanager
+def _open_executor(jobs: int, cluster: str | None, batch: int | None, shared_out: bool):
+    from .pipeline.executor import open_executor
+
+    if cluster is not None and sys.stderr.isatty():  # a LocalCluster takes seconds to start: say why nothing moves
+        _err(f"dsim: starting {'a Dask LocalCluster' if cluster.startswith('local:') else 'the Dask client for ' + cluster} ...")
+    with open_executor(jobs=jobs, cluster=cluster, batch=batch, shared_out=shared_out) as ex:
+        yield ex
+
+
+class SweepProgress:
+    """A live progress line on a terminal for a sweep: runs done of total, verdicts so far, rate, ETA and
+    workers (tqdm draws it; it is silent when stderr is not a terminal, so piped output stays clean)."""
+
+    def __init__(self, label: str, total: int, finished_rows, executor, enabled: bool | None = None):
+        from tqdm import tqdm
+
+        self.counts = {"valid": 0, "invalid": 0, "unknown": 0}
+        for row in finished_rows:
+            self._count(row)
+        self.executor = executor
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        initial = sum(self.counts.values())
+        self.bar = tqdm(total=total, initial=initial, desc=label, unit="run", file=sys.stderr, disable=not self.enabled,
+                        dynamic_ncols=True, smoothing=0.1, leave=False)
+        self.workers = executor.workers if self.enabled else 0
+        self.workers_at = time.perf_counter()
+        self._postfix()
+
+    def _count(self, row: dict) -> None:
+        v = row.get("valid")
+        self.counts["valid" if v is True else "invalid" if v is False else "unknown"] += 1
+
+    def _postfix(self) -> None:
+        if self.enabled:
+            self.bar.set_postfix_str(f"{self.counts['valid']} valid, {self.counts['invalid']} invalid, "
+                                     f"{self.counts['unknown']} unknown, {self.workers} workers", refresh=False)
+
+    def __call__(self, done: int, total: int, row: dict) -> None:
+        self._count(row)
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if now - self.workers_at > 2.0:  # a cluster's workers come and go; asking costs a round trip
+            self.workers, self.workers_at = self.executor.workers, now
+        self._postfix()
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _parse_jobs(raw: str) -> int:

@@ -110,7 +110,7 @@ def test_sweep_by_path_loads_the_design_in_its_workers(tmp_path, ping):
         rows = list(csv.DictReader(fh))
     assert [r["seed"] for r in rows] == ["1", "2"] and all(r["valid"] == "False" for r in rows)
     for r in rows:
-        assert json.loads((tmp_path / r["folder"] / "manifest.json").read_text())["design_path"] == str(ping)
+        assert json.loads((tmp_path / "sw" / r["folder"] / "manifest.json").read_text())["design_path"] == str(ping)
 
 
 def test_spawned_sweep_worker_loads_the_design_file_itself(tmp_path, ping):

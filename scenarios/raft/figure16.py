@@ -3,6 +3,7 @@ randomized election timeouts, as cumulative distributions, against the paper's p
 
     python scenarios/raft/figure16.py --trials 1000 --jobs 2          # run the sweep, then draw
     python scenarios/raft/figure16.py --trials 100 --jobs 2 --out /tmp/f16   # a quicker look
+    python scenarios/raft/figure16.py --trials 1000 --cluster local:2 # the same on a Dask LocalCluster
     python scenarios/raft/figure16.py --runs results/figure16/sweep/runs.csv   # only draw
 
 The sweep is ``dsim sweep`` over ``scenarios/raft/figure16.toml`` (one trial per seed; the file
@@ -50,7 +51,7 @@ PAPER = [
 ]
 
 
-def run_sweep(trials: int, jobs: int, out: Path) -> Path:
+def run_sweep(trials: int, jobs: int, out: Path, cluster: str | None = None) -> Path:
     """Two sweeps into ``out``: the ranges whose split votes can last the whole 10 s after the crash
     (``SLOW``) run for the experiment file's 11 s; the others elect within a second, so their runs
     stop 4 s after the crash instead of simulating ten more seconds of heartbeats (a trial still
@@ -61,7 +62,7 @@ def run_sweep(trials: int, jobs: int, out: Path) -> Path:
                                 ("fast", [r for r in RANGES if r not in SLOW], ["--time-limit", f"{FAST_LIMIT_S:g}"])):
         folder = out / name
         cmd = [sys.executable, "-c", "from simulator.cli import main; main()", "sweep", "raft",
-               "--config", str(HERE / "figure16.toml"), "--seeds", f"1-{trials}", "--jobs", str(jobs),
+               "--config", str(HERE / "figure16.toml"), "--seeds", f"1-{trials}", *(["--cluster", cluster] if cluster else ["--jobs", str(jobs)]),
                "--out", str(folder), "--grid", "election_timeout_range=" + ",".join(ranges), *extra]
         print("dsim " + " ".join(cmd[3:]), flush=True)
         # exit status 1 is expected: with 150-150 ms some trials elect nobody before the run ends,
@@ -174,6 +175,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trials", type=int, default=1000, help="trials (seeds) per election timeout range")
     ap.add_argument("--jobs", type=int, default=1, help="parallel sweep workers")
+    ap.add_argument("--cluster", help="run the sweep on Dask instead: local:N or tcp://HOST:PORT (pip install -e '.[cluster]')")
     ap.add_argument("--out", default="results/figure16", help="folder for the sweep, the figure and the CSV")
     ap.add_argument("--runs", help="an existing runs.csv: skip the sweep, only draw")
     args = ap.parse_args(argv)
@@ -183,7 +185,7 @@ def main(argv=None) -> int:
             return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    runs = Path(args.runs) if args.runs else run_sweep(args.trials, args.jobs, out / "sweep")
+    runs = Path(args.runs) if args.runs else run_sweep(args.trials, args.jobs, out / "sweep", args.cluster)
     times = read_runs(runs)
     rows = summarise(times)
     if not rows:

@@ -1,26 +1,28 @@
-"""Sweeps: a grid of parameter values times a list of seeds, run on local processes.
+"""Sweeps: a grid of parameter values times a list of seeds, run on local processes or a Dask cluster.
 
 ``dsim sweep raft --seeds 1-50 --grid read_mode=log,lease --jobs 2`` runs 100 runs. Grid keys may
 be scenario parameters or run options (``rate``, ``node_count``...). Each run writes its own folder
 under ``<sweep>/runs/``; the sweep writes ``runs.csv`` (one row per run: seed, the grid values,
 valid, headline metrics and every scalar scenario figure) and ``summary.png``. Every combination
 is validated before the first run starts, so a typo fails at once and writes nothing.
+
+Where the runs happen is an executor's business (:mod:`.executor`); a sweep's rows and digests do
+not depend on it. A sweep folder whose runs did not all finish is completed by running only what
+:func:`finished_rows` does not find done (``dsim sweep --resume DIR``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import itertools
-import multiprocessing
 import os
-import signal
-import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Callable
 
 from ..engine.errors import UsageError
 from .config import RUN_OPTIONS, RunConfig
+from .executor import Task, open_executor, row_for, run_one  # noqa: F401 - run_one and row_for: where callers found them
 
 HEADLINE = ("ops_ok", "ops_fail", "ops_info", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "latency_max_ms",
             "latency_mean_ms", "throughput_ops_s", "availability", "recovery_max_s", "checker_seconds", "wall_seconds")
@@ -106,118 +108,78 @@ def label(point: dict[str, str]) -> str:
     return "_".join(f"{k}={v}" for k, v in point.items()).replace("/", "-") or "run"
 
 
-def row_for(cfg: RunConfig, point: dict[str, str], metrics: dict, manifest_extra: dict) -> dict[str, Any]:
-    lat = metrics.get("latency_ms") or {}
-    ops = metrics.get("ops") or {}
-    row: dict[str, Any] = {"seed": cfg.seed, **point, "valid": metrics.get("valid"),
-                           "ops_ok": ops.get("ok"), "ops_fail": ops.get("fail"), "ops_info": ops.get("info"),
-                           "latency_p50_ms": lat.get("p50"), "latency_p95_ms": lat.get("p95"),
-                           "latency_p99_ms": lat.get("p99"), "latency_max_ms": lat.get("max"),
-                           "latency_mean_ms": lat.get("mean"), "throughput_ops_s": metrics.get("throughput_ops_s"),
-                           "availability": metrics.get("availability"), "recovery_max_s": metrics.get("recovery_max_s"),
-                           "checker_seconds": metrics.get("checker_seconds"), **manifest_extra}
-    bad = [f"{k}: {v.get('message', '')}" for k, v in (metrics.get("checks") or {}).items() if v.get("valid") is not True]
-    row["failed_checks"] = " | ".join(bad)[:500]
-    for k, v in (metrics.get("figures") or {}).items():
-        if isinstance(v, (int, float, str, bool)) or v is None:
-            row.setdefault(k, v)
-    return row
+def run_key(cfg: RunConfig, point: dict[str, str]) -> str:
+    """The run's folder name under ``runs/``: the grid point's label and the seed."""
+    return f"{label(point)}-s{cfg.seed}"
 
 
-_IN_RUN = False  # in a worker: is a run in progress (then a stop signal must let it save its folder)?
-_STOPPING = False  # in a worker: a stop signal came; start nothing more
+def _plain(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists), to compare with a manifest."""
+    import json
+
+    from .results import _json_default
+
+    return json.loads(json.dumps(value, default=_json_default))
 
 
-def _worker_stop(signum, frame):
-    global _STOPPING
-    _STOPPING = True
-    for sig in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C reaches the worker and then the parent's SIGTERM: save once
-        signal.signal(sig, signal.SIG_IGN)
-    if _IN_RUN:
-        raise KeyboardInterrupt  # run_to_folder marks the folder incomplete on the way out
-    os._exit(3)  # an idle worker has nothing to save, and must not print a traceback
+def finished_rows(configs: list[tuple[RunConfig, dict[str, str]]], out: Path) -> dict[int, dict[str, Any]]:
+    """For a resumed sweep: index -> CSV row of each run whose folder under ``out/runs`` is complete and
+    was run from the very same configuration. Anything else (no folder, running, incomplete, another
+    configuration, a damaged file) is left out, to be run again."""
+    from .results import read_run
+
+    rows: dict[int, dict[str, Any]] = {}
+    for i, (cfg, point) in enumerate(configs):
+        key = run_key(cfg, point)
+        folder = out / "runs" / key
+        if not (folder / "manifest.json").is_file():
+            continue
+        try:
+            run = read_run(folder)
+        except UsageError:
+            continue
+        man, met = run["manifest"], run["metrics"]
+        if man.get("status") != "complete" or man.get("config") != _plain(cfg.to_dict()) or not met:
+            continue
+        rows[i] = row_for(cfg, point, met, {"wall_seconds": man.get("wall_seconds"), "digest": man.get("digest"),
+                                            "folder": f"runs/{key}", "exit_status": man.get("exit_status")})
+    return rows
 
 
-def _init_worker() -> None:
-    signal.signal(signal.SIGINT, _worker_stop)
-    signal.signal(signal.SIGTERM, _worker_stop)
-
-
-def run_one(cfg_dict: dict, point: dict[str, str], folder: str, plots: bool) -> dict[str, Any]:
-    """Run one configuration into ``folder`` (in a worker process); return its CSV row."""
-    global _IN_RUN
-    from .runner import run_to_folder
-
-    cfg = RunConfig.from_dict(cfg_dict)
-    try:
-        if _STOPPING:  # a worker told to stop must not pick up the next queued run
-            os._exit(3)
-        _IN_RUN = True
-        if cfg.design_path:  # a worker that did not inherit the registry (spawn) loads the design file itself
-            from .scenario import load_design
-
-            load_design(cfg.design_path, expect_sha256=cfg.design_sha256)
-        outcome, status, wall = run_to_folder(cfg, Path(folder), plots=plots, progress=None)
-        return row_for(cfg, point, outcome.metrics, {"wall_seconds": round(wall, 3), "digest": outcome.digest,
-                                                     "folder": folder, "exit_status": status})
-    except KeyboardInterrupt:
-        if _STOPPING:  # a worker: its folder is saved (marked incomplete); leave without a traceback
-            os._exit(3)
-        raise
-    except Exception as exc:  # noqa: BLE001 - one broken run must not sink the sweep
-        text = traceback.format_exc()
-        try:  # as `dsim run` does: the whole traceback beside the incomplete manifest
-            (Path(folder) / "error.txt").write_text(text)
-        except OSError:
-            pass
-        return {"seed": cfg.seed, **point, "valid": "unknown", "folder": folder, "exit_status": 3,
-                "failed_checks": f"run crashed: {type(exc).__name__}: {exc}", "error": text[-500:]}
-    finally:
-        _IN_RUN = False
-
-
-def run_sweep(configs: list[tuple[RunConfig, dict[str, str]]], out: Path, jobs: int, plots: bool,
-              progress: Callable[[int, int, dict], None] | None = None) -> list[dict[str, Any]]:
+def run_sweep(configs: list[tuple[RunConfig, dict[str, str]]], out: Path, jobs: int = 1, plots: bool = False,
+              progress: Callable[[int, int, dict], None] | None = None, *, executor: Any = None,
+              finished: dict[int, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Run every configuration; rows come back in (grid point, seed) order whatever the finish order.
 
-    Interrupted (Ctrl-C, or SIGTERM turned into KeyboardInterrupt by the caller), it stops the
-    workers with SIGTERM, so each run in progress marks its folder incomplete, and re-raises."""
+    ``executor`` (see :mod:`.executor`) carries the runs out; by default ``jobs`` local processes.
+    ``finished`` (from :func:`finished_rows`) are runs already done: they are not run again, and
+    ``progress`` counts them as done from the start. Each row's ``folder`` is relative to ``out``
+    (``runs/<label>-s<seed>``), so the CSV reads the same wherever the sweep was written.
+
+    Interrupted (Ctrl-C, or SIGTERM turned into KeyboardInterrupt by the caller), local workers are
+    stopped with SIGTERM, so each run in progress marks its folder incomplete, and it re-raises."""
     runs_dir = out / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
-    tasks = [(cfg.to_dict(), point, str(runs_dir / f"{label(point)}-s{cfg.seed}"), plots) for cfg, point in configs]
-    rows: list[dict | None] = [None] * len(tasks)
-    done = 0
-    jobs = max(1, min(jobs, len(tasks)))
-    if jobs <= 1:
-        for i, t in enumerate(tasks):
-            rows[i] = run_one(*t)
+    rows: list[dict | None] = [None] * len(configs)
+    for i, row in (finished or {}).items():
+        rows[i] = row
+    todo = [i for i in range(len(configs)) if rows[i] is None]
+    tasks = [Task(configs[i][0].to_dict(), configs[i][1], run_key(*configs[i])) for i in todo]
+    done = len(configs) - len(todo)
+    with contextlib.ExitStack() as stack:
+        if executor is None:
+            executor = stack.enter_context(open_executor(jobs=jobs))
+        # closed on the way out whatever happens, so an interrupt stops the workers at once
+        finished_runs = stack.enter_context(contextlib.closing(executor.imap(tasks, runs_dir, plots=plots)))
+        for j, row in finished_runs:
+            i = todo[j]
+            if rows[i] is not None:  # never count a run twice
+                continue
+            row["folder"] = f"runs/{tasks[j].key}"
+            rows[i] = row
             done += 1
             if progress:
-                progress(done, len(tasks), rows[i])
-    else:
-        ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker)
-        try:
-            futures = {pool.submit(run_one, *t): i for i, t in enumerate(tasks)}
-            for fut in as_completed(futures):
-                rows[futures[fut]] = fut.result()
-                done += 1
-                if progress:
-                    progress(done, len(tasks), rows[futures[fut]])
-        except BaseException:
-            workers = list((getattr(pool, "_processes", None) or {}).values())
-            pool.shutdown(wait=False, cancel_futures=True)
-            for proc in workers:
-                try:
-                    proc.terminate()
-                except (OSError, ValueError, AttributeError):
-                    pass
-            for proc in workers:
-                proc.join(timeout=60)
-                if proc.is_alive():
-                    proc.kill()
-            raise
-        pool.shutdown()
+                progress(done, len(configs), row)
     return [r for r in rows if r is not None]
 
 
