@@ -15,6 +15,8 @@ fault windows), and no acknowledged write lost after the final heal.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from simulator import CheckResult, Param, RunData, Scenario, Setup, UsageError, register, windows
 from simulator.kit import checks
 from simulator.kit.graph import parse
@@ -143,12 +145,12 @@ class Graph(Scenario):
             elif kind == "queue" and spec.workers:
                 cores[name] = spec.worker_slots * spec.workers
         comps = checks.component_figures(run.records, cores, int(run.cfg.time_limit_s * 1e9))
+        counts = Counter(r["kind"] for r in run.records)  # one pass over the records, not one per kind
         events = {}
         for kind in ("kit.retry", "kit.eject", "kit.uneject", "kit.failover", "kit.breaker", "kit.redeliver",
                      "kit.dead"):
-            n = sum(1 for r in run.records if r["kind"] == kind)
-            if n:
-                events[kind[4:]] = n
+            if counts[kind]:
+                events[kind[4:]] = counts[kind]
         return {"components": comps, "routes": checks.route_figures(run.history), "events": events}
 
     def plots(self, run: RunData, folder, shade) -> list[str]:
