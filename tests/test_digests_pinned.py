@@ -23,9 +23,12 @@ PINNED = {
     "kademlia-s1-short": "e592181f936fb4cc013dbde435635bc3d3667e331102011ffb195ff69d55ec5c",
     "reverse-proxy-s1-short": "47cb595596a24efa517f9372d2493571c38df8fad347bf2ac4d231f2ad3e9c86",  # 2026-11-30
     "reverse-proxy-s2-short": "4dd4b33e2bae65edb47fa7af8bd67be35d12b9ed4831fc8bbea7f882978ba500",
-    "email-s1-short": "0ac85323a43e8de5d7a82c57a9eda182f9b940dd3ab603f9cada7a373f8ea10f",
-    "email-s2-short": "f48e4b4ba05e10703c00a11fc493ae75d4c69dd8221b59f9fa9280c76073e162",
-    "email-s3-nemesis": "12d49727a4b874c6e14e5f5474478d6eddf70128b04815fc90a041102d4b1042",
+    # email re-pinned when its partitions became the kit's Queue: same events and outcomes, but the
+    # queue's records are named kit.lease / kit.redeliver / kit.depth (with comp and receives
+    # fields), it records kit.enqueue and kit.ack, and its depth timer is named kit.queue.sample
+    "email-s1-short": "d0e064e28c978459b9c1f413569e611f74632dbfc66e659e1e00c60704a5e857",
+    "email-s2-short": "1bd5c6f5b8b9ffd0af8a55880321a455c2fafe5e68ff9f2c9701d1ada1c7e173",
+    "email-s3-nemesis": "31cd386ca9aaaeeaf9fe552dc7d615f69692f422fa18c5298ac7f20d23ce09af",
     "queue-s1-short": "c8459b3960ab6072db70874edaf1856d2a1867baf78a46b5ecb05cb754becd8b",
     "queue-s2-short": "dfab88732e666589d3286810963efc10480be576ec0d0e413d31ce5dc9337e93",
     "queue-s3-nemesis": "3a21da6e6606d0907f6444dd5f0e19a4fe00f972749e25311b83b2ac7e21783e",

@@ -83,7 +83,7 @@ def test_enqueue_is_durable_and_confirmed_once():
     node.on_message(ctx, "a0", Enqueue(m))
     assert [x for _, x in sent_of(ctx, Enqueued)] == [Enqueued(m.msg_id), Enqueued(m.msg_id)]
     assert ctx.storage.snapshot()["m/1.0.0"] == m
-    assert len(node.ready_tx) == 1
+    assert len(node.ready_hi) == 1
 
 
 def test_pull_serves_transactional_before_campaign_and_tx_only_pulls_park():
@@ -119,11 +119,11 @@ def test_unacked_lease_is_redelivered_after_the_visibility_timeout():
     node.on_message(ctx, "w0", Pull(1, bulk_ok=True))
     ctx.advance(29_999)
     node.on_timer(ctx, "wake")
-    assert not node.ready_tx
+    assert not node.ready_hi
     ctx.advance(1)
     node.on_timer(ctx, "wake")
-    assert list(node.ready_tx) == [(1, 0, 0)]
-    assert any(r["kind"] == "redeliver" for r in ctx.records)
+    assert list(node.ready_hi) == [(1, 0, 0)]
+    assert any(r["kind"] == "kit.redeliver" for r in ctx.records)
 
 
 def test_extended_lease_is_not_redelivered_until_the_extension_runs_out():
@@ -137,10 +137,10 @@ def test_extended_lease_is_not_redelivered_until_the_extension_runs_out():
     node.on_message(ctx, "w0", Extend((1, 0, 0), receipt + 99))  # a stale receipt changes nothing
     ctx.advance(10_000)
     node.on_timer(ctx, "wake")
-    assert not node.ready_tx
+    assert not node.ready_hi
     ctx.advance(20_000)
     node.on_timer(ctx, "wake")
-    assert list(node.ready_tx) == [(1, 0, 0)]
+    assert list(node.ready_hi) == [(1, 0, 0)]
 
 
 def test_worker_extends_leases_it_still_works_on():
@@ -194,7 +194,7 @@ def test_restarted_partition_makes_every_stored_message_visible():
     node.on_message(ctx, "w0", Pull(1, bulk_ok=True))
     fresh = Partition(settings())
     fresh.on_start(ctx)
-    assert list(fresh.ready_tx) == [(1, 0, 0)] and list(fresh.ready_bulk) == [(2, 0, 0)]
+    assert list(fresh.ready_hi) == [(1, 0, 0)] and list(fresh.ready_lo) == [(2, 0, 0)]
 
 
 def test_fifo_only_bug_serves_in_arrival_order():

@@ -154,7 +154,8 @@ def test_component_figures_count_service_drops_and_limiter_decisions():
     assert f["edge"]["requests"] == 2 and f["edge"]["drops"] == {"rate-limited": 1}
 
 
-@pytest.mark.parametrize("name", ["three-tier.toml", "read-heavy.toml", "failover-async.toml", "failover-sync.toml"])
+@pytest.mark.parametrize("name", ["three-tier.toml", "read-heavy.toml", "failover-async.toml", "failover-sync.toml",
+                                  "queue-workers.toml"])
 def test_every_example_design_is_valid_and_runs_short(name):
     """Each shipped example design parses and a short run of it is valid."""
     from simulator.pipeline.config import load_toml

@@ -163,7 +163,7 @@ def analyse(run) -> Analysis:
     counts = dict(zip(("attempted", "delivered", "duplicates_prevented", "bounced", "deferred", "throttled",
                        "unavailable"), (int(x) for x in totals)))
     counts["retried"] = sum(r["n"] for r in run.records_of("retry"))
-    counts["redeliveries"] = len(run.records_of("redeliver"))
+    counts["redeliveries"] = len(run.records_of("kit.redeliver"))
     counts["suppressed"] = sum(len(items) for lists in suppressed.values() for items in lists)
     counts["dead_letters"] = sum(len(items) for lists in dead.values() for items in lists)
     counts["emails"] = sum(j.recipients for j in jobs.values())

@@ -42,7 +42,7 @@ def scalars(run) -> dict:
         "campaign_drain_s": round(max(a.campaign_drain_s), 3) if a.campaign_drain_s else None,
         "campaign_drain_mean_s": round(float(np.mean(a.campaign_drain_s)), 3) if a.campaign_drain_s else None,
     }
-    lease = run.records_of("lease")
+    lease = run.records_of("kit.lease")
     if lease:
         waits = np.array([r["wait_ns"] for r in lease if r["attempt"] == 0], dtype=np.float64)
         out["queue_wait_mean_ms"] = round(float(waits.mean()) / 1e6, 4) if len(waits) else None
@@ -107,7 +107,7 @@ def draw(run, folder: Path, shade) -> list[str]:
         names.append(panels(folder / "email-providers.png", "Throughput per provider", rows, shade, sub))
 
     # queue depths, summed over partitions at each sample second
-    depth = run.records_of("depth")
+    depth = run.records_of("kit.depth")
     if depth:
         t = np.array([r["time_ns"] for r in depth], dtype=np.int64)
         cols = {k: np.array([r[k] for r in depth], dtype=np.float64) for k in ("ready", "delayed", "leased", "dead")}
@@ -134,7 +134,7 @@ def draw(run, folder: Path, shade) -> list[str]:
             x, y = _per_second(np.array([r["time_ns"] for r in retries], dtype=np.int64),
                                np.array([r["n"] for r in retries], dtype=np.float64), end_s)
             s.append(("retried", x, y))
-        red = run.records_of("redeliver")
+        red = run.records_of("kit.redeliver")
         if red:
             x, y = _per_second(np.array([r["time_ns"] for r in red], dtype=np.int64),
                                np.array([r["n"] for r in red], dtype=np.float64), end_s)

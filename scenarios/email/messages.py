@@ -10,6 +10,11 @@ from __future__ import annotations
 
 from simulator import message
 
+# The queue protocol is the kit's (simulator.kit.queue), re-exported for the email nodes: Enqueue /
+# Enqueued, Pull, Leased, Empty, Ack (with the retry batch and dead letters, atomically), Extend,
+# DepthQuery / Depth.
+from simulator.kit.queue import Ack, Depth, DepthQuery, Empty, Enqueue, Enqueued, Extend, Leased, Pull  # noqa: F401
+
 TX = "tx"  # transactional class: password resets, receipts
 BULK = "bulk"  # marketing campaigns
 
@@ -71,70 +76,6 @@ class DeadLetter:
     job: int
     items: tuple[int, ...]
     reason: str
-
-
-@message
-class Enqueue:
-    msg: QueueMessage
-
-
-@message
-class Enqueued:
-    msg_id: tuple[int, int, int]
-
-
-@message
-class Pull:
-    """A worker's long poll for one message; ``bulk_ok`` False asks for transactional mail only."""
-
-    pull_id: int
-    bulk_ok: bool
-
-
-@message
-class Leased:
-    """A message handed to a worker, invisible to others until ``receipt`` expires or is acked."""
-
-    pull_id: int
-    msg: QueueMessage
-    receipt: int
-
-
-@message
-class Empty:
-    """Nothing arrived during the long poll."""
-
-    pull_id: int
-
-
-@message
-class Ack:
-    """Done with a message: delete it, and atomically store its retry batch and dead letters."""
-
-    msg_id: tuple[int, int, int]
-    retry: QueueMessage | None
-    dead: tuple[DeadLetter, ...]
-
-
-@message
-class Extend:
-    """The worker still holds this lease and works on it: push its visibility timeout back."""
-
-    msg_id: tuple[int, int, int]
-    receipt: int
-
-
-@message
-class DepthQuery:
-    query_id: int
-
-
-@message
-class Depth:
-    """Messages a partition still holds (ready, delayed or leased) or an API still has to fan out."""
-
-    query_id: int
-    messages: int
 
 
 # ---- worker <-> provider -------------------------------------------------------------------------

@@ -82,7 +82,7 @@ def send_stage_waits(servers: int, rate_s: float, send_ms: float, customers: int
     # run until every customer has been leased (then a little more is harmless)
     horizon_ns = int((customers / rate_s) * 1.5e9) + 10**10
     sim.run(horizon_ns)
-    waits = np.fromiter((r["wait_ns"] for r in sim.records if r["kind"] == "lease"), dtype=np.int64)
+    waits = np.fromiter((r["wait_ns"] for r in sim.records if r["kind"] == "kit.lease"), dtype=np.int64)
     return waits / 1e9
 
 

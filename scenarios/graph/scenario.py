@@ -1,5 +1,5 @@
-"""A system design as a graph of kit components, from TOML: load balancers, services, databases
-and rate limiters, and the routes requests take through them.
+"""A system design as a graph of kit components, from TOML: load balancers, services, databases,
+rate limiters and queues with worker pools, and the routes requests take through them.
 
     dsim run graph --config examples/graphs/three-tier.toml --seed 1
 
@@ -14,6 +14,8 @@ fault windows), and no acknowledged write lost after the final heal.
 """
 
 from __future__ import annotations
+
+from collections import Counter
 
 from simulator import CheckResult, Param, RunData, Scenario, Setup, UsageError, register, windows
 from simulator.kit import checks
@@ -56,7 +58,7 @@ _array.__name__ = "a TOML array of tables"
 @register
 class Graph(Scenario):
     name = "graph"
-    summary = "a system design from TOML: load balancers, services, databases, rate limiters and routes"
+    summary = "a system design from TOML: load balancers, services, databases, rate limiters, queues and routes"
     params = (
         Param("components", THREE_TIER, "the design's components: name -> { kind = ..., ... }", type=_table),
         Param("routes", THREE_TIER_ROUTES, "the routes: [{ name, share, path, slo_p99_ms }, ...]", type=_array),
@@ -140,12 +142,15 @@ class Graph(Scenario):
                 cores[name] = spec.cores * (spec.replicas + 1)
             elif kind == "load-balancer" and spec.service_ms:
                 cores[name] = spec.cores * spec.replicas
+            elif kind == "queue" and spec.workers:
+                cores[name] = spec.worker_slots * spec.workers
         comps = checks.component_figures(run.records, cores, int(run.cfg.time_limit_s * 1e9))
+        counts = Counter(r["kind"] for r in run.records)  # one pass over the records, not one per kind
         events = {}
-        for kind in ("kit.retry", "kit.eject", "kit.uneject", "kit.failover", "kit.breaker"):
-            n = sum(1 for r in run.records if r["kind"] == kind)
-            if n:
-                events[kind[4:]] = n
+        for kind in ("kit.retry", "kit.eject", "kit.uneject", "kit.failover", "kit.breaker", "kit.redeliver",
+                     "kit.dead"):
+            if counts[kind]:
+                events[kind[4:]] = counts[kind]
         return {"components": comps, "routes": checks.route_figures(run.history), "events": events}
 
     def plots(self, run: RunData, folder, shade) -> list[str]:
@@ -159,8 +164,10 @@ class Graph(Scenario):
         for name in design.components:
             f = comps.get(name, {})
             kind, spec = design.kinds[name], design.components[name]
-            count = spec.replicas + 1 if kind == "database" else spec.replicas
-            lines = [name, f"{kind} x{count}"]
+            if kind == "queue":
+                lines = [name, f"queue x{spec.partitions}, {spec.workers} workers"]
+            else:
+                lines = [name, f"{kind} x{spec.replicas + 1 if kind == 'database' else spec.replicas}"]
             if f.get("utilisation") is not None:
                 lines.append(f"util {f['utilisation']:.0%}")
             if f.get("p99_ms") is not None:

@@ -158,7 +158,8 @@ class LoadBalancer(Node):
                    service_ms=0.0, total_ms=(ctx.now - arrived) / 1e6)
 
     def available(self) -> list[str]:
-        return [e for e in self.order if self.endpoints[e].healthy and not self.endpoints[e].ejected]
+        # self.endpoints is in self.order's order
+        return [e for e, ep in self.endpoints.items() if ep.healthy and not ep.ejected]
 
     def _pick(self, ctx, comp, op, key, tried) -> str | None:
         if comp != self.spec.to:

@@ -44,9 +44,13 @@ class RetryPolicy:
     budget_min: int = 3
     retry_on: tuple[str, ...] = ("timeout", "gateway-timeout", "overloaded", "not-primary")
 
+    def __post_init__(self):
+        # computed once: every attempt reads it (not a field, so equality and replace() ignore it)
+        object.__setattr__(self, "_timeout_ns", round(self.timeout_ms * 1e6))
+
     @property
     def timeout_ns(self) -> int:
-        return round(self.timeout_ms * 1e6)
+        return self._timeout_ns
 
     def backoff_ms(self, retry: int, rng) -> float:
         """Back-off before retry number ``retry`` (1 for the first retry)."""
@@ -158,6 +162,14 @@ class Caller:
         req = self.out.pop(reply.rid, None)
         if req is None:
             return False
+        if reply.ok and self.on_attempt is None and self.breaker_policy is None:
+            # _settle's success path, inlined: most replies are successes with nothing to observe
+            self.inflight[req.instance] -= 1
+            self.active -= 1
+            if req.attempt > 1:
+                self.retrying -= 1
+            self.on_done(ctx, req.token, True, reply.value)
+            return True
         self._settle(ctx, req, reply.ok, reply.value)
         return True
 
@@ -223,17 +235,19 @@ class Caller:
             self._finish(ctx, req, False, "no-endpoint")
             return
         self._rid = rid = self._rid + 1
-        req.rid, req.instance = rid, instance
-        req.tried = req.tried + (instance,)
+        req.rid = rid
+        req.instance = instance
+        req.tried += (instance,)
         self.out[rid] = req
         inflight = self.inflight
         inflight[instance] = inflight.get(instance, 0) + 1
         ctx.send(instance, Call(rid, req.op, req.key, req.rest, req.idem, req.value))
         # _push, inlined: this runs once per attempt
-        when = ctx.now + req.policy.timeout_ns
-        self._seq += 1
-        heapq.heappush(self._heap, (when, self._seq, "timeout", req, rid))
-        if self._timer_at is None or when < self._timer_at:
+        when = ctx.now + req.policy._timeout_ns
+        self._seq = seq = self._seq + 1
+        heapq.heappush(self._heap, (when, seq, "timeout", req, rid))
+        at = self._timer_at
+        if at is None or when < at:
             self._arm(ctx)
 
     def _settle(self, ctx, req: _Req, ok: bool, value: Any) -> None:

@@ -76,14 +76,14 @@ class Client(ClientNode):
     def __init__(self, routes: list[Route], directory: Directory):
         self.routes = {r.name: r for r in routes}
         self.policies = {r.name: r.policy() for r in routes}
+        # route -> (first component, its op, the hops after it, the retry policy), split once
+        self.starts = {r.name: (*split_hop(r.path[0]), r.path[1:], self.policies[r.name]) for r in routes}
         self.caller = Caller("client", RetryPolicy(), directory.pick_random, self._done)
 
     def on_invoke(self, ctx, op):
-        route = self.routes[op.f]
-        comp, name = split_hop(route.path[0])
+        comp, name, rest, policy = self.starts[op.f]
         idem = f"{ctx.id}:{op.id}"
-        self.caller.call(ctx, comp, name, (op.id, op.value, idem), key=op.value, rest=route.path[1:], idem=idem,
-                         policy=self.policies[op.f])
+        self.caller.call(ctx, comp, name, (op.id, op.value, idem), key=op.value, rest=rest, idem=idem, policy=policy)
 
     def on_message(self, ctx, src, msg):
         if type(msg) is Reply:

@@ -53,18 +53,24 @@ class Cpu:
         if slot is None or slot[1] >= _BATCH:
             # drawn in batches from the node's stream: one numpy call per 256 jobs
             slot = self._draws[op] = [np.rint(dist.draw_ms(ctx.rng, _BATCH) * 1e6).astype(np.int64).tolist(), 0]
-        value = slot[0][slot[1]]
-        slot[1] += 1
-        return value
+        i = slot[1]
+        slot[1] = i + 1
+        return slot[0][i]
 
     def submit(self, ctx, job: Any, op: str) -> bool:
         """Start ``job`` now if a core is free, else queue it; False if the queue is full."""
+        now = ctx.now
         if self.free:
-            self._start(ctx, self.free.pop(), job, op, ctx.now)
+            # _start, inlined: most jobs find a core free
+            core = self.free.pop()
+            svc = self._draw_ns(ctx, op)
+            self.busy_ns += svc
+            self.running[core] = (job, op, now, now)
+            ctx.set_timer(self.names[core], svc / 1e6)
             return True
         if len(self.queue) >= self.queue_limit:
             return False
-        self.queue.append((job, op, ctx.now))
+        self.queue.append((job, op, now))
         return True
 
     def _start(self, ctx, core: int, job: Any, op: str, arrived: int) -> None:

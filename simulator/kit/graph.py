@@ -13,11 +13,20 @@ A design (the ``components`` table and ``routes`` array; see ``examples/graphs/`
     path = ["lb", "app", "db:read"]
 
 Each kind's keys are its spec's fields (documented in its module: ``service``, ``balancer``,
-``database``, ``ratelimit``), plus for every component that calls others the retry policy and
+``database``, ``ratelimit``, ``queue``), plus for every component that calls others the retry policy and
 breaker as flat keys: ``timeout_ms``, ``retries``, ``backoff_base_ms``, ``backoff_max_ms``,
 ``jitter``, ``retry_budget``, ``breaker_failures``, ``breaker_open_ms``. Durations are numbers
 of ms; distributions are strings ``KIND:MEAN_MS[:cv=X]``. A bad design raises ``UsageError``
 with one line naming the problem.
+
+A ``queue`` is a durable queue (``partitions`` nodes) with a pool of ``workers`` draining it: a
+route that ends at the queue (``["api", "jobs:resize"]``) is answered once its job is stored, and
+a worker later works the job (``service_ms`` for its op, then its ``calls`` in order, carrying
+the request's key and idempotency key) and acks it; a job whose calls fail comes back after the
+visibility timeout and, past ``max_receives`` deliveries, goes to the dead-letter queue::
+
+    jobs = { kind = "queue", partitions = 2, workers = 4, worker_slots = 2,
+             service_ms = "exponential:20", calls = ["db:write"], max_receives = 5 }
 
 Default timeouts nest, so that an inner hop gives up before its caller does: client 5 s; load
 balancer 2 s per attempt, one retry; service 800 ms, one retry; database router 500 ms.
@@ -36,10 +45,11 @@ from .client import Client, Route
 from .database import DatabaseSpec, DbNode, DbRouter
 from .directory import Directory
 from .messages import split_hop
+from .queue import Queue, QueueSpec, QueueWorker
 from .ratelimit import ALGORITHMS, RateLimiter, RateLimiterSpec
 from .service import Service, ServiceSpec
 
-KINDS = ("service", "load-balancer", "database", "rate-limiter")
+KINDS = ("service", "load-balancer", "database", "rate-limiter", "queue")
 CALLER_KEYS = ("timeout_ms", "retries", "backoff_base_ms", "backoff_max_ms", "jitter", "retry_budget",
                "breaker_failures", "breaker_open_ms")
 KEYS = {
@@ -50,12 +60,15 @@ KEYS = {
     "database": ("replicas", "cores", "service_ms", "fsync_ms", "durable", "replication", "lag_ms", "read_from",
                  "failover", "detect_ms", "heartbeat_ms", "queue_limit", "timeout_ms", "dedupe"),
     "rate-limiter": ("algorithm", "limit", "window_ms", "per", "to", "replicas") + CALLER_KEYS,
+    "queue": ("partitions", "visibility_timeout_ms", "long_poll_ms", "max_receives", "fsync_ms", "workers",
+              "worker_slots", "service_ms", "calls") + CALLER_KEYS,
 }
 ROUTE_KEYS = ("name", "path", "share", "keys", "timeout_ms", "retries", "retry_budget", "slo_p99_ms", "idempotent")
 DEFAULT_RETRY = {"service": RetryPolicy(timeout_ms=800.0, retries=1),
                  "load-balancer": RetryPolicy(timeout_ms=2000.0, retries=1),
                  "rate-limiter": RetryPolicy(timeout_ms=2000.0),
-                 "database": RetryPolicy(timeout_ms=500.0)}
+                 "database": RetryPolicy(timeout_ms=500.0),
+                 "queue": RetryPolicy(timeout_ms=800.0, retries=1)}
 
 
 @dataclass
@@ -63,6 +76,9 @@ class Design:
     components: dict[str, Any]  # name -> spec, in the file's order
     kinds: dict[str, str]
     routes: list[Route]
+
+    def queues(self) -> list[str]:
+        return [n for n, k in self.kinds.items() if k == "queue"]
 
     def terminal_writes(self) -> list[str]:
         """Routes whose last hop writes to a database."""
@@ -84,7 +100,7 @@ class Design:
         d = Directory()
         for name, spec in self.components.items():
             kind = self.kinds[name]
-            d.add(name, [name] if kind == "database" else spec.instance_ids())
+            d.add(name, [name] if kind == "database" else spec.instance_ids())  # a queue: its partitions
         return d
 
     def build(self, sim) -> Directory:
@@ -101,6 +117,11 @@ class Design:
             elif kind == "rate-limiter":
                 for i in spec.instance_ids():
                     sim.add_node(i, lambda s=spec: RateLimiter(s, d), inbox_limit=10**9)
+            elif kind == "queue":
+                for i in spec.partition_ids():
+                    sim.add_node(i, lambda s=spec: Queue(s), fsync=spec.fsync_ms, inbox_limit=10**9)
+                for i in spec.worker_ids():
+                    sim.add_node(i, lambda s=spec: QueueWorker(s, d), inbox_limit=10**9)
             else:
                 sim.add_node(name, lambda s=spec: DbRouter(s), inbox_limit=10**9)
                 for i in spec.node_ids():
@@ -117,7 +138,7 @@ class Design:
         for name, spec in self.components.items():
             kind = self.kinds[name]
             targets = [spec.to] if kind == "load-balancer" or (kind == "rate-limiter" and spec.to) else []
-            targets += [split_hop(h)[0] for h in spec.calls] if kind == "service" else []
+            targets += [split_hop(h)[0] for h in spec.calls] if kind in ("service", "queue") else []
             for b in targets:
                 out.setdefault((name, b), [])
         return [(a, b, ", ".join(names)) for (a, b), names in out.items()]
@@ -136,7 +157,9 @@ class Design:
 
 
 def node_ids(kind: str, spec) -> list[str]:
-    return [spec.name, *spec.node_ids()] if kind == "database" else spec.instance_ids()
+    if kind == "database":
+        return [spec.name, *spec.node_ids()]
+    return spec.node_ids() if kind == "queue" else spec.instance_ids()
 
 
 # ---- parsing ----------------------------------------------------------------------------------
@@ -180,6 +203,8 @@ _TYPES = {
     "window_ms": (float, 1), "per": (str, ("global", "key")), "timeout_ms": (float, 1), "retries": (int, 0),
     "backoff_base_ms": (float, 0), "backoff_max_ms": (float, 0), "jitter": (bool, None), "retry_budget": (float, 0),
     "breaker_failures": (int, 0), "breaker_open_ms": (float, 0), "to": (str, None),
+    "partitions": (int, 1), "visibility_timeout_ms": (float, 1), "long_poll_ms": (float, 1), "max_receives": (int, 0),
+    "workers": (int, 0), "worker_slots": (int, 1),
 }
 
 
@@ -232,6 +257,8 @@ def _component(name: str, table: Any) -> tuple[str, Any]:
         return kind, BalancerSpec(name, retry=retry, breaker=breaker, health=health, outlier=outlier, **v)
     if kind == "database":
         return kind, DatabaseSpec(name, retry=retry, **v)
+    if kind == "queue":
+        return kind, QueueSpec(name, retry=retry, breaker=breaker, **v)
     return kind, RateLimiterSpec(name, retry=retry, **v)
 
 
@@ -275,25 +302,26 @@ def _check_graph(design: Design) -> None:
     for name, spec in design.components.items():
         if kinds[name] == "load-balancer" or (kinds[name] == "rate-limiter" and spec.to):
             edge(name, spec.to, f"component {name!r}")
-        if kinds[name] == "service":
+        if kinds[name] in ("service", "queue"):
             for hop in spec.calls:
                 edge(name, split_hop(hop)[0], f"component {name!r}")
     hops = [(f"route {r.name!r}", h) for r in design.routes for h in r.path]
-    hops += [(f"component {n!r}", h) for n, spec in design.components.items() if kinds[n] == "service" for h in spec.calls]
+    hops += [(f"component {n!r}", h) for n, spec in design.components.items() if kinds[n] in ("service", "queue")
+             for h in spec.calls]
     for where, hop in hops:
         comp, op = split_hop(hop)
         if comp not in kinds:
             raise _bad(where, f"calls {comp!r}, which is not a component (components: {', '.join(kinds)})")
         if kinds[comp] == "database" and op not in ("read", "write"):
             raise _bad(where, f"hop {hop!r}: say {comp}:read or {comp}:write")
-        svc = design.components[comp].service_ms if kinds[comp] == "service" else None
+        svc = design.components[comp].service_ms if kinds[comp] in ("service", "queue") else None
         if svc is not None and op not in svc and "*" not in svc:
             raise _bad(where, f"hop {hop!r}: {comp} has no service_ms for {op!r} (it has {', '.join(svc)})")
     for r in design.routes:
         comps = [split_hop(h)[0] for h in r.path]
         for a, b in zip(comps, comps[1:]):
-            if kinds[a] == "database":
-                raise _bad(f"route {r.name!r}", f"hop {a!r} is a database and must be the last hop")
+            if kinds[a] in ("database", "queue"):
+                raise _bad(f"route {r.name!r}", f"hop {a!r} is a {kinds[a]} and must be the last hop")
             if kinds[a] == "load-balancer" and b != design.components[a].to:
                 raise _bad(f"route {r.name!r}", f"load balancer {a!r} balances over {design.components[a].to!r}, not {b!r}")
             edge(a, b, f"route {r.name!r}")

@@ -67,19 +67,21 @@ class Service(Node):
 
     def __init__(self, spec: ServiceSpec, directory: Directory):
         self.spec = spec
+        self.comp = spec.name
         self.cpu = Cpu(spec.cores, spec.service_ms, spec.queue_limit)
         self.caller = Caller(spec.name, spec.retry, directory.pick_random, self._downstream_done,
                              breaker=spec.breaker)
 
     def on_message(self, ctx, src, msg):
-        if type(msg) is Call:
-            job = _Job(src, msg, ctx.now, len(self.cpu.queue))
-            if not self.cpu.submit(ctx, job, msg.op):
+        t = type(msg)
+        if t is Call:
+            cpu = self.cpu
+            if not cpu.submit(ctx, _Job(src, msg, ctx.now, len(cpu.queue)), msg.op):
                 ctx.record("kit.drop", comp=self.spec.name, reason="overloaded")
                 ctx.send(src, Reply(msg.rid, False, "overloaded"))
-        elif type(msg) is Reply:
+        elif t is Reply:
             self.caller.on_reply(ctx, msg)
-        elif type(msg) is Probe:
+        elif t is Probe:
             ctx.send(src, ProbeReply(msg.seq))
 
     def on_timer(self, ctx, name):
@@ -94,11 +96,12 @@ class Service(Node):
         call = job.call
         if call.rest:
             job.hops = [(call.rest[0], call.rest[1:])]
-        else:
+        elif self.spec.calls:
             job.hops = [(h, ()) for h in self.spec.calls]
-        if not job.hops:
+        else:
             self._answer(ctx, job, True, None)
-        elif self.spec.parallel:
+            return
+        if self.spec.parallel:
             hops, job.hops, job.left = job.hops, [], len(job.hops)
             for hop, rest in hops:
                 self._call(ctx, job, hop, rest)
@@ -126,7 +129,8 @@ class Service(Node):
             self._call(ctx, job, *job.hops.pop(0))
 
     def _answer(self, ctx, job: _Job, ok: bool, value) -> None:
-        ctx.send(job.src, answer(job.call.rid, ok, value))
-        ctx.record("kit.served", comp=self.spec.name, op=job.call.op, ok=ok, queue=job.queue,
+        call = job.call
+        ctx.send(job.src, Reply(call.rid, True, value) if ok else answer(call.rid, ok, value))
+        ctx.record("kit.served", comp=self.comp, op=call.op, ok=ok, queue=job.queue,
                    wait_ms=job.wait_ns / 1e6, service_ms=job.svc_ns / 1e6,
                    total_ms=(ctx.now - job.arrived) / 1e6)
