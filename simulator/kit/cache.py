@@ -819,6 +819,9 @@ class CacheSpec:
     leases             hand out Memcache lease tokens on misses
     lease_ms           a token older than this no longer makes other misses wait
     persist            restart warm (the contents survive a crash, as a cache on local flash would)
+    clock              ``wall``: TTLs and leases read ``ctx.now``; ``monotonic``: they count timer
+                       ticks of ``tick_ms`` (plus the wall clock's progress since the last tick,
+                       clamped to one tick), so a stepped wall clock does not stretch a TTL
     """
 
     name: str = "cache"
@@ -830,6 +833,8 @@ class CacheSpec:
     leases: bool = False
     lease_ms: float = 100.0
     persist: bool = False
+    clock: str = "wall"
+    tick_ms: float = 10.0
     honour_deletes_for_leases: bool = True  # False is the planted bug ``ignore-lease``
 
 
@@ -842,12 +847,17 @@ class CacheGet:
 
 @message
 class CacheSet:
+    """``token``: a lease (0: none); ``version`` > 0: refused if the key holds a higher version
+    (a versioned write-through); ``add``: store only if the key is absent (memcached ``add``)."""
+
     rid: int
     key: Any
     value: Any
     size: int = 1
-    token: int = 0  # 0: no lease (an unconditional set)
+    token: int = 0
     ttl_ms: float = -1.0  # < 0: the cache's TTL
+    version: int = 0
+    add: bool = False
 
 
 @message
@@ -866,11 +876,13 @@ class CacheReply:
     value: Any = None
     token: int = 0
     wait: bool = False
+    ttl_left_ms: float = 0.0  # a hit's time to expiry (0: none), for early recomputation
 
 
 class Cache(Node):
-    """A cache node. Records: ``cache.get`` (key, hit), ``cache.set`` (key, value, stored, why),
-    ``cache.delete`` (key), ``cache.lease`` (key, token, granted)."""
+    """A cache node. Records: ``cache.set`` (key, value, token, stored, why), ``cache.delete`` (key,
+    had), ``cache.lease`` (key, token). Gets are counted per second of true time in ``counts``
+    (second -> [hits, misses]) rather than recorded one by one."""
 
     def __init__(self, spec: CacheSpec, seed: int = 0):
         self.spec = spec
@@ -878,16 +890,36 @@ class Cache(Node):
                                 spec.unit)
         self.tokens: dict = {}  # key -> (token, issued_ns)
         self.next_token = 0
+        self.versions: dict = {}  # key -> the version a versioned set stored
+        self.ticks = 0
+        self.tick_ns = int(spec.tick_ms * 1e6)
+        self.last_tick_wall = 0
+        self.counts: dict[int, list[int]] = {}  # second -> [hits, misses]
+
+    def now(self, ctx) -> int:
+        """The cache's clock: the wall clock, or the monotonic tick count (see ``CacheSpec.clock``)."""
+        if self.spec.clock == "wall":
+            return ctx.now
+        return self.ticks * self.tick_ns + min(max(0, ctx.now - self.last_tick_wall), self.tick_ns)
+
+    def on_timer(self, ctx, name):
+        if name == "cache.tick":
+            self.ticks += 1
+            self.last_tick_wall = ctx.now
+            ctx.set_timer("cache.tick", self.spec.tick_ms)
 
     def on_start(self, ctx):
+        if self.spec.clock == "monotonic":
+            self.last_tick_wall = ctx.now
+            ctx.set_timer("cache.tick", self.spec.tick_ms)
         if self.spec.persist:
             self.store.evicted = []
             st = ctx.storage
             for name in list(st.keys()):
                 if name.startswith("c/"):
-                    key, value, size, expires, stored = st.get(name)
-                    if not expires or expires > ctx.now:
-                        self.store.set(key, value, size, stored, ttl_ns=(expires - stored) if expires else 0)
+                    key, value, size, ttl_left, _ = st.get(name)
+                    if ttl_left >= 0:  # a monotonic clock restarts at 0: keep the TTL left, at worst
+                        self.store.set(key, value, size, self.now(ctx), ttl_ns=ttl_left)
             # Tokens handed out before the crash must not be valid after it.
             self.next_token = st.get("cache.tokens", 0) + 1_000_000
 
@@ -899,7 +931,7 @@ class Cache(Node):
         if v is None:
             st.delete(f"c/{key}", sync=False)
         else:
-            st.put(f"c/{key}", (key, v[0], v[3], v[1], v[2]), sync=False)
+            st.put(f"c/{key}", (key, v[0], v[3], self.store.ttl_ns if v[1] else 0, v[2]), sync=False)
         for k in self.store.evicted:
             st.delete(f"c/{k}", sync=False)
         self.store.evicted.clear()
@@ -907,12 +939,19 @@ class Cache(Node):
 
     def on_message(self, ctx, src, msg):
         t = type(msg)
-        now = ctx.now
+        now = self.now(ctx)
         if t is CacheGet:
             hit, value = self.store.get(msg.key, now)
-            ctx.record("cache.get", key=msg.key, hit=hit)
-            if hit or not msg.lease or not self.spec.leases:
-                ctx.send(src, CacheReply(msg.rid, hit, value))
+            c = self.counts.get(ctx.now // 1_000_000_000)
+            if c is None:
+                c = self.counts[ctx.now // 1_000_000_000] = [0, 0]
+            c[0 if hit else 1] += 1
+            if hit:
+                exp = self.store.values[msg.key][1]
+                ctx.send(src, CacheReply(msg.rid, True, value, ttl_left_ms=(exp - now) / 1e6 if exp else 0.0))
+                return
+            if not msg.lease or not self.spec.leases:
+                ctx.send(src, CacheReply(msg.rid, False))
                 return
             held = self.tokens.get(msg.key)
             if held is not None and now - held[1] < self.spec.lease_ms * 1e6:
@@ -931,16 +970,23 @@ class Cache(Node):
                 else:
                     del self.tokens[msg.key]
             stored = False
+            if not why and msg.add and self.store.peek(msg.key, now)[0]:
+                why = "present"
+            if not why and msg.version and self.versions.get(msg.key, 0) > msg.version:
+                why = "older-version"
             if not why:
                 ttl = None if msg.ttl_ms < 0 else int(msg.ttl_ms * 1e6)
                 stored = self.store.set(msg.key, msg.value, msg.size, now, ttl)
                 why = "" if stored else "too-large"
+                if stored and msg.version:
+                    self.versions[msg.key] = msg.version
             ctx.record("cache.set", key=msg.key, value=msg.value, token=msg.token, stored=stored, why=why)
             if self.spec.persist:
                 self._persist(ctx, msg.key)
             ctx.send(src, CacheReply(msg.rid, stored))
         elif t is CacheDelete:
             had = self.store.delete(msg.key)
+            self.versions.pop(msg.key, None)
             if self.spec.leases and self.spec.honour_deletes_for_leases:
                 self.tokens.pop(msg.key, None)
             ctx.record("cache.delete", key=msg.key, had=had)
