@@ -8,7 +8,8 @@ from simulator import get_scenario, scenario_names
 from simulator.cli import main
 
 OWN_FIGURES = {"queue": set(), "graph": {"graph.png"}, "raft": {"leader-timeline.png"}, "twopc": {"twopc-in-doubt.png", "twopc-times.png"},
-               "email": {"email-latency.png", "email-providers.png", "email-queue.png", "email-retries.png"}}
+               "email": {"email-latency.png", "email-providers.png", "email-queue.png", "email-retries.png"},
+               "cache": {"cache.png", "staleness.png"}}
 
 
 @pytest.mark.parametrize("name", scenario_names())

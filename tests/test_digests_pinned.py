@@ -20,6 +20,8 @@ PINNED = {
     "graph-s2-short": "40962bdc58dae2eebf140a67ed9dca71b18a4f1c9ee21b9e988edc31abf028d2",
     "rate-limiter-s1-short": "ff9cdd3c26de4c753f9c022296efe42a48e3d8689df4b8bafeed170d9f6acf3c",
     "rate-limiter-s2-short": "84dbc5a2a5d45e34e15fc4a2ad220c3e4b0dba45a5c9f0a7223d5b426d0e3be7",
+    "cache-s1-short": "cc3fe50e39486ae0687ae3b9f0764e5ba73b4a869583f28b6c4ebb17af00c596",
+    "cache-s2-short": "8960295a410fbf2f2a13929190089c439591a84400b1df0b0d98225960ebf2de",
     "email-s1-short": "0ac85323a43e8de5d7a82c57a9eda182f9b940dd3ab603f9cada7a373f8ea10f",
     "email-s2-short": "f48e4b4ba05e10703c00a11fc493ae75d4c69dd8221b59f9fa9280c76073e162",
     "email-s3-nemesis": "12d49727a4b874c6e14e5f5474478d6eddf70128b04815fc90a041102d4b1042",

@@ -139,6 +139,8 @@ class App(Service):
         self.recompute_ms = float(p["recompute_ms"])
         self.after_fetch: list = []  # heap of (due ns, n, _Read): recompute done
         self.sizes = p["_sizes"]
+        self.armed_at: int | None = None
+        self.sweeping = False
 
     # ---- the service's work -----------------------------------------------------------------------
     def _after_service(self, ctx, job) -> None:
@@ -169,11 +171,18 @@ class App(Service):
         self.pending[rid] = state
         ctx.send(self.ring.node(key), make(rid))
         heapq.heappush(self.deadlines, (ctx.now + self.cache_timeout_ns, rid))
-        self._arm(ctx)
+        if not self.sweeping:
+            # Cache-call deadlines are swept every half timeout rather than timed one by one: a call
+            # times out between 1 and 1.5 timeouts after it was sent, at a timer per half timeout.
+            self.sweeping = True
+            ctx.set_timer("app.deadlines", self.cache_timeout_ns / 2e6)
 
     def _arm(self, ctx) -> None:
-        due = min([h[0][0] for h in (self.deadlines, self.retry_due, self.after_fetch) if h], default=None)
-        if due is not None:
+        # One timer for every deadline; moved only when something falls due earlier than it is set for
+        # (re-setting it on each call would cost a cancel and a schedule per message).
+        due = min([h[0][0] for h in (self.retry_due, self.after_fetch) if h], default=None)
+        if due is not None and (self.armed_at is None or due < self.armed_at):
+            self.armed_at = due
             ctx.set_timer("app.tick", max(0.0, (due - ctx.now) / 1e6))
 
     def on_message(self, ctx, src, msg):
@@ -185,15 +194,22 @@ class App(Service):
             super().on_message(ctx, src, msg)
 
     def on_timer(self, ctx, name):
+        if name == "app.deadlines":
+            now = ctx.now
+            while self.deadlines and self.deadlines[0][0] <= now:
+                _, rid = heapq.heappop(self.deadlines)
+                state = self.pending.pop(rid, None)
+                if state is not None:
+                    self._cache_done(ctx, state, None)
+            self.sweeping = bool(self.deadlines)
+            if self.sweeping:
+                ctx.set_timer("app.deadlines", self.cache_timeout_ns / 2e6)
+            return
         if name != "app.tick":
             super().on_timer(ctx, name)
             return
         now = ctx.now
-        while self.deadlines and self.deadlines[0][0] <= now:
-            _, rid = heapq.heappop(self.deadlines)
-            state = self.pending.pop(rid, None)
-            if state is not None:
-                self._cache_done(ctx, state, None)
+        self.armed_at = None
         while self.retry_due and self.retry_due[0][0] <= now:
             self._get(ctx, heapq.heappop(self.retry_due)[2])
         while self.after_fetch and self.after_fetch[0][0] <= now:
