@@ -336,7 +336,7 @@ class CacheTier(Scenario):
         Param("zipf_alpha", 1.0, "Zipf exponent of key popularity (0: uniform)", min=0.0, max=5.0),
         Param("write_share", 0.05, "share of operations that are writes", min=0.0, max=1.0),
         Param("object_bytes", 100, "mean object size (uniform within +-50%, fixed per key)", type=int, min=1),
-        Param("recompute_ms", 1.0, "time to compute a value after a miss read the database (delta)", min=0.0),
+        Param("recompute_ms", 0.0, "time to compute a value after a miss read the database (delta)", min=0.0),
         Param("beta", 1.0, "xfetch: eagerness of early recomputation", min=0.0),
         Param("lease_ms", 100.0, "a lease older than this lets another miss fetch", min=1.0),
         Param("lease_retry_ms", 10.0, "a miss told to wait asks the cache again after this", min=0.1),
