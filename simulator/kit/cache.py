@@ -115,8 +115,44 @@ class Policy:
             self._admit(key, size)
         return False
 
+    def _hit_fn(self):
+        """A function ``hit(key, size) -> bool`` doing a hit's metadata update when it is one, or
+        None to use ``request``; subclasses return a closure over their structures (the replay loop
+        calls it once per request, so it must be cheap)."""
+        return None
+
     def replay(self, keys, sizes=None) -> tuple[int, int]:
         """Drive ``request`` over a trace; (misses, bytes missed). ``sizes`` None: every size 1."""
+        hit = self._hit_fn()
+        if hit is not None:
+            return self._replay_with(hit, keys, sizes)
+        return self._replay_requests(keys, sizes)
+
+    def _replay_with(self, hit, keys, sizes) -> tuple[int, int]:
+        size_of, remove, admit, cap = self.size_of, self.remove, self._admit, self.capacity
+        misses = missed = 0
+        if sizes is None:
+            for k in keys:
+                if hit(k, 1):
+                    continue
+                misses += 1
+                if size_of(k) is not None:
+                    remove(k)
+                if cap >= 1:
+                    admit(k, 1)
+            return misses, misses
+        for k, s in zip(keys, sizes):
+            if hit(k, s):
+                continue
+            misses += 1
+            missed += s
+            if size_of(k) is not None:
+                remove(k)
+            if s <= cap:
+                admit(k, s)
+        return misses, missed
+
+    def _replay_requests(self, keys, sizes) -> tuple[int, int]:
         req = self.request
         misses = missed = 0
         if sizes is None:
@@ -265,6 +301,15 @@ class Random(Policy):
     def lookup(self, key):
         return key in self.where
 
+    def _hit_fn(self):
+        get = self.where.get
+
+        def hit(k, s):
+            w = get(k)
+            return w is not None and w[1] == s
+
+        return hit
+
     def _draw(self) -> float:
         if not self._u:  # uniforms drawn in blocks: one numpy call per 4096 evictions
             self._u = self.rng.random(4096).tolist()
@@ -320,6 +365,18 @@ class Clock(Policy):
             return False
         e[1] = True
         return True
+
+    def _hit_fn(self):
+        get = self.d.get
+
+        def hit(k, s):
+            e = get(k)
+            if e is not None and e[0] == s:
+                e[1] = True
+                return True
+            return False
+
+        return hit
 
     def _admit(self, key, size):
         d = self.d
@@ -379,6 +436,15 @@ class LFU(Policy):
         nb[key] = None
         return True
 
+    def _hit_fn(self):
+        get, lookup = self.d.get, self.lookup
+
+        def hit(k, s):
+            e = get(k)
+            return e is not None and e[0] == s and lookup(k)
+
+        return hit
+
     def _admit(self, key, size):
         self.used += size
         while self.used > self.capacity:
@@ -437,6 +503,17 @@ class Sieve(Policy):
             self.visited[key] = True
             return True
         return False
+
+    def _hit_fn(self):
+        get, visited = self.size.get, self.visited
+
+        def hit(k, s):
+            if get(k) == s:
+                visited[k] = True
+                return True
+            return False
+
+        return hit
 
     def _unlink(self, key):
         n, o = self.newer.pop(key), self.older.pop(key)
@@ -513,6 +590,19 @@ class S3FIFO(Policy):
         if e[1] < 3:
             e[1] += 1
         return True
+
+    def _hit_fn(self):
+        get = self.e.get
+
+        def hit(k, s):
+            e = get(k)
+            if e is not None and e[0] == s:
+                if e[1] < 3:
+                    e[1] += 1
+                return True
+            return False
+
+        return hit
 
     def _evicted(self, key):
         if self.on_evict is not None:
