@@ -149,3 +149,14 @@ def test_replay_refuses_bad_input_in_one_line():
     r = replay("--policy", "lru,arc", "--requests", "10")
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [r.stderr.strip()] and "bad value 'arc' for --policy" in r.stderr
+
+
+def test_commit_stream_deletes_every_committed_key_again():
+    """With invalidation_delay_ms set, the tailer deletes each committed key once more: a run has
+    about twice as many cache deletes as acknowledged writes (the writer's and the stream's)."""
+    out = run(sets={"invalidation_delay_ms": "constant:5"}, time_limit_s=2.0)
+    commits = sum(1 for r in out.run.records if r["kind"] == "app.commit")
+    deletes = sum(1 for r in out.run.records if r["kind"] == "cache.delete")
+    assert commits > 50
+    assert 1.8 * commits <= deletes <= 2 * commits + 5
+    assert out.valid is True
