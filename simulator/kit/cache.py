@@ -678,14 +678,16 @@ class S3FIFO(Policy):
 class CountMinSketch:
     """Four rows of 4-bit counters (capped at 15), halved every ``sample`` increments (TinyLFU's
     reset, which ages old popularity). Rows are indexed by multiplicative hashes of the key's
-    integer form, so the sketch never depends on Python's salted ``hash()``."""
+    integer form (a CRC-32 for other keys), so the sketch never depends on Python's salted
+    ``hash()``. The rows live in one flat list, indexed inline: the sketch is touched on every
+    request of a replay."""
 
-    SEEDS = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93)
+    MULTIPLIERS = (0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D, 0x27D4EB2F)
 
     def __init__(self, width: int, sample: int):
         self.width = 1 << max(4, (max(1, width) - 1).bit_length())
         self.mask = self.width - 1
-        self.rows = [[0] * self.width for _ in self.SEEDS]
+        self.table = [0] * (4 * self.width)
         self.sample = sample
         self.count = 0
 
@@ -697,26 +699,26 @@ class CountMinSketch:
 
         return zlib.crc32(str(key).encode())
 
-    def _index(self, x: int):
-        m = self.mask
-        return [(((x + 1) * s) >> 29) & m for s in self.SEEDS]
+    def _slots(self, key) -> tuple[int, int, int, int]:
+        x = self._int(key) + 1
+        m, w = self.mask, self.width
+        c0, c1, c2, c3 = self.MULTIPLIERS
+        return (((x * c0) >> 13) & m, w + (((x * c1) >> 13) & m), 2 * w + (((x * c2) >> 13) & m),
+                3 * w + (((x * c3) >> 13) & m))
 
     def add(self, key) -> None:
-        x = self._int(key)
-        for row, i in zip(self.rows, self._index(x)):
-            if row[i] < 15:
-                row[i] += 1
+        t = self.table
+        for i in self._slots(key):
+            if t[i] < 15:
+                t[i] += 1
         self.count += 1
         if self.count >= self.sample:
             self.count //= 2
-            for row in self.rows:
-                for j, v in enumerate(row):
-                    if v:
-                        row[j] = v >> 1
+            self.table = [v >> 1 for v in t]
 
     def estimate(self, key) -> int:
-        x = self._int(key)
-        return min(row[i] for row, i in zip(self.rows, self._index(x)))
+        t = self.table
+        return min(t[i] for i in self._slots(key))
 
 
 class TinyLFU(Policy):
@@ -744,6 +746,16 @@ class TinyLFU(Policy):
     def request(self, key, size=1):
         self.sketch.add(key)
         return Policy.request(self, key, size)
+
+    def _hit_fn(self):
+        get, lookup, add = self.e.get, self.lookup, self.sketch.add
+
+        def hit(k, s):
+            add(k)
+            e = get(k)
+            return e is not None and e[0] == s and lookup(k)
+
+        return hit
 
     def lookup(self, key):
         e = self.e.get(key)
