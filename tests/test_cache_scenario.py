@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from simulator import build_config, execute, get_scenario
-from scenarios.cache.scenario import lease_safety, no_older_set
+from scenarios.cache.scenario import fetches_of, lease_safety, no_older_set
 
 SHORT = {"time_limit_s": 4.0, "quiesce_s": 2.5}
 
@@ -50,7 +50,7 @@ def test_each_planted_bug_is_caught_by_its_checker(bug, checker):
 def fetch_groups(records, key, recompute_ns):
     """Database fetches of ``key`` grouped into stampedes: fetches that start before an earlier one's
     value (read, then recomputed) could have been filled."""
-    spans = sorted((r["start"], r["time_ns"]) for r in records if r["kind"] == "app.fetch" and r["key"] == key)
+    spans = sorted((r["start"], r["time_ns"]) for r in fetches_of(records) if r["key"] == key)
     groups, end = [], -1
     for s, e in spans:
         if s > end:

@@ -47,7 +47,7 @@ def draw(scenario, run, folder, shade) -> list[str]:
                          [counts[k][0] / max(1, sum(counts[k])) for k in ks]))
     if per_node:
         rows.append({"series": per_node, "ylabel": "hit ratio per cache node", "step": False})
-    fetch_t = [r["start"] for r in run.records if r["kind"] == "app.fetch"]
+    fetch_t = [r["time_ns"] for r in run.records if r["kind"] == "app.fetch.start"]
     xs, ys = series_per_s(fetch_t, run.end_ns)
     rows.append({"series": [("database reads by app servers", xs, ys)], "ylabel": "DB queries / s (100 ms bins)"})
     out = [plots.panels(folder / "cache.png", "Cache tier: hit ratio and database load", rows, shade, sub)]

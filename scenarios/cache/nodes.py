@@ -32,8 +32,8 @@ mcsqueal's replay).
 
 Records: ``app.commit`` (key, version, seq: a write acknowledged by the database), ``app.read``
 (key, version, how: the moment a read got its value, from the cache or the database; requests
-coalesced onto another's fetch share its record), ``app.fetch`` (key, via: why the database was
-read, start; the record's time is the end), ``cache.*`` from the kit cache.
+coalesced onto another's fetch share its record), ``app.fetch.start`` (key, fid) and
+``app.fetch`` (key, via: why the database was read, fid; its time is the end), ``cache.*`` from the kit cache.
 """
 
 from __future__ import annotations
@@ -254,7 +254,11 @@ class App(Service):
         self.caller.call(ctx, "db", op, token, key=key, idem=idem)
 
     def _fetch(self, ctx, r: _Read) -> None:
-        r.fetch_start = ctx.now
+        # The start is a record of its own: its time is true time, where ctx.now is this host's
+        # wall clock, which a clock-bump moves (a start in one and an end in the other overlap).
+        self.nretry += 1
+        r.fetch_start = self.nretry
+        ctx.record("app.fetch.start", key=r.key, fid=r.fetch_start)
         self._db(ctx, "read", ("read", r), r.key)
 
     def _db_done(self, ctx, token, ok, value) -> None:
@@ -263,7 +267,7 @@ class App(Service):
         kind, x = token
         if kind == "read":
             r = x
-            ctx.record("app.fetch", key=r.key, via=r.via, start=r.fetch_start, ok=ok)
+            ctx.record("app.fetch", key=r.key, via=r.via, fid=r.fetch_start, ok=ok)
             if not ok:
                 if r.job is not None:
                     self._fail_read(ctx, r, value)

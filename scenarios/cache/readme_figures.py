@@ -32,7 +32,7 @@ def main(argv=None) -> None:
     series = []
     for prot in ("none", "singleflight", "lease"):
         o = run({**hot, "protection": prot}, rate=1000.0, time_limit_s=3.0, quiesce_s=0.5)
-        xs, ys = series_per_s([r["start"] for r in o.run.records if r["kind"] == "app.fetch"], o.run.end_ns, 0.01)
+        xs, ys = series_per_s([r["time_ns"] for r in o.run.records if r["kind"] == "app.fetch.start"], o.run.end_ns, 0.01)
         n = sum(1 for r in o.run.records if r["kind"] == "app.fetch")
         series.append((f"protection={prot} ({n} fetches)", xs, ys))
         print(f"stampede: protection {prot}: {n} database fetches in 3 s")
