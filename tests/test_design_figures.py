@@ -10,7 +10,8 @@ from simulator.cli import main
 OWN_FIGURES = {"queue": set(), "graph": {"graph.png"}, "raft": {"leader-timeline.png"}, "twopc": {"twopc-in-doubt.png", "twopc-times.png"},
                "kademlia": {"kademlia-lookups.png", "kademlia-over-time.png", "kademlia-cdfs.png"},
                "email": {"email-latency.png", "email-providers.png", "email-queue.png", "email-retries.png"},
-               "reverse-proxy": {"proxy-upstreams.png"}}
+               "reverse-proxy": {"proxy-upstreams.png"},
+               "cache": {"cache.png", "staleness.png"}}
 
 
 @pytest.mark.parametrize("name", scenario_names())

@@ -29,6 +29,8 @@ PINNED = {
     "email-s1-short": "d0e064e28c978459b9c1f413569e611f74632dbfc66e659e1e00c60704a5e857",
     "email-s2-short": "1bd5c6f5b8b9ffd0af8a55880321a455c2fafe5e68ff9f2c9701d1ada1c7e173",
     "email-s3-nemesis": "31cd386ca9aaaeeaf9fe552dc7d615f69692f422fa18c5298ac7f20d23ce09af",
+    "cache-s1-short": "115fa9adaa87bba7ad2715584c5b60f5f98111c2a0e6623c8491389cf36e0d10",
+    "cache-s2-short": "51d2ed79505eee0d25cddba6f808c4bcd60073cc358b26e7fb483a0c1ed4e0a5",
     "queue-s1-short": "c8459b3960ab6072db70874edaf1856d2a1867baf78a46b5ecb05cb754becd8b",
     "queue-s2-short": "dfab88732e666589d3286810963efc10480be576ec0d0e413d31ce5dc9337e93",
     "queue-s3-nemesis": "3a21da6e6606d0907f6444dd5f0e19a4fe00f972749e25311b83b2ac7e21783e",

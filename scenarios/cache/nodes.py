@@ -1,0 +1,321 @@
+"""The cache tier's nodes: app servers doing cache-aside, the commit-stream tailer, and the ring.
+
+An app server is a kit ``Service`` (a CPU with a queue) whose work after its service time is the
+cache-aside protocol rather than a fixed list of downstream calls:
+
+read   ask the key's cache node (consistent hashing over the cache nodes); on a hit answer with the
+       cached version; on a miss read the database (the primary; the replica under the planted bug
+       ``fill-from-replica``), spend ``recompute_ms`` (the value's computation, delta in the
+       stampede formula), fill the cache with ``add`` (store only if absent, so a slow fill never
+       replaces what a writer or another fill stored meanwhile; with a lease token, a set) and
+       answer. A cache that does not answer within
+       ``cache_timeout_ms`` counts as a miss whose value is not filled (fallback).
+write  write the database, then, by ``strategy``:
+       ``delete``         delete the cache entry (the default; Facebook's "demand-filled look-aside")
+       ``write-through``  set the new version, versioned (an older version never replaces a newer
+                          one)
+       ``lease``          delete the entry, which invalidates outstanding lease tokens; read misses
+                          ask for a token and fill with it (Memcache leases, NSDI 2013, 3.2.1)
+
+Stampede protection on a read miss (``protection``):
+``none``         every miss fetches
+``singleflight`` one fetch per key per app server; the other requests wait for it
+``lease``        one fetch per key cluster-wide: the cache gives one token and tells the others to
+                 wait, and they ask the cache again every ``lease_retry_ms``
+``xfetch``       probabilistic early recomputation (Vattani et al., VLDB 2015): a hit whose TTL
+                 left is below ``recompute * beta * -ln(U)`` answers and refreshes in the background
+
+The commit stream (``invalidation_delay_ms``, mcsqueal-style): the primary tells the tailer about
+each commit and the tailer deletes the key ``delay`` later, on top of the strategy; deletes sent to
+a crashed or unreachable cache node are lost (nobody retries them, as in the paper's design before
+mcsqueal's replay).
+
+Records: ``app.commit`` (key, version, seq: a write acknowledged by the database), ``app.read``
+(key, version, how: the moment a read got its value, from the cache or the database; requests
+coalesced onto another's fetch share its record), ``app.fetch.start`` (key, fid) and
+``app.fetch`` (key, via: why the database was read, fid; its time is the end), ``cache.*`` from the kit cache.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import math
+import zlib
+
+from simulator import Dist, Node, message
+from simulator.kit.cache import CacheDelete, CacheGet, CacheReply, CacheSet
+from simulator.kit.database import DbNode
+from simulator.kit.messages import Call, Reply
+from simulator.kit.service import Service
+
+TAILER = "tailer"
+
+
+class Ring:
+    """Consistent hashing (CRC-32 of ``node#i`` for ``vnodes`` points per node), as the kit's balancer."""
+
+    def __init__(self, nodes: list[str], vnodes: int = 100):
+        self.points = sorted((zlib.crc32(f"{n}#{i}".encode()), n) for n in nodes for i in range(vnodes))
+        self.hashes = [h for h, _ in self.points]
+        self.memo: dict = {}
+
+    def node(self, key) -> str:
+        n = self.memo.get(key)
+        if n is None:
+            i = bisect.bisect_left(self.hashes, zlib.crc32(str(key).encode())) % len(self.points)
+            n = self.memo[key] = self.points[i][1]
+        return n
+
+
+@message
+class Committed:
+    key: str
+    seq: int
+
+
+class TailedDbNode(DbNode):
+    """A kit database node whose primary also tells the commit-stream tailer about each commit."""
+
+    def _replicate(self, ctx, seq: int) -> None:
+        super()._replicate(ctx, seq)
+        ctx.send(TAILER, Committed(self.log[seq - 1][0], seq))
+
+
+class Tailer(Node):
+    """mcsqueal: reads the commit stream and deletes each committed key ``delay`` later."""
+
+    def __init__(self, ring: Ring, delay: Dist):
+        self.ring = ring
+        self.delay = delay
+        self.due: list = []  # heap of (due ns, n, key)
+        self.n = 0
+
+    def on_message(self, ctx, src, msg):
+        if type(msg) is Committed:
+            self.n += 1
+            due = ctx.now + int(self.delay.draw_ms(ctx.rng, 1)[0] * 1e6)
+            heapq.heappush(self.due, (due, self.n, msg.key))
+            ctx.set_timer("tail", (self.due[0][0] - ctx.now) / 1e6)
+
+    def on_timer(self, ctx, name):
+        while self.due and self.due[0][0] <= ctx.now:
+            _, n, key = heapq.heappop(self.due)
+            ctx.send(self.ring.node(key), CacheDelete(-n, key))
+        if self.due:
+            ctx.set_timer("tail", (self.due[0][0] - ctx.now) / 1e6)
+
+
+class _Read:
+    __slots__ = ("job", "key", "token", "via", "fetch_start", "version", "hit")
+
+    def __init__(self, job, key):
+        self.job, self.key = job, key
+        self.token = 0
+        self.via = ""
+        self.fetch_start = 0
+        self.version = None
+        self.hit = False
+
+
+class App(Service):
+    """An app server; ``p`` is the design's parameters, ``bug`` the planted bug or None."""
+
+    def __init__(self, spec, directory, p: dict, bug: str | None, ring: Ring):
+        super().__init__(spec, directory)
+        self.p, self.bug, self.ring = p, bug, ring
+        self.caller.on_done = self._db_done
+        self.strategy = p["strategy"]
+        prot = p["protection"]
+        self.protection = "none" if bug == "no-stampede-protection" else prot
+        self.use_lease = self.strategy == "lease" or self.protection == "lease"
+        self.pending: dict[int, tuple] = {}  # rid -> (kind, state)
+        self.deadlines: list = []  # heap of (due ns, rid)
+        self.rid = 0
+        self.flights: dict = {}  # singleflight: key -> [waiting _Read]
+        self.retry_due: list = []  # heap of (due ns, n, _Read): lease waits
+        self.nretry = 0
+        self.cache_timeout_ns = int(p["cache_timeout_ms"] * 1e6)
+        self.recompute_ms = float(p["recompute_ms"])
+        self.after_fetch: list = []  # heap of (due ns, n, _Read): recompute done
+        self.sizes = p["_sizes"]
+        self.armed_at: int | None = None
+        self.sweeping = False
+
+    # ---- the service's work -----------------------------------------------------------------------
+    def _after_service(self, ctx, job) -> None:
+        key = job.call.key
+        if job.call.op == "write":
+            if self.bug == "delete-before-write":
+                self._cache_call(ctx, ("delete-first", job), key, lambda rid: CacheDelete(rid, key))
+            else:
+                self._db(ctx, "write", ("write", job), key, job.call.idem)
+            return
+        r = _Read(job, key)
+        if self.protection == "singleflight":
+            waiting = self.flights.get(key)
+            if waiting is not None:
+                waiting.append(r)
+                return
+            self.flights[key] = []
+        self._get(ctx, r)
+
+    def _get(self, ctx, r: _Read) -> None:
+        lease = self.use_lease
+        self._cache_call(ctx, ("get", r), r.key, lambda rid: CacheGet(rid, r.key, lease))
+
+    # ---- talking to the cache ---------------------------------------------------------------------
+    def _cache_call(self, ctx, state, key, make) -> None:
+        self.rid += 1
+        rid = self.rid
+        self.pending[rid] = state
+        ctx.send(self.ring.node(key), make(rid))
+        heapq.heappush(self.deadlines, (ctx.now + self.cache_timeout_ns, rid))
+        if not self.sweeping:
+            # Cache-call deadlines are swept every half timeout rather than timed one by one: a call
+            # times out between 1 and 1.5 timeouts after it was sent, at a timer per half timeout.
+            self.sweeping = True
+            ctx.set_timer("app.deadlines", self.cache_timeout_ns / 2e6)
+
+    def _arm(self, ctx) -> None:
+        # One timer for every deadline; moved only when something falls due earlier than it is set for
+        # (re-setting it on each call would cost a cancel and a schedule per message).
+        due = min([h[0][0] for h in (self.retry_due, self.after_fetch) if h], default=None)
+        if due is not None and (self.armed_at is None or due < self.armed_at):
+            self.armed_at = due
+            ctx.set_timer("app.tick", max(0.0, (due - ctx.now) / 1e6))
+
+    def on_message(self, ctx, src, msg):
+        if type(msg) is CacheReply:
+            state = self.pending.pop(msg.rid, None)
+            if state is not None:
+                self._cache_done(ctx, state, msg)
+        else:
+            super().on_message(ctx, src, msg)
+
+    def on_timer(self, ctx, name):
+        if name == "app.deadlines":
+            now = ctx.now
+            while self.deadlines and self.deadlines[0][0] <= now:
+                _, rid = heapq.heappop(self.deadlines)
+                state = self.pending.pop(rid, None)
+                if state is not None:
+                    self._cache_done(ctx, state, None)
+            self.sweeping = bool(self.deadlines)
+            if self.sweeping:
+                ctx.set_timer("app.deadlines", self.cache_timeout_ns / 2e6)
+            return
+        if name != "app.tick":
+            super().on_timer(ctx, name)
+            return
+        now = ctx.now
+        self.armed_at = None
+        while self.retry_due and self.retry_due[0][0] <= now:
+            self._get(ctx, heapq.heappop(self.retry_due)[2])
+        while self.after_fetch and self.after_fetch[0][0] <= now:
+            self._fill(ctx, heapq.heappop(self.after_fetch)[2])
+        self._arm(ctx)
+
+    def _cache_done(self, ctx, state, reply: CacheReply | None) -> None:
+        kind, x = state
+        if kind == "get":
+            r = x
+            if reply is None:
+                r.via = "fallback"  # the cache did not answer: read the database, fill nothing
+                self._fetch(ctx, r)
+            elif reply.hit:
+                r.version, r.hit = reply.value, True
+                ctx.record("app.read", key=r.key, version=r.version, how="hit")
+                if self.protection == "xfetch" and reply.ttl_left_ms > 0:
+                    left_ms = reply.ttl_left_ms
+                    if self.recompute_ms * self.p["beta"] * -math.log(max(1e-12, float(ctx.rng.random()))) >= left_ms:
+                        bg = _Read(None, r.key)
+                        bg.via = "xfetch"
+                        self._fetch(ctx, bg)
+                self._answer_read(ctx, r)
+            elif reply.wait:
+                self.nretry += 1
+                heapq.heappush(self.retry_due, (ctx.now + int(self.p["lease_retry_ms"] * 1e6), self.nretry, r))
+                self._arm(ctx)
+            else:
+                r.token = reply.token
+                r.via = "lease" if reply.token else "miss"
+                self._fetch(ctx, r)
+        elif kind == "delete-first":
+            job = x
+            self._db(ctx, "write", ("write", job), job.call.key, job.call.idem)
+        elif kind == "invalidate":
+            job, value = x
+            self._answer(ctx, job, True, value)
+        # "fill" needs nothing more: the read was answered when the value was computed
+
+    # ---- the database -----------------------------------------------------------------------------
+    def _db(self, ctx, op, token, key, idem=None) -> None:
+        self.caller.call(ctx, "db", op, token, key=key, idem=idem)
+
+    def _fetch(self, ctx, r: _Read) -> None:
+        # The start is a record of its own: its time is true time, where ctx.now is this host's
+        # wall clock, which a clock-bump moves (a start in one and an end in the other overlap).
+        self.nretry += 1
+        r.fetch_start = self.nretry
+        ctx.record("app.fetch.start", key=r.key, fid=r.fetch_start)
+        self._db(ctx, "read", ("read", r), r.key)
+
+    def _db_done(self, ctx, token, ok, value) -> None:
+        if not isinstance(token, tuple):  # a call the Service itself made
+            return self._downstream_done(ctx, token, ok, value)
+        kind, x = token
+        if kind == "read":
+            r = x
+            ctx.record("app.fetch", key=r.key, via=r.via, fid=r.fetch_start, ok=ok)
+            if not ok:
+                if r.job is not None:
+                    self._fail_read(ctx, r, value)
+                return
+            r.version = value
+            if r.job is not None:
+                ctx.record("app.read", key=r.key, version=value, how=r.via)
+            if r.via == "fallback":
+                self._answer_read(ctx, r)
+                return
+            self.nretry += 1
+            heapq.heappush(self.after_fetch, (ctx.now + int(self.recompute_ms * 1e6), self.nretry, r))
+            self._arm(ctx)
+        else:
+            job = x
+            if not ok:
+                self._answer(ctx, job, False, value)
+                return
+            key, version = job.call.key, job.call.idem
+            ctx.record("app.commit", key=key, version=version, seq=value)
+            if self.strategy == "write-through" or self.bug == "set-on-write":
+                seq = value if self.bug != "set-on-write" else 0
+                size = self.sizes(key)
+                self._cache_call(ctx, ("invalidate", (job, version)), key,
+                                 lambda rid: CacheSet(rid, key, version, size, version=seq))
+            elif self.bug == "delete-before-write":
+                self._answer(ctx, job, True, version)
+            else:
+                self._cache_call(ctx, ("invalidate", (job, version)), key, lambda rid: CacheDelete(rid, key))
+
+    def _fill(self, ctx, r: _Read) -> None:
+        add = not r.token  # a fill never replaces a value someone else stored meanwhile (memcached add)
+        size = self.sizes(r.key)
+        self._cache_call(ctx, ("fill", r), r.key,
+                         lambda rid: CacheSet(rid, r.key, r.version, size, token=r.token, add=add))
+        if r.job is not None:
+            self._answer_read(ctx, r)
+
+    # ---- answers -----------------------------------------------------------------------------------
+    def _answer_read(self, ctx, r: _Read) -> None:
+        value = [r.version, "hit" if r.hit else ("db" if r.via == "fallback" else "miss")]
+        self._answer(ctx, r.job, True, value)
+        if self.protection == "singleflight":
+            for w in self.flights.pop(r.key, None) or ():
+                self._answer(ctx, w.job, True, [r.version, "coalesced"])
+
+    def _fail_read(self, ctx, r: _Read, why) -> None:
+        self._answer(ctx, r.job, False, why)
+        if self.protection == "singleflight":
+            for w in self.flights.pop(r.key, None) or ():
+                self._answer(ctx, w.job, False, why)

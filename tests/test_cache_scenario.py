@@ -1,0 +1,161 @@
+"""The cache design: a default run is valid, each planted bug is caught by its checker, a stampede
+costs 1 + lambda*delta fetches unprotected and 1 with leases, and the replay tool's CSV and formats."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from simulator import build_config, execute, get_scenario
+from scenarios.cache.scenario import fetches_of, lease_safety, no_older_set
+
+SHORT = {"time_limit_s": 4.0, "quiesce_s": 2.5}
+
+
+def run(bug=None, sets=None, **options):
+    cfg = build_config(get_scenario("cache"), seed=1, options={**SHORT, **options}, sets=sets or {}, bug=bug)
+    return execute(cfg)
+
+
+def test_default_run_is_valid_and_reports_hits_and_staleness():
+    """Four seconds at the defaults (delete, singleflight, lru): every checker valid, a hit ratio
+    between 0 and 1, database fetches, and the staleness figures."""
+    out = run()
+    assert out.valid is True, {k: v.message for k, v in out.checks.items() if v.valid is not True}
+    fig = out.metrics["figures"]
+    assert 0 < fig["hit_ratio"] < 1 and fig["db_fetches"] > 0
+    assert "fresh_nines" in out.checks["bounded-staleness"].details
+    assert out.checks["stampede"].details["fetches"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bug, checker", [
+    ("delete-before-write", "bounded-staleness"),
+    ("set-on-write", "no-older-set"),
+    ("ignore-lease", "lease-safety"),
+    ("fill-from-replica", "bounded-staleness"),
+    ("no-stampede-protection", "stampede"),
+])
+def test_each_planted_bug_is_caught_by_its_checker(bug, checker):
+    """Each planted bug, seed 1, no nemesis, default parameters (ten simulated seconds): its checker
+    says invalid."""
+    out = run(bug, time_limit_s=10.0)
+    assert out.checks[checker].valid is False, out.checks[checker].details
+
+
+def fetch_groups(records, key, recompute_ns):
+    """Database fetches of ``key`` grouped into stampedes: fetches that start before an earlier one's
+    value (read, then recomputed) could have been filled."""
+    spans = sorted((r["start"], r["time_ns"]) for r in fetches_of(records) if r["key"] == key)
+    groups, end = [], -1
+    for s, e in spans:
+        if s > end:
+            groups.append(0)
+        groups[-1] += 1
+        end = max(end, e + recompute_ns)
+    return groups, spans
+
+
+@pytest.mark.parametrize("protection, expect", [("none", None), ("lease", 1.0), ("singleflight", None)])
+def test_a_hot_key_expiry_costs_one_plus_lambda_delta_fetches_unprotected_and_one_with_leases(protection, expect):
+    """One key read at lambda = 400/s, recomputed in delta = 25 ms, expiring every 300 ms: unprotected,
+    each expiry costs about 1 + lambda * delta' fetches (delta' = the miss window at the cache:
+    delta, plus the database read as measured, plus the two hops between cache and app server),
+    within 20%; with leases exactly one; with singleflight at most one per app server."""
+    lam = 400.0
+    out = run(sets={"keys": 1, "write_share": 0.0, "ttl_ms": 300.0, "recompute_ms": 25.0, "protection": protection},
+              rate=lam, time_limit_s=4.0)
+    groups, spans = fetch_groups(out.run.records, "k0", 25_000_000)
+    groups = groups[1:]  # the first fill, at the start, is no expiry
+    assert len(groups) >= 8
+    mean = float(np.mean(groups))
+    if protection == "none":
+        delta_s = float(np.mean([e - s for s, e in spans])) / 1e9 + 25e-3 + 2 * out.run.cfg.latency_ms / 1e3
+        assert abs(mean - (1 + lam * delta_s)) / (1 + lam * delta_s) < 0.2, (mean, 1 + lam * delta_s)
+    elif protection == "lease":
+        assert mean == expect
+    else:
+        assert 1 <= mean <= get_scenario("cache").param("app_servers").default
+
+
+def records_run(records):
+    return SimpleNamespace(records=records, history=[], faults=[], end_ns=10**10)
+
+
+def test_lease_safety_flags_a_set_whose_token_predates_a_delete():
+    """A set accepted with a token issued before a delete of its key is reported with key, version and times."""
+    recs = [{"time_ns": 1, "node": "c1", "kind": "cache.lease", "key": "k", "token": 7},
+            {"time_ns": 2, "node": "c1", "kind": "cache.delete", "key": "k", "had": False},
+            {"time_ns": 3, "node": "c1", "kind": "cache.set", "key": "k", "value": "v1", "token": 7, "stored": True}]
+    bad = lease_safety(records_run(recs))
+    assert bad.valid is False and "key k version v1" in bad.message
+    recs[1]["time_ns"], recs[0]["time_ns"] = 0, 1  # the delete came first: the token is fresh
+    assert lease_safety(records_run(recs)).valid is True
+
+
+def test_no_older_set_flags_a_newer_version_replaced_by_an_older_one():
+    """Versions ordered by the database's log: setting c:1 over c:2 is flagged; after a delete it is not."""
+    commit = [{"time_ns": 1, "node": "app-1", "kind": "app.commit", "key": "k", "version": f"c:{i}", "seq": i}
+              for i in (1, 2)]
+    sets = [{"time_ns": 5 + i, "node": "c1", "kind": "cache.set", "key": "k", "value": v, "token": 0, "stored": True}
+            for i, v in enumerate(["c:2", "c:1"])]
+    p = {"ttl_ms": 1000.0}
+    assert no_older_set(records_run(commit + sets), p).valid is False
+    delete = [{"time_ns": 5, "node": "c1", "kind": "cache.delete", "key": "k", "had": True}]
+    assert no_older_set(records_run(commit + sets[:1] + delete + sets[1:]), p).valid is True
+
+
+def replay(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "scenarios.cache.replay", *args], capture_output=True, text=True,
+                          cwd=cwd)
+
+
+def test_replay_writes_its_csv_and_curves(tmp_path):
+    """The replay tool prints one CSV row per policy and capacity, and draws the miss-ratio curves."""
+    r = replay("--policy", "lru,sieve", "--capacity-objects", "100,1000", "--zipf", "5000,0.9", "--requests", "50000",
+               "--plot", str(tmp_path / "mrc.png"))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert lines[0] == "policy,capacity_bytes,requests,misses,miss_ratio,byte_miss_ratio" and len(lines) == 5
+    ratios = {tuple(x.split(",")[:2]): float(x.split(",")[4]) for x in lines[1:]}
+    assert ratios[("lru", "1000")] < ratios[("lru", "100")]
+    assert (tmp_path / "mrc.png").stat().st_size > 0
+    assert "requests/s" in r.stderr
+
+
+def test_replay_reads_oracle_general_and_csv_traces_alike(tmp_path):
+    """The same requests as an oracleGeneral binary file and as a CSV give the same miss counts."""
+    rng = np.random.default_rng(3)
+    ids = rng.integers(1, 300, 5000)
+    sizes = (ids % 7 + 1) * 10
+    rec = np.zeros(ids.size, dtype=[("t", "<u4"), ("id", "<u8"), ("size", "<u4"), ("next", "<i8")])
+    rec["t"], rec["id"], rec["size"], rec["next"] = np.arange(ids.size), ids, sizes, -1
+    (tmp_path / "t.oracleGeneral").write_bytes(rec.tobytes())
+    (tmp_path / "t.csv").write_text("time,key,size\n" + "".join(f"{i},{k},{s}\n" for i, (k, s) in
+                                                                 enumerate(zip(ids, sizes))))
+    a = replay(str(tmp_path / "t.oracleGeneral"), "--policy", "lru,s3-fifo", "--capacity-bytes", "2KiB")
+    b = replay(str(tmp_path / "t.csv"), "--policy", "lru,s3-fifo", "--capacity-bytes", "2KiB")
+    assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
+    assert a.stdout == b.stdout
+
+
+def test_replay_refuses_bad_input_in_one_line():
+    """A bad policy name exits 2 with one line naming the value and what is accepted."""
+    r = replay("--policy", "lru,arc", "--requests", "10")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()] and "bad value 'arc' for --policy" in r.stderr
+
+
+def test_commit_stream_deletes_every_committed_key_again():
+    """With invalidation_delay_ms set, the tailer deletes each committed key once more: a run has
+    about twice as many cache deletes as acknowledged writes (the writer's and the stream's)."""
+    out = run(sets={"invalidation_delay_ms": "constant:5"}, time_limit_s=2.0)
+    commits = sum(1 for r in out.run.records if r["kind"] == "app.commit")
+    deletes = sum(1 for r in out.run.records if r["kind"] == "cache.delete")
+    assert commits > 50
+    assert 1.8 * commits <= deletes <= 2 * commits + 5
+    assert out.valid is True
