@@ -8,21 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from simulator.cli import main
 from simulator.engine.errors import UsageError
 from simulator.pipeline import hunt as H
 from simulator.pipeline import scenario as registry
 from simulator.pipeline.config import build_config
 
-
-def dsim(capsys, *args) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 2
-    out, err = capsys.readouterr()
-    return code, out, err
+from .cli_helpers import dsim
 
 
 def space(name: str, fixed=(), **options) -> H.Space:

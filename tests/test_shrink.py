@@ -7,21 +7,12 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.cli import main
 from simulator.pipeline import scenario as registry
 from simulator.pipeline.config import build_config, load_toml
 from simulator.pipeline.run import execute
 from simulator.pipeline.shrink import ddmin, explicit_plan, to_toml
 
-
-def dsim(capsys, *args) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 2
-    out, err = capsys.readouterr()
-    return code, out, err
+from .cli_helpers import dsim
 
 
 def failing_when(pred, calls=None):

@@ -9,17 +9,11 @@ import pytest
 from simulator.cli import main
 from simulator.reports import spacetime as ST
 
+from .cli_helpers import dsim
+
 SVG = "{http://www.w3.org/2000/svg}"
 
 
-def dsim(capsys, *args) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 2
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

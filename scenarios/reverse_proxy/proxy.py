@@ -33,14 +33,19 @@ this proxy's attempts in flight (pool waits included); a client is one connectio
 
 from __future__ import annotations
 
-import bisect
 import heapq
 import zlib
 from collections import deque
 from dataclasses import dataclass
 
 from simulator import Dist, Node
-from simulator.kit.balancer import POLICIES, HealthCheck, OutlierDetection
+from simulator.kit.balancer import (
+    POLICIES,
+    HealthCheck,
+    OutlierDetection,
+    choose,
+    ring_pick,
+)
 from simulator.kit.caller import Caller, RetryPolicy
 from simulator.kit.cpu import Cpu
 from simulator.kit.messages import Call, Probe, ProbeReply, Reply, answer
@@ -198,26 +203,12 @@ class Proxy(Node):
             pool = [e for e in pool if e not in tried] or pool
         if not pool:
             return None
-        policy = self.spec.policy
-        if policy == "round-robin":
+        if self.spec.policy == "round-robin":
             self.rr[cluster] += 1
-            return pool[self.rr[cluster] % len(pool)]
-        if policy == "random" or len(pool) == 1:
-            return pool[int(ctx.rng.integers(len(pool)))]
-        inflight = self.caller.inflight
-        if policy == "least-outstanding":
-            least = min(inflight.get(e, 0) for e in pool)
-            ties = [e for e in pool if inflight.get(e, 0) == least]
-            return ties[int(ctx.rng.integers(len(ties)))]
-        if policy == "p2c":
-            i = int(ctx.rng.integers(len(pool)))
-            j = int(ctx.rng.integers(len(pool) - 1))
-            a, b = pool[i], pool[j + (j >= i)]
-            return b if inflight.get(b, 0) < inflight.get(a, 0) else a
-        ring, ok = self.rings[cluster], set(pool)  # ring-hash: the key's point, then clockwise
-        h = zlib.crc32(str(key).encode())
-        i = bisect.bisect_left(ring, (h, ""))
-        return next(ring[(i + k) % len(ring)][1] for k in range(len(ring)) if ring[(i + k) % len(ring)][1] in ok)
+        picked = choose(self.spec.policy, pool, ctx.rng, self.caller.inflight, self.rr[cluster])
+        if picked is not None:
+            return picked
+        return ring_pick(self.rings[cluster], set(pool), zlib.crc32(str(key).encode()))
 
     # ---- the connection pool ------------------------------------------------------------------
     def _pool_send(self, ctx, dst: str, call: Call) -> None:

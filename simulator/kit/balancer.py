@@ -41,6 +41,39 @@ from .messages import Call, Probe, ProbeReply, Reply, answer, split_hop
 POLICIES = ("round-robin", "random", "least-outstanding", "p2c", "ring-hash")
 
 
+def choose(policy: str, pool: list[str], rng, inflight: dict, turn: int) -> str | None:
+    """One pick from a non-empty ``pool`` (the endpoints in service, in a fixed order) by every
+    policy but ring-hash, for which it returns None: that one needs the caller's ring and the
+    request's key (``ring_pick``). ``turn`` is the caller's round-robin count, ``inflight`` its
+    outstanding requests per endpoint. Shared by ``LoadBalancer`` and designs with their own
+    balancing nodes, so a policy means the same everywhere."""
+    if policy == "round-robin":
+        return pool[turn % len(pool)]
+    if policy == "random" or len(pool) == 1:
+        return pool[int(rng.integers(len(pool)))]
+    if policy == "least-outstanding":
+        least = min(inflight.get(e, 0) for e in pool)
+        ties = [e for e in pool if inflight.get(e, 0) == least]
+        return ties[int(rng.integers(len(ties)))]
+    if policy == "p2c":
+        i = int(rng.integers(len(pool)))
+        j = int(rng.integers(len(pool) - 1))
+        a, b = pool[i], pool[j + (j >= i)]
+        return b if inflight.get(b, 0) < inflight.get(a, 0) else a
+    return None
+
+
+def ring_pick(ring: list[tuple[int, str]], pool: set, point: int) -> str | None:
+    """Consistent hashing: the first endpoint in ``pool`` clockwise from ``point`` on ``ring``
+    (sorted (point, endpoint) pairs, virtual nodes included)."""
+    i = bisect.bisect_left(ring, (point, ""))
+    for k in range(len(ring)):
+        e = ring[(i + k) % len(ring)][1]
+        if e in pool:
+            return e
+    return None
+
+
 @dataclass(frozen=True)
 class HealthCheck:
     interval_ms: float = 1000.0
@@ -169,32 +202,14 @@ class LoadBalancer(Node):
             pool = [e for e in pool if e not in tried] or pool
         if not pool:
             return None
-        policy = self.spec.policy
-        if policy == "round-robin":
+        if self.spec.policy == "round-robin":
             self.rr += 1
-            return pool[self.rr % len(pool)]
-        if policy == "random" or len(pool) == 1:
-            return pool[int(ctx.rng.integers(len(pool)))]
-        inflight = self.caller.inflight
-        if policy == "least-outstanding":
-            least = min(inflight.get(e, 0) for e in pool)
-            ties = [e for e in pool if inflight.get(e, 0) == least]
-            return ties[int(ctx.rng.integers(len(ties)))]
-        if policy == "p2c":
-            i = int(ctx.rng.integers(len(pool)))
-            j = int(ctx.rng.integers(len(pool) - 1))
-            a, b = pool[i], pool[j + (j >= i)]
-            return b if inflight.get(b, 0) < inflight.get(a, 0) else a
-        return self._ring_pick(ctx, key, set(pool))
+        picked = choose(self.spec.policy, pool, ctx.rng, self.caller.inflight, self.rr)
+        return picked if picked is not None else self._ring_pick(ctx, key, set(pool))
 
     def _ring_pick(self, ctx, key, pool: set) -> str | None:
         h = zlib.crc32(str(key).encode()) if key is not None else int(ctx.rng.integers(2**32))
-        i = bisect.bisect_left(self.ring, (h, ""))
-        for k in range(len(self.ring)):
-            e = self.ring[(i + k) % len(self.ring)][1]
-            if e in pool:
-                return e
-        return None
+        return ring_pick(self.ring, pool, h)
 
     # ---- outlier detection --------------------------------------------------------------------
     def _observe(self, ctx, endpoint, ok, reason) -> None:
