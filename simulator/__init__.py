@@ -42,6 +42,7 @@ _LAZY = {
     "run_sweep": ("simulator.pipeline.sweep", "run_sweep"),
     "parse_seeds": ("simulator.pipeline.sweep", "parse_seeds"),
     "write_csv": ("simulator.pipeline.sweep", "write_csv"),
+    "Stopwatch": ("simulator.pipeline.stopwatch", "Stopwatch"),
 }
 
 __all__ = [

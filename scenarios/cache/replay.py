@@ -28,12 +28,12 @@ from __future__ import annotations
 import csv
 import re
 import sys
-import time
 from pathlib import Path
 
 import click
 import numpy as np
 
+from simulator import Stopwatch
 from simulator.kit.cache import POLICIES, make_policy
 
 UNITS = {"": 1, "b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40,
@@ -103,7 +103,7 @@ def replay(policy: str, capacity: int, ops, keys, sizes, seed: int) -> dict:
     """(misses, bytes missed) of one policy over a pure request stream (``keys``/``sizes``) or a
     stream of ops with sets and deletes."""
     p = make_policy(policy, capacity, seed)
-    t0 = time.perf_counter()
+    clock = Stopwatch()
     if ops is None:
         misses, missed = p.replay(keys, sizes)
         n = len(keys)
@@ -121,7 +121,7 @@ def replay(policy: str, capacity: int, ops, keys, sizes, seed: int) -> dict:
                 if not p.request(k, s):
                     misses += 1
                     missed += s
-    dt = time.perf_counter() - t0
+    dt = clock.wall_s
     return {"policy": policy, "capacity_bytes": capacity, "requests": n, "misses": misses,
             "miss_ratio": round(misses / n, 6) if n else 0.0, "byte_miss_ratio": round(missed / total, 6) if total else 0.0,
             "requests_per_s": n / dt if dt > 0 else float("inf")}
