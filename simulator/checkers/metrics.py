@@ -127,19 +127,8 @@ def summarise(history: list[dict], faults: list[dict], main_end_ns: int) -> dict
                 oks_main += 1
     counts["invoked"] = sum(1 for op in history if op["type"] == "invoke")
     counts["lost"] = lost
-    inv_ns = np.asarray(ok_inv, dtype=np.int64)
-    done_ns = np.asarray(ok_done, dtype=np.int64)
-    order = np.argsort(inv_ns, kind="stable")
-    rec = _recovery(inv_ns[order], done_ns[order], faults)
-    known = [r["recovery_s"] for r in rec if r["recovery_s"] is not None]
-    return {
-        "ops": counts,
-        "latency_ms": latency_summary_ms(done_ns - inv_ns),
-        "throughput_ops_s": round(oks_main / (main_end_ns / 1e9), 4) if main_end_ns > 0 else None,
-        "availability": round(ok_main_invoked / invoked_main, 6) if invoked_main else None,
-        "recovery": rec,
-        "recovery_max_s": max(known) if known else None,
-    }
+    return _summary(counts, np.asarray(ok_inv, dtype=np.int64), np.asarray(ok_done, dtype=np.int64),
+                    oks_main, invoked_main, ok_main_invoked, faults, main_end_ns)
 
 
 def _summarise_columns(h: History, faults: list[dict], main_end_ns: int) -> dict[str, Any]:
@@ -163,6 +152,12 @@ def _summarise_columns(h: History, faults: list[dict], main_end_ns: int) -> dict
     ok_main_invoked = int((ok & main).sum())
     ok_inv, ok_done = inv_ns[ok], done_ns[ok]
     oks_main = int((ok_done <= main_end_ns).sum())
+    return _summary(counts, ok_inv, ok_done, oks_main, invoked_main, ok_main_invoked, faults, main_end_ns)
+
+
+def _summary(counts: dict[str, int], ok_inv: np.ndarray, ok_done: np.ndarray, oks_main: int, invoked_main: int,
+             ok_main_invoked: int, faults: list[dict], main_end_ns: int) -> dict[str, Any]:
+    """The summary both paths end in, from the ok operations' invoke and completion times (run order)."""
     order = np.argsort(ok_inv, kind="stable")
     rec = _recovery(ok_inv[order], ok_done[order], faults)
     known = [r["recovery_s"] for r in rec if r["recovery_s"] is not None]
