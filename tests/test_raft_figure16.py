@@ -141,3 +141,28 @@ def test_availsim_summary_compares_with_the_thesis():
     assert row["thesis_mean_ms"] == 475.0 and row["thesis_p999_ms"] == 1500.0
     assert row["mean_ratio"] == round(row["mean_ms"] / 475.0, 3)
     assert 475.0 <= row["p999_ms"] <= 1500.0 and row["no_leader"] == 0
+
+
+def test_election_timeout_step_draws_whole_milliseconds_rounded_half_up():
+    """election_timeout_step_ms=1: every election timer is a whole number of ms in the range, ends at half weight."""
+    n, ctx, _ = node(election_timeout_range="150-155", election_timeout_step_ms=1.0)
+    drawn = [n.draw_timeout(ctx, n.timeout_ms) for _ in range(3000)]
+    assert set(drawn) == {150.0, 151.0, 152.0, 153.0, 154.0, 155.0}
+    ends = sum(d in (150.0, 155.0) for d in drawn) / len(drawn)
+    assert 0.15 < ends < 0.25  # lround: each end catches half a millisecond of the uniform draw, 10% each
+    n, ctx, _ = node(election_timeout_range="150-155")
+    assert n.draw_timeout(ctx, n.timeout_ms) == (150.0, 155.0)  # the default: the engine draws any value
+
+
+def test_figure16_and_availsim_summarise_trials_with_the_shared_helper():
+    """figure16.py's per-range row and availsim.py's per-curve row carry the same statistics from trials.summarise."""
+    from scenarios.raft import availsim, trials
+
+    values = [400.0, 480.0, 500.0, 1500.0]  # every statistic exact to 0.1 ms, so both roundings agree
+    shared = trials.summarise(values, digits=1)
+    (f16,) = figure16.summarise({"150-300": values})
+    avail = availsim.summary(1, values)
+    for key in ("trials", "median_ms", "mean_ms", "p99_ms", "p999_ms", "max_ms", "no_leader"):
+        assert f16[key] == shared[key] == avail[key]
+    assert trials.summarise([100.0, math.inf])["mean_ms"] == math.inf  # a censored trial: the mean is unknown
+    assert "no leader 1" in trials.line("150-150 ms", trials.summarise([100.0, math.inf]))
