@@ -166,3 +166,18 @@ def test_figure16_and_availsim_summarise_trials_with_the_shared_helper():
         assert f16[key] == shared[key] == avail[key]
     assert trials.summarise([100.0, math.inf])["mean_ms"] == math.inf  # a censored trial: the mean is unknown
     assert "no leader 1" in trials.line("150-150 ms", trials.summarise([100.0, math.inf]))
+
+
+def test_vote_request_delay_holds_the_request_votes_back_until_its_timer():
+    """vote_request_delay_ms (a what-if): the overlapped candidate asks for votes only when that timer fires, and only if still a candidate."""
+    n, ctx, _ = node(vote_write_overlap=True, vote_request_delay_ms=1.0)
+    n.on_timer(ctx, "election")
+    assert ctx.timers["ask_votes"] == 1.0
+    assert [type(m) for _, m in ctx.sent] == [RequestVoteReply]  # only its own vote, once durable
+    n.on_timer(ctx, "ask_votes")
+    assert [dst for dst, m in ctx.sent if type(m) is RequestVote] == PEERS[1:]
+    n, ctx, _ = node(vote_write_overlap=True, vote_request_delay_ms=1.0)
+    n.on_timer(ctx, "election")
+    n.on_message(ctx, "n2", RequestVoteReply(n.term + 1, "n2", False))  # a newer term: a follower again
+    n.on_timer(ctx, "ask_votes")
+    assert not any(type(m) is RequestVote for _, m in ctx.sent)

@@ -5,6 +5,7 @@ randomized election timeouts, as cumulative distributions, against the paper's p
     python scenarios/raft/figure16.py --trials 100 --jobs 2 --out /tmp/f16   # a quicker look
     python scenarios/raft/figure16.py --trials 1000 --cluster local:2 # the same on a Dask LocalCluster
     python scenarios/raft/figure16.py --runs results/figure16/sweep/runs.csv   # only draw
+    python scenarios/raft/figure16.py --trials 200 --jobs 2 --set vote_request_delay_ms=1 --out /tmp/whatif
 
 The sweep is ``dsim sweep`` over ``scenarios/raft/figure16.toml`` (one trial per seed; the file
 describes the set-up) with the election timeout ranges as the grid, in two parts: 150-150 and
@@ -54,7 +55,7 @@ PAPER = [
 ]
 
 
-def run_sweep(trials: int, jobs: int, out: Path, cluster: str | None = None) -> Path:
+def run_sweep(trials: int, jobs: int, out: Path, cluster: str | None = None, sets: list[str] = ()) -> Path:
     """Two sweeps into ``out``: the ranges whose split votes can last the whole 10 s after the crash
     (``SLOW``) run for the experiment file's 11 s; the others elect within a second, so their runs
     stop 4 s after the crash instead of simulating ten more seconds of heartbeats (a trial still
@@ -66,6 +67,7 @@ def run_sweep(trials: int, jobs: int, out: Path, cluster: str | None = None) -> 
         parts.append(trials_.sweep(
             ["--config", str(HERE / "figure16.toml"), "--seeds", f"1-{trials}",
              *(["--cluster", cluster] if cluster else ["--jobs", str(jobs)]),
+             *[a for kv in sets for a in ("--set", kv)],
              "--grid", "election_timeout_range=" + ",".join(ranges), *extra], out / name))
     return trials_.merge_runs(parts, out / "runs.csv")
 
@@ -128,6 +130,9 @@ def main(argv=None) -> int:
     ap.add_argument("--cluster", help="run the sweep on Dask instead: local:N or tcp://HOST:PORT (pip install -e '.[cluster]')")
     ap.add_argument("--out", default="results/figure16", help="folder for the sweep, the figure and the CSV")
     ap.add_argument("--runs", help="an existing runs.csv: skip the sweep, only draw")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a raft parameter over the experiment file's, for a what-if (repeatable), "
+                         "e.g. --set vote_request_delay_ms=1")
     args = ap.parse_args(argv)
     for name, value in (("--trials", args.trials), ("--jobs", args.jobs)):
         if value < 1:
@@ -135,7 +140,11 @@ def main(argv=None) -> int:
             return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    runs = Path(args.runs) if args.runs else run_sweep(args.trials, args.jobs, out / "sweep", args.cluster)
+    for kv in args.set:
+        if "=" not in kv:
+            print(f"figure16: error: bad value {kv!r} for --set: expected KEY=VALUE", file=sys.stderr)
+            return 2
+    runs = Path(args.runs) if args.runs else run_sweep(args.trials, args.jobs, out / "sweep", args.cluster, args.set)
     times = read_runs(runs)
     rows = summarise(times)
     if not rows:

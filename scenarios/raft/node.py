@@ -90,6 +90,7 @@ class RaftNode(ReadsMixin, ReplicationMixin, Node):
         self.timeout_ms = election_timeout_ms(opts)
         self.heartbeat_ms = float(opts["heartbeat_ms"]) or self.timeout_ms[0] / 2
         self.timeout_step_ms = float(opts.get("election_timeout_step_ms") or 0.0)
+        self.vote_request_delay_ms = float(opts.get("vote_request_delay_ms") or 0.0)
         # Figure 16's control: the leader sends these followers heartbeats only, never entries
         self.lagging = set(sorted(self.peers, key=lambda n: (len(n), n))[len(self.peers) - int(opts["lagging_followers"]):]) \
             if int(opts["lagging_followers"]) else set()
@@ -226,7 +227,10 @@ class RaftNode(ReadsMixin, ReplicationMixin, Node):
         self.votes = set()
         ctx.record("vote", term=self.term, candidate=self.id)
         self.reset_election_timer(ctx)
-        self.ask_votes(ctx, self.term, False, self.peers)  # sent before the sync: they leave now
+        if self.vote_request_delay_ms:  # a what-if (README, Figure 16): the window in which votes split
+            ctx.set_timer("ask_votes", self.vote_request_delay_ms)
+        else:
+            self.ask_votes(ctx, self.term, False, self.peers)  # sent before the sync: they leave now
         self.persist_state(ctx)
         self.sync(ctx)
         ctx.send(self.id, RequestVoteReply(self.term, self.id, True))
@@ -270,6 +274,9 @@ class RaftNode(ReadsMixin, ReplicationMixin, Node):
         if name == "election":
             if self.role != LEADER:
                 self.start_election(ctx, pre_vote=bool(self.o["pre_vote"]))
+        elif name == "ask_votes":
+            if self.role == CANDIDATE:  # a newer term or a leader since would have made it a follower
+                self.ask_votes(ctx, self.term, False, self.peers)
         elif name == "vote_retry":
             if self.role == CANDIDATE or self.prevoting:
                 term = self.term if self.role == CANDIDATE else self.term + 1

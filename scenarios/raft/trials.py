@@ -26,7 +26,8 @@ def sweep(args: list[str], out: Path) -> Path:
     print("dsim " + " ".join(cmd[3:]), flush=True)
     done = subprocess.run(cmd, cwd=HERE.parent.parent)
     if done.returncode not in (0, 1) or not (out / "runs.csv").exists():
-        raise SystemExit(f"the sweep failed (exit status {done.returncode})")
+        print(f"the sweep failed (exit status {done.returncode})", file=sys.stderr)
+        raise SystemExit(2 if done.returncode == 2 else 3)  # bad input stays bad input
     return out / "runs.csv"
 
 
