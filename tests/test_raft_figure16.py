@@ -152,6 +152,8 @@ def test_election_timeout_step_draws_whole_milliseconds_rounded_half_up():
     assert 0.15 < ends < 0.25  # lround: each end catches half a millisecond of the uniform draw, 10% each
     n, ctx, _ = node(election_timeout_range="150-155")
     assert n.draw_timeout(ctx, n.timeout_ms) == (150.0, 155.0)  # the default: the engine draws any value
+    n, ctx, _ = node(election_timeout_range="12-24", election_timeout_step_ms=100.0)
+    assert {n.draw_timeout(ctx, n.timeout_ms) for _ in range(50)} == {100.0}  # a coarse step: never a zero timeout
 
 
 def test_figure16_and_availsim_summarise_trials_with_the_shared_helper():

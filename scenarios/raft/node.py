@@ -175,7 +175,8 @@ class RaftNode(ReadsMixin, ReplicationMixin, Node):
         if not step:
             return bounds
         lo, hi = bounds
-        return step * math.floor((lo + (hi - lo) * ctx.rng.random()) / step + 0.5)
+        # never zero: a step coarser than the range must not make a server time out at once, forever
+        return step * max(1, math.floor((lo + (hi - lo) * ctx.rng.random()) / step + 0.5))
 
     def become_follower(self, ctx, term: int) -> None:
         was_leader = self.role == LEADER
