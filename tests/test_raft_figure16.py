@@ -183,3 +183,11 @@ def test_vote_request_delay_holds_the_request_votes_back_until_its_timer():
     n.on_message(ctx, "n2", RequestVoteReply(n.term + 1, "n2", False))  # a newer term: a follower again
     n.on_timer(ctx, "ask_votes")
     assert not any(type(m) is RequestVote for _, m in ctx.sent)
+
+
+def test_figure16_set_without_a_value_is_bad_input(tmp_path, capsys):
+    """figure16.py --set needs KEY=VALUE: anything else exits 2 with one line naming the value, before any sweep."""
+    assert figure16.main(["--set", "vote_request_delay_ms", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "bad value 'vote_request_delay_ms' for --set: expected KEY=VALUE" in err
+    assert not (tmp_path / "out").exists()

@@ -138,12 +138,12 @@ def main(argv=None) -> int:
         if value < 1:
             print(f"figure16: error: bad value {value!r} for {name}: expected a whole number >= 1", file=sys.stderr)
             return 2
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     for kv in args.set:
         if "=" not in kv:
             print(f"figure16: error: bad value {kv!r} for --set: expected KEY=VALUE", file=sys.stderr)
             return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     runs = Path(args.runs) if args.runs else run_sweep(args.trials, args.jobs, out / "sweep", args.cluster, args.set)
     times = read_runs(runs)
     rows = summarise(times)
