@@ -171,7 +171,7 @@ def test_figure16_and_availsim_summarise_trials_with_the_shared_helper():
 
 
 def test_vote_request_delay_holds_the_request_votes_back_until_its_timer():
-    """vote_request_delay_ms (a what-if): the overlapped candidate asks for votes only when that timer fires, and only if still a candidate."""
+    """vote_request_delay_ms (a what-if): the overlapped candidate asks only when that timer fires, if still a candidate."""
     n, ctx, _ = node(vote_write_overlap=True, vote_request_delay_ms=1.0)
     n.on_timer(ctx, "election")
     assert ctx.timers["ask_votes"] == 1.0
