@@ -141,3 +141,53 @@ def test_availsim_summary_compares_with_the_thesis():
     assert row["thesis_mean_ms"] == 475.0 and row["thesis_p999_ms"] == 1500.0
     assert row["mean_ratio"] == round(row["mean_ms"] / 475.0, 3)
     assert 475.0 <= row["p999_ms"] <= 1500.0 and row["no_leader"] == 0
+
+
+def test_election_timeout_step_draws_whole_milliseconds_rounded_half_up():
+    """election_timeout_step_ms=1: every election timer is a whole number of ms in the range, ends at half weight."""
+    n, ctx, _ = node(election_timeout_range="150-155", election_timeout_step_ms=1.0)
+    drawn = [n.draw_timeout(ctx, n.timeout_ms) for _ in range(3000)]
+    assert set(drawn) == {150.0, 151.0, 152.0, 153.0, 154.0, 155.0}
+    ends = sum(d in (150.0, 155.0) for d in drawn) / len(drawn)
+    assert 0.15 < ends < 0.25  # lround: each end catches half a millisecond of the uniform draw, 10% each
+    n, ctx, _ = node(election_timeout_range="150-155")
+    assert n.draw_timeout(ctx, n.timeout_ms) == (150.0, 155.0)  # the default: the engine draws any value
+    n, ctx, _ = node(election_timeout_range="12-24", election_timeout_step_ms=100.0)
+    assert {n.draw_timeout(ctx, n.timeout_ms) for _ in range(50)} == {100.0}  # a coarse step: never a zero timeout
+
+
+def test_figure16_and_availsim_summarise_trials_with_the_shared_helper():
+    """figure16.py's per-range row and availsim.py's per-curve row carry the same statistics from trials.summarise."""
+    from scenarios.raft import availsim, trials
+
+    values = [400.0, 480.0, 500.0, 1500.0]  # every statistic exact to 0.1 ms, so both roundings agree
+    shared = trials.summarise(values, digits=1)
+    (f16,) = figure16.summarise({"150-300": values})
+    avail = availsim.summary(1, values)
+    for key in ("trials", "median_ms", "mean_ms", "p99_ms", "p999_ms", "max_ms", "no_leader"):
+        assert f16[key] == shared[key] == avail[key]
+    assert trials.summarise([100.0, math.inf])["mean_ms"] == math.inf  # a censored trial: the mean is unknown
+    assert "no leader 1" in trials.line("150-150 ms", trials.summarise([100.0, math.inf]))
+
+
+def test_vote_request_delay_holds_the_request_votes_back_until_its_timer():
+    """vote_request_delay_ms (a what-if): the overlapped candidate asks only when that timer fires, if still a candidate."""
+    n, ctx, _ = node(vote_write_overlap=True, vote_request_delay_ms=1.0)
+    n.on_timer(ctx, "election")
+    assert ctx.timers["ask_votes"] == 1.0
+    assert [type(m) for _, m in ctx.sent] == [RequestVoteReply]  # only its own vote, once durable
+    n.on_timer(ctx, "ask_votes")
+    assert [dst for dst, m in ctx.sent if type(m) is RequestVote] == PEERS[1:]
+    n, ctx, _ = node(vote_write_overlap=True, vote_request_delay_ms=1.0)
+    n.on_timer(ctx, "election")
+    n.on_message(ctx, "n2", RequestVoteReply(n.term + 1, "n2", False))  # a newer term: a follower again
+    n.on_timer(ctx, "ask_votes")
+    assert not any(type(m) is RequestVote for _, m in ctx.sent)
+
+
+def test_figure16_set_without_a_value_is_bad_input(tmp_path, capsys):
+    """figure16.py --set needs KEY=VALUE: anything else exits 2 with one line naming the value, before any sweep."""
+    assert figure16.main(["--set", "vote_request_delay_ms", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "bad value 'vote_request_delay_ms' for --set: expected KEY=VALUE" in err
+    assert not (tmp_path / "out").exists()

@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import argparse
 import math
-import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 try:
-    from .figure16 import quantile, read_runs, write_csv
+    from . import trials as trials_
 except ImportError:  # run as a script: python scenarios/raft/availsim.py
     sys.path.insert(0, str(HERE))
-    from figure16 import quantile, read_runs, write_csv
+    import trials as trials_
 
 # The thesis, §9.4: "When only one of the five servers has failed, the average election completes
 # within about 475 ms, and 99.9% of elections complete within 1.5 s. Even when two of the five
@@ -45,27 +44,18 @@ def configs(out: Path) -> dict[int, Path]:
 
 
 def run_sweep(config: Path, trials: int, jobs: int, out: Path) -> Path:
-    cmd = [sys.executable, "-c", "from simulator.cli import main; main()", "sweep", "raft", "--config", str(config),
-           "--seeds", f"1-{trials}", "--jobs", str(jobs), "--out", str(out),
-           "--grid", f"election_timeout_range={RANGE}"]
-    print("dsim " + " ".join(cmd[3:]), flush=True)
-    done = subprocess.run(cmd, cwd=HERE.parent.parent)
-    if done.returncode not in (0, 1) or not (out / "runs.csv").exists():
-        raise SystemExit(f"the sweep failed (exit status {done.returncode})")
-    return out / "runs.csv"
+    return trials_.sweep(["--config", str(config), "--seeds", f"1-{trials}", "--jobs", str(jobs),
+                          "--grid", f"election_timeout_range={RANGE}"], out)
 
 
 def summary(down: int, values: list[float]) -> dict:
-    values = sorted(values)
-    finite = [v for v in values if math.isfinite(v)]
-    mean = sum(finite) / len(finite) if len(finite) == len(values) else math.inf
-    p999 = quantile(values, 0.999)
-    return {"servers_down": down, "trials": len(values), "mean_ms": round(mean, 1),
-            "median_ms": round(quantile(values, 0.5), 1), "p99_ms": round(quantile(values, 0.99), 1),
-            "p999_ms": round(p999, 1), "max_ms": round(values[-1], 1), "no_leader": len(values) - len(finite),
-            "thesis_mean_ms": THESIS[down]["mean_ms"], "thesis_p999_ms": THESIS[down]["p999_ms"],
-            "mean_ratio": round(mean / THESIS[down]["mean_ms"], 3) if math.isfinite(mean) else "",
-            "p999_ratio": round(p999 / THESIS[down]["p999_ms"], 3) if math.isfinite(p999) else ""}
+    """The shared summary of one curve (``trials.summarise``, to 0.1 ms) beside the thesis's figures."""
+    row = {"servers_down": down, **trials_.summarise(values, digits=1)}
+    mean, p999 = row["mean_ms"], row["p999_ms"]
+    row.update({"thesis_mean_ms": THESIS[down]["mean_ms"], "thesis_p999_ms": THESIS[down]["p999_ms"],
+                "mean_ratio": round(mean / THESIS[down]["mean_ms"], 3) if math.isfinite(mean) else "",
+                "p999_ratio": round(p999 / THESIS[down]["p999_ms"], 3) if math.isfinite(p999) else ""})
+    return row
 
 
 def main(argv=None) -> int:
@@ -83,9 +73,9 @@ def main(argv=None) -> int:
     curves = {}
     for down, config in configs(out).items():
         runs = run_sweep(config, args.trials, args.jobs, out / f"sweep-{down}down")
-        curves[down] = read_runs(runs).get(RANGE, [])
+        curves[down] = trials_.read_runs(runs).get(RANGE, [])
     rows = [summary(down, values) for down, values in curves.items() if values]
-    write_csv(out / "availsim.csv", rows)
+    trials_.write_csv(out / "availsim.csv", rows)
     from simulator import plots
 
     plots.cdf_panels(out / "availsim.png", "Raft elections on a simulated WAN (thesis §9.4, AvailSim's set-up)", [
@@ -98,8 +88,8 @@ def main(argv=None) -> int:
              {"x": THESIS[d]["p999_ms"], "y": 99.9, "marker": "s", "color": f"C{i}",
               "label": f"thesis, {d} down: 99.9% within {THESIS[d]['p999_ms']:g} ms"})]}])
     for r in rows:
-        print(f"{r['servers_down']} down: n={r['trials']} mean {r['mean_ms']} ms (thesis {r['thesis_mean_ms']:g}), "
-              f"p99.9 {r['p999_ms']} ms (thesis {r['thesis_p999_ms']:g}), max {r['max_ms']}, no leader {r['no_leader']}")
+        print(trials_.line(f"{r['servers_down']} down", r)
+              + f"  (thesis: mean {r['thesis_mean_ms']:g}, p99.9 {r['thesis_p999_ms']:g})")
     print(f"wrote {out / 'availsim.png'} and {out / 'availsim.csv'}")
     return 0
 

@@ -5,6 +5,7 @@ randomized election timeouts, as cumulative distributions, against the paper's p
     python scenarios/raft/figure16.py --trials 100 --jobs 2 --out /tmp/f16   # a quicker look
     python scenarios/raft/figure16.py --trials 1000 --cluster local:2 # the same on a Dask LocalCluster
     python scenarios/raft/figure16.py --runs results/figure16/sweep/runs.csv   # only draw
+    python scenarios/raft/figure16.py --trials 200 --jobs 2 --set vote_request_delay_ms=1 --out /tmp/whatif
 
 The sweep is ``dsim sweep`` over ``scenarios/raft/figure16.toml`` (one trial per seed; the file
 describes the set-up) with the election timeout ranges as the grid, in two parts: 150-150 and
@@ -21,19 +22,22 @@ ours and ours / paper; the figure draws those statements as open markers over th
 from __future__ import annotations
 
 import argparse
-import csv
 import math
-import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+try:
+    from . import trials as trials_
+except ImportError:  # run as a script: python scenarios/raft/figure16.py
+    sys.path.insert(0, str(HERE))
+    import trials as trials_
 TOP = ["150-150", "150-151", "150-155", "150-175", "150-200", "150-300"]
 BOTTOM = ["12-24", "25-50", "50-100", "100-200", "150-300"]
 RANGES = TOP + [r for r in BOTTOM if r not in TOP]
 SLOW = ["150-150", "150-151"]  # split votes may last until the run ends
 FAST_LIMIT_S = 5.0  # the other ranges' runs: the crash is at 1 s; 4 s after it is far beyond their longest trials
-CENSOR_MS = 10_000.0  # the paper: "longer than 10 seconds" without randomness; runs end 10 s after the crash
+CENSOR_MS = trials_.CENSOR_MS  # the paper: "longer than 10 seconds" without randomness; runs end 10 s after the crash
 
 # What the paper says in its text (Ongaro and Ousterhout 2014, §9.3; thesis §9.4): range, what, value (ms),
 # how ours is compared, and where the figure marks it (y in cumulative percent).
@@ -51,7 +55,7 @@ PAPER = [
 ]
 
 
-def run_sweep(trials: int, jobs: int, out: Path, cluster: str | None = None) -> Path:
+def run_sweep(trials: int, jobs: int, out: Path, cluster: str | None = None, sets: list[str] = ()) -> Path:
     """Two sweeps into ``out``: the ranges whose split votes can last the whole 10 s after the crash
     (``SLOW``) run for the experiment file's 11 s; the others elect within a second, so their runs
     stop 4 s after the crash instead of simulating ten more seconds of heartbeats (a trial still
@@ -60,67 +64,22 @@ def run_sweep(trials: int, jobs: int, out: Path, cluster: str | None = None) -> 
     parts = []
     for name, ranges, extra in (("slow", SLOW, []),
                                 ("fast", [r for r in RANGES if r not in SLOW], ["--time-limit", f"{FAST_LIMIT_S:g}"])):
-        folder = out / name
-        cmd = [sys.executable, "-c", "from simulator.cli import main; main()", "sweep", "raft",
-               "--config", str(HERE / "figure16.toml"), "--seeds", f"1-{trials}", *(["--cluster", cluster] if cluster else ["--jobs", str(jobs)]),
-               "--out", str(folder), "--grid", "election_timeout_range=" + ",".join(ranges), *extra]
-        print("dsim " + " ".join(cmd[3:]), flush=True)
-        # exit status 1 is expected: with 150-150 ms some trials elect nobody before the run ends,
-        # and the liveness check says so; those trials count as slower than every measured one
-        done = subprocess.run(cmd, cwd=HERE.parent.parent)
-        if done.returncode not in (0, 1) or not (folder / "runs.csv").exists():
-            raise SystemExit(f"the sweep failed (exit status {done.returncode})")
-        parts.append(folder / "runs.csv")
-    rows, fields = [], []
-    for part in parts:
-        with open(part) as fh:
-            reader = csv.DictReader(fh)
-            fields += [f for f in reader.fieldnames or [] if f not in fields]
-            rows += list(reader)
-    with open(out / "runs.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)
-    return out / "runs.csv"
+        parts.append(trials_.sweep(
+            ["--config", str(HERE / "figure16.toml"), "--seeds", f"1-{trials}",
+             *(["--cluster", cluster] if cluster else ["--jobs", str(jobs)]),
+             *[a for kv in sets for a in ("--set", kv)],
+             "--grid", "election_timeout_range=" + ",".join(ranges), *extra], out / name))
+    return trials_.merge_runs(parts, out / "runs.csv")
 
 
 def read_runs(path: Path) -> dict[str, list[float]]:
     """Range -> election times in ms (inf for a trial that elected nobody within 10 s of the crash)."""
-    out: dict[str, list[float]] = {}
-    with open(path) as fh:
-        for row in csv.DictReader(fh):
-            raw = row.get("election_ms", "")
-            value = float(raw) if raw not in ("", "None", None) else math.inf
-            if value > CENSOR_MS:  # a leader only after the run's final heal restarted the old one
-                value = math.inf
-            out.setdefault(row["election_timeout_range"], []).append(value)
-    return out
-
-
-def quantile(sorted_values: list[float], q: float) -> float:
-    """The q-quantile (0..1), linear between order statistics; inf if it falls among the censored."""
-    n = len(sorted_values)
-    pos = q * (n - 1)
-    lo, hi = math.floor(pos), math.ceil(pos)
-    a, b = sorted_values[lo], sorted_values[hi]
-    if math.isinf(a) or math.isinf(b):
-        return math.inf
-    return a + (b - a) * (pos - lo)
+    return trials_.read_runs(path, CENSOR_MS)
 
 
 def summarise(times: dict[str, list[float]]) -> list[dict]:
-    rows = []
-    for rng in RANGES:
-        values = sorted(times.get(rng, []))
-        if not values:
-            continue
-        finite = [v for v in values if math.isfinite(v)]
-        rows.append({"election_timeout_ms": rng, "trials": len(values),
-                     "median_ms": round(quantile(values, 0.5), 3),
-                     "mean_ms": round(sum(finite) / len(finite), 3) if len(finite) == len(values) else math.inf,
-                     "p99_ms": round(quantile(values, 0.99), 3),
-                     "max_ms": round(values[-1], 3), "no_leader": len(values) - len(finite)})
-    return rows
+    """One row per range that has trials, in the figure's order."""
+    return [{"election_timeout_ms": rng, **trials_.summarise(times[rng])} for rng in RANGES if times.get(rng)]
 
 
 def versus_paper(rows: list[dict]) -> list[dict]:
@@ -164,13 +123,6 @@ def draw(times: dict[str, list[float]], path: Path) -> None:
         for group, title in ((TOP, "more randomness above a 150 ms minimum"), (BOTTOM, "scaled election timeouts"))])
 
 
-def write_csv(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trials", type=int, default=1000, help="trials (seeds) per election timeout range")
@@ -178,26 +130,32 @@ def main(argv=None) -> int:
     ap.add_argument("--cluster", help="run the sweep on Dask instead: local:N or tcp://HOST:PORT (pip install -e '.[cluster]')")
     ap.add_argument("--out", default="results/figure16", help="folder for the sweep, the figure and the CSV")
     ap.add_argument("--runs", help="an existing runs.csv: skip the sweep, only draw")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a raft parameter over the experiment file's, for a what-if (repeatable), "
+                         "e.g. --set vote_request_delay_ms=1")
     args = ap.parse_args(argv)
     for name, value in (("--trials", args.trials), ("--jobs", args.jobs)):
         if value < 1:
             print(f"figure16: error: bad value {value!r} for {name}: expected a whole number >= 1", file=sys.stderr)
             return 2
+    for kv in args.set:
+        if "=" not in kv:
+            print(f"figure16: error: bad value {kv!r} for --set: expected KEY=VALUE", file=sys.stderr)
+            return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    runs = Path(args.runs) if args.runs else run_sweep(args.trials, args.jobs, out / "sweep", args.cluster)
+    runs = Path(args.runs) if args.runs else run_sweep(args.trials, args.jobs, out / "sweep", args.cluster, args.set)
     times = read_runs(runs)
     rows = summarise(times)
     if not rows:
         raise SystemExit(f"no trials in {runs}")
-    write_csv(out / "figure16.csv", rows)
+    trials_.write_csv(out / "figure16.csv", rows)
     vs = versus_paper(rows)
     if vs:
-        write_csv(out / "figure16-vs-paper.csv", vs)
+        trials_.write_csv(out / "figure16-vs-paper.csv", vs)
     draw(times, out / "figure16.png")
     for r in rows:
-        print(f"{r['election_timeout_ms']:>8} ms: n={r['trials']:<5} median {r['median_ms']:>9} mean {r['mean_ms']:>9} "
-              f"p99 {r['p99_ms']:>9} max {r['max_ms']:>9}  no leader {r['no_leader']}")
+        print(trials_.line(f"{r['election_timeout_ms']} ms", r))
     for v in vs:
         print(f"{v['range_ms']:>8} ms {v['statement']:>6}: paper {v['paper_ms']:>7} ours {v['ours_ms']:>9} "
               f"ratio {v['ratio'] or '-':>6}  (no leader by 10 s: {v['no_leader_share']:.1%})")

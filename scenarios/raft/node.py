@@ -45,6 +45,7 @@ Elections and roles live here; log replication, commitment and snapshots in
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from simulator import Node
@@ -88,6 +89,8 @@ class RaftNode(ReadsMixin, ReplicationMixin, Node):
         self.bug = bug
         self.timeout_ms = election_timeout_ms(opts)
         self.heartbeat_ms = float(opts["heartbeat_ms"]) or self.timeout_ms[0] / 2
+        self.timeout_step_ms = float(opts.get("election_timeout_step_ms") or 0.0)
+        self.vote_request_delay_ms = float(opts.get("vote_request_delay_ms") or 0.0)
         # Figure 16's control: the leader sends these followers heartbeats only, never entries
         self.lagging = set(sorted(self.peers, key=lambda n: (len(n), n))[len(self.peers) - int(opts["lagging_followers"]):]) \
             if int(opts["lagging_followers"]) else set()
@@ -137,7 +140,7 @@ class RaftNode(ReadsMixin, ReplicationMixin, Node):
         # must not keep timing out together (with low == high they would split every vote forever).
         lo, hi = self.timeout_ms
         self.last_reset = ctx.now
-        ctx.set_timer("election", (lo, lo + hi))
+        ctx.set_timer("election", self.draw_timeout(ctx, (lo, lo + hi)))
 
     def persist_state(self, ctx) -> None:
         st = ctx.storage
@@ -160,7 +163,20 @@ class RaftNode(ReadsMixin, ReplicationMixin, Node):
         if throttle and 0 <= now - self.last_reset < self.reset_every_ns:
             return
         self.last_reset = now
-        ctx.set_timer("election", self.timeout_ms)
+        ctx.set_timer("election", self.draw_timeout(ctx, self.timeout_ms))
+
+    def draw_timeout(self, ctx, bounds: tuple[float, float]):
+        """The election timer's delay: the (low, high) range as is, or with ``election_timeout_step_ms``
+        a value drawn uniformly and rounded to the nearest step, half up. LogCabin draws whole
+        milliseconds (``setElectionTimer`` takes ``Core::Random::randomRange``, which rounds a uniform
+        double with ``lround``), so with a 150-155 ms range six values remain and two servers pick the
+        same one often enough to time out within microseconds of each other."""
+        step = self.timeout_step_ms
+        if not step:
+            return bounds
+        lo, hi = bounds
+        # never zero: a step coarser than the range must not make a server time out at once, forever
+        return step * max(1, math.floor((lo + (hi - lo) * ctx.rng.random()) / step + 0.5))
 
     def become_follower(self, ctx, term: int) -> None:
         was_leader = self.role == LEADER
@@ -212,7 +228,10 @@ class RaftNode(ReadsMixin, ReplicationMixin, Node):
         self.votes = set()
         ctx.record("vote", term=self.term, candidate=self.id)
         self.reset_election_timer(ctx)
-        self.ask_votes(ctx, self.term, False, self.peers)  # sent before the sync: they leave now
+        if self.vote_request_delay_ms:  # a what-if (README, Figure 16): the window in which votes split
+            ctx.set_timer("ask_votes", self.vote_request_delay_ms)
+        else:
+            self.ask_votes(ctx, self.term, False, self.peers)  # sent before the sync: they leave now
         self.persist_state(ctx)
         self.sync(ctx)
         ctx.send(self.id, RequestVoteReply(self.term, self.id, True))
@@ -256,6 +275,9 @@ class RaftNode(ReadsMixin, ReplicationMixin, Node):
         if name == "election":
             if self.role != LEADER:
                 self.start_election(ctx, pre_vote=bool(self.o["pre_vote"]))
+        elif name == "ask_votes":
+            if self.role == CANDIDATE:  # a newer term or a leader since would have made it a follower
+                self.ask_votes(ctx, self.term, False, self.peers)
         elif name == "vote_retry":
             if self.role == CANDIDATE or self.prevoting:
                 term = self.term if self.role == CANDIDATE else self.term + 1

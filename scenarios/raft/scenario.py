@@ -57,6 +57,11 @@ class Raft(Scenario):
               "(a leader writing its disk in parallel; the Figure 16 set-up)", type=bool),
         Param("link_latency_ms", "", "LOW-HIGH: every message's one-way latency uniform in this range, replacing the "
               "run's latency model (AvailSim's WAN: 30-40)", type=str),
+        Param("election_timeout_step_ms", 0.0, "draw election timeouts as whole multiples of this many ms, rounded "
+              "to the nearest (0: any value; LogCabin, Figure 16: 1)", min=0.0),
+        Param("vote_request_delay_ms", 0.0, "with vote_write_overlap: a candidate's RequestVotes leave this long after "
+              "it times out (a what-if for Figure 16: a short term-and-vote write before asking, as LogCabin orders it)",
+              min=0.0),
         Param("lagging_followers", 0, "the leader sends this many followers (highest ids) heartbeats but no "
               "entries, so their logs stay too short to win (the Figure 16 set-up)", type=int, min=0),
     )
