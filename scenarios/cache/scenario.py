@@ -385,6 +385,12 @@ class CacheTier(Scenario):
         Param("invalidation_delay_ms", "none", "commit-stream invalidation delay distribution (none: off)", type=str),
         Param("invalidation_bound_ms", 200.0, "the promised time for an invalidation (or a racing fill) to land",
               min=0.0),
+        Param("trace", "none", "drive the requests from a trace file (oracleGeneral or CSV time,key,size[,op]; "
+              "see scenarios/cache/trace.py), e.g. --set trace=cluster52.oracleGeneral", type=str),
+        Param("trace_format", "auto", "auto (by extension: .csv is CSV), oracleGeneral or csv", type=str,
+              choices=("auto", "oracleGeneral", "csv")),
+        Param("trace_speed", 0.0, "0: arrivals at --rate in the trace's order; S > 0: at the trace's own "
+              "request rate, its times divided by S", min=0.0),
         Param("stale_budget", 0.005, "share of reads away from faults that may be stale by more than "
               "invalidation_bound_ms", min=0.0, max=1.0),
     )
@@ -437,6 +443,12 @@ class CacheTier(Scenario):
     def validate(cls, params) -> None:
         from simulator import UsageError
 
+        if params["trace"] != "none":
+            from . import trace
+
+            tr = trace.load(params["trace"], params["trace_format"])
+            if params["trace_speed"] > 0:
+                trace.rate_curve(tr, params["trace_speed"])
         for name in ("lag_ms", "invalidation_delay_ms"):
             v = params[name]
             if name == "invalidation_delay_ms" and v == "none":
@@ -451,7 +463,18 @@ class CacheTier(Scenario):
         p = effective(cfg)
         caches, apps = cache_ids(p), app_ids(p)
         ring = Ring(caches)
-        p["_sizes"] = sizes_of(p)
+        generate, rate_at = None, None
+        if p["trace"] != "none":
+            from . import trace
+
+            tr = trace.load(p["trace"], p["trace_format"])
+            p["keys"] = tr.distinct
+            p["_sizes"] = lambda key, arr=tr.sizes: arr[int(key[1:])]
+            generate = trace.generate(tr, p["write_share"])
+            if p["trace_speed"] > 0:
+                rate_at = trace.rate_curve(tr, p["trace_speed"])
+        else:
+            p["_sizes"] = sizes_of(p)
         spec = CacheSpec(name="cache", capacity=p["capacity_bytes"], policy=p["policy"], ttl_ms=p["ttl_ms"],
                          ttl_mode=p["ttl_mode"], leases=p["strategy"] == "lease" or p["protection"] == "lease",
                          lease_ms=p["lease_ms"], persist=p["persist"], clock="monotonic",
@@ -498,7 +521,8 @@ class CacheTier(Scenario):
             log = [e[1] for e in primary.log] if primary is not None else []
             return {"final": {"db": kv, "caches": cached}, "writes": {"db": log}, "counts": counts}
 
-        return Setup(servers=apps + caches, client=lambda cid: Client(routes, d), generate=zipf(p), expose=expose)
+        return Setup(servers=apps + caches, client=lambda cid: Client(routes, d), generate=generate or zipf(p),
+                     expose=expose, rate_at=rate_at)
 
     def check(self, run: RunData) -> dict[str, CheckResult]:
         p = effective(run.cfg)
