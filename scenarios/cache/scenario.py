@@ -161,6 +161,14 @@ def pairs_ok(history, f):
             yield inv, done
 
 
+def node_load(run: RunData) -> dict:
+    """Cache gets per node, and the busiest node's share of them (what hot-key replication spreads)."""
+    gets = {c: sum(h + m for h, m in per.values()) for c, per in sorted(run.exposed.get("counts", {}).items())}
+    total = sum(gets.values())
+    return {"cache_gets_by_node": gets,
+            "hottest_node_share": round(max(gets.values()) / total, 4) if total else None}
+
+
 def nines(share: float) -> float:
     return round(-math.log10(share), 2) if share > 0 else float("inf")
 
@@ -315,8 +323,8 @@ def stampede(run: RunData, p: dict) -> CheckResult:
     for r in fetches:
         if prot == "singleflight":
             groups[(r["node"], r["key"])].append((r["start"], r["time_ns"]))
-        elif r["via"] == "lease":
-            groups[(None, r["key"])].append((r["start"], r["time_ns"]))
+        elif r["via"] == "lease":  # one lease per key per cache node (hot keys may have several)
+            groups[(r.get("cache"), r["key"])].append((r["start"], r["time_ns"]))
     lease_ns = p["lease_ms"] * 1e6
     bad, first = 0, None
     for (node, key), spans in groups.items():
@@ -385,6 +393,10 @@ class CacheTier(Scenario):
         Param("invalidation_delay_ms", "none", "commit-stream invalidation delay distribution (none: off)", type=str),
         Param("invalidation_bound_ms", 200.0, "the promised time for an invalidation (or a racing fill) to land",
               min=0.0),
+        Param("hot_key_replicas", 0, "hot keys are also cached on this many more nodes (clockwise on the ring); "
+              "reads of a hot key spread over them, writes delete on all", type=int, min=0, max=99),
+        Param("hot_key_threshold", 15, "an app server deems a key hot when its count-min sketch (4-bit counters, "
+              "halved every 5,000 reads) estimates at least this many reads", type=int, min=1, max=15),
         Param("trace", "none", "drive the requests from a trace file (oracleGeneral or CSV time,key,size[,op]; "
               "see scenarios/cache/trace.py), e.g. --set trace=cluster52.oracleGeneral", type=str),
         Param("trace_format", "auto", "auto (by extension: .csv is CSV), oracleGeneral or csv", type=str,
@@ -495,7 +507,8 @@ class CacheTier(Scenario):
                 sim.add_node(n, lambda: DbNode(db, "db"), fsync=db.fsync_ms, inbox_limit=10**9)
         if stream:
             delay = _dist(p["invalidation_delay_ms"])
-            sim.add_node(TAILER, lambda: Tailer(ring, delay), inbox_limit=10**9)
+            copies = 1 + p["hot_key_replicas"]
+            sim.add_node(TAILER, lambda: Tailer(ring, delay, copies), inbox_limit=10**9)
         d = Directory({"db": ["db"], "app": apps})
         svc = ServiceSpec(name="app", replicas=len(apps), cores=4,
                           service_ms={"*": Dist("exponential", 0.5)},
@@ -556,7 +569,8 @@ class CacheTier(Scenario):
                 "stale_reads": int(stale.size), "stale_share": round(stale.size / arr.size, 6) if arr.size else 0.0,
                 "fresh_nines": nines(stale.size / arr.size) if arr.size else None,
                 "staleness_p99_ms": round(float(np.percentile(stale, 99)), 3) if stale.size else 0.0,
-                "staleness_max_ms": round(float(stale.max()), 3) if stale.size else 0.0}
+                "staleness_max_ms": round(float(stale.max()), 3) if stale.size else 0.0,
+                **node_load(run)}
 
     def plots(self, run: RunData, folder, shade) -> list[str]:
         from . import figures
