@@ -26,8 +26,10 @@ it while it was down are lost; a partition makes cache calls time out (reads fal
 database and fill nothing; deletes are lost). Cache nodes count TTLs and leases on a monotonic
 clock, so ``clock-bump`` does not stretch a TTL.
 
-Simplifications: one cache node per key (no replication of hot keys); the TTL of a warm restart
-is the whole TTL again; the tailer (commit stream) is one node and never crashes; the
+Hot keys (``hot_key_replicas`` > 0) are cached on several nodes and their reads spread over them
+(nodes.py); ``trace=PATH`` drives the requests from a trace (trace.py).
+
+Simplifications: the TTL of a warm restart is the whole TTL again; the tailer (commit stream) is one node and never crashes; the
 ``recompute_ms`` of a miss is a wait, not CPU.
 """
 
