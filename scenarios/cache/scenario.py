@@ -100,6 +100,36 @@ def effective(cfg) -> dict:
     return p
 
 
+# ---- the records, sorted once --------------------------------------------------------------------
+INDEXED = {"app.read": "read", "app.commit": "commit", "app.fetch.start": "fetch", "app.fetch": "fetch",
+           "cache.set": "cache", "cache.delete": "cache", "cache.lease": "cache"}
+
+
+def events(run) -> dict[str, list[dict]]:
+    """The records the checkers read, in one pass and in record order: ``read`` (app.read),
+    ``commit`` (app.commit), ``fetch`` (app.fetch.start and app.fetch), ``cache`` (cache.set,
+    .delete, .lease). Kept on the run: a million-request run has millions of records, and each
+    checker walking all of them cost seconds apiece."""
+    memo = run.__dict__.get("_cache_events")
+    if memo is None:
+        memo = {"read": [], "commit": [], "fetch": [], "cache": []}
+        lists = {kind: memo[name] for kind, name in INDEXED.items()}
+        get = lists.get
+        for r in run.records:
+            out = get(r["kind"])
+            if out is not None:
+                out.append(r)
+        run.__dict__["_cache_events"] = memo
+    return memo
+
+
+def run_commits(run) -> dict:
+    memo = run.__dict__.get("_cache_commits")
+    if memo is None:
+        memo = run.__dict__["_cache_commits"] = commits(events(run)["commit"])
+    return memo
+
+
 # ---- staleness --------------------------------------------------------------------------------------
 def commits(records) -> dict:
     """key -> (seqs ascending, acknowledgement times in that order, suffix minima of them, version -> seq)."""
@@ -132,12 +162,10 @@ def read_staleness(run: RunData) -> list[tuple[int, str, object, float]]:
 
 
 def _read_staleness(run: RunData) -> list[tuple[int, str, object, float]]:
-    cm = commits(run.records)
+    cm = run_commits(run)
     out = []
     bisect_right = bisect.bisect_right
-    for r in run.records:
-        if r["kind"] != "app.read":
-            continue
+    for r in events(run)["read"]:
         t, key, version = r["time_ns"], r["key"], r["version"]
         c = cm.get(key)
         if c is None:
@@ -246,11 +274,11 @@ def no_older_set(run: RunData, p: dict) -> CheckResult:
     """Per cache node and key, the version a set stores must not be older than the one stored
     before it, unless a delete came between or the earlier one has expired (ttl_ms; evictions
     are not recorded, so an evicted entry still counts as present, which errs toward flagging)."""
-    cm = commits(run.records)
+    cm = run_commits(run)
     ttl_ns = p["ttl_ms"] * 1e6 if p["ttl_ms"] > 0 else math.inf
     last: dict = {}
     bad, first, sets = 0, None, 0
-    for r in run.records:
+    for r in events(run)["cache"]:
         k = r["kind"]
         if k == "cache.delete":
             last.pop((r["node"], r["key"]), None)
@@ -278,7 +306,7 @@ def lease_safety(run: RunData) -> CheckResult:
     deleted: dict = {}
     accepted = bad = 0
     first = None
-    for r in run.records:
+    for r in events(run)["cache"]:
         k = r["kind"]
         if k == "cache.lease":
             issued[(r["node"], r["token"])] = r["time_ns"]
@@ -314,11 +342,11 @@ def fetches_of(records) -> list[dict]:
 
 def stampede(run: RunData, p: dict) -> CheckResult:
     prot = p["protection"]
-    fetches = [r for r in fetches_of(run.records) if r["via"] != "xfetch"]
+    fetches = [r for r in fetches_of(events(run)["fetch"]) if r["via"] != "xfetch"]
     if prot in ("none", "xfetch"):
         return CheckResult(True, "", {"note": f"protection {prot}: nothing promised", **_concurrency(fetches)})
     deletes: dict = defaultdict(list)
-    for r in run.records:
+    for r in events(run)["cache"]:
         if r["kind"] == "cache.delete":
             deletes[r["key"]].append(r["time_ns"])
     groups: dict = defaultdict(list)
@@ -560,7 +588,7 @@ class CacheTier(Scenario):
             if isinstance(res, list):
                 how[res[1]] += 1
         reads = sum(how.values())
-        fetches = [r for r in run.records if r["kind"] == "app.fetch"]
+        fetches = [r for r in events(run)["fetch"] if r["kind"] == "app.fetch"]
         st = [r[3] for r in read_staleness(run)]
         arr = np.asarray(st, dtype=float)
         stale = arr[arr > 0]
