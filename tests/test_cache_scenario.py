@@ -159,3 +159,37 @@ def test_commit_stream_deletes_every_committed_key_again():
     assert commits > 50
     assert 1.8 * commits <= deletes <= 2 * commits + 5
     assert out.valid is True
+
+
+def test_hot_key_replication_spreads_the_hottest_nodes_load_and_invalidates_every_copy():
+    """hot_key_replicas=2: the busiest cache node's share of gets falls (reads of hot keys go round
+    their three nodes), every acknowledged write is followed by a delete of its key on each of the
+    key's nodes, and every checker stays valid."""
+    from scenarios.cache.nodes import Ring
+
+    base = run()
+    out = run(sets={"hot_key_replicas": 2})
+    assert out.valid is True, {k: v.message for k, v in out.checks.items() if v.valid is not True}
+    share = out.metrics["figures"]["hottest_node_share"]
+    assert share < base.metrics["figures"]["hottest_node_share"] - 0.05, (share, base.metrics["figures"])
+    ring = Ring(["cache-1", "cache-2", "cache-3"])
+    deletes: dict = {}
+    for r in out.run.records:
+        if r["kind"] == "cache.delete":
+            deletes.setdefault(r["key"], []).append((r["time_ns"], r["node"]))
+    commits = [r for r in out.run.records if r["kind"] == "app.commit"]
+    assert commits
+    for c in commits:
+        after = {n for t, n in deletes.get(c["key"], ()) if t >= c["time_ns"]}
+        assert set(ring.nodes(c["key"], 3)) <= after, (c, after)
+
+
+def test_ring_nodes_are_distinct_and_start_at_the_home_node():
+    """Ring.nodes gives the key's home node first, then distinct others, never more than exist."""
+    from scenarios.cache.nodes import Ring
+
+    ring = Ring(["a", "b", "c"])
+    for k in ("k1", "k2", "k77"):
+        three = ring.nodes(k, 3)
+        assert three[0] == ring.node(k) and sorted(three) == ["a", "b", "c"]
+        assert ring.nodes(k, 9) == three and ring.nodes(k, 1) == (ring.node(k),)

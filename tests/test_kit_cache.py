@@ -157,6 +157,17 @@ def lru_model(seq, capacity):
     return misses, missed
 
 
+def one_by_one(p, keys, sizes=None):
+    """The node-level core driven one request at a time: (misses, bytes missed)."""
+    misses = missed = 0
+    for i, k in enumerate(keys):
+        s = 1 if sizes is None else sizes[i]
+        if not p.request(k, s):
+            misses += 1
+            missed += s
+    return misses, missed
+
+
 @settings(max_examples=60, deadline=None)
 @given(seq=st.lists(st.tuples(st.integers(0, 15), st.integers(1, 9)), max_size=200), capacity=st.integers(1, 30))
 def test_lru_fast_replay_matches_a_naive_model_and_request(seq, capacity):
@@ -164,27 +175,37 @@ def test_lru_fast_replay_matches_a_naive_model_and_request(seq, capacity):
     expect = lru_model(seq, capacity)
     keys, sizes = [k for k, _ in seq], [s for _, s in seq]
     assert make_policy("lru", capacity).replay(keys, sizes) == expect
-    p = make_policy("lru", capacity)
-    assert Policy_replay_generic(p, keys, sizes) == expect
-
-
-def Policy_replay_generic(p, keys, sizes):
-    from simulator.kit.cache import Policy
-
-    return Policy.replay(p, keys, sizes)
+    assert one_by_one(make_policy("lru", capacity), keys, sizes) == expect
 
 
 @pytest.mark.parametrize("policy", POLICIES)
-@settings(max_examples=30, deadline=None)
-@given(seq=st.lists(st.tuples(st.integers(0, 15), st.integers(1, 9)), max_size=200), capacity=st.integers(1, 30))
-def test_every_replay_equals_request_one_by_one(policy, seq, capacity):
-    """A policy's replay() counts the misses and bytes that request() one at a time would (with or without sizes)."""
-    from simulator.kit.cache import Policy
-
+@settings(max_examples=40, deadline=None)
+@given(seq=st.lists(st.tuples(st.integers(0, 15), st.integers(1, 9)), max_size=300), capacity=st.integers(1, 30),
+       then=st.lists(st.tuples(st.integers(0, 15), st.integers(1, 9)), max_size=30))
+def test_every_replay_loop_equals_request_one_by_one(policy, seq, capacity, then):
+    """A policy's tight replay loop counts the misses and bytes that request() one at a time would (with
+    or without sizes), and leaves the core in the same state: the requests after it agree too."""
     keys, sizes = [k for k, _ in seq], [s for _, s in seq]
-    assert make_policy(policy, capacity, 5).replay(keys, sizes) == Policy.replay(make_policy(policy, capacity, 5),
-                                                                                 keys, sizes)
-    assert make_policy(policy, capacity, 5).replay(keys) == Policy.replay(make_policy(policy, capacity, 5), keys)
+    more_keys, more_sizes = [k for k, _ in then], [s for _, s in then]
+    for sz, more in ((sizes, more_sizes), (None, None)):
+        fast, slow = make_policy(policy, capacity, 5), make_policy(policy, capacity, 5)
+        assert fast.replay(keys, sz) == one_by_one(slow, keys, sz)
+        assert fast.used == slow.used and len(fast) == len(slow)
+        assert one_by_one(fast, more_keys, more) == one_by_one(slow, more_keys, more)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_replay_loops_equal_request_on_a_long_zipf_trace_with_text_keys(policy):
+    """On a 20,000-request Zipf trace with sizes that sometimes change, each replay loop equals
+    request() one by one, with integer keys and with text keys (TinyLFU hashes text another way)."""
+    import numpy as np
+
+    rng = np.random.default_rng(11)
+    ids = np.minimum(rng.zipf(1.2, 20_000), 3000).tolist()
+    sizes = [(k * 7919) % 50 + 1 if rng.random() < 0.98 else 60 for k in ids]
+    for keys in (ids, [f"k{k}" for k in ids]):
+        for cap in (40, 2000):
+            assert make_policy(policy, cap, 9).replay(keys, sizes) == one_by_one(make_policy(policy, cap, 9), keys, sizes)
 
 
 def test_ttl_fill_expires_at_a_fixed_time_and_access_resets_it():

@@ -19,7 +19,7 @@ def series_per_s(times_ns, end_ns: int, bin_s: float = 0.1):
 def draw(scenario, run, folder, shade) -> list[str]:
     from simulator import plots
 
-    from .scenario import effective, read_staleness
+    from .scenario import effective, events, read_staleness
 
     p = effective(run.cfg)
     sub = f"seed {run.cfg.seed}, strategy {p['strategy']}, protection {p['protection']}, policy {p['policy']}" + \
@@ -47,7 +47,7 @@ def draw(scenario, run, folder, shade) -> list[str]:
                          [counts[k][0] / max(1, sum(counts[k])) for k in ks]))
     if per_node:
         rows.append({"series": per_node, "ylabel": "hit ratio per cache node", "step": False})
-    fetch_t = [r["time_ns"] for r in run.records if r["kind"] == "app.fetch.start"]
+    fetch_t = [r["time_ns"] for r in events(run)["fetch"] if r["kind"] == "app.fetch.start"]
     xs, ys = series_per_s(fetch_t, run.end_ns)
     rows.append({"series": [("database reads by app servers", xs, ys)], "ylabel": "DB queries / s (100 ms bins)"})
     out = [plots.panels(folder / "cache.png", "Cache tier: hit ratio and database load", rows, shade, sub)]

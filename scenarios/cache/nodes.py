@@ -44,7 +44,7 @@ import math
 import zlib
 
 from simulator import Dist, Node, message
-from simulator.kit.cache import CacheDelete, CacheGet, CacheReply, CacheSet
+from simulator.kit.cache import CacheDelete, CacheGet, CacheReply, CacheSet, CountMinSketch
 from simulator.kit.database import DbNode
 from simulator.kit.messages import Call, Reply
 from simulator.kit.service import Service
@@ -67,6 +67,22 @@ class Ring:
             n = self.memo[key] = self.points[i][1]
         return n
 
+    def nodes(self, key, copies: int) -> tuple[str, ...]:
+        """The key's home node, then the next distinct nodes clockwise: ``copies`` at most."""
+        memo_key = (key, copies)
+        out = self.memo.get(memo_key)
+        if out is None:
+            i = bisect.bisect_left(self.hashes, zlib.crc32(str(key).encode()))
+            seen: list[str] = []
+            distinct = len({n for _, n in self.points})
+            while len(seen) < min(copies, distinct):
+                n = self.points[i % len(self.points)][1]
+                if n not in seen:
+                    seen.append(n)
+                i += 1
+            out = self.memo[memo_key] = tuple(seen)
+        return out
+
 
 @message
 class Committed:
@@ -83,10 +99,12 @@ class TailedDbNode(DbNode):
 
 
 class Tailer(Node):
-    """mcsqueal: reads the commit stream and deletes each committed key ``delay`` later."""
+    """mcsqueal: reads the commit stream and deletes each committed key ``delay`` later (on every
+    node that may hold a copy, with hot-key replication)."""
 
-    def __init__(self, ring: Ring, delay: Dist):
+    def __init__(self, ring: Ring, delay: Dist, copies: int = 1):
         self.ring = ring
+        self.copies = copies
         self.delay = delay
         self.due: list = []  # heap of (due ns, n, key)
         self.n = 0
@@ -101,16 +119,18 @@ class Tailer(Node):
     def on_timer(self, ctx, name):
         while self.due and self.due[0][0] <= ctx.now:
             _, n, key = heapq.heappop(self.due)
-            ctx.send(self.ring.node(key), CacheDelete(-n, key))
+            for node in self.ring.nodes(key, self.copies):
+                ctx.send(node, CacheDelete(-n, key))
         if self.due:
             ctx.set_timer("tail", (self.due[0][0] - ctx.now) / 1e6)
 
 
 class _Read:
-    __slots__ = ("job", "key", "token", "via", "fetch_start", "version", "hit")
+    __slots__ = ("job", "key", "token", "via", "fetch_start", "version", "hit", "node")
 
     def __init__(self, job, key):
         self.job, self.key = job, key
+        self.node = None  # the cache node asked (None: the key's home), where the fill goes
         self.token = 0
         self.via = ""
         self.fetch_start = 0
@@ -141,17 +161,33 @@ class App(Service):
         self.sizes = p["_sizes"]
         self.armed_at: int | None = None
         self.sweeping = False
+        # Hot-key replication: a key this server reads often (its count-min estimate at
+        # hot_key_threshold) is read from any of its 1 + hot_key_replicas nodes in turn; every
+        # write deletes it on all of them, whoever thought it hot.
+        self.copies = 1 + int(p.get("hot_key_replicas", 0))
+        if self.copies > 1:
+            self.sketch = CountMinSketch(4096, 5000)
+            self.hot_at = int(p["hot_key_threshold"])
+            self.turn = 0
 
     # ---- the service's work -----------------------------------------------------------------------
     def _after_service(self, ctx, job) -> None:
         key = job.call.key
         if job.call.op == "write":
             if self.bug == "delete-before-write":
+                self._replicas_delete(ctx, key)
                 self._cache_call(ctx, ("delete-first", job), key, lambda rid: CacheDelete(rid, key))
             else:
                 self._db(ctx, "write", ("write", job), key, job.call.idem)
             return
         r = _Read(job, key)
+        if self.copies > 1:
+            sk = self.sketch
+            sk.add(key)
+            if sk.estimate(key) >= self.hot_at:
+                nodes = self.ring.nodes(key, self.copies)
+                self.turn += 1
+                r.node = nodes[self.turn % len(nodes)]
         if self.protection == "singleflight":
             waiting = self.flights.get(key)
             if waiting is not None:
@@ -162,14 +198,20 @@ class App(Service):
 
     def _get(self, ctx, r: _Read) -> None:
         lease = self.use_lease
-        self._cache_call(ctx, ("get", r), r.key, lambda rid: CacheGet(rid, r.key, lease))
+        self._cache_call(ctx, ("get", r), r.key, lambda rid: CacheGet(rid, r.key, lease), r.node)
+
+    def _replicas_delete(self, ctx, key) -> None:
+        """A write's delete on the key's other nodes (fire and forget, as the commit stream's)."""
+        if self.copies > 1:
+            for node in self.ring.nodes(key, self.copies)[1:]:
+                self._cache_call(ctx, ("replica-delete", None), key, lambda rid: CacheDelete(rid, key), node)
 
     # ---- talking to the cache ---------------------------------------------------------------------
-    def _cache_call(self, ctx, state, key, make) -> None:
+    def _cache_call(self, ctx, state, key, make, node=None) -> None:
         self.rid += 1
         rid = self.rid
         self.pending[rid] = state
-        ctx.send(self.ring.node(key), make(rid))
+        ctx.send(node or self.ring.node(key), make(rid))
         heapq.heappush(self.deadlines, (ctx.now + self.cache_timeout_ns, rid))
         if not self.sweeping:
             # Cache-call deadlines are swept every half timeout rather than timed one by one: a call
@@ -230,7 +272,7 @@ class App(Service):
                     left_ms = reply.ttl_left_ms
                     if self.recompute_ms * self.p["beta"] * -math.log(max(1e-12, float(ctx.rng.random()))) >= left_ms:
                         bg = _Read(None, r.key)
-                        bg.via = "xfetch"
+                        bg.via, bg.node = "xfetch", r.node
                         self._fetch(ctx, bg)
                 self._answer_read(ctx, r)
             elif reply.wait:
@@ -267,7 +309,11 @@ class App(Service):
         kind, x = token
         if kind == "read":
             r = x
-            ctx.record("app.fetch", key=r.key, via=r.via, fid=r.fetch_start, ok=ok)
+            if self.copies > 1:  # leases are per cache node: the stampede checker groups by it
+                ctx.record("app.fetch", key=r.key, via=r.via, fid=r.fetch_start, ok=ok,
+                           cache=r.node or self.ring.node(r.key))
+            else:
+                ctx.record("app.fetch", key=r.key, via=r.via, fid=r.fetch_start, ok=ok)
             if not ok:
                 if r.job is not None:
                     self._fail_read(ctx, r, value)
@@ -288,6 +334,8 @@ class App(Service):
                 return
             key, version = job.call.key, job.call.idem
             ctx.record("app.commit", key=key, version=version, seq=value)
+            if self.bug != "delete-before-write":
+                self._replicas_delete(ctx, key)
             if self.strategy == "write-through" or self.bug == "set-on-write":
                 seq = value if self.bug != "set-on-write" else 0
                 size = self.sizes(key)
@@ -302,7 +350,7 @@ class App(Service):
         add = not r.token  # a fill never replaces a value someone else stored meanwhile (memcached add)
         size = self.sizes(r.key)
         self._cache_call(ctx, ("fill", r), r.key,
-                         lambda rid: CacheSet(rid, r.key, r.version, size, token=r.token, add=add))
+                         lambda rid: CacheSet(rid, r.key, r.version, size, token=r.token, add=add), r.node)
         if r.job is not None:
             self._answer_read(ctx, r)
 

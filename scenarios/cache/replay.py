@@ -60,31 +60,38 @@ def parse_capacity(text: str, option: str, working_set: int) -> int:
     return n
 
 
-def read_oracle(path: Path) -> tuple[list, list]:
+def read_oracle(path: Path, option: str = "TRACE") -> tuple[list, list]:
+    """(ops as ("get", id, size), timestamps) of an oracleGeneral file."""
     raw = path.read_bytes()
     if len(raw) % ORACLE.itemsize:
-        raise bad(str(path), "TRACE", f"an oracleGeneral file (a multiple of {ORACLE.itemsize} bytes)")
+        raise bad(str(path), option, f"an oracleGeneral file (a multiple of {ORACLE.itemsize} bytes)")
     rec = np.frombuffer(raw, dtype=ORACLE)
-    return [("get", k, s) for k, s in zip(rec["id"].tolist(), rec["size"].tolist())], []
+    return [("get", k, s) for k, s in zip(rec["id"].tolist(), rec["size"].tolist())], rec["t"].tolist()
 
 
-def read_csv(path: Path) -> tuple[list, list]:
-    ops, ids = [], {}
-    with path.open(newline="") as f:
-        for n, row in enumerate(csv.reader(f), 1):
-            if not row or (n == 1 and row[0].strip().lower() in ("time", "timestamp")):
-                continue
-            if len(row) < 3:
-                raise bad(f"{path}:{n}", "TRACE", "CSV rows time,key,size[,op]")
-            try:
-                size = int(row[2])
-            except ValueError:
-                raise bad(f"{path}:{n}: size {row[2]!r}", "TRACE", "an integer size") from None
-            op = row[3].strip().lower() if len(row) > 3 else "get"
-            if op not in ("", "get", "read", "set", "write", "delete"):
-                raise bad(f"{path}:{n}: op {op!r}", "TRACE", "get, read, set, write or delete")
-            ops.append((op or "get", ids.setdefault(row[1], len(ids)), size))
-    return ops, []
+def read_csv(path: Path, option: str = "TRACE") -> tuple[list, list]:
+    """(ops as (op, id, size), times): keys become dense ids in order of first appearance."""
+    ops, ids, times = [], {}, []
+    try:
+        with path.open(newline="") as f:
+            for n, row in enumerate(csv.reader(f), 1):
+                if not row or (n == 1 and row[0].strip().lower() in ("time", "timestamp")):
+                    continue
+                if len(row) < 3:
+                    raise bad(f"{path}:{n}", option, "CSV rows time,key,size[,op]")
+                try:
+                    size = int(row[2])
+                    t = float(row[0]) if row[0].strip() else 0.0
+                except ValueError:
+                    raise bad(f"{path}:{n}: {row[0]!r},{row[2]!r}", option, "a number time and an integer size") from None
+                op = row[3].strip().lower() if len(row) > 3 else "get"
+                if op not in ("", "get", "read", "set", "write", "delete"):
+                    raise bad(f"{path}:{n}: op {op!r}", option, "get, read, set, write or delete")
+                ops.append((op or "get", ids.setdefault(row[1], len(ids)), size))
+                times.append(t)
+    except UnicodeDecodeError:
+        raise bad(str(path), option, "a text CSV time,key,size[,op] (this looks binary: --format oracleGeneral?)") from None
+    return ops, times
 
 
 def synthetic(objects: int, alpha: float, requests: int, sizes: str, seed: int) -> list:
@@ -95,6 +102,8 @@ def synthetic(objects: int, alpha: float, requests: int, sizes: str, seed: int) 
     if not m:
         raise bad(sizes, "--sizes", "1 (every object size 1) or LOW-HIGH (uniform per object)")
     lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+    if lo == hi == 1:  # the policies' size-free loops count the same, faster
+        return keys.tolist(), None
     size_of = rng.integers(lo, hi + 1, objects) if hi > lo else np.full(objects, lo)
     return keys.tolist(), size_of[keys].tolist()
 

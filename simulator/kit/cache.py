@@ -54,6 +54,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any, Callable
 
 import numpy as np
@@ -115,44 +116,12 @@ class Policy:
             self._admit(key, size)
         return False
 
-    def _hit_fn(self):
-        """A function ``hit(key, size) -> bool`` doing a hit's metadata update when it is one, or
-        None to use ``request``; subclasses return a closure over their structures (the replay loop
-        calls it once per request, so it must be cheap)."""
-        return None
-
     def replay(self, keys, sizes=None) -> tuple[int, int]:
-        """Drive ``request`` over a trace; (misses, bytes missed). ``sizes`` None: every size 1."""
-        hit = self._hit_fn()
-        if hit is not None:
-            return self._replay_with(hit, keys, sizes)
-        return self._replay_requests(keys, sizes)
+        """Drive ``request`` over a trace; (misses, bytes missed). ``sizes`` None: every size 1.
 
-    def _replay_with(self, hit, keys, sizes) -> tuple[int, int]:
-        size_of, remove, admit, cap = self.size_of, self.remove, self._admit, self.capacity
-        misses = missed = 0
-        if sizes is None:
-            for k in keys:
-                if hit(k, 1):
-                    continue
-                misses += 1
-                if size_of(k) is not None:
-                    remove(k)
-                if cap >= 1:
-                    admit(k, 1)
-            return misses, misses
-        for k, s in zip(keys, sizes):
-            if hit(k, s):
-                continue
-            misses += 1
-            missed += s
-            if size_of(k) is not None:
-                remove(k)
-            if s <= cap:
-                admit(k, s)
-        return misses, missed
-
-    def _replay_requests(self, keys, sizes) -> tuple[int, int]:
+        This is the reference loop; each policy overrides it with one tight loop of its own (the
+        replay tool runs millions of requests, where a method call per request halves the rate),
+        and ``tests/test_kit_cache.py`` holds each override to this one's counts."""
         req = self.request
         misses = missed = 0
         if sizes is None:
@@ -169,10 +138,11 @@ class Policy:
 
 class LRU(Policy):
     name = "lru"
+    RECENCY = True  # a hit moves the key to the newest end (FIFO: it does not)
 
     def __init__(self, capacity, seed=None):
         super().__init__(capacity)
-        self.d: OrderedDict = OrderedDict()  # key -> size, least recent first
+        self.d: OrderedDict = OrderedDict()  # key -> size, least recent (or oldest) first
 
     def size_of(self, key):
         return self.d.get(key)
@@ -204,26 +174,31 @@ class LRU(Policy):
         return len(self.d)
 
     def replay(self, keys, sizes=None):
-        # The hot loop inlined: replays run millions of requests, and a method call each halves the rate.
-        d, cap, used = self.d, self.capacity, self.used
-        get, mte, pop, popi, cb = d.get, d.move_to_end, d.pop, d.popitem, self.on_evict
+        """LRU's and FIFO's loop, one for both: they differ only in what a hit does, a test of a
+        local flag (a few percent of the rate; a function call per hit would cost a third)."""
+        if self.on_evict is not None:
+            return Policy.replay(self, keys, sizes)
+        d, cap, used, recency = self.d, self.capacity, self.used, self.RECENCY
+        get, mte, pop, popi = d.get, d.move_to_end, d.pop, d.popitem
         misses = missed = 0
-        if sizes is None:
+        if sizes is None:  # every size 1: a hit is membership
             for k in keys:
                 if k in d:
-                    mte(k)
+                    if recency:
+                        mte(k)
                     continue
                 misses += 1
                 used += 1
-                if used > cap:
-                    used -= popi(False)[1] if cb is None else self._evicted(popi(False))
+                while used > cap:
+                    used -= popi(False)[1]
                 d[k] = 1
             self.used = used
             return misses, misses
         for k, s in zip(keys, sizes):
             c = get(k)
             if c == s:
-                mte(k)
+                if recency:
+                    mte(k)
                 continue
             misses += 1
             missed += s
@@ -234,54 +209,18 @@ class LRU(Policy):
                 continue
             used += s
             while used > cap:
-                used -= popi(False)[1] if cb is None else self._evicted(popi(False))
+                used -= popi(False)[1]
             d[k] = s
         self.used = used
         return misses, missed
-
-    def _evicted(self, item) -> int:
-        self.on_evict(item[0])
-        return item[1]
 
 
 class FIFO(LRU):
     name = "fifo"
+    RECENCY = False
 
     def lookup(self, key):
         return key in self.d
-
-    def replay(self, keys, sizes=None):
-        d, cap, used = self.d, self.capacity, self.used
-        get, pop, popi, cb = d.get, d.pop, d.popitem, self.on_evict
-        misses = missed = 0
-        if sizes is None:
-            for k in keys:
-                if k in d:
-                    continue
-                misses += 1
-                used += 1
-                if used > cap:
-                    used -= popi(False)[1] if cb is None else self._evicted(popi(False))
-                d[k] = 1
-            self.used = used
-            return misses, misses
-        for k, s in zip(keys, sizes):
-            c = get(k)
-            if c == s:
-                continue
-            misses += 1
-            missed += s
-            if c is not None:
-                pop(k)
-                used -= c
-            if s > cap:
-                continue
-            used += s
-            while used > cap:
-                used -= popi(False)[1] if cb is None else self._evicted(popi(False))
-            d[k] = s
-        self.used = used
-        return misses, missed
 
 
 class Random(Policy):
@@ -301,14 +240,45 @@ class Random(Policy):
     def lookup(self, key):
         return key in self.where
 
-    def _hit_fn(self):
-        get = self.where.get
-
-        def hit(k, s):
+    def replay(self, keys, sizes=None):
+        if self.on_evict is not None:
+            return Policy.replay(self, keys, sizes)
+        where, klist, cap, used, rng = self.where, self.keys, self.capacity, self.used, self.rng
+        get, pop, kpop, append = where.get, where.pop, klist.pop, klist.append
+        u = self._u
+        upop = u.pop
+        misses = missed = 0
+        for k, s in zip(keys, repeat(1) if sizes is None else sizes):
             w = get(k)
-            return w is not None and w[1] == s
-
-        return hit
+            if w is not None:
+                if w[1] == s:
+                    continue
+                i = pop(k)[0]
+                last = kpop()
+                if i < len(klist):
+                    klist[i] = last
+                    where[last][0] = i
+                used -= w[1]
+            misses += 1
+            missed += s
+            if s > cap:
+                continue
+            used += s
+            while used > cap:
+                if not u:  # the same blocks of uniforms, in the same order, as _draw
+                    u = self._u = rng.random(4096).tolist()
+                    upop = u.pop
+                i = int(upop() * len(klist))
+                victim = klist[i]
+                used -= pop(victim)[1]
+                last = kpop()
+                if i < len(klist):
+                    klist[i] = last
+                    where[last][0] = i
+            where[k] = [len(klist), s]
+            append(k)
+        self.used = used
+        return misses, missed
 
     def _draw(self) -> float:
         if not self._u:  # uniforms drawn in blocks: one numpy call per 4096 evictions
@@ -366,17 +336,35 @@ class Clock(Policy):
         e[1] = True
         return True
 
-    def _hit_fn(self):
-        get = self.d.get
-
-        def hit(k, s):
+    def replay(self, keys, sizes=None):
+        if self.on_evict is not None:
+            return Policy.replay(self, keys, sizes)
+        d, cap, used = self.d, self.capacity, self.used
+        get, pop, popi = d.get, d.pop, d.popitem
+        misses = missed = 0
+        for k, s in zip(keys, repeat(1) if sizes is None else sizes):
             e = get(k)
-            if e is not None and e[0] == s:
-                e[1] = True
-                return True
-            return False
-
-        return hit
+            if e is not None:
+                if e[0] == s:
+                    e[1] = True
+                    continue
+                pop(k)
+                used -= e[0]
+            misses += 1
+            missed += s
+            if s > cap:
+                continue
+            used += s
+            while used > cap:
+                kk, ee = popi(False)
+                if ee[1]:
+                    ee[1] = False
+                    d[kk] = ee
+                else:
+                    used -= ee[0]
+            d[k] = [s, False]
+        self.used = used
+        return misses, missed
 
     def _admit(self, key, size):
         d = self.d
@@ -404,7 +392,11 @@ class Clock(Policy):
 
 
 class LFU(Policy):
-    """O(1) LFU (Shah et al.): frequency -> keys in recency order; ties evict the least recent."""
+    """O(1) LFU (Shah et al.): frequency -> keys in recency order; ties evict the least recent.
+
+    ``low`` is a lower bound of the smallest frequency present, made exact only when an eviction
+    needs it: a bucket emptied by an eviction or a removal used to cost a ``min`` over every
+    frequency, which on a long Zipf trace (thousands of distinct counts) was most of the time."""
 
     name = "lfu"
 
@@ -436,30 +428,32 @@ class LFU(Policy):
         nb[key] = None
         return True
 
-    def _hit_fn(self):
-        get, lookup = self.d.get, self.lookup
-
-        def hit(k, s):
-            e = get(k)
-            return e is not None and e[0] == s and lookup(k)
-
-        return hit
+    @staticmethod
+    def _lowest(by: dict, low: int) -> int:
+        """The smallest frequency present, given a lower bound of it (``by`` is not empty)."""
+        if low in by:
+            return low
+        for f in range(low + 1, low + 64):  # counts cluster low: a short walk usually finds it
+            if f in by:
+                return f
+        return min(by)
 
     def _admit(self, key, size):
         self.used += size
+        by = self.by
         while self.used > self.capacity:
-            b = self.by[self.low]
+            self.low = low = self._lowest(by, self.low)
+            b = by[low]
             k, _ = b.popitem(last=False)
             if not b:
-                del self.by[self.low]
-                self.low = min(self.by) if self.by else 1
+                del by[low]
             self.used -= self.d.pop(k)[0]
             if self.on_evict is not None:
                 self.on_evict(k)
         self.d[key] = [size, 1]
-        b = self.by.get(1)
+        b = by.get(1)
         if b is None:
-            b = self.by[1] = OrderedDict()
+            b = by[1] = OrderedDict()
         b[key] = None
         self.low = 1
 
@@ -471,97 +465,159 @@ class LFU(Policy):
         del b[key]
         if not b:
             del self.by[e[1]]
-            if self.low == e[1]:
-                self.low = min(self.by) if self.by else 1
+        if not self.by:
+            self.low = 1
         self.used -= e[0]
         return True
+
+    def replay(self, keys, sizes=None):
+        if self.on_evict is not None:
+            return Policy.replay(self, keys, sizes)
+        d, by, cap, used, low, lowest = self.d, self.by, self.capacity, self.used, self.low, self._lowest
+        get, byget = d.get, by.get
+        misses = missed = 0
+        for k, s in zip(keys, repeat(1) if sizes is None else sizes):
+            e = get(k)
+            if e is not None:
+                f = e[1]
+                b = by[f]
+                del b[k]
+                if not b:
+                    del by[f]
+                    if low == f:
+                        low = f + 1
+                if e[0] == s:
+                    f += 1
+                    e[1] = f
+                    nb = byget(f)
+                    if nb is None:
+                        nb = by[f] = OrderedDict()
+                    nb[k] = None
+                    continue
+                del d[k]
+                used -= e[0]
+                if not by:
+                    low = 1
+            misses += 1
+            missed += s
+            if s > cap:
+                continue
+            used += s
+            while used > cap:
+                low = lowest(by, low)
+                b = by[low]
+                kk = b.popitem(False)[0]
+                if not b:
+                    del by[low]
+                used -= d.pop(kk)[0]
+            d[k] = [s, 1]
+            b = byget(1)
+            if b is None:
+                b = by[1] = OrderedDict()
+            b[k] = None
+            low = 1
+        self.used, self.low = used, low
+        return misses, missed
 
     def __len__(self):
         return len(self.d)
 
 
 class Sieve(Policy):
-    """A doubly linked list in two dicts (newer/older neighbours); the hand walks toward newer."""
+    """The queue split at the hand into two ordered dicts: ``ahead`` runs from the hand to the
+    newest object, ``behind`` from the oldest to just before the hand. The hand takes ``ahead``'s
+    first object: a visited one has its bit cleared and moves to ``behind``'s end (it keeps its
+    place in the queue), an unvisited one is evicted. When ``ahead`` runs out the hand wraps to the
+    oldest object: ``behind`` becomes ``ahead``. ``ahead`` is empty only when ``behind`` is too, so
+    a newcomer (appended to ``ahead``, the newest end) never lands in front of the hand."""
 
     name = "sieve"
 
     def __init__(self, capacity, seed=None):
         super().__init__(capacity)
-        self.size: dict = {}
-        self.visited: dict = {}
-        self.newer: dict = {}  # key -> the next newer key (None at the head)
-        self.older: dict = {}  # key -> the next older key (None at the tail)
-        self.head = None  # newest
-        self.tail = None  # oldest
-        self.hand = None
+        self.e: dict = {}  # key -> [size, visited]
+        self.ahead: OrderedDict = OrderedDict()
+        self.behind: OrderedDict = OrderedDict()
 
     def size_of(self, key):
-        return self.size.get(key)
+        e = self.e.get(key)
+        return None if e is None else e[0]
 
     def lookup(self, key):
-        if key in self.size:
-            self.visited[key] = True
-            return True
-        return False
-
-    def _hit_fn(self):
-        get, visited = self.size.get, self.visited
-
-        def hit(k, s):
-            if get(k) == s:
-                visited[k] = True
-                return True
+        e = self.e.get(key)
+        if e is None:
             return False
-
-        return hit
-
-    def _unlink(self, key):
-        n, o = self.newer.pop(key), self.older.pop(key)
-        if n is None:
-            self.head = o
-        else:
-            self.older[n] = o
-        if o is None:
-            self.tail = n
-        else:
-            self.newer[o] = n
-        del self.visited[key]
-        self.used -= self.size.pop(key)
+        e[1] = True
+        return True
 
     def _admit(self, key, size):
         self.used += size
-        visited, newer = self.visited, self.newer
         while self.used > self.capacity:
-            h = self.hand if self.hand is not None else self.tail
-            while visited[h]:
-                visited[h] = False
-                h = newer[h]
-                if h is None:
-                    h = self.tail
-            self.hand = newer[h]
-            self._unlink(h)
-            if self.on_evict is not None:
-                self.on_evict(h)
-        self.size[key] = size
-        visited[key] = False
-        newer[key] = None
-        self.older[key] = self.head
-        if self.head is not None:
-            newer[self.head] = key
-        else:
-            self.tail = key
-        self.head = key
+            k, e = self.ahead.popitem(last=False)
+            if e[1]:
+                e[1] = False
+                self.behind[k] = e
+            else:
+                self.used -= e[0]
+                del self.e[k]
+                if self.on_evict is not None:
+                    self.on_evict(k)
+            if not self.ahead:
+                self.ahead, self.behind = self.behind, self.ahead
+        e = self.e[key] = [size, False]
+        self.ahead[key] = e
 
     def remove(self, key):
-        if key not in self.size:
+        e = self.e.pop(key, None)
+        if e is None:
             return False
-        if self.hand == key:
-            self.hand = self.newer[key]
-        self._unlink(key)
+        if self.behind.pop(key, None) is None:
+            del self.ahead[key]
+            if not self.ahead:
+                self.ahead, self.behind = self.behind, self.ahead
+        self.used -= e[0]
         return True
 
+    def replay(self, keys, sizes=None):
+        if self.on_evict is not None:
+            return Policy.replay(self, keys, sizes)
+        E, ahead, behind, cap, used = self.e, self.ahead, self.behind, self.capacity, self.used
+        get = E.get
+        misses = missed = 0
+        for k, s in zip(keys, repeat(1) if sizes is None else sizes):
+            e = get(k)
+            if e is not None:
+                if e[0] == s:
+                    e[1] = True
+                    continue
+                del E[k]
+                if behind.pop(k, None) is None:
+                    del ahead[k]
+                    if not ahead:
+                        ahead, behind = behind, ahead
+                used -= e[0]
+            misses += 1
+            missed += s
+            if s > cap:
+                continue
+            used += s
+            while used > cap:
+                kk, ee = ahead.popitem(False)
+                if ee[1]:
+                    ee[1] = False
+                    behind[kk] = ee
+                else:
+                    used -= ee[0]
+                    del E[kk]
+                if not ahead:
+                    ahead, behind = behind, ahead
+            e = E[k] = [s, False]
+            ahead[k] = e
+        self.used, self.ahead, self.behind = used, ahead, behind
+        return misses, missed
+
     def __len__(self):
-        return len(self.size)
+        return len(self.e)
 
 
 class S3FIFO(Policy):
@@ -591,18 +647,74 @@ class S3FIFO(Policy):
             e[1] += 1
         return True
 
-    def _hit_fn(self):
-        get = self.e.get
-
-        def hit(k, s):
+    def replay(self, keys, sizes=None):
+        if self.on_evict is not None:
+            return Policy.replay(self, keys, sizes)
+        E, small, main, ghost, cap, used = self.e, self.small, self.main, self.ghost, self.capacity, self.used
+        small_used, main_used, ghost_used, small_cap = self.small_used, self.main_used, self.ghost_used, self.small_cap
+        ghost_cap = cap - small_cap
+        get, spop, mpop, gpopi, gpop = E.get, small.popitem, main.popitem, ghost.popitem, ghost.pop
+        misses = missed = 0
+        for k, s in zip(keys, repeat(1) if sizes is None else sizes):
             e = get(k)
-            if e is not None and e[0] == s:
-                if e[1] < 3:
-                    e[1] += 1
-                return True
-            return False
-
-        return hit
+            if e is not None:
+                if e[0] == s:
+                    if e[1] < 3:
+                        e[1] += 1
+                    continue
+                del E[k]
+                if e[2]:
+                    del main[k]
+                    main_used -= e[0]
+                else:
+                    del small[k]
+                    small_used -= e[0]
+                used -= e[0]
+            misses += 1
+            missed += s
+            if s > cap:
+                continue
+            while used + s > cap:
+                if small_used >= small_cap or not main:
+                    kk, ee = spop(False)
+                    z = ee[0]
+                    small_used -= z
+                    if ee[1] > 1:
+                        ee[1] = 0
+                        ee[2] = True
+                        main[kk] = ee
+                        main_used += z
+                        continue
+                    used -= z
+                    del E[kk]
+                    ghost[kk] = z
+                    ghost_used += z
+                    while ghost_used > ghost_cap and ghost:
+                        ghost_used -= gpopi(False)[1]
+                else:
+                    while True:
+                        kk, ee = mpop(False)
+                        if ee[1] > 0:
+                            ee[1] -= 1
+                            main[kk] = ee
+                            continue
+                        main_used -= ee[0]
+                        used -= ee[0]
+                        del E[kk]
+                        break
+            g = gpop(k, None)
+            if g is not None:
+                ghost_used -= g
+                e = E[k] = [s, 0, True]
+                main[k] = e
+                main_used += s
+            else:
+                e = E[k] = [s, 0, False]
+                small[k] = e
+                small_used += s
+            used += s
+        self.used, self.small_used, self.main_used, self.ghost_used = used, small_used, main_used, ghost_used
+        return misses, missed
 
     def _evicted(self, key):
         if self.on_evict is not None:
@@ -706,6 +818,25 @@ class CountMinSketch:
         return (((x * c0) >> 13) & m, w + (((x * c1) >> 13) & m), 2 * w + (((x * c2) >> 13) & m),
                 3 * w + (((x * c3) >> 13) & m))
 
+    def rows_of(self, keys) -> list[list[int]]:
+        """The four slot lists of a whole request stream (one slot per request per row), computed
+        with numpy when the keys are integers. A uint64 product keeps the low 64 bits of Python's
+        exact one, and a slot reads only bits 13 to 13 + log2(width) < 64 of it: the same slots."""
+        arr = None
+        if keys and type(keys[0]) is int:
+            try:
+                arr = np.asarray(keys)
+            except OverflowError:
+                arr = None
+        if arr is None or arr.dtype.kind not in "iu":
+            memo: dict = {}
+            per = [memo[k] if k in memo else memo.setdefault(k, self._slots(k)) for k in keys]
+            return [list(r) for r in zip(*per)] if per else [[], [], [], []]
+        x = arr.astype(np.uint64) + np.uint64(1)
+        m, w = np.uint64(self.mask), self.width
+        return [((((x * np.uint64(c)) >> np.uint64(13)) & m).astype(np.int64) + r * w).tolist()
+                for r, c in enumerate(self.MULTIPLIERS)]
+
     def add(self, key) -> None:
         t = self.table
         for i in self._slots(key):
@@ -747,15 +878,115 @@ class TinyLFU(Policy):
         self.sketch.add(key)
         return Policy.request(self, key, size)
 
-    def _hit_fn(self):
-        get, lookup, add = self.e.get, self.lookup, self.sketch.add
-
-        def hit(k, s):
-            add(k)
+    def replay(self, keys, sizes=None):
+        if self.on_evict is not None:
+            return Policy.replay(self, keys, sizes)
+        sk = self.sketch
+        if not isinstance(keys, list):
+            keys = list(keys)
+        rows = sk.rows_of(keys)  # the slots depend on the key only: hashed for the whole stream at once
+        t, count, sample = sk.table, sk.count, sk.sample
+        E, (W, P, R) = self.e, self.seg
+        wu, pu, ru = self.seg_used
+        cap, used, window_cap, main_cap, protected_cap = (self.capacity, self.used, self.window_cap, self.main_cap,
+                                                          self.protected_cap)
+        get = E.get
+        misses = missed = 0
+        for k, s, a, b, c, d in zip(keys, repeat(1) if sizes is None else sizes, *rows):
+            if t[a] < 15:
+                t[a] += 1
+            if t[b] < 15:
+                t[b] += 1
+            if t[c] < 15:
+                t[c] += 1
+            if t[d] < 15:
+                t[d] += 1
+            count += 1
+            if count >= sample:
+                count //= 2
+                t = [v >> 1 for v in t]
             e = get(k)
-            return e is not None and e[0] == s and lookup(k)
-
-        return hit
+            if e is not None:
+                g, z = e[1], e[0]
+                if z == s:
+                    if g == 2:
+                        R.move_to_end(k)
+                    elif g == 0:
+                        W.move_to_end(k)
+                    else:  # a probation hit is promoted; protected overflow goes back to probation
+                        del P[k]
+                        pu -= z
+                        e[1] = 2
+                        R[k] = e
+                        ru += z
+                        while ru > protected_cap and len(R) > 1:
+                            kk, ee = R.popitem(False)
+                            ru -= ee[0]
+                            ee[1] = 1
+                            P[kk] = ee
+                            pu += ee[0]
+                    continue
+                del E[k]
+                used -= z
+                if g == 0:
+                    del W[k]
+                    wu -= z
+                elif g == 1:
+                    del P[k]
+                    pu -= z
+                else:
+                    del R[k]
+                    ru -= z
+            misses += 1
+            missed += s
+            if s > cap:
+                continue
+            e = E[k] = [s, 0, a, b, c, d]
+            W[k] = e
+            wu += s
+            used += s
+            while wu > window_cap and len(W) > 1:
+                kk, cc = W.popitem(False)
+                z = cc[0]
+                wu -= z
+                cc[1] = 1
+                # The candidate joins probation's newest end and duels probation's oldest while main
+                # overflows; it is its own victim once it is probation's only object. Joining only
+                # if it wins is the same and spares an insert and a delete when it loses.
+                if pu + ru + z > main_cap:
+                    fc = min(t[cc[2]], t[cc[3]], t[cc[4]], t[cc[5]])
+                    while P:
+                        vk = next(iter(P))
+                        ve = P[vk]
+                        if fc <= min(t[ve[2]], t[ve[3]], t[ve[4]], t[ve[5]]):
+                            break
+                        del P[vk]
+                        pu -= ve[0]
+                        del E[vk]
+                        used -= ve[0]
+                        if pu + ru + z <= main_cap:
+                            break
+                    if pu + ru + z > main_cap:
+                        del E[kk]
+                        used -= z
+                        continue
+                P[kk] = cc
+                pu += z
+            while used > cap:  # one object bigger than the window: plain LRU order
+                vseg = W if W else (P if P else R)
+                vk, ve = vseg.popitem(False)
+                if vseg is W:
+                    wu -= ve[0]
+                elif vseg is P:
+                    pu -= ve[0]
+                else:
+                    ru -= ve[0]
+                del E[vk]
+                used -= ve[0]
+        sk.table, sk.count = t, count
+        self.seg_used[:] = [wu, pu, ru]
+        self.used = used
+        return misses, missed
 
     def lookup(self, key):
         e = self.e.get(key)
@@ -794,7 +1025,7 @@ class TinyLFU(Policy):
         return None
 
     def _admit(self, key, size):
-        e = [size, 0]
+        e = [size, 0, *self.sketch._slots(key)]  # the slots ride along for replay's estimates
         self.e[key] = e
         self.seg[0][key] = e
         self.seg_used[0] += size
