@@ -140,11 +140,11 @@ class Commerce(Scenario):
                            "released",
     }
     exposes = {
-        "compensate-without-idempotency": "--seed 1 --nemesis crash,partition-random-halves --nemesis-interval 2",
+        "compensate-without-idempotency": "--seed 7",
         "reserve-without-lock": "--seed 1",
         "payout-retry-without-key": "--seed 1",
         "refund-keeps-fee": "--seed 1",
-        "outbox-after-commit": "--seed 1 --set mode=saga-choreographed --nemesis crash --nemesis-interval 2",
+        "outbox-after-commit": "--seed 1 --set mode=saga-choreographed --nemesis crash",
         "tcc-hanging-try": "--seed 1 --set mode=tcc",
     }
     checkers = {

@@ -176,6 +176,8 @@ def emit_next(ctx, w: Wiring, outbox: Outbox, saga: int, step: int, undoing: boo
         return
     st = w.plan.groups[g][0]
     action = st.action if kind == "forward" else st.undo
+    if kind == "undo":
+        ctx.record("saga.phase", saga=saga, phase="compensating", group=g, reason=reason)
     outbox.put(ctx, bus(st.service), Event((saga, g, action), saga, g, action, args))
 
 
