@@ -11,7 +11,15 @@ from simulator import CheckResult
 
 
 def of_kind(run, kind: str) -> list[dict]:
-    return [r for r in run.records if r["kind"] == kind]
+    """The run's records of one kind (grouped once per run: every checker and figure asks)."""
+    groups = getattr(run, "_commerce_kinds", None)
+    if groups is None or groups[0] is not run.records:
+        by: dict[str, list[dict]] = {}
+        for r in run.records:
+            by.setdefault(r["kind"], []).append(r)
+        groups = (run.records, by)
+        run._commerce_kinds = groups
+    return groups[1].get(kind, [])
 
 
 def _first(bad: list[str], total: int, details: dict) -> CheckResult:

@@ -122,6 +122,8 @@ class Commerce(Scenario):
         Param("rail_timeout_ms", 500.0, "a payout the rail has not answered is sent again after this", min=1.0),
         Param("rail_timeout_share", 0.05, "share of rail transfers whose answer is lost after the money moved",
               min=0.0, max=1.0),
+        Param("coordinators", 2, "orders nodes; each coordinates the orders placed with it (order id mod N)",
+              type=int, min=1, max=16),
         Param("relay_ms", 500.0, "choreographed: the outbox relay and queue polls run this often", min=1.0),
         Param("visibility_s", 2.0, "choreographed: a leased event not acked in this time is redelivered", min=0.01),
     )
@@ -164,7 +166,7 @@ class Commerce(Scenario):
         f"commerce{'' if m == 'saga-orchestrated' else '-' + m}": {
             "options": {"rate": 200.0, "time_limit_s": 120.0, "nemesis": ["crash", "partition-random-halves"],
                         "nemesis_interval_s": 5.0},
-            "params": {"mode": m}}
+            "params": {"mode": m, "restock_qty": 40}}
         for m in MODES
     }
     search = {"rate": (20.0, 200.0), "nemesis_interval_s": (1.0, 6.0), "mode": list(MODES)}
@@ -193,18 +195,21 @@ class Commerce(Scenario):
                    db_ms=_dist(p, "db_ms"), psp_ms=_dist(p, "psp_ms"), fee_bp=p["fee_bp"],
                    step_timeout_ms=p["step_timeout_ms"], retry_ms=p["retry_ms"],
                    payout_interval_ms=p["payout_interval_s"] * 1e3, rail_timeout_ms=p["rail_timeout_ms"],
-                   rail_timeout_share=p["rail_timeout_share"], relay_ms=p["relay_ms"], bug=cfg.bug)
+                   rail_timeout_share=p["rail_timeout_share"], relay_ms=p["relay_ms"],
+                   coordinators=p["coordinators"], bug=cfg.bug)
         fsync = Dist("constant", 0.5)
         big = 1_000_000
-        sim.add_node(ORDERS, lambda: Orders(w), fsync=fsync, inbox_limit=big)
+        coords = [f"{ORDERS}-{i + 1}" for i in range(p["coordinators"])]
+        for c in coords:
+            sim.add_node(c, lambda: Orders(w), fsync=fsync, inbox_limit=big)
         sim.add_node(INVENTORY, lambda: Inventory(w), fsync=fsync, inbox_limit=big)
         sim.add_node(PAYMENTS, lambda: Payments(w), fsync=fsync, inbox_limit=big)
         sim.add_node(SHIPPING, lambda: Shipping(w), fsync=fsync, inbox_limit=big)
         sim.add_node(PAYOUTS, lambda: Payouts(w), fsync=fsync, inbox_limit=big)
         sim.add_node(RAILS, lambda: Rails(w), inbox_limit=big)
-        servers = [ORDERS, INVENTORY, PAYMENTS, SHIPPING, PAYOUTS]
+        servers = [*coords, INVENTORY, PAYMENTS, SHIPPING, PAYOUTS]
         if mode == "saga-choreographed":
-            for svc in (ORDERS, INVENTORY, PAYMENTS, SHIPPING):
+            for svc in (*coords, INVENTORY, PAYMENTS, SHIPPING):
                 spec = QueueSpec(f"bus-{svc}", visibility_timeout_ms=p["visibility_s"] * 1e3, long_poll_ms=p["relay_ms"],
                                  sample_ms=1000.0)
                 sim.add_node(bus(svc), lambda spec=spec: Queue(spec), fsync=fsync, inbox_limit=big)
@@ -222,7 +227,7 @@ class Commerce(Scenario):
                 "shipping": {"shipped": sorted(int(k[3:]) for k in shp.keys() if k.startswith("sh/"))},
             }
 
-        return Setup(servers=servers, client=lambda cid: Shopper(), generate=Generator(p), expose=expose)
+        return Setup(servers=servers, client=lambda cid: Shopper(w), generate=Generator(p), expose=expose)
 
     def check(self, run: RunData):
         p = run.cfg.params

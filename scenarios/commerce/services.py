@@ -28,8 +28,13 @@ RAIL_MS = {"ach": 40.0, "wire": 20.0, "instant": 5.0}  # time for a rail to answ
 
 
 def bus(service: str) -> str:
-    """The queue partition a service consumes in choreographed mode."""
+    """The queue partition a service (or one orders node) consumes in choreographed mode."""
     return f"bus-{service}-1"
+
+
+def orders_node(w: "Wiring", order: int) -> str:
+    """The orders node an order belongs to (its coordinator, and where its end is reported)."""
+    return f"{ORDERS}-{order % w.coordinators + 1}"
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,7 @@ class Wiring:
     rail_timeout_ms: float
     rail_timeout_share: float
     relay_ms: float
+    coordinators: int
     bug: str | None
 
 
@@ -172,7 +178,7 @@ def emit_next(ctx, w: Wiring, outbox: Outbox, saga: int, step: int, undoing: boo
     """Choreography: the event that follows this step's local transaction, into the outbox."""
     kind, g = next_after(w.plan, step, undoing, ok)
     if kind in (DONE, UNDONE):
-        outbox.put(ctx, bus(ORDERS), Event((saga, -1, kind), saga, -1, kind, (reason,)))
+        outbox.put(ctx, bus(orders_node(w, saga)), Event((saga, -1, kind), saga, -1, kind, (reason,)))
         return
     st = w.plan.groups[g][0]
     action = st.action if kind == "forward" else st.undo
@@ -313,11 +319,16 @@ class Inventory(Participant):
                 stock, sold = st.get(f"s/{sku}.{wh}", (w.stock[sku][wh], 0))
                 self.level[(sku, wh)] = [stock, 0, sold]
         self.holds: dict[int, tuple] = {}
+        # 2PC: a prepared transaction holds the row lock of its SKU and warehouse until the decision
+        # arrives (strict two-phase locking), so nobody else can use that row while it is in doubt
+        self.locked: dict[tuple[int, int], int] = {}
         for k in st.keys():
             if k.startswith("h/"):
                 h = st.get(k)
                 self.holds[int(k[2:])] = h
                 self.level[(h[0], h[1])][1] += h[2]
+                if h[4] == "prepare-inv":
+                    self.locked[(h[0], h[1])] = int(k[2:])
         ctx.set_timer("sweep", w.sweep_ms)
         ctx.set_timer("restock", w.restock_ms)
 
@@ -326,8 +337,14 @@ class Inventory(Participant):
         return s - h - d
 
     def _pick(self, sku: int, qty: int) -> int | None:
-        """The warehouse with the most available stock of ``sku`` if it has ``qty``."""
-        best = max(range(self.w.warehouses), key=lambda wh: (self._avail(sku, wh), -wh))
+        """The warehouse with the most available stock of ``sku`` if it has ``qty``, among the rows
+        no prepared 2PC transaction has locked."""
+        whs = range(self.w.warehouses)
+        if self.locked:
+            whs = [wh for wh in whs if (sku, wh) not in self.locked]
+            if not whs:
+                return None
+        best = max(whs, key=lambda wh: (self._avail(sku, wh), -wh))
         return best if self._avail(sku, best) >= qty else None
 
     def _note(self, ctx, sku, wh, saga, why) -> None:
@@ -354,6 +371,8 @@ class Inventory(Participant):
             else:
                 wh = self._pick(sku, qty)  # check and hold in one local transaction
             if wh is None:
+                if self.locked and any((sku, x) in self.locked for x in range(self.w.warehouses)):
+                    return False, "locked"
                 return False, "out-of-stock"
             expires = ctx.now + int(self.w.ttl_ms * 1e6) if a == "reserve" else 0
             self._hold(ctx, call.saga, (sku, wh, qty, expires, a))
@@ -380,6 +399,8 @@ class Inventory(Participant):
 
     def _hold(self, ctx, saga: int, h: tuple) -> None:
         self.holds[saga] = h
+        if h[4] == "prepare-inv":
+            self.locked[(h[0], h[1])] = saga
         self.level[(h[0], h[1])][1] += h[2]
         ctx.storage.put(f"h/{saga}", h, sync=False)
         ctx.record("inv.hold", saga=saga, sku=h[0], wh=h[1], qty=h[2], expires_ns=h[3], hold=h[4])
@@ -389,6 +410,8 @@ class Inventory(Participant):
         h = self.holds.pop(saga, None)
         if h is None:
             return
+        if self.locked.get((h[0], h[1])) == saga:
+            del self.locked[(h[0], h[1])]
         self.level[(h[0], h[1])][1] -= h[2]
         ctx.storage.delete(f"h/{saga}", sync=False)
         ctx.record("inv.unhold", saga=saga, sku=h[0], wh=h[1], qty=h[2], why=why)
@@ -523,7 +546,7 @@ class Orders(Node):
 
     def _pull(self, ctx):
         self.pulls += 1
-        ctx.send(bus(ORDERS), Pull(self.pulls))
+        ctx.send(bus(ctx.id), Pull(self.pulls))
 
     def on_message(self, ctx, src, msg):
         t = type(msg)
@@ -537,7 +560,7 @@ class Orders(Node):
             if f"end/{ev.saga}" not in ctx.storage:
                 ctx.storage.put(f"end/{ev.saga}", (ev.action, ev.args[0]))
                 self._ended(ctx, ev.saga, ev.action, ev.args[0])
-            ctx.send(bus(ORDERS), Ack(ev.msg_id))
+            ctx.send(bus(ctx.id), Ack(ev.msg_id))
         elif t is Empty:
             self._pull(ctx)
         elif t is Enqueued:
@@ -669,18 +692,19 @@ class Rails(Node):
 
 # ---- the client ------------------------------------------------------------------------------------
 class Shopper(ClientNode):
-    """Places each order at ``orders`` and asks again every ``resend_ms`` until it has an answer."""
+    """Places each order at its orders node and asks again every ``RESEND_MS`` until it has an answer."""
 
     RESEND_MS = 1000.0
 
-    def __init__(self):
+    def __init__(self, w: Wiring):
+        self.w = w
         self.open: dict[int, tuple] = {}
 
     def on_invoke(self, ctx, op):
         v = op.value
         args = (v["customer"], v["sku"], v["qty"], v["amount"], v["decline"], v["cancel"])
         self.open[op.id] = args
-        ctx.send(ORDERS, PlaceOrder(op.id, args))
+        ctx.send(orders_node(self.w, op.id), PlaceOrder(op.id, args))
         if not ctx.timer_set("resend"):
             ctx.set_timer("resend", self.RESEND_MS)
 
@@ -693,6 +717,6 @@ class Shopper(ClientNode):
 
     def on_timer(self, ctx, name):
         for oid, args in list(self.open.items()):
-            ctx.send(ORDERS, PlaceOrder(oid, args))
+            ctx.send(orders_node(self.w, oid), PlaceOrder(oid, args))
         if self.open:
             ctx.set_timer("resend", self.RESEND_MS)

@@ -38,7 +38,8 @@ Records (``ctx.record``): ``saga.begin`` (saga, plan), ``saga.phase`` (saga, pha
 ``saga.retry`` (saga, step, action, attempt), ``saga.end`` (saga, outcome, reason, latency_ms).
 
 Simplifications: one coordinator node per plan (no standby: a crashed coordinator stops its sagas until
-it restarts); a step's timeout is fixed (no back-off beyond ``retry_ms``); group steps are not
+it restarts); a silent step is asked again after a wait that doubles per attempt (up to eight step
+timeouts), a step that answered no after ``retry_ms``, without jitter; group steps are not
 cancelled when a sibling fails (their late answers are ignored, their undo is sent anyway).
 """
 
@@ -52,6 +53,8 @@ from ..engine.node import message
 
 FORWARD, COMPENSATING, DONE, UNDONE = "forward", "compensating", "done", "undone"
 TIMER = "saga.tick"
+GRID_NS = 5_000_000  # the coordinator's timer fires on a 5 ms grid
+BACKOFF_CAP = 8  # a silent participant is asked again after at most 8 step timeouts
 _MISSING = object()
 
 
@@ -200,10 +203,11 @@ class Orchestrator:
         self.timer_at = None
         now, heap = ctx.now, self.heap
         while heap and heap[0][0] <= now:
-            _, _, sid, step, action, attempt = heapq.heappop(heap)
-            sg = self.sagas.get(sid)
-            if sg is None or sg.waiting.get(step) != action or sg.attempts.get(step) != attempt:
+            entry = heapq.heappop(heap)
+            if self._stale(entry):
                 continue
+            _, _, sid, step, action, attempt = entry
+            sg = self.sagas[sid]
             st = self.steps[step][2]
             if st.fails_on_timeout and sg.phase == FORWARD and sg.group < self.plan.pivot:
                 self._fail(ctx, sg, "timeout")
@@ -238,7 +242,10 @@ class Orchestrator:
         if attempt > 1:
             ctx.record("saga.retry", saga=sg.id, step=step, action=action, attempt=attempt)
         self.send(ctx, self.steps[step][2].service, StepCall(sg.id, step, action, sg.args))
-        self._push(ctx, ctx.now + self.timeout_ns, sg.id, step, action, attempt)
+        # A participant that stays silent (down, cut off) is asked less and less often: the wait
+        # doubles per attempt up to BACKOFF_CAP step timeouts, so a long outage costs few messages.
+        wait = self.timeout_ns * min(1 << (attempt - 1), BACKOFF_CAP)
+        self._push(ctx, ctx.now + wait, sg.id, step, action, attempt)
 
     def _retry(self, ctx, sg: _Saga, step: int, action: str) -> None:
         """Ask again after ``retry_ms``: a new attempt number makes the pending timeout stale."""
@@ -248,13 +255,26 @@ class Orchestrator:
     def _push(self, ctx, due: int, sid: int, step: int, action: str, attempt: int) -> None:
         self.seq += 1
         heapq.heappush(self.heap, (due, self.seq, sid, step, action, attempt))
-        if self.timer_at is None or due < self.timer_at:
+        if self.timer_at is None or due < self.timer_at - GRID_NS:
             self._arm(ctx)
 
+    def _stale(self, entry) -> bool:
+        sg = self.sagas.get(entry[2])
+        return sg is None or sg.waiting.get(entry[3]) != entry[4] or sg.attempts.get(entry[3]) != entry[5]
+
     def _arm(self, ctx) -> None:
-        if self.heap:
-            self.timer_at = self.heap[0][0]
-            ctx.set_timer(TIMER, max(0, self.timer_at - ctx.now) / 1e6)
+        # Deadlines of calls already answered are dropped here, not when the answer comes (a heap
+        # cannot remove from the middle): the timer then waits for a live deadline only.
+        heap = self.heap
+        while heap and self._stale(heap[0]):
+            heapq.heappop(heap)
+        if heap:
+            due = -(-heap[0][0] // GRID_NS) * GRID_NS  # clustered deadlines share one firing
+            if self.timer_at != due:
+                self.timer_at = due
+                ctx.set_timer(TIMER, max(0, due - ctx.now) / 1e6)
+        else:
+            self.timer_at = None
 
     def _advance(self, ctx, sg: _Saga) -> None:
         if sg.phase == FORWARD:
