@@ -39,7 +39,7 @@ from simulator.kit.saga import Plan, Step
 from . import checkers as C
 from .figures import compute
 from .services import (INVENTORY, ORDERS, PAYMENTS, PAYOUTS, RAILS, SHIPPING, Inventory, Orders,
-                       Payments, Payouts, Rails, Shipping, Shopper, Wiring, bus)
+                       Payments, Payouts, Rails, Shipping, Shopper, Wiring)
 
 MODES = ("saga-orchestrated", "saga-choreographed", "tcc", "2pc")
 
@@ -125,6 +125,7 @@ class Commerce(Scenario):
         Param("coordinators", 2, "orders nodes; each coordinates the orders placed with it (order id mod N)",
               type=int, min=1, max=16),
         Param("relay_ms", 500.0, "choreographed: the outbox relay and queue polls run this often", min=1.0),
+        Param("bus_partitions", 4, "choreographed: partitions of each service's queue", type=int, min=1, max=64),
         Param("visibility_s", 2.0, "choreographed: a leased event not acked in this time is redelivered", min=0.01),
     )
     bugs = {
@@ -196,7 +197,7 @@ class Commerce(Scenario):
                    step_timeout_ms=p["step_timeout_ms"], retry_ms=p["retry_ms"],
                    payout_interval_ms=p["payout_interval_s"] * 1e3, rail_timeout_ms=p["rail_timeout_ms"],
                    rail_timeout_share=p["rail_timeout_share"], relay_ms=p["relay_ms"],
-                   coordinators=p["coordinators"], bug=cfg.bug)
+                   coordinators=p["coordinators"], bus_partitions=p["bus_partitions"], bug=cfg.bug)
         fsync = Dist("constant", 0.5)
         big = 1_000_000
         coords = [f"{ORDERS}-{i + 1}" for i in range(p["coordinators"])]
@@ -210,10 +211,12 @@ class Commerce(Scenario):
         servers = [*coords, INVENTORY, PAYMENTS, SHIPPING, PAYOUTS]
         if mode == "saga-choreographed":
             for svc in (*coords, INVENTORY, PAYMENTS, SHIPPING):
-                spec = QueueSpec(f"bus-{svc}", visibility_timeout_ms=p["visibility_s"] * 1e3, long_poll_ms=p["relay_ms"],
+                spec = QueueSpec(f"bus-{svc}", partitions=p["bus_partitions"],
+                                 visibility_timeout_ms=p["visibility_s"] * 1e3, long_poll_ms=p["relay_ms"],
                                  sample_ms=1000.0)
-                sim.add_node(bus(svc), lambda spec=spec: Queue(spec), fsync=fsync, inbox_limit=big)
-                servers.append(bus(svc))
+                for q in spec.partition_ids():
+                    sim.add_node(q, lambda spec=spec: Queue(spec), fsync=fsync, inbox_limit=big)
+                    servers.append(q)
 
         def expose() -> dict:
             def st(n):

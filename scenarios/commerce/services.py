@@ -27,9 +27,11 @@ RAIL_NAMES = ("ach", "wire", "instant")
 RAIL_MS = {"ach": 40.0, "wire": 20.0, "instant": 5.0}  # time for a rail to answer a transfer
 
 
-def bus(service: str) -> str:
-    """The queue partition a service (or one orders node) consumes in choreographed mode."""
-    return f"bus-{service}-1"
+def bus(service: str, saga: int, partitions: int) -> str:
+    """The queue partition that carries a saga's events to a service (or to one orders node) in
+    choreographed mode: a consumer takes one event per round trip from each partition, so
+    partitions are what lets a service work on several events at once."""
+    return f"bus-{service}-{saga % partitions + 1}"
 
 
 def orders_node(w: "Wiring", order: int) -> str:
@@ -58,6 +60,7 @@ class Wiring:
     rail_timeout_share: float
     relay_ms: float
     coordinators: int
+    bus_partitions: int
     bug: str | None
 
 
@@ -178,13 +181,14 @@ def emit_next(ctx, w: Wiring, outbox: Outbox, saga: int, step: int, undoing: boo
     """Choreography: the event that follows this step's local transaction, into the outbox."""
     kind, g = next_after(w.plan, step, undoing, ok)
     if kind in (DONE, UNDONE):
-        outbox.put(ctx, bus(orders_node(w, saga)), Event((saga, -1, kind), saga, -1, kind, (reason,)))
+        end = Event((saga, -1, kind), saga, -1, kind, (reason,))
+        outbox.put(ctx, bus(orders_node(w, saga), saga, w.bus_partitions), end)
         return
     st = w.plan.groups[g][0]
     action = st.action if kind == "forward" else st.undo
     if kind == "undo":
         ctx.record("saga.phase", saga=saga, phase="compensating", group=g, reason=reason)
-    outbox.put(ctx, bus(st.service), Event((saga, g, action), saga, g, action, args))
+    outbox.put(ctx, bus(st.service, saga, w.bus_partitions), Event((saga, g, action), saga, g, action, args))
 
 
 class Participant(Node):
@@ -216,9 +220,12 @@ class Participant(Node):
     def load(self, ctx) -> None:
         """Rebuild volatile views of the durable state."""
 
-    def _pull(self, ctx) -> None:
-        self.pulls += 1
-        ctx.send(bus(self.NAME), Pull(self.pulls))
+    def _pull(self, ctx, part: str | None = None) -> None:
+        """Long-poll ``part`` (the partition that just answered), or every partition."""
+        for q in (part,) if part is not None else [bus(self.NAME, i, self.w.bus_partitions)
+                                                   for i in range(self.w.bus_partitions)]:
+            self.pulls += 1
+            ctx.send(q, Pull(self.pulls))
 
     def on_message(self, ctx, src, msg):
         t = type(msg)
@@ -226,10 +233,10 @@ class Participant(Node):
             self.receive(ctx, src, msg)
         elif t is Leased:
             ev = msg.msg
-            self._pull(ctx)
+            self._pull(ctx, src)
             self.receive(ctx, None, StepCall(ev.saga, ev.step, ev.action, ev.args))
         elif t is Empty:
-            self._pull(ctx)
+            self._pull(ctx, src)
         elif t is Enqueued:
             self.outbox.stored(ctx, msg.msg_id)
         else:
@@ -245,7 +252,7 @@ class Participant(Node):
                 if src is not None:
                     ctx.send(src, StepReply(call.saga, call.step, call.action, rec[0], rec[1]))
                 else:  # a redelivered event: its successor is in the outbox already
-                    ctx.send(bus(self.NAME), Ack((call.saga, call.step, call.action)))
+                    self._ack(ctx, call)
                 return
             if not self.table.start(call):
                 return
@@ -289,7 +296,10 @@ class Participant(Node):
         if src is not None:
             ctx.send(src, StepReply(call.saga, call.step, call.action, ok, value))
         else:
-            ctx.send(bus(self.NAME), Ack((call.saga, call.step, call.action)))
+            self._ack(ctx, call)
+
+    def _ack(self, ctx, call: StepCall) -> None:
+        ctx.send(bus(self.NAME, call.saga, self.w.bus_partitions), Ack((call.saga, call.step, call.action)))
 
     def ignore_barrier(self, call: StepCall) -> bool:
         return False
@@ -544,9 +554,11 @@ class Orders(Node):
             self._pull(ctx)
             ctx.set_timer("relay", self.w.relay_ms)
 
-    def _pull(self, ctx):
-        self.pulls += 1
-        ctx.send(bus(ctx.id), Pull(self.pulls))
+    def _pull(self, ctx, part: str | None = None):
+        for q in (part,) if part is not None else [bus(ctx.id, i, self.w.bus_partitions)
+                                                   for i in range(self.w.bus_partitions)]:
+            self.pulls += 1
+            ctx.send(q, Pull(self.pulls))
 
     def on_message(self, ctx, src, msg):
         t = type(msg)
@@ -555,14 +567,14 @@ class Orders(Node):
         elif t is PlaceOrder:
             self._place(ctx, src, msg)
         elif t is Leased:
-            self._pull(ctx)
+            self._pull(ctx, src)
             ev = msg.msg
             if f"end/{ev.saga}" not in ctx.storage:
                 ctx.storage.put(f"end/{ev.saga}", (ev.action, ev.args[0]))
                 self._ended(ctx, ev.saga, ev.action, ev.args[0])
-            ctx.send(bus(ctx.id), Ack(ev.msg_id))
+            ctx.send(src, Ack(ev.msg_id))
         elif t is Empty:
-            self._pull(ctx)
+            self._pull(ctx, src)
         elif t is Enqueued:
             self.outbox.stored(ctx, msg.msg_id)
 
@@ -584,8 +596,8 @@ class Orders(Node):
             ctx.record("order.placed", order=msg.order)
             st.put(f"placed/{msg.order}", ctx.now, sync=False)
             first = self.w.plan.groups[0][0]
-            self.outbox.put(ctx, bus(first.service), Event((msg.order, 0, first.action), msg.order, 0, first.action,
-                                                           msg.args))
+            ev = Event((msg.order, 0, first.action), msg.order, 0, first.action, msg.args)
+            self.outbox.put(ctx, bus(first.service, msg.order, self.w.bus_partitions), ev)
             ctx.storage.sync()
 
     def _ended(self, ctx, saga, outcome, reason) -> None:
