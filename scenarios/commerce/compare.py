@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tomllib
 
 import numpy as np
 
 from simulator import build_config, execute, get_scenario
-from simulator.pipeline.config import load_toml
 
 from .figures import hold_periods, order_times
 from .scenario import MODES
@@ -44,7 +44,10 @@ def main(argv=None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a scenario parameter")
     args = ap.parse_args(argv)
     sc = get_scenario("commerce")
-    file = load_toml(args.config) if args.config else None
+    file = None
+    if args.config:
+        with open(args.config, "rb") as fh:
+            file = tomllib.load(fh)
     options = {"rate": args.rate, "time_limit_s": args.time_limit_s}
     if args.nemesis is not None or file is None:
         options["nemesis"] = args.nemesis or "crash,partition-random-halves"
