@@ -19,7 +19,8 @@ def wiring(mode="saga-orchestrated", bug=None, stock=((1, 0),), **kw) -> Wiring:
     base = dict(mode=mode, plan=plan_for(mode), skus=len(stock), warehouses=len(stock[0]), stock=stock,
                 restock_qty=0, restock_ms=1e9, ttl_ms=1000.0, sweep_ms=100.0, db_ms=Dist("constant", 5.0),
                 psp_ms=Dist("constant", 5.0), fee_bp=300, step_timeout_ms=200.0, retry_ms=100.0,
-                payout_interval_ms=1000.0, rail_timeout_ms=500.0, rail_timeout_share=0.0, relay_ms=500.0, coordinators=1, bus_partitions=1, bug=bug)
+                payout_interval_ms=1000.0, rail_timeout_ms=500.0, rail_timeout_share=0.0, relay_ms=500.0,
+                coordinators=1, bus_partitions=1, bug=bug)
     base.update(kw)
     return Wiring(**base)
 

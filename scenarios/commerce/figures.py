@@ -25,7 +25,8 @@ def _q(values) -> dict:
     if not values:
         return {"n": 0}
     a = np.asarray(values, dtype=float)
-    return {"n": int(a.size), "p50": round(float(np.percentile(a, 50)), 3), "p99": round(float(np.percentile(a, 99)), 3),
+    return {"n": int(a.size), "p50": round(float(np.percentile(a, 50)), 3),
+            "p99": round(float(np.percentile(a, 99)), 3),
             "max": round(float(a.max()), 3), "mean": round(float(a.mean()), 3)}
 
 

@@ -50,10 +50,12 @@ def plan_for(mode: str) -> Plan:
         return Plan("saga", ((Step(INVENTORY, "reserve", "release"),), (Step(PAYMENTS, "charge", "refund"),),
                              (Step(INVENTORY, "sell"),), (Step(SHIPPING, "ship"),)), pivot=3)
     if mode == "tcc":
-        return Plan("tcc", ((Step(INVENTORY, "try-inv", "cancel-inv", True), Step(PAYMENTS, "try-pay", "cancel-pay", True)),
+        return Plan("tcc", ((Step(INVENTORY, "try-inv", "cancel-inv", True),
+                             Step(PAYMENTS, "try-pay", "cancel-pay", True)),
                             (Step(INVENTORY, "confirm-inv"), Step(PAYMENTS, "confirm-pay")),
                             (Step(SHIPPING, "ship"),)), pivot=1)
-    return Plan("2pc", ((Step(INVENTORY, "prepare-inv", "abort-inv", True), Step(PAYMENTS, "prepare-pay", "abort-pay", True)),
+    return Plan("2pc", ((Step(INVENTORY, "prepare-inv", "abort-inv", True),
+                         Step(PAYMENTS, "prepare-pay", "abort-pay", True)),
                         (Step(INVENTORY, "commit-inv"), Step(PAYMENTS, "commit-pay")),
                         (Step(SHIPPING, "ship"),)), pivot=1)
 
@@ -91,7 +93,8 @@ def _dist(p: dict, name: str) -> Dist:
     try:
         return Dist.parse(p[name])
     except ValueError as exc:
-        raise UsageError(f"bad value {p[name]!r} for {name}: expected KIND:MEAN_MS like lognormal:3:cv=3 ({exc})") from None
+        raise UsageError(f"bad value {p[name]!r} for {name}: expected KIND:MEAN_MS like lognormal:3:cv=3 "
+                         f"({exc})") from None
 
 
 @register

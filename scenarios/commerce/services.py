@@ -22,7 +22,8 @@ from simulator import ClientNode, Dist, Node, message
 from simulator.kit.queue import Ack, Empty, Enqueue, Enqueued, Leased, Pull
 from simulator.kit.saga import DONE, UNDONE, Orchestrator, Plan, StepCall, StepReply, StepTable, next_after
 
-ORDERS, INVENTORY, PAYMENTS, SHIPPING, PAYOUTS, RAILS = "orders", "inventory", "payments", "shipping", "payouts", "rails"
+ORDERS, INVENTORY, PAYMENTS, SHIPPING = "orders", "inventory", "payments", "shipping"
+PAYOUTS, RAILS = "payouts", "rails"
 RAIL_NAMES = ("ach", "wire", "instant")
 RAIL_MS = {"ach": 40.0, "wire": 20.0, "instant": 5.0}  # time for a rail to answer a transfer
 
@@ -499,7 +500,8 @@ class Payments(Participant):
         if a in ("charge", "try-pay", "prepare-pay") and decline:
             return False, "declined"
         if a == "charge":
-            self._journal(ctx, f"charge/{saga}", "charge", saga, ((acct, -amount), ("merchant", amount - fee), ("fees", fee)))
+            self._journal(ctx, f"charge/{saga}", "charge", saga,
+                          ((acct, -amount), ("merchant", amount - fee), ("fees", fee)))
         elif a == "refund":
             lines = ((acct, amount), ("merchant", -(amount - fee)), ("fees", -fee))
             if self.w.bug == "refund-keeps-fee":
@@ -508,7 +510,8 @@ class Payments(Participant):
         elif a in ("try-pay", "prepare-pay"):
             self._journal(ctx, f"hold/{saga}", "authorise", saga, ((acct, -amount), ("held", amount)))
         elif a in ("confirm-pay", "commit-pay"):
-            self._journal(ctx, f"capture/{saga}", "capture", saga, (("held", -amount), ("merchant", amount - fee), ("fees", fee)))
+            self._journal(ctx, f"capture/{saga}", "capture", saga,
+                          (("held", -amount), ("merchant", amount - fee), ("fees", fee)))
         elif a in ("cancel-pay", "abort-pay"):
             self._journal(ctx, f"void/{saga}", "void", saga, (("held", -amount), (acct, amount)))
         else:
