@@ -340,6 +340,10 @@ class Inventory(Participant):
                 self.level[(h[0], h[1])][1] += h[2]
                 if h[4] == "prepare-inv":
                     self.locked[(h[0], h[1])] = int(k[2:])
+        if "booted" not in st:  # the starting stock, once, so that levels over time start from it
+            for (sku, wh), (stock, held, sold) in self.level.items():
+                ctx.record("inv.level", sku=sku, wh=wh, stock=stock, held=held, sold=sold, saga=-1, why="start")
+            st.put("booted", True)
         ctx.set_timer("sweep", w.sweep_ms)
         ctx.set_timer("restock", w.restock_ms)
 
