@@ -11,9 +11,10 @@ succeeds. The three classic shapes are the same plan with different actions:
 
     saga (Garcia-Molina and Salem, 1987)   [reserve] [charge] [sell] | [ship]        undo: release, refund
     TCC (try / confirm / cancel)           [try-inv, try-pay] | [confirm-inv, confirm-pay] [ship]   undo: cancel
-    2PC (presumed abort)                   [prepare-inv, prepare-pay] | [commit-inv, commit-pay] [ship]  undo: abort
+    2PC                                    [prepare-inv, prepare-pay] | [commit-inv, commit-pay] [ship]  undo: abort
 
-(``|`` marks the pivot.) What differs is the participants: a saga step commits locally at once (others
+(``|`` marks the pivot; for 2PC, entering it is forcing the commit record, and a coordinator that
+restarts before it asks for the votes again rather than presuming abort.) What differs is the participants: a saga step commits locally at once (others
 see it: the intermediate states sagas are known for), a TCC try reserves what confirm will take, a 2PC
 prepare holds its resources in doubt until the coordinator's decision arrives, however long it is down.
 
