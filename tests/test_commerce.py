@@ -196,3 +196,24 @@ def test_the_same_seed_gives_the_same_digest_and_another_seed_another():
         cfg = build_config(Commerce, seed=seed, options={"time_limit_s": 3.0}, sets={"mode": "saga-choreographed"})
         return execute(cfg).digest
     assert digest(1) == digest(1) != digest(2)
+
+
+def test_a_coordinator_crash_blocks_other_orders_under_2pc_but_not_under_tcc():
+    """With orders-1 down from 5 s to 10 s (coordinator-crash.toml), its prepared 2PC transactions keep
+    their inventory rows locked, in doubt for the whole outage, so orders-2's orders are refused
+    "locked" meanwhile; TCC tries lock nothing."""
+    import tomllib
+    from pathlib import Path
+
+    with open(Path(__file__).resolve().parent.parent / "scenarios/commerce/coordinator-crash.toml", "rb") as fh:
+        plan = tomllib.load(fh)
+    locked, longest = {}, {}
+    for mode in ("tcc", "2pc"):
+        res = execute(build_config(Commerce, seed=1, file=dict(plan), options={"time_limit_s": 12.0},
+                                   sets={"mode": mode}))
+        assert res.valid is True
+        ends = [r for r in res.run.records if r["kind"] == "order.end"]
+        locked[mode] = sum(1 for r in ends if r["reason"] == "locked" and 5e9 <= r["time_ns"] <= 10.5e9)
+        longest[mode] = res.metrics["figures"]["hold_ms"][f"{'try' if mode == 'tcc' else 'prepare'}-inv"]["max"]
+    assert locked["tcc"] == 0 < locked["2pc"]
+    assert longest["2pc"] > 4000.0
