@@ -11,7 +11,8 @@ OWN_FIGURES = {"queue": set(), "graph": {"graph.png"}, "raft": {"leader-timeline
                "kademlia": {"kademlia-lookups.png", "kademlia-over-time.png", "kademlia-cdfs.png"},
                "email": {"email-latency.png", "email-providers.png", "email-queue.png", "email-retries.png"},
                "reverse-proxy": {"proxy-upstreams.png"},
-               "cache": {"cache.png", "staleness.png"}}
+               "cache": {"cache.png", "staleness.png"},
+               "commerce": {"commerce-orders.png", "commerce-times.png"}}
 
 
 @pytest.mark.parametrize("name", scenario_names())
