@@ -45,7 +45,8 @@ def choose(policy: str, pool: list[str], rng, inflight: dict, turn: int) -> str 
     """One pick from a non-empty ``pool`` (the endpoints in service, in a fixed order) by every
     policy but ring-hash, for which it returns None: that one needs the caller's ring and the
     request's key (``ring_pick``). ``turn`` is the caller's round-robin count, ``inflight`` its
-    outstanding requests per endpoint. Shared by ``LoadBalancer`` and designs with their own
+    outstanding requests per endpoint; ``rng`` is anything with ``integers(n)`` (a numpy
+    generator, or the kit's block draws, :class:`~simulator.kit.directory.Uniforms`). Shared by ``LoadBalancer`` and designs with their own
     balancing nodes, so a policy means the same everywhere."""
     if policy == "round-robin":
         return pool[turn % len(pool)]
@@ -204,7 +205,7 @@ class LoadBalancer(Node):
             return None
         if self.spec.policy == "round-robin":
             self.rr += 1
-        picked = choose(self.spec.policy, pool, ctx.rng, self.caller.inflight, self.rr)
+        picked = choose(self.spec.policy, pool, self.directory.uniforms(ctx), self.caller.inflight, self.rr)
         return picked if picked is not None else self._ring_pick(ctx, key, set(pool))
 
     def _ring_pick(self, ctx, key, pool: set) -> str | None:
