@@ -189,9 +189,11 @@ class Caller:
         req = self.out.pop(reply.rid, None)
         if req is None:
             return False
-        if reply.ok and self.on_attempt is None and self.breaker_policy is None:
-            # _settle's success path, inlined: most replies are successes with nothing to observe
+        if reply.ok and self.breaker_policy is None:
+            # _settle's success path, inlined: most replies are successes
             self.inflight[req.instance] -= 1
+            if self.on_attempt is not None:
+                self.on_attempt(ctx, req.instance, True, None)
             self.active -= 1
             if req.attempt > 1:
                 self.retrying -= 1
