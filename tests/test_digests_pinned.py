@@ -16,21 +16,21 @@ NEMESIS = {**SHORT, "nemesis": "crash,partition-random-halves", "nemesis_interva
 
 PINNED = {
     # designs added after the move, recorded when they landed (2026-11-30)
-    "graph-s1-short": "5841aada52a8b7c472a786a48eedad95310bf6e8cb3b4cd4aa4b247861416ca6",
-    "graph-s2-short": "40962bdc58dae2eebf140a67ed9dca71b18a4f1c9ee21b9e988edc31abf028d2",
+    "graph-s1-short": "20186cacede7851af2fa250d74d021d28254008da2445a60844bfc765105d6a2",
+    "graph-s2-short": "2c2a81d24c338e730f47df5bc518a30754f44ad974b257a270dc5901de9bda27",
     "rate-limiter-s1-short": "ff9cdd3c26de4c753f9c022296efe42a48e3d8689df4b8bafeed170d9f6acf3c",
     "rate-limiter-s2-short": "84dbc5a2a5d45e34e15fc4a2ad220c3e4b0dba45a5c9f0a7223d5b426d0e3be7",
     "kademlia-s1-short": "e592181f936fb4cc013dbde435635bc3d3667e331102011ffb195ff69d55ec5c",
-    "reverse-proxy-s1-short": "47cb595596a24efa517f9372d2493571c38df8fad347bf2ac4d231f2ad3e9c86",  # 2026-11-30
-    "reverse-proxy-s2-short": "4dd4b33e2bae65edb47fa7af8bd67be35d12b9ed4831fc8bbea7f882978ba500",
+    "reverse-proxy-s1-short": "b0749e33fb4d85dd3d295854040aa39f829e9d99c13298f90ac82ae9d5c9b515",  # 2026-11-30
+    "reverse-proxy-s2-short": "35682583b992b30fd1b88e1751e6cce6a727f19c047da7a5ad915725ee98ff9e",
     # email re-pinned when its partitions became the kit's Queue: same events and outcomes, but the
     # queue's records are named kit.lease / kit.redeliver / kit.depth (with comp and receives
     # fields), it records kit.enqueue and kit.ack, and its depth timer is named kit.queue.sample
     "email-s1-short": "d0e064e28c978459b9c1f413569e611f74632dbfc66e659e1e00c60704a5e857",
     "email-s2-short": "1bd5c6f5b8b9ffd0af8a55880321a455c2fafe5e68ff9f2c9701d1ada1c7e173",
     "email-s3-nemesis": "31cd386ca9aaaeeaf9fe552dc7d615f69692f422fa18c5298ac7f20d23ce09af",
-    "cache-s1-short": "115fa9adaa87bba7ad2715584c5b60f5f98111c2a0e6623c8491389cf36e0d10",
-    "cache-s2-short": "51d2ed79505eee0d25cddba6f808c4bcd60073cc358b26e7fb483a0c1ed4e0a5",
+    "cache-s1-short": "4d6eba94105df1f8a3e20a795a16262efad308f6f38c00a5dc4d147f146ae250",
+    "cache-s2-short": "42bfbef3616e811e40607d528ed1bb84397fb8174d20233c9b6a6d8c19097cb0",
     "queue-s1-short": "c8459b3960ab6072db70874edaf1856d2a1867baf78a46b5ecb05cb754becd8b",
     "queue-s2-short": "dfab88732e666589d3286810963efc10480be576ec0d0e413d31ce5dc9337e93",
     "queue-s3-nemesis": "3a21da6e6606d0907f6444dd5f0e19a4fe00f972749e25311b83b2ac7e21783e",

@@ -202,3 +202,21 @@ def test_exactly_once_counts_only_duplicates_of_the_routes_writes():
     assert exactly_once(hist, ["w"], {"db": ["c1:0", "other", "other"]}).valid is True
     bad = exactly_once(hist, ["w"], {"db": ["c1:0", "c1:0"]})
     assert bad.valid is False and "c1:0 x2" in bad.message
+
+
+def test_route_figures_of_a_columnar_history_equal_those_of_its_dicts():
+    """route_figures reads a columnar History's arrays and gives what the pair-by-pair loop gives,
+    an operation that never ended counting as info."""
+    from simulator.kit.checks import route_figures
+    from simulator.workload.history import History
+
+    events = [(0, 0, 1, "read"), (5, 0, 2, "write"), (7, 1, 1, "read"), (9, 0, 1, "read"), (12, 3, 1, "read"),
+              (20, 0, 3, "read"), (31, 2, 2, "write"), (40, 0, 2, "write"), (46, 1, 2, "write")]
+    h = History(dicts_up_to=0)
+    for t, code, process, f in events:
+        h.add(t * 1_000_000, code, process, f, None)
+    dicts = [{"index": i, "time": t * 1_000_000, "type": ("invoke", "ok", "fail", "info")[c], "process": p,
+              "f": f, "value": None} for i, (t, c, p, f) in enumerate(events)]
+    columns = route_figures(h)
+    assert columns == route_figures(dicts)
+    assert columns["read"] == {"ok": 1, "fail": 0, "info": 2, "p50_ms": 7.0, "p99_ms": 7.0}

@@ -45,21 +45,24 @@ def choose(policy: str, pool: list[str], rng, inflight: dict, turn: int) -> str 
     """One pick from a non-empty ``pool`` (the endpoints in service, in a fixed order) by every
     policy but ring-hash, for which it returns None: that one needs the caller's ring and the
     request's key (``ring_pick``). ``turn`` is the caller's round-robin count, ``inflight`` its
-    outstanding requests per endpoint. Shared by ``LoadBalancer`` and designs with their own
-    balancing nodes, so a policy means the same everywhere."""
+    outstanding requests per endpoint; ``rng`` is anything with ``integers(n)`` (a numpy
+    generator, or the kit's block draws, :class:`~simulator.kit.directory.Uniforms`). Shared by
+    ``LoadBalancer`` and designs with their own balancing nodes, so a policy means the same
+    everywhere."""
+    n = len(pool)
+    if policy == "p2c" and n > 1:  # first: the policy of most designs
+        i = int(rng.integers(n))
+        j = int(rng.integers(n - 1))
+        a, b = pool[i], pool[j + (j >= i)]
+        return b if inflight.get(b, 0) < inflight.get(a, 0) else a
     if policy == "round-robin":
-        return pool[turn % len(pool)]
-    if policy == "random" or len(pool) == 1:
-        return pool[int(rng.integers(len(pool)))]
+        return pool[turn % n]
+    if policy == "random" or n == 1:
+        return pool[int(rng.integers(n))]
     if policy == "least-outstanding":
         least = min(inflight.get(e, 0) for e in pool)
         ties = [e for e in pool if inflight.get(e, 0) == least]
         return ties[int(rng.integers(len(ties)))]
-    if policy == "p2c":
-        i = int(rng.integers(len(pool)))
-        j = int(rng.integers(len(pool) - 1))
-        a, b = pool[i], pool[j + (j >= i)]
-        return b if inflight.get(b, 0) < inflight.get(a, 0) else a
     return None
 
 
@@ -134,6 +137,7 @@ class LoadBalancer(Node):
         self.caller = Caller(spec.name, spec.retry, self._pick, self._done, breaker=spec.breaker,
                              on_attempt=self._observe)
         self.rr = 0
+        self._uniforms = None  # the node stream's block draws, looked up on the first pick
         self.probe_seq = 0
         self.ring: list[tuple[int, str]] = []
         if spec.policy == "ring-hash":
@@ -195,16 +199,21 @@ class LoadBalancer(Node):
         return [e for e, ep in self.endpoints.items() if ep.healthy and not ep.ejected]
 
     def _pick(self, ctx, comp, op, key, tried) -> str | None:
-        if comp != self.spec.to:
+        spec = self.spec
+        if comp != spec.to:
             return self.directory.pick_random(ctx, comp, op, key, tried)
-        pool = self.available()
+        pool = [e for e, ep in self.endpoints.items() if ep.healthy and not ep.ejected]  # available(), inlined
         if tried and len(pool) > 1:
             pool = [e for e in pool if e not in tried] or pool
         if not pool:
             return None
-        if self.spec.policy == "round-robin":
+        policy = spec.policy
+        if policy == "round-robin":
             self.rr += 1
-        picked = choose(self.spec.policy, pool, ctx.rng, self.caller.inflight, self.rr)
+        u = self._uniforms
+        if u is None:
+            u = self._uniforms = self.directory.uniforms(ctx)
+        picked = choose(policy, pool, u, self.caller.inflight, self.rr)
         return picked if picked is not None else self._ring_pick(ctx, key, set(pool))
 
     def _ring_pick(self, ctx, key, pool: set) -> str | None:

@@ -11,17 +11,25 @@ Simplifications: one breaker per downstream component (not per instance); the bu
 requests in flight at this caller only; every attempt has the same timeout; a late reply to an
 attempt that already timed out is ignored (its side effects, if any, stay: that is what the
 exactly-once checkers look for). Deadlines share one timer (``kit.calls``) set at the earliest.
+
+Deadlines of attempts with the same timeout come in the order they were set, so each timeout has
+a FIFO (a deque: no heap sifting per attempt); back-offs, and a deadline set earlier than the last
+of its FIFO (the local clock stepped back), go on a heap. Due entries run in (deadline, order set)
+order whichever structure holds them.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Callable
 
 from .messages import Call, Reply
 
 TIMER = "kit.calls"
+_ORDER = itemgetter(0, 1)  # (when ns, seq) of a heap or FIFO entry
 
 
 @dataclass(frozen=True)
@@ -142,7 +150,8 @@ class Caller:
         self.inflight: dict[str, int] = {}  # instance -> attempts awaiting a reply
         self.active = 0  # requests not yet done
         self.retrying = 0  # of which on a retry (in flight or backing off)
-        self._heap: list = []  # (when ns, seq, kind, req, rid)
+        self._heap: list = []  # (when ns, seq, kind, req, rid): back-offs, and deadlines out of order
+        self._fifos: dict[int, deque] = {}  # timeout ns -> deadlines (when ns, seq, "timeout", req, rid) in order
         self._seq = 0
         self._rid = 0
         self._timer_at: int | None = None
@@ -155,16 +164,36 @@ class Caller:
         one timer and one id space)."""
         req = _Req(token, comp, op, key, rest, idem, value, policy or self.policy)
         self.active += 1
-        self._attempt(ctx, req)
+        if self.breaker_policy is not None:
+            self._attempt(ctx, req)
+            return
+        # _attempt's first attempt without a breaker, inlined: this runs once per request per hop
+        req.attempt = 1
+        instance = self.pick(ctx, comp, op, key, ())
+        if instance is None:
+            ctx.record("kit.drop", comp=self.owner, to=comp, reason="no-endpoint")
+            self._finish(ctx, req, False, "no-endpoint")
+            return
+        self._rid = rid = self._rid + 1
+        req.rid = rid
+        req.instance = instance
+        req.tried = (instance,)
+        self.out[rid] = req
+        inflight = self.inflight
+        inflight[instance] = inflight.get(instance, 0) + 1
+        ctx.send(instance, Call(rid, op, key, rest, idem, value))
+        self._deadline(ctx, req, rid)
 
     def on_reply(self, ctx, reply: Reply) -> bool:
         """Handle a reply; False if it is not an attempt this caller awaits (late, or not ours)."""
         req = self.out.pop(reply.rid, None)
         if req is None:
             return False
-        if reply.ok and self.on_attempt is None and self.breaker_policy is None:
-            # _settle's success path, inlined: most replies are successes with nothing to observe
+        if reply.ok and self.breaker_policy is None:
+            # _settle's success path, inlined: most replies are successes
             self.inflight[req.instance] -= 1
+            if self.on_attempt is not None:
+                self.on_attempt(ctx, req.instance, True, None)
             self.active -= 1
             if req.attempt > 1:
                 self.retrying -= 1
@@ -179,14 +208,28 @@ class Caller:
         self._timer_at = None
         now = ctx.now
         heap = self._heap
-        while heap and heap[0][0] <= now:
-            _, _, kind, req, rid = heapq.heappop(heap)
-            if kind == "timeout":
-                if self.out.get(rid) is req:
-                    del self.out[rid]
-                    self._settle(ctx, req, False, "timeout")
-            else:
-                self._attempt(ctx, req)
+        out = self.out
+        while True:
+            due = []
+            while heap and heap[0][0] <= now:
+                due.append(heapq.heappop(heap))
+            for fifo in self._fifos.values():
+                while fifo and fifo[0][0] <= now:
+                    entry = fifo.popleft()
+                    if out.get(entry[4]) is entry[3]:  # still awaiting its reply
+                        due.append(entry)
+            if not due:
+                break
+            # Entries set while these run are due no earlier than now and were set later, so they
+            # come after all of these, as one heap would have ordered them.
+            due.sort(key=_ORDER)
+            for _, _, kind, req, rid in due:
+                if kind == "timeout":
+                    if out.get(rid) is req:
+                        del out[rid]
+                        self._settle(ctx, req, False, "timeout")
+                else:
+                    self._attempt(ctx, req)
         self._arm(ctx)
         return True
 
@@ -197,15 +240,39 @@ class Caller:
         if self._timer_at is None or when < self._timer_at:
             self._arm(ctx)
 
+    def _deadline(self, ctx, req: _Req, rid: int) -> None:
+        """Time out attempt ``rid`` of ``req`` after its policy's timeout."""
+        timeout = req.policy._timeout_ns
+        when = ctx.now + timeout
+        self._seq = seq = self._seq + 1
+        entry = (when, seq, "timeout", req, rid)
+        fifo = self._fifos.get(timeout)
+        if fifo is None:
+            fifo = self._fifos[timeout] = deque()
+        if not fifo or fifo[-1][0] <= when:
+            fifo.append(entry)
+        else:
+            heapq.heappush(self._heap, entry)
+        at = self._timer_at
+        if at is None or when < at:
+            self._arm(ctx)
+
     def _arm(self, ctx) -> None:
         heap, out = self._heap, self.out
         # Deadlines of attempts already answered are dropped here rather than when the reply comes
-        # (a heap cannot remove from the middle): the timer then waits for a live deadline.
+        # (neither a heap nor a FIFO can remove from the middle): the timer then waits for a live
+        # deadline.
         while heap and heap[0][2] == "timeout" and out.get(heap[0][4]) is not heap[0][3]:
             heapq.heappop(heap)
-        if heap:
-            self._timer_at = self._heap[0][0]
-            ctx.set_timer(TIMER, max(0, self._timer_at - ctx.now) / 1e6)
+        first = heap[0][:2] if heap else None
+        for fifo in self._fifos.values():
+            while fifo and out.get(fifo[0][4]) is not fifo[0][3]:
+                fifo.popleft()
+            if fifo and (first is None or fifo[0][:2] < first):
+                first = fifo[0][:2]
+        if first is not None:
+            self._timer_at = first[0]
+            ctx.set_timer(TIMER, max(0, first[0] - ctx.now) / 1e6)
 
     def _breaker(self, comp: str) -> Breaker | None:
         if self.breaker_policy is None:
@@ -242,13 +309,7 @@ class Caller:
         inflight = self.inflight
         inflight[instance] = inflight.get(instance, 0) + 1
         ctx.send(instance, Call(rid, req.op, req.key, req.rest, req.idem, req.value))
-        # _push, inlined: this runs once per attempt
-        when = ctx.now + req.policy._timeout_ns
-        self._seq = seq = self._seq + 1
-        heapq.heappush(self._heap, (when, seq, "timeout", req, rid))
-        at = self._timer_at
-        if at is None or when < at:
-            self._arm(ctx)
+        self._deadline(ctx, req, rid)
 
     def _settle(self, ctx, req: _Req, ok: bool, value: Any) -> None:
         """An attempt ended: succeed, retry or fail the request."""

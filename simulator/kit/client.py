@@ -56,6 +56,8 @@ def generator(routes: list[Route]):
         cum.append(acc)
     names = [r.name for r in routes]
     keys = [r.keys for r in routes]
+    # each route's key names, made once (not an f-string per operation) unless there are very many
+    key_names = [[f"k{j}" for j in range(n)] if n <= 100_000 else None for n in keys]
 
     buf: list = []
 
@@ -65,7 +67,9 @@ def generator(routes: list[Route]):
         u, v = buf.pop(), buf.pop()
         i = bisect.bisect_right(cum, u)
         i = min(i, len(cum) - 1)
-        return names[i], f"k{int(v * keys[i])}"
+        j = int(v * keys[i])
+        kn = key_names[i]
+        return names[i], kn[j] if kn is not None else f"k{j}"
 
     return generate
 

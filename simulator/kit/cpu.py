@@ -40,37 +40,45 @@ class Cpu:
         self.core_of = {n: i for i, n in enumerate(self.names)}
         self.queue: deque = deque()
         self.running: dict[int, tuple[Any, str, int, int]] = {}  # core -> (job, op, arrived, started)
-        self._draws: dict[str, list] = {}  # op -> [pre-drawn ns, next index]
+        self._draws: dict[str, list] = {}  # op -> pre-drawn service times in ns, reversed (pop() gives the next)
+        self._fixed: dict[str, int] = {}  # op -> its service time, ns, when it is not random
         self.busy_ns = 0  # total service time given (utilisation = busy_ns / (cores * elapsed))
 
     def _draw_ns(self, ctx, op: str) -> int:
+        buf = self._draws.get(op)
+        if buf:
+            return buf.pop()
+        fixed = self._fixed.get(op)
+        if fixed is not None:
+            return fixed
         dist = self.service.get(op) or self.service.get("*")
         if dist is None or dist.is_zero():
+            self._fixed[op] = 0
             return 0
         if dist.kind == "constant":
-            return int(round(dist.mean_ms * 1e6))
-        slot = self._draws.get(op)
-        if slot is None or slot[1] >= _BATCH:
-            # drawn in batches from the node's stream: one numpy call per 256 jobs
-            slot = self._draws[op] = [np.rint(dist.draw_ms(ctx.rng, _BATCH) * 1e6).astype(np.int64).tolist(), 0]
-        i = slot[1]
-        slot[1] = i + 1
-        return slot[0][i]
+            self._fixed[op] = ns = int(round(dist.mean_ms * 1e6))
+            return ns
+        # drawn in batches from the node's stream: one numpy call per 256 jobs
+        buf = self._draws[op] = np.rint(dist.draw_ms(ctx.rng, _BATCH) * 1e6).astype(np.int64).tolist()
+        buf.reverse()  # pop() from the end hands them out in drawn order
+        return buf.pop()
 
     def submit(self, ctx, job: Any, op: str) -> bool:
         """Start ``job`` now if a core is free, else queue it; False if the queue is full."""
-        now = ctx.now
-        if self.free:
+        free = self.free
+        if free:
             # _start, inlined: most jobs find a core free
-            core = self.free.pop()
-            svc = self._draw_ns(ctx, op)
+            core = free.pop()
+            buf = self._draws.get(op)
+            svc = buf.pop() if buf else self._draw_ns(ctx, op)
             self.busy_ns += svc
+            now = ctx.now
             self.running[core] = (job, op, now, now)
             ctx.set_timer(self.names[core], svc / 1e6)
             return True
         if len(self.queue) >= self.queue_limit:
             return False
-        self.queue.append((job, op, now))
+        self.queue.append((job, op, ctx.now))
         return True
 
     def _start(self, ctx, core: int, job: Any, op: str, arrived: int) -> None:

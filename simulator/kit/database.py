@@ -126,6 +126,7 @@ class DbNode(Node):
         self.shipped = 0
         self.ship_due: list[tuple[int, int]] = []  # (due ns, up to seq), in order
         self.ahead: dict[int, tuple] = {}  # replica: first seq -> entries that came early
+        self._lags: list[float] = []  # pre-drawn replication lags, ns
 
     def on_start(self, ctx):
         st = ctx.storage
@@ -253,7 +254,11 @@ class DbNode(Node):
         if self.spec.replication == "sync" or self.spec.lag_ms.is_zero():
             self._ship_to(ctx, seq)
             return
-        due = ctx.now + int(self.spec.lag_ms.draw_ms(ctx.rng, 1)[0] * 1e6)
+        lags = self._lags
+        if not lags:  # drawn 64 at a time: a numpy call per write would cost more than the write
+            lags = self._lags = (self.spec.lag_ms.draw_ms(ctx.rng, 64) * 1e6).tolist()
+            lags.reverse()
+        due = ctx.now + int(lags.pop())
         if self.ship_due:
             due = max(due, self.ship_due[-1][0])  # the log ships in order
         self.ship_due.append((due, seq))

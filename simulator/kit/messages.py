@@ -50,10 +50,18 @@ class ProbeReply:
     info: Any = None
 
 
+_SPLIT: dict[str, tuple[str, str]] = {}
+
+
 def split_hop(hop: str) -> tuple[str, str]:
     """``"db:write"`` -> ``("db", "write")``; ``"app"`` -> ``("app", "*")``."""
-    comp, _, op = hop.partition(":")
-    return comp, (op or "*")
+    out = _SPLIT.get(hop)
+    if out is None:
+        comp, _, op = hop.partition(":")
+        out = (comp, op or "*")
+        if len(_SPLIT) < 10_000:  # a design has a few dozen hops: remembered, not split per request
+            _SPLIT[hop] = out
+    return out
 
 
 def answer(rid: int, ok: bool, value: Any) -> Reply:

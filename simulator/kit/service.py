@@ -54,12 +54,10 @@ class ServiceSpec:
 class _Job:
     __slots__ = ("src", "call", "arrived", "queue", "wait_ns", "svc_ns", "hops", "left", "failed")
 
+    # wait_ns and svc_ns are set when the job leaves its core, hops, left and failed when it calls
+    # downstream (most of a leaf service's jobs never do)
     def __init__(self, src, call, arrived, queue):
         self.src, self.call, self.arrived, self.queue = src, call, arrived, queue
-        self.wait_ns = self.svc_ns = 0
-        self.hops: list = []
-        self.left = 0
-        self.failed = None
 
 
 class Service(Node):
@@ -69,6 +67,8 @@ class Service(Node):
         self.spec = spec
         self.comp = spec.name
         self.cpu = Cpu(spec.cores, spec.service_ms, spec.queue_limit)
+        self.calls = spec.calls
+        self.parallel = spec.parallel
         self.caller = Caller(spec.name, spec.retry, directory.pick_random, self._downstream_done,
                              breaker=spec.breaker)
 
@@ -96,12 +96,13 @@ class Service(Node):
         call = job.call
         if call.rest:
             job.hops = [(call.rest[0], call.rest[1:])]
-        elif self.spec.calls:
-            job.hops = [(h, ()) for h in self.spec.calls]
+        elif self.calls:
+            job.hops = [(h, ()) for h in self.calls]
         else:
             self._answer(ctx, job, True, None)
             return
-        if self.spec.parallel:
+        job.failed = None
+        if self.parallel:
             hops, job.hops, job.left = job.hops, [], len(job.hops)
             for hop, rest in hops:
                 self._call(ctx, job, hop, rest)
