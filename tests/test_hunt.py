@@ -26,12 +26,11 @@ def test_one_hunt_seed_gives_one_sequence_of_configurations():
     """Two hunts with the same seed, fed the same results, plan the same configurations; another seed differs."""
     def sequence(seed: int) -> list:
         hunt = H.Hunt(space("raft"), seed)
-        out = []
-        for batch in range(4):
-            planned = hunt.plan(H.BATCH)
-            for i, (point, how) in enumerate(planned):
-                out.append((point, how))
-                hunt.learn(point, [f"kind:{batch}", f"x:{i % 3}"])  # synthetic coverage: some new, some not
+        out = [p for p in hunt.plan(H.WINDOW)]
+        for i in range(3 * H.WINDOW):  # fold run i in, then plan run i + WINDOW, as run_hunt does
+            point, _ = out[i]
+            hunt.learn(point, [f"kind:{i // 8}", f"x:{i % 3}"])  # synthetic coverage: some new, some not
+            out += hunt.plan(1)
         return out
 
     first, again, other = sequence(11), sequence(11), sequence(12)
