@@ -157,3 +157,76 @@ def test_until_all_runs_the_whole_budget_and_keeps_one_folder_per_distinct_failu
     failing = [r for r in rows if r["valid"] == "False"]
     folders = list((out / "failures").iterdir())
     assert len(failing) > len(folders) == len({H.signature(r["checker"], r["message"]) for r in failing})
+
+
+class ShuffledCalls:
+    """An executor's call pool that finishes its calls in a random order (in this process)."""
+
+    def __init__(self, seed):
+        self.rng = np.random.default_rng(seed)
+        self.todo = []
+        self.n = 0
+
+    def __len__(self):
+        return len(self.todo)
+
+    def submit(self, fn, items):
+        out = []
+        for item in items:
+            self.todo.append((self.n, fn, item))
+            out.append(self.n)
+            self.n += 1
+        return out
+
+    def next(self):
+        ticket, fn, item = self.todo.pop(int(self.rng.integers(len(self.todo))))
+        return ticket, fn(item)
+
+
+class ShuffledExecutor:
+    workers = 3
+    describe = "shuffled"
+
+    def __init__(self, seed):
+        self.seed = seed
+
+    def calls(self, cfgs=()):
+        import contextlib
+
+        return contextlib.nullcontext(ShuffledCalls(self.seed))
+
+    def imap(self, tasks, runs_dir, plots=False):
+        from simulator.pipeline.executor import LocalExecutor
+
+        return LocalExecutor(1).imap(tasks, runs_dir, plots=plots)
+
+
+def test_the_order_runs_finish_in_does_not_change_the_hunt(tmp_path):
+    """Runs finishing in any order give the same rows (less timings) and findings as runs finishing in order."""
+    sp = space("queue", fixed={"time_limit_s"}, time_limit_s=0.4)
+
+    def rows(executor, name):
+        res = H.run_hunt(sp, 3, H.Budget(runs=H.WINDOW + 8), 1, "all", tmp_path / name, executor=executor)
+        return [{k: v for k, v in r.items() if k not in ("wall_s", "cpu_s", "folder")} for r in res.rows]
+
+    in_order = rows(None, "in-order")
+    assert len(in_order) == H.WINDOW + 8 and any(r["how"].startswith("mutant") for r in in_order)
+    assert rows(ShuffledExecutor(1), "a") == in_order == rows(ShuffledExecutor(2), "b")
+
+
+def test_an_unknown_run_names_its_checkers_and_why(monkeypatch):
+    """A run that ends unknown reports which checker could not decide and its reason, not a blank."""
+    from types import SimpleNamespace
+
+    from simulator.checkers import CheckResult
+    from simulator.pipeline import run as R
+
+    def fake_execute(cfg):
+        checks = {"availability": CheckResult(True), "linearizable": CheckResult("unknown", "search budget ran out on key(s) 3"),
+                  "liveness": CheckResult("unknown")}
+        return SimpleNamespace(valid="unknown", checks=checks, run=SimpleNamespace(records=[]), digest="d")
+
+    monkeypatch.setattr(R, "execute", fake_execute)
+    got = H.run_point(build_config(registry.get("queue"), seed=1).to_dict())
+    assert got["valid"] == "unknown" and got["checker"] == "linearizable,liveness"
+    assert "linearizable: search budget ran out on key(s) 3" in got["message"] and "liveness: unknown" in got["message"]
