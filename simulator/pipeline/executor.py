@@ -507,8 +507,10 @@ class DaskExecutor:
 # --- calls: any function, one item at a time (the hunt's and the shrinker's runs) ---------------------
 
 def _init_call_worker(serial_checks: bool) -> None:
-    # Ctrl-C reaches the whole process group: the parent decides, and stops the workers itself.
+    # Ctrl-C reaches the whole process group: the parent decides, and stops the workers itself
+    # (SIGTERM, which must simply end a worker: it holds no folder to save, only a run in memory).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if serial_checks:
         _serial_checks_on()
 

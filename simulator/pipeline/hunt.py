@@ -128,7 +128,9 @@ class Space:
         return cls(scenario, base, nemeses, ranges)
 
     def dimensions(self) -> list[str]:
-        return (["nemesis"] if self.nemeses else []) + list(self.ranges)
+        # a one-value list is a setting for the hunt's runs (a checker budget, say), not a dimension to mutate
+        return (["nemesis"] if self.nemeses else []) + [k for k, v in self.ranges.items()
+                                                         if not (isinstance(v, list) and len(v) == 1)]
 
     # A configuration is a plain dict: seed, nemesis (a tuple), and one entry per range.
     def draw(self, rng: np.random.Generator) -> dict[str, Any]:
