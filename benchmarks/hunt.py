@@ -40,6 +40,7 @@ from simulator.pipeline import hunt as H  # noqa: E402
 from simulator.pipeline import scenario as registry  # noqa: E402
 from simulator.pipeline import shrink as S  # noqa: E402
 from simulator.pipeline.config import build_config  # noqa: E402
+from simulator.pipeline.sweep import write_csv  # noqa: E402
 
 DESIGNS = ("queue", "raft", "twopc", "email")
 
@@ -98,12 +99,19 @@ def speedup(design: str, seed: int, budget: int, jobs: int, cluster: str | None,
             res = H.run_hunt(space, seed, H.Budget(runs=budget), 1, "all", out / name, executor=ex)
             walls[name] = time.perf_counter() - t0
         rows[name] = [{k: v for k, v in r.items() if k not in TIMING} for r in res.rows]
+        write_csv(out / f"{name}.csv", res.rows)
         cpu[name] = res.cpu_s
         slowest = max(res.rows, key=lambda r: r["wall_s"])
         print(f"{design} hunt seed {seed}, {budget} runs, {name}: {walls[name]:,.1f} s wall, {res.cpu_s:,.1f} CPU s in runs; "
               f"slowest run {slowest['run']} {slowest['wall_s']:.1f} s; "
               f"{sum(1 for r in res.rows if r['valid'] not in (True, False, 'skipped'))} unknown", flush=True)
     one, other = walls.values()
+    first, second = rows.values()
+    for a, b in zip(first, second):
+        if a != b:
+            print(f"rows differ first at run {a['run']}: " + ", ".join(f"{k} {a.get(k)!r} vs {b.get(k)!r}"
+                                                                   for k in a if a.get(k) != b.get(k)))
+            break
     same = list(rows.values())[0] == list(rows.values())[1]
     return {"design": design, "hunt_seed": seed, "budget": budget, "wall_s": {k: round(v, 1) for k, v in walls.items()},
             "cpu_s_in_runs": {k: round(v, 1) for k, v in cpu.items()}, "speedup": round(one / other, 2),

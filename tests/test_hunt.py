@@ -230,3 +230,13 @@ def test_an_unknown_run_names_its_checkers_and_why(monkeypatch):
     got = H.run_point(build_config(registry.get("queue"), seed=1).to_dict())
     assert got["valid"] == "unknown" and got["checker"] == "linearizable,liveness"
     assert "linearizable: search budget ran out on key(s) 3" in got["message"] and "liveness: unknown" in got["message"]
+
+
+def test_host_time_in_checker_details_is_no_coverage():
+    """A checker detail measured on the host clock (the linearizability search's seconds) adds no feature,
+    so a slower machine does not grow another corpus; simulated counts do."""
+    from simulator.checkers import CheckResult
+
+    fast = H.features([], {"linearizable": CheckResult(True, "", {"keys": 5, "seconds": 0.2})})
+    slow = H.features([], {"linearizable": CheckResult(True, "", {"keys": 5, "seconds": 31.0})})
+    assert fast == slow == {"linearizable.keys:2"}

@@ -51,6 +51,7 @@ WINDOW = 16  # run i is planned from the results of runs 0 .. i-WINDOW: fixed, s
 P_MUTATE = 0.5  # share of runs that mutate a corpus entry, once the corpus has one
 P_NO_NEMESIS = 0.1  # share of fresh draws with no nemesis at all (bugs that need no faults)
 MAX_KINDS = 4  # at most this many nemeses in one run: fewer kinds, more cycles of each
+HOST_TIME_DETAILS = ("seconds", "wall_s", "cpu_s")  # checker details measured on the host's clock: not features
 SEARCHABLE_OPTIONS = ("node_count", "rate", "nemesis_interval_s", "time_limit_s", "latency_ms", "op_timeout_ms")
 
 
@@ -223,6 +224,8 @@ def features(records: list[dict], checks: dict[str, Any]) -> set[str]:
         for key, value in (res.details or {}).items():
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 continue
+            if key in HOST_TIME_DETAILS or key.endswith(("_seconds", "_wall_s")):
+                continue  # host time (how long a search took) is no coverage, and differs from run to run
             out.add(f"{name}.{key}:{_bucket(abs(value))}")
     return out
 
