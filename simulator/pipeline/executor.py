@@ -33,6 +33,21 @@ The API for callers (``dsim sweep``, ``dsim hunt``, ``dsim shrink``)::
 
 Leaving the loop early (``break``, an exception, Ctrl-C) cancels what has not started; runs in
 progress on local processes are stopped and marked incomplete.
+
+The hunt and the shrinker run many short runs in memory and need no folder for most of them; they
+use an executor's *call pool* instead, which runs any importable function on one item at a time and
+hands back results as they finish, so the caller can keep every worker busy while deciding what to
+run next::
+
+    with ex.calls([base_cfg.to_dict()]) as calls:     # the designs workers must have, for the check
+        tickets = calls.submit(run_point, [cfg.to_dict() for cfg in first_batch])
+        ticket, result = calls.next()                  # any finished call (waits for one)
+        map_calls(calls, run_point, items)             # or: all of them, in item order
+
+With ``--jobs 1`` a call runs in this process when :meth:`next` asks for it; with ``--jobs N``, on N
+forked processes; on Dask, one task per call (``--batch`` calls per task). Workers of a pool with
+more than one worker run checkers on one core (``DSIM_SERIAL_CHECKS``): as many workers as cores
+already keep every core busy.
 """
 
 from __future__ import annotations

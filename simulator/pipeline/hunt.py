@@ -264,7 +264,9 @@ def run_point(cfg_dict: dict[str, Any]) -> dict[str, Any]:
         unsure = [(name, r) for name, r in out.checks.items() if r.valid is not True]
         checker = ",".join(name for name, _ in unsure)
         message = "; ".join(f"{name}: {r.message or 'unknown (no reason given)'}" for name, r in unsure)
+    ops = (getattr(out, "metrics", None) or {}).get("ops") or {}
     return {"valid": out.valid, "checker": checker, "message": message, "failed": [n for n, _ in bad],
+            "ops": int(sum(v for k, v in ops.items() if k in ("ok", "fail", "info") and isinstance(v, (int, float)))),
             "features": sorted(features(out.run.records, out.checks)), "digest": out.digest,
             "cpu_s": time.process_time() - cpu0, "wall_s": time.perf_counter() - wall0}
 

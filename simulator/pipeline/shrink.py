@@ -1,22 +1,31 @@
 """Shrinking: ``dsim shrink RUN_DIR`` cuts a failing run down to a small reproducer that still fails
 with the same checker.
 
-Steps, each candidate an ordinary deterministic run (``--jobs`` of them at a time), within a
-budget of runs:
+Steps, each candidate an ordinary deterministic run on an executor (``--jobs`` local processes
+or ``--cluster`` Dask, as ``dsim sweep``), within a budget of runs:
 
 1. *Explicit plan.* The nemesis is turned into the fault plan it produced (built exactly as
    :class:`~simulator.pipeline.run.Run` builds it: the same seed, the same ``faults`` stream), so
    each fault action can be kept or dropped on its own. Nemesis actions keep their ``nemesis`` and
    ``phase`` labels, so the explicit run's trace is the nemesis run's.
 2. *Delta debugging* (Zeller and Hildebrandt's ddmin) over the fault actions: the result is
-   1-minimal, i.e. dropping any one remaining action makes the failure go away.
-   It works on whole fault cycles (a start with its stop) first, then on single actions.
-3. *Smaller everything else*, each kept only if the run still fails: a shorter time limit (just
-   after the instants the checker's message names, or a fraction of the limit; faults after it
-   dropped), a lower rate, fewer nodes, parameters back at their defaults. The shorter time limit
-   is tried first (its runs are cheap and drop every later fault at once). After ddmin, the
-   remaining faults and the time limit move earlier together, past the quiet stretch before the
-   first fault. The steps repeat while anything still shrinks.
+   1-minimal, i.e. dropping any one remaining action makes the failure go away. It works on whole
+   fault kinds (every action of one nemesis) first, then on fault cycles (a start with its stop),
+   then on single actions: each level is cheap once the one above has thrown out most of the plan.
+3. *Less time, from both ends*, each kept only if the run still fails:
+   - a shorter time limit (just after the instants the checker's message names, or a fraction of
+     the limit; faults after it dropped), tried first: cheap runs, and every later fault goes at once;
+   - after ddmin, the remaining faults and the time limit moved earlier together, past the quiet
+     stretch before the first fault;
+   - time and rate cut together (the limit divided by 2, 4 or 8, the rate multiplied by as much,
+     faults at the same share of the run): failures that need many operations keep them;
+   - once, when nothing else cut the time: other seeds (drawn from the run's own) at a half and a
+     quarter of the limit, for failures that need the workload to line up (a campaign, a backlog).
+4. *Smaller everything else*: a lower rate (kept only if the run has fewer operations), fewer
+   nodes, parameters back at their defaults.
+
+The steps repeat while anything still shrinks. Candidates are consumed in a fixed order (see
+:class:`Shrinker`), so the reproducer and ``shrink.csv`` (less wall times) are the same on any executor.
 
 Outputs, in the shrink folder: ``shrunk.toml`` (an experiment file: ``dsim run SCENARIO --config
 shrunk.toml`` fails the same way), ``shrink.csv`` (every candidate tried) and ``run/`` (the shrunk
@@ -39,6 +48,7 @@ from .hunt import run_point
 
 
 MAX_ROUNDS = 4  # passes over every step; each pass after the first only runs if the one before shrank something
+RESEEDS = 4  # other seeds tried at each shorter time limit, once, when nothing else cut the time
 
 
 # ---- ddmin ----------------------------------------------------------------------------------------
@@ -276,9 +286,30 @@ class Shrinker:
         return self.first("faults earlier", cands) or cfg
 
     def slower(self, cfg: RunConfig) -> RunConfig:
+        """A lower rate, kept only if the run then has fewer operations (a design whose workload does
+        not follow ``rate`` would otherwise "shrink" it for ever)."""
         cands = [round(cfg.rate * f, 4) for f in (1 / 8, 1 / 4, 1 / 2)]
         found = self.first("lower rate", [replace(cfg, rate=x) for x in cands if x >= 1e-3 and x < cfg.rate])
-        return found or cfg
+        if found is None or self.ops(found) >= self.ops(cfg) >= 0:
+            return cfg
+        return found
+
+    def ops(self, cfg: RunConfig) -> int:
+        """Operations of a candidate already run (-1 if not run)."""
+        got = self.results.get(_key(cfg))
+        return int(got.get("ops", -1)) if got else -1
+
+    def reseeded(self, cfg: RunConfig) -> RunConfig:
+        """Other seeds at a half and a quarter of the time limit (faults after it dropped), shortest
+        first: when the failure needs the workload to line up (a campaign arriving, a backlog), another
+        seed may line it up sooner. Seeds are drawn from the run's own seed, so the shrink repeats."""
+        import numpy as np
+
+        rng = np.random.default_rng([cfg.seed, 0x5EED])
+        seeds = [int(x) for x in rng.integers(2**31, size=RESEEDS)]
+        cands = [replace(_cut(cfg, round(cfg.time_limit_s * f, 4)), seed=seed)
+                 for f in (1 / 4, 1 / 2) for seed in seeds if cfg.time_limit_s * f >= 0.1]
+        return self.first("another seed, less time", cands) or cfg
 
     def fewer_nodes(self, cfg: RunConfig) -> RunConfig:
         cands = [replace(cfg, node_count=n) for n in range(1, cfg.node_count)]
@@ -384,6 +415,7 @@ def shrink(failure: Failure, jobs: int = 1, budget: int = 150, *, cluster: str |
             cfg, is_explicit = explicit, True
         else:  # a nemesis that watches the run (a staged one) may not survive being written out
             is_explicit = False
+        reseeded = False
         for _ in range(MAX_ROUNDS):  # until nothing shrinks further (or the budget is spent)
             before = cfg
             cfg = s.shorter(cfg)  # first: cheap runs, and every fault after the failure goes at once
@@ -394,6 +426,9 @@ def shrink(failure: Failure, jobs: int = 1, budget: int = 150, *, cluster: str |
             cfg = s.slower(cfg)
             cfg = s.fewer_nodes(cfg)
             cfg = s.simpler_params(cfg)
+            if cfg.time_limit_s == before.time_limit_s and not reseeded:
+                reseeded = True  # once: it costs 2 x RESEEDS runs
+                cfg = s.reseeded(cfg)
             if cfg == before or s.spent >= budget:
                 break
         return ShrinkResult(failure.cfg, cfg, is_explicit, faults_before, s.rows)
