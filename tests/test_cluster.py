@@ -239,3 +239,13 @@ def test_hunt_executor_options_are_checked_as_the_sweeps_are(tmp_path, capsys, m
     err = capsys.readouterr().err
     assert exc.value.code == 2 and needle in err and err.count("\n") == 1
     assert not (tmp_path / "h").exists()
+
+
+def test_hunt_runs_batched_on_a_local_cluster_give_the_same_hunt(tmp_path):
+    """`--batch 3` sends a hunt's runs to Dask three to a task and still writes the --jobs 1 hunt.csv (less timings)."""
+    pytest.importorskip("distributed")
+    args = ["hunt", "queue", "--budget", "7", "--seed", "2", "--time-limit", "1"]
+    for name, how in (("one", ["--jobs", "1"]), ("batched", ["--cluster", "local:2", "--batch", "3"])):
+        res = dsim(*args, *how, "--out", name, cwd=tmp_path)
+        assert res.returncode == 0, res.stdout + res.stderr
+    assert hunt_rows(tmp_path / "batched") == hunt_rows(tmp_path / "one") and len(hunt_rows(tmp_path / "one")) == 7

@@ -623,28 +623,43 @@ class DaskCalls:
         self._done = dask_completed([])
         self._futures: dict[Any, list[int]] = {}
         self._ready: list[tuple[int, Any]] = []
+        self._pending: list[tuple[int, Any, Any]] = []  # (ticket, fn, item) waiting for a batch to fill
         self._next_ticket = 0
         import uuid
 
         self._tag = uuid.uuid4().hex[:8]
 
     def __len__(self) -> int:
-        return len(self._ready) + sum(len(t) for t in self._futures.values())
+        return len(self._ready) + len(self._pending) + sum(len(t) for t in self._futures.values())
 
     def submit(self, fn, items: Sequence) -> list[int]:
+        """Queue the calls; full batches leave at once, a partial one when a worker would idle (:meth:`next`)."""
         items = list(items)
-        size = max(1, self.ex.batch or 1)
         tickets = list(range(self._next_ticket, self._next_ticket + len(items)))
         self._next_ticket += len(items)
-        for k in range(0, len(items), size):
-            fut = self.ex.client.submit(run_calls, fn, items[k:k + size], self.expect, self.cfgs, self.serial_checks,
-                                        key=f"dsim-calls-{self._tag}-{tickets[k]}", pure=False, retries=1)
-            self._futures[fut] = tickets[k:k + size]
-            self._done.add(fut)
+        self._pending.extend((t, fn, x) for t, x in zip(tickets, items))
+        self._flush(partial=False)
         return tickets
+
+    def _flush(self, partial: bool) -> None:
+        size = max(1, self.ex.batch or 1)
+        while len(self._pending) >= size or (partial and self._pending):
+            group, self._pending = self._pending[:size], self._pending[size:]
+            fn = group[0][1]
+            if any(g[1] is not fn for g in group):  # one function a task
+                self._pending = [g for g in group if g[1] is not fn] + self._pending
+                group = [g for g in group if g[1] is fn]
+            fut = self.ex.client.submit(run_calls, fn, [g[2] for g in group], self.expect, self.cfgs,
+                                        self.serial_checks, key=f"dsim-calls-{self._tag}-{group[0][0]}",
+                                        pure=False, retries=1)
+            self._futures[fut] = [g[0] for g in group]
+            self._done.add(fut)
+            partial = partial and len(self._futures) < max(1, self.ex.workers)
 
     def next(self) -> tuple[int, Any]:
         while not self._ready:
+            if self._pending and len(self._futures) < max(1, self.ex.workers):
+                self._flush(partial=True)  # a worker would wait for a batch to fill: send what there is
             fut = next(self._done)
             tickets = self._futures.pop(fut)
             try:
@@ -663,6 +678,7 @@ class DaskCalls:
             self.ex.client.cancel(list(self._futures))
         self._futures.clear()
         self._ready.clear()
+        self._pending.clear()
 
 
 def map_calls(calls, fn, items: Sequence) -> list:
