@@ -912,7 +912,8 @@ def hunt(scenario, seed, budget, jobs, cluster, batch, until, out, **kw):
         hunt_seed = secrets.randbelow(2**31)
         _err(f"no --seed given: hunt seed {hunt_seed} (repeat this hunt with --seed {hunt_seed})")
     write_json(folder / "hunt.json", {"scenario": scen.name, "seed": hunt_seed, "budget": str(spent), "jobs": n_jobs,
-                                      "cluster": cluster, "window": H.WINDOW, "until": until, "fixed": sorted(fixed), "nemeses": list(space.nemeses),
+                                      "cluster": cluster, "window": H.WINDOW, "until": until, "fixed": sorted(fixed),
+                                      "nemeses": list(space.nemeses),
                                       "ranges": {k: list(v) for k, v in space.ranges.items()}, "bug": base.bug,
                                       "started_utc": utc_now(), "command": " ".join(sys.argv)})
     tty = sys.stderr.isatty()

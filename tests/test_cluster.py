@@ -249,3 +249,20 @@ def test_hunt_runs_batched_on_a_local_cluster_give_the_same_hunt(tmp_path):
         res = dsim(*args, *how, "--out", name, cwd=tmp_path)
         assert res.returncode == 0, res.stdout + res.stderr
     assert hunt_rows(tmp_path / "batched") == hunt_rows(tmp_path / "one") and len(hunt_rows(tmp_path / "one")) == 7
+
+
+def test_a_shrink_on_a_local_cluster_gives_the_shrink_of_one_process(tmp_path):
+    """`dsim shrink --cluster local:2` tries the same candidates (shrink.csv less wall times) and writes the same shrunk.toml as `--jobs 1`."""
+    pytest.importorskip("distributed")
+    res = dsim("run", "queue", "--bug", "double-serve", "--seed", "2", "--time-limit", "4", "--nemesis", "crash,pause",
+               "--nemesis-interval", "0.5", "--out", "run", "--no-plots", cwd=tmp_path)
+    assert res.returncode == 1, res.stdout + res.stderr
+    tables = []
+    for name, how in (("one", ["--jobs", "1"]), ("dask", ["--cluster", "local:2"])):
+        res = dsim("shrink", "run", "--budget", "20", *how, "--out", name, cwd=tmp_path)
+        assert res.returncode == 1, res.stdout + res.stderr
+        with open(tmp_path / name / "shrink.csv") as fh:
+            tables.append([{k: v for k, v in r.items() if k != "wall_s"} for r in csv.DictReader(fh)])
+        toml = (tmp_path / name / "shrunk.toml").read_text().split("\n", 2)[2]  # less the header naming the folder
+        tables.append(toml)
+    assert tables[0] == tables[2] and tables[1] == tables[3] and len(tables[0]) <= 20
