@@ -278,8 +278,8 @@ class Shrinker:
         if not cfg.faults:
             return cfg
         first = min(a["at_s"] for a in cfg.faults)
-        shifts = sorted({round(x, 4) for x in (first - 0.05, first * 7 / 8, first * 3 / 4, first / 2, first / 4)
-                         if x >= 0.05}, reverse=True)
+        shifts = sorted({round(x, 4) for x in (first - 0.05, first * 7 / 8, first * 3 / 4, first / 2, first / 4,
+                                                first / 8, first / 16) if x >= 0.05}, reverse=True)
         cands = [replace(cfg, time_limit_s=round(cfg.time_limit_s - d, 4),
                          faults=[{**a, "at_s": round(a["at_s"] - d, 4)} for a in cfg.faults])
                  for d in shifts if cfg.time_limit_s - d >= 0.1]
