@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -92,7 +93,8 @@ def speedup(design: str, seed: int, budget: int, jobs: int, cluster: str | None,
 
     scen = registry.get(design)
     space = H.Space.of(scen, build_config(scen, seed=0), set())
-    walls, rows, cpu = {}, {}, {}
+    walls, rows, cpu, busy = {}, {}, {}, {}
+    out.mkdir(parents=True, exist_ok=True)
     for name, kw in (("jobs1", {"jobs": 1}), (cluster or f"jobs{jobs}", {"cluster": cluster} if cluster else {"jobs": jobs})):
         with open_executor(**kw) as ex:  # a LocalCluster's start-up is not the hunt's time
             t0 = time.perf_counter()
@@ -101,8 +103,13 @@ def speedup(design: str, seed: int, budget: int, jobs: int, cluster: str | None,
         rows[name] = [{k: v for k, v in r.items() if k not in TIMING} for r in res.rows]
         write_csv(out / f"{name}.csv", res.rows)
         cpu[name] = res.cpu_s
+        # share of the hunt's wall time its workers spent inside runs: near 1 when no worker waits,
+        # whatever else loads the machine (a loaded machine stretches runs and the hunt alike)
+        workers = jobs if name != "jobs1" and not cluster else (2 if cluster else 1)
+        busy[name] = sum(r["wall_s"] for r in res.rows) / (workers * walls[name])
         slowest = max(res.rows, key=lambda r: r["wall_s"])
-        print(f"{design} hunt seed {seed}, {budget} runs, {name}: {walls[name]:,.1f} s wall, {res.cpu_s:,.1f} CPU s in runs; "
+        print(f"{design} hunt seed {seed}, {budget} runs, {name}: {walls[name]:,.1f} s wall, {res.cpu_s:,.1f} CPU s in runs, "
+              f"workers busy {busy[name]:.0%}; "
               f"slowest run {slowest['run']} {slowest['wall_s']:.1f} s; "
               f"{sum(1 for r in res.rows if r['valid'] not in (True, False, 'skipped'))} unknown", flush=True)
     one, other = walls.values()
@@ -114,7 +121,8 @@ def speedup(design: str, seed: int, budget: int, jobs: int, cluster: str | None,
             break
     same = list(rows.values())[0] == list(rows.values())[1]
     return {"design": design, "hunt_seed": seed, "budget": budget, "wall_s": {k: round(v, 1) for k, v in walls.items()},
-            "cpu_s_in_runs": {k: round(v, 1) for k, v in cpu.items()}, "speedup": round(one / other, 2),
+            "cpu_s_in_runs": {k: round(v, 1) for k, v in cpu.items()}, "workers_busy": {k: round(v, 3) for k, v in busy.items()},
+            "load_avg_1m": round(os.getloadavg()[0], 2), "speedup": round(one / other, 2),
             "same_rows": same, "out": str(out)}
 
 
