@@ -251,7 +251,8 @@ class Shrinker:
         """The shortest of a few time limits that still fails (faults after it dropped): just after
         the instants the checker's message names, and fractions of the current limit."""
         limit = cfg.time_limit_s
-        named = named_times_s(self.failure.message)
+        got = self.results.get(_key(cfg))  # the instants the latest failure names: earlier rounds moved them
+        named = named_times_s(got["message"] if got and got.get("message") else self.failure.message)
         marks = [t + d for t in named[-2:] for d in (0.05, 0.25, 1.0)] if named else []
         cands = sorted({round(x, 3) for x in (*marks, limit / 8, limit / 4, limit / 2, limit * 3 / 4, limit * 7 / 8)
                         if 0.1 <= x < limit})
