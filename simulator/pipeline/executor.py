@@ -586,6 +586,12 @@ class LocalCalls:
             for proc in workers:
                 with contextlib.suppress(OSError, ValueError, AttributeError):
                     proc.terminate()
+            for proc in workers:
+                with contextlib.suppress(OSError, ValueError, AttributeError, AssertionError):
+                    proc.join(timeout=10)
+            # join the pool's manager thread too, or at exit it writes to the pipe it has closed
+            with contextlib.suppress(Exception):
+                self._pool.shutdown(wait=True)
         self._futures.clear()
         self._pool = None
 
