@@ -11,12 +11,20 @@ most a quarter of the original time limit, in at most 150 runs.
     python benchmarks/hunt.py                                  # every bug, budget 300, --jobs 2
     python benchmarks/hunt.py --bugs raft:no-persist-vote,twopc:decide-before-log --json
     python benchmarks/hunt.py --designs queue --budget 50 --repeat 3
+
+--speedup instead times one hunt with no bug (raft, hunt seed 1, --budget runs) with --jobs 1 and
+--jobs 2 (or --cluster local:2 with --cluster), checks that both wrote the same rows, and prints
+the wall times and their ratio (target: at least 1.8 on 2 cores):
+
+    python benchmarks/hunt.py --speedup --budget 200 --json
+    python benchmarks/hunt.py --speedup --design queue --budget 100 --cluster local:2
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -33,6 +41,7 @@ from simulator.pipeline import hunt as H  # noqa: E402
 from simulator.pipeline import scenario as registry  # noqa: E402
 from simulator.pipeline import shrink as S  # noqa: E402
 from simulator.pipeline.config import build_config  # noqa: E402
+from simulator.pipeline.sweep import write_csv  # noqa: E402
 
 DESIGNS = ("queue", "raft", "twopc", "email")
 
@@ -75,6 +84,48 @@ def one(design: str, bug: str, seed: int, budget: int, shrink_budget: int, jobs:
     return row
 
 
+TIMING = ("wall_s", "cpu_s", "folder")
+
+
+def speedup(design: str, seed: int, budget: int, jobs: int, cluster: str | None, out: Path) -> dict:
+    """Wall time of one hunt on 1 process and on ``jobs`` processes (or ``cluster``); same rows required."""
+    from simulator.pipeline.executor import open_executor
+
+    scen = registry.get(design)
+    space = H.Space.of(scen, build_config(scen, seed=0), set())
+    walls, rows, cpu, busy = {}, {}, {}, {}
+    out.mkdir(parents=True, exist_ok=True)
+    for name, kw in (("jobs1", {"jobs": 1}), (cluster or f"jobs{jobs}", {"cluster": cluster} if cluster else {"jobs": jobs})):
+        with open_executor(**kw) as ex:  # a LocalCluster's start-up is not the hunt's time
+            t0 = time.perf_counter()
+            res = H.run_hunt(space, seed, H.Budget(runs=budget), 1, "all", out / name, executor=ex)
+            walls[name] = time.perf_counter() - t0
+        rows[name] = [{k: v for k, v in r.items() if k not in TIMING} for r in res.rows]
+        write_csv(out / f"{name}.csv", res.rows)
+        cpu[name] = res.cpu_s
+        # share of the hunt's wall time its workers spent inside runs: near 1 when no worker waits,
+        # whatever else loads the machine (a loaded machine stretches runs and the hunt alike)
+        workers = jobs if name != "jobs1" and not cluster else (2 if cluster else 1)
+        busy[name] = sum(r["wall_s"] for r in res.rows) / (workers * walls[name])
+        slowest = max(res.rows, key=lambda r: r["wall_s"])
+        print(f"{design} hunt seed {seed}, {budget} runs, {name}: {walls[name]:,.1f} s wall, {res.cpu_s:,.1f} CPU s in runs, "
+              f"workers busy {busy[name]:.0%}; "
+              f"slowest run {slowest['run']} {slowest['wall_s']:.1f} s; "
+              f"{sum(1 for r in res.rows if r['valid'] not in (True, False, 'skipped'))} unknown", flush=True)
+    one, other = walls.values()
+    first, second = rows.values()
+    for a, b in zip(first, second):
+        if a != b:
+            print(f"rows differ first at run {a['run']}: " + ", ".join(f"{k} {a.get(k)!r} vs {b.get(k)!r}"
+                                                                   for k in a if a.get(k) != b.get(k)))
+            break
+    same = list(rows.values())[0] == list(rows.values())[1]
+    return {"design": design, "hunt_seed": seed, "budget": budget, "wall_s": {k: round(v, 1) for k, v in walls.items()},
+            "cpu_s_in_runs": {k: round(v, 1) for k, v in cpu.items()}, "workers_busy": {k: round(v, 3) for k, v in busy.items()},
+            "load_avg_1m": round(os.getloadavg()[0], 2), "speedup": round(one / other, 2),
+            "same_rows": same, "out": str(out)}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="\n\n".join(__doc__.split("\n\n")[1:]))
@@ -87,7 +138,23 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=1, help="hunts per bug (seeds seed, seed+1, ...), for medians")
     ap.add_argument("--out", help="folder for the hunts (default: a temporary one)")
     ap.add_argument("--json", action="store_true", help="print a JSON line last")
+    ap.add_argument("--speedup", action="store_true", help="time one hunt (no bug) with --jobs 1 and with --jobs N")
+    ap.add_argument("--design", default="raft", help="with --speedup: the design hunted")
+    ap.add_argument("--cluster", help="with --speedup: compare --jobs 1 with this Dask cluster (local:2) instead")
     args = ap.parse_args(argv)
+    if args.speedup:
+        try:
+            registry.get(args.design)
+        except UsageError as exc:
+            print(f"hunt.py: error: {exc}", file=sys.stderr)
+            return 2
+        out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="dsim-hunt-speedup-"))
+        res = speedup(args.design, args.seed, args.budget, args.jobs, args.cluster, out)
+        print(f"speed-up {res['speedup']:.2f}x ({', '.join(f'{k} {v:,.1f} s' for k, v in res['wall_s'].items())}); "
+              f"same rows: {'yes' if res['same_rows'] else 'NO'}")
+        if args.json:
+            print(json.dumps(res))
+        return 0 if res["same_rows"] else 1
     try:
         for name in ("budget", "shrink_budget", "jobs", "repeat"):
             if getattr(args, name) < 1:

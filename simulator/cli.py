@@ -828,6 +828,27 @@ class SweepProgress:
         self.close()
 
 
+def _parse_cluster_options(n_jobs: int, jobs: str, cluster: str | None, batch: str | None) -> int | None:
+    """--cluster and --batch of hunt and shrink, checked as sweep checks them; the batch size or None."""
+    from .pipeline.executor import parse_cluster, require_distributed
+
+    n_batch = None
+    if batch is not None:
+        b = batch.strip()
+        if not (b.isascii() and b.isdigit() and len(b) < 4 and 1 <= int(b) <= 100):
+            _fail(f"bad value {batch!r} for --batch: expected an integer from 1 to 100")
+        n_batch = int(b)
+    if cluster is not None:
+        parse_cluster(cluster)
+        if n_jobs != 1:
+            _fail(f"bad value {jobs!r} for --jobs with --cluster: expected one of them (--jobs N for local processes, "
+                  "--cluster for Dask)")
+        require_distributed()
+    elif batch is not None:
+        _fail("bad value '--batch' without --cluster: expected it with --cluster local:N or tcp://HOST:PORT")
+    return n_batch
+
+
 def _parse_jobs(raw: str) -> int:
     max_jobs = max(8, 4 * (os.cpu_count() or 1))  # every worker is forked at once: a typo must not fork thousands
     text = str(raw).strip()
@@ -842,16 +863,21 @@ Examples:
   dsim hunt twopc --bug decide-before-log --budget 10m
   dsim hunt email --budget 50 --until all --out /tmp/email-hunt
   dsim hunt raft --nemesis crash-storm --set pre_vote=true --budget 100
+  dsim hunt raft --budget 1000 --cluster local:2          # on Dask: the same hunt.csv as --jobs 1
+  dsim hunt raft --budget 5000 --cluster tcp://HOST:8786
 """)
 @click.argument("scenario")
 @click.option("--seed", help="Seed of the hunt: every run's configuration is drawn from it (default: random, printed).")
 @click.option("--budget", default="200", show_default=True, help="Runs (200) or wall time (90s, 10m, 2h).")
-@click.option("--jobs", default="1", show_default=True, help="Parallel worker processes.")
+@click.option("--jobs", default="1", show_default=True, help="Parallel worker processes on this machine.")
+@click.option("--cluster", metavar="local:N|tcp://HOST:PORT",
+              help=f"Run on Dask instead: a LocalCluster of N workers, or a running scheduler ({INSTALL_HINT}).")
+@click.option("--batch", metavar="RUNS", help="Runs per Dask task [1].")
 @click.option("--until", type=click.Choice(["first", "all"]), default="first", show_default=True,
               help="Stop at the first failure, or collect every distinct one (by checker and message shape).")
 @run_options
 @click.option("--out", help="Hunt folder (default results/SCENARIO/hunt-TIME).")
-def hunt(scenario, seed, budget, jobs, until, out, **kw):
+def hunt(scenario, seed, budget, jobs, cluster, batch, until, out, **kw):
     """Search for a failing run of SCENARIO (a name or ./design.py) without naming a nemesis.
 
     Each run draws its own seed, nemesis subset and the values of the ranges the design declares
@@ -865,6 +891,7 @@ def hunt(scenario, seed, budget, jobs, until, out, **kw):
     from .reports import plots as P
 
     n_jobs = _parse_jobs(jobs)
+    n_batch = _parse_cluster_options(n_jobs, jobs, cluster, batch)
     spent = H.parse_budget(budget)
     hunt_seed = parse_seed(seed, "--seed") if seed is not None else None
     scen = registry.resolve(scenario)
@@ -885,7 +912,8 @@ def hunt(scenario, seed, budget, jobs, until, out, **kw):
         hunt_seed = secrets.randbelow(2**31)
         _err(f"no --seed given: hunt seed {hunt_seed} (repeat this hunt with --seed {hunt_seed})")
     write_json(folder / "hunt.json", {"scenario": scen.name, "seed": hunt_seed, "budget": str(spent), "jobs": n_jobs,
-                                      "until": until, "fixed": sorted(fixed), "nemeses": list(space.nemeses),
+                                      "cluster": cluster, "window": H.WINDOW, "until": until, "fixed": sorted(fixed),
+                                      "nemeses": list(space.nemeses),
                                       "ranges": {k: list(v) for k, v in space.ranges.items()}, "bug": base.bug,
                                       "started_utc": utc_now(), "command": " ".join(sys.argv)})
     tty = sys.stderr.isatty()
@@ -897,8 +925,9 @@ def hunt(scenario, seed, budget, jobs, until, out, **kw):
             sys.stderr.flush()
 
     try:
-        with _sigterm_interrupts():
-            result = H.run_hunt(space, hunt_seed, spent, n_jobs, until, folder, progress)
+        with _sigterm_interrupts(), _open_executor(n_jobs, cluster, n_batch, False) as executor:
+            result = H.run_hunt(space, hunt_seed, spent, n_jobs, until, folder, progress, executor=executor)
+            where = executor.describe
     except KeyboardInterrupt:
         _err(f"{chr(10) if tty else ''}dsim: hunt interrupted; failures found so far are in {folder / 'failures'}")
         sys.exit(3)
@@ -908,7 +937,7 @@ def hunt(scenario, seed, budget, jobs, until, out, **kw):
     P.hunt(result.rows, folder / "hunt.png", f"dsim hunt {scen.name}" + (f" --bug {base.bug}" if base.bug else "")
            + f" (seed {hunt_seed})")
     n = len(result.rows)
-    head = f"hunt {scen.name} (seed {hunt_seed}, budget {spent}, {n_jobs} jobs)"
+    head = f"hunt {scen.name} (seed {hunt_seed}, budget {spent}, {where})"
     for f in result.findings:
         click.echo(f"{head}: found {f.checker} after {f.runs_so_far} runs ({f.cpu_so_far_s:,.1f} CPU s): {f.folder}/")
         click.echo(f"  configuration  {H.describe_point(f.point)}")
@@ -927,7 +956,8 @@ def hunt(scenario, seed, budget, jobs, until, out, **kw):
     for line in H.coverage_summary(space, result.rows):
         click.echo(f"                 {line}")
     if unknown:
-        click.echo(f"  unknown        {len(unknown)} runs ended unknown (e.g. run {unknown[0]['run']}: {unknown[0]['message'][:120]})")
+        click.echo(f"  unknown        {len(unknown)} runs ended unknown (e.g. run {unknown[0]['run']}: "
+                   f"{unknown[0]['message'][:160] or unknown[0]['checker'] or 'no checker named'})")
     click.echo(f"  {folder / 'hunt.csv'}\n  {folder / 'hunt.png'}")
     sys.exit(1 if result.findings else (3 if unknown else 0))
 
@@ -937,12 +967,15 @@ Examples:
   dsim shrink results/raft/hunt-20260101T000000/failures/run00037-vote-once
   dsim shrink results/twopc/latest --jobs 2 --budget 100 --out /tmp/twopc-shrunk
   dsim run raft --config /tmp/raft-shrunk/shrunk.toml     # the reproducer fails again
+  dsim shrink results/raft/latest --cluster local:2        # on Dask: the same reproducer
 """)
 @click.argument("run_dir")
 @click.option("--budget", default="150", show_default=True, help="Most candidate runs to try.")
-@click.option("--jobs", default="1", show_default=True, help="Parallel worker processes.")
+@click.option("--jobs", default="1", show_default=True, help="Parallel worker processes on this machine.")
+@click.option("--cluster", metavar="local:N|tcp://HOST:PORT",
+              help=f"Run on Dask instead: a LocalCluster of N workers, or a running scheduler ({INSTALL_HINT}).")
 @click.option("--out", help="Shrink folder (default RUN_DIR-shrunk).")
-def shrink(run_dir, budget, jobs, out):
+def shrink(run_dir, budget, jobs, cluster, out):
     """Cut the failing run RUN_DIR to a small reproducer that fails with the same checker.
 
     The nemesis becomes the explicit fault plan it produced; delta debugging keeps a 1-minimal set
@@ -955,6 +988,7 @@ def shrink(run_dir, budget, jobs, out):
     from .pipeline.sweep import write_csv
 
     n_jobs = _parse_jobs(jobs)
+    _parse_cluster_options(n_jobs, jobs, cluster, None)
     text = str(budget).strip()
     if not (text.isascii() and text.isdigit() and len(text) <= 7 and int(text) >= 1):
         _fail(f"bad value {budget!r} for --budget: expected a number of runs from 1 to 9999999")
@@ -965,7 +999,8 @@ def shrink(run_dir, budget, jobs, out):
     t0 = time.perf_counter()
     try:
         with _sigterm_interrupts():
-            result = S.shrink(failure, jobs=n_jobs, budget=int(text))
+            with _open_executor(n_jobs, cluster, None, False) as executor:
+                result = S.shrink(failure, n_jobs, int(text), executor=executor)
     except KeyboardInterrupt:
         _err("dsim: shrink interrupted")
         sys.exit(3)

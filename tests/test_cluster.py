@@ -202,3 +202,67 @@ def test_conflicting_executor_options_are_one_line_exit_2(tmp_path, capsys, monk
     err = capsys.readouterr().err
     assert exc.value.code == 2 and needle in err and err.count("\n") == 1
     assert not (tmp_path / "s").exists()
+
+
+HUNT = ["hunt", "queue", "--bug", "double-serve", "--budget", "10", "--seed", "5", "--time-limit", "2", "--until", "all"]
+HUNT_TIMING = ("wall_s", "cpu_s", "folder")
+
+
+def hunt_rows(folder: Path) -> list[dict]:
+    with open(folder / "hunt.csv") as fh:
+        return [{k: v for k, v in r.items() if k not in HUNT_TIMING} for r in csv.DictReader(fh)]
+
+
+def test_a_hunt_on_a_local_cluster_gives_the_hunt_of_one_process(tmp_path):
+    """`dsim hunt --cluster local:2` writes the same hunt.csv (less timing and folder columns) and the same failure folders as `--jobs 1`."""
+    pytest.importorskip("distributed")
+    for name, how in (("one", ["--jobs", "1"]), ("dask", ["--cluster", "local:2"])):
+        res = dsim(*HUNT, *how, "--out", name, cwd=tmp_path)
+        assert res.returncode == 1, res.stdout + res.stderr
+    assert hunt_rows(tmp_path / "dask") == hunt_rows(tmp_path / "one")
+    assert len(hunt_rows(tmp_path / "one")) == 10 and any(r["valid"] == "False" for r in hunt_rows(tmp_path / "one"))
+    folders = {d.name: json.loads((d / "manifest.json").read_text())["digest"] for d in (tmp_path / "one" / "failures").iterdir()}
+    assert folders and folders == {d.name: json.loads((d / "manifest.json").read_text())["digest"]
+                                   for d in (tmp_path / "dask" / "failures").iterdir()}
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["hunt", "queue", "--jobs", "2", "--cluster", "local:2"], "for --jobs with --cluster: expected one of them"),
+    (["hunt", "queue", "--batch", "3"], "'--batch' without --cluster"),
+    (["hunt", "queue", "--cluster", "udp://x:1"], "for --cluster: expected local:N"),
+])
+def test_hunt_executor_options_are_checked_as_the_sweeps_are(tmp_path, capsys, monkeypatch, args, needle):
+    """Bad --cluster/--jobs/--batch combinations on `dsim hunt` are refused in one line, before the hunt folder exists."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--out", "h"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and needle in err and err.count("\n") == 1
+    assert not (tmp_path / "h").exists()
+
+
+def test_hunt_runs_batched_on_a_local_cluster_give_the_same_hunt(tmp_path):
+    """`--batch 3` sends a hunt's runs to Dask three to a task and still writes the --jobs 1 hunt.csv (less timings)."""
+    pytest.importorskip("distributed")
+    args = ["hunt", "queue", "--budget", "7", "--seed", "2", "--time-limit", "1"]
+    for name, how in (("one", ["--jobs", "1"]), ("batched", ["--cluster", "local:2", "--batch", "3"])):
+        res = dsim(*args, *how, "--out", name, cwd=tmp_path)
+        assert res.returncode == 0, res.stdout + res.stderr
+    assert hunt_rows(tmp_path / "batched") == hunt_rows(tmp_path / "one") and len(hunt_rows(tmp_path / "one")) == 7
+
+
+def test_a_shrink_on_a_local_cluster_gives_the_shrink_of_one_process(tmp_path):
+    """`dsim shrink --cluster local:2` tries the same candidates (shrink.csv less wall times) and writes the same shrunk.toml as `--jobs 1`."""
+    pytest.importorskip("distributed")
+    res = dsim("run", "queue", "--bug", "double-serve", "--seed", "2", "--time-limit", "4", "--nemesis", "crash,pause",
+               "--nemesis-interval", "0.5", "--out", "run", "--no-plots", cwd=tmp_path)
+    assert res.returncode == 1, res.stdout + res.stderr
+    tables = []
+    for name, how in (("one", ["--jobs", "1"]), ("dask", ["--cluster", "local:2"])):
+        res = dsim("shrink", "run", "--budget", "20", *how, "--out", name, cwd=tmp_path)
+        assert res.returncode == 1, res.stdout + res.stderr
+        with open(tmp_path / name / "shrink.csv") as fh:
+            tables.append([{k: v for k, v in r.items() if k != "wall_s"} for r in csv.DictReader(fh)])
+        toml = (tmp_path / name / "shrunk.toml").read_text().split("\n", 2)[2]  # less the header naming the folder
+        tables.append(toml)
+    assert tables[0] == tables[2] and tables[1] == tables[3] and len(tables[0]) <= 20

@@ -26,12 +26,11 @@ def test_one_hunt_seed_gives_one_sequence_of_configurations():
     """Two hunts with the same seed, fed the same results, plan the same configurations; another seed differs."""
     def sequence(seed: int) -> list:
         hunt = H.Hunt(space("raft"), seed)
-        out = []
-        for batch in range(4):
-            planned = hunt.plan(H.BATCH)
-            for i, (point, how) in enumerate(planned):
-                out.append((point, how))
-                hunt.learn(point, [f"kind:{batch}", f"x:{i % 3}"])  # synthetic coverage: some new, some not
+        out = [p for p in hunt.plan(H.WINDOW)]
+        for i in range(3 * H.WINDOW):  # fold run i in, then plan run i + WINDOW, as run_hunt does
+            point, _ = out[i]
+            hunt.learn(point, [f"kind:{i // 8}", f"x:{i % 3}"])  # synthetic coverage: some new, some not
+            out += hunt.plan(1)
         return out
 
     first, again, other = sequence(11), sequence(11), sequence(12)
@@ -158,3 +157,86 @@ def test_until_all_runs_the_whole_budget_and_keeps_one_folder_per_distinct_failu
     failing = [r for r in rows if r["valid"] == "False"]
     folders = list((out / "failures").iterdir())
     assert len(failing) > len(folders) == len({H.signature(r["checker"], r["message"]) for r in failing})
+
+
+class ShuffledCalls:
+    """An executor's call pool that finishes its calls in a random order (in this process)."""
+
+    def __init__(self, seed):
+        self.rng = np.random.default_rng(seed)
+        self.todo = []
+        self.n = 0
+
+    def __len__(self):
+        return len(self.todo)
+
+    def submit(self, fn, items):
+        out = []
+        for item in items:
+            self.todo.append((self.n, fn, item))
+            out.append(self.n)
+            self.n += 1
+        return out
+
+    def next(self):
+        ticket, fn, item = self.todo.pop(int(self.rng.integers(len(self.todo))))
+        return ticket, fn(item)
+
+
+class ShuffledExecutor:
+    workers = 3
+    describe = "shuffled"
+
+    def __init__(self, seed):
+        self.seed = seed
+
+    def calls(self, cfgs=()):
+        import contextlib
+
+        return contextlib.nullcontext(ShuffledCalls(self.seed))
+
+    def imap(self, tasks, runs_dir, plots=False):
+        from simulator.pipeline.executor import LocalExecutor
+
+        return LocalExecutor(1).imap(tasks, runs_dir, plots=plots)
+
+
+def test_the_order_runs_finish_in_does_not_change_the_hunt(tmp_path):
+    """Runs finishing in any order give the same rows (less timings) and findings as runs finishing in order."""
+    sp = space("queue", fixed={"time_limit_s"}, time_limit_s=0.4)
+
+    def rows(executor, name):
+        res = H.run_hunt(sp, 3, H.Budget(runs=H.WINDOW + 8), 1, "all", tmp_path / name, executor=executor)
+        return [{k: v for k, v in r.items() if k not in ("wall_s", "cpu_s", "folder")} for r in res.rows]
+
+    in_order = rows(None, "in-order")
+    assert len(in_order) == H.WINDOW + 8 and any(r["how"].startswith("mutant") for r in in_order)
+    assert rows(ShuffledExecutor(1), "a") == in_order == rows(ShuffledExecutor(2), "b")
+
+
+def test_an_unknown_run_names_its_checkers_and_why(monkeypatch):
+    """A run that ends unknown reports which checker could not decide and its reason, not a blank."""
+    from types import SimpleNamespace
+
+    from simulator.checkers import CheckResult
+    from simulator.pipeline import run as R
+
+    def fake_execute(cfg):
+        checks = {"availability": CheckResult(True), "linearizable": CheckResult("unknown", "search budget ran out on key(s) 3"),
+                  "liveness": CheckResult("unknown")}
+        return SimpleNamespace(valid="unknown", checks=checks, run=SimpleNamespace(records=[]), digest="d")
+
+    monkeypatch.setattr(R, "execute", fake_execute)
+    got = H.run_point(build_config(registry.get("queue"), seed=1).to_dict())
+    assert got["valid"] == "unknown" and got["checker"] == "linearizable,liveness"
+    assert "linearizable: search budget ran out on key(s) 3" in got["message"] and "liveness: unknown" in got["message"]
+
+
+def test_host_time_in_checker_details_is_no_coverage():
+    """A checker detail measured on the host clock (the linearizability search's seconds) adds no feature,
+    so a slower machine does not grow another corpus; simulated counts do."""
+    from simulator.checkers import CheckResult
+
+    fast = H.features([], {"linearizable": CheckResult(True, "", {"keys": 5, "seconds": 0.2})})
+    slow = H.features([], {"linearizable": CheckResult(True, "", {"keys": 5, "seconds": 31.0})})
+    assert fast == slow == {"linearizable.keys:2"}

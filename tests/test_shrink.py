@@ -121,3 +121,38 @@ def test_fault_cycles_pair_each_start_with_its_stop():
             {"at_s": 1.5, "action": "crash", "node": "n2", "nemesis": "crash", "phase": "start"},
             {"at_s": 2.0, "action": "restart", "node": "n2", "nemesis": "crash", "phase": "stop"}]
     assert cycles(plan) == [[0, 2], [1], [3, 4]]
+
+
+def test_shrink_gives_the_same_candidates_and_reproducer_whatever_the_workers(tmp_path):
+    """Shrinking one failure with one worker and with two tries the same candidates in the same order,
+    spends the same runs and ends at the same configuration (only wall times differ)."""
+    from simulator.pipeline.executor import open_executor
+    from simulator.pipeline.shrink import load_failure, shrink
+
+    from simulator.pipeline.runner import run_to_folder
+
+    run = tmp_path / "run"
+
+    cfg = build_config(registry.get("queue"), seed=2, bug="double-serve",
+                       options={"time_limit_s": 4.0, "nemesis": "crash,pause", "nemesis_interval_s": 0.5})
+    run_to_folder(cfg, run, plots=False)
+    failure = load_failure(run)
+    got = []
+    for jobs in (1, 2):
+        with open_executor(jobs=jobs) as ex:
+            res = shrink(failure, budget=25, executor=ex)
+        got.append((res.after, [{k: v for k, v in r.items() if k != "wall_s"} for r in res.rows]))
+    assert got[0] == got[1]
+    assert got[0][1] and len(got[0][1]) <= 25
+    assert got[0][0].time_limit_s < 4.0 or len(got[0][0].faults) < len(explicit_plan(cfg))
+
+
+def test_fault_kinds_group_every_action_of_one_nemesis():
+    """fault_kinds() puts every action of one nemesis together; an action of no nemesis is grouped by its verb."""
+    from simulator.pipeline.shrink import fault_kinds
+
+    plan = [{"at_s": 0.5, "action": "crash", "node": "n1", "nemesis": "crash", "phase": "start"},
+            {"at_s": 0.6, "action": "partition", "nemesis": "partition-random-halves", "phase": "start"},
+            {"at_s": 0.9, "action": "restart", "node": "n1", "nemesis": "crash", "phase": "stop"},
+            {"at_s": 1.0, "action": "pause", "node": "n2"}]
+    assert fault_kinds(plan) == [[0, 2], [1], [3]]

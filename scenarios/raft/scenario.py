@@ -92,8 +92,10 @@ class Raft(Scenario):
     custom_nemeses = {"isolate-skewed": isolate_skewed, "crash-storm": crash_storm, "figure-8": figure_8}
     # What `dsim hunt` draws from: narrow election-timeout ranges make split votes and many terms
     # (the stress votes and logs must survive), short nemesis intervals many faults per run.
-    search = {"node_count": (3, 5), "rate": (50.0, 400.0), "nemesis_interval_s": (0.3, 5.0), "time_limit_s": (5.0, 20.0),
-              "election_timeout_range": ["", "150-151", "150-160", "150-200"]}
+    # rate x time at most 6,000 operations, and a 5 s linearizability budget a key: a hunt's run costs
+    # seconds, never minutes (a 60 s budget ran out at 4 nodes, 390 ops/s, pauses and partitions)
+    search = {"node_count": (3, 5), "rate": (50.0, 300.0), "nemesis_interval_s": (0.3, 5.0), "time_limit_s": (5.0, 20.0),
+              "election_timeout_range": ["", "150-151", "150-160", "150-200"], "lin_budget_s": [5.0]}
     fault_verbs = {"crash_storm": ("events",), "figure_8": (), "isolate_skewed": ("delta_ms",), "crash_leader": ()}
     defaults = {"node_count": 5, "rate": 200.0, "time_limit_s": 30.0, "nemesis_interval_s": 3.0, "latency_ms": 1.0,
                 "op_timeout_ms": 1000.0,

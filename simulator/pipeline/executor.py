@@ -33,6 +33,21 @@ The API for callers (``dsim sweep``, ``dsim hunt``, ``dsim shrink``)::
 
 Leaving the loop early (``break``, an exception, Ctrl-C) cancels what has not started; runs in
 progress on local processes are stopped and marked incomplete.
+
+The hunt and the shrinker run many short runs in memory and need no folder for most of them; they
+use an executor's *call pool* instead, which runs any importable function on one item at a time and
+hands back results as they finish, so the caller can keep every worker busy while deciding what to
+run next::
+
+    with ex.calls([base_cfg.to_dict()]) as calls:     # the designs workers must have, for the check
+        tickets = calls.submit(run_point, [cfg.to_dict() for cfg in first_batch])
+        ticket, result = calls.next()                  # any finished call (waits for one)
+        map_calls(calls, run_point, items)             # or: all of them, in item order
+
+With ``--jobs 1`` a call runs in this process when :meth:`next` asks for it; with ``--jobs N``, on N
+forked processes; on Dask, one task per call (``--batch`` calls per task). Workers of a pool with
+more than one worker run checkers on one core (``DSIM_SERIAL_CHECKS``): as many workers as cores
+already keep every core busy.
 """
 
 from __future__ import annotations
@@ -211,6 +226,18 @@ class LocalExecutor:
                     proc.kill()
             raise
         pool.shutdown()
+
+    @contextlib.contextmanager
+    def calls(self, cfgs: Sequence[dict] = ()) -> Iterator[LocalCalls]:
+        """A pool for ``fn(item)`` calls on this executor's processes (see :class:`LocalCalls`);
+        leaving it early (an exception) stops the calls in progress."""
+        pool = LocalCalls(self.jobs)
+        try:
+            yield pool
+        except BaseException:
+            pool.close(cancel=True)
+            raise
+        pool.close(cancel=True)
 
     def _count(self, busy_s: float) -> None:
         self.stats.runs += 1
@@ -439,6 +466,16 @@ class DaskExecutor:
             if self._cluster is not None:
                 self._cluster.close()
 
+    @contextlib.contextmanager
+    def calls(self, cfgs: Sequence[dict] = ()) -> Iterator["DaskCalls"]:
+        """A pool for ``fn(item)`` calls on the cluster (see :class:`DaskCalls`); ``cfgs`` name the
+        designs whose files every worker must have as the client has them."""
+        pool = DaskCalls(self, list(cfgs))
+        try:
+            yield pool
+        finally:
+            pool.close(cancel=True)
+
     def imap(self, tasks: Sequence[Task], runs_dir: Path, *, plots: bool = False) -> Iterator[tuple[int, dict]]:
         import uuid
 
@@ -480,6 +517,184 @@ class DaskExecutor:
         finally:
             with contextlib.suppress(Exception):
                 self.client.cancel([f for f in futures if not f.done()])
+
+
+# --- calls: any function, one item at a time (the hunt's and the shrinker's runs) ---------------------
+
+def _init_call_worker(serial_checks: bool) -> None:
+    # Ctrl-C reaches the whole process group: the parent decides, and stops the workers itself
+    # (SIGTERM, which must simply end a worker: it holds no folder to save, only a run in memory).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if serial_checks:
+        _serial_checks_on()
+
+
+def _serial_checks_on() -> None:
+    """One core per worker: a run's checkers do not fork a second process (``checkers.parallel``).
+    With as many workers as cores, a forked checker would only compete with the other workers."""
+    os.environ["DSIM_SERIAL_CHECKS"] = "1"
+
+
+class LocalCalls:
+    """``fn(item)`` calls on the local executor's processes (``jobs=1``: in this process, one at a
+    time, when :meth:`next` is called). Tickets number the calls from 0 in submission order."""
+
+    def __init__(self, jobs: int):
+        self.jobs = max(1, jobs)
+        self._todo: list[tuple[int, Any, Any]] = []  # jobs=1: (ticket, fn, item) not run yet
+        self._futures: dict[Any, int] = {}
+        self._next_ticket = 0
+        self._pool = None
+        if self.jobs > 1:
+            ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+            self._pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=ctx, initializer=_init_call_worker,
+                                             initargs=(True,))
+
+    def __len__(self) -> int:
+        return len(self._todo) + len(self._futures)
+
+    def submit(self, fn, items: Sequence) -> list[int]:
+        tickets = []
+        for item in items:
+            ticket, self._next_ticket = self._next_ticket, self._next_ticket + 1
+            tickets.append(ticket)
+            if self._pool is None:
+                self._todo.append((ticket, fn, item))
+            else:
+                self._futures[self._pool.submit(fn, item)] = ticket
+        return tickets
+
+    def next(self) -> tuple[int, Any]:
+        """A finished call ``(ticket, result)``, waiting for one if need be (the lowest ticket among those done)."""
+        if self._pool is None:
+            ticket, fn, item = self._todo.pop(0)
+            return ticket, fn(item)
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        done, _ = wait(list(self._futures), return_when=FIRST_COMPLETED)
+        fut = min(done, key=self._futures.__getitem__)
+        return self._futures.pop(fut), fut.result()
+
+    def close(self, cancel: bool = False) -> None:
+        self._todo.clear()
+        if self._pool is None:
+            return
+        workers = list((getattr(self._pool, "_processes", None) or {}).values())
+        self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
+        if cancel:  # the runs in progress are in memory only: nothing to save
+            for proc in workers:
+                with contextlib.suppress(OSError, ValueError, AttributeError):
+                    proc.terminate()
+            for proc in workers:
+                with contextlib.suppress(OSError, ValueError, AttributeError, AssertionError):
+                    proc.join(timeout=10)
+            # join the pool's manager thread too, or at exit it writes to the pipe it has closed
+            with contextlib.suppress(Exception):
+                self._pool.shutdown(wait=True)
+        self._futures.clear()
+        self._pool = None
+
+
+def run_calls(fn, items: list, expect: dict[str, Any], cfgs: list[dict], serial_checks: bool) -> dict[str, Any]:
+    """On a Dask worker: check the environment, then ``fn(item)`` for each item."""
+    t0 = time.perf_counter()
+    _check_environment(expect, cfgs)
+    _stop_profiler()
+    before = os.environ.get("DSIM_SERIAL_CHECKS")
+    if serial_checks:
+        _serial_checks_on()
+    try:
+        results = [fn(item) for item in items]
+    finally:
+        if serial_checks:
+            if before is None:
+                os.environ.pop("DSIM_SERIAL_CHECKS", None)
+            else:
+                os.environ["DSIM_SERIAL_CHECKS"] = before
+    return {"results": results, "busy_s": time.perf_counter() - t0}
+
+
+class DaskCalls:
+    """``fn(item)`` calls on a Dask cluster, ``batch`` items to a Dask task (default 1: a hunt's or a
+    shrink's run takes from a tenth of a second to seconds, against Dask's few milliseconds a task)."""
+
+    def __init__(self, ex: "DaskExecutor", cfgs: list[dict]):
+        from distributed import as_completed as dask_completed
+
+        self.ex = ex
+        self.cfgs = list(cfgs)
+        self.expect = environment(self.cfgs)
+        self.serial_checks = ex.workers > 1
+        self._done = dask_completed([])
+        self._futures: dict[Any, list[int]] = {}
+        self._ready: list[tuple[int, Any]] = []
+        self._pending: list[tuple[int, Any, Any]] = []  # (ticket, fn, item) waiting for a batch to fill
+        self._next_ticket = 0
+        import uuid
+
+        self._tag = uuid.uuid4().hex[:8]
+
+    def __len__(self) -> int:
+        return len(self._ready) + len(self._pending) + sum(len(t) for t in self._futures.values())
+
+    def submit(self, fn, items: Sequence) -> list[int]:
+        """Queue the calls; full batches leave at once, a partial one when a worker would idle (:meth:`next`)."""
+        items = list(items)
+        tickets = list(range(self._next_ticket, self._next_ticket + len(items)))
+        self._next_ticket += len(items)
+        self._pending.extend((t, fn, x) for t, x in zip(tickets, items))
+        self._flush(partial=False)
+        return tickets
+
+    def _flush(self, partial: bool) -> None:
+        size = max(1, self.ex.batch or 1)
+        while len(self._pending) >= size or (partial and self._pending):
+            group, self._pending = self._pending[:size], self._pending[size:]
+            fn = group[0][1]
+            if any(g[1] is not fn for g in group):  # one function a task
+                self._pending = [g for g in group if g[1] is not fn] + self._pending
+                group = [g for g in group if g[1] is fn]
+            fut = self.ex.client.submit(run_calls, fn, [g[2] for g in group], self.expect, self.cfgs,
+                                        self.serial_checks, key=f"dsim-calls-{self._tag}-{group[0][0]}",
+                                        pure=False, retries=1)
+            self._futures[fut] = [g[0] for g in group]
+            self._done.add(fut)
+            partial = partial and len(self._futures) < max(1, self.ex.workers)
+
+    def next(self) -> tuple[int, Any]:
+        while not self._ready:
+            if self._pending and len(self._futures) < max(1, self.ex.workers):
+                self._flush(partial=True)  # a worker would wait for a batch to fill: send what there is
+            fut = next(self._done)
+            tickets = self._futures.pop(fut)
+            try:
+                out = fut.result()
+            except WorkerMismatch as exc:
+                raise UsageError(str(exc)) from None
+            self.ex.stats.batches += 1
+            self.ex.stats.busy_s += out["busy_s"]
+            self.ex.stats.batch_sizes.append(len(tickets))
+            self.ex.stats.runs += len(tickets)
+            self._ready.extend(zip(tickets, out["results"]))
+        return self._ready.pop(0)
+
+    def close(self, cancel: bool = False) -> None:
+        with contextlib.suppress(Exception):
+            self.ex.client.cancel(list(self._futures))
+        self._futures.clear()
+        self._ready.clear()
+        self._pending.clear()
+
+
+def map_calls(calls, fn, items: Sequence) -> list:
+    """``[fn(x) for x in items]`` on ``calls`` (a :meth:`calls` pool), results in item order."""
+    tickets = calls.submit(fn, items)
+    got: dict[int, Any] = {}
+    while len(got) < len(tickets):
+        ticket, result = calls.next()
+        got[ticket] = result
+    return [got[t] for t in tickets]
 
 
 @contextlib.contextmanager

@@ -19,10 +19,13 @@ joins the *corpus*. Later runs are, half of the time, a *mutation* of a corpus e
 and one or two dimensions re-drawn; entries that found more new features are picked more often)
 rather than a fresh draw.
 
-Runs go in batches of :data:`BATCH` configurations, two batches in flight so that workers never
-wait; the corpus is updated after each batch, in run order, and batch k+2 is planned from the
-corpus as it stood after batch k. The sequence of configurations therefore depends on the hunt
-seed only, never on ``--jobs`` or on which worker finished first.
+Runs go to an executor (:func:`~simulator.pipeline.executor.open_executor`: ``--jobs N`` local
+processes or ``--cluster`` Dask, as ``dsim sweep``) through a sliding window: run ``i`` is planned
+from the corpus as it stood once runs ``1 .. i - WINDOW`` were folded in, and results are folded in
+run order, whatever order they finish in. Up to :data:`WINDOW` runs are in flight, so one long run
+does not idle the other workers, and the sequence of configurations (and the rows, and the failures
+found) depends on the hunt seed only, never on ``--jobs``, ``--cluster`` or which worker finished
+first.
 
 Every failing run is run a second time, into its own folder, and the two digests are compared
 (the determinism self-check madsim and FoundationDB run).
@@ -31,12 +34,8 @@ Every failing run is run a second time, into its own folder, and the two digests
 from __future__ import annotations
 
 import math
-import multiprocessing
-import os
 import re
 import time
-from collections import deque
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -47,11 +46,12 @@ from ..engine.errors import UsageError
 from .config import RUN_OPTIONS, RunConfig, build_config
 from .scenario import Scenario
 
-BATCH = 8  # configurations drawn before the corpus is updated: fixed, so --jobs does not change the sequence
-# (two batches are in flight: batch k+2 is planned from the corpus as it stood after batch k)
+WINDOW = 16  # run i is planned from the results of runs 0 .. i-WINDOW: fixed, so the executor never changes
+# the sequence, and up to WINDOW runs are in flight (one slow run idles no worker until WINDOW-1 others are done)
 P_MUTATE = 0.5  # share of runs that mutate a corpus entry, once the corpus has one
 P_NO_NEMESIS = 0.1  # share of fresh draws with no nemesis at all (bugs that need no faults)
 MAX_KINDS = 4  # at most this many nemeses in one run: fewer kinds, more cycles of each
+HOST_TIME_DETAILS = ("seconds", "wall_s", "cpu_s")  # checker details measured on the host's clock: not features
 SEARCHABLE_OPTIONS = ("node_count", "rate", "nemesis_interval_s", "time_limit_s", "latency_ms", "op_timeout_ms")
 
 
@@ -129,7 +129,9 @@ class Space:
         return cls(scenario, base, nemeses, ranges)
 
     def dimensions(self) -> list[str]:
-        return (["nemesis"] if self.nemeses else []) + list(self.ranges)
+        # a one-value list is a setting for the hunt's runs (a checker budget, say), not a dimension to mutate
+        return (["nemesis"] if self.nemeses else []) + [k for k, v in self.ranges.items()
+                                                         if not (isinstance(v, list) and len(v) == 1)]
 
     # A configuration is a plain dict: seed, nemesis (a tuple), and one entry per range.
     def draw(self, rng: np.random.Generator) -> dict[str, Any]:
@@ -222,6 +224,8 @@ def features(records: list[dict], checks: dict[str, Any]) -> set[str]:
         for key, value in (res.details or {}).items():
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 continue
+            if key in HOST_TIME_DETAILS or key.endswith(("_seconds", "_wall_s")):
+                continue  # host time (how long a search took) is no coverage, and differs from run to run
             out.add(f"{name}.{key}:{_bucket(abs(value))}")
     return out
 
@@ -256,7 +260,13 @@ def run_point(cfg_dict: dict[str, Any]) -> dict[str, Any]:
                 "wall_s": time.perf_counter() - wall0}
     bad = [(name, r) for name, r in out.checks.items() if r.valid is False]
     checker, message = (bad[0][0], bad[0][1].message) if bad else ("", "")
+    if not bad and out.valid is not True:  # unknown: name the checkers that could not decide, and why
+        unsure = [(name, r) for name, r in out.checks.items() if r.valid is not True]
+        checker = ",".join(name for name, _ in unsure)
+        message = "; ".join(f"{name}: {r.message or 'unknown (no reason given)'}" for name, r in unsure)
+    ops = (getattr(out, "metrics", None) or {}).get("ops") or {}
     return {"valid": out.valid, "checker": checker, "message": message, "failed": [n for n, _ in bad],
+            "ops": int(sum(v for k, v in ops.items() if k in ("ok", "fail", "info") and isinstance(v, (int, float)))),
             "features": sorted(features(out.run.records, out.checks)), "digest": out.digest,
             "cpu_s": time.process_time() - cpu0, "wall_s": time.perf_counter() - wall0}
 
@@ -264,53 +274,6 @@ def run_point(cfg_dict: dict[str, Any]) -> dict[str, Any]:
 def _skipped(why: str) -> dict[str, Any]:
     return {"valid": "skipped", "checker": "", "message": why, "features": [], "digest": "", "cpu_s": 0.0,
             "wall_s": 0.0}
-
-
-class LocalPool:
-    """The hunt's and the shrinker's executor: ``map(fn, items)`` on local worker processes, results
-    in item order. One pool lives for the whole hunt (forking per batch would cost more than a
-    short run). This is the one hook to swap for another executor."""
-
-    def __init__(self, jobs: int):
-        self.jobs = max(1, jobs)
-        self._pool = None
-        if self.jobs > 1:
-            ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-            self._pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=ctx)
-
-    def map(self, fn: Callable, items: list) -> list:
-        return self.results(self.submit(fn, items))
-
-    def submit(self, fn: Callable, items: list) -> Any:
-        """Start ``fn`` on every item; :meth:`results` waits for them (in item order)."""
-        if self._pool is None:
-            return ("later", fn, items)
-        return [self._pool.submit(fn, x) for x in items]
-
-    def results(self, handle: Any) -> list:
-        if isinstance(handle, tuple):
-            _, fn, items = handle
-            return [fn(x) for x in items]
-        return [f.result() for f in handle]
-
-    def close(self, cancel: bool = False) -> None:
-        if self._pool is None:
-            return
-        workers = list((getattr(self._pool, "_processes", None) or {}).values())
-        self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
-        if cancel:
-            for proc in workers:
-                try:
-                    proc.terminate()
-                except (OSError, ValueError, AttributeError):
-                    pass
-        self._pool = None
-
-    def __enter__(self) -> "LocalPool":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        self.close(cancel=exc_type is not None)
 
 
 # ---- the hunt -------------------------------------------------------------------------------------
@@ -377,86 +340,93 @@ class Hunt:
 
 
 def run_hunt(space: Space, seed: int, budget: Budget, jobs: int, until: str, out: Path,
-             progress: Callable[[int, HuntResult], None] | None = None,
-             folder_run: Callable[[RunConfig, Path], str] | None = None) -> HuntResult:
+             progress: Callable[[int, HuntResult], None] | None = None, *, cluster: str | None = None,
+             executor: Any = None) -> HuntResult:
     """Search until a failure (``until="first"``) or the budget is spent; write each failure's folder
-    (a second run, its digest compared) under ``out/failures/``."""
-    from .runner import run_to_folder
+    (a second run, its digest compared) under ``out/failures/``.
 
+    Runs go to ``executor`` (or one opened from ``jobs`` / ``cluster``, see
+    :func:`~simulator.pipeline.executor.open_executor`). Run ``i`` is planned once the results of
+    runs ``0 .. i - WINDOW`` are folded in (in run order), and from those alone, so the sequence of
+    configurations, the rows and the findings do not depend on the executor, while up to ``WINDOW``
+    runs keep every worker busy."""
+    from .executor import Task, open_executor
+
+    if executor is None:
+        with open_executor(jobs=jobs, cluster=cluster) as ex:
+            return run_hunt(space, seed, budget, jobs, until, out, progress, executor=ex)
     hunt = Hunt(space, seed)
     result = HuntResult()
     signatures: set[str] = set()
     t0 = time.perf_counter()
-    index = 0
+    planned: dict[int, tuple[dict[str, Any], str, RunConfig | None, str]] = {}  # run -> point, how, cfg, refusal
+    results: dict[int, dict[str, Any]] = {}  # finished, not yet folded in
+    tickets: dict[int, int] = {}  # executor ticket -> run
+    planned_n = 0  # runs planned so far (run numbers 0 .. planned_n - 1)
+
+    def spent() -> bool:
+        if budget.runs is not None and planned_n >= budget.runs:
+            return True
+        return budget.wall_s is not None and time.perf_counter() - t0 >= budget.wall_s
+
+    def plan_next(calls) -> None:
+        """Plan run ``planned_n`` from the corpus as it stands, and start it (a refused one is done at once)."""
+        nonlocal planned_n
+        (point, how), = hunt.plan(1)
+        try:
+            cfg, why = space.config(point), ""
+        except UsageError as exc:  # a drawn combination the design refuses: noted, not run
+            cfg, why = None, str(exc)
+        run = planned_n
+        planned[run] = (point, how, cfg, why)
+        planned_n += 1
+        if cfg is None:
+            results[run] = _skipped(why)
+        else:
+            tickets[calls.submit(run_point, [cfg.to_dict()])[0]] = run
 
     def second_run(cfg: RunConfig, folder: Path) -> str:
-        if folder_run is not None:
-            return folder_run(cfg, folder)
-        outcome, _, _ = run_to_folder(cfg, folder, plots=True)
-        return outcome.digest
+        for _, row in executor.imap([Task(cfg.to_dict(), {}, folder.name)], folder.parent, plots=True):
+            return str(row.get("digest") or "")
+        return ""
 
-    planned_runs = 0
-
-    def launch(pool: LocalPool):
-        """Plan the next batch and hand it to the workers; None once the budget is spent."""
-        nonlocal planned_runs
-        if budget.runs is not None and planned_runs >= budget.runs:
-            return None
-        if budget.wall_s is not None and time.perf_counter() - t0 >= budget.wall_s:
-            return None
-        n = BATCH if budget.runs is None else min(BATCH, budget.runs - planned_runs)
-        planned_runs += n
-        planned = hunt.plan(n)
-        cfgs: list[RunConfig | None] = []
-        skipped: dict[int, str] = {}
-        for i, (p, _) in enumerate(planned):
-            try:
-                cfgs.append(space.config(p))
-            except UsageError as exc:  # a drawn combination the design refuses: noted, not run
-                cfgs.append(None)
-                skipped[i] = str(exc)
-        handle = pool.submit(run_point, [c.to_dict() for c in cfgs if c is not None])
-        return planned, cfgs, skipped, handle
-
-    with LocalPool(jobs) as pool:
-        # Batch k+2 is planned once batch k is learnt, so workers never wait on the corpus and the
-        # sequence still depends on the seed alone.
-        inflight = deque(b for b in (launch(pool), launch(pool)) if b is not None)
+    with executor.calls([space.base.to_dict()]) as calls:
+        while planned_n < WINDOW and not spent():
+            plan_next(calls)
+        folded = 0
         stop = False
-        while inflight and not stop:
-            planned, cfgs, skipped, handle = inflight.popleft()
-            ran = pool.results(handle)
-            outs = [_skipped(skipped[i]) if i in skipped else ran.pop(0) for i in range(len(planned))]
-            for (point, how), cfg, got in zip(planned, cfgs, outs):
-                index += 1
-                result.cpu_s += got["cpu_s"]
-                new = hunt.learn(point, got["features"])
-                row = {"run": index, "how": how, **{k: (",".join(v) if k == "nemesis" else v) for k, v in point.items()},
-                       "valid": got["valid"], "checker": got["checker"], "message": got["message"][:200],
-                       "new_features": new, "wall_s": round(got["wall_s"], 3), "cpu_s": round(got["cpu_s"], 3),
-                       "digest": got["digest"][:16]}
-                if got["valid"] is False:
-                    sig = signature(got["checker"], got["message"])
-                    if sig not in signatures:
-                        signatures.add(sig)
-                        f = Finding(index, got["checker"], got["message"], point, cfg, got["digest"],
-                                    runs_so_far=index, cpu_so_far_s=result.cpu_s)
-                        f.folder = out / "failures" / f"run{index:05d}-{got['checker']}"
-                        f.replay_digest = second_run(cfg, f.folder)
-                        result.findings.append(f)
-                        row["folder"] = str(f.folder)
-                        row["digest_matched"] = f.deterministic
-                        stop = until == "first"
-                row["failures_so_far"] = len(result.findings)
-                result.rows.append(row)
-                if progress:
-                    progress(index, result)
-                if stop:
-                    break
-            if not stop:
-                nxt = launch(pool)
-                if nxt is not None:
-                    inflight.append(nxt)
+        while folded < planned_n and not stop:
+            while folded not in results:
+                ticket, got = calls.next()
+                results[tickets.pop(ticket)] = got
+            got = results.pop(folded)
+            point, how, cfg, _ = planned.pop(folded)
+            folded += 1
+            index = folded  # runs are numbered from 1 in hunt.csv
+            result.cpu_s += got["cpu_s"]
+            new = hunt.learn(point, got["features"])
+            row = {"run": index, "how": how, **{k: (",".join(v) if k == "nemesis" else v) for k, v in point.items()},
+                   "valid": got["valid"], "checker": got["checker"], "message": got["message"][:200],
+                   "new_features": new, "wall_s": round(got["wall_s"], 3), "cpu_s": round(got["cpu_s"], 3),
+                   "digest": got["digest"][:16]}
+            if got["valid"] is False:
+                sig = signature(got["checker"], got["message"])
+                if sig not in signatures:
+                    signatures.add(sig)
+                    f = Finding(index, got["checker"], got["message"], point, cfg, got["digest"],
+                                runs_so_far=index, cpu_so_far_s=result.cpu_s)
+                    f.folder = out / "failures" / f"run{index:05d}-{got['checker']}"
+                    f.replay_digest = second_run(cfg, f.folder)
+                    result.findings.append(f)
+                    row["folder"] = str(f.folder)
+                    row["digest_matched"] = f.deterministic
+                    stop = until == "first"
+            row["failures_so_far"] = len(result.findings)
+            result.rows.append(row)
+            if progress:
+                progress(index, result)
+            if not stop and not spent():  # the corpus now holds runs 0 .. folded-1: run folded-1+WINDOW may start
+                plan_next(calls)
     result.corpus = [p for p, _ in hunt.corpus]
     result.features = hunt.seen
     result.wall_s = time.perf_counter() - t0

@@ -1,22 +1,31 @@
 """Shrinking: ``dsim shrink RUN_DIR`` cuts a failing run down to a small reproducer that still fails
 with the same checker.
 
-Steps, each candidate an ordinary deterministic run (``--jobs`` of them at a time), within a
-budget of runs:
+Steps, each candidate an ordinary deterministic run on an executor (``--jobs`` local processes
+or ``--cluster`` Dask, as ``dsim sweep``), within a budget of runs:
 
 1. *Explicit plan.* The nemesis is turned into the fault plan it produced (built exactly as
    :class:`~simulator.pipeline.run.Run` builds it: the same seed, the same ``faults`` stream), so
    each fault action can be kept or dropped on its own. Nemesis actions keep their ``nemesis`` and
    ``phase`` labels, so the explicit run's trace is the nemesis run's.
 2. *Delta debugging* (Zeller and Hildebrandt's ddmin) over the fault actions: the result is
-   1-minimal, i.e. dropping any one remaining action makes the failure go away.
-   It works on whole fault cycles (a start with its stop) first, then on single actions.
-3. *Smaller everything else*, each kept only if the run still fails: a shorter time limit (just
-   after the instants the checker's message names, or a fraction of the limit; faults after it
-   dropped), a lower rate, fewer nodes, parameters back at their defaults. The shorter time limit
-   is tried first (its runs are cheap and drop every later fault at once). After ddmin, the
-   remaining faults and the time limit move earlier together, past the quiet stretch before the
-   first fault. The steps repeat while anything still shrinks.
+   1-minimal, i.e. dropping any one remaining action makes the failure go away. It works on whole
+   fault kinds (every action of one nemesis) first, then on fault cycles (a start with its stop),
+   then on single actions: each level is cheap once the one above has thrown out most of the plan.
+3. *Less time, from both ends*, each kept only if the run still fails:
+   - a shorter time limit (just after the instants the checker's message names, or a fraction of
+     the limit; faults after it dropped), tried first: cheap runs, and every later fault goes at once;
+   - after ddmin, the remaining faults and the time limit moved earlier together, past the quiet
+     stretch before the first fault;
+   - time and rate cut together (the limit divided by 2, 4 or 8, the rate multiplied by as much,
+     faults at the same share of the run): failures that need many operations keep them;
+   - once, when nothing else cut the time: other seeds (drawn from the run's own) at a half and a
+     quarter of the limit, for failures that need the workload to line up (a campaign, a backlog).
+4. *Smaller everything else*: a lower rate (kept only if the run has fewer operations), fewer
+   nodes, parameters back at their defaults.
+
+The steps repeat while anything still shrinks. Candidates are consumed in a fixed order (see
+:class:`Shrinker`), so the reproducer and ``shrink.csv`` (less wall times) are the same on any executor.
 
 Outputs, in the shrink folder: ``shrunk.toml`` (an experiment file: ``dsim run SCENARIO --config
 shrunk.toml`` fails the same way), ``shrink.csv`` (every candidate tried) and ``run/`` (the shrunk
@@ -34,10 +43,12 @@ from typing import Any, Callable, Sequence
 
 from ..engine.errors import UsageError
 from .config import RUN_OPTIONS, RunConfig, build_config, check_recorded
-from .hunt import LocalPool, run_point
+from .executor import map_calls
+from .hunt import run_point
 
 
 MAX_ROUNDS = 4  # passes over every step; each pass after the first only runs if the one before shrank something
+RESEEDS = 4  # other seeds tried at each shorter time limit, once, when nothing else cut the time
 
 
 # ---- ddmin ----------------------------------------------------------------------------------------
@@ -143,72 +154,124 @@ def explicit_plan(cfg: RunConfig) -> list[dict]:
 
 @dataclass
 class Shrinker:
-    """Runs candidates (``jobs`` at a time) within ``budget`` runs; remembers every one for shrink.csv."""
+    """Runs candidates on ``calls`` (an executor's call pool, ``width`` at a time) within ``budget``
+    runs, and remembers every one for shrink.csv.
+
+    Candidates are *consumed* in order, as though tried one at a time: each counts against the
+    budget and gets its row when its turn comes, and the first that still fails ends a step. The
+    runs themselves go ahead ``width`` at a time (the candidates after the one that fails are run for
+    nothing, but kept: a later step may ask for them). So shrink.csv (less its wall times), the runs
+    spent and the reproducer are the same on any executor, with any number of workers."""
 
     failure: Failure
-    jobs: int = 1
+    calls: Any = None
+    width: int = 1
     budget: int = 150
     rows: list[dict[str, Any]] = field(default_factory=list)
-    pool: LocalPool | None = None
-    tried: dict[str, bool] = field(default_factory=dict)  # a candidate already run is not run again
+    results: dict[str, dict] = field(default_factory=dict)  # candidate -> run_point's result (run ahead or consumed)
+    recorded: set[str] = field(default_factory=set)  # candidates consumed (each one row, one run of the budget)
 
     @property
     def spent(self) -> int:
         return len(self.rows)
 
-    def fails(self, step: str, cfgs: list[RunConfig]) -> list[bool]:
-        """Whether each candidate still fails with the same checker (False once the budget is spent)."""
-        keys = [json.dumps(c.to_dict(), sort_keys=True, default=str) for c in cfgs]
-        fresh = [i for i, k in enumerate(keys) if k not in self.tried]
-        fresh = [i for n, i in enumerate(fresh) if keys[i] not in {keys[j] for j in fresh[:n]}]
-        todo = [cfgs[i] for i in fresh[:max(0, self.budget - self.spent)]]
-        outs = self.pool.map(run_point, [c.to_dict() for c in todo]) if todo else []
-        for cfg, got in zip(todo, outs):
-            bad = got["valid"] is False and self.failure.checker in got.get("failed", [])
-            self.rows.append({"candidate": self.spent + 1, "step": step, "faults": len(cfg.faults),
-                              "time_limit_s": cfg.time_limit_s, "rate": cfg.rate, "node_count": cfg.node_count,
-                              "params": json.dumps({k: v for k, v in cfg.params.items() if v != _default(cfg, k)}),
-                              "still_fails": bad, "checker": got["checker"], "message": got["message"][:200],
-                              "wall_s": round(got["wall_s"], 3)})
-            self.tried[json.dumps(cfg.to_dict(), sort_keys=True, default=str)] = bad
-        return [self.tried.get(k, False) for k in keys]  # a candidate past the budget counts as passing
+    def still_fails(self, key: str) -> bool:
+        got = self.results[key]
+        return got["valid"] is False and self.failure.checker in got.get("failed", [])
 
-    def first(self, step: str, cfgs: list[RunConfig]) -> RunConfig | None:
-        """The first candidate (in the order given) that still fails, tried ``jobs`` at a time."""
-        for i in range(0, len(cfgs), self.jobs):
-            got = self.fails(step, cfgs[i:i + self.jobs])
-            for cfg, bad in zip(cfgs[i:i + self.jobs], got):
-                if bad:
-                    return cfg
+    def first_index(self, step: str, cfgs: list[RunConfig]) -> int | None:
+        """The position of the first candidate that still fails with the same checker, or None (also
+        once the budget is spent: a candidate past it counts as passing)."""
+        keys = [_key(c) for c in cfgs]
+        for i, (cfg, key) in enumerate(zip(cfgs, keys)):
+            if key not in self.recorded:
+                if self.spent >= self.budget:
+                    return None
+                if key not in self.results:
+                    self._run_ahead(cfgs[i:], keys[i:])
+                self._record(step, cfg, key)
+            if self.still_fails(key):
+                return i
         return None
 
+    def _run_ahead(self, cfgs: list[RunConfig], keys: list[str]) -> None:
+        room = min(self.width, self.budget - self.spent)
+        todo: dict[str, RunConfig] = {}
+        for cfg, key in zip(cfgs, keys):
+            if len(todo) >= room:
+                break
+            if key not in self.results and key not in self.recorded and key not in todo:
+                todo[key] = cfg
+        outs = map_calls(self.calls, run_point, [c.to_dict() for c in todo.values()])
+        self.results.update(zip(todo, outs))
+
+    def _record(self, step: str, cfg: RunConfig, key: str) -> None:
+        got = self.results[key]
+        self.recorded.add(key)
+        self.rows.append({"candidate": self.spent + 1, "step": step, "faults": len(cfg.faults),
+                          "time_limit_s": cfg.time_limit_s, "rate": cfg.rate, "node_count": cfg.node_count,
+                          "params": json.dumps({k: v for k, v in cfg.params.items() if v != _default(cfg, k)}),
+                          "still_fails": self.still_fails(key), "checker": got["checker"],
+                          "message": got["message"][:200], "wall_s": round(got["wall_s"], 3)})
+
+    def fails(self, step: str, cfg: RunConfig) -> bool:
+        return self.first_index(step, [cfg]) is not None
+
+    def first(self, step: str, cfgs: list[RunConfig]) -> RunConfig | None:
+        """The first candidate (in the order given) that still fails."""
+        i = self.first_index(step, cfgs)
+        return None if i is None else cfgs[i]
+
+    def _ddmin(self, step: str, items: list, make: Callable[[list], RunConfig]) -> list:
+        def fails_many(cands: list[list]) -> list[bool]:
+            hit = self.first_index(step, [make(c) for c in cands])
+            return [i == hit for i in range(len(cands))]
+
+        return ddmin(items, fails_many, chunk=len(items) * 2 + 2)  # every candidate of a round at once
+
     def ddmin_faults(self, cfg: RunConfig) -> RunConfig:
-        """ddmin over whole fault cycles (a start with its stop) first, which is cheap, then over
-        the single actions left."""
+        """ddmin over whole fault kinds (every action of one nemesis, or one verb) first, then over
+        fault cycles (a start with its stop), then over the single actions left: each level is cheap
+        once the one above has thrown out most of the plan."""
         plan = cfg.faults
+        kinds = fault_kinds(plan)
+        if len(kinds) > 1:
+            keep = self._ddmin("ddmin fault kinds", list(range(len(kinds))),
+                               lambda c: replace(cfg, faults=[plan[i] for i in sorted(j for g in c for j in kinds[g])]))
+            plan = [plan[i] for i in sorted(j for g in keep for j in kinds[g])]
         groups = cycles(plan)
-        keep = ddmin(list(range(len(groups))),
-                     lambda cands: self.fails("ddmin fault cycles", [
-                         replace(cfg, faults=[plan[i] for g in sorted(c) for i in groups[g]]) for c in cands]),
-                     chunk=self.jobs)
-        plan = [plan[i] for g in sorted(keep) for i in groups[g]]
-        plan.sort(key=lambda a: a["at_s"])
-        keep = ddmin(list(range(len(plan))),
-                     lambda cands: self.fails("ddmin faults", [replace(cfg, faults=[plan[i] for i in c]) for c in cands]),
-                     chunk=self.jobs)
-        return replace(cfg, faults=[plan[i] for i in keep])
+        keep = self._ddmin("ddmin fault cycles", list(range(len(groups))),
+                           lambda c: replace(cfg, faults=[plan[i] for i in sorted(j for g in c for j in groups[g])]))
+        plan = [plan[i] for i in sorted(j for g in keep for j in groups[g])]
+        keep = self._ddmin("ddmin faults", list(range(len(plan))),
+                           lambda c: replace(cfg, faults=[plan[i] for i in sorted(c)]))
+        return replace(cfg, faults=[plan[i] for i in sorted(keep)])
 
     def shorter(self, cfg: RunConfig) -> RunConfig:
         """The shortest of a few time limits that still fails (faults after it dropped): just after
         the instants the checker's message names, and fractions of the current limit."""
         limit = cfg.time_limit_s
-        named = named_times_s(self.failure.message)
+        got = self.results.get(_key(cfg))  # the instants the latest failure names: earlier rounds moved them
+        named = named_times_s(got["message"] if got and got.get("message") else self.failure.message)
         marks = [t + d for t in named[-2:] for d in (0.05, 0.25, 1.0)] if named else []
         cands = sorted({round(x, 3) for x in (*marks, limit / 8, limit / 4, limit / 2, limit * 3 / 4, limit * 7 / 8)
                         if 0.1 <= x < limit})
-        found = self.first("shorter time limit", [
-            replace(cfg, time_limit_s=x, faults=[a for a in cfg.faults if a["at_s"] < x]) for x in cands])
+        found = self.first("shorter time limit", [_cut(cfg, x) for x in cands])
         return found or cfg
+
+    def compressed(self, cfg: RunConfig) -> RunConfig:
+        """Time and rate cut together: the same operations (rate up by the factor the time limit comes
+        down) and every fault at the same share of the run, in less simulated time. Failures that need
+        many operations (a 1% double delivery, a backlog) keep them and lose the time."""
+        cands = []
+        for f in (8, 4, 2):
+            limit = round(cfg.time_limit_s / f, 4)
+            if limit < 0.1:
+                continue
+            cands.append(replace(cfg, time_limit_s=limit, rate=round(cfg.rate * f, 4),
+                                 nemesis_interval_s=max(round(cfg.nemesis_interval_s / f, 4), 0.001),
+                                 faults=[{**a, "at_s": round(a["at_s"] / f, 4)} for a in cfg.faults]))
+        return self.first("less time, higher rate", [c for c in cands if _valid(c)]) or cfg
 
     def earlier(self, cfg: RunConfig) -> RunConfig:
         """Every fault and the time limit moved earlier together (the biggest move that still fails):
@@ -216,17 +279,38 @@ class Shrinker:
         if not cfg.faults:
             return cfg
         first = min(a["at_s"] for a in cfg.faults)
-        shifts = sorted({round(x, 4) for x in (first - 0.05, first * 3 / 4, first / 2, first / 4) if x >= 0.05},
-                        reverse=True)
+        shifts = sorted({round(x, 4) for x in (first - 0.05, first * 7 / 8, first * 3 / 4, first / 2, first / 4,
+                                                first / 8, first / 16) if x >= 0.05}, reverse=True)
         cands = [replace(cfg, time_limit_s=round(cfg.time_limit_s - d, 4),
                          faults=[{**a, "at_s": round(a["at_s"] - d, 4)} for a in cfg.faults])
                  for d in shifts if cfg.time_limit_s - d >= 0.1]
         return self.first("faults earlier", cands) or cfg
 
     def slower(self, cfg: RunConfig) -> RunConfig:
+        """A lower rate, kept only if the run then has fewer operations (a design whose workload does
+        not follow ``rate`` would otherwise "shrink" it for ever)."""
         cands = [round(cfg.rate * f, 4) for f in (1 / 8, 1 / 4, 1 / 2)]
         found = self.first("lower rate", [replace(cfg, rate=x) for x in cands if x >= 1e-3 and x < cfg.rate])
-        return found or cfg
+        if found is None or self.ops(found) >= self.ops(cfg) >= 0:
+            return cfg
+        return found
+
+    def ops(self, cfg: RunConfig) -> int:
+        """Operations of a candidate already run (-1 if not run)."""
+        got = self.results.get(_key(cfg))
+        return int(got.get("ops", -1)) if got else -1
+
+    def reseeded(self, cfg: RunConfig) -> RunConfig:
+        """Other seeds at a half and a quarter of the time limit (faults after it dropped), shortest
+        first: when the failure needs the workload to line up (a campaign arriving, a backlog), another
+        seed may line it up sooner. Seeds are drawn from the run's own seed, so the shrink repeats."""
+        import numpy as np
+
+        rng = np.random.default_rng([cfg.seed, 0x5EED])
+        seeds = [int(x) for x in rng.integers(2**31, size=RESEEDS)]
+        cands = [replace(_cut(cfg, round(cfg.time_limit_s * f, 4)), seed=seed)
+                 for f in (1 / 4, 1 / 2) for seed in seeds if cfg.time_limit_s * f >= 0.1]
+        return self.first("another seed, less time", cands) or cfg
 
     def fewer_nodes(self, cfg: RunConfig) -> RunConfig:
         cands = [replace(cfg, node_count=n) for n in range(1, cfg.node_count)]
@@ -236,9 +320,25 @@ class Shrinker:
     def simpler_params(self, cfg: RunConfig) -> RunConfig:
         for name in [k for k in cfg.params if cfg.params[k] != _default(cfg, k)]:
             cand = replace(cfg, params={**cfg.params, name: _default(cfg, name)})
-            if _valid(cand) and self.fails(f"default {name}", [cand])[0]:
+            if _valid(cand) and self.fails(f"default {name}", cand):
                 cfg = cand
         return cfg
+
+
+def _key(cfg: RunConfig) -> str:
+    return json.dumps(cfg.to_dict(), sort_keys=True, default=str)
+
+
+def _cut(cfg: RunConfig, limit_s: float) -> RunConfig:
+    return replace(cfg, time_limit_s=limit_s, faults=[a for a in cfg.faults if a["at_s"] < limit_s])
+
+
+def fault_kinds(plan: list[dict]) -> list[list[int]]:
+    """Indexes of ``plan`` grouped by kind: the nemesis that made an action, or else its verb."""
+    kinds: dict[str, list[int]] = {}
+    for i, act in enumerate(plan):
+        kinds.setdefault(str(act.get("nemesis") or act.get("action")), []).append(i)
+    return list(kinds.values())
 
 
 def _default(cfg: RunConfig, name: str) -> Any:
@@ -297,27 +397,39 @@ class ShrinkResult:
     rows: list[dict[str, Any]]
 
 
-def shrink(failure: Failure, jobs: int = 1, budget: int = 150) -> ShrinkResult:
-    """Shrink ``failure`` within ``budget`` runs; see the module docstring for the steps."""
-    with LocalPool(jobs) as pool:
-        s = Shrinker(failure, jobs=jobs, budget=budget, pool=pool)
+def shrink(failure: Failure, jobs: int = 1, budget: int = 150, *, cluster: str | None = None,
+           executor: Any = None) -> ShrinkResult:
+    """Shrink ``failure`` within ``budget`` runs on ``executor`` (or one opened from ``jobs`` /
+    ``cluster``); see the module docstring for the steps. The result does not depend on the executor."""
+    from .executor import open_executor
+
+    if executor is None:
+        with open_executor(jobs=jobs, cluster=cluster) as ex:
+            return shrink(failure, jobs, budget, executor=ex)
+    with executor.calls([failure.cfg.to_dict()]) as calls:
+        s = Shrinker(failure, calls=calls, width=max(1, executor.workers), budget=budget)
         cfg = replace(failure.cfg, trace=False)
         plan = explicit_plan(cfg)
         explicit = replace(cfg, nemesis=(), faults=plan)
         faults_before = len(plan)
-        if s.fails("explicit plan", [explicit])[0]:
+        if s.fails("explicit plan", explicit):
             cfg, is_explicit = explicit, True
         else:  # a nemesis that watches the run (a staged one) may not survive being written out
             is_explicit = False
+        reseeded = False
         for _ in range(MAX_ROUNDS):  # until nothing shrinks further (or the budget is spent)
             before = cfg
             cfg = s.shorter(cfg)  # first: cheap runs, and every fault after the failure goes at once
             if is_explicit and cfg.faults:
                 cfg = s.ddmin_faults(cfg)
                 cfg = s.earlier(cfg)
+            cfg = s.compressed(cfg)
             cfg = s.slower(cfg)
             cfg = s.fewer_nodes(cfg)
             cfg = s.simpler_params(cfg)
+            if cfg.time_limit_s == before.time_limit_s and not reseeded:
+                reseeded = True  # once: it costs 2 x RESEEDS runs
+                cfg = s.reseeded(cfg)
             if cfg == before or s.spent >= budget:
                 break
         return ShrinkResult(failure.cfg, cfg, is_explicit, faults_before, s.rows)
