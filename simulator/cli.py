@@ -608,7 +608,7 @@ Examples:
 @click.option("--cluster", metavar="local:N|tcp://HOST:PORT",
               help=f"Run on Dask instead: a LocalCluster of N workers, or a running scheduler ({INSTALL_HINT}).")
 @click.option("--batch", metavar="RUNS", help="Runs per Dask task [about 4 tasks per worker, at most 50 runs].")
-@click.option("--shared-out", is_flag=True, help="Dask workers write run folders in place (--out on a filesystem they all share).")
+@click.option("--shared-out", is_flag=True, help="Dask workers write run folders in place (--out on a filesystem they all share; implied by local:N).")
 @click.option("--resume", metavar="DIR", help="Complete the sweep in DIR: skip finished runs, re-run the rest (its settings come from DIR).")
 @run_options
 @click.option("--out", help="Sweep folder (default results/SCENARIO/sweep-TIME).")

@@ -15,7 +15,8 @@ On Dask, runs travel in batches of seeds (one Dask task per batch, so the schedu
 milliseconds per task are spread over many runs). A worker runs a batch into a temporary folder
 and sends back, with each run's CSV row, the run's folder packed as a gzipped tar; the client
 unpacks it under the sweep's folder, so workers need no shared filesystem. With ``shared_out``
-the workers write the folders in place instead (a filesystem every worker mounts at the same path).
+the workers write the folders in place instead (a filesystem every worker mounts at the same path);
+a ``local:N`` cluster always does, since its workers are on this machine.
 
 Before its first run a Dask worker compares its dsim version, its Python version and the sha256 of
 each design's file with the client's, and refuses the batch if any differs: a sweep that mixed
@@ -418,7 +419,9 @@ class DaskExecutor:
         kind, where = parse_cluster(cluster)
         distributed = require_distributed()
         self.batch = batch
-        self.shared_out = shared_out
+        # A LocalCluster's workers share this machine's filesystem: packing, sending and unpacking each
+        # folder would only compete with the workers for the same cores.
+        self.shared_out = shared_out or kind == "local"
         self.stats = Stats()
         self._cluster = None
         import logging
