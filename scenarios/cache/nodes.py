@@ -46,7 +46,6 @@ import zlib
 from simulator import Dist, Node, message
 from simulator.kit.cache import CacheDelete, CacheGet, CacheReply, CacheSet, CountMinSketch
 from simulator.kit.database import DbNode
-from simulator.kit.messages import Call, Reply
 from simulator.kit.service import Service
 
 TAILER = "tailer"

@@ -72,8 +72,7 @@ class Generator:
         self.buf: list = []
 
     def _refill(self, rng) -> None:
-        n, p = 512, self.p
-        u = rng.random((n, 5))
+        u = rng.random((512, 5))
         self.buf = u.tolist()
         self.buf.reverse()
 
