@@ -615,7 +615,6 @@ Examples:
 @click.option("--plots/--no-plots", "run_plots", default=False, show_default=True, help="Draw each run's plots too.")
 def sweep(scenario, seeds, grid, jobs, cluster, batch, shared_out, resume, out, run_plots, **kw):
     """Run SCENARIO (a name or ./design.py) for every seed and grid point; write runs.csv and summary.png."""
-    from .pipeline.executor import parse_cluster, require_distributed
     from .pipeline.results import write_json
     from .pipeline.sweep import finished_rows, run_sweep, write_csv
     from .reports import plots as P
@@ -625,21 +624,7 @@ def sweep(scenario, seeds, grid, jobs, cluster, batch, shared_out, resume, out, 
     if not (text.isascii() and text.isdigit() and len(text) < 6 and 1 <= int(text) <= max_jobs):
         _fail(f"bad value {jobs!r} for --jobs: expected an integer from 1 to {max_jobs}")
     n_jobs = int(text)
-    n_batch = None
-    if batch is not None:
-        b = batch.strip()
-        if not (b.isascii() and b.isdigit() and len(b) < 7 and 1 <= int(b) <= MAX_BATCH_RUNS):
-            _fail(f"bad value {batch!r} for --batch: expected an integer from 1 to {MAX_BATCH_RUNS:,}")
-        n_batch = int(b)
-    if cluster is not None:
-        parse_cluster(cluster)
-        if n_jobs != 1:
-            _fail(f"bad value {jobs!r} for --jobs with --cluster: expected one of them (--jobs N for local processes, "
-                  "--cluster for Dask)")
-        require_distributed()
-    elif batch is not None or shared_out:
-        _fail(f"bad value {'--batch' if batch is not None else '--shared-out'!r} without --cluster: "
-              "expected it with --cluster local:N or tcp://HOST:PORT")
+    n_batch = _parse_cluster_options(n_jobs, jobs, cluster, batch, MAX_BATCH_RUNS, shared_out)
     if resume is not None:
         if scenario is not None or out is not None:
             _fail(f"bad value {scenario or out!r} with --resume: expected only --resume DIR (the sweep's settings are in DIR)")
@@ -828,15 +813,16 @@ class SweepProgress:
         self.close()
 
 
-def _parse_cluster_options(n_jobs: int, jobs: str, cluster: str | None, batch: str | None) -> int | None:
-    """--cluster and --batch of hunt and shrink, checked as sweep checks them; the batch size or None."""
+def _parse_cluster_options(n_jobs: int, jobs: str, cluster: str | None, batch: str | None, max_batch: int = 100,
+                           shared_out: bool = False) -> int | None:
+    """--cluster, --batch and --shared-out of sweep, hunt and shrink; the batch size or None."""
     from .pipeline.executor import parse_cluster, require_distributed
 
     n_batch = None
     if batch is not None:
         b = batch.strip()
-        if not (b.isascii() and b.isdigit() and len(b) < 4 and 1 <= int(b) <= 100):
-            _fail(f"bad value {batch!r} for --batch: expected an integer from 1 to 100")
+        if not (b.isascii() and b.isdigit() and len(b) <= len(str(max_batch)) and 1 <= int(b) <= max_batch):
+            _fail(f"bad value {batch!r} for --batch: expected an integer from 1 to {max_batch:,}")
         n_batch = int(b)
     if cluster is not None:
         parse_cluster(cluster)
@@ -844,8 +830,9 @@ def _parse_cluster_options(n_jobs: int, jobs: str, cluster: str | None, batch: s
             _fail(f"bad value {jobs!r} for --jobs with --cluster: expected one of them (--jobs N for local processes, "
                   "--cluster for Dask)")
         require_distributed()
-    elif batch is not None:
-        _fail("bad value '--batch' without --cluster: expected it with --cluster local:N or tcp://HOST:PORT")
+    elif batch is not None or shared_out:
+        _fail(f"bad value {'--batch' if batch is not None else '--shared-out'!r} without --cluster: "
+              "expected it with --cluster local:N or tcp://HOST:PORT")
     return n_batch
 
 
