@@ -35,6 +35,14 @@ def bus(service: str, saga: int, partitions: int) -> str:
     return f"bus-{service}-{saga % partitions + 1}"
 
 
+def pull_bus(node, ctx, name: str, part: str | None) -> None:
+    """Long-poll ``part`` of ``name``'s queue (the partition that just answered), or every partition."""
+    for q in (part,) if part is not None else [bus(name, i, node.w.bus_partitions)
+                                               for i in range(node.w.bus_partitions)]:
+        node.pulls += 1
+        ctx.send(q, Pull(node.pulls))
+
+
 def orders_node(w: "Wiring", order: int) -> str:
     """The orders node an order belongs to (its coordinator, and where its end is reported)."""
     return f"{ORDERS}-{order % w.coordinators + 1}"
@@ -225,11 +233,7 @@ class Participant(Node):
         """Rebuild volatile views of the durable state."""
 
     def _pull(self, ctx, part: str | None = None) -> None:
-        """Long-poll ``part`` (the partition that just answered), or every partition."""
-        for q in (part,) if part is not None else [bus(self.NAME, i, self.w.bus_partitions)
-                                                   for i in range(self.w.bus_partitions)]:
-            self.pulls += 1
-            ctx.send(q, Pull(self.pulls))
+        pull_bus(self, ctx, self.NAME, part)
 
     def on_message(self, ctx, src, msg):
         t = type(msg)
@@ -564,11 +568,8 @@ class Orders(Node):
             self._pull(ctx)
             ctx.set_timer("relay", self.w.relay_ms)
 
-    def _pull(self, ctx, part: str | None = None):
-        for q in (part,) if part is not None else [bus(ctx.id, i, self.w.bus_partitions)
-                                                   for i in range(self.w.bus_partitions)]:
-            self.pulls += 1
-            ctx.send(q, Pull(self.pulls))
+    def _pull(self, ctx, part: str | None = None) -> None:
+        pull_bus(self, ctx, ctx.id, part)
 
     def on_message(self, ctx, src, msg):
         t = type(msg)
