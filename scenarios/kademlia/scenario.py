@@ -37,6 +37,9 @@ class Kademlia(Scenario):
         Param("rpc_timeout_ms", 500.0, "an RPC unanswered this long has failed, ms", min=1.0),
         Param("stale_after", 5, "failed RPCs in a row after which a contact is dropped (when a replacement waits)",
               type=int, min=1),
+        Param("recheck_s", 60.0, "a full bucket whose oldest contact answered a ping in the current period of this "
+              "length sends newcomers to the replacement cache without pinging again (0: ping every time), s",
+              min=0.0),
         Param("refresh_s", 3600.0, "a bucket with no lookup in this long is refreshed, s", min=1.0),
         Param("republish_s", 3600.0, "holders re-store each value this often, s", min=1.0),
         Param("expire_s", 86400.0, "a stored value expires this long after it was (re)stored, s", min=1.0),
