@@ -192,3 +192,17 @@ def test_lookup_correctness_refuses_a_node_that_was_down_throughout_the_lookup()
     out = lookup_correctness(_run_data(up + [look], left), {**P, "k": 2, "id_bits": 8, "settle_s": 1.0,
                                                             "lookup_floor": 0.0})
     assert out.valid is False and "down throughout" in out.message
+
+
+def test_no_republish_lets_values_expire_on_holders_that_stay_up_at_the_default_periods():
+    """Over a simulated day and a little with every period at its default (republish_s 3600, expire_s 86400) and no
+    fault, the no-republish bug lets values put early expire, so gets fail while their holders are up; the same run
+    without the bug is valid."""
+    options = {"node_count": 20, "time_limit_s": 90_000.0, "rate": 0.01}
+
+    def day(bug):
+        return execute(build_config(get_scenario("kademlia"), seed=1, options=options, sets={"sample_s": 0.0}, bug=bug))
+
+    bad = day("no-republish")
+    assert bad.checks["value-availability"].valid is False and "while" in bad.checks["value-availability"].message
+    assert day(None).valid is True
