@@ -413,7 +413,10 @@ class Kad(Node):
         """The RPC that ``msg`` answers, taken off the outstanding ones; None if it had timed out
         already. An address that answers under another id than the contact asked (the node there
         came back as someone new) is not that contact: the RPC counts as failed."""
-        entry = self.rpcs.pop(msg.rid, None)
+        rpcs = self.rpcs
+        entry = rpcs.pop(msg.rid, None)
+        if not rpcs:
+            self.rpcs = {}  # a dict keeps its largest table once emptied: ~900 B a node after its join
         if entry is not None and entry[0] is not None and entry[0] != msg.src:
             self._timeout(ctx, entry)
             return None
@@ -430,6 +433,8 @@ class Kad(Node):
                 return
             del rpcs[rid]
             self._timeout(ctx, entry)
+        if rpcs is self.rpcs and not rpcs:
+            self.rpcs = {}
 
     def _timeout(self, ctx, entry) -> None:
         c, purpose, extra, _ = entry
@@ -607,6 +612,8 @@ class Kad(Node):
     def _finish(self, ctx, lid: int, lk: Lookup, result: list[int], found: bool = False) -> None:
         lk.done = True
         del self.lookups[lid]
+        if not self.lookups:
+            self.lookups = {}  # as for rpcs: drop the table the join's parallel lookups grew
         purpose = lk.purpose
         hops = lk.hop(result[0]) if result else 0
         if lk.client is not None or ctx.now >= self.c.record_from_ns:
