@@ -206,3 +206,18 @@ def test_no_republish_lets_values_expire_on_holders_that_stay_up_at_the_default_
     bad = day("no-republish")
     assert bad.checks["value-availability"].valid is False and "while" in bad.checks["value-availability"].message
     assert day(None).valid is True
+
+
+def test_table_violations_names_an_overfull_bucket_a_stray_contact_the_node_itself_and_a_duplicate():
+    """The routing-table checker's structural test names each kind of fault, and none in a sound table."""
+    from scenarios.kademlia.checkers import table_violations
+
+    nid = 0b1000
+    sound = {0: [contact(0b1001, 2)], 2: [contact(0b1100, 3), contact(0b1110, 4)]}
+    assert table_violations("n1", nid, sound, k=2) == []
+    bad = {0: [contact(0b1001, 2), contact(0b1000, 1)], 2: [contact(0b1100, 3), contact(0b0001, 5),
+                                                              contact(0b1100, 3)]}
+    found = " | ".join(table_violations("n1", nid, bad, k=2))
+    for part in ("bucket 2 holds 3 contacts", "its own id is in bucket 0", "n5 is in bucket 2, outside its range",
+                 "n3 appears twice"):
+        assert part in found

@@ -255,19 +255,21 @@ def table_violations(node: str, nid: int, buckets: dict, k: int) -> list[str]:
     """What is wrong with one routing table: a bucket over k, a contact outside its bucket's
     range, a duplicate, or the node itself."""
     out = []
-    seen = set()
     for i, b in buckets.items():
         if len(b) > k:
             out.append(f"{node}: bucket {i} holds {len(b)} contacts (k = {k})")
+        lo, hi = 1 << i, 2 << i
         for c in b:
-            x = c >> ADDR_BITS
-            if x == nid:
+            x = (c >> ADDR_BITS) ^ nid
+            if x == 0:
                 out.append(f"{node}: its own id is in bucket {i}")
-            elif (x ^ nid).bit_length() - 1 != i:
+            elif not lo <= x < hi:
                 out.append(f"{node}: contact n{c & ((1 << ADDR_BITS) - 1)} is in bucket {i}, outside its range")
-            if c in seen:
-                out.append(f"{node}: contact n{c & ((1 << ADDR_BITS) - 1)} appears twice")
-            seen.add(c)
+        # A contact belongs to one bucket only, so a duplicate across buckets is also out of range
+        # in one of them: checking within each bucket finds every duplicate worth naming.
+        if len(set(b)) < len(b):
+            twice = sorted({c for c in b if b.count(c) > 1})
+            out += [f"{node}: contact n{c & ((1 << ADDR_BITS) - 1)} appears twice" for c in twice]
     return out
 
 
