@@ -8,7 +8,11 @@ is appended while the bucket has room; into a full bucket it goes to the bucket'
 cache (at most ``k``, newest last) and the least-recently-seen contact is pinged. If that ping
 times out, the old contact is evicted and the newest cached one takes its place; if it answers,
 it moves to the tail and the newcomer waits in the cache (§2.2: live contacts are never evicted,
-which is what makes Kademlia resist flooding by newcomers). Any RPC that times out counts a
+which is what makes Kademlia resist flooding by newcomers). One departure: once a bucket's oldest
+contact has answered a ping, newcomers for that bucket wait in the cache without a new ping until
+the current ``recheck_s`` period ends (BEP 5's "good node": heard from lately, not pinged again).
+The paper pings on every such arrival; during joins that was nearly half of all messages, each
+answered, each keeping the contact it was sent to. ``recheck_s=0`` restores it. Any RPC that times out counts a
 failure against its contact; after ``stale_after`` failures in a row the contact is dropped, but
 only when the cache has a replacement (§4.1: with no replacement, a stale contact is kept, which
 keeps tables whole through a partition).
