@@ -365,7 +365,8 @@ class Kad(Node):
             self._hand_off(ctx, new)
 
     def closest(self, target: int, n: int, exclude: int = -1) -> list[int]:
-        """The ``n`` known contacts closest to ``target`` (in no particular order), without walking
+        """The ``n`` known contacts closest to ``target`` (in no particular order; possibly a bucket
+        itself, to be read and not kept or changed), without walking
         the whole table. With ``x = target ^ id`` and ``j`` its top bit, whole buckets fall in
         distance order: bucket ``j`` first (all closer than 2^j), then the buckets below ``j``
         as a binary trie descends (bucket ``i`` before every lower one when bit ``i`` of ``x`` is
@@ -376,7 +377,7 @@ class Kad(Node):
         buckets = self.buckets
         b = buckets.get(j)
         if b is not None and len(b) == n and exclude not in b:
-            return list(b)  # the common answer to a far target: its whole bucket, k contacts
+            return b  # a far target's whole bucket (the callers only read what they get)
         idx = list(buckets)  # kept in index order (see saw)
         p = bisect_left(idx, j)
         low = idx[:p]
@@ -576,12 +577,14 @@ class Kad(Node):
         lk = self.lookups.get(lid)
         if lk is None or lk.done:
             return
-        if lk.mark(sender, ANSWERED) == ASKED:
-            lk.inflight -= 1
         state = lk.state
-        order = lk.order
         t = lk.tkey
-        hop4 = (state[sender ^ t] >> 2) + 1 << 2
+        v = state[sender ^ t]  # lk.mark(sender, ANSWERED), inlined: this runs once per answer
+        if v & 3 == ASKED:
+            lk.inflight -= 1
+        state[sender ^ t] = (v & ~3) | ANSWERED
+        order = lk.order
+        hop4 = (v >> 2) + 1 << 2
         best = order[0]
         me = self.me
         for c in contacts:
