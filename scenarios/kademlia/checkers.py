@@ -306,13 +306,29 @@ def routing_table(run, p: dict, m: Membership | None = None) -> CheckResult:
     return CheckResult(not msgs, "; ".join(msgs), details)
 
 
-def liveness(run, p: dict) -> CheckResult:
-    """After the final heal, every final lookup and get succeeds (within final_timeout_s)."""
-    final_from = run.heal_ns + int(run.cfg.quiesce_s * 1e9)
-    started = {op["process"] for op in run.history if op["type"] == "invoke" and op["time"] >= final_from}
+def liveness(run, p: dict, m: Membership | None = None) -> CheckResult:
+    """After the final heal, every final find succeeds, and every final get of a key that still
+    had a copy on a node up at the heal (within final_timeout_s). A key whose every holder left
+    before the heal is lost, not unreachable: that is counted (``lost_keys``), not failed, since
+    no protocol can find it; an expired copy on a holder that is up still counts as a copy."""
+    m = m or Membership(run)
+    from .ids import key_id
+
+    heal = run.heal_ns
+    alive: set[int] = set()  # keys with a copy on a node up at the heal
+    for r in run.records:
+        if r["kind"] == "kad.stored" and r["time_ns"] <= heal:
+            for _, a, b, _ in m.up.get(r["node"], ()):
+                if a <= r["time_ns"] and (b is None or b > heal):
+                    alive.add(r["key"])
+    final_from = heal + int(run.cfg.quiesce_s * 1e9)
+    started = {op["process"]: op for op in run.history if op["type"] == "invoke" and op["time"] >= final_from}
     after = [op for op in run.history if op["type"] != "invoke" and op["process"] in started]
-    failed = [op for op in after if op["type"] != "ok"]
-    details = {"final_ops": len(after), "failed": len(failed)}
+    lost = sorted({str(started[op["process"]]["value"]) for op in after if op["f"] == "get"
+                   and key_id(str(started[op["process"]]["value"]), p["id_bits"]) not in alive})
+    failed = [op for op in after if op["type"] != "ok" and not (op["f"] == "get" and
+                                                                   str(started[op["process"]]["value"]) in lost)]
+    details = {"final_ops": len(after), "failed": len(failed), "lost_keys": len(lost)}
     if not after:
         return CheckResult(False, "no operation completed after the final heal", details)
     if failed:

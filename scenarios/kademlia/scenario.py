@@ -96,7 +96,8 @@ class Kademlia(Scenario):
                               "it (every one undisturbed; under churn at least value_floor of them)",
         "routing-table": "at the end and at sampled instants every bucket holds at most k contacts, all in its range, "
                          "no duplicates, not the node itself; no contact up and reachable was evicted for a newcomer",
-        "liveness": "after the final heal, finds and gets of keys put before succeed",
+        "liveness": "after the final heal, finds succeed, and gets of keys put before that still had a copy on a "
+                    "node up at the heal (keys whose every holder left are counted as lost)",
     }
     nemeses = ("churn", "partition-random-halves", "partition-isolate-one", "crash", "pause", "slow-link")
     custom_nemeses = {"churn": churn_nemesis}
@@ -200,7 +201,7 @@ class Kademlia(Scenario):
         return {"lookup-correctness": C.lookup_correctness(run, p, m),
                 "value-availability": C.value_availability(run, p, m),
                 "routing-table": C.routing_table(run, p, m),
-                "liveness": C.liveness(run, p)}
+                "liveness": C.liveness(run, p, m)}
 
     def figures(self, run: RunData) -> dict:
         from .figures import figures
