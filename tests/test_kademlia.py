@@ -221,3 +221,30 @@ def test_table_violations_names_an_overfull_bucket_a_stray_contact_the_node_itse
     for part in ("bucket 2 holds 3 contacts", "its own id is in bucket 0", "n5 is in bucket 2, outside its range",
                  "n3 appears twice"):
         assert part in found
+
+
+def test_liveness_counts_a_get_of_a_key_whose_every_holder_left_as_lost_not_failed():
+    """A final get that fails for a key stored only on a node that left before the heal is a lost key, not a
+    liveness failure; the same get while that holder is still up fails the check."""
+    from types import SimpleNamespace
+
+    from scenarios.kademlia.checkers import liveness
+    from scenarios.kademlia.ids import key_id
+
+    s = 10**9
+    up = [{"time_ns": 0, "node": "n2", "kind": "kad.up", "id": 2}, {"time_ns": 0, "node": "n2", "kind": "kad.joined", "id": 2}]
+    stored = [{"time_ns": 5 * s, "node": "n2", "kind": "kad.stored", "key": key_id("k1", 8)}]
+    history = [{"time": 21 * s, "type": "invoke", "process": 7, "f": "get", "value": "k1"},
+               {"time": 22 * s, "type": "fail", "process": 7, "f": "get", "value": ["k1", None]}]
+    left = [{"time_ns": 8 * s, "action": "leave", "node": "n2", "nemesis": "churn"}]
+    p = {**P, "id_bits": 8}
+
+    def run(faults):
+        data = _run_data(up + stored, faults)
+        data.history, data.cfg = history, SimpleNamespace(quiesce_s=1.0)
+        return liveness(data, p)
+
+    lost = run(left)
+    assert lost.valid is True and lost.details["lost_keys"] == 1
+    held = run([])
+    assert held.valid is False and "get" in held.message
