@@ -225,7 +225,8 @@ def test_table_violations_names_an_overfull_bucket_a_stray_contact_the_node_itse
 
 def test_liveness_counts_a_get_of_a_key_whose_every_holder_left_as_lost_not_failed():
     """A final get that fails for a key stored only on a node that left before the heal is a lost key, not a
-    liveness failure; the same get while that holder is still up fails the check."""
+    liveness failure; the same get while that holder is up and among the key's k closest fails the check; when
+    closer live nodes hold no copy, the key is out of reach and excused."""
     from types import SimpleNamespace
 
     from scenarios.kademlia.checkers import liveness
@@ -248,3 +249,8 @@ def test_liveness_counts_a_get_of_a_key_whose_every_holder_left_as_lost_not_fail
     assert lost.valid is True and lost.details["lost_keys"] == 1
     held = run([])
     assert held.valid is False and "get" in held.message
+    # With k = 1, a node up whose id is the key itself is the key's only closest: n2's copy is out of reach.
+    up += [{"time_ns": 0, "node": "n3", "kind": kind, "id": key_id("k1", 8)} for kind in ("kad.up", "kad.joined")]
+    p["k"] = 1
+    far = run([])
+    assert far.valid is True and far.details["out_of_reach"] == 1

@@ -96,8 +96,8 @@ class Kademlia(Scenario):
                               "it (every one undisturbed; under churn at least value_floor of them)",
         "routing-table": "at the end and at sampled instants every bucket holds at most k contacts, all in its range, "
                          "no duplicates, not the node itself; no contact up and reachable was evicted for a newcomer",
-        "liveness": "after the final heal, finds succeed, and gets of keys put before that still had a copy on a "
-                    "node up at the heal (keys whose every holder left are counted as lost)",
+        "liveness": "after the final heal, finds succeed, and gets of keys put before that one of the key's k closest "
+                    "live nodes holds (keys with no copy there are counted: lost or out of reach)",
     }
     nemeses = ("churn", "partition-random-halves", "partition-isolate-one", "crash", "pause", "slow-link")
     custom_nemeses = {"churn": churn_nemesis}
