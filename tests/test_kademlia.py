@@ -254,3 +254,23 @@ def test_liveness_counts_a_get_of_a_key_whose_every_holder_left_as_lost_not_fail
     p["k"] = 1
     far = run([])
     assert far.valid is True and far.details["out_of_reach"] == 1
+
+
+@pytest.mark.parametrize("recheck_s,pings", [(60.0, ["n11"]), (0.0, ["n11", "n12"])])
+def test_a_bucket_whose_oldest_contact_answered_does_not_ping_again_within_recheck_s(recheck_s, pings):
+    """After the oldest contact of a full bucket answers its ping, the next newcomer waits in the replacement
+    cache without a second ping until the recheck_s period ends (recheck_s = 0: the paper's ping every time)."""
+    node, ctx = node_with_id(0, recheck_s=recheck_s)
+    old, mid, new, newer = (contact(0x8000 | x, 10 + x) for x in (1, 2, 3, 4))
+    for i, c in enumerate((old, mid, new)):
+        node.on_message(ctx, f"n{10 + i}", Ping(i, c))
+    first = [m for dst, m in ctx.take_sent() if type(m) is Ping]
+    node.on_message(ctx, "n11", Pong(first[0].rid, old))  # the oldest answers: it stays, moved to the tail
+    node.on_message(ctx, "n14", Ping(9, newer))
+    second = [dst for dst, m in ctx.take_sent() if type(m) is Ping]
+    assert ["n11"] + second == pings
+    assert node.buckets[15] == [mid, old] and node.repl[15] == [new, newer]
+    if recheck_s:
+        ctx.advance(recheck_s * 1000)  # a new period: the next newcomer pings the oldest again
+        node.on_message(ctx, "n14", Ping(10, newer))
+        assert [dst for dst, m in ctx.take_sent() if type(m) is Ping] == ["n12"]

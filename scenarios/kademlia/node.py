@@ -12,8 +12,9 @@ which is what makes Kademlia resist flooding by newcomers). One departure: once 
 contact has answered a ping, newcomers for that bucket wait in the cache without a new ping until
 the current ``recheck_s`` period ends (BEP 5's "good node": heard from lately, not pinged again).
 The paper pings on every such arrival; during joins that was nearly half of all messages, each
-answered, each keeping the contact it was sent to. ``recheck_s=0`` restores it. Any RPC that times out counts a
-failure against its contact; after ``stale_after`` failures in a row the contact is dropped, but
+answered, each keeping the contact it was sent to. ``recheck_s=0`` restores it.
+
+Any RPC that times out counts a failure against its contact; after ``stale_after`` failures in a row the contact is dropped, but
 only when the cache has a replacement (§4.1: with no replacement, a stale contact is kept, which
 keeps tables whole through a partition).
 
@@ -206,15 +207,11 @@ class Lookup:
         order.insert(i, d)
         return True
 
-    def status(self, c: int) -> int | None:
-        v = self.state.get(c ^ self.tkey)
-        return None if v is None else v & 3
-
     def hop(self, c: int) -> int:
         v = self.state.get(c ^ self.tkey)
         return 1 if v is None else v >> 2
 
-    def mark(self, c: int, status: int) -> int:
+    def mark(self, c: int, status: int) -> int | None:
         """Set the status of ``c`` (a contact this lookup asked); returns the one it had."""
         d = c ^ self.tkey
         v = self.state.get(d)
@@ -318,8 +315,7 @@ class Kad(Node):
                 del self.pinging[i]
                 if self.c.recheck_ns:
                     period = ctx.now // self.c.recheck_ns
-                    mask = self.quiet[1] if self.quiet[0] == period else 0
-                    self.quiet = (period, mask | (1 << i))
+                    self.quiet = (period, (self.quiet[1] if self.quiet[0] == period else 0) | (1 << i))
             return
         if len(b) < self.c.k:
             b.append(c)
@@ -339,10 +335,14 @@ class Kad(Node):
         r.append(c)
         if len(r) > self.c.k:
             del r[0]
-        if i not in self.pinging and not (self.quiet[0] == ctx.now // self.c.recheck_ns
-                                          and (self.quiet[1] >> i) & 1 if self.c.recheck_ns else False):
+        if i not in self.pinging and not self._quiet(ctx, i):
             self.pinging[i] = b[0]
             self._rpc(ctx, b[0], Ping, "evict-ping", i)
+
+    def _quiet(self, ctx, i: int) -> bool:
+        """Whether bucket ``i``'s oldest contact answered a ping in the current recheck period."""
+        every = self.c.recheck_ns
+        return bool(every) and self.quiet[0] == ctx.now // every and bool((self.quiet[1] >> i) & 1)
 
     def _failed(self, ctx, c: int, evict_ping: bool) -> None:
         """An RPC to ``c`` timed out."""
