@@ -2,8 +2,9 @@
 
     python -m scenarios.kademlia.memory --nodes 1000
 
-Runs the design (no churn, ``--lookup-s`` seconds of lookups after the joins), then sums
-``sys.getsizeof`` over what each server holds: the engine's share (the Host, its timer entries,
+Builds the network alone (no clients, no workload, no churn: the nodes join by the protocol over
+``nodes / 50`` simulated seconds, then run ``--settle-s`` more), then sums ``sys.getsizeof`` over
+what each node holds: the engine's share (the Host, its timer entries,
 its Storage and its numpy random stream) and the protocol's (the node object, its routing table,
 replacement caches and other dicts). An object held by several nodes (a contact's int is the
 object its node sent) counts once; shared objects (the Conf, small ints) are not counted.
@@ -17,8 +18,9 @@ import json
 import sys
 from sys import getsizeof
 
-from simulator import build_config, get_scenario
-from simulator.pipeline.run import Run
+from simulator import NS_PER_S, Dist, Simulation, build_config, get_scenario
+
+from .node import Conf, Kad
 
 JOINS_PER_S = 50.0
 
@@ -72,19 +74,22 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nodes", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--lookup-s", type=float, default=10.0)
+    ap.add_argument("--settle-s", type=float, default=10.0, help="simulated seconds after the last join")
     args = ap.parse_args(argv)
     if not 2 <= args.nodes <= 1_000_000:
         print(f"dsim: error: bad value {args.nodes} for --nodes: expected an integer from 2 to 1,000,000",
               file=sys.stderr)
         return 2
     join_s = max(5.0, args.nodes / JOINS_PER_S)
-    cfg = build_config(get_scenario("kademlia"), seed=args.seed,
-                       options={"node_count": args.nodes, "time_limit_s": join_s + 5.0 + args.lookup_s},
-                       sets={"join_window_s": join_s, "sample_s": 0.0})
-    run = Run(cfg)
-    run.execute()
-    print(json.dumps(walk(run.sim, [f"n{i}" for i in range(1, args.nodes + 1)])))
+    cfg = build_config(get_scenario("kademlia"), seed=args.seed, options={"node_count": args.nodes},
+                       sets={"join_window_s": join_s})
+    sim = Simulation(cfg.seed, latency=Dist(cfg.latency_dist, cfg.latency_ms))
+    conf = Conf(dict(cfg.params), None)
+    servers = [f"n{i}" for i in range(1, args.nodes + 1)]
+    for i, name in enumerate(servers, 1):
+        sim.add_node(name, (lambda i=i: Kad(conf, i)))
+    sim.run(int((join_s + args.settle_s) * NS_PER_S))
+    print(json.dumps(walk(sim, servers)))
     return 0
 
 
