@@ -192,3 +192,85 @@ def test_lookup_correctness_refuses_a_node_that_was_down_throughout_the_lookup()
     out = lookup_correctness(_run_data(up + [look], left), {**P, "k": 2, "id_bits": 8, "settle_s": 1.0,
                                                             "lookup_floor": 0.0})
     assert out.valid is False and "down throughout" in out.message
+
+
+def test_no_republish_lets_values_expire_on_holders_that_stay_up_at_the_default_periods():
+    """Over a simulated day and a little with every period at its default (republish_s 3600, expire_s 86400) and no
+    fault, the no-republish bug lets values put early expire, so gets fail while their holders are up; the same run
+    without the bug is valid."""
+    options = {"node_count": 20, "time_limit_s": 90_000.0, "rate": 0.01}
+
+    def day(bug):
+        return execute(build_config(get_scenario("kademlia"), seed=1, options=options, sets={"sample_s": 0.0}, bug=bug))
+
+    bad = day("no-republish")
+    assert bad.checks["value-availability"].valid is False and "while" in bad.checks["value-availability"].message
+    assert day(None).valid is True
+
+
+def test_table_violations_names_an_overfull_bucket_a_stray_contact_the_node_itself_and_a_duplicate():
+    """The routing-table checker's structural test names each kind of fault, and none in a sound table."""
+    from scenarios.kademlia.checkers import table_violations
+
+    nid = 0b1000
+    sound = {0: [contact(0b1001, 2)], 2: [contact(0b1100, 3), contact(0b1110, 4)]}
+    assert table_violations("n1", nid, sound, k=2) == []
+    bad = {0: [contact(0b1001, 2), contact(0b1000, 1)], 2: [contact(0b1100, 3), contact(0b0001, 5),
+                                                              contact(0b1100, 3)]}
+    found = " | ".join(table_violations("n1", nid, bad, k=2))
+    for part in ("bucket 2 holds 3 contacts", "its own id is in bucket 0", "n5 is in bucket 2, outside its range",
+                 "n3 appears twice"):
+        assert part in found
+
+
+def test_liveness_counts_a_get_of_a_key_whose_every_holder_left_as_lost_not_failed():
+    """A final get that fails for a key stored only on a node that left before the heal is a lost key, not a
+    liveness failure; the same get while that holder is up and among the key's k closest fails the check; when
+    closer live nodes hold no copy, the key is out of reach and excused."""
+    from types import SimpleNamespace
+
+    from scenarios.kademlia.checkers import liveness
+    from scenarios.kademlia.ids import key_id
+
+    s = 10**9
+    up = [{"time_ns": 0, "node": "n2", "kind": "kad.up", "id": 2}, {"time_ns": 0, "node": "n2", "kind": "kad.joined", "id": 2}]
+    stored = [{"time_ns": 5 * s, "node": "n2", "kind": "kad.stored", "key": key_id("k1", 8)}]
+    history = [{"time": 21 * s, "type": "invoke", "process": 7, "f": "get", "value": "k1"},
+               {"time": 22 * s, "type": "fail", "process": 7, "f": "get", "value": ["k1", None]}]
+    left = [{"time_ns": 8 * s, "action": "leave", "node": "n2", "nemesis": "churn"}]
+    p = {**P, "id_bits": 8}
+
+    def run(faults):
+        data = _run_data(up + stored, faults)
+        data.history, data.cfg = history, SimpleNamespace(quiesce_s=1.0)
+        return liveness(data, p)
+
+    lost = run(left)
+    assert lost.valid is True and lost.details["lost_keys"] == 1
+    held = run([])
+    assert held.valid is False and "get" in held.message
+    # With k = 1, a node up whose id is the key itself is the key's only closest: n2's copy is out of reach.
+    up += [{"time_ns": 0, "node": "n3", "kind": kind, "id": key_id("k1", 8)} for kind in ("kad.up", "kad.joined")]
+    p["k"] = 1
+    far = run([])
+    assert far.valid is True and far.details["out_of_reach"] == 1
+
+
+@pytest.mark.parametrize("recheck_s,pings", [(60.0, ["n11"]), (0.0, ["n11", "n12"])])
+def test_a_bucket_whose_oldest_contact_answered_does_not_ping_again_within_recheck_s(recheck_s, pings):
+    """After the oldest contact of a full bucket answers its ping, the next newcomer waits in the replacement
+    cache without a second ping until the recheck_s period ends (recheck_s = 0: the paper's ping every time)."""
+    node, ctx = node_with_id(0, recheck_s=recheck_s)
+    old, mid, new, newer = (contact(0x8000 | x, 10 + x) for x in (1, 2, 3, 4))
+    for i, c in enumerate((old, mid, new)):
+        node.on_message(ctx, f"n{10 + i}", Ping(i, c))
+    first = [m for dst, m in ctx.take_sent() if type(m) is Ping]
+    node.on_message(ctx, "n11", Pong(first[0].rid, old))  # the oldest answers: it stays, moved to the tail
+    node.on_message(ctx, "n14", Ping(9, newer))
+    second = [dst for dst, m in ctx.take_sent() if type(m) is Ping]
+    assert ["n11"] + second == pings
+    assert node.buckets[15] == [mid, old] and node.repl[15] == [new, newer]
+    if recheck_s:
+        ctx.advance(recheck_s * 1000)  # a new period: the next newcomer pings the oldest again
+        node.on_message(ctx, "n14", Ping(10, newer))
+        assert [dst for dst, m in ctx.take_sent() if type(m) is Ping] == ["n12"]

@@ -326,3 +326,21 @@ def test_same_seed_same_jittered_arrivals():
         sim.run(1000 * MS)
         runs.append(got(sim, "b"))
     assert runs[0] == runs[1]
+
+
+def test_a_partition_into_groups_cuts_the_same_pairs_as_the_pair_set_without_building_it():
+    """partition(groups) keeps one group label per node, yet answers, counts and compares as the set of cut pairs;
+    a node named in two groups falls back to that set."""
+    from itertools import permutations
+
+    sim = world(nodes=("a", "b", "c", "d", "e"))
+    groups = [["a", "b"], ["c"], ["d"]]
+    sim.network.partition(groups)
+    cut = sim.network.blocked
+    pairs = {(x, y) for i, gx in enumerate(groups) for j, gy in enumerate(groups) if i != j for x in gx for y in gy}
+    assert not isinstance(cut, set) and cut == pairs and len(cut) == len(pairs) == 10
+    assert {p for p in permutations("abcde", 2) if p in cut} == pairs  # "e", in no group, is never cut
+    sim.network.partition([["a"], ["a", "b"]])
+    assert sim.network.blocked == {("a", "a"), ("a", "b"), ("b", "a")}
+    sim.network.partition([["a", "b"]])
+    assert not sim.network.blocked

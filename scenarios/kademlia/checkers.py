@@ -255,19 +255,21 @@ def table_violations(node: str, nid: int, buckets: dict, k: int) -> list[str]:
     """What is wrong with one routing table: a bucket over k, a contact outside its bucket's
     range, a duplicate, or the node itself."""
     out = []
-    seen = set()
     for i, b in buckets.items():
         if len(b) > k:
             out.append(f"{node}: bucket {i} holds {len(b)} contacts (k = {k})")
+        lo, hi = 1 << i, 2 << i
         for c in b:
-            x = c >> ADDR_BITS
-            if x == nid:
+            x = (c >> ADDR_BITS) ^ nid
+            if x == 0:
                 out.append(f"{node}: its own id is in bucket {i}")
-            elif (x ^ nid).bit_length() - 1 != i:
+            elif not lo <= x < hi:
                 out.append(f"{node}: contact n{c & ((1 << ADDR_BITS) - 1)} is in bucket {i}, outside its range")
-            if c in seen:
-                out.append(f"{node}: contact n{c & ((1 << ADDR_BITS) - 1)} appears twice")
-            seen.add(c)
+        # A contact belongs to one bucket only, so a duplicate across buckets is also out of range
+        # in one of them: checking within each bucket finds every duplicate worth naming.
+        if len(set(b)) < len(b):
+            twice = sorted({c for c in b if b.count(c) > 1})
+            out += [f"{node}: contact n{c & ((1 << ADDR_BITS) - 1)} appears twice" for c in twice]
     return out
 
 
@@ -304,13 +306,39 @@ def routing_table(run, p: dict, m: Membership | None = None) -> CheckResult:
     return CheckResult(not msgs, "; ".join(msgs), details)
 
 
-def liveness(run, p: dict) -> CheckResult:
-    """After the final heal, every final lookup and get succeeds (within final_timeout_s)."""
+def liveness(run, p: dict, m: Membership | None = None) -> CheckResult:
+    """After the final heal, every final find succeeds, and every final get of a key that one of
+    its k closest live nodes holds when the final operations start (within final_timeout_s).
+
+    FIND_VALUE looks among the k closest live nodes to the key, so a key is excused when no copy is
+    there: ``lost_keys`` when no node up holds it at all (every holder left), ``out_of_reach`` when
+    only nodes farther out do (churn brought closer nodes that have no copy; the next hourly
+    republish would move it). An expired copy on a holder that is up still counts as a copy."""
+    m = m or Membership(run)
+    from .ids import key_id
+
     final_from = run.heal_ns + int(run.cfg.quiesce_s * 1e9)
-    started = {op["process"] for op in run.history if op["type"] == "invoke" and op["time"] >= final_from}
+    holders: dict[int, set[int]] = defaultdict(set)  # key -> ids of nodes up at final_from with a copy
+    for r in run.records:
+        if r["kind"] == "kad.stored" and r["time_ns"] <= final_from:
+            for nid, a, b, _ in m.up.get(r["node"], ()):
+                if a <= r["time_ns"] and (b is None or b > final_from):
+                    holders[r["key"]].add(nid)
+    live = LiveIds(m).at(final_from)
+    started = {op["process"]: op for op in run.history if op["type"] == "invoke" and op["time"] >= final_from}
     after = [op for op in run.history if op["type"] != "invoke" and op["process"] in started]
-    failed = [op for op in after if op["type"] != "ok"]
-    details = {"final_ops": len(after), "failed": len(failed)}
+    lost, far = set(), set()
+    for op in after:
+        if op["f"] == "get":
+            name = str(started[op["process"]]["value"])
+            key = key_id(name, p["id_bits"])
+            if not holders.get(key):
+                lost.add(name)
+            elif not holders[key] & set(k_closest(live, key, p["k"], p["id_bits"])):
+                far.add(name)
+    failed = [op for op in after if op["type"] != "ok"
+              and not (op["f"] == "get" and str(started[op["process"]]["value"]) in lost | far)]
+    details = {"final_ops": len(after), "failed": len(failed), "lost_keys": len(lost), "out_of_reach": len(far)}
     if not after:
         return CheckResult(False, "no operation completed after the final heal", details)
     if failed:

@@ -8,8 +8,13 @@ is appended while the bucket has room; into a full bucket it goes to the bucket'
 cache (at most ``k``, newest last) and the least-recently-seen contact is pinged. If that ping
 times out, the old contact is evicted and the newest cached one takes its place; if it answers,
 it moves to the tail and the newcomer waits in the cache (§2.2: live contacts are never evicted,
-which is what makes Kademlia resist flooding by newcomers). Any RPC that times out counts a
-failure against its contact; after ``stale_after`` failures in a row the contact is dropped, but
+which is what makes Kademlia resist flooding by newcomers). One departure: once a bucket's oldest
+contact has answered a ping, newcomers for that bucket wait in the cache without a new ping until
+the current ``recheck_s`` period ends (BEP 5's "good node": heard from lately, not pinged again).
+The paper pings on every such arrival; during joins that was nearly half of all messages, each
+answered, each keeping the contact it was sent to. ``recheck_s=0`` restores it.
+
+Any RPC that times out counts a failure against its contact; after ``stale_after`` failures in a row the contact is dropped, but
 only when the cache has a replacement (§4.1: with no replacement, a stale contact is kept, which
 keeps tables whole through a partition).
 
@@ -36,12 +41,12 @@ of the §4.2 tree; a crashed node loses its values and table and keeps only its 
 
 from __future__ import annotations
 
-from bisect import insort
+from bisect import bisect_left
 from typing import Any
 
 from simulator import Node, message
 
-from .ids import ADDR_BITS, addr
+from .ids import ADDR_BITS, ADDR_MASK
 
 BOOTSTRAP = "n1"
 UNASKED, ASKED, ANSWERED, FAILED = 0, 1, 2, 3
@@ -146,6 +151,7 @@ class Conf:
         self.rpc_timeout_ms = float(p["rpc_timeout_ms"])
         self.rpc_timeout_ns = round(self.rpc_timeout_ms * 1e6)
         self.stale_after = int(p["stale_after"])
+        self.recheck_ns = int(float(p["recheck_s"]) * 1e9)
         self.refresh_ms = float(p["refresh_s"]) * 1e3
         self.republish_ms = float(p["republish_s"]) * 1e3
         self.expire_ns = int(float(p["expire_s"]) * 1e9)
@@ -160,50 +166,71 @@ class Conf:
 
 
 class Lookup:
-    """One iterative lookup in progress (transient: it lives only while RPCs are out)."""
+    """One iterative lookup in progress (transient: it lives only while RPCs are out).
 
-    __slots__ = ("target", "find_value", "purpose", "op", "client", "value", "state", "hop", "inflight",
-                 "start_ns", "msgs", "done", "order", "by_dist")
+    Every contact seen is kept under its key ``d = contact ^ (target << ADDR_BITS)``: the id bits of
+    ``d`` are the XOR distance to the target, so sorting keys sorts contacts by distance (the
+    address bits below only matter between two contacts of one id), and ``d ^ tkey`` gives the
+    contact back. ``state`` maps a key to ``hop << 2 | status``: one dict serves both."""
+
+    __slots__ = ("target", "tkey", "find_value", "purpose", "op", "client", "value", "state", "inflight",
+                 "start_ns", "msgs", "done", "order")
 
     def __init__(self, target: int, find_value: bool, purpose: str, start_ns: int):
         self.target = target
+        self.tkey = target << ADDR_BITS
         self.find_value = find_value
         self.purpose = purpose
         self.op = None
         self.client = None
         self.value = None
         self.state: dict[int, int] = {}
-        self.hop: dict[int, int] = {}
         self.inflight = 0
         self.start_ns = start_ns
         self.msgs = 0
         self.done = False
-        self.order: list[int] = []  # distances of every contact seen, sorted
-        self.by_dist: dict[int, int] = {}  # distance -> contact
+        self.order: list[int] = []  # the keys of every contact seen, sorted (closest first)
 
     def add(self, c: int, hop: int) -> bool:
         """Note contact ``c`` (first heard of ``hop`` hops out); False if already seen."""
-        if c in self.state:
+        d = c ^ self.tkey
+        state = self.state
+        if d in state:
             return False
-        d = (c >> ADDR_BITS) ^ self.target
-        if d in self.by_dist:
-            return False  # the same id at another address: the first one seen stands
-        self.state[c] = UNASKED
-        self.hop[c] = hop
-        self.by_dist[d] = c
-        insort(self.order, d)
+        order = self.order
+        i = bisect_left(order, d)
+        # The same id at another address sorts next to it: the first one seen stands.
+        if (i < len(order) and order[i] >> ADDR_BITS == d >> ADDR_BITS) or \
+                (i > 0 and order[i - 1] >> ADDR_BITS == d >> ADDR_BITS):
+            return False
+        state[d] = hop << 2
+        order.insert(i, d)
         return True
 
-    def ordered(self):
-        by = self.by_dist
-        return (by[d] for d in self.order)
+    def hop(self, c: int) -> int:
+        v = self.state.get(c ^ self.tkey)
+        return 1 if v is None else v >> 2
+
+    def mark(self, c: int, status: int) -> int | None:
+        """Set the status of ``c`` (a contact this lookup asked); returns the one it had."""
+        d = c ^ self.tkey
+        v = self.state.get(d)
+        if v is None:
+            return None
+        self.state[d] = (v & ~3) | status
+        return v & 3
+
+    def ordered(self, status: int | None = None) -> list[int]:
+        """The contacts seen, closest first (only those of ``status`` if given)."""
+        t, st = self.tkey, self.state
+        return [d ^ t for d in self.order if status is None or st[d] & 3 == status]
 
 
 class Kad(Node):
     """One Kademlia node; ``index`` is its address number (host ``n<index>``)."""
 
     __slots__ = ("c", "index", "nid", "me", "buckets", "repl", "fails", "rpcs", "rid", "lookups", "data",
-                 "touched", "pinging", "joined", "puts")
+                 "touched", "pinging", "joined", "puts", "quiet")
 
     def __init__(self, conf: Conf, index: int):
         self.c = conf
@@ -221,6 +248,9 @@ class Kad(Node):
         self.pinging: dict[int, int] = {}  # bucket -> the least-recently-seen contact being pinged
         self.joined = False
         self.puts: dict[int, list] = {}  # op -> [stores outstanding, answered?, client]
+        # (period, bit mask): bit i set when bucket i's oldest contact answered a ping in the
+        # current recheck period; two ints a node rather than a time per bucket or per contact.
+        self.quiet = (-1, 0)
 
     # ---- life cycle -------------------------------------------------------------------------
     def on_start(self, ctx) -> None:
@@ -270,15 +300,22 @@ class Kad(Node):
             return  # a node claiming our own id: ignore it
         b = self.buckets.get(i)
         if b is None:
-            self.buckets[i] = [c]
+            buckets = self.buckets
+            out_of_order = bool(buckets) and i < next(reversed(buckets))
+            buckets[i] = [c]
+            if out_of_order:  # closest() reads the indices in order
+                self.buckets = dict(sorted(buckets.items()))
             self._hand_off(ctx, c)
             return
         if c in b:
             if b[-1] != c:
                 b.remove(c)
                 b.append(c)
-            if self.pinging.get(i) == c:
+            if self.pinging.get(i) == c:  # the oldest contact answered its ping: it stays
                 del self.pinging[i]
+                if self.c.recheck_ns:
+                    period = ctx.now // self.c.recheck_ns
+                    self.quiet = (period, (self.quiet[1] if self.quiet[0] == period else 0) | (1 << i))
             return
         if len(b) < self.c.k:
             b.append(c)
@@ -298,9 +335,14 @@ class Kad(Node):
         r.append(c)
         if len(r) > self.c.k:
             del r[0]
-        if i not in self.pinging:
+        if i not in self.pinging and not self._quiet(ctx, i):
             self.pinging[i] = b[0]
             self._rpc(ctx, b[0], Ping, "evict-ping", i)
+
+    def _quiet(self, ctx, i: int) -> bool:
+        """Whether bucket ``i``'s oldest contact answered a ping in the current recheck period."""
+        every = self.c.recheck_ns
+        return bool(every) and self.quiet[0] == ctx.now // every and bool((self.quiet[1] >> i) & 1)
 
     def _failed(self, ctx, c: int, evict_ping: bool) -> None:
         """An RPC to ``c`` timed out."""
@@ -323,35 +365,39 @@ class Kad(Node):
             self._hand_off(ctx, new)
 
     def closest(self, target: int, n: int, exclude: int = -1) -> list[int]:
-        """The ``n`` known contacts closest to ``target`` (in no particular order), without walking
-        the whole table: bucket j = the target's own bucket holds every contact closer than 2^j,
-        buckets below j the ones in [2^j, 2^(j+1)), and each bucket above j is farther than the
-        last; only the bucket that does not fit whole needs sorting."""
-        j = (target ^ self.nid).bit_length() - 1
+        """The ``n`` known contacts closest to ``target`` (in no particular order; possibly a bucket
+        itself, to be read and not kept or changed), without walking
+        the whole table. With ``x = target ^ id`` and ``j`` its top bit, whole buckets fall in
+        distance order: bucket ``j`` first (all closer than 2^j), then the buckets below ``j``
+        as a binary trie descends (bucket ``i`` before every lower one when bit ``i`` of ``x`` is
+        set, after them when it is clear), then the buckets above ``j``, nearest first. Only the
+        one bucket that does not fit whole needs sorting."""
+        x = target ^ self.nid
+        j = x.bit_length() - 1
         buckets = self.buckets
+        b = buckets.get(j)
+        if b is not None and len(b) == n and exclude not in b:
+            return b  # a far target's whole bucket (the callers only read what they get)
+        idx = list(buckets)  # kept in index order (see saw)
+        p = bisect_left(idx, j)
+        low = idx[:p]
+        seq = [j] if b is not None else []
+        seq += [i for i in reversed(low) if (x >> i) & 1]
+        seq += [i for i in low if not (x >> i) & 1]
+        seq += idx[p + 1:] if b is not None else idx[p:]
+        skip = ((exclude >> ADDR_BITS) ^ self.nid).bit_length() - 1 if exclude >= 0 else -2
         out: list[int] = []
-
-        def take(cands: list[int]) -> None:
+        for i in seq:
+            b = buckets[i]
+            if i == skip and exclude in b:
+                b = [c for c in b if c != exclude]
             room = n - len(out)
-            if exclude in cands:
-                cands = [c for c in cands if c != exclude]
-            if len(cands) <= room:  # all of them fit: their order among themselves does not matter
-                out.extend(cands)
+            if len(b) < room:
+                out += b
             else:
-                cands = sorted(cands, key=lambda c: (c >> ADDR_BITS) ^ target)
-                out.extend(cands[:room])
-
-        if j >= 0 and j in buckets:
-            take(buckets[j])
-        if len(out) < n and j > 0:
-            low = [c for i, b in buckets.items() if i < j for c in b]
-            if low:
-                take(low)
-        if len(out) < n:
-            for i in sorted(x for x in buckets if x > j):
-                take(buckets[i])
-                if len(out) >= n:
-                    break
+                # The key orders contacts by id distance (address bits only below the id).
+                out += b if len(b) == room else sorted(b, key=(target << ADDR_BITS).__xor__)[:room]
+                break
         return out
 
     def contacts(self) -> list[int]:
@@ -364,12 +410,22 @@ class Kad(Node):
         # Every RPC has the same timeout, so deadlines grow with rid and the dict (insertion
         # order) is a queue: one sweep timer per node serves them all, instead of one event each.
         self.rpcs[rid] = (c, purpose, extra, ctx.now + self.c.rpc_timeout_ns)
-        ctx.send(BOOTSTRAP if c is None else addr(c), kind(rid, self.me, *args))
+        ctx.send(BOOTSTRAP if c is None else f"n{c & ADDR_MASK}", kind(rid, self.me, *args))
         if len(self.rpcs) == 1:
             ctx.set_timer("sweep", self.c.rpc_timeout_ms)
 
-    def _answered(self, ctx, rid: int):
-        return self.rpcs.pop(rid, None)
+    def _reply(self, ctx, msg):
+        """The RPC that ``msg`` answers, taken off the outstanding ones; None if it had timed out
+        already. An address that answers under another id than the contact asked (the node there
+        came back as someone new) is not that contact: the RPC counts as failed."""
+        rpcs = self.rpcs
+        entry = rpcs.pop(msg.rid, None)
+        if not rpcs:
+            self.rpcs = {}  # a dict keeps its largest table once emptied: ~900 B a node after its join
+        if entry is not None and entry[0] is not None and entry[0] != msg.src:
+            self._timeout(ctx, entry)
+            return None
+        return entry
 
     def _sweep(self, ctx) -> None:
         now = ctx.now
@@ -382,6 +438,8 @@ class Kad(Node):
                 return
             del rpcs[rid]
             self._timeout(ctx, entry)
+        if rpcs is self.rpcs and not rpcs:
+            self.rpcs = {}
 
     def _timeout(self, ctx, entry) -> None:
         c, purpose, extra, _ = entry
@@ -392,7 +450,7 @@ class Kad(Node):
         if purpose == "lookup":
             lk = self.lookups.get(extra)
             if lk is not None and not lk.done:
-                lk.state[c] = FAILED
+                lk.mark(c, FAILED)
                 lk.inflight -= 1
                 self._advance(ctx, extra, lk)
         elif purpose == "store":
@@ -400,17 +458,22 @@ class Kad(Node):
 
     def on_message(self, ctx, src: str, msg) -> None:
         t = type(msg)
-        if t is Nodes:
-            self.saw(ctx, msg.src)
-            entry = self._answered(ctx, msg.rid)
-            if entry is not None and entry[1] == "lookup":
-                if entry[0] == msg.src:
-                    self._on_nodes(ctx, entry[2], msg.src, msg.contacts)
-                else:
-                    self._timeout(ctx, entry)  # that address has a new id now: the contact asked is gone
-        elif t is FindNode:
+        if t is FindNode:
             self.saw(ctx, msg.src)
             ctx.send(src, Nodes(msg.rid, self.me, tuple(self.closest(msg.target, self.c.k, msg.src))))
+        elif t is Nodes:
+            self.saw(ctx, msg.src)
+            entry = self._reply(ctx, msg)
+            if entry is not None and entry[1] == "lookup":
+                self._on_nodes(ctx, entry[2], msg.src, msg.contacts)
+        elif t is Ping:
+            self.saw(ctx, msg.src)
+            ctx.send(src, Pong(msg.rid, self.me))
+        elif t is Pong:
+            self.saw(ctx, msg.src)
+            entry = self._reply(ctx, msg)
+            if entry is not None and entry[1] == "boot":
+                self._lookup(ctx, self.nid, False, "join")
         elif t is FindValue:
             self.saw(ctx, msg.src)
             held = self.data.get(msg.key)
@@ -420,22 +483,9 @@ class Kad(Node):
                 ctx.send(src, Nodes(msg.rid, self.me, tuple(self.closest(msg.key, self.c.k, msg.src))))
         elif t is Found:
             self.saw(ctx, msg.src)
-            entry = self._answered(ctx, msg.rid)
+            entry = self._reply(ctx, msg)
             if entry is not None and entry[1] == "lookup":
-                if entry[0] == msg.src:
-                    self._on_found(ctx, entry[2], msg.src, msg.value)
-                else:
-                    self._timeout(ctx, entry)
-        elif t is Ping:
-            self.saw(ctx, msg.src)
-            ctx.send(src, Pong(msg.rid, self.me))
-        elif t is Pong:
-            entry = self._answered(ctx, msg.rid)
-            if entry is not None and entry[1] == "evict-ping" and entry[0] != msg.src:
-                self._timeout(ctx, entry)  # the pinged contact's address answers under a new id
-            self.saw(ctx, msg.src)
-            if entry is not None and entry[1] == "boot":
-                self._lookup(ctx, self.nid, False, "join")
+                self._on_found(ctx, entry[2], msg.src, msg.value)
         elif t is Store:
             self.saw(ctx, msg.src)
             self.data[msg.key] = [msg.value, ctx.now + self.c.expire_ns, ctx.now]
@@ -443,7 +493,7 @@ class Kad(Node):
             ctx.send(src, Stored(msg.rid, self.me))
         elif t is Stored:
             self.saw(ctx, msg.src)
-            entry = self._answered(ctx, msg.rid)
+            entry = self._reply(ctx, msg)
             if entry is not None and entry[1] == "store":
                 self._store_settled(ctx, entry[2], True)
         elif not self.joined and t in CLIENT_REQUESTS:
@@ -486,50 +536,70 @@ class Kad(Node):
         when those k have all answered."""
         k = self.c.k
         state = lk.state
-        by = lk.by_dist
         keep_failed = self.c.count_unresponsive
         room = self.c.alpha - lk.inflight
         pending = False
-        closest = []
+        seen = 0
         for d in lk.order:
-            c = by[d]
-            s = state[c]
+            s = state[d] & 3
             if s == FAILED and not keep_failed:
                 continue
-            closest.append(c)
+            seen += 1
             if s == UNASKED:
                 pending = True
                 if room > 0:
                     room -= 1
-                    state[c] = ASKED
+                    state[d] += ASKED - UNASKED
                     lk.inflight += 1
                     lk.msgs += 1
-                    self._rpc(ctx, c, FindValue if lk.find_value else FindNode, "lookup", lid, lk.target)
+                    self._rpc(ctx, d ^ lk.tkey, FindValue if lk.find_value else FindNode, "lookup", lid, lk.target)
             elif s == ASKED:
                 pending = True
-            if len(closest) == k:
-                break
+            if seen == k or (pending and room == 0):
+                break  # past the window, or nothing more to learn from it
         if not pending:
-            self._finish(ctx, lid, lk, [c for c in closest if keep_failed or state[c] == ANSWERED])
+            self._finish(ctx, lid, lk, self._result(lk))
+
+    def _result(self, lk: Lookup) -> list[int]:
+        """The k closest that answered (or, under count-unresponsive, the k closest not asked in
+        vain, answered or not)."""
+        t, k, state = lk.tkey, self.c.k, lk.state
+        out = []
+        for d in lk.order:
+            s = state[d] & 3
+            if s == ANSWERED or (self.c.count_unresponsive and s != ASKED):
+                out.append(d ^ t)
+                if len(out) == k:
+                    break
+        return out
 
     def _on_nodes(self, ctx, lid: int, sender: int, contacts: tuple) -> None:
         lk = self.lookups.get(lid)
         if lk is None or lk.done:
             return
         state = lk.state
-        if state.get(sender) == ASKED:
+        t = lk.tkey
+        v = state[sender ^ t]  # lk.mark(sender, ANSWERED), inlined: this runs once per answer
+        if v & 3 == ASKED:
             lk.inflight -= 1
-        state[sender] = ANSWERED
-        hop = lk.hop.get(sender, 1) + 1
-        best = lk.order[0] if lk.order else -1
-        nearer = False
+        state[sender ^ t] = (v & ~3) | ANSWERED
+        order = lk.order
+        hop4 = (v >> 2) + 1 << 2
+        best = order[0]
         me = self.me
         for c in contacts:
-            if c != me and lk.add(c, hop) and lk.order[0] != best:
-                nearer = True
-        if self.c.stop_early and not nearer:  # the bug: one round with nothing nearer ends the lookup
-            answered = [c for c in lk.ordered() if state[c] == ANSWERED]
-            self._finish(ctx, lid, lk, answered[: self.c.k])
+            d = c ^ t
+            if d in state or c == me:
+                continue
+            i = bisect_left(order, d)
+            top = d >> ADDR_BITS
+            # The same id at another address sorts next to it: the first one seen stands.
+            if (i < len(order) and order[i] >> ADDR_BITS == top) or (i > 0 and order[i - 1] >> ADDR_BITS == top):
+                continue
+            state[d] = hop4
+            order.insert(i, d)
+        if self.c.stop_early and order[0] == best:  # the bug: one round with nothing nearer ends the lookup
+            self._finish(ctx, lid, lk, lk.ordered(ANSWERED)[: self.c.k])
             return
         self._advance(ctx, lid, lk)
 
@@ -537,10 +607,10 @@ class Kad(Node):
         lk = self.lookups.get(lid)
         if lk is None or lk.done:
             return
-        lk.state[sender] = ANSWERED
-        lk.inflight -= 1
+        if lk.mark(sender, ANSWERED) == ASKED:
+            lk.inflight -= 1
         if self.c.cache:  # §2.3: cache at the closest node seen that did not have it
-            lacking = [c for c in lk.ordered() if lk.state[c] == ANSWERED and c != sender]
+            lacking = [c for c in lk.ordered(ANSWERED) if c != sender]
             if lacking:
                 self._rpc(ctx, lacking[0], Store, "store", None, lk.target, value)
         lk.value = value
@@ -549,12 +619,14 @@ class Kad(Node):
     def _finish(self, ctx, lid: int, lk: Lookup, result: list[int], found: bool = False) -> None:
         lk.done = True
         del self.lookups[lid]
+        if not self.lookups:
+            self.lookups = {}  # as for rpcs: drop the table the join's parallel lookups grew
         purpose = lk.purpose
-        hops = max((lk.hop.get(c, 1) for c in result[:1]), default=0)
+        hops = lk.hop(result[0]) if result else 0
         if lk.client is not None or ctx.now >= self.c.record_from_ns:
             ctx.record("kad.lookup", purpose=purpose, target=lk.target, found=[c >> ADDR_BITS for c in result],
                        start_ns=lk.start_ns, hops=hops, msgs=lk.msgs, value=found,
-                       alive_asked=sum(1 for s in lk.state.values() if s == ANSWERED))
+                       alive_asked=sum(1 for s in lk.state.values() if s & 3 == ANSWERED))
         if purpose == "join":
             self._joined(ctx)
             if not self.c.no_refresh:

@@ -30,9 +30,12 @@ def run_size(n: int, seed: int, lookup_s: float) -> dict:
     base = _rss_bytes()
     out = execute(cfg)
     f = out.metrics["figures"]
+    lc = out.checks["lookup-correctness"]
     peak = _peak_rss_bytes()
     return {"nodes": n, "mean_hops": f["mean_hops"], "latency_ms": f["lookup_latency_ms"],
             "messages_per_lookup": f["messages_per_lookup"]["mean"], "valid": out.valid,
+            # without churn every lookup after the joins is held exact against the oracle
+            "lookups_held_exact": lc.details["held_exact"], "lookups_not_exact": lc.details["not_exact"],
             "wall_seconds": round(out.wall_seconds, 1), "peak_rss_mib": round(peak / 2**20, 1),
             # sizes run in increasing order, so the peak is this run's: memory per node, all included
             "bytes_per_node": round((peak - base) / n)}

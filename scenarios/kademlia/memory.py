@@ -1,0 +1,97 @@
+"""Bytes per node of a Kademlia network, walked object by object after a run without churn.
+
+    python -m scenarios.kademlia.memory --nodes 1000
+
+Builds the network alone (no clients, no workload, no churn: the nodes join by the protocol over
+``nodes / 50`` simulated seconds, then run ``--settle-s`` more), then sums ``sys.getsizeof`` over
+what each node holds: the engine's share (the Host, its timer entries,
+its Storage and its numpy random stream) and the protocol's (the node object, its routing table,
+replacement caches and other dicts). An object held by several nodes (a contact's int is the
+object its node sent) counts once; shared objects (the Conf, small ints) are not counted.
+The last line printed is a JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from sys import getsizeof
+
+from simulator import NS_PER_S, Dist, Simulation, build_config, get_scenario
+
+from .node import Conf, Kad
+
+JOINS_PER_S = 50.0
+
+
+def deep(obj, seen: set) -> int:
+    """Size of ``obj`` and what it holds (dicts, lists, tuples, ints), each object once."""
+    if id(obj) in seen or obj is None or isinstance(obj, bool) or (isinstance(obj, int) and -5 <= obj <= 256):
+        return 0
+    seen.add(id(obj))
+    n = getsizeof(obj)
+    if isinstance(obj, dict):
+        n += sum(deep(k, seen) + deep(v, seen) for k, v in obj.items())
+    elif isinstance(obj, (list, tuple)):
+        n += sum(deep(x, seen) for x in obj)
+    return n
+
+
+def walk(sim, servers: list[str]) -> dict:
+    parts = {"host": 0, "timers": 0, "storage": 0, "rng": 0, "node": 0, "table": 0, "node_other": 0}
+    contacts = 0
+    # One set for the whole network: a contact int is usually the very object its node sent as
+    # ``me``, held by every table that lists it, so it is counted once, where first met.
+    seen: set = set()
+    for s in servers:
+        h = sim.hosts[s]
+        parts["host"] += getsizeof(h)
+        parts["timers"] += deep(h.timers, seen)
+        st = h._storage
+        if st is not None:
+            parts["storage"] += getsizeof(st) + deep(st._durable, seen) + deep(st._cache, seen)
+        if h._rng is not None:  # a Generator holds its bit generator and seed sequence
+            bg = h._rng.bit_generator
+            parts["rng"] += getsizeof(h._rng) + getsizeof(bg) + deep(bg.state, set()) + getsizeof(bg.seed_seq)
+        node = h.node
+        if node is None:
+            continue
+        parts["node"] += getsizeof(node)
+        parts["table"] += deep(node.buckets, seen) + deep(node.repl, seen)
+        contacts += sum(len(b) for b in node.buckets.values())
+        for name in ("fails", "rpcs", "lookups", "data", "touched", "pinging", "puts", "quiet"):
+            parts["node_other"] += deep(getattr(node, name), seen)
+    n = len(servers)
+    per = {k: round(v / n) for k, v in parts.items()}
+    return {"nodes": n, "bytes_per_node": sum(per.values()), "parts": per,
+            "engine_bytes_per_node": per["host"] + per["timers"] + per["storage"] + per["rng"],
+            "contacts_per_node": round(contacts / n, 1),
+            "table_bytes_per_contact": round(parts["table"] / max(contacts, 1), 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--nodes", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--settle-s", type=float, default=10.0, help="simulated seconds after the last join")
+    args = ap.parse_args(argv)
+    if not 2 <= args.nodes <= 1_000_000:
+        print(f"dsim: error: bad value {args.nodes} for --nodes: expected an integer from 2 to 1,000,000",
+              file=sys.stderr)
+        return 2
+    join_s = max(5.0, args.nodes / JOINS_PER_S)
+    cfg = build_config(get_scenario("kademlia"), seed=args.seed, options={"node_count": args.nodes},
+                       sets={"join_window_s": join_s})
+    sim = Simulation(cfg.seed, latency=Dist(cfg.latency_dist, cfg.latency_ms))
+    conf = Conf(dict(cfg.params), None)
+    servers = [f"n{i}" for i in range(1, args.nodes + 1)]
+    for i, name in enumerate(servers, 1):
+        sim.add_node(name, (lambda i=i: Kad(conf, i)))
+    sim.run(int((join_s + args.settle_s) * NS_PER_S))
+    print(json.dumps(walk(sim, servers)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
