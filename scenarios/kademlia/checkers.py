@@ -155,7 +155,7 @@ def lookup_correctness(run, p: dict, m: Membership | None = None) -> CheckResult
             if not m.up_during(x, s, e):
                 if len(dead) < MAX_NAMED:
                     dead.append(f"lookup by {r['node']} ({r['purpose']}, {_s(s)}-{_s(e)}) returned id "
-                                f"{x:x}"[:120] + f", which was down throughout it")
+                                f"{x:x}"[:120] + ", which was down throughout it")
                 else:
                     dead.append("")
         calm = s - settle >= 0 and not m.changed_in(s - settle, e) and not _overlaps(ws, s - settle, e)
