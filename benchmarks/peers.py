@@ -56,6 +56,11 @@ def _cpu() -> float:
     return t[0] + t[1] + t[2] + t[3]
 
 
+# os.times counts in clock ticks (10 ms here): a tiny run can read 0 CPU s, and a rate per 0 s is no
+# figure, so a reading is never less than one tick.
+TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+
 def child_ciw(time_limit_s: float, seed: int) -> dict:
     import ciw
 
@@ -69,7 +74,7 @@ def child_ciw(time_limit_s: float, seed: int) -> dict:
     recs = q.get_all_records()
     mean = statistics.fmean(r.exit_date - r.arrival_date for r in recs) if recs else float("nan")
     cpu = _cpu() - t0
-    return {"customers": len(recs), "cpu_s": cpu, "mean_sojourn_s": mean}
+    return {"customers": len(recs), "cpu_s": max(cpu, TICK_S), "mean_sojourn_s": mean}
 
 
 def child_dsim(time_limit_s: float, seed: int) -> dict:
@@ -103,7 +108,7 @@ def child_dsim(time_limit_s: float, seed: int) -> dict:
                 raise
         cpu = _cpu() - t0
         metrics = json.loads((out / "metrics.json").read_text())
-    return {"customers": metrics["ops"]["ok"], "cpu_s": cpu, "mean_sojourn_s": metrics["latency_ms"]["mean"] / 1000,
+    return {"customers": metrics["ops"]["ok"], "cpu_s": max(cpu, TICK_S), "mean_sojourn_s": metrics["latency_ms"]["mean"] / 1000,
             "valid": metrics["valid"], "history_lines": writing["lines"],
             "history_lines_per_s": writing["lines"] / writing["cpu_s"] if writing["cpu_s"] else None}
 

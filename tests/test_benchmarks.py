@@ -52,7 +52,7 @@ def test_peers_json_line_has_both_rates_and_the_ratio():
     history-writing rate; its exit status says whether the comparison was valid (tiny runs may be void)."""
     pytest.importorskip("ciw")
     p = _peers("--time-limit", "30", "--repeat", "1", "--json")
-    assert p.returncode in (0, 1), p.stderr
+    assert p.returncode in (0, 1) and p.stdout.strip(), p.stderr[-2000:]  # a traceback exits 1 too
     result = json.loads(p.stdout.strip().splitlines()[-1])
     for key in ("ciw_customers_per_cpu_s", "dsim_customers_per_cpu_s", "ratio", "ciw_mean_sojourn_s",
                 "dsim_mean_sojourn_s", "erlang_c_s", "history_lines_per_s", "valid_comparison"):
