@@ -188,6 +188,16 @@ def test_default_batch_keeps_several_batches_per_worker():
     assert X.default_batch(100_000, 2) == X.MAX_BATCH
 
 
+def test_batches_shrink_to_single_runs_so_workers_end_together():
+    """Default batches cover every run once, never grow, start at the default batch and end at one run;
+    a given --batch is used as is, the last batch taking what is left."""
+    sizes = X.batch_sizes(48, 2)
+    assert sum(sizes) == 48 and sizes[0] == X.default_batch(48, 2) and sizes[-1] == 1
+    assert all(a >= b for a, b in zip(sizes, sizes[1:]))
+    assert X.batch_sizes(7, 2, 3) == [3, 3, 1]
+    assert X.batch_sizes(0, 2) == []
+
+
 @pytest.mark.parametrize("args, needle", [
     (["--jobs", "2", "--cluster", "local:2"], "for --jobs with --cluster: expected one of them"),
     (["--batch", "3"], "'--batch' without --cluster"),
