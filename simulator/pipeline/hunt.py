@@ -452,5 +452,5 @@ def coverage_summary(space: Space, rows: list[dict[str, Any]]) -> list[str]:
         if all(isinstance(v, (int, float)) for v in vals):
             lines.append(f"{key}: {min(vals):g} to {max(vals):g} ({len(set(vals))} values)")
         else:
-            lines.append(f"{key}: " + ", ".join(sorted({str(v) for v in vals})))
+            lines.append(f"{key}: " + ", ".join(sorted({str(v) if v != "" else "(default)" for v in vals})))
     return lines
