@@ -176,6 +176,21 @@ class Stats:
     batch_sizes: list[int] = field(default_factory=list)
 
 
+def _stop_pool(pool: ProcessPoolExecutor, join_s: float) -> None:
+    """Cancel what has not started and SIGTERM the workers (a worker's SIGTERM ends its run: a sweep's
+    run saves its folder marked incomplete); a worker still alive after ``join_s`` is killed."""
+    workers = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in workers:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            proc.terminate()
+    for proc in workers:
+        with contextlib.suppress(OSError, ValueError, AttributeError, AssertionError):
+            proc.join(timeout=join_s)
+            if proc.is_alive():
+                proc.kill()
+
+
 class LocalExecutor:
     """``jobs`` local processes (forked), one run per task; ``jobs=1`` runs in the calling process."""
 
@@ -214,17 +229,7 @@ class LocalExecutor:
                 self._count(row.get("wall_seconds") or 0.0)
                 yield futures[fut], row
         except BaseException:  # Ctrl-C, SIGTERM (as KeyboardInterrupt), the caller leaving the loop
-            workers = list((getattr(pool, "_processes", None) or {}).values())
-            pool.shutdown(wait=False, cancel_futures=True)
-            for proc in workers:  # SIGTERM: each run in progress saves its folder marked incomplete
-                try:
-                    proc.terminate()
-                except (OSError, ValueError, AttributeError):
-                    pass
-            for proc in workers:
-                proc.join(timeout=60)
-                if proc.is_alive():
-                    proc.kill()
+            _stop_pool(pool, join_s=60)  # SIGTERM: each run in progress saves its folder marked incomplete
             raise
         pool.shutdown()
 
@@ -235,10 +240,8 @@ class LocalExecutor:
         pool = LocalCalls(self.jobs)
         try:
             yield pool
-        except BaseException:
+        finally:
             pool.close(cancel=True)
-            raise
-        pool.close(cancel=True)
 
     def _count(self, busy_s: float) -> None:
         self.stats.runs += 1
@@ -601,18 +604,13 @@ class LocalCalls:
         self._todo.clear()
         if self._pool is None:
             return
-        workers = list((getattr(self._pool, "_processes", None) or {}).values())
-        self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
         if cancel:  # the runs in progress are in memory only: nothing to save
-            for proc in workers:
-                with contextlib.suppress(OSError, ValueError, AttributeError):
-                    proc.terminate()
-            for proc in workers:
-                with contextlib.suppress(OSError, ValueError, AttributeError, AssertionError):
-                    proc.join(timeout=10)
+            _stop_pool(self._pool, join_s=10)
             # join the pool's manager thread too, or at exit it writes to the pipe it has closed
             with contextlib.suppress(Exception):
                 self._pool.shutdown(wait=True)
+        else:
+            self._pool.shutdown(wait=True)
         self._futures.clear()
         self._pool = None
 
