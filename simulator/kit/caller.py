@@ -164,25 +164,7 @@ class Caller:
         one timer and one id space)."""
         req = _Req(token, comp, op, key, rest, idem, value, policy or self.policy)
         self.active += 1
-        if self.breaker_policy is not None:
-            self._attempt(ctx, req)
-            return
-        # _attempt's first attempt without a breaker, inlined: this runs once per request per hop
-        req.attempt = 1
-        instance = self.pick(ctx, comp, op, key, ())
-        if instance is None:
-            ctx.record("kit.drop", comp=self.owner, to=comp, reason="no-endpoint")
-            self._finish(ctx, req, False, "no-endpoint")
-            return
-        self._rid = rid = self._rid + 1
-        req.rid = rid
-        req.instance = instance
-        req.tried = (instance,)
-        self.out[rid] = req
-        inflight = self.inflight
-        inflight[instance] = inflight.get(instance, 0) + 1
-        ctx.send(instance, Call(rid, op, key, rest, idem, value))
-        self._deadline(ctx, req, rid)
+        self._attempt(ctx, req)
 
     def on_reply(self, ctx, reply: Reply) -> bool:
         """Handle a reply; False if it is not an attempt this caller awaits (late, or not ours)."""
