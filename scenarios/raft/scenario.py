@@ -115,9 +115,11 @@ class Raft(Scenario):
         try:
             lo, hi = election_timeout_ms(p)
         except ValueError:
-            raise UsageError(f"bad election_timeout_range {p['election_timeout_range']!r}: write LOW-HIGH in ms") from None
+            raise UsageError(f"bad value {p['election_timeout_range']!r} for election_timeout_range: "
+                             "expected LOW-HIGH in ms, e.g. 150-300") from None
         if not 0 < lo <= hi:
-            raise UsageError("the election timeout needs 0 < low <= high (ms)")
+            raise UsageError(f"bad election timeout {lo:g}-{hi:g} ms (election_timeout_range, or election_timeout_min_ms "
+                             "and election_timeout_max_ms): expected 0 < LOW <= HIGH")
         servers = [f"n{i + 1}" for i in range(cfg.node_count)]
         if str(p["link_latency_ms"]).strip():
             sim.network.set_latency(_link_latency(str(p["link_latency_ms"])))
