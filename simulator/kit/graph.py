@@ -34,6 +34,7 @@ balancer 2 s per attempt, one retry; service 800 ms, one retry; database router 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -180,14 +181,21 @@ def _service_ms(where: str, raw) -> dict:
     return {"*": _dist(where, "service_ms", raw)}
 
 
+_MAX_COUNT = 1_000_000
+
+
 def _typed(where: str, key: str, raw, want: type, low=None, choices=()):
     ok = isinstance(raw, want) and not (want is not bool and isinstance(raw, bool))
     if want is float and isinstance(raw, int) and not isinstance(raw, bool):
         raw, ok = float(raw), True
+    # NaN compares false with every bound and infinity or a huge count would hang the build, so numbers are also
+    # held to finite values at most _MAX_COUNT.
+    if ok and want in (int, float) and not (math.isfinite(raw) and raw <= _MAX_COUNT):
+        ok = False
     if not ok or (low is not None and raw < low) or (choices and raw not in choices):
         expected = ("one of " + ", ".join(choices)) if choices else \
             {int: "an integer", float: "a number", bool: "true or false", str: "text"}[want] + \
-            (f" >= {low}" if low is not None else "")
+            (f" from {low:g} to {_MAX_COUNT:,}" if low is not None else "")
         raise _bad(where, f"bad value {raw!r} for {key}: expected {expected}")
     return raw
 
