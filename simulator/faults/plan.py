@@ -27,12 +27,14 @@ def validate_plan(plan: list[dict], extra_verbs: dict[str, tuple[str, ...]] | No
         if not isinstance(act, dict):
             raise UsageError(f"fault {i + 1} is not a table: write [[faults]] at_s = ..., action = ...")
         name = act.get("action")
+        if name is None:
+            raise UsageError(f"fault {i + 1} has no action: give action = one of {', '.join(sorted(verbs))}")
         if name not in verbs:
             raise UsageError(f"unknown fault action {name!r}: accepted: {', '.join(sorted(verbs))}")
         if "at_s" not in act and "at_ns" not in act:
             raise UsageError(f"fault {i + 1} ({name}) has no time: give at_s")
         at = act.get("at_s", act.get("at_ns"))
-        if isinstance(at, bool) or not isinstance(at, (int, float)) or at < 0:
+        if isinstance(at, bool) or not isinstance(at, (int, float)) or not 0 <= at < 1e12:
             raise UsageError(f"bad time {at!r} for fault {i + 1}: expected a number >= 0")
         for arg in verbs[name]:
             if arg not in act:
