@@ -142,6 +142,8 @@ def test_random_halves_split_the_servers():
     ([{"at_s": -1, "action": "heal"}], "bad time -1"),
     ([{"at_s": "soon", "action": "heal"}], "bad time 'soon'"),
     ([{"at_s": True, "action": "heal"}], "bad time True"),
+    ([{"at_s": float("nan"), "action": "heal"}], "bad time nan"),
+    ([{"at_s": 1, "verb": "crash"}], "fault 1 has no action: give action = one of "),
     (["heal at 3"], "fault 1 is not a table"),
 ])
 def test_validate_plan_rejects_bad_plans_naming_the_problem(plan, match):
