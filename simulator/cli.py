@@ -898,11 +898,13 @@ def hunt(scenario, seed, budget, jobs, cluster, batch, until, out, **kw):
     if hunt_seed is None:
         hunt_seed = secrets.randbelow(2**31)
         _err(f"no --seed given: hunt seed {hunt_seed} (repeat this hunt with --seed {hunt_seed})")
-    write_json(folder / "hunt.json", {"scenario": scen.name, "seed": hunt_seed, "budget": str(spent), "jobs": n_jobs,
-                                      "cluster": cluster, "window": H.WINDOW, "until": until, "fixed": sorted(fixed),
-                                      "nemeses": list(space.nemeses),
-                                      "ranges": {k: list(v) for k, v in space.ranges.items()}, "bug": base.bug,
-                                      "started_utc": utc_now(), "command": " ".join(sys.argv)})
+    # hunt.json says "running" until the hunt ends, like a run's manifest, so an interrupted or killed hunt's folder
+    # says so rather than looking finished.
+    about = {"scenario": scen.name, "seed": hunt_seed, "budget": str(spent), "jobs": n_jobs, "cluster": cluster,
+             "window": H.WINDOW, "until": until, "fixed": sorted(fixed), "nemeses": list(space.nemeses),
+             "ranges": {k: list(v) for k, v in space.ranges.items()}, "bug": base.bug, "status": "running",
+             "started_utc": utc_now(), "command": " ".join(sys.argv)}
+    write_json(folder / "hunt.json", about)
     tty = sys.stderr.isatty()
 
     def progress(done, result):
@@ -916,11 +918,18 @@ def hunt(scenario, seed, budget, jobs, cluster, batch, until, out, **kw):
             result = H.run_hunt(space, hunt_seed, spent, n_jobs, until, folder, progress, executor=executor)
             where = executor.describe
     except KeyboardInterrupt:
-        _err(f"{chr(10) if tty else ''}dsim: hunt interrupted; failures found so far are in {folder / 'failures'}")
+        write_json(folder / "hunt.json", {**about, "status": "incomplete", "error": "interrupted", "ended_utc": utc_now()})
+        _err(f"{chr(10) if tty else ''}dsim: hunt interrupted (hunt.json marked incomplete); failures found so far "
+             f"are in {folder / 'failures'}")
         sys.exit(3)
+    except Exception as exc:
+        write_json(folder / "hunt.json", {**about, "status": "incomplete", "error": f"{type(exc).__name__}: {exc}",
+                                          "ended_utc": utc_now()})
+        raise
     if tty:
         sys.stderr.write("\r" + " " * 70 + "\r")
     write_csv(folder / "hunt.csv", result.rows)
+    write_json(folder / "hunt.json", {**about, "status": "complete", "ended_utc": utc_now()})
     P.hunt(result.rows, folder / "hunt.png", f"dsim hunt {scen.name}" + (f" --bug {base.bug}" if base.bug else "")
            + f" (seed {hunt_seed})")
     n = len(result.rows)

@@ -519,6 +519,27 @@ def test_sigterm_stops_a_parallel_sweep_and_marks_runs_incomplete(tmp_path):
         assert json.loads((run / "manifest.json").read_text())["status"] == "incomplete"
 
 
+def test_sigterm_marks_a_hunt_folder_incomplete(tmp_path):
+    """A `dsim hunt` sent SIGTERM exits 3 without a traceback, and its hunt.json says incomplete, not running."""
+    out = tmp_path / "h"
+    exe = Path(sys.executable).with_name("dsim")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "simulator.cli"]
+    proc = subprocess.Popen([*cmd, "hunt", "queue", "--budget", "100000", "--seed", "1", "--out", str(out)],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(out / "hunt.json", proc)
+        time.sleep(1.0)  # into the runs
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 3, err
+    assert "Traceback" not in err and "incomplete" in err
+    about = json.loads((out / "hunt.json").read_text())
+    assert about["status"] == "incomplete" and about["error"] == "interrupted"
+
+
 def test_crash_in_a_design_during_a_sweep_leaves_error_txt(here, capsys, monkeypatch):
     """A handler that raises inside a sweep run leaves that run's error.txt and exits 3 without a traceback."""
     from scenarios.queue import scenario as q
