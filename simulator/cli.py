@@ -980,6 +980,7 @@ def shrink(run_dir, budget, jobs, cluster, out):
     (the shrunk run's folder, traced, with spacetime.svg).
     """
     from .pipeline import shrink as S
+    from .pipeline.results import utc_now, write_json
     from .pipeline.runner import run_to_folder
     from .pipeline.sweep import write_csv
 
@@ -992,14 +993,23 @@ def shrink(run_dir, budget, jobs, cluster, out):
     target = out if out is not None else str(Path(run_dir.rstrip("/")) ) + "-shrunk"
     _new_folder_path(target)
     folder = _make_dir(Path(target), "--out")
+    # shrink.json says "running" until shrunk.toml is written, so an interrupted or crashed shrink's folder says so.
+    about = {"run_dir": str(run_dir), "checker": failure.checker, "budget": int(text), "jobs": n_jobs,
+             "cluster": cluster, "status": "running", "started_utc": utc_now(), "command": " ".join(sys.argv)}
+    write_json(folder / "shrink.json", about)
     t0 = time.perf_counter()
     try:
         with _sigterm_interrupts():
             with _open_executor(n_jobs, cluster, None, False) as executor:
                 result = S.shrink(failure, n_jobs, int(text), executor=executor)
     except KeyboardInterrupt:
-        _err("dsim: shrink interrupted")
+        write_json(folder / "shrink.json", {**about, "status": "incomplete", "error": "interrupted", "ended_utc": utc_now()})
+        _err(f"dsim: shrink interrupted ({folder / 'shrink.json'} marked incomplete)")
         sys.exit(3)
+    except Exception as exc:
+        write_json(folder / "shrink.json", {**about, "status": "incomplete", "error": f"{type(exc).__name__}: {exc}",
+                                            "ended_utc": utc_now()})
+        raise
     write_csv(folder / "shrink.csv", result.rows)
     cfg = result.after
     scen_arg = cfg.design_path or cfg.scenario
@@ -1041,6 +1051,7 @@ def shrink(run_dir, budget, jobs, cluster, out):
         click.echo(f"  {svg}")
     click.echo(f"  run it again   dsim run {scen_arg} --config {folder / 'shrunk.toml'}")
     click.echo(f"  replay         dsim replay {folder / 'run'}")
+    write_json(folder / "shrink.json", {**about, "status": "complete", "still_fails": failed_again, "ended_utc": utc_now()})
     sys.exit(1 if failed_again else 3)
 
 

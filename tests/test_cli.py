@@ -279,3 +279,20 @@ def test_export_writes_jepsen_edn(tmp_path):
     assert res.exit_code == 0
     first = (out / "history.edn").read_text().splitlines()[0]
     assert first.startswith("{:index 0, :time ") and ":type :invoke" in first and ":f :request" in first
+
+
+def test_shrink_folder_says_complete_and_a_valid_run_is_refused_by_name(tmp_path, capsys):
+    """`dsim shrink` marks shrink.json complete when it ends, and refuses a valid run saying it passed every check."""
+    from tests.cli_helpers import dsim
+
+    bad, good = tmp_path / "bad", tmp_path / "good"
+    assert dsim(capsys, "run", "queue", "--seed", "1", "--bug", "double-serve", "--no-plots",
+                "--out", bad)[0] == 1
+    code, out, err = dsim(capsys, "shrink", bad, "--budget", "3", "--out", tmp_path / "s")
+    assert code == 1, err
+    about = json.loads((tmp_path / "s" / "shrink.json").read_text())
+    assert about["status"] == "complete" and about["still_fails"] is True and about["checker"] == "exactly-once"
+    assert dsim(capsys, "run", "queue", "--seed", "1", "--time-limit", "1", "--no-plots", "--out", good)[0] == 0
+    code, _, err = dsim(capsys, "shrink", good)
+    assert code == 2 and "its run is valid (every check passed)" in err and "\n" not in err.strip()
+    assert not (tmp_path / "good-shrunk").exists()

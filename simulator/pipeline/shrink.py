@@ -109,8 +109,9 @@ def load_failure(run_dir: str | Path) -> Failure:
     r = read_run(run_dir)
     man, met = r["manifest"], r["metrics"]
     if man.get("status") != "complete" or met.get("valid") is not False:
-        raise _bad_run(run_dir, f"its run is {man.get('status')} with verdict {met.get('valid')!r}; "
-                                "shrink needs a complete run that failed a check")
+        got = {True: "valid (every check passed)", "unknown": "unknown (no check failed)"}.get(met.get("valid"), "")
+        got = got if man.get("status") == "complete" else f"{man.get('status')}, not complete"
+        raise _bad_run(run_dir, f"its run is {got or repr(met.get('valid'))}; shrink needs a complete run that failed a check")
     conf = man["config"]
     if conf.get("design_path") is not None:
         registry.load_design(conf["design_path"], expect_sha256=conf.get("design_sha256"))
