@@ -475,23 +475,32 @@ def _wait_for(path: Path, proc: subprocess.Popen, limit_s: float = 60.0) -> None
         time.sleep(0.05)
 
 
+def _signalled(tmp_path, args: list, ready: list[Path], sig, settle_s: float) -> tuple[int, str]:
+    """Start the real `dsim ARGS`, wait until every path in ``ready`` exists and ``settle_s`` more, send ``sig``:
+    (exit status, stderr)."""
+    exe = Path(sys.executable).with_name("dsim")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "simulator.cli"]
+    proc = subprocess.Popen([*cmd, *map(str, args)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        for path in ready:
+            _wait_for(path, proc)
+        time.sleep(settle_s)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, err
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_leaves_the_run_folder_marked_incomplete(tmp_path, sig):
     """A long `dsim run` sent SIGTERM or SIGINT exits 3 and leaves its folder with the manifest marked incomplete."""
     out = tmp_path / "r"
-    exe = Path(sys.executable).with_name("dsim")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "simulator.cli"]
-    proc = subprocess.Popen([*cmd, "run", "queue", "--time-limit", "100000", "--seed", "1", "--out", str(out),
-                             "--no-plots"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        _wait_for(out / "manifest.json", proc)
-        time.sleep(0.3)  # into the simulation proper
-        proc.send_signal(sig)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 3, err
+    code, err = _signalled(tmp_path, ["run", "queue", "--time-limit", "100000", "--seed", "1", "--out", out,
+                                      "--no-plots"], [out / "manifest.json"], sig, 0.3)  # into the simulation proper
+    assert code == 3, err
     assert "Traceback" not in err and "incomplete" in err
     man = json.loads((out / "manifest.json").read_text())
     assert man["status"] == "incomplete" and man["error"] == "interrupted"
@@ -500,20 +509,11 @@ def test_signal_leaves_the_run_folder_marked_incomplete(tmp_path, sig):
 def test_sigterm_stops_a_parallel_sweep_and_marks_runs_incomplete(tmp_path):
     """A `dsim sweep --jobs 2` sent SIGTERM exits 3 without a traceback; runs in progress are marked incomplete."""
     out = tmp_path / "s"
-    exe = Path(sys.executable).with_name("dsim")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "simulator.cli"]
-    proc = subprocess.Popen([*cmd, "sweep", "queue", "--seeds", "1-4", "--jobs", "2", "--time-limit", "100000",
-                             "--out", str(out)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        _wait_for(out / "runs" / "run-s1" / "manifest.json", proc)
-        _wait_for(out / "runs" / "run-s2" / "manifest.json", proc)
-        time.sleep(0.3)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=90)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 3, err
+    code, err = _signalled(tmp_path, ["sweep", "queue", "--seeds", "1-4", "--jobs", "2", "--time-limit", "100000",
+                                      "--out", out],
+                           [out / "runs" / "run-s1" / "manifest.json", out / "runs" / "run-s2" / "manifest.json"],
+                           signal.SIGTERM, 0.3)
+    assert code == 3, err
     assert "Traceback" not in err
     for run in (out / "runs").iterdir():
         assert json.loads((run / "manifest.json").read_text())["status"] == "incomplete"
@@ -522,19 +522,9 @@ def test_sigterm_stops_a_parallel_sweep_and_marks_runs_incomplete(tmp_path):
 def test_sigterm_marks_a_hunt_folder_incomplete(tmp_path):
     """A `dsim hunt` sent SIGTERM exits 3 without a traceback, and its hunt.json says incomplete, not running."""
     out = tmp_path / "h"
-    exe = Path(sys.executable).with_name("dsim")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "simulator.cli"]
-    proc = subprocess.Popen([*cmd, "hunt", "queue", "--budget", "100000", "--seed", "1", "--out", str(out)],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        _wait_for(out / "hunt.json", proc)
-        time.sleep(1.0)  # into the runs
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 3, err
+    code, err = _signalled(tmp_path, ["hunt", "queue", "--budget", "100000", "--seed", "1", "--out", out],
+                           [out / "hunt.json"], signal.SIGTERM, 1.0)  # into the runs
+    assert code == 3, err
     assert "Traceback" not in err and "incomplete" in err
     about = json.loads((out / "hunt.json").read_text())
     assert about["status"] == "incomplete" and about["error"] == "interrupted"
