@@ -490,25 +490,63 @@ def replay(run_dir):
     sys.exit(0 if same else 1)
 
 
-@cli.command()
-@click.argument("run_dirs", nargs=-1, required=True)
+@cli.command(epilog="""\b
+Examples:
+  dsim compare results/raft/RUN-A results/raft/RUN-B          # runs: latency CDFs, throughput, verdicts
+  dsim compare results/raft/sweep-A results/raft/sweep-B      # sweeps: a row per grid point, seeds pooled
+  dsim compare results/raft/hunt-A results/raft/hunt-B        # hunts: failures and coverage against runs, CPU s
+""")
+@click.argument("run_dirs", nargs=-1, required=True, metavar="FOLDERS...")
 @click.option("--out", "out_file", help="Figure path, .png, .pdf or .svg (default results/compare-TIME.png).")
 def compare(run_dirs, out_file):
-    """Compare runs: a table here and overlaid latency CDFs, throughput and verdicts in one figure."""
+    """Compare runs, sweeps or hunts side by side: a table here and one figure.
+
+    Runs: overlaid latency CDFs, throughput and verdicts. Sweeps: per grid point, verdict counts
+    and the spread over seeds of each run's p99 and throughput. Hunts: runs, distinct failures,
+    when the first came (runs and CPU seconds) and coverage reached. All folders must be of one
+    kind.
+    """
+    from .pipeline import compare as C
     from .reports import plots as P
 
-    runs, hists = [], []
-    for d in run_dirs:
-        r = _read_run(d)
-        man = r["manifest"]
-        r["label"] = f"{Path(d).resolve().name}" if len(set(Path(x).resolve().name for x in run_dirs)) == len(run_dirs) else d
-        r["label"] = f"{man['scenario']} s{man['seed']}" + (f" {man['bug']}" if man.get("bug") else "") + f" ({r['label']})"
-        runs.append(r)
-        hists.append(_read_history(d, required=False))
+    kinds = {d: C.kind_of(d) for d in run_dirs}
+    if len(set(kinds.values())) > 1:
+        _fail("bad value for compare: " + ", ".join(f"{d!r} is a {k}" for d, k in kinds.items())
+              + "; expected folders of one kind (runs, sweeps or hunts)")
+    kind = next(iter(kinds.values()))
     if out_file is None:
         _make_dir(Path("results"), "the default figure folder")
         out_file = f"results/compare-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}.png"
     target = _out_file(out_file, suffixes=(".png", ".pdf", ".svg"))
+    labels = _labels(run_dirs)
+    if kind == "sweep":
+        points = [pt for d, label in zip(run_dirs, labels) for pt in C.sweep_rows(label, C.read_sweep(d))]
+        _write_atomically(target, lambda tmp: P.compare_sweeps(points, tmp))
+        _table(("sweep point", "runs", "valid", "invalid", "unknown", "p50 ms (median)", "p99 ms (median)",
+                "p99 ms (worst)", "ops/s (median)"),
+               [(p["label"], p["runs"], p["valid"], p["invalid"], p["unknown"], _fmt(p["p50_ms_median"]),
+                 _fmt(p["p99_ms_median"]), _fmt(p["p99_ms_worst"]), _fmt(p["ops_s_median"])) for p in points])
+        click.echo(f"figure: {out_file}")
+        return
+    if kind == "hunt":
+        hunts = [(label, C.read_hunt(d)) for d, label in zip(run_dirs, labels)]
+        rows = [C.hunt_row(label, h) for label, h in hunts]
+        _write_atomically(target, lambda tmp: P.compare_hunts([(label, h["runs"]) for label, h in hunts], tmp))
+        _table(("hunt", "status", "runs", "failures", "first failure", "CPU s to it", "checker", "features",
+                "unknown runs", "CPU s"),
+               [(r["label"], r["status"], r["runs"], r["failures"],
+                 "-" if r["first_failure_run"] is None else f"run {r['first_failure_run']}",
+                 _fmt(r["first_failure_cpu_s"]), r["first_checker"] or "-", r["features"], r["unknown"],
+                 _fmt(r["cpu_s"])) for r in rows])
+        click.echo(f"figure: {out_file}")
+        return
+    runs, hists = [], []
+    for d, label in zip(run_dirs, labels):
+        r = _read_run(d)
+        man = r["manifest"]
+        r["label"] = f"{man['scenario']} s{man['seed']}" + (f" {man['bug']}" if man.get("bug") else "") + f" ({label})"
+        runs.append(r)
+        hists.append(_read_history(d, required=False))
     cols = ("run", "valid", "ok", "info", "p50 ms", "p99 ms", "max ms", "ops/s", "avail")
     rows = []
     for r in runs:
@@ -519,10 +557,20 @@ def compare(run_dirs, out_file):
                      ops.get("ok"), ops.get("info"), _fmt(lat.get("p50")), _fmt(lat.get("p99")), _fmt(lat.get("max")),
                      _fmt(m.get("throughput_ops_s")), _fmt(m.get("availability"))))
     _write_atomically(target, lambda tmp: P.compare(runs, hists, tmp))
+    _table(cols, rows)
+    click.echo(f"figure: {out_file}")
+
+
+def _labels(folders) -> list[str]:
+    """Each folder's name, or its path where two names are the same."""
+    names = [Path(x).resolve().name for x in folders]
+    return names if len(set(names)) == len(names) else [str(x) for x in folders]
+
+
+def _table(cols, rows) -> None:
     widths = [max(len(str(x)) for x in col) for col in zip(cols, *rows)]
     for row in (cols, *rows):
-        click.echo("  ".join(str(x).ljust(w) for x, w in zip(row, widths)))
-    click.echo(f"figure: {out_file}")
+        click.echo("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
 
 
 @cli.command()

@@ -161,6 +161,64 @@ def compare(runs: list[dict], histories: list[list[dict]], path: Path) -> str:
     return _save(fig, path)
 
 
+def compare_sweeps(points: list[dict], path: Path) -> str:
+    """Sweeps side by side, a line or bar per grid point: the CDF over seeds of each run's p99 latency and of
+    its throughput, and the verdict counts."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.8), gridspec_kw={"width_ratios": [2, 2, 1.4]})
+    for ax, key, xlabel in ((axes[0], "p99s", "p99 latency of a run (ms, log scale)"),
+                            (axes[1], "throughputs", "throughput of a run (ok ops/s)")):
+        for pt in points:
+            xs = pt[key]
+            if xs:
+                ax.step(xs, np.arange(1, len(xs) + 1) / len(xs), where="post", label=f"{pt['label']} ({len(xs)})")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("fraction of runs")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0].set_xscale("log")
+    axes[0].set_title("p99 latency across seeds", fontsize=10)
+    axes[1].set_title("Throughput across seeds", fontsize=10)
+    y = np.arange(len(points))
+    ok = np.array([p["valid"] for p in points])
+    bad = np.array([p["invalid"] for p in points])
+    unk = np.array([p["unknown"] for p in points])
+    axes[2].barh(y, ok, color="#2ca02c", label="valid")
+    axes[2].barh(y, bad, left=ok, color=COLORS["fail"], label="invalid")
+    axes[2].barh(y, unk, left=ok + bad, color=COLORS["info"], label="unknown")
+    axes[2].set_yticks(y, [p["label"] for p in points], fontsize=7)
+    axes[2].invert_yaxis()
+    axes[2].set_xlabel("runs")
+    axes[2].set_title("Verdicts", fontsize=10)
+    axes[2].legend(fontsize=7)
+    return _save(fig, path)
+
+
+def compare_hunts(hunts: list[tuple[str, list[dict]]], path: Path) -> str:
+    """Hunts side by side: distinct failures found and coverage features reached, against runs and CPU seconds."""
+    fig, axes = plt.subplots(2, 2, figsize=(12, 7.5), sharey="row")
+    for i, (label, rows) in enumerate(hunts):
+        color = f"C{i % 10}"
+        runs = np.arange(1, len(rows) + 1, dtype=float)
+        cpu = np.cumsum([r["cpu_s"] for r in rows])
+        found = np.array([r["failures_so_far"] for r in rows], dtype=float)
+        feats = np.cumsum([r["new_features"] for r in rows])
+        for col, x in ((0, runs), (1, cpu)):
+            if len(x):
+                axes[0][col].step(x, found, where="post", color=color, lw=2, label=label)
+                axes[1][col].plot(x, feats, color=color, lw=1.2, label=label)
+    for col, xlabel in ((0, "runs"), (1, "CPU seconds")):
+        axes[1][col].set_xlabel(xlabel)
+        for row in (0, 1):
+            axes[row][col].grid(alpha=0.3)
+    axes[0][0].set_ylabel("distinct failures found")
+    axes[0][0].yaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[1][0].set_ylabel("coverage features reached")
+    axes[0][0].legend(fontsize=8, loc="upper left")
+    axes[0][0].set_title("Failures against runs", fontsize=10)
+    axes[0][1].set_title("Failures against CPU seconds", fontsize=10)
+    return _save(fig, path)
+
+
 def summary(rows: list[dict], grid_keys: list[str], path: Path, title: str) -> str:
     """A sweep at a glance: p99 latency and throughput per grid point (seeds as dots), verdict counts."""
     groups: dict[tuple, list[dict]] = {}
