@@ -35,12 +35,26 @@ def bus(service: str, saga: int, partitions: int) -> str:
     return f"bus-{service}-{saga % partitions + 1}"
 
 
+PULL_CREDIT = 256  # events one long poll may hand over (a standing pull: no Pull per event)
+
+
 def pull_bus(node, ctx, name: str, part: str | None) -> None:
-    """Long-poll ``part`` of ``name``'s queue (the partition that just answered), or every partition."""
+    """Long-poll ``part`` of ``name``'s queue (the partition whose poll ended), or every partition.
+    ``node.credit`` holds, per partition, the current poll's id and the events it may still hand over."""
     for q in (part,) if part is not None else [bus(name, i, node.w.bus_partitions)
                                                for i in range(node.w.bus_partitions)]:
         node.pulls += 1
-        ctx.send(q, Pull(node.pulls))
+        node.credit[q] = [node.pulls, PULL_CREDIT]
+        ctx.send(q, Pull(node.pulls, True, PULL_CREDIT))
+
+
+def leased_from(node, ctx, name: str, part: str, pull_id: int) -> None:
+    """One event of ``part``'s current poll arrived: poll again once its credit is spent."""
+    cur = node.credit.get(part)
+    if cur is not None and cur[0] == pull_id:
+        cur[1] -= 1
+        if cur[1] <= 0:
+            pull_bus(node, ctx, name, part)
 
 
 def orders_node(w: "Wiring", order: int) -> str:
@@ -217,6 +231,7 @@ class Participant(Node):
         self.outbox = Outbox(w)
         self.choreo = w.mode == "saga-choreographed"
         self.pulls = 0
+        self.credit: dict[str, list[int]] = {}
 
     def db_dist(self, w: Wiring) -> Dist:
         return w.db_ms
@@ -241,7 +256,7 @@ class Participant(Node):
             self.receive(ctx, src, msg)
         elif t is Leased:
             ev = msg.msg
-            self._pull(ctx, src)
+            leased_from(self, ctx, self.NAME, src, msg.pull_id)
             self.receive(ctx, None, StepCall(ev.saga, ev.step, ev.action, ev.args))
         elif t is Empty:
             self._pull(ctx, src)
@@ -555,6 +570,7 @@ class Orders(Node):
         self.orch = None if self.choreo else Orchestrator(w.plan, self._send, self._ended,
                                                           step_timeout_ms=w.step_timeout_ms, retry_ms=w.retry_ms)
         self.pulls = 0
+        self.credit: dict[str, list[int]] = {}
 
     def _send(self, ctx, service, call):
         ctx.send(service, call)
@@ -578,7 +594,7 @@ class Orders(Node):
         elif t is PlaceOrder:
             self._place(ctx, src, msg)
         elif t is Leased:
-            self._pull(ctx, src)
+            leased_from(self, ctx, ctx.id, src, msg.pull_id)
             ev = msg.msg
             if f"end/{ev.saga}" not in ctx.storage:
                 ctx.storage.put(f"end/{ev.saga}", (ev.action, ev.args[0]))
