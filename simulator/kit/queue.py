@@ -215,7 +215,7 @@ class QueueSpec:
 def key_of(msg_id: Any) -> str:
     """A message id as a storage key suffix: ``(7, 0, 2)`` -> ``"7.0.2"``."""
     if type(msg_id) is tuple:
-        return ".".join(str(x) for x in msg_id)
+        return ".".join(map(str, msg_id))
     return str(msg_id)
 
 
@@ -322,10 +322,11 @@ class Queue(Node):
         """Write a new message durably (no sync here); False if this id was ever stored."""
         k = key_of(msg.msg_id)
         tk = "t/" + k
-        if tk in ctx.storage:
+        storage = ctx.storage
+        if tk in storage:
             return False
-        ctx.storage.put(tk, True, sync=False)
-        ctx.storage.put("m/" + k, msg, sync=False)
+        storage.put(tk, True, sync=False)
+        storage.put("m/" + k, msg, sync=False)
         self.msgs[msg.msg_id] = msg
         if self.record_each:
             ctx.record("kit.enqueue", comp=self.comp, cls=getattr(msg, "cls", None), n=self._n(msg))
