@@ -177,6 +177,20 @@ def test_a_ttl_reservation_held_past_its_bound_is_named_unless_inventory_was_dow
     assert C.reservations_expire(run, 1000.0, 100.0).valid
 
 
+def test_liveness_names_an_order_that_ends_later_than_the_bound_after_the_final_heal():
+    """An order open at the heal must end within the bound of it, one placed later within the bound
+    of its placing; an order that ends in time passes and one that never ends still fails."""
+    s = 1_000_000_000
+    recs = [{"kind": "order.placed", "order": 1, "time_ns": 1 * s}, {"kind": "order.end", "order": 1, "time_ns": 13 * s},
+            {"kind": "order.placed", "order": 2, "time_ns": 11 * s}, {"kind": "order.end", "order": 2, "time_ns": 15 * s}]
+    run = RunData(None, [], recs, [], {}, 20 * s, 10 * s, {})  # healed at 10 s
+    assert C.liveness(run, 5000.0).valid and C.liveness(run, 5000.0).details["slowest_after_heal_ms"] == 4000.0
+    res = C.liveness(run, 3500.0)
+    assert not res.valid and "first: order 2" in res.message and res.details["late"] == 1
+    run = RunData(None, [], recs[:3], [], {}, 20 * s, 10 * s, {})
+    assert not C.liveness(run, 5000.0).valid and "never ended" in C.liveness(run, 5000.0).message
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_every_mode_stays_valid_under_crashes_and_partitions(mode):
     """A short seeded run of each mode under crash and partition-random-halves: every checker valid,
