@@ -28,6 +28,11 @@ RAIL_NAMES = ("ach", "wire", "instant")
 RAIL_MS = {"ach": 40.0, "wire": 20.0, "instant": 5.0}  # time for a rail to answer a transfer
 
 
+def event_id(saga: int, step: int, action: str) -> str:
+    """An event's id, the idempotency key the queue's tombstones and the outbox use."""
+    return f"{saga}.{step}.{action}"
+
+
 def bus(service: str, saga: int, partitions: int) -> str:
     """The queue partition that carries a saga's events to a service (or to one orders node) in
     choreographed mode: a consumer takes one event per round trip from each partition, so
@@ -104,7 +109,7 @@ class OrderResult:
 class Event:
     """A choreography event: run ``action`` of step ``step`` (or, for orders, the end ``action``)."""
 
-    msg_id: tuple
+    msg_id: str  # event_id(saga, step, action): a string is its own storage key at the queue
     saga: int
     step: int
     action: str
@@ -187,7 +192,7 @@ class Outbox:
             # queue is down or cut off at that instant (or this node crashes before it is sent)
             ctx.send(dst_queue, Enqueue(ev))
             return
-        k = f"o/{ev.saga}.{ev.step}.{ev.action}"
+        k = "o/" + ev.msg_id
         self.pending[k] = (dst_queue, ev)
         ctx.storage.put(k, (dst_queue, ev), sync=False)
         ctx.send(dst_queue, Enqueue(ev))
@@ -197,8 +202,7 @@ class Outbox:
             ctx.send(dst, Enqueue(ev))
 
     def stored(self, ctx, msg_id) -> None:
-        saga, step, action = msg_id
-        k = f"o/{saga}.{step}.{action}"
+        k = "o/" + msg_id
         if self.pending.pop(k, None) is not None:
             ctx.storage.delete(k, sync=False)
 
@@ -207,14 +211,14 @@ def emit_next(ctx, w: Wiring, outbox: Outbox, saga: int, step: int, undoing: boo
     """Choreography: the event that follows this step's local transaction, into the outbox."""
     kind, g = next_after(w.plan, step, undoing, ok)
     if kind in (DONE, UNDONE):
-        end = Event((saga, -1, kind), saga, -1, kind, (reason,))
+        end = Event(event_id(saga, -1, kind), saga, -1, kind, (reason,))
         outbox.put(ctx, bus(orders_node(w, saga), saga, w.bus_partitions), end)
         return
     st = w.plan.groups[g][0]
     action = st.action if kind == "forward" else st.undo
     if kind == "undo":
         ctx.record("saga.phase", saga=saga, phase="compensating", group=g, reason=reason)
-    outbox.put(ctx, bus(st.service, saga, w.bus_partitions), Event((saga, g, action), saga, g, action, args))
+    outbox.put(ctx, bus(st.service, saga, w.bus_partitions), Event(event_id(saga, g, action), saga, g, action, args))
 
 
 class Participant(Node):
@@ -322,7 +326,7 @@ class Participant(Node):
             self._ack(ctx, call)
 
     def _ack(self, ctx, call: StepCall) -> None:
-        ctx.send(bus(self.NAME, call.saga, self.w.bus_partitions), Ack((call.saga, call.step, call.action)))
+        ctx.send(bus(self.NAME, call.saga, self.w.bus_partitions), Ack(event_id(call.saga, call.step, call.action)))
 
     def ignore_barrier(self, call: StepCall) -> bool:
         return False
@@ -623,7 +627,7 @@ class Orders(Node):
             ctx.record("order.placed", order=msg.order)
             st.put(f"placed/{msg.order}", ctx.now, sync=False)
             first = self.w.plan.groups[0][0]
-            ev = Event((msg.order, 0, first.action), msg.order, 0, first.action, msg.args)
+            ev = Event(event_id(msg.order, 0, first.action), msg.order, 0, first.action, msg.args)
             self.outbox.put(ctx, bus(first.service, msg.order, self.w.bus_partitions), ev)
             ctx.storage.sync()
 
