@@ -17,6 +17,9 @@ graph's callers pick a partition at random) and a consumer polls every partition
   reserved consumer slots never fill up with bulk work (the email design's transactional mail);
 - long polling: a ``Pull`` with nothing to serve is parked until a message arrives or
   ``long_poll_ms`` passes (then ``Empty``); a consumer's newer pull replaces its parked one;
+- standing pulls: a ``Pull`` with ``credit`` above 1 stays parked after each message it is handed
+  (AMQP's prefetch), until its credit is spent or its poll ends; messages handed to a consumer
+  that crashed or was cut off meanwhile come back after the visibility timeout, as any lease;
 - delayed messages: a message with ``delay_ms`` > 0 stays invisible that long after it is stored;
 - atomic settle: an ``Ack`` can carry a successor message (a retry, invisible for its delay) and
   dead letters of the consumer's own, written with the delete in one fsync;
