@@ -181,8 +181,10 @@ def test_liveness_names_an_order_that_ends_later_than_the_bound_after_the_final_
     """An order open at the heal must end within the bound of it, one placed later within the bound
     of its placing; an order that ends in time passes and one that never ends still fails."""
     s = 1_000_000_000
-    recs = [{"kind": "order.placed", "order": 1, "time_ns": 1 * s}, {"kind": "order.end", "order": 1, "time_ns": 13 * s},
-            {"kind": "order.placed", "order": 2, "time_ns": 11 * s}, {"kind": "order.end", "order": 2, "time_ns": 15 * s}]
+    recs = [{"kind": "order.placed", "order": 1, "time_ns": 1 * s},
+            {"kind": "order.end", "order": 1, "time_ns": 13 * s},
+            {"kind": "order.placed", "order": 2, "time_ns": 11 * s},
+            {"kind": "order.end", "order": 2, "time_ns": 15 * s}]
     run = RunData(None, [], recs, [], {}, 20 * s, 10 * s, {})  # healed at 10 s
     assert C.liveness(run, 5000.0).valid and C.liveness(run, 5000.0).details["slowest_after_heal_ms"] == 4000.0
     res = C.liveness(run, 3500.0)
