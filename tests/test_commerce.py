@@ -177,6 +177,22 @@ def test_a_ttl_reservation_held_past_its_bound_is_named_unless_inventory_was_dow
     assert C.reservations_expire(run, 1000.0, 100.0).valid
 
 
+def test_liveness_names_an_order_that_ends_later_than_the_bound_after_the_final_heal():
+    """An order open at the heal must end within the bound of it, one placed later within the bound
+    of its placing; an order that ends in time passes and one that never ends still fails."""
+    s = 1_000_000_000
+    recs = [{"kind": "order.placed", "order": 1, "time_ns": 1 * s},
+            {"kind": "order.end", "order": 1, "time_ns": 13 * s},
+            {"kind": "order.placed", "order": 2, "time_ns": 11 * s},
+            {"kind": "order.end", "order": 2, "time_ns": 15 * s}]
+    run = RunData(None, [], recs, [], {}, 20 * s, 10 * s, {})  # healed at 10 s
+    assert C.liveness(run, 5000.0).valid and C.liveness(run, 5000.0).details["slowest_after_heal_ms"] == 4000.0
+    res = C.liveness(run, 3500.0)
+    assert not res.valid and "first: order 2" in res.message and res.details["late"] == 1
+    run = RunData(None, [], recs[:3], [], {}, 20 * s, 10 * s, {})
+    assert not C.liveness(run, 5000.0).valid and "never ended" in C.liveness(run, 5000.0).message
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_every_mode_stays_valid_under_crashes_and_partitions(mode):
     """A short seeded run of each mode under crash and partition-random-halves: every checker valid,
@@ -188,6 +204,20 @@ def test_every_mode_stays_valid_under_crashes_and_partitions(mode):
     fig = res.metrics["figures"]
     assert fig["mode"] == mode and fig["ended"] == fig["orders"] > 100
     assert 0 < fig["compensation_rate"] < 1 and fig["latency_ms"]["done"]["n"] > 0
+
+
+def test_a_choreographed_run_under_crashes_has_one_digest_traced_or_not():
+    """Nearly every bus message leaves after an fsync (a held delivery, made inline by the kernel's
+    loop when untraced); a run traced to a file, crashes included, gives the same digest."""
+    import io
+
+    from simulator.pipeline.run import Run
+
+    cfg = build_config(Commerce, seed=2, options={"time_limit_s": 4.0, "nemesis": ("crash",),
+                                                  "nemesis_interval_s": 1.0}, sets={"mode": "saga-choreographed"})
+    trace = io.StringIO()
+    traced = Run(cfg, trace_file=trace).execute()
+    assert traced.digest == execute(cfg).digest and '"event": "deliver"' in trace.getvalue()
 
 
 def test_the_same_seed_gives_the_same_digest_and_another_seed_another():

@@ -275,3 +275,58 @@ def test_a_bad_queue_design_is_named_in_one_line(routes, components, words):
     """A queue in the middle of a route, a worker call to nothing, or a bad key is a UsageError naming it."""
     with pytest.raises(UsageError, match=words):
         parse(components, routes)
+
+
+def test_a_standing_pull_takes_messages_up_to_its_credit_and_then_ends():
+    """A pull with credit 3 takes what is ready, stays parked for more, and is done after the third."""
+    node, ctx = started()
+    node.on_message(ctx, "p", Enqueue(Msg("a")))
+    node.on_message(ctx, "w1", Pull(1, True, 3))
+    assert node.parked["w1"] == (1, True, 2)
+    node.on_message(ctx, "p", Enqueue(Msg("b")))
+    node.on_message(ctx, "p", Enqueue(Msg("c")))
+    node.on_message(ctx, "p", Enqueue(Msg("d")))
+    assert [(dst, m.pull_id, m.msg.msg_id) for dst, m in sent_of(ctx, Leased)] == \
+        [("w1", 1, "a"), ("w1", 1, "b"), ("w1", 1, "c")]
+    assert "w1" not in node.parked and list(node.ready_lo) == ["d"]
+    wake(node, ctx, 500)
+    assert not sent_of(ctx, Empty)  # a poll that spent its credit has nothing left to end
+
+
+def test_standing_pulls_take_turns_and_end_with_empty_when_the_long_poll_is_up():
+    """Two standing pulls share arrivals in turn; each is answered Empty when its poll's time runs out."""
+    node, ctx = started()
+    node.on_message(ctx, "w1", Pull(1, True, 10))
+    node.on_message(ctx, "w2", Pull(7, True, 10))
+    for mid in "abcd":
+        node.on_message(ctx, "p", Enqueue(Msg(mid)))
+    assert [(dst, m.msg.msg_id) for dst, m in sent_of(ctx, Leased)] == \
+        [("w1", "a"), ("w2", "b"), ("w1", "c"), ("w2", "d")]
+    wake(node, ctx, 500)
+    assert sorted((dst, m.pull_id) for dst, m in sent_of(ctx, Empty)) == [("w1", 1), ("w2", 7)]
+    assert not node.parked
+
+
+def test_a_wake_grid_lets_a_lease_end_late_by_at_most_one_step():
+    """With a 100 ms grid a lease taken at 30 ms with a 1 s timeout expires at 1.1 s, not 1.03 s."""
+    node, ctx = started(wake_grid_ms=100.0)
+    node.on_message(ctx, "p", Enqueue(Msg("a")))
+    ctx.advance(30)
+    node.on_message(ctx, "w1", Pull(1))
+    wake(node, ctx, 1000)  # 1.03 s: the exact end has passed, the grid's has not
+    assert not node.ready_lo and not kinds(ctx, "kit.redeliver")
+    wake(node, ctx, 70)
+    assert list(node.ready_lo) == ["a"] and len(kinds(ctx, "kit.redeliver")) == 1
+
+
+def test_without_record_each_a_message_leaves_no_enqueue_lease_or_ack_record():
+    """record_each False drops the three per-message records but keeps redeliveries."""
+    node, ctx = started(record_each=False)
+    for mid in "ab":
+        node.on_message(ctx, "p", Enqueue(Msg(mid)))
+    node.on_message(ctx, "w1", Pull(1))
+    node.on_message(ctx, "w1", Ack("a"))
+    node.on_message(ctx, "w1", Pull(2))
+    wake(node, ctx, 1000)
+    assert not kinds(ctx, "kit.enqueue") and not kinds(ctx, "kit.lease") and not kinds(ctx, "kit.ack")
+    assert len(kinds(ctx, "kit.redeliver")) == 1 and "m/a" not in ctx.storage.snapshot()

@@ -168,18 +168,39 @@ def saga_atomic(run) -> CheckResult:
     return _first(bad, len(placed), {"orders": len(placed), **dict(counts)})
 
 
-def liveness(run) -> CheckResult:
-    """Every order that reached orders ended (by the end of the drain), and every client operation
-    ended: ok (done), fail (undone) or info (counted: no answer in time)."""
-    placed = {r["order"] for r in of_kind(run, "order.placed")}
-    ends = {r["order"] for r in of_kind(run, "order.end")}
+def liveness(run, bound_ms: float) -> CheckResult:
+    """Every order that reached orders ended, and within ``bound_ms`` of the final heal (of its
+    placing, if that came later); every client operation ended: ok (done), fail (undone) or info
+    (counted: no answer in time)."""
+    placed: dict[int, int] = {}
+    for r in of_kind(run, "order.placed"):
+        placed.setdefault(r["order"], r["time_ns"])
+    ends: dict[int, int] = {}
+    for r in of_kind(run, "order.end"):
+        ends.setdefault(r["order"], r["time_ns"])
     types = defaultdict(int)
     for e in run.history:
         types[e["type"]] += 1
-    missing = sorted(placed - ends)
-    details = {"placed": len(placed), "ended": len(ends & placed), "ops_invoked": types["invoke"],
+    missing = sorted(set(placed) - set(ends))
+    bound_ns = int(bound_ms * 1e6)
+    late, slowest = [], 0
+    for o in sorted(placed):
+        t1 = ends.get(o)
+        if t1 is None:
+            continue
+        after = t1 - max(placed[o], run.heal_ns)
+        slowest = max(slowest, after)
+        if after > bound_ns:
+            late.append(o)
+    details = {"placed": len(placed), "ended": len(set(ends) & set(placed)), "ops_invoked": types["invoke"],
                "ops_ok": types["ok"], "ops_fail": types["fail"], "ops_info": types["info"],
-               "ops_unanswered": types["invoke"] - types["ok"] - types["fail"] - types["info"]}
+               "ops_unanswered": types["invoke"] - types["ok"] - types["fail"] - types["info"],
+               "slowest_after_heal_ms": round(slowest / 1e6, 3), "late": len(late)}
     if missing:
         return CheckResult(False, f"{len(missing)} orders never ended (first: order {missing[0]})", details)
+    if late:
+        o = late[0]
+        return CheckResult(False, f"{len(late)} orders ended more than {bound_ms / 1e3:g}s after the final heal "
+                           f"(first: order {o}, ended {(ends[o] - max(placed[o], run.heal_ns)) / 1e9:.3f}s after "
+                           f"{'the heal' if placed[o] <= run.heal_ns else 'it was placed'})", details)
     return CheckResult(True, "", details)

@@ -28,6 +28,11 @@ RAIL_NAMES = ("ach", "wire", "instant")
 RAIL_MS = {"ach": 40.0, "wire": 20.0, "instant": 5.0}  # time for a rail to answer a transfer
 
 
+def event_id(saga: int, step: int, action: str) -> str:
+    """An event's id, the idempotency key the queue's tombstones and the outbox use."""
+    return f"{saga}.{step}.{action}"
+
+
 def bus(service: str, saga: int, partitions: int) -> str:
     """The queue partition that carries a saga's events to a service (or to one orders node) in
     choreographed mode: a consumer takes one event per round trip from each partition, so
@@ -35,12 +40,26 @@ def bus(service: str, saga: int, partitions: int) -> str:
     return f"bus-{service}-{saga % partitions + 1}"
 
 
+PULL_CREDIT = 256  # events one long poll may hand over (a standing pull: no Pull per event)
+
+
 def pull_bus(node, ctx, name: str, part: str | None) -> None:
-    """Long-poll ``part`` of ``name``'s queue (the partition that just answered), or every partition."""
+    """Long-poll ``part`` of ``name``'s queue (the partition whose poll ended), or every partition.
+    ``node.credit`` holds, per partition, the current poll's id and the events it may still hand over."""
     for q in (part,) if part is not None else [bus(name, i, node.w.bus_partitions)
                                                for i in range(node.w.bus_partitions)]:
         node.pulls += 1
-        ctx.send(q, Pull(node.pulls))
+        node.credit[q] = [node.pulls, PULL_CREDIT]
+        ctx.send(q, Pull(node.pulls, True, PULL_CREDIT))
+
+
+def leased_from(node, ctx, name: str, part: str, pull_id: int) -> None:
+    """One event of ``part``'s current poll arrived: poll again once its credit is spent."""
+    cur = node.credit.get(part)
+    if cur is not None and cur[0] == pull_id:
+        cur[1] -= 1
+        if cur[1] <= 0:
+            pull_bus(node, ctx, name, part)
 
 
 def orders_node(w: "Wiring", order: int) -> str:
@@ -90,7 +109,7 @@ class OrderResult:
 class Event:
     """A choreography event: run ``action`` of step ``step`` (or, for orders, the end ``action``)."""
 
-    msg_id: tuple
+    msg_id: str  # event_id(saga, step, action): a string is its own storage key at the queue
     saga: int
     step: int
     action: str
@@ -173,7 +192,7 @@ class Outbox:
             # queue is down or cut off at that instant (or this node crashes before it is sent)
             ctx.send(dst_queue, Enqueue(ev))
             return
-        k = f"o/{ev.saga}.{ev.step}.{ev.action}"
+        k = "o/" + ev.msg_id
         self.pending[k] = (dst_queue, ev)
         ctx.storage.put(k, (dst_queue, ev), sync=False)
         ctx.send(dst_queue, Enqueue(ev))
@@ -183,8 +202,7 @@ class Outbox:
             ctx.send(dst, Enqueue(ev))
 
     def stored(self, ctx, msg_id) -> None:
-        saga, step, action = msg_id
-        k = f"o/{saga}.{step}.{action}"
+        k = "o/" + msg_id
         if self.pending.pop(k, None) is not None:
             ctx.storage.delete(k, sync=False)
 
@@ -193,14 +211,14 @@ def emit_next(ctx, w: Wiring, outbox: Outbox, saga: int, step: int, undoing: boo
     """Choreography: the event that follows this step's local transaction, into the outbox."""
     kind, g = next_after(w.plan, step, undoing, ok)
     if kind in (DONE, UNDONE):
-        end = Event((saga, -1, kind), saga, -1, kind, (reason,))
+        end = Event(event_id(saga, -1, kind), saga, -1, kind, (reason,))
         outbox.put(ctx, bus(orders_node(w, saga), saga, w.bus_partitions), end)
         return
     st = w.plan.groups[g][0]
     action = st.action if kind == "forward" else st.undo
     if kind == "undo":
         ctx.record("saga.phase", saga=saga, phase="compensating", group=g, reason=reason)
-    outbox.put(ctx, bus(st.service, saga, w.bus_partitions), Event((saga, g, action), saga, g, action, args))
+    outbox.put(ctx, bus(st.service, saga, w.bus_partitions), Event(event_id(saga, g, action), saga, g, action, args))
 
 
 class Participant(Node):
@@ -217,6 +235,7 @@ class Participant(Node):
         self.outbox = Outbox(w)
         self.choreo = w.mode == "saga-choreographed"
         self.pulls = 0
+        self.credit: dict[str, list[int]] = {}
 
     def db_dist(self, w: Wiring) -> Dist:
         return w.db_ms
@@ -241,7 +260,7 @@ class Participant(Node):
             self.receive(ctx, src, msg)
         elif t is Leased:
             ev = msg.msg
-            self._pull(ctx, src)
+            leased_from(self, ctx, self.NAME, src, msg.pull_id)
             self.receive(ctx, None, StepCall(ev.saga, ev.step, ev.action, ev.args))
         elif t is Empty:
             self._pull(ctx, src)
@@ -307,7 +326,7 @@ class Participant(Node):
             self._ack(ctx, call)
 
     def _ack(self, ctx, call: StepCall) -> None:
-        ctx.send(bus(self.NAME, call.saga, self.w.bus_partitions), Ack((call.saga, call.step, call.action)))
+        ctx.send(bus(self.NAME, call.saga, self.w.bus_partitions), Ack(event_id(call.saga, call.step, call.action)))
 
     def ignore_barrier(self, call: StepCall) -> bool:
         return False
@@ -555,6 +574,7 @@ class Orders(Node):
         self.orch = None if self.choreo else Orchestrator(w.plan, self._send, self._ended,
                                                           step_timeout_ms=w.step_timeout_ms, retry_ms=w.retry_ms)
         self.pulls = 0
+        self.credit: dict[str, list[int]] = {}
 
     def _send(self, ctx, service, call):
         ctx.send(service, call)
@@ -578,7 +598,7 @@ class Orders(Node):
         elif t is PlaceOrder:
             self._place(ctx, src, msg)
         elif t is Leased:
-            self._pull(ctx, src)
+            leased_from(self, ctx, ctx.id, src, msg.pull_id)
             ev = msg.msg
             if f"end/{ev.saga}" not in ctx.storage:
                 ctx.storage.put(f"end/{ev.saga}", (ev.action, ev.args[0]))
@@ -607,7 +627,7 @@ class Orders(Node):
             ctx.record("order.placed", order=msg.order)
             st.put(f"placed/{msg.order}", ctx.now, sync=False)
             first = self.w.plan.groups[0][0]
-            ev = Event((msg.order, 0, first.action), msg.order, 0, first.action, msg.args)
+            ev = Event(event_id(msg.order, 0, first.action), msg.order, 0, first.action, msg.args)
             self.outbox.put(ctx, bus(first.service, msg.order, self.w.bus_partitions), ev)
             ctx.storage.sync()
 

@@ -133,6 +133,7 @@ class Simulation:
         # a file: the same steps as Network._make_arrive's arrive, without a call per message.
         net = self.network
         arrive = net._arrive_call if not net._tracing else None
+        held = net._arrive_held_call if not net._tracing else None  # sent after its sender's fsync
         hosts = net._hosts
         buf = self._trace
         deliver_code = net._deliver_code
@@ -148,8 +149,13 @@ class Simulation:
                 n = len(item)
                 if n == 7:
                     fn = item[3]
-                    if fn is arrive:
+                    if fn is arrive or fn is held:
                         sender = item[4]
+                        if fn is held:  # Network._arrive_held's test: lost if the sender crashed before it left
+                            sender, epoch, depart_ns = sender
+                            if sender.epoch != epoch and sender.crash_times[epoch] < depart_ns:
+                                fn(item[4], item[5], item[6])
+                                continue
                         dst = item[5]
                         msg = item[6]
                         host = hosts.get(dst)

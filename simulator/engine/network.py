@@ -122,6 +122,8 @@ class Network:
         self.dropped_unknown = 0
         self.duplicated = 0
         self._arrive_call = self._make_arrive()  # what every delivery's heap entry calls
+        # one bound method for every held delivery, so that the kernel's loop knows it by identity
+        self._arrive_held_call = self._arrive_held
 
     # ---- the hot path -------------------------------------------------------------------------
     def send(self, src: str, dst: str, msg: Any, hold_ns: int = 0) -> None:
@@ -149,7 +151,7 @@ class Network:
             delay = self._delay(sender.id, dst, msg)
         if hold_ns:  # it leaves after the sender's fsync: it dies if the sender crashes first
             a = (sender, sender.epoch, self._env._now + hold_ns)
-            arrive = self._arrive_held
+            arrive = self._arrive_held_call
         else:
             a = sender
             arrive = self._arrive_call

@@ -17,6 +17,9 @@ graph's callers pick a partition at random) and a consumer polls every partition
   reserved consumer slots never fill up with bulk work (the email design's transactional mail);
 - long polling: a ``Pull`` with nothing to serve is parked until a message arrives or
   ``long_poll_ms`` passes (then ``Empty``); a consumer's newer pull replaces its parked one;
+- standing pulls: a ``Pull`` with ``credit`` above 1 stays parked after each message it is handed
+  (AMQP's prefetch), until its credit is spent or its poll ends; messages handed to a consumer
+  that crashed or was cut off meanwhile come back after the visibility timeout, as any lease;
 - delayed messages: a message with ``delay_ms`` > 0 stays invisible that long after it is stored;
 - atomic settle: an ``Ack`` can carry a successor message (a retry, invisible for its delay) and
   dead letters of the consumer's own, written with the delete in one fsync;
@@ -43,10 +46,16 @@ Parameters (:class:`QueueSpec`; in a TOML design, the keys of a ``kind = "queue"
     service_ms            a worker's time per job: op -> Dist (``"*"`` for any other op)
     calls                 hops a worker calls for each job after its service time, in order
     retry, breaker        the workers' downstream call policies (as for ``Service``)
+    record_each           record kit.enqueue / kit.lease / kit.ack per message (False: a design that
+                          reads none of them saves three records a message)
+    wake_grid_ms          0: a lease or long poll ends at its exact instant; above 0: up to this much
+                          later, on a grid, so that a partition wakes once per grid step rather than
+                          once per lease and poll (most of which were settled long before they end)
 
 Records (via ``ctx.record``): ``kit.enqueue`` per stored message (arrival: comp, cls, n),
 ``kit.lease`` per delivery (comp, cls, n, receives, wait_ns = time visible before it was leased),
-``kit.ack`` per deleted message (completion: comp, n, receives), ``kit.redeliver`` per expired lease
+``kit.ack`` per deleted message (completion: comp, n, receives) (these three unless ``record_each``
+is False), ``kit.redeliver`` per expired lease
 (comp, cls, n), ``kit.dead`` per message dead-lettered (comp, n, reason), and every ``sample_ms``
 ``kit.depth`` (queue length: comp, ready, delayed, leased, dead, messages). Workers record
 ``kit.served`` per job (comp = the queue's name, op, ok, wait_ms, service_ms, total_ms from
@@ -88,10 +97,15 @@ class Enqueued:
 
 @message
 class Pull:
-    """A consumer's long poll for one message; ``bulk_ok`` False asks for priority classes only."""
+    """A consumer's long poll; ``bulk_ok`` False asks for priority classes only. ``credit`` is how
+    many messages the poll may take: 1 (SQS's ReceiveMessage) ends it at the first ``Leased``; more
+    keeps it parked after each one (a standing subscription, as AMQP's prefetch count), so a busy
+    consumer sends one ``Pull`` per long poll rather than one per message. A poll ends with
+    ``Empty`` when its time runs out, whatever it took."""
 
     pull_id: int
     bulk_ok: bool = True
+    credit: int = 1
 
 
 @message
@@ -184,6 +198,8 @@ class QueueSpec:
     calls: tuple[str, ...] = ()
     retry: RetryPolicy = RetryPolicy()
     breaker: BreakerPolicy = BreakerPolicy()
+    record_each: bool = True
+    wake_grid_ms: float = 0.0
 
     def partition_ids(self) -> list[str]:
         return [f"{self.name}-{i + 1}" for i in range(self.partitions)]
@@ -202,7 +218,7 @@ class QueueSpec:
 def key_of(msg_id: Any) -> str:
     """A message id as a storage key suffix: ``(7, 0, 2)`` -> ``"7.0.2"``."""
     if type(msg_id) is tuple:
-        return ".".join(str(x) for x in msg_id)
+        return ".".join(map(str, msg_id))
     return str(msg_id)
 
 
@@ -221,6 +237,8 @@ class Queue(Node):
         self.priority = frozenset(spec.priority)
         self.visibility_ns = int(spec.visibility_timeout_ms * 1e6)
         self.long_poll_ns = int(spec.long_poll_ms * 1e6)
+        self.record_each = spec.record_each
+        self.grid_ns = int(spec.wake_grid_ms * 1e6)
 
     # ---- state ----------------------------------------------------------------------------------
     def on_start(self, ctx) -> None:
@@ -231,7 +249,7 @@ class Queue(Node):
         self.ready_lo: deque = deque()
         self.leases: dict[Any, int] = {}  # msg id -> receipt of the current lease
         self.deadline: dict[Any, int] = {}  # msg id -> when its lease ends (pushed back by Extend)
-        self.parked: dict[str, tuple[int, bool]] = {}  # consumer -> (pull id, bulk_ok), oldest first
+        self.parked: dict[str, tuple[int, bool, int]] = {}  # consumer -> (pull id, bulk_ok, credit left), oldest first
         self.heap: list = []
         self.seq = 0
         self.wake_at: int | None = None
@@ -259,6 +277,9 @@ class Queue(Node):
         return self.ready_hi if getattr(msg, "cls", None) in self.priority else self.ready_lo
 
     def _push(self, ctx, at_ns: int, kind: int, key, token) -> None:
+        if self.grid_ns and kind != _VISIBLE:
+            # an end rounded up to the grid: lease and poll ends of one step share one wake
+            at_ns = -(-at_ns // self.grid_ns) * self.grid_ns
         self.seq += 1
         heappush(self.heap, (at_ns, self.seq, kind, key, token))
         if self.wake_at is None or at_ns < self.wake_at:
@@ -304,12 +325,14 @@ class Queue(Node):
         """Write a new message durably (no sync here); False if this id was ever stored."""
         k = key_of(msg.msg_id)
         tk = "t/" + k
-        if tk in ctx.storage:
+        storage = ctx.storage
+        if tk in storage:
             return False
-        ctx.storage.put(tk, True, sync=False)
-        ctx.storage.put("m/" + k, msg, sync=False)
+        storage.put(tk, True, sync=False)
+        storage.put("m/" + k, msg, sync=False)
         self.msgs[msg.msg_id] = msg
-        ctx.record("kit.enqueue", comp=self.comp, cls=getattr(msg, "cls", None), n=self._n(msg))
+        if self.record_each:
+            ctx.record("kit.enqueue", comp=self.comp, cls=getattr(msg, "cls", None), n=self._n(msg))
         return True
 
     def _enqueue(self, ctx, msg) -> None:
@@ -334,7 +357,9 @@ class Queue(Node):
                 self.leased_n -= n
             elif ack.msg_id in self.visible_ns:  # acked while visible again (its lease had expired)
                 self._unready(old)
-            ctx.record("kit.ack", comp=self.comp, n=n, receives=self.receives.pop(ack.msg_id, 0))
+            receives = self.receives.pop(ack.msg_id, 0)
+            if self.record_each:
+                ctx.record("kit.ack", comp=self.comp, n=n, receives=receives)
         retry = ack.retry
         stored_retry = retry is not None and self._store(ctx, retry)
         for dead in ack.dead:
@@ -359,28 +384,35 @@ class Queue(Node):
         self.parked.pop(consumer, None)
         # with no priority classes there is one ready queue, and every pull may take from it
         bulk_ok = pull.bulk_ok or not self.priority
-        q = self.ready_hi if self.ready_hi else (self.ready_lo if bulk_ok and self.ready_lo else None)
-        if q is not None:
+        credit = pull.credit
+        while credit > 0:
+            q = self.ready_hi if self.ready_hi else (self.ready_lo if bulk_ok and self.ready_lo else None)
+            if q is None:
+                break
             self._lease(ctx, consumer, pull.pull_id, q.popleft())
+            credit -= 1
+        if credit <= 0:
             return
-        self.parked[consumer] = (pull.pull_id, bulk_ok)
+        self.parked[consumer] = (pull.pull_id, bulk_ok, credit)
         self._push(ctx, ctx.now + self.long_poll_ns, _PARK_END, consumer, pull.pull_id)
 
     def _dispatch(self, ctx) -> None:
         """Hand ready messages to parked pulls, oldest pull first, priority classes first."""
         while self.parked and (self.ready_hi or self.ready_lo):
             taken = None
-            for consumer, (pull_id, bulk_ok) in self.parked.items():
+            for consumer, (pull_id, bulk_ok, credit) in self.parked.items():
                 if self.ready_hi:
-                    taken = (consumer, pull_id, self.ready_hi)
+                    taken = (consumer, pull_id, bulk_ok, credit, self.ready_hi)
                     break
                 if bulk_ok:
-                    taken = (consumer, pull_id, self.ready_lo)
+                    taken = (consumer, pull_id, bulk_ok, credit, self.ready_lo)
                     break
             if taken is None:
                 return
-            consumer, pull_id, q = taken
+            consumer, pull_id, bulk_ok, credit, q = taken
             del self.parked[consumer]
+            if credit > 1:  # a standing pull goes to the back of the line: consumers take turns
+                self.parked[consumer] = (pull_id, bulk_ok, credit - 1)
             self._lease(ctx, consumer, pull_id, q.popleft())
 
     def _lease(self, ctx, consumer: str, pull_id: int, msg_id) -> None:
@@ -394,8 +426,9 @@ class Queue(Node):
         self.leases[msg_id] = receipt
         self.deadline[msg_id] = ctx.now + self.visibility_ns
         wait_ns = ctx.now - self.visible_ns.pop(msg_id)
-        ctx.record("kit.lease", comp=self.comp, cls=getattr(msg, "cls", None), n=n, receives=receives,
-                   wait_ns=wait_ns, **self._extra(msg))
+        if self.record_each:
+            ctx.record("kit.lease", comp=self.comp, cls=getattr(msg, "cls", None), n=n, receives=receives,
+                       wait_ns=wait_ns, **self._extra(msg))
         self._push(ctx, self.deadline[msg_id], _LEASE_END, msg_id, receipt)
         ctx.send(consumer, Leased(pull_id, msg, receipt, receives))
 
