@@ -631,6 +631,12 @@ class Kad(Node):
             self._joined(ctx)
             if not self.c.no_refresh:
                 near = self.bucket_of(result[0]) if result else self.c.id_bits - 1
+                # The lookup of our own id returned the k closest nodes, so it has met every node
+                # nearer than the k-th (and each of them met us): a bucket lying wholly inside that
+                # ball has nothing left to learn or to tell. Refresh from the bucket the k-th falls
+                # in outwards, as §4.2's tree table does (there those buckets are one leaf, ours).
+                if len(result) == self.c.k:
+                    near = max(near, self.bucket_of(result[-1]) - 1)
                 for i in range(near + 1, self.c.id_bits):
                     self._lookup(ctx, self._random_in(ctx, i), False, "refresh")
         elif purpose == "find":
