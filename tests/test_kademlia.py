@@ -85,6 +85,25 @@ def test_an_oldest_contact_that_does_not_answer_is_replaced_by_the_newest_cached
     assert [r["reason"] for r in ctx.records if r["kind"] == "kad.evict"] == ["no-answer"]
 
 
+def test_a_join_refreshes_the_buckets_from_the_one_its_kth_closest_falls_in_outwards():
+    """After the lookup of its own id returns the k closest (here at distances 0x10 and 0x100), a joining node
+    refreshes buckets 8 to 15 (the k-th's and every farther one), not the buckets inside that ball."""
+    node, ctx = node_with_id(0)
+    node.on_start(ctx)  # as a node (re)started: it schedules its join
+    node.on_timer(ctx, "join")
+    (_, ping), = ctx.take_sent()
+    boot, a, b, far = contact(0x8000, 1), contact(0x0010, 7), contact(0x0100, 8), contact(0x4000, 9)
+    node.on_message(ctx, "n1", Pong(ping.rid, boot))
+    (_, ask), = ctx.take_sent()
+    node.on_message(ctx, "n1", Nodes(ask.rid, boot, (a, b, far)))
+    asked = ctx.take_sent()
+    assert sorted(dst for dst, _ in asked) == ["n7", "n8"]  # the k = 2 closest seen
+    for dst, m in asked:
+        node.on_message(ctx, dst, Nodes(m.rid, a if dst == "n7" else b, ()))
+    refreshed = {m.target.bit_length() - 1 for _, m in ctx.take_sent() if type(m) is FindNode}
+    assert node.joined and refreshed == set(range(8, 16))
+
+
 def test_the_evict_live_contact_bug_replaces_the_oldest_without_asking():
     """Under evict-live-contact a full bucket drops its oldest contact for the newcomer at once, without a ping."""
     node, ctx = node_with_id(0, bug="evict-live-contact")
