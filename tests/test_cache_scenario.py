@@ -122,7 +122,8 @@ def replay(*args, cwd=None):
 
 
 def test_replay_writes_its_csv_and_curves(tmp_path):
-    """The replay tool prints one CSV row per policy and capacity, and draws the miss-ratio curves."""
+    """The replay tool prints one CSV row per policy and capacity, draws the miss-ratio curves, and states
+    its rate per wall second and per CPU second."""
     r = replay("--policy", "lru,sieve", "--capacity-objects", "100,1000", "--zipf", "5000,0.9", "--requests", "50000",
                "--plot", str(tmp_path / "mrc.png"))
     assert r.returncode == 0, r.stderr
@@ -131,7 +132,7 @@ def test_replay_writes_its_csv_and_curves(tmp_path):
     ratios = {tuple(x.split(",")[:2]): float(x.split(",")[4]) for x in lines[1:]}
     assert ratios[("lru", "1000")] < ratios[("lru", "100")]
     assert (tmp_path / "mrc.png").stat().st_size > 0
-    assert "requests/s" in r.stderr
+    assert "requests/s" in r.stderr and "per CPU second" in r.stderr
 
 
 def test_replay_reads_oracle_general_and_csv_traces_alike(tmp_path):
