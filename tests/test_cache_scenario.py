@@ -201,3 +201,19 @@ def test_ring_nodes_are_distinct_and_start_at_the_home_node():
         three = ring.nodes(k, 3)
         assert three[0] == ring.node(k) and sorted(three) == ["a", "b", "c"]
         assert ring.nodes(k, 9) == three and ring.nodes(k, 1) == (ring.node(k),)
+
+
+def test_read_outcomes_from_columns_equal_those_from_pairs():
+    """The figures' count of read outcomes reads a columnar history's columns and gets what its pairs give."""
+    from scenarios.cache.scenario import read_outcomes
+    from simulator.workload.history import History
+
+    events, t = [], 0
+    for i, (f, typ, how) in enumerate([("read", "ok", "hit"), ("write", "ok", None), ("read", "ok", "miss"),
+                                       ("read", "fail", None), ("read", "ok", "hit"), ("read", "info", None)]):
+        for kind, value in (("invoke", {"key": f"k{i}"}), (typ, {"result": [i, how]} if how else {"error": "x"})):
+            events.append({"index": len(events), "time": t, "type": kind, "process": i, "f": f, "value": value})
+            t += 1
+    events.append({"index": len(events), "time": t, "type": "invoke", "process": 9, "f": "read", "value": {}})
+    columns, dicts = History(events, dicts_up_to=0), History(events)
+    assert dict(read_outcomes(columns)) == dict(read_outcomes(dicts)) == {"hit": 2, "miss": 1}

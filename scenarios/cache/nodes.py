@@ -9,7 +9,9 @@ read   ask the key's cache node (consistent hashing over the cache nodes); on a 
        stampede formula), fill the cache with ``add`` (store only if absent, so a slow fill never
        replaces what a writer or another fill stored meanwhile; with a lease token, a set) and
        answer. A cache that does not answer within
-       ``cache_timeout_ms`` counts as a miss whose value is not filled (fallback).
+       ``cache_timeout_ms`` counts as a miss whose value is not filled (fallback). A fill goes
+       without a reply (memcached ``noreply``: nothing waits on it), and with ``recompute_ms`` 0 it
+       leaves as soon as the database answers.
 write  write the database, then, by ``strategy``:
        ``delete``         delete the cache entry (the default; Facebook's "demand-filled look-aside")
        ``write-through``  set the new version, versioned (an older version never replaces a newer
@@ -28,7 +30,7 @@ Stampede protection on a read miss (``protection``):
 The commit stream (``invalidation_delay_ms``, mcsqueal-style): the primary tells the tailer about
 each commit and the tailer deletes the key ``delay`` later, on top of the strategy; deletes sent to
 a crashed or unreachable cache node are lost (nobody retries them, as in the paper's design before
-mcsqueal's replay).
+mcsqueal's replay). They go without a reply, as do a write's deletes on a hot key's other nodes.
 
 Records: ``app.commit`` (key, version, seq: a write acknowledged by the database), ``app.read``
 (key, version, how: the moment a read got its value, from the cache or the database; requests
@@ -119,7 +121,7 @@ class Tailer(Node):
         while self.due and self.due[0][0] <= ctx.now:
             _, n, key = heapq.heappop(self.due)
             for node in self.ring.nodes(key, self.copies):
-                ctx.send(node, CacheDelete(-n, key))
+                ctx.send(node, CacheDelete(0, key))  # noreply: nobody would read the answer
         if self.due:
             ctx.set_timer("tail", (self.due[0][0] - ctx.now) / 1e6)
 
@@ -203,7 +205,7 @@ class App(Service):
         """A write's delete on the key's other nodes (fire and forget, as the commit stream's)."""
         if self.copies > 1:
             for node in self.ring.nodes(key, self.copies)[1:]:
-                self._cache_call(ctx, ("replica-delete", None), key, lambda rid: CacheDelete(rid, key), node)
+                ctx.send(node, CacheDelete(0, key))  # noreply
 
     # ---- talking to the cache ---------------------------------------------------------------------
     def _cache_call(self, ctx, state, key, make, node=None) -> None:
@@ -288,7 +290,6 @@ class App(Service):
         elif kind == "invalidate":
             job, value = x
             self._answer(ctx, job, True, value)
-        # "fill" needs nothing more: the read was answered when the value was computed
 
     # ---- the database -----------------------------------------------------------------------------
     def _db(self, ctx, op, token, key, idem=None) -> None:
@@ -323,6 +324,9 @@ class App(Service):
             if r.via == "fallback":
                 self._answer_read(ctx, r)
                 return
+            if not self.recompute_ms:  # nothing to wait for: a timer at this very instant cost an event per miss
+                self._fill(ctx, r)
+                return
             self.nretry += 1
             heapq.heappush(self.after_fetch, (ctx.now + int(self.recompute_ms * 1e6), self.nretry, r))
             self._arm(ctx)
@@ -347,9 +351,9 @@ class App(Service):
 
     def _fill(self, ctx, r: _Read) -> None:
         add = not r.token  # a fill never replaces a value someone else stored meanwhile (memcached add)
-        size = self.sizes(r.key)
-        self._cache_call(ctx, ("fill", r), r.key,
-                         lambda rid: CacheSet(rid, r.key, r.version, size, token=r.token, add=add), r.node)
+        # noreply: nothing waits on a fill's answer, so it costs no reply, no pending call and no deadline
+        ctx.send(r.node or self.ring.node(r.key), CacheSet(0, r.key, r.version, self.sizes(r.key), token=r.token,
+                                                           add=add))
         if r.job is not None:
             self._answer_read(ctx, r)
 

@@ -191,6 +191,29 @@ def pairs_ok(history, f):
             yield inv, done
 
 
+def read_outcomes(history) -> dict:
+    """How the reads that ended ok got their value (``hit``, ``miss``, ``db``, ``coalesced``, ...): count
+    per outcome. A columnar history is read by its columns (an ok completion carries its invoke's
+    ``f``), which spares building a pair of dicts per operation of a million-request run."""
+    how: dict = defaultdict(int)
+    names = getattr(history, "f_names", None)
+    if names is None or getattr(history, "dicts", None) is not None:
+        for _, done in pairs_ok(history, "read"):
+            res = done["value"].get("result")
+            if isinstance(res, list):
+                how[res[1]] += 1
+        return how
+    if "read" not in names:
+        return how
+    read = names.index("read")
+    for t, f, v in zip(history.type, history.f, history.value):
+        if t == 1 and f == read:  # 1: "ok" in history.TYPES
+            res = v.get("result") if isinstance(v, dict) else None
+            if isinstance(res, list):
+                how[res[1]] += 1
+    return how
+
+
 def node_load(run: RunData) -> dict:
     """Cache gets per node, and the busiest node's share of them (what hot-key replication spreads)."""
     gets = {c: sum(h + m for h, m in per.values()) for c, per in sorted(run.exposed.get("counts", {}).items())}
@@ -582,11 +605,7 @@ class CacheTier(Scenario):
 
     def figures(self, run: RunData) -> dict:
         p = effective(run.cfg)
-        how: dict = defaultdict(int)
-        for _, done in pairs_ok(run.history, "read"):
-            res = done["value"].get("result")
-            if isinstance(res, list):
-                how[res[1]] += 1
+        how = read_outcomes(run.history)
         reads = sum(how.values())
         fetches = [r for r in events(run)["fetch"] if r["kind"] == "app.fetch"]
         st = [r[3] for r in read_staleness(run)]
