@@ -215,5 +215,6 @@ def test_read_outcomes_from_columns_equal_those_from_pairs():
             events.append({"index": len(events), "time": t, "type": kind, "process": i, "f": f, "value": value})
             t += 1
     events.append({"index": len(events), "time": t, "type": "invoke", "process": 9, "f": "read", "value": {}})
-    columns, dicts = History(events, dicts_up_to=0), History(events)
-    assert dict(read_outcomes(columns)) == dict(read_outcomes(dicts)) == {"hit": 2, "miss": 1}
+    columns, with_dicts = History(events, dicts_up_to=0), History(events)
+    expect = {"hit": 2, "miss": 1}
+    assert dict(read_outcomes(columns)) == dict(read_outcomes(with_dicts)) == dict(read_outcomes(events)) == expect

@@ -193,11 +193,11 @@ def pairs_ok(history, f):
 
 def read_outcomes(history) -> dict:
     """How the reads that ended ok got their value (``hit``, ``miss``, ``db``, ``coalesced``, ...): count
-    per outcome. A columnar history is read by its columns (an ok completion carries its invoke's
-    ``f``), which spares building a pair of dicts per operation of a million-request run."""
+    per outcome. A ``History`` is read by its columns (an ok completion carries its invoke's ``f``),
+    which spares pairing a million operations (and, past DICTS_UP_TO, building their dicts)."""
     how: dict = defaultdict(int)
     names = getattr(history, "f_names", None)
-    if names is None or getattr(history, "dicts", None) is not None:
+    if names is None:  # a plain list of dicts
         for _, done in pairs_ok(history, "read"):
             res = done["value"].get("result")
             if isinstance(res, list):
