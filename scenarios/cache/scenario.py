@@ -494,7 +494,11 @@ class CacheTier(Scenario):
     # caches large enough for the key space, and a 30 s TTL and 2% writes, so the database's misses
     # (about 700/s after the warm-up) stay well inside its 4 cores; at the defaults' 2 s TTL and 5%
     # writes, 20,000 requests/s miss about 5,000 times a second and a third of the reads time out.
-    benchmarks = {"cache": {"options": {"rate": 20000.0, "time_limit_s": 50.0, "nemesis": ["crash"]},
+    # The quiet 31 s after the load outlast the 30 s TTL: delete's known race (a fill that read the
+    # database before a write lands after its delete) leaves a stale entry until its TTL, and the
+    # convergence checker judges the caches at the end.
+    benchmarks = {"cache": {"options": {"rate": 20000.0, "time_limit_s": 50.0, "nemesis": ["crash"],
+                                        "quiesce_s": 31.0},
                             "params": {"capacity_bytes": 1048576, "ttl_ms": 30000.0, "write_share": 0.02}}}
     examples = (
         "dsim run cache --seed 1",
