@@ -177,7 +177,7 @@ class App(Service):
         if job.call.op == "write":
             if self.bug == "delete-before-write":
                 self._replicas_delete(ctx, key)
-                self._cache_call(ctx, ("delete-first", job), key, lambda rid: CacheDelete(rid, key))
+                self._cache_call(ctx, ("delete-first", job), self.ring.node(key), CacheDelete, key)
             else:
                 self._db(ctx, "write", ("write", job), key, job.call.idem)
             return
@@ -198,8 +198,7 @@ class App(Service):
         self._get(ctx, r)
 
     def _get(self, ctx, r: _Read) -> None:
-        lease = self.use_lease
-        self._cache_call(ctx, ("get", r), r.key, lambda rid: CacheGet(rid, r.key, lease), r.node)
+        self._cache_call(ctx, ("get", r), r.node or self.ring.node(r.key), CacheGet, r.key, self.use_lease)
 
     def _replicas_delete(self, ctx, key) -> None:
         """A write's delete on the key's other nodes (fire and forget, as the commit stream's)."""
@@ -208,11 +207,12 @@ class App(Service):
                 ctx.send(node, CacheDelete(0, key))  # noreply
 
     # ---- talking to the cache ---------------------------------------------------------------------
-    def _cache_call(self, ctx, state, key, make, node=None) -> None:
+    def _cache_call(self, ctx, state, node, message_class, *fields) -> None:
+        """Send ``message_class(rid, *fields)`` to ``node`` and await its reply, ``state`` saying what for."""
         self.rid += 1
         rid = self.rid
         self.pending[rid] = state
-        ctx.send(node or self.ring.node(key), make(rid))
+        ctx.send(node, message_class(rid, *fields))
         heapq.heappush(self.deadlines, (ctx.now + self.cache_timeout_ns, rid))
         if not self.sweeping:
             # Cache-call deadlines are swept every half timeout rather than timed one by one: a call
@@ -237,6 +237,9 @@ class App(Service):
             super().on_message(ctx, src, msg)
 
     def on_timer(self, ctx, name):
+        if name[:4] != "app.":  # the service's own timers (its CPU), most of them
+            super().on_timer(ctx, name)
+            return
         if name == "app.deadlines":
             now = ctx.now
             while self.deadlines and self.deadlines[0][0] <= now:
@@ -247,9 +250,6 @@ class App(Service):
             self.sweeping = bool(self.deadlines)
             if self.sweeping:
                 ctx.set_timer("app.deadlines", self.cache_timeout_ns / 2e6)
-            return
-        if name != "app.tick":
-            super().on_timer(ctx, name)
             return
         now = ctx.now
         self.armed_at = None
@@ -342,12 +342,12 @@ class App(Service):
             if self.strategy == "write-through" or self.bug == "set-on-write":
                 seq = value if self.bug != "set-on-write" else 0
                 size = self.sizes(key)
-                self._cache_call(ctx, ("invalidate", (job, version)), key,
-                                 lambda rid: CacheSet(rid, key, version, size, version=seq))
+                self._cache_call(ctx, ("invalidate", (job, version)), self.ring.node(key), CacheSet, key, version,
+                                 size, 0, -1.0, seq)
             elif self.bug == "delete-before-write":
                 self._answer(ctx, job, True, version)
             else:
-                self._cache_call(ctx, ("invalidate", (job, version)), key, lambda rid: CacheDelete(rid, key))
+                self._cache_call(ctx, ("invalidate", (job, version)), self.ring.node(key), CacheDelete, key)
 
     def _fill(self, ctx, r: _Read) -> None:
         add = not r.token  # a fill never replaces a value someone else stored meanwhile (memcached add)
