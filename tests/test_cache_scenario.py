@@ -122,7 +122,8 @@ def replay(*args, cwd=None):
 
 
 def test_replay_writes_its_csv_and_curves(tmp_path):
-    """The replay tool prints one CSV row per policy and capacity, and draws the miss-ratio curves."""
+    """The replay tool prints one CSV row per policy and capacity, draws the miss-ratio curves, and states
+    its rate per wall second and per CPU second."""
     r = replay("--policy", "lru,sieve", "--capacity-objects", "100,1000", "--zipf", "5000,0.9", "--requests", "50000",
                "--plot", str(tmp_path / "mrc.png"))
     assert r.returncode == 0, r.stderr
@@ -131,7 +132,7 @@ def test_replay_writes_its_csv_and_curves(tmp_path):
     ratios = {tuple(x.split(",")[:2]): float(x.split(",")[4]) for x in lines[1:]}
     assert ratios[("lru", "1000")] < ratios[("lru", "100")]
     assert (tmp_path / "mrc.png").stat().st_size > 0
-    assert "requests/s" in r.stderr
+    assert "requests/s" in r.stderr and "per CPU second" in r.stderr
 
 
 def test_replay_reads_oracle_general_and_csv_traces_alike(tmp_path):
@@ -200,3 +201,20 @@ def test_ring_nodes_are_distinct_and_start_at_the_home_node():
         three = ring.nodes(k, 3)
         assert three[0] == ring.node(k) and sorted(three) == ["a", "b", "c"]
         assert ring.nodes(k, 9) == three and ring.nodes(k, 1) == (ring.node(k),)
+
+
+def test_read_outcomes_from_columns_equal_those_from_pairs():
+    """The figures' count of read outcomes reads a columnar history's columns and gets what its pairs give."""
+    from scenarios.cache.scenario import read_outcomes
+    from simulator.workload.history import History
+
+    events, t = [], 0
+    for i, (f, typ, how) in enumerate([("read", "ok", "hit"), ("write", "ok", None), ("read", "ok", "miss"),
+                                       ("read", "fail", None), ("read", "ok", "hit"), ("read", "info", None)]):
+        for kind, value in (("invoke", {"key": f"k{i}"}), (typ, {"result": [i, how]} if how else {"error": "x"})):
+            events.append({"index": len(events), "time": t, "type": kind, "process": i, "f": f, "value": value})
+            t += 1
+    events.append({"index": len(events), "time": t, "type": "invoke", "process": 9, "f": "read", "value": {}})
+    columns, with_dicts = History(events, dicts_up_to=0), History(events)
+    expect = {"hit": 2, "miss": 1}
+    assert dict(read_outcomes(columns)) == dict(read_outcomes(with_dicts)) == dict(read_outcomes(events)) == expect

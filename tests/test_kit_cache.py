@@ -249,6 +249,21 @@ def test_lease_miss_gets_a_token_and_concurrent_misses_wait():
     assert reply(ctx).value == "v1"
 
 
+def test_sets_and_deletes_with_rid_zero_get_no_reply_but_take_effect():
+    """A set or delete sent with rid 0 (noreply) changes the cache and the records as any other, and
+    sends nothing back."""
+    node, ctx = Cache(CacheSpec(unit="objects")), FakeContext("c1")
+    node.on_message(ctx, "app-1", CacheSet(0, "k", "v1", 1))
+    assert ctx.take_sent() == []
+    node.on_message(ctx, "app-1", CacheGet(1, "k"))
+    assert reply(ctx).value == "v1"
+    node.on_message(ctx, "tailer", CacheDelete(0, "k"))
+    assert ctx.take_sent() == []
+    node.on_message(ctx, "app-1", CacheGet(2, "k"))
+    assert not reply(ctx).hit
+    assert [r["kind"] for r in ctx.records] == ["cache.set", "cache.delete"]
+
+
 def test_a_delete_invalidates_the_outstanding_token():
     """A delete between a lease miss and its set makes the set fail (stale token), so the old value
     read before the write is not cached; a token older than lease_ms no longer blocks others."""

@@ -9,7 +9,9 @@ read   ask the key's cache node (consistent hashing over the cache nodes); on a 
        stampede formula), fill the cache with ``add`` (store only if absent, so a slow fill never
        replaces what a writer or another fill stored meanwhile; with a lease token, a set) and
        answer. A cache that does not answer within
-       ``cache_timeout_ms`` counts as a miss whose value is not filled (fallback).
+       ``cache_timeout_ms`` counts as a miss whose value is not filled (fallback). A fill goes
+       without a reply (memcached ``noreply``: nothing waits on it), and with ``recompute_ms`` 0 it
+       leaves as soon as the database answers.
 write  write the database, then, by ``strategy``:
        ``delete``         delete the cache entry (the default; Facebook's "demand-filled look-aside")
        ``write-through``  set the new version, versioned (an older version never replaces a newer
@@ -28,7 +30,7 @@ Stampede protection on a read miss (``protection``):
 The commit stream (``invalidation_delay_ms``, mcsqueal-style): the primary tells the tailer about
 each commit and the tailer deletes the key ``delay`` later, on top of the strategy; deletes sent to
 a crashed or unreachable cache node are lost (nobody retries them, as in the paper's design before
-mcsqueal's replay).
+mcsqueal's replay). They go without a reply, as do a write's deletes on a hot key's other nodes.
 
 Records: ``app.commit`` (key, version, seq: a write acknowledged by the database), ``app.read``
 (key, version, how: the moment a read got its value, from the cache or the database; requests
@@ -119,7 +121,7 @@ class Tailer(Node):
         while self.due and self.due[0][0] <= ctx.now:
             _, n, key = heapq.heappop(self.due)
             for node in self.ring.nodes(key, self.copies):
-                ctx.send(node, CacheDelete(-n, key))
+                ctx.send(node, CacheDelete(0, key))  # noreply: nobody would read the answer
         if self.due:
             ctx.set_timer("tail", (self.due[0][0] - ctx.now) / 1e6)
 
@@ -175,7 +177,7 @@ class App(Service):
         if job.call.op == "write":
             if self.bug == "delete-before-write":
                 self._replicas_delete(ctx, key)
-                self._cache_call(ctx, ("delete-first", job), key, lambda rid: CacheDelete(rid, key))
+                self._cache_call(ctx, ("delete-first", job), self.ring.node(key), CacheDelete, key)
             else:
                 self._db(ctx, "write", ("write", job), key, job.call.idem)
             return
@@ -196,21 +198,21 @@ class App(Service):
         self._get(ctx, r)
 
     def _get(self, ctx, r: _Read) -> None:
-        lease = self.use_lease
-        self._cache_call(ctx, ("get", r), r.key, lambda rid: CacheGet(rid, r.key, lease), r.node)
+        self._cache_call(ctx, ("get", r), r.node or self.ring.node(r.key), CacheGet, r.key, self.use_lease)
 
     def _replicas_delete(self, ctx, key) -> None:
         """A write's delete on the key's other nodes (fire and forget, as the commit stream's)."""
         if self.copies > 1:
             for node in self.ring.nodes(key, self.copies)[1:]:
-                self._cache_call(ctx, ("replica-delete", None), key, lambda rid: CacheDelete(rid, key), node)
+                ctx.send(node, CacheDelete(0, key))  # noreply
 
     # ---- talking to the cache ---------------------------------------------------------------------
-    def _cache_call(self, ctx, state, key, make, node=None) -> None:
+    def _cache_call(self, ctx, state, node, message_class, *fields) -> None:
+        """Send ``message_class(rid, *fields)`` to ``node`` and await its reply, ``state`` saying what for."""
         self.rid += 1
         rid = self.rid
         self.pending[rid] = state
-        ctx.send(node or self.ring.node(key), make(rid))
+        ctx.send(node, message_class(rid, *fields))
         heapq.heappush(self.deadlines, (ctx.now + self.cache_timeout_ns, rid))
         if not self.sweeping:
             # Cache-call deadlines are swept every half timeout rather than timed one by one: a call
@@ -235,6 +237,9 @@ class App(Service):
             super().on_message(ctx, src, msg)
 
     def on_timer(self, ctx, name):
+        if name[:4] != "app.":  # the service's own timers (its CPU), most of them
+            super().on_timer(ctx, name)
+            return
         if name == "app.deadlines":
             now = ctx.now
             while self.deadlines and self.deadlines[0][0] <= now:
@@ -245,9 +250,6 @@ class App(Service):
             self.sweeping = bool(self.deadlines)
             if self.sweeping:
                 ctx.set_timer("app.deadlines", self.cache_timeout_ns / 2e6)
-            return
-        if name != "app.tick":
-            super().on_timer(ctx, name)
             return
         now = ctx.now
         self.armed_at = None
@@ -288,7 +290,6 @@ class App(Service):
         elif kind == "invalidate":
             job, value = x
             self._answer(ctx, job, True, value)
-        # "fill" needs nothing more: the read was answered when the value was computed
 
     # ---- the database -----------------------------------------------------------------------------
     def _db(self, ctx, op, token, key, idem=None) -> None:
@@ -323,6 +324,9 @@ class App(Service):
             if r.via == "fallback":
                 self._answer_read(ctx, r)
                 return
+            if not self.recompute_ms:  # nothing to wait for: a timer at this very instant cost an event per miss
+                self._fill(ctx, r)
+                return
             self.nretry += 1
             heapq.heappush(self.after_fetch, (ctx.now + int(self.recompute_ms * 1e6), self.nretry, r))
             self._arm(ctx)
@@ -338,18 +342,18 @@ class App(Service):
             if self.strategy == "write-through" or self.bug == "set-on-write":
                 seq = value if self.bug != "set-on-write" else 0
                 size = self.sizes(key)
-                self._cache_call(ctx, ("invalidate", (job, version)), key,
-                                 lambda rid: CacheSet(rid, key, version, size, version=seq))
+                self._cache_call(ctx, ("invalidate", (job, version)), self.ring.node(key), CacheSet, key, version,
+                                 size, 0, -1.0, seq)
             elif self.bug == "delete-before-write":
                 self._answer(ctx, job, True, version)
             else:
-                self._cache_call(ctx, ("invalidate", (job, version)), key, lambda rid: CacheDelete(rid, key))
+                self._cache_call(ctx, ("invalidate", (job, version)), self.ring.node(key), CacheDelete, key)
 
     def _fill(self, ctx, r: _Read) -> None:
         add = not r.token  # a fill never replaces a value someone else stored meanwhile (memcached add)
-        size = self.sizes(r.key)
-        self._cache_call(ctx, ("fill", r), r.key,
-                         lambda rid: CacheSet(rid, r.key, r.version, size, token=r.token, add=add), r.node)
+        # noreply: nothing waits on a fill's answer, so it costs no reply, no pending call and no deadline
+        ctx.send(r.node or self.ring.node(r.key), CacheSet(0, r.key, r.version, self.sizes(r.key), token=r.token,
+                                                           add=add))
         if r.job is not None:
             self._answer_read(ctx, r)
 

@@ -191,6 +191,29 @@ def pairs_ok(history, f):
             yield inv, done
 
 
+def read_outcomes(history) -> dict:
+    """How the reads that ended ok got their value (``hit``, ``miss``, ``db``, ``coalesced``, ...): count
+    per outcome. A ``History`` is read by its columns (an ok completion carries its invoke's ``f``),
+    which spares pairing a million operations (and, past DICTS_UP_TO, building their dicts)."""
+    how: dict = defaultdict(int)
+    names = getattr(history, "f_names", None)
+    if names is None:  # a plain list of dicts
+        for _, done in pairs_ok(history, "read"):
+            res = done["value"].get("result")
+            if isinstance(res, list):
+                how[res[1]] += 1
+        return how
+    if "read" not in names:
+        return how
+    read = names.index("read")
+    for t, f, v in zip(history.type, history.f, history.value):
+        if t == 1 and f == read:  # 1: "ok" in history.TYPES
+            res = v.get("result") if isinstance(v, dict) else None
+            if isinstance(res, list):
+                how[res[1]] += 1
+    return how
+
+
 def node_load(run: RunData) -> dict:
     """Cache gets per node, and the busiest node's share of them (what hot-key replication spreads)."""
     gets = {c: sum(h + m for h, m in per.values()) for c, per in sorted(run.exposed.get("counts", {}).items())}
@@ -471,7 +494,11 @@ class CacheTier(Scenario):
     # caches large enough for the key space, and a 30 s TTL and 2% writes, so the database's misses
     # (about 700/s after the warm-up) stay well inside its 4 cores; at the defaults' 2 s TTL and 5%
     # writes, 20,000 requests/s miss about 5,000 times a second and a third of the reads time out.
-    benchmarks = {"cache": {"options": {"rate": 20000.0, "time_limit_s": 50.0, "nemesis": ["crash"]},
+    # The quiet 31 s after the load outlast the 30 s TTL: delete's known race (a fill that read the
+    # database before a write lands after its delete) leaves a stale entry until its TTL, and the
+    # convergence checker judges the caches at the end.
+    benchmarks = {"cache": {"options": {"rate": 20000.0, "time_limit_s": 50.0, "nemesis": ["crash"],
+                                        "quiesce_s": 31.0},
                             "params": {"capacity_bytes": 1048576, "ttl_ms": 30000.0, "write_share": 0.02}}}
     examples = (
         "dsim run cache --seed 1",
@@ -582,11 +609,7 @@ class CacheTier(Scenario):
 
     def figures(self, run: RunData) -> dict:
         p = effective(run.cfg)
-        how: dict = defaultdict(int)
-        for _, done in pairs_ok(run.history, "read"):
-            res = done["value"].get("result")
-            if isinstance(res, list):
-                how[res[1]] += 1
+        how = read_outcomes(run.history)
         reads = sum(how.values())
         fetches = [r for r in events(run)["fetch"] if r["kind"] == "app.fetch"]
         st = [r[3] for r in read_staleness(run)]

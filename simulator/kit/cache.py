@@ -1181,7 +1181,9 @@ class CacheGet:
 @message
 class CacheSet:
     """``token``: a lease (0: none); ``version`` > 0: refused if the key holds a higher version
-    (a versioned write-through); ``add``: store only if the key is absent (memcached ``add``)."""
+    (a versioned write-through); ``add``: store only if the key is absent (memcached ``add``).
+    ``rid`` 0: the sender wants no reply (memcached's ``noreply``), as for a demand fill nobody
+    waits on."""
 
     rid: int
     key: Any
@@ -1195,6 +1197,8 @@ class CacheSet:
 
 @message
 class CacheDelete:
+    """``rid`` 0: no reply (memcached's ``noreply``), as for a commit stream's invalidation."""
+
     rid: int
     key: Any
 
@@ -1316,7 +1320,8 @@ class Cache(Node):
             ctx.record("cache.set", key=msg.key, value=msg.value, token=msg.token, stored=stored, why=why)
             if self.spec.persist:
                 self._persist(ctx, msg.key)
-            ctx.send(src, CacheReply(msg.rid, stored))
+            if msg.rid:
+                ctx.send(src, CacheReply(msg.rid, stored))
         elif t is CacheDelete:
             had = self.store.delete(msg.key)
             self.versions.pop(msg.key, None)
@@ -1325,4 +1330,5 @@ class Cache(Node):
             ctx.record("cache.delete", key=msg.key, had=had)
             if self.spec.persist:
                 self._persist(ctx, msg.key)
-            ctx.send(src, CacheReply(msg.rid, had))
+            if msg.rid:
+                ctx.send(src, CacheReply(msg.rid, had))
