@@ -11,18 +11,27 @@ or ``--cluster`` Dask, as ``dsim sweep``), within a budget of runs:
 2. *Delta debugging* (Zeller and Hildebrandt's ddmin) over the fault actions: the result is
    1-minimal, i.e. dropping any one remaining action makes the failure go away. It works on whole
    fault kinds (every action of one nemesis) first, then on fault cycles (a start with its stop),
-   then on single actions: each level is cheap once the one above has thrown out most of the plan.
+   then on single actions, then on the events inside a compound action (a crash storm's crashes):
+   each level is cheap once the one above has thrown out most of the plan. Before the first ddmin,
+   once, *fresh plans*: the nemeses the plan still uses, drawn again with other seeds for a quarter
+   and a half of the time limit and written out; ddmin's result depends on where it starts, and a
+   plan drawn for a short run starts smaller than the tail cut from a long one.
 3. *Less time, from both ends*, each kept only if the run still fails:
    - a shorter time limit (just after the instants the checker's message names, or a fraction of
      the limit; faults after it dropped), tried first: cheap runs, and every later fault goes at once;
    - after ddmin, the remaining faults and the time limit moved earlier together, past the quiet
      stretch before the first fault;
    - time and rate cut together (the limit divided by 2, 4 or 8, the rate multiplied by as much,
-     faults at the same share of the run): failures that need many operations keep them;
+     faults at the same share of the run, and the workload's own time scales, the parameters a design
+     declares ``Param(..., time_scale=True)`` such as email's campaign gap, divided as well): failures
+     that need many operations or a workload event (a campaign backlog) keep them;
    - once, when nothing else cut the time: other seeds (drawn from the run's own) at a half and a
      quarter of the limit, for failures that need the workload to line up (a campaign, a backlog).
 4. *Smaller everything else*: a lower rate (kept only if the run has fewer operations), fewer
    nodes, parameters back at their defaults.
+
+Fault actions are counted by :func:`fault_actions`: one per plan entry, two per event of a compound
+action (a crash storm's crash and its restart), as they would be written out.
 
 The steps repeat while anything still shrinks. Candidates are consumed in a fixed order (see
 :class:`Shrinker`), so the reproducer and ``shrink.csv`` (less wall times) are the same on any executor.
