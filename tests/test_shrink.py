@@ -159,8 +159,9 @@ def test_fault_kinds_group_every_action_of_one_nemesis():
 
 
 def test_less_time_divides_the_workloads_declared_time_scales_too(monkeypatch):
-    """The "less time" candidates divide a parameter declared time_scale (email's campaign gap and day)
-    by the factor the time limit comes down, and leave other parameters and designs without one alone."""
+    """The "less time" candidates, after those that keep the workload as it is, divide a parameter declared
+    time_scale (email's campaign gap and day) by the factor the time limit comes down, and leave other
+    parameters and designs without one alone."""
     from simulator.pipeline.shrink import Failure, Shrinker
 
     seen = []
@@ -168,7 +169,7 @@ def test_less_time_divides_the_workloads_declared_time_scales_too(monkeypatch):
     email = build_config(registry.get("email"), seed=1, bug="fifo-only", options={"time_limit_s": 16.0})
     Shrinker(Failure(None, email, "tx-latency", "", 16.0, 0)).compressed(email)
     assert [(c.time_limit_s, c.params["campaign_every_s"], c.params["day_s"]) for c in seen] == \
-        [(2.0, 3.75, 7.5), (4.0, 7.5, 15.0), (8.0, 15.0, 30.0)]
+        [(2.0, 30.0, 60.0), (4.0, 30.0, 60.0), (8.0, 30.0, 60.0), (2.0, 3.75, 7.5), (4.0, 7.5, 15.0), (8.0, 15.0, 30.0)]
     assert all(c.params["visibility_timeout_s"] == email.params["visibility_timeout_s"] for c in seen)
     seen.clear()
     queue = build_config(registry.get("queue"), seed=1, options={"time_limit_s": 16.0})
@@ -241,3 +242,19 @@ def test_named_times_include_the_end_of_each_operation_a_linearizability_message
     msg = ("key 'k7': not linearizable: read -> 924 (process 0, 6813.347-6820.604 ms) cannot be placed: after "
            "read -> 944 (process 4, 6759.891-6770.869 ms); crash at 5.5 s; in the 1000 ms")
     assert [round(t, 6) for t in named_times_s(msg)] == [6.820604, 6.770869, 5.5]
+
+
+def test_a_shorter_limit_may_end_the_run_at_its_last_fault_action(monkeypatch):
+    """One shorter-limit candidate ends the run at the last fault action, which it drops: the final
+    heal (which resumes, restarts and heals everything) takes its place."""
+    from simulator.pipeline.shrink import Failure, Shrinker
+
+    cfg = build_config(registry.get("raft"), seed=1, options={"time_limit_s": 5.0})
+    cfg = replace(cfg, faults=[{"at_s": 2.46, "action": "pause", "node": "n4"},
+                               {"at_s": 2.7681, "action": "resume", "node": "n4"}])
+    seen = []
+    monkeypatch.setattr(Shrinker, "first", lambda self, step, cands: seen.extend(cands))
+    Shrinker(Failure(None, cfg, "linearizable", "", 5.0, 0)).shorter(cfg)
+    at_last = [c for c in seen if c.time_limit_s == 2.7681]
+    assert len(at_last) == 1 and at_last[0].faults == cfg.faults[:1]
+    assert [c.time_limit_s for c in seen] == sorted(c.time_limit_s for c in seen)

@@ -17,8 +17,9 @@ or ``--cluster`` Dask, as ``dsim sweep``), within a budget of runs:
    and a half of the time limit and written out; ddmin's result depends on where it starts, and a
    plan drawn for a short run starts smaller than the tail cut from a long one.
 3. *Less time, from both ends*, each kept only if the run still fails:
-   - a shorter time limit (just after the instants the checker's message names, or a fraction of
-     the limit; faults after it dropped), tried first: cheap runs, and every later fault goes at once;
+   - a shorter time limit (just after the instants the checker's message names, at the last fault
+     action, which the final heal then replaces, or a fraction of the limit; faults from it on
+     dropped), tried first: cheap runs, and every later fault goes at once;
    - after ddmin, the remaining faults and the time limit moved earlier together, past the quiet
      stretch before the first fault;
    - time and rate cut together (the limit divided by 2, 4 or 8, the rate multiplied by as much,
@@ -265,8 +266,11 @@ class Shrinker:
         got = self.results.get(_key(cfg))  # the instants the latest failure names: earlier rounds moved them
         named = named_times_s(got["message"] if got and got.get("message") else self.failure.message)
         marks = [t + d for t in sorted(named)[-2:] for d in (0.05, 0.25, 1.0)] if named else []
-        cands = sorted({round(x, 3) for x in (*marks, limit / 8, limit / 4, limit / 2, limit * 3 / 4, limit * 7 / 8)
-                        if 0.1 <= x < limit})
+        # the instant of the last fault action: it goes, and the final heal, which ends every fault,
+        # takes its place (a pause whose resume is the end of the run)
+        last = [max(a["at_s"] for a in cfg.faults)] if cfg.faults else []
+        cands = sorted({x for x in (*(round(x, 3) for x in (*marks, limit / 8, limit / 4, limit / 2, limit * 3 / 4,
+                                                           limit * 7 / 8)), *last) if 0.1 <= x < limit})
         found = self.first("shorter time limit", [_cut(cfg, x) for x in cands])
         return found or cfg
 
@@ -278,14 +282,16 @@ class Shrinker:
         workload event (a campaign) keep them and lose the time."""
         scales = _time_scales(cfg)
         cands = []
-        for f in (8, 4, 2):
-            limit = round(cfg.time_limit_s / f, 4)
-            if limit < 0.1:
-                continue
-            cands.append(replace(cfg, time_limit_s=limit, rate=round(cfg.rate * f, 4),
-                                 nemesis_interval_s=max(round(cfg.nemesis_interval_s / f, 4), 0.001),
-                                 faults=[{**a, "at_s": round(a["at_s"] / f, 4)} for a in cfg.faults],
-                                 params={**cfg.params, **{k: _scaled(v, f) for k, v in scales.items()}}))
+        # the workload's time scales left alone first (the same workload, faster), then divided too
+        for scaled in ((False, True) if scales else (False,)):
+            for f in (8, 4, 2):
+                limit = round(cfg.time_limit_s / f, 4)
+                if limit < 0.1:
+                    continue
+                params = {**cfg.params, **{k: _scaled(v, f) for k, v in scales.items()}} if scaled else cfg.params
+                cands.append(replace(cfg, time_limit_s=limit, rate=round(cfg.rate * f, 4),
+                                     nemesis_interval_s=max(round(cfg.nemesis_interval_s / f, 4), 0.001),
+                                     faults=[{**a, "at_s": round(a["at_s"] / f, 4)} for a in cfg.faults], params=params))
         return self.first("less time, higher rate", [c for c in cands if _valid(c)]) or cfg
 
     def earlier(self, cfg: RunConfig) -> RunConfig:
