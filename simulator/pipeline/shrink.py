@@ -11,7 +11,8 @@ or ``--cluster`` Dask, as ``dsim sweep``), within a budget of runs:
 2. *Delta debugging* (Zeller and Hildebrandt's ddmin) over the fault actions: the result is
    1-minimal, i.e. dropping any one remaining action makes the failure go away. It works on whole
    fault kinds (every action of one nemesis) first, then on fault cycles (a start with its stop),
-   then on single actions and the events inside compound actions (a crash storm's crashes) as units:
+   then on single actions, then, if a compound action is left, on its events (a crash storm's
+   crashes) and the other actions as units:
    each level is cheap once the one above has thrown out most of the plan. Before the first ddmin,
    once, *fresh plans*: the nemeses the plan still uses, drawn again with other seeds for a quarter
    and a half of the time limit and written out; ddmin's result depends on where it starts, and a
@@ -253,11 +254,17 @@ class Shrinker:
         keep = self._ddmin("ddmin fault cycles", list(range(len(groups))),
                            lambda c: replace(cfg, faults=[plan[i] for i in sorted(j for g in c for j in groups[g])]))
         plan = [plan[i] for i in sorted(j for g in keep for j in groups[g])]
-        # last, the units fault_actions counts: single actions, and each event of a compound action
-        # (a crash storm's crashes) on its own, so the result is 1-minimal in what is counted
+        keep = self._ddmin("ddmin faults", list(range(len(plan))),
+                           lambda c: replace(cfg, faults=[plan[i] for i in sorted(c)]))
+        plan = [plan[i] for i in sorted(keep)]
+        # last, if a compound action is left with several events (a crash storm's crashes), the units
+        # fault_actions counts: each action, and each event on its own, so the result is 1-minimal in
+        # what is counted
         units = fault_units(plan)
-        keep = self._ddmin("ddmin faults", units, lambda c: replace(cfg, faults=from_units(plan, c)))
-        return replace(cfg, faults=from_units(plan, keep))
+        if len(units) > len(plan):
+            keep = self._ddmin("ddmin events", units, lambda c: replace(cfg, faults=from_units(plan, c)))
+            plan = from_units(plan, keep)
+        return replace(cfg, faults=plan)
 
     def shorter(self, cfg: RunConfig) -> RunConfig:
         """The shortest of a few time limits that still fails (faults after it dropped): just after
