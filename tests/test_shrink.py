@@ -187,8 +187,8 @@ def test_fault_actions_count_a_crash_storms_crashes_and_restarts():
 
 
 def test_ddmin_faults_also_cuts_a_crash_storm_down_to_the_crash_it_needs(monkeypatch):
-    """After ddmin over whole actions, a compound action's events are shrunk too: a failure that needs
-    one partition and the second crash of a four-crash storm ends with exactly those."""
+    """After ddmin over whole actions, a compound action's events are shrunk too (ddmin_events): a failure
+    that needs one partition and the second crash of a four-crash storm ends with exactly those."""
     from simulator.pipeline.shrink import Failure, Shrinker, fault_actions
 
     cfg = build_config(registry.get("raft"), seed=1, options={"time_limit_s": 3.0})
@@ -208,7 +208,8 @@ def test_ddmin_faults_also_cuts_a_crash_storm_down_to_the_crash_it_needs(monkeyp
         return next((i for i, c in enumerate(cfgs) if fails(c)), None)
 
     monkeypatch.setattr(Shrinker, "first_index", first_index)
-    got = Shrinker(Failure(None, cfg, "linearizable", "", 3.0, 0)).ddmin_faults(replace(cfg, faults=plan))
+    s = Shrinker(Failure(None, cfg, "linearizable", "", 3.0, 0))
+    got = s.ddmin_events(s.ddmin_faults(replace(cfg, faults=plan)))
     assert [a["action"] for a in got.faults] == ["partition", "crash_storm"]
     assert got.faults[1]["events"] == [needed] and fault_actions(got.faults) == 3
 

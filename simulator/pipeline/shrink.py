@@ -11,7 +11,8 @@ or ``--cluster`` Dask, as ``dsim sweep``), within a budget of runs:
 2. *Delta debugging* (Zeller and Hildebrandt's ddmin) over the fault actions: the result is
    1-minimal, i.e. dropping any one remaining action makes the failure go away. It works on whole
    fault kinds (every action of one nemesis) first, then on fault cycles (a start with its stop),
-   then on single actions, then on the events of each compound action left (a crash storm's crashes):
+   then on single actions, and (after the time cuts below) on the events of each compound action
+   left (a crash storm's crashes):
    each level is cheap once the one above has thrown out most of the plan. Before the first ddmin,
    once, *fresh plans*: the nemeses the plan still uses, drawn again with other seeds for a quarter
    and a half of the time limit and written out; ddmin's result depends on where it starts, and a
@@ -255,10 +256,13 @@ class Shrinker:
         plan = [plan[i] for i in sorted(j for g in keep for j in groups[g])]
         keep = self._ddmin("ddmin faults", list(range(len(plan))),
                            lambda c: replace(cfg, faults=[plan[i] for i in sorted(c)]))
-        plan = [plan[i] for i in sorted(keep)]
-        # last, the events of each compound action left (a crash storm's crashes), one action at a time:
-        # what fault_actions counts. (One ddmin over every action and event together spent raft
-        # no-persist-vote's whole budget: 232 -> 36 actions.)
+        return replace(cfg, faults=[plan[i] for i in sorted(keep)])
+
+    def ddmin_events(self, cfg: RunConfig) -> RunConfig:
+        """ddmin over the events of each compound action (a crash storm's crashes), one action at a
+        time: what fault_actions counts. Done after the time cuts, on a shorter run. (One ddmin over
+        every action and event together spent raft no-persist-vote's whole budget: 232 -> 36.)"""
+        plan = list(cfg.faults)
         for i, act in enumerate(plan):
             events = act.get("events")
             if isinstance(events, list) and len(events) > 1:
@@ -509,6 +513,8 @@ def shrink(failure: Failure, jobs: int = 1, budget: int = 150, *, cluster: str |
                 cfg = s.ddmin_faults(cfg)
                 cfg = s.earlier(cfg)
             cfg = s.compressed(cfg)
+            if is_explicit:
+                cfg = s.ddmin_events(cfg)
             cfg = s.slower(cfg)
             cfg = s.fewer_nodes(cfg)
             cfg = s.simpler_params(cfg)
