@@ -1085,14 +1085,14 @@ def shrink(run_dir, budget, jobs, cluster, out):
                + f" after {len(result.rows)} candidate runs ({time.perf_counter() - t0:,.1f} s wall)")
     how = "explicit fault actions" if result.explicit else "fault actions (the nemesis could not be written out: kept as is)"
     click.echo(f"  {'':14s} {'before':>10s} {'after':>10s}")
-    click.echo(f"  {'faults':14s} {result.faults_before:>10d} {len(cfg.faults) if result.explicit else result.faults_before:>10d}   {how}")
+    click.echo(f"  {'faults':14s} {result.faults_before:>10d} {result.faults_after:>10d}   {how}")
     click.echo(f"  {'simulated s':14s} {failure.end_time_s:>10.3f} {float(man.get('end_time_s') or 0):>10.3f}   "
                f"(time limit {failure.cfg.time_limit_s:g} -> {cfg.time_limit_s:g} s)")
     click.echo(f"  {'operations':14s} {failure.ops:>10d} {ops_after:>10d}   (rate {failure.cfg.rate:g} -> {cfg.rate:g} ops/s)")
     click.echo(f"  {'nodes':14s} {nodes_before:>10d} {nodes_after:>10d}")
     changed = {k: v for k, v in cfg.params.items() if failure.cfg.params.get(k) != v}
     if changed:
-        click.echo("  parameters     back to defaults: " + ", ".join(f"{k}={v}" for k, v in changed.items()))
+        click.echo("  parameters     changed: " + ", ".join(f"{k}={v}" for k, v in changed.items()))
     click.echo(f"  message        {next((v.message for v in outcome.checks.values() if v.valid is False), '')[:300]}")
     click.echo(f"  {folder / 'shrunk.toml'}\n  {folder / 'shrink.csv'}\n  {folder / 'run'}  (digest {outcome.digest[:16]})")
     if svg:

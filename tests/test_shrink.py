@@ -156,3 +156,106 @@ def test_fault_kinds_group_every_action_of_one_nemesis():
             {"at_s": 0.9, "action": "restart", "node": "n1", "nemesis": "crash", "phase": "stop"},
             {"at_s": 1.0, "action": "pause", "node": "n2"}]
     assert fault_kinds(plan) == [[0, 2], [1], [3]]
+
+
+def test_less_time_divides_the_workloads_declared_time_scales_too(monkeypatch):
+    """The "less time" candidates, after those that keep the workload as it is, divide a parameter declared
+    time_scale (email's campaign gap and day) by the factor the time limit comes down, and leave other
+    parameters and designs without one alone."""
+    from simulator.pipeline.shrink import Failure, Shrinker
+
+    seen = []
+    monkeypatch.setattr(Shrinker, "first", lambda self, step, cands: seen.extend(cands))
+    email = build_config(registry.get("email"), seed=1, bug="fifo-only", options={"time_limit_s": 16.0})
+    Shrinker(Failure(None, email, "tx-latency", "", 16.0, 0)).compressed(email)
+    assert [(c.time_limit_s, c.params["campaign_every_s"], c.params["day_s"]) for c in seen] == \
+        [(2.0, 30.0, 60.0), (4.0, 30.0, 60.0), (8.0, 30.0, 60.0), (2.0, 3.75, 7.5), (4.0, 7.5, 15.0), (8.0, 15.0, 30.0)]
+    assert all(c.params["visibility_timeout_s"] == email.params["visibility_timeout_s"] for c in seen)
+    seen.clear()
+    queue = build_config(registry.get("queue"), seed=1, options={"time_limit_s": 16.0})
+    Shrinker(Failure(None, queue, "availability", "", 16.0, 0)).compressed(queue)
+    assert seen and all(c.params == queue.params for c in seen)
+
+
+def test_fault_actions_count_a_crash_storms_crashes_and_restarts():
+    """A crash storm counts two fault actions per crash event (a crash and its restart), any other entry one."""
+    from simulator.pipeline.shrink import fault_actions
+
+    storm = {"at_s": 1.0, "action": "crash_storm", "events": [[64.7, "n2", 40.3], [129.5, "n3", 22.9]]}
+    assert fault_actions([{"at_s": 0.5, "action": "isolate", "node": "n1"}, storm, {"at_s": 2.0, "action": "heal"}]) == 6
+    assert fault_actions([]) == 0
+
+
+def test_ddmin_faults_also_cuts_a_crash_storm_down_to_the_crash_it_needs(monkeypatch):
+    """After ddmin over whole actions, a compound action's events are shrunk too (ddmin_events): a failure
+    that needs one partition and the second crash of a four-crash storm ends with exactly those."""
+    from simulator.pipeline.shrink import Failure, Shrinker, fault_actions
+
+    cfg = build_config(registry.get("raft"), seed=1, options={"time_limit_s": 3.0})
+    needed = [120.0, "n3", 20.0]
+    plan = [{"at_s": 0.5, "action": "partition", "groups": [["n1"], ["n2", "n3", "n4", "n5"]]},
+            {"at_s": 0.9, "action": "heal"},
+            {"at_s": 1.0, "action": "crash_storm", "events": [[60.0, "n1", 30.0], needed, [200.0, "n2", 10.0],
+                                                              [280.0, "n5", 50.0]]},
+            {"at_s": 2.0, "action": "pause", "node": "n2"}]
+
+    def fails(c):
+        acts = [a["action"] for a in c.faults]
+        return "partition" in acts and any(needed in a.get("events", []) for a in c.faults)
+
+    def first_index(self, step, cfgs):
+        self.rows.extend({"step": step} for _ in cfgs)
+        return next((i for i, c in enumerate(cfgs) if fails(c)), None)
+
+    monkeypatch.setattr(Shrinker, "first_index", first_index)
+    s = Shrinker(Failure(None, cfg, "linearizable", "", 3.0, 0))
+    got = s.ddmin_events(s.ddmin_faults(replace(cfg, faults=plan)))
+    assert [a["action"] for a in got.faults] == ["partition", "crash_storm"]
+    assert got.faults[1]["events"] == [needed] and fault_actions(got.faults) == 3
+
+
+def test_fresh_plans_are_drawn_from_the_nemeses_left_in_shorter_runs(monkeypatch):
+    """The fresh-plan candidates are explicit plans of the nemeses the plan still uses, in a quarter and
+    a half of the time limit, shortest first, and the same candidates every time."""
+    from simulator.pipeline.shrink import Failure, Shrinker
+
+    cfg = build_config(registry.get("raft"), seed=4, bug="ack-by-index",
+                       options={"time_limit_s": 8.0, "nemesis": "partition-isolate-one,pause", "nemesis_interval_s": 0.4})
+    plan = [a for a in explicit_plan(cfg) if a["nemesis"] == "pause"]
+    seen = []
+    monkeypatch.setattr(Shrinker, "first", lambda self, step, cands: seen.append(cands))
+    cur = replace(cfg, nemesis=(), faults=plan)
+    for _ in range(2):
+        Shrinker(Failure(None, cfg, "linearizable", "", 8.0, 0)).redrawn(cur)
+    first, again = seen
+    assert first == again and first
+    assert [c.time_limit_s for c in first] == sorted(c.time_limit_s for c in first) and first[0].time_limit_s == 2.0
+    assert {c.time_limit_s for c in first} == {2.0, 4.0}
+    for c in first:
+        assert c.nemesis == () and c.seed != cfg.seed
+        assert {a["nemesis"] for a in c.faults} <= {"pause"} and all(a["at_s"] <= c.time_limit_s for a in c.faults)
+
+
+def test_named_times_include_the_end_of_each_operation_a_linearizability_message_names():
+    """A linearizability counter-example's operations ("6813.347-6820.604 ms") name instants in seconds, as "at" does."""
+    from simulator.pipeline.shrink import named_times_s
+
+    msg = ("key 'k7': not linearizable: read -> 924 (process 0, 6813.347-6820.604 ms) cannot be placed: after "
+           "read -> 944 (process 4, 6759.891-6770.869 ms); crash at 5.5 s; in the 1000 ms")
+    assert [round(t, 6) for t in named_times_s(msg)] == [6.820604, 6.770869, 5.5]
+
+
+def test_a_shorter_limit_may_end_the_run_at_its_last_fault_action(monkeypatch):
+    """One shorter-limit candidate ends the run at the last fault action, which it drops: the final
+    heal (which resumes, restarts and heals everything) takes its place."""
+    from simulator.pipeline.shrink import Failure, Shrinker
+
+    cfg = build_config(registry.get("raft"), seed=1, options={"time_limit_s": 5.0})
+    cfg = replace(cfg, faults=[{"at_s": 2.46, "action": "pause", "node": "n4"},
+                               {"at_s": 2.7681, "action": "resume", "node": "n4"}])
+    seen = []
+    monkeypatch.setattr(Shrinker, "first", lambda self, step, cands: seen.extend(cands))
+    Shrinker(Failure(None, cfg, "linearizable", "", 5.0, 0)).shorter(cfg)
+    at_last = [c for c in seen if c.time_limit_s == 2.7681]
+    assert len(at_last) == 1 and at_last[0].faults == cfg.faults[:1]
+    assert [c.time_limit_s for c in seen] == sorted(c.time_limit_s for c in seen)

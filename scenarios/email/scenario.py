@@ -63,10 +63,11 @@ class Email(Scenario):
         Param("scale", 0.1, "fraction of the full service (100M emails/day, 10,000/s peak) to simulate", min=1e-6, max=10.0),
         Param("tx_rate_s", 250.0, "mean transactional emails per second at full scale", min=0.0),
         Param("campaign_recipients", 200_000, "recipients per campaign at full scale", type=int, min=0),
-        Param("campaign_every_s", 30.0, "mean simulated seconds between campaign submissions (0: none)", min=0.0),
+        Param("campaign_every_s", 30.0, "mean simulated seconds between campaign submissions (0: none)", min=0.0,
+              time_scale=True),
         Param("final_campaign_recipients", 0, "one more campaign, submitted after the main phase and drained "
               "before the run ends (the benchmark's million), absolute count", type=int, min=0),
-        Param("day_s", 60.0, "simulated seconds of one compressed day of the daily curve", min=1.0),
+        Param("day_s", 60.0, "simulated seconds of one compressed day of the daily curve", min=1.0, time_scale=True),
         Param("daily_amplitude", 0.6, "swing of the daily curve around its mean (0: a flat Poisson rate)", min=0.0, max=1.0),
         Param("population", 2_000_000, "distinct addresses at full scale", type=int, min=1),
         Param("provider_set", "webmail", "webmail: four providers; ideal: one never-failing, unlimited one (M/M/c)",

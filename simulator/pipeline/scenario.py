@@ -50,7 +50,11 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Param:
-    """A scenario parameter: name (with its unit in it), default, help, and what is accepted."""
+    """A scenario parameter: name (with its unit in it), default, help, and what is accepted.
+
+    ``time_scale=True`` marks a time scale of the *workload* (a period, a mean gap between arrivals,
+    in simulated time), not of the system under test: ``dsim shrink`` divides it by the factor it
+    divides the time limit by, so the same events come sooner in a shorter run."""
 
     name: str
     default: Any
@@ -59,6 +63,7 @@ class Param:
     choices: tuple = ()
     min: float | None = None
     max: float | None = None
+    time_scale: bool = False
 
     def parse(self, raw: Any) -> Any:
         """``raw`` (a string from ``--set`` or a TOML value) as this parameter's type, validated."""

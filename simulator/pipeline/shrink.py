@@ -11,18 +11,29 @@ or ``--cluster`` Dask, as ``dsim sweep``), within a budget of runs:
 2. *Delta debugging* (Zeller and Hildebrandt's ddmin) over the fault actions: the result is
    1-minimal, i.e. dropping any one remaining action makes the failure go away. It works on whole
    fault kinds (every action of one nemesis) first, then on fault cycles (a start with its stop),
-   then on single actions: each level is cheap once the one above has thrown out most of the plan.
+   then on single actions, and (after the time cuts below) on the events of each compound action
+   left (a crash storm's crashes):
+   each level is cheap once the one above has thrown out most of the plan. Before the first ddmin,
+   once, *fresh plans*: the nemeses the plan still uses, drawn again with other seeds for a quarter
+   and a half of the time limit and written out; ddmin's result depends on where it starts, and a
+   plan drawn for a short run starts smaller than the tail cut from a long one.
 3. *Less time, from both ends*, each kept only if the run still fails:
-   - a shorter time limit (just after the instants the checker's message names, or a fraction of
-     the limit; faults after it dropped), tried first: cheap runs, and every later fault goes at once;
+   - a shorter time limit (just after the instants the checker's message names, at the last fault
+     action, which the final heal then replaces, or a fraction of the limit; faults from it on
+     dropped), tried first: cheap runs, and every later fault goes at once;
    - after ddmin, the remaining faults and the time limit moved earlier together, past the quiet
      stretch before the first fault;
    - time and rate cut together (the limit divided by 2, 4 or 8, the rate multiplied by as much,
-     faults at the same share of the run): failures that need many operations keep them;
+     faults at the same share of the run, and the workload's own time scales, the parameters a design
+     declares ``Param(..., time_scale=True)`` such as email's campaign gap, divided as well): failures
+     that need many operations or a workload event (a campaign backlog) keep them;
    - once, when nothing else cut the time: other seeds (drawn from the run's own) at a half and a
      quarter of the limit, for failures that need the workload to line up (a campaign, a backlog).
 4. *Smaller everything else*: a lower rate (kept only if the run has fewer operations), fewer
    nodes, parameters back at their defaults.
+
+Fault actions are counted by :func:`fault_actions`: one per plan entry, two per event of a compound
+action (a crash storm's crash and its restart), as they would be written out.
 
 The steps repeat while anything still shrinks. Candidates are consumed in a fixed order (see
 :class:`Shrinker`), so the reproducer and ``shrink.csv`` (less wall times) are the same on any executor.
@@ -209,7 +220,7 @@ class Shrinker:
     def _record(self, step: str, cfg: RunConfig, key: str) -> None:
         got = self.results[key]
         self.recorded.add(key)
-        self.rows.append({"candidate": self.spent + 1, "step": step, "faults": len(cfg.faults),
+        self.rows.append({"candidate": self.spent + 1, "step": step, "faults": fault_actions(cfg.faults),
                           "time_limit_s": cfg.time_limit_s, "rate": cfg.rate, "node_count": cfg.node_count,
                           "params": json.dumps({k: v for k, v in cfg.params.items() if v != _default(cfg, k)}),
                           "still_fails": self.still_fails(key), "checker": got["checker"],
@@ -248,30 +259,55 @@ class Shrinker:
                            lambda c: replace(cfg, faults=[plan[i] for i in sorted(c)]))
         return replace(cfg, faults=[plan[i] for i in sorted(keep)])
 
+    def ddmin_events(self, cfg: RunConfig) -> RunConfig:
+        """ddmin over the events of each compound action (a crash storm's crashes), one action at a
+        time: what fault_actions counts. Done after the time cuts, on a shorter run. (One ddmin over
+        every action and event together spent raft no-persist-vote's whole budget: 232 -> 36.)"""
+        plan = list(cfg.faults)
+        for i, act in enumerate(plan):
+            events = act.get("events")
+            if isinstance(events, list) and len(events) > 1:
+                def make(c, i=i, act=act, events=events):
+                    return replace(cfg, faults=[*plan[:i], {**act, "events": [events[j] for j in sorted(c)]}, *plan[i + 1:]])
+
+                keep = self._ddmin("ddmin events", list(range(len(events))), make)
+                if keep:  # an empty storm is no simpler than dropping the action, which ddmin refused
+                    plan[i] = {**act, "events": [events[j] for j in sorted(keep)]}
+        return replace(cfg, faults=plan)
+
     def shorter(self, cfg: RunConfig) -> RunConfig:
         """The shortest of a few time limits that still fails (faults after it dropped): just after
         the instants the checker's message names, and fractions of the current limit."""
         limit = cfg.time_limit_s
         got = self.results.get(_key(cfg))  # the instants the latest failure names: earlier rounds moved them
         named = named_times_s(got["message"] if got and got.get("message") else self.failure.message)
-        marks = [t + d for t in named[-2:] for d in (0.05, 0.25, 1.0)] if named else []
-        cands = sorted({round(x, 3) for x in (*marks, limit / 8, limit / 4, limit / 2, limit * 3 / 4, limit * 7 / 8)
-                        if 0.1 <= x < limit})
+        marks = [t + d for t in sorted(named)[-2:] for d in (0.05, 0.25, 1.0)] if named else []
+        # the instant of the last fault action: it goes, and the final heal, which ends every fault,
+        # takes its place (a pause whose resume is the end of the run)
+        last = [max(a["at_s"] for a in cfg.faults)] if cfg.faults else []
+        cands = sorted({x for x in (*(round(x, 3) for x in (*marks, limit / 8, limit / 4, limit / 2, limit * 3 / 4,
+                                                           limit * 7 / 8)), *last) if 0.1 <= x < limit})
         found = self.first("shorter time limit", [_cut(cfg, x) for x in cands])
         return found or cfg
 
     def compressed(self, cfg: RunConfig) -> RunConfig:
         """Time and rate cut together: the same operations (rate up by the factor the time limit comes
-        down) and every fault at the same share of the run, in less simulated time. Failures that need
-        many operations (a 1% double delivery, a backlog) keep them and lose the time."""
+        down), every fault at the same share of the run and the workload's own time scales (parameters
+        declared ``time_scale``: a campaign's mean gap, a daily curve's period) divided as well, in less
+        simulated time. Failures that need many operations (a 1% double delivery, a backlog) or a
+        workload event (a campaign) keep them and lose the time."""
+        scales = _time_scales(cfg)
         cands = []
-        for f in (8, 4, 2):
-            limit = round(cfg.time_limit_s / f, 4)
-            if limit < 0.1:
-                continue
-            cands.append(replace(cfg, time_limit_s=limit, rate=round(cfg.rate * f, 4),
-                                 nemesis_interval_s=max(round(cfg.nemesis_interval_s / f, 4), 0.001),
-                                 faults=[{**a, "at_s": round(a["at_s"] / f, 4)} for a in cfg.faults]))
+        # the workload's time scales left alone first (the same workload, faster), then divided too
+        for scaled in ((False, True) if scales else (False,)):
+            for f in (8, 4, 2):
+                limit = round(cfg.time_limit_s / f, 4)
+                if limit < 0.1:
+                    continue
+                params = {**cfg.params, **{k: _scaled(v, f) for k, v in scales.items()}} if scaled else cfg.params
+                cands.append(replace(cfg, time_limit_s=limit, rate=round(cfg.rate * f, 4),
+                                     nemesis_interval_s=max(round(cfg.nemesis_interval_s / f, 4), 0.001),
+                                     faults=[{**a, "at_s": round(a["at_s"] / f, 4)} for a in cfg.faults], params=params))
         return self.first("less time, higher rate", [c for c in cands if _valid(c)]) or cfg
 
     def earlier(self, cfg: RunConfig) -> RunConfig:
@@ -313,6 +349,29 @@ class Shrinker:
                  for f in (1 / 4, 1 / 2) for seed in seeds if cfg.time_limit_s * f >= 0.1]
         return self.first("another seed, less time", cands) or cfg
 
+    def redrawn(self, cfg: RunConfig) -> RunConfig:
+        """Fresh fault plans in a quarter and a half of the time limit, shortest first: the nemeses the
+        plan still uses, drawn again with other seeds (from the run's own, so the shrink repeats) and
+        written out. ddmin's result depends on where it starts, and a plan drawn for a shorter run has
+        fewer actions to start from (and costs less to shrink) than the tail cut from a long one."""
+        import numpy as np
+
+        kinds = tuple(dict.fromkeys(a["nemesis"] for a in cfg.faults if a.get("nemesis")))
+        if not kinds:
+            return cfg
+        rng = np.random.default_rng([cfg.seed, 0xD2A3])
+        seeds = [int(x) for x in rng.integers(2**31, size=RESEEDS)]
+        cands = []
+        for f in (1 / 4, 1 / 2):
+            limit = round(cfg.time_limit_s * f, 4)
+            if limit < 0.1:
+                continue
+            for seed in seeds:
+                drawn = replace(cfg, seed=seed, time_limit_s=limit, nemesis=kinds,
+                                faults=[a for a in cfg.faults if not a.get("nemesis") and a["at_s"] < limit])
+                cands.append(replace(drawn, nemesis=(), faults=explicit_plan(drawn)))
+        return self.first("fresh plan, less time", [c for c in cands if _valid(c)]) or cfg
+
     def fewer_nodes(self, cfg: RunConfig) -> RunConfig:
         cands = [replace(cfg, node_count=n) for n in range(1, cfg.node_count)]
         found = self.first("fewer nodes", [c for c in cands if _valid(c)])
@@ -326,12 +385,34 @@ class Shrinker:
         return cfg
 
 
+def _time_scales(cfg: RunConfig) -> dict[str, Any]:
+    """The run's values of the parameters its design declares ``time_scale`` (numbers only)."""
+    from . import scenario as registry
+
+    return {p.name: cfg.params[p.name] for p in registry.for_config(cfg).params
+            if getattr(p, "time_scale", False) and p.name in cfg.params
+            and isinstance(cfg.params[p.name], (int, float)) and not isinstance(cfg.params[p.name], bool)}
+
+
+def _scaled(value: int | float, f: int) -> int | float:
+    if isinstance(value, int):
+        return max(1, round(value / f)) if value > 0 else value  # 0 often means "none": it stays none
+    return round(value / f, 4)
+
+
 def _key(cfg: RunConfig) -> str:
     return json.dumps(cfg.to_dict(), sort_keys=True, default=str)
 
 
 def _cut(cfg: RunConfig, limit_s: float) -> RunConfig:
     return replace(cfg, time_limit_s=limit_s, faults=[a for a in cfg.faults if a["at_s"] < limit_s])
+
+
+def fault_actions(plan: list[dict]) -> int:
+    """The fault actions ``plan`` applies: one per entry, except that an entry carrying a list of timed
+    ``events`` (raft's crash storm: each event crashes a node and restarts it later) counts two per event,
+    as a crash and its restart written out would. This is the count shrinking is judged by."""
+    return sum(2 * len(a["events"]) if isinstance(a.get("events"), list) and a["events"] else 1 for a in plan)
 
 
 def fault_kinds(plan: list[dict]) -> list[list[int]]:
@@ -366,9 +447,10 @@ def _valid(cfg: RunConfig) -> bool:
 
 
 def named_times_s(message: str) -> list[float]:
-    """The instants a checker's message names ("at 3421.813 ms", "by tm1 at 5.802 s", "from t=16.6 s"), in
-    seconds; durations ("in the 1000 ms") are not instants."""
-    return [float(v) / (1000 if unit == "ms" else 1) for v, unit in re.findall(r"(?:\bat |\bt=)(\d+(?:\.\d+)?) (ms|s)\b", message)]
+    """The instants a checker's message names ("at 3421.813 ms", "by tm1 at 5.802 s", "from t=16.6 s", the
+    end of an operation "6813.347-6820.604 ms"), in seconds; durations ("in the 1000 ms") are not instants."""
+    return [float(v) / (1000 if unit == "ms" else 1)
+            for v, unit in re.findall(r"(?:\bat |\bt=|\d-)(\d+(?:\.\d+)?) (ms|s)\b", message)]
 
 
 def cycles(plan: list[dict]) -> list[list[int]]:
@@ -394,8 +476,12 @@ class ShrinkResult:
     before: RunConfig
     after: RunConfig
     explicit: bool  # whether the nemesis could be replaced by its explicit plan
-    faults_before: int
+    faults_before: int  # fault actions (see fault_actions) of the nemesis's plan
     rows: list[dict[str, Any]]
+
+    @property
+    def faults_after(self) -> int:
+        return fault_actions(self.after.faults) if self.explicit else self.faults_before
 
 
 def shrink(failure: Failure, jobs: int = 1, budget: int = 150, *, cluster: str | None = None,
@@ -412,19 +498,24 @@ def shrink(failure: Failure, jobs: int = 1, budget: int = 150, *, cluster: str |
         cfg = replace(failure.cfg, trace=False)
         plan = explicit_plan(cfg)
         explicit = replace(cfg, nemesis=(), faults=plan)
-        faults_before = len(plan)
+        faults_before = fault_actions(plan)
         if s.fails("explicit plan", explicit):
             cfg, is_explicit = explicit, True
         else:  # a nemesis that watches the run (a staged one) may not survive being written out
             is_explicit = False
-        reseeded = False
+        reseeded = redrawn = False
         for _ in range(MAX_ROUNDS):  # until nothing shrinks further (or the budget is spent)
             before = cfg
             cfg = s.shorter(cfg)  # first: cheap runs, and every fault after the failure goes at once
             if is_explicit and cfg.faults:
+                if not redrawn and failure.cfg.nemesis:
+                    redrawn = True  # once: it costs 2 x RESEEDS runs
+                    cfg = s.redrawn(cfg)
                 cfg = s.ddmin_faults(cfg)
                 cfg = s.earlier(cfg)
             cfg = s.compressed(cfg)
+            if is_explicit:
+                cfg = s.ddmin_events(cfg)
             cfg = s.slower(cfg)
             cfg = s.fewer_nodes(cfg)
             cfg = s.simpler_params(cfg)
