@@ -34,7 +34,7 @@ def kind_of(folder: str | Path) -> str:
     if not path.is_dir():
         raise _bad(folder, "no such folder" if not path.exists() else "it is not a folder")
     for name, kind in KINDS.items():
-        if (path / name).is_file():
+        if (path / name).exists():  # a damaged one (a folder, say) is left to that kind's reader to name
             return kind
     raise _bad(folder, "it has no manifest.json, sweep.json or hunt.json")
 
