@@ -71,11 +71,10 @@ class Service(Node):
         self.parallel = spec.parallel
         self.caller = Caller(spec.name, spec.retry, directory.pick_random, self._downstream_done,
                              breaker=spec.breaker)
-        # A leaf answers as soon as its service time ends; on_timer does that itself (no calls
-        # through _after_service and _answer) unless a subclass does other work after service
+        # A job with nothing to call is answered by on_timer itself (no calls through
+        # _after_service and _answer), unless a subclass does other work after service
         cls = type(self)
-        self._leaf = (not spec.calls and cls._after_service is Service._after_service
-                      and cls._answer is Service._answer)
+        self._plain = cls._after_service is Service._after_service and cls._answer is Service._answer
 
     def on_message(self, ctx, src, msg):
         t = type(msg)
@@ -106,7 +105,7 @@ class Service(Node):
         job.wait_ns = started - arrived
         job.svc_ns = now - started
         call = job.call
-        if call.rest or not self._leaf:
+        if call.rest or self.calls or not self._plain:
             self._after_service(ctx, job)
             return
         # a leaf: _answer, inlined
