@@ -37,6 +37,20 @@ def test_a_timed_out_attempt_is_retried_on_another_instance_after_a_back_off():
     assert [(r["attempt"], r["reason"]) for r in ctx.records if r["kind"] == "kit.retry"] == [(2, "timeout")]
 
 
+def test_each_retry_avoids_every_instance_tried_before():
+    """With three instances and two retries, the three attempts of one call go to three different
+    instances: a retry avoids all earlier attempts' instances, not just the last one's."""
+    caller, ctx, done = make(RetryPolicy(timeout_ms=100.0, retries=2, backoff_base_ms=10.0, jitter=False),
+                             instances=("s-1", "s-2", "s-3"))
+    caller.call(ctx, "s", "get", "t1")
+    dsts = [ctx.take_sent()[0][0]]
+    for _ in range(2):
+        fire(caller, ctx, "kit.calls")  # the timeout
+        fire(caller, ctx, "kit.calls")  # the back-off
+        dsts.append(ctx.take_sent()[0][0])
+    assert sorted(dsts) == ["s-1", "s-2", "s-3"] and done == []
+
+
 def test_when_retries_run_out_the_call_fails_with_the_last_reason():
     """After the last retry times out, the call fails 'timeout'."""
     caller, ctx, done = make(RetryPolicy(timeout_ms=50.0, retries=1, backoff_base_ms=1.0, jitter=False))

@@ -114,3 +114,19 @@ def test_a_downstream_timeout_is_answered_as_a_gateway_timeout():
     ctx.take_sent()
     fire(svc, ctx, "kit.calls")
     assert ctx.sent == [("lb", Reply(1, False, "gateway-timeout"))]
+
+
+def test_a_subclass_that_overrides_after_service_still_gets_the_job():
+    """A leaf Service answers from its CPU timer directly, but a subclass with its own work after
+    service (as the cache design's App has) is handed every job instead."""
+
+    class Echo(Service):
+        def _after_service(self, ctx, job):
+            self._answer(ctx, job, True, ("echo", job.call.op))
+
+    d = Directory({"app": ["app-1"]})
+    node = Echo(ServiceSpec("app", service_ms={"*": Dist("constant", 5.0)}), d)
+    ctx = FakeContext("app-1")
+    node.on_message(ctx, "c1", Call(4, "get"))
+    fire(node, ctx, cpu_timers(ctx)[0])
+    assert ctx.sent == [("c1", Reply(4, True, ("echo", "get")))]

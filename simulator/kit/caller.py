@@ -222,23 +222,6 @@ class Caller:
         if self._timer_at is None or when < self._timer_at:
             self._arm(ctx)
 
-    def _deadline(self, ctx, req: _Req, rid: int) -> None:
-        """Time out attempt ``rid`` of ``req`` after its policy's timeout."""
-        timeout = req.policy._timeout_ns
-        when = ctx.now + timeout
-        self._seq = seq = self._seq + 1
-        entry = (when, seq, "timeout", req, rid)
-        fifo = self._fifos.get(timeout)
-        if fifo is None:
-            fifo = self._fifos[timeout] = deque()
-        if not fifo or fifo[-1][0] <= when:
-            fifo.append(entry)
-        else:
-            heapq.heappush(self._heap, entry)
-        at = self._timer_at
-        if at is None or when < at:
-            self._arm(ctx)
-
     def _arm(self, ctx) -> None:
         heap, out = self._heap, self.out
         # Deadlines of attempts already answered are dropped here rather than when the reply comes
@@ -278,6 +261,8 @@ class Caller:
                 ctx.record("kit.drop", comp=self.owner, to=req.comp, reason="circuit-open")
                 self._finish(ctx, req, False, "circuit-open")
                 return
+        # req.tried holds the instances of earlier attempts only: it grows when a retry is
+        # scheduled, so a first attempt (nearly all of them) builds no tuple
         instance = self.pick(ctx, req.comp, req.op, req.key, req.tried)
         if instance is None:
             ctx.record("kit.drop", comp=self.owner, to=req.comp, reason="no-endpoint")
@@ -286,12 +271,26 @@ class Caller:
         self._rid = rid = self._rid + 1
         req.rid = rid
         req.instance = instance
-        req.tried += (instance,)
-        self.out[rid] = req
+        out = self.out
+        out[rid] = req
         inflight = self.inflight
         inflight[instance] = inflight.get(instance, 0) + 1
         ctx.send(instance, Call(rid, req.op, req.key, req.rest, req.idem, req.value))
-        self._deadline(ctx, req, rid)
+        # the attempt's deadline: due after its policy's timeout
+        timeout = req.policy._timeout_ns
+        when = ctx.now + timeout
+        self._seq = seq = self._seq + 1
+        entry = (when, seq, "timeout", req, rid)
+        fifo = self._fifos.get(timeout)
+        if fifo is None:
+            fifo = self._fifos[timeout] = deque()
+        if not fifo or fifo[-1][0] <= when:
+            fifo.append(entry)
+        else:
+            heapq.heappush(self._heap, entry)
+        at = self._timer_at
+        if at is None or when < at:
+            self._arm(ctx)
 
     def _settle(self, ctx, req: _Req, ok: bool, value: Any) -> None:
         """An attempt ended: succeed, retry or fail the request."""
@@ -312,6 +311,7 @@ class Caller:
             if self.retrying < max(p.budget_min, p.budget_share * self.active) or req.attempt > 1:
                 if req.attempt == 1:
                     self.retrying += 1
+                req.tried += (req.instance,)
                 ctx.record("kit.retry", comp=self.owner, to=req.comp, attempt=req.attempt + 1, reason=value)
                 self._push(ctx, ctx.now + round(p.backoff_ms(req.attempt, ctx.rng) * 1e6), "retry", req, 0)
                 return
