@@ -62,30 +62,45 @@ def plan_for(mode: str) -> Plan:
 
 class Generator:
     """``generate(rng) -> ("order", value)``: a customer, a Zipf-popular SKU, 1-2 units at the SKU's
-    price, and whether the card is declined or the customer cancels. Drawn in batches."""
+    price, and whether the card is declined or the customer cancels; or ``("refund", value)``: the
+    refund of an earlier order (of one not declined nor cancelled, drawn with ``refund_share``), about
+    ``refund_after_s`` later (counted in arrivals at the run's rate, since the generator has no clock:
+    operation ids are the calls' order). Drawn in batches."""
 
-    def __init__(self, p: dict):
+    def __init__(self, p: dict, rate: float = 50.0):
         self.p = p
         ranks = np.arange(1, p["skus"] + 1, dtype=float)
         w = ranks ** (-p["zipf_s"]) if p["zipf_s"] > 0 else np.ones(p["skus"])
         self.cdf = (np.cumsum(w) / w.sum()).tolist()
         self.buf: list = []
+        self.n = 0  # the id of the operation this call generates
+        self.lag = max(1, int(p["refund_after_s"] * rate))
+        self.later: list = []  # (op id due, order, value) of refunds to come, in order
 
     def _refill(self, rng) -> None:
-        u = rng.random((512, 5))
+        u = rng.random((512, 6))
         self.buf = u.tolist()
         self.buf.reverse()
 
     def __call__(self, rng):
         if not self.buf:
             self._refill(rng)
-        u_sku, u_cust, u_qty, u_dec, u_can = self.buf.pop()
+        u_sku, u_cust, u_qty, u_dec, u_can, u_ref = self.buf.pop()
+        n = self.n
+        self.n = n + 1
+        later = self.later
+        if later and later[0][0] <= n:
+            _, order, v = later.pop(0)
+            return "refund", {**v, "order": order}
         p = self.p
         sku = min(bisect.bisect_right(self.cdf, u_sku), p["skus"] - 1)
         qty = 1 + int(u_qty < 0.3)
         price = 500 + (sku * 7919) % 9500  # cents, fixed per SKU
-        return "order", {"customer": int(u_cust * p["customers"]), "sku": sku, "qty": qty, "amount": price * qty,
-                         "decline": u_dec < p["decline_share"], "cancel": u_can < p["cancel_share"]}
+        v = {"customer": int(u_cust * p["customers"]), "sku": sku, "qty": qty, "amount": price * qty,
+             "decline": u_dec < p["decline_share"], "cancel": u_can < p["cancel_share"]}
+        if u_ref < p["refund_share"] and not (v["decline"] or v["cancel"]):
+            later.append((n + self.lag, n, v))
+        return "order", v
 
 
 def _dist(p: dict, name: str) -> Dist:
@@ -124,6 +139,20 @@ class Commerce(Scenario):
         Param("rail_timeout_ms", 500.0, "a payout the rail has not answered is sent again after this", min=1.0),
         Param("rail_timeout_share", 0.05, "share of rail transfers whose answer is lost after the money moved",
               min=0.0, max=1.0),
+        Param("ach_settle_days", 1.0, "an ACH batch settles this many (compressed) days after the day it closed",
+              min=0.0, max=10.0),
+        Param("wire_fee_cents", 2500, "the wire rail's fee per payout, cents (journaled to fees:wire)", type=int,
+              min=0),
+        Param("points_bp", 500, "loyalty points earned on delivery, basis points of the amount (1 point = 1 cent)",
+              type=int, min=0, max=10_000),
+        Param("redeem_share", 0.5, "at most this share of an order is paid with the customer's points",
+              min=0.0, max=1.0),
+        Param("notice_ms", 200.0, "shipping relays delivery notices (for points) to payments this often", min=1.0),
+        Param("refund_share", 0.05, "share of orders (not declined or cancelled) refunded later, if delivered",
+              min=0.0, max=1.0),
+        Param("refund_after_s", 3.0, "a refund comes about this long after its order", min=0.0),
+        Param("liveness_bound_s", 5.0, "every order ends within this long after the final heal (or after it "
+                                       "was placed, if later)", min=0.001),
         Param("coordinators", 2, "orders nodes; each coordinates the orders placed with it (order id mod N)",
               type=int, min=1, max=16),
         Param("relay_ms", 500.0, "choreographed: the outbox relay and queue polls run this often", min=1.0),
@@ -143,6 +172,8 @@ class Commerce(Scenario):
                                "outbox: lost on a crash, the order is stuck",
         "tcc-hanging-try": "inventory runs a try that arrives after its cancel (no barrier): the hold is never "
                            "released",
+        "points-without-idempotency": "payments credits a delivery's points without checking its key, so a "
+                                      "delivery notice relayed again (its answer not yet back) credits them twice",
     }
     exposes = {
         "compensate-without-idempotency": "--seed 7",
@@ -151,16 +182,20 @@ class Commerce(Scenario):
         "refund-keeps-fee": "--seed 1",
         "outbox-after-commit": "--seed 1 --set mode=saga-choreographed --nemesis crash",
         "tcc-hanging-try": "--seed 1 --set mode=tcc",
+        "points-without-idempotency": "--seed 2 --nemesis pause",
     }
     checkers = {
         "no-oversell": "held plus sold never exceeds stock for any SKU and warehouse, at any change",
         "ledger-balanced": "every journal sums to zero; every final balance equals the sum of its account's lines",
-        "exactly-once-money": "no charge, capture, refund or void twice per order; no payout sent to a rail twice",
+        "exactly-once-money": "no charge, capture, refund or void twice per order (later refunds included); no "
+                              "payout sent to a rail twice; no order's points credited twice; no points balance "
+                              "below zero",
         "saga-atomic": "after the final heal and drain every order is fully done or fully undone, none stuck "
                        "half-compensated",
         "reservations-expire": "saga reservations end within reservation_ttl_s + a sweep + 1 s (plus inventory "
                                "downtime); TCC/2PC holds end once their order has",
-        "liveness": "every order that reached orders ended by the end of the drain; client ops counted by outcome",
+        "liveness": "every order that reached orders ended within liveness_bound_s after the final heal (or after "
+                    "it was placed, if later); client ops counted by outcome",
     }
     nemeses = ("crash", "partition-random-halves", "partition-isolate-one", "pause", "slow-link", "flaky-link")
     defaults = {"rate": 50.0, "time_limit_s": 20.0, "op_timeout_ms": 5000.0, "quiesce_s": 8.0,
@@ -199,7 +234,9 @@ class Commerce(Scenario):
                    step_timeout_ms=p["step_timeout_ms"], retry_ms=p["retry_ms"],
                    payout_interval_ms=p["payout_interval_s"] * 1e3, rail_timeout_ms=p["rail_timeout_ms"],
                    rail_timeout_share=p["rail_timeout_share"], relay_ms=p["relay_ms"],
-                   coordinators=p["coordinators"], bus_partitions=p["bus_partitions"], bug=cfg.bug)
+                   coordinators=p["coordinators"], bus_partitions=p["bus_partitions"], bug=cfg.bug,
+                   points_bp=p["points_bp"], redeem_share=p["redeem_share"], notice_ms=p["notice_ms"],
+                   ach_settle_days=p["ach_settle_days"], wire_fee_cents=p["wire_fee_cents"])
         fsync = Dist("constant", 0.5)
         big = 1_000_000
         coords = [f"{ORDERS}-{i + 1}" for i in range(p["coordinators"])]
@@ -232,7 +269,8 @@ class Commerce(Scenario):
                 "shipping": {"shipped": sorted(int(k[3:]) for k in shp.keys() if k.startswith("sh/"))},
             }
 
-        return Setup(servers=servers, client=lambda cid: Shopper(w), generate=Generator(p), expose=expose)
+        return Setup(servers=servers, client=lambda cid: Shopper(w), generate=Generator(p, cfg.rate or 50.0),
+                     expose=expose)
 
     def check(self, run: RunData):
         p = run.cfg.params
@@ -242,7 +280,7 @@ class Commerce(Scenario):
             "exactly-once-money": C.exactly_once_money(run),
             "saga-atomic": C.saga_atomic(run),
             "reservations-expire": C.reservations_expire(run, p["reservation_ttl_s"] * 1e3, p["sweep_ms"]),
-            "liveness": C.liveness(run),
+            "liveness": C.liveness(run, p["liveness_bound_s"]),
         }
 
     def figures(self, run: RunData) -> dict:
