@@ -17,12 +17,27 @@ An order reserves stock (per SKU, in the warehouse with the most free units), ch
                         is down
 
 Beside the orders, the merchant is paid out every ``payout_interval_s`` (a compressed day) over
-ACH, wire or an instant rail, which may time out *after* moving the money.
+ACH (in daily batches that settle ``ach_settle_days`` days after they close), wire (same day, a
+``wire_fee_cents`` fee journaled to ``fees:wire``) or an instant rail, any of which may time out
+*after* moving the money. Customers earn loyalty points on delivery (``points_bp`` of the amount,
+1 point = 1 cent, a liability account ``points:<n>`` in the same ledger): shipping writes a delivery
+notice in the ship step's local transaction and relays it to payments until acknowledged, and
+payments credits it once per order (key ``earn/<order>``). A charge (or TCC/2PC authorisation) pays
+up to ``redeem_share`` of the amount with points, in its own journal; its compensation gives them
+back. A share ``refund_share`` of orders is refunded about ``refund_after_s`` later, as its own
+``refund`` operation, by payments' keyed refund (``refund/<order>``, the compensation's key): the
+points the order earned are taken back, and if the customer has spent them the refund is reduced
+by the shortfall, so that no points balance goes below zero.
 
 Simplifications: one node per service (a crash stops it until it restarts; its disk survives);
 payments declined and customer cancellations are drawn by the workload (the order carries them);
-stock is restocked every ``restock_s``; no loyalty points, invoices or later refunds of delivered
-orders; the rails are one node that never crashes.
+stock is restocked every ``restock_s``; customers always redeem the points they have (up to
+``redeem_share``); a refund is asked of payments, which knows an order is delivered only once
+shipping's notice has arrived (until then the refund is "not-delivered" and asked again, up to four
+times a second apart, then refused); a refunded delivery's goods are not restocked; refund ops are
+placed by operation count (``refund_after_s`` times the rate), not by clock; no invoices or referral
+points; the rails are one node that never crashes, and the payout rail rotates daily (ACH, wire,
+instant).
 """
 
 from __future__ import annotations
