@@ -160,8 +160,10 @@ def test_liveness_names_the_first_order_that_ended_past_the_bound_after_the_fina
     """An order placed before the heal has until heal + bound; one placed after, until its placing +
     bound; one that ends later, or never, fails liveness by name."""
     s = 1_000_000_000
-    recs = [{"kind": "order.placed", "order": 1, "time_ns": 1 * s}, {"kind": "order.end", "order": 1, "time_ns": 14 * s},
-            {"kind": "order.placed", "order": 2, "time_ns": 12 * s}, {"kind": "order.end", "order": 2, "time_ns": 16 * s}]
+    recs = [{"kind": "order.placed", "order": 1, "time_ns": 1 * s},
+            {"kind": "order.end", "order": 1, "time_ns": 14 * s},
+            {"kind": "order.placed", "order": 2, "time_ns": 12 * s},
+            {"kind": "order.end", "order": 2, "time_ns": 16 * s}]
     assert C.liveness(run_of(recs, heal_ns=10 * s), 5.0).valid
     res = C.liveness(run_of(recs, heal_ns=10 * s), 3.0)
     assert not res.valid and "first: order 1, 4.000s after" in res.message and res.details["late"] == 2

@@ -143,8 +143,8 @@ def reservations_expire(run, ttl_ms: float, sweep_ms: float) -> CheckResult:
 
 def saga_atomic(run) -> CheckResult:
     """After the final heal and the drain, every order that reached orders is fully done (charged,
-    stock sold, shipped, no hold, no refund but a customer's own after delivery) or fully undone (no net charge, nothing sold or shipped,
-    no hold), and none is stuck midway (half-compensated)."""
+    stock sold, shipped, no hold, no refund but a customer's own after delivery) or fully undone (no
+    net charge, nothing sold or shipped, no hold), and none is stuck midway (half-compensated)."""
     ex = run.exposed
     ends = {r["order"]: r["outcome"] for r in of_kind(run, "order.end")}
     placed = sorted({r["order"] for r in of_kind(run, "order.placed")})

@@ -86,7 +86,8 @@ def draw(run, folder, shade) -> list[str]:
         paid = [r for r in settled if r["rail"] == rail]
         rails.append((f"settled over {rail}", np.asarray([r["time_ns"] for r in paid], dtype=float) / 1e9,
                       np.cumsum([r["amount"] for r in paid]) / 100.0))
-    fees = [(r["time_ns"], a) for r in journals if r["entry"] == "payout" for acct, a in r["lines"] if acct == "fees:wire"]
+    fees = [(r["time_ns"], a) for r in journals if r["entry"] == "payout"
+            for acct, a in r["lines"] if acct == "fees:wire"]
     if fees:
         rails.append(("wire fees (at the sweep)", np.asarray([t for t, _ in fees], dtype=float) / 1e9,
                       np.cumsum([a for _, a in fees]) / 100.0))
