@@ -64,7 +64,7 @@ def compute(run) -> dict:
         if r["why"] == "release":
             compensated.add(r["saga"])
     for r in of_kind(run, "ledger.journal"):
-        if r["entry"] in ("refund", "void"):
+        if r["entry"] in ("refund", "void") and not r.get("after_delivery"):  # a customer's refund is no compensation
             compensated.add(r["order"])
     first_touch: dict[int, int] = {}
     for r in of_kind(run, "inv.hold"):
