@@ -43,9 +43,9 @@ PINNED = {
     "twopc-s1-short": "1897203d772a86a88e2bfbeb146e547e45084634710cb74ff5a41ffe0996f5a5",
     "twopc-s2-short": "58a5adcbdd07d8a7b9483c598302ddaa7d0d21d3f16b2f5deb306f40237ddca7",
     "twopc-s3-nemesis": "951b943b5f6be033f9a88dc4c271a0214c7a3022477f56f2ee07a8f2b73865c4",
-    "commerce-s1-short": "e4a695610a79b0436928f5533b1563f2eb908e682cf718cfc13c11cefd397c97",
-    "commerce-s2-short": "bc4e57d94c81c25754f39945b59a9b67fe4599c1cb3063b42acee63ed3ac2c73",
-    "commerce-s3-nemesis": "6a8def4236e58b4af43ce1aff4c08b1e721a04087d8cd552e336df1890c114a5",
+    "commerce-s1-short": "990c6625a0f7b4ef98e891057e6abef09181d787c2d1f433c9505d0b41d0ecb4",
+    "commerce-s2-short": "fcb65c7081495849cc704ca02c187a1ebee81bba5a8259d53f2547c893466a88",
+    "commerce-s3-nemesis": "92cacf7919e1891745992fe005a5317d9db08def844996d4c269943863069ac9",
 }
 
 

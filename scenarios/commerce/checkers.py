@@ -63,19 +63,32 @@ def ledger_balanced(run) -> CheckResult:
 
 def exactly_once_money(run) -> CheckResult:
     """No order charged or captured twice, no refund or void twice (or without a charge), no payout
-    sent to a rail twice."""
+    sent to a rail twice, no order's points credited twice, and no balance of points below zero at
+    any journal."""
     bad = []
     per: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    points: dict[str, int] = defaultdict(int)
+    lowest: dict[str, tuple[int, str, int]] = {}
     for r in of_kind(run, "ledger.journal"):
         if r["order"] >= 0:
             per[r["order"]][r["entry"]] += 1
+        for acct, amt in r["lines"]:
+            if acct.startswith("points:"):
+                b = points[acct] = points[acct] + amt
+                if b < 0 and acct not in lowest:
+                    lowest[acct] = (b, r["key"], r["time_ns"])
     for order in sorted(per):
         k = per[order]
         for kind in ("charge", "refund", "authorise", "capture", "void"):
             if k[kind] > 1:
                 bad.append(f"order {order}: {kind} made {k[kind]} times")
-        if k["refund"] and not k["charge"]:
+        if k["earn"] > 1:
+            bad.append(f"order {order}: points credited {k['earn']} times")
+        if k["refund"] and not (k["charge"] or k["capture"]):
             bad.append(f"order {order}: refunded without a charge")
+    for acct in sorted(lowest, key=lambda a: lowest[a][2]):
+        b, key, t = lowest[acct]
+        bad.append(f"account {acct}: {b} points after journal {key} at {t / 1e9:.3f}s")
     rails: dict[int, list[str]] = defaultdict(list)
     for r in of_kind(run, "rail.transfer"):
         rails[r["payout"]].append(r["key"])
@@ -83,7 +96,8 @@ def exactly_once_money(run) -> CheckResult:
         if len(rails[pid]) > 1:
             bad.append(f"payout {pid} sent to the rail {len(rails[pid])} times (keys {', '.join(rails[pid])})")
     return _first(bad, len(per), {"orders_with_money": len(per), "rail_transfers": sum(len(v) for v in rails.values()),
-                                  "payouts": len(rails)})
+                                  "payouts": len(rails), "points_accounts": len(points),
+                                  "points_outstanding": sum(points.values())})
 
 
 def _downtime(run, node: str) -> list[tuple[int, int]]:
@@ -129,8 +143,8 @@ def reservations_expire(run, ttl_ms: float, sweep_ms: float) -> CheckResult:
 
 def saga_atomic(run) -> CheckResult:
     """After the final heal and the drain, every order that reached orders is fully done (charged,
-    stock sold, shipped, no hold, no refund) or fully undone (no net charge, nothing sold or shipped,
-    no hold), and none is stuck midway (half-compensated)."""
+    stock sold, shipped, no hold, no refund but a customer's own after delivery) or fully undone (no
+    net charge, nothing sold or shipped, no hold), and none is stuck midway (half-compensated)."""
     ex = run.exposed
     ends = {r["order"]: r["outcome"] for r in of_kind(run, "order.end")}
     placed = sorted({r["order"] for r in of_kind(run, "order.placed")})
@@ -138,14 +152,15 @@ def saga_atomic(run) -> CheckResult:
     held = ex.get("inventory", {}).get("holds", {})
     shipped = set(ex.get("shipping", {}).get("shipped", ()))
     net: dict[int, int] = defaultdict(int)
-    charged: dict[int, int] = {}
+    refunded_later: set[int] = set()
     for r in of_kind(run, "ledger.journal"):
         if r["order"] >= 0:
+            if r.get("after_delivery"):
+                refunded_later.add(r["order"])
             for acct, amt in r["lines"]:
-                if acct.startswith("customer:"):
+                if acct.startswith("customer:") or (acct.startswith("points:") and r["entry"] != "earn"
+                                                    and not r.get("after_delivery")):
                     net[r["order"]] += amt
-                    if r["entry"] in ("charge", "authorise"):
-                        charged[r["order"]] = -amt
     phases = {}
     for r in of_kind(run, "saga.phase"):
         phases[r["saga"]] = r["phase"]
@@ -159,6 +174,8 @@ def saga_atomic(run) -> CheckResult:
             continue
         counts[out] += 1
         if out == "done":
+            if o in refunded_later:  # refunded after delivery: the refund is the customer's own operation
+                net[o] = min(net[o], -1)
             if o not in sold or o not in shipped or net[o] >= 0 or o in held:
                 bad.append(f"order {o} ended done but sold={o in sold}, shipped={o in shipped}, "
                            f"customer net {net[o]} cents, hold left={o in held}")

@@ -7,7 +7,13 @@ and holds sit in intermediate or in-doubt states, ledger volume, payouts by rail
 - ``intermediate_ms``: how long an order's effects were partly visible: from its first local
   change (a hold or a journal) to its end;
 - ``hold_ms``: how long stock stayed held (a saga reservation, a TCC try, a 2PC prepare: in doubt);
-- ``retries``: step calls the coordinator sent again.
+- ``retries``: step calls the coordinator sent again;
+- ``payouts_by_rail``: per rail, payouts answered, cents sent, wire fees, and settlement (ACH in
+  batches a day or two later, wire the same day, instant at once: ``settle_ms`` from sent to settled);
+- ``points``: loyalty points earned on delivery, redeemed in charges, given back by compensations and
+  taken back by refunds, and what customers hold at the end;
+- ``refunds``: later refunds of delivered orders (asked, made, refused, reduced because the
+  customer had spent the points the order earned).
 """
 
 from __future__ import annotations
@@ -58,7 +64,7 @@ def compute(run) -> dict:
         if r["why"] == "release":
             compensated.add(r["saga"])
     for r in of_kind(run, "ledger.journal"):
-        if r["entry"] in ("refund", "void"):
+        if r["entry"] in ("refund", "void") and not r.get("after_delivery"):  # a customer's refund is no compensation
             compensated.add(r["order"])
     first_touch: dict[int, int] = {}
     for r in of_kind(run, "inv.hold"):
@@ -71,11 +77,43 @@ def compute(run) -> dict:
     holds = defaultdict(list)
     for a, b, kind in hold_periods(run):
         holds[kind].append((b - a) / 1e6)
-    rails = defaultdict(lambda: {"payouts": 0, "cents": 0})
+    rails = defaultdict(lambda: {"payouts": 0, "cents": 0, "settled": 0, "settled_cents": 0, "fee_cents": 0})
     for r in of_kind(run, "payout.paid"):
         rails[r["rail"]]["payouts"] += 1
         rails[r["rail"]]["cents"] += r["amount"]
+    settle = defaultdict(list)
+    for r in of_kind(run, "rail.settled"):
+        rails[r["rail"]]["settled"] += 1
+        rails[r["rail"]]["settled_cents"] += r["amount"]
+        settle[r["rail"]].append((r["time_ns"] - r["sent_ns"]) / 1e6)
     journals = of_kind(run, "ledger.journal")
+    for r in journals:
+        if r["entry"] == "payout":
+            for acct, amt in r["lines"]:
+                if acct == "fees:wire":
+                    rails["wire"]["fee_cents"] += amt
+    pts = {"earned": 0, "redeemed": 0, "given_back": 0, "taken_back": 0, "held_at_end": 0}
+    refunds = {"made": 0, "cents": 0, "reduced": 0, "reduced_cents": 0}
+    for r in journals:
+        for acct, amt in r["lines"]:
+            if acct.startswith("points:"):
+                pts["held_at_end"] += amt
+                if r["entry"] == "earn":
+                    pts["earned"] += amt
+                elif r["entry"] in ("charge", "authorise"):
+                    pts["redeemed"] -= amt
+                elif r.get("after_delivery"):
+                    pts["taken_back"] -= amt
+                else:
+                    pts["given_back"] += amt
+        if r.get("after_delivery"):
+            refunds["made"] += 1
+            refunds["cents"] += sum(a for acct, a in r["lines"] if acct.startswith("customer:"))
+            refunds["reduced"] += r["reduced_cents"] > 0
+            refunds["reduced_cents"] += r["reduced_cents"]
+    asked = [e for e in run.history if e["f"] == "refund"]
+    refunds["asked"] = sum(1 for e in asked if e["type"] == "invoke")
+    refunds["refused"] = sum(1 for e in asked if e["type"] == "fail")
     undone = sum(1 for o in ended if times[o][2] == "undone")
     return {
         "mode": run.cfg.params["mode"],
@@ -87,6 +125,8 @@ def compute(run) -> dict:
         "hold_ms": {k: _q(v) for k, v in sorted(holds.items())},
         "retries": len(of_kind(run, "saga.retry")),
         "ledger": {"journals": len(journals), "volume_cents": sum(a for r in journals for _, a in r["lines"] if a > 0)},
-        "payouts_by_rail": {k: dict(v) for k, v in sorted(rails.items())},
+        "payouts_by_rail": {k: {**v, "settle_ms": _q(settle[k])} for k, v in sorted(rails.items())},
+        "points": pts,
+        "refunds": refunds,
         "rail_answers_lost": len(of_kind(run, "rail.lost-answer")),
     }

@@ -4,7 +4,9 @@
                          time, units available / held / sold over all SKUs and warehouses, and orders
                          ended per second by outcome; fault windows shaded (2PC's
                          holds stay up while its coordinator is down; sagas keep ending orders)
-``commerce-money.png``   ledger volume (what journals moved) and payouts by rail, cumulative, in dollars
+``commerce-money.png``   ledger volume (what journals moved), payouts by rail as they settle (ACH a day or
+                         two after it is sent, in batches) and the wire fees, cumulative, in dollars;
+                         loyalty points customers hold, and points earned and redeemed, cumulative
 ``commerce-times.png``   survival curves of order latency by outcome and of how long stock stayed
                          held (saga reservation, TCC try or 2PC prepare), log scales
 """
@@ -78,14 +80,47 @@ def draw(run, folder, shade) -> list[str]:
         t = np.asarray([r["time_ns"] for r in journals], dtype=float) / 1e9
         v = np.cumsum([sum(a for _, a in r["lines"] if a > 0) for r in journals]) / 100.0
         money.append(("ledger volume (all journals)", t, v))
-    for rail in sorted({r["rail"] for r in of_kind(run, "payout.paid")}):
-        paid = [r for r in of_kind(run, "payout.paid") if r["rail"] == rail]
-        money.append((f"paid out over {rail}", np.asarray([r["time_ns"] for r in paid], dtype=float) / 1e9,
+    rails = []
+    settled = of_kind(run, "rail.settled")
+    for rail in sorted({r["rail"] for r in settled}):
+        paid = [r for r in settled if r["rail"] == rail]
+        rails.append((f"settled over {rail}", np.asarray([r["time_ns"] for r in paid], dtype=float) / 1e9,
                       np.cumsum([r["amount"] for r in paid]) / 100.0))
+    fees = [(r["time_ns"], a) for r in journals if r["entry"] == "payout"
+            for acct, a in r["lines"] if acct == "fees:wire"]
+    if fees:
+        rails.append(("wire fees (at the sweep)", np.asarray([t for t, _ in fees], dtype=float) / 1e9,
+                      np.cumsum([a for _, a in fees]) / 100.0))
+    points = []
+    held, earned, redeemed = 0, 0, 0
+    ts, h_s, e_s, r_s = [], [], [], []
+    for r in journals:
+        d = [(a, r["entry"]) for acct, a in r["lines"] if acct.startswith("points:")]
+        if not d:
+            continue
+        for a, entry in d:
+            held += a
+            if entry == "earn":
+                earned += a
+            elif entry in ("charge", "authorise"):
+                redeemed -= a
+        ts.append(r["time_ns"] / 1e9)
+        h_s.append(held / 100.0)
+        e_s.append(earned / 100.0)
+        r_s.append(redeemed / 100.0)
+    if ts:
+        t = np.asarray(ts)
+        points = [("points held by customers", t, np.asarray(h_s)), ("earned on delivery", t, np.asarray(e_s)),
+                  ("redeemed in charges", t, np.asarray(r_s))]
     if money:
-        names.append(P.panels(folder / "commerce-money.png", f"Ledger volume and payouts by rail ({mode})", [
-            {"series": money, "ylabel": "dollars, cumulative", "step": True, "xlabel": "simulated time (s)"},
-        ], shade, subtitle=f"seed {run.cfg.seed}"))
+        rows = [{"series": money, "ylabel": "dollars, cumulative", "step": True}]
+        if rails:
+            rows.append({"series": rails, "ylabel": "payouts, dollars", "step": True})
+        if points:
+            rows.append({"series": points, "ylabel": "points (dollars)", "step": True})
+        rows[-1]["xlabel"] = "simulated time (s)"
+        names.append(P.panels(folder / "commerce-money.png", f"Ledger, payouts by rail, loyalty points ({mode})",
+                              rows, shade, subtitle=f"seed {run.cfg.seed}"))
     rows = []
     lat = {}
     for t0, t1, out in times.values():

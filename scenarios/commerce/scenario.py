@@ -17,12 +17,27 @@ An order reserves stock (per SKU, in the warehouse with the most free units), ch
                         is down
 
 Beside the orders, the merchant is paid out every ``payout_interval_s`` (a compressed day) over
-ACH, wire or an instant rail, which may time out *after* moving the money.
+ACH (in daily batches that settle ``ach_settle_days`` days after they close), wire (same day, a
+``wire_fee_cents`` fee journaled to ``fees:wire``) or an instant rail, any of which may time out
+*after* moving the money. Customers earn loyalty points on delivery (``points_bp`` of the amount,
+1 point = 1 cent, a liability account ``points:<n>`` in the same ledger): shipping writes a delivery
+notice in the ship step's local transaction and relays it to payments until acknowledged, and
+payments credits it once per order (key ``earn/<order>``). A charge (or TCC/2PC authorisation) pays
+up to ``redeem_share`` of the amount with points, in its own journal; its compensation gives them
+back. A share ``refund_share`` of orders is refunded about ``refund_after_s`` later, as its own
+``refund`` operation, by payments' keyed refund (``refund/<order>``, the compensation's key): the
+points the order earned are taken back, and if the customer has spent them the refund is reduced
+by the shortfall, so that no points balance goes below zero.
 
 Simplifications: one node per service (a crash stops it until it restarts; its disk survives);
 payments declined and customer cancellations are drawn by the workload (the order carries them);
-stock is restocked every ``restock_s``; no loyalty points, invoices or later refunds of delivered
-orders; the rails are one node that never crashes.
+stock is restocked every ``restock_s``; customers always redeem the points they have (up to
+``redeem_share``); a refund is asked of payments, which knows an order is delivered only once
+shipping's notice has arrived (until then the refund is "not-delivered" and asked again, up to four
+times a second apart, then refused); a refunded delivery's goods are not restocked; refund ops are
+placed by operation count (``refund_after_s`` times the rate), not by clock; no invoices or referral
+points; the rails are one node that never crashes, and the payout rail rotates daily (ACH, wire,
+instant).
 """
 
 from __future__ import annotations
@@ -65,30 +80,45 @@ def plan_for(mode: str) -> Plan:
 
 class Generator:
     """``generate(rng) -> ("order", value)``: a customer, a Zipf-popular SKU, 1-2 units at the SKU's
-    price, and whether the card is declined or the customer cancels. Drawn in batches."""
+    price, and whether the card is declined or the customer cancels; or ``("refund", value)``: the
+    refund of an earlier order (of one not declined nor cancelled, drawn with ``refund_share``), about
+    ``refund_after_s`` later (counted in arrivals at the run's rate, since the generator has no clock:
+    operation ids are the calls' order). Drawn in batches."""
 
-    def __init__(self, p: dict):
+    def __init__(self, p: dict, rate: float = 50.0):
         self.p = p
         ranks = np.arange(1, p["skus"] + 1, dtype=float)
         w = ranks ** (-p["zipf_s"]) if p["zipf_s"] > 0 else np.ones(p["skus"])
         self.cdf = (np.cumsum(w) / w.sum()).tolist()
         self.buf: list = []
+        self.n = 0  # the id of the operation this call generates
+        self.lag = max(1, int(p["refund_after_s"] * rate))
+        self.later: list = []  # (op id due, order, value) of refunds to come, in order
 
     def _refill(self, rng) -> None:
-        u = rng.random((512, 5))
+        u = rng.random((512, 6))
         self.buf = u.tolist()
         self.buf.reverse()
 
     def __call__(self, rng):
         if not self.buf:
             self._refill(rng)
-        u_sku, u_cust, u_qty, u_dec, u_can = self.buf.pop()
+        u_sku, u_cust, u_qty, u_dec, u_can, u_ref = self.buf.pop()
+        n = self.n
+        self.n = n + 1
+        later = self.later
+        if later and later[0][0] <= n:
+            _, order, v = later.pop(0)
+            return "refund", {**v, "order": order}
         p = self.p
         sku = min(bisect.bisect_right(self.cdf, u_sku), p["skus"] - 1)
         qty = 1 + int(u_qty < 0.3)
         price = 500 + (sku * 7919) % 9500  # cents, fixed per SKU
-        return "order", {"customer": int(u_cust * p["customers"]), "sku": sku, "qty": qty, "amount": price * qty,
-                         "decline": u_dec < p["decline_share"], "cancel": u_can < p["cancel_share"]}
+        v = {"customer": int(u_cust * p["customers"]), "sku": sku, "qty": qty, "amount": price * qty,
+             "decline": u_dec < p["decline_share"], "cancel": u_can < p["cancel_share"]}
+        if u_ref < p["refund_share"] and not (v["decline"] or v["cancel"]):
+            later.append((n + self.lag, n, v))
+        return "order", v
 
 
 def _dist(p: dict, name: str) -> Dist:
@@ -127,6 +157,18 @@ class Commerce(Scenario):
         Param("rail_timeout_ms", 500.0, "a payout the rail has not answered is sent again after this", min=1.0),
         Param("rail_timeout_share", 0.05, "share of rail transfers whose answer is lost after the money moved",
               min=0.0, max=1.0),
+        Param("ach_settle_days", 1.0, "an ACH batch settles this many (compressed) days after the day it closed",
+              min=0.0, max=10.0),
+        Param("wire_fee_cents", 2500, "the wire rail's fee per payout, cents (journaled to fees:wire)", type=int,
+              min=0),
+        Param("points_bp", 500, "loyalty points earned on delivery, basis points of the amount (1 point = 1 cent)",
+              type=int, min=0, max=10_000),
+        Param("redeem_share", 0.5, "at most this share of an order is paid with the customer's points",
+              min=0.0, max=1.0),
+        Param("notice_ms", 200.0, "shipping relays delivery notices (for points) to payments this often", min=1.0),
+        Param("refund_share", 0.05, "share of orders (not declined or cancelled) refunded later, if delivered",
+              min=0.0, max=1.0),
+        Param("refund_after_s", 3.0, "a refund comes about this long after its order", min=0.0),
         Param("coordinators", 2, "orders nodes; each coordinates the orders placed with it (order id mod N)",
               type=int, min=1, max=16),
         Param("relay_ms", 500.0, "choreographed: the outbox relay and queue polls run this often", min=1.0),
@@ -148,6 +190,8 @@ class Commerce(Scenario):
                                "outbox: lost on a crash, the order is stuck",
         "tcc-hanging-try": "inventory runs a try that arrives after its cancel (no barrier): the hold is never "
                            "released",
+        "points-without-idempotency": "payments credits a delivery's points without checking its key, so a "
+                                      "delivery notice relayed again (its answer not yet back) credits them twice",
     }
     exposes = {
         "compensate-without-idempotency": "--seed 7",
@@ -156,11 +200,14 @@ class Commerce(Scenario):
         "refund-keeps-fee": "--seed 1",
         "outbox-after-commit": "--seed 1 --set mode=saga-choreographed --nemesis crash",
         "tcc-hanging-try": "--seed 1 --set mode=tcc",
+        "points-without-idempotency": "--seed 2 --nemesis pause",
     }
     checkers = {
         "no-oversell": "held plus sold never exceeds stock for any SKU and warehouse, at any change",
         "ledger-balanced": "every journal sums to zero; every final balance equals the sum of its account's lines",
-        "exactly-once-money": "no charge, capture, refund or void twice per order; no payout sent to a rail twice",
+        "exactly-once-money": "no charge, capture, refund or void twice per order (later refunds included); no "
+                              "payout sent to a rail twice; no order's points credited twice; no points balance "
+                              "below zero",
         "saga-atomic": "after the final heal and drain every order is fully done or fully undone, none stuck "
                        "half-compensated",
         "reservations-expire": "saga reservations end within reservation_ttl_s + a sweep + 1 s (plus inventory "
@@ -205,7 +252,9 @@ class Commerce(Scenario):
                    step_timeout_ms=p["step_timeout_ms"], retry_ms=p["retry_ms"],
                    payout_interval_ms=p["payout_interval_s"] * 1e3, rail_timeout_ms=p["rail_timeout_ms"],
                    rail_timeout_share=p["rail_timeout_share"], relay_ms=p["relay_ms"],
-                   coordinators=p["coordinators"], bus_partitions=p["bus_partitions"], bug=cfg.bug)
+                   coordinators=p["coordinators"], bus_partitions=p["bus_partitions"], bug=cfg.bug,
+                   points_bp=p["points_bp"], redeem_share=p["redeem_share"], notice_ms=p["notice_ms"],
+                   ach_settle_days=p["ach_settle_days"], wire_fee_cents=p["wire_fee_cents"])
         fsync = Dist("constant", 0.5)
         big = 1_000_000
         coords = [f"{ORDERS}-{i + 1}" for i in range(p["coordinators"])]
@@ -238,7 +287,8 @@ class Commerce(Scenario):
                 "shipping": {"shipped": sorted(int(k[3:]) for k in shp.keys() if k.startswith("sh/"))},
             }
 
-        return Setup(servers=servers, client=lambda cid: Shopper(w), generate=Generator(p), expose=expose)
+        return Setup(servers=servers, client=lambda cid: Shopper(w), generate=Generator(p, cfg.rate or 50.0),
+                     expose=expose)
 
     def check(self, run: RunData):
         p = run.cfg.params

@@ -90,6 +90,12 @@ class Wiring:
     coordinators: int
     bus_partitions: int
     bug: str | None
+    # loyalty points, later refunds and payout rails (defaults: the design's own)
+    points_bp: int = 500
+    redeem_share: float = 0.5
+    notice_ms: float = 200.0
+    ach_settle_days: float = 1.0
+    wire_fee_cents: int = 2500
 
 
 @message
@@ -128,6 +134,21 @@ class RailSend:
 class RailAck:
     key: str
     payout: int
+
+
+@message
+class Delivered:
+    """Shipping's delivery notices, relayed until acknowledged: (order, customer, amount) each."""
+
+    notices: tuple
+
+
+@message
+class DeliveredAck:
+    orders: tuple
+
+
+REFUND = "refund-delivered"  # a customer's refund of a delivered order, asked of payments directly
 
 
 class Sampler:
@@ -482,8 +503,21 @@ class Inventory(Participant):
 class Payments(Participant):
     """A double-entry ledger: a journal (``j/<key>``) is lines (account, amount in cents) summing to
     zero; balances (``a/<account>``) are the sums of their lines. Accounts: ``customer:<n>``,
-    ``merchant``, ``fees``, ``held`` (TCC and 2PC authorisations) and ``clearing`` (payouts on their
-    way to a rail). Charges and refunds go to the card processor, so they take ``psp_ms``."""
+    ``merchant``, ``fees`` (the processor's), ``fees:wire`` (the wire rail's), ``held`` (TCC and 2PC
+    authorisations), ``clearing`` (payouts on their way to a rail), ``points:<n>`` (a customer's
+    loyalty points, 1 point = 1 cent, a liability) and ``loyalty`` (what the programme has given).
+    Charges and refunds go to the card processor, so they take ``psp_ms``.
+
+    Points: a charge (or TCC/2PC authorisation) pays up to ``redeem_share`` of the amount with the
+    customer's points, in the same journal; its compensation reverses that journal, points included.
+    Points are earned on delivery: shipping writes a notice in the ship step's local transaction and
+    relays it here until acknowledged (:class:`Delivered`); the credit is journaled once per order
+    (key ``earn/<order>``), which also marks the order delivered (``dv/<order>``).
+
+    A later refund of a delivered order (:data:`REFUND`, asked by the customer) reverses the money
+    journals under the same key as a compensation's refund (``refund/<order>``, so it happens once)
+    and takes back the points the order earned; if the customer has spent them, the refund is reduced
+    by the shortfall (kept by ``loyalty``) so that no points balance goes below zero."""
 
     NAME = PAYMENTS
     UNDO = {"charge": "refund", "try-pay": "cancel-pay", "prepare-pay": "abort-pay"}
@@ -501,11 +535,15 @@ class Payments(Participant):
                 self.journals += 1
 
     def skip_idempotency(self, call):
-        return self.w.bug == "compensate-without-idempotency" and call.action == "refund"
+        # a refund of a delivered order may be asked before the delivery is known here: its
+        # idempotency is the refund journal's key, not a recorded answer
+        return call.action == REFUND or (self.w.bug == "compensate-without-idempotency" and call.action == "refund")
 
-    def _journal(self, ctx, key: str, kind: str, order: int, lines: tuple) -> None:
+    def _journal(self, ctx, key: str, kind: str, order: int, lines: tuple, **extra) -> None:
         st = ctx.storage
-        if self.w.bug == "compensate-without-idempotency" and kind == "refund":
+        bugged = ((self.w.bug == "compensate-without-idempotency" and kind == "refund" and not extra)
+                  or (self.w.bug == "points-without-idempotency" and kind == "earn"))
+        if bugged:
             n = 1
             while f"j/{key}#{n}" in st:
                 n += 1
@@ -515,50 +553,149 @@ class Payments(Participant):
             b = self.balance[acct] = self.balance.get(acct, 0) + amt
             st.put(f"a/{acct}", b, sync=False)
         self.journals += 1
-        ctx.record("ledger.journal", key=key, entry=kind, order=order, lines=[list(x) for x in lines])
+        ctx.record("ledger.journal", key=key, entry=kind, order=order, lines=[list(x) for x in lines], **extra)
+
+    def _redeem(self, cust: int, amount: int) -> int:
+        """Points the customer pays with: what they have, up to ``redeem_share`` of the amount."""
+        return max(0, min(self.balance.get(f"points:{cust}", 0), int(amount * self.w.redeem_share)))
+
+    @staticmethod
+    def _pay_lines(acct: str, cust: int, amount: int, points: int, to: tuple) -> tuple:
+        lines = [(acct, -(amount - points))]
+        if points:
+            lines.append((f"points:{cust}", -points))
+        return (*lines, *to)
 
     def apply(self, ctx, call, seen):
         a, saga = call.action, call.saga
-        if a == "sweep":  # a payout: the merchant's balance moves to clearing
-            amt = max(0, self.balance.get("merchant", 0))
-            if amt:
-                self._journal(ctx, f"payout/{saga}", "payout", -1, (("merchant", -amt), ("clearing", amt)))
-            return True, amt
+        if a == "sweep":
+            return self._sweep(ctx, saga, call.args)
+        if a == REFUND:
+            return self._refund_delivered(ctx, saga, call.args)
         cust, _sku, _qty, amount, decline, _cancel = call.args
         acct = f"customer:{cust}"
         fee = amount * self.w.fee_bp // 10_000
+        st = ctx.storage
         if a in ("charge", "try-pay", "prepare-pay") and decline:
             return False, "declined"
         if a == "charge":
+            pts = self._redeem(cust, amount)
             self._journal(ctx, f"charge/{saga}", "charge", saga,
-                          ((acct, -amount), ("merchant", amount - fee), ("fees", fee)))
+                          self._pay_lines(acct, cust, amount, pts, (("merchant", amount - fee), ("fees", fee))))
         elif a == "refund":
-            lines = ((acct, amount), ("merchant", -(amount - fee)), ("fees", -fee))
+            lines = tuple((acct_, -amt) for acct_, amt in st.get(f"j/charge/{saga}", ()))
             if self.w.bug == "refund-keeps-fee":
-                lines = lines[:2]  # the fee is kept and nothing balances it
+                lines = tuple(x for x in lines if x[0] != "fees")  # the fee is kept and nothing balances it
             self._journal(ctx, f"refund/{saga}", "refund", saga, lines)
         elif a in ("try-pay", "prepare-pay"):
-            self._journal(ctx, f"hold/{saga}", "authorise", saga, ((acct, -amount), ("held", amount)))
+            pts = self._redeem(cust, amount)
+            self._journal(ctx, f"hold/{saga}", "authorise", saga,
+                          self._pay_lines(acct, cust, amount, pts, (("held", amount),)))
         elif a in ("confirm-pay", "commit-pay"):
             self._journal(ctx, f"capture/{saga}", "capture", saga,
                           (("held", -amount), ("merchant", amount - fee), ("fees", fee)))
         elif a in ("cancel-pay", "abort-pay"):
-            self._journal(ctx, f"void/{saga}", "void", saga, (("held", -amount), (acct, amount)))
+            lines = tuple((acct_, -amt) for acct_, amt in st.get(f"j/hold/{saga}", ()))
+            self._journal(ctx, f"void/{saga}", "void", saga, lines)
         else:
             return False, f"unknown action {a}"
         return True, None
 
+    def _sweep(self, ctx, pid: int, rail) -> tuple[bool, int]:
+        """A payout: the merchant's balance moves to clearing, less the wire rail's fee."""
+        amt = max(0, self.balance.get("merchant", 0))
+        if not amt:
+            return True, 0
+        fee = min(amt, self.w.wire_fee_cents) if rail == "wire" else 0
+        lines = (("merchant", -amt), ("clearing", amt - fee)) + ((("fees:wire", fee),) if fee else ())
+        self._journal(ctx, f"payout/{pid}", "payout", -1, lines)
+        return True, amt - fee
+
+    def _refund_delivered(self, ctx, order: int, args) -> tuple[bool, object]:
+        st = ctx.storage
+        delivered = f"dv/{order}" in st
+        if f"j/refund/{order}" in st:
+            return (True, "refunded already") if delivered else (False, "undone")
+        if not delivered:
+            rec = st.get(StepTable.key(order, 1, "charge")) or st.get(StepTable.key(order, 1, "try-pay")) \
+                or st.get(StepTable.key(order, 1, "prepare-pay"))
+            if (rec is not None and not rec[0]) or f"j/void/{order}" in st:
+                return False, "undone"
+            return False, "not-delivered"
+        cust = args[0]
+        acct, pacct = f"customer:{cust}", f"points:{cust}"
+        money = points = merchant = fees = 0
+        for key in (f"j/charge/{order}", f"j/hold/{order}", f"j/capture/{order}"):
+            for who, amt in st.get(key, ()):
+                if who == acct:
+                    money -= amt
+                elif who == pacct:
+                    points -= amt
+                elif who == "merchant":
+                    merchant += amt
+                elif who == "fees":
+                    fees += amt
+        earned = sum(amt for who, amt in st.get(f"j/earn/{order}", ()) if who == pacct)
+        # the points the order earned come back; what the customer has already spent of them
+        # comes off the money refunded instead (a balance of points never goes below zero)
+        short = min(money, max(0, earned - (self.balance.get(pacct, 0) + points)))
+        lines = ((acct, money - short), (pacct, points - earned + short), ("merchant", -merchant), ("fees", -fees),
+                 ("loyalty", earned))
+        self._journal(ctx, f"refund/{order}", "refund", order, tuple(x for x in lines if x[1]),
+                      after_delivery=True, reduced_cents=short)
+        return True, {"refunded_cents": money - short, "points_back": points, "points_taken": earned - short}
+
+    def other(self, ctx, src, msg) -> None:
+        if type(msg) is not Delivered:
+            return
+        st, bp = ctx.storage, self.w.points_bp
+        done = []
+        for order, cust, amount in msg.notices:
+            if self.w.bug == "points-without-idempotency" or f"dv/{order}" not in st:
+                pts = amount * bp // 10_000
+                if pts:
+                    self._journal(ctx, f"earn/{order}", "earn", order, ((f"points:{cust}", pts), ("loyalty", -pts)))
+                st.put(f"dv/{order}", ctx.now, sync=False)
+            done.append(order)
+        st.sync()
+        ctx.send(src, DeliveredAck(tuple(done)))
+
 
 # ---- shipping --------------------------------------------------------------------------------------
 class Shipping(Participant):
-    """Creates a shipment (``sh/<saga>``); it always can, given time."""
+    """Creates a shipment (``sh/<saga>``); it always can, given time. Delivery earns loyalty points:
+    the ship step writes a notice (``pd/<saga>``) in its own local transaction, and the notices are
+    sent to payments every ``notice_ms`` until payments acknowledges them (a transactional outbox:
+    a notice may arrive twice, never not at all)."""
 
     NAME = SHIPPING
 
+    def load(self, ctx):
+        st = ctx.storage
+        self.notices = {int(k[3:]): st.get(k) for k in st.keys() if k.startswith("pd/")}
+        ctx.set_timer("notice", self.w.notice_ms)
+
     def apply(self, ctx, call, seen):
-        ctx.storage.put(f"sh/{call.saga}", ctx.now, sync=False)
+        st = ctx.storage
+        st.put(f"sh/{call.saga}", ctx.now, sync=False)
+        notice = (call.args[0], call.args[3])  # customer, amount
+        st.put(f"pd/{call.saga}", notice, sync=False)
+        self.notices[call.saga] = notice
         ctx.record("ship", saga=call.saga)
         return True, None
+
+    def timer(self, ctx, name):
+        if name == "notice":
+            if self.notices:
+                batch = tuple((o, c, a) for o, (c, a) in list(self.notices.items())[:2000])
+                ctx.send(PAYMENTS, Delivered(batch))
+            ctx.set_timer("notice", self.w.notice_ms)
+
+    def other(self, ctx, src, msg):
+        if type(msg) is DeliveredAck:
+            for o in msg.orders:
+                if self.notices.pop(o, None) is not None:
+                    ctx.storage.delete(f"pd/{o}", sync=False)
 
 
 # ---- orders ----------------------------------------------------------------------------------------
@@ -649,8 +786,9 @@ class Orders(Node):
 # ---- payouts and rails -----------------------------------------------------------------------------
 class Payouts(Node):
     """Pays the merchant out every ``payout_interval_ms`` (a compressed day): sweeps its balance to
-    clearing at payments, then sends it over a rail, keyed by the payout so that a retry after a
-    rail time-out is the same transfer. ``p/<id>`` -> (state, amount, rail)."""
+    clearing at payments (less the wire fee on the wire rail), then sends it over the day's rail
+    (ACH, wire and instant in turn), keyed by the payout so that a retry after a rail time-out is
+    the same transfer. ``p/<id>`` -> (state, amount, rail)."""
 
     def __init__(self, w: Wiring):
         self.w = w
@@ -669,14 +807,15 @@ class Payouts(Node):
         st = ctx.storage
         if name == "payout":
             pid = st.get("next", 0) + 1
+            rail = RAIL_NAMES[pid % len(RAIL_NAMES)]
             st.put("next", pid, sync=False)
-            st.put(f"p/{pid}", ("sweeping", 0, RAIL_NAMES[pid % len(RAIL_NAMES)]))
-            ctx.send(PAYMENTS, StepCall(pid, 0, "sweep", None))
+            st.put(f"p/{pid}", ("sweeping", 0, rail))
+            ctx.send(PAYMENTS, StepCall(pid, 0, "sweep", rail))
             ctx.set_timer("payout", self.w.payout_interval_ms)
         elif name == "check":  # re-ask whatever has not answered: the sweep, or the rail
             for pid, (state, amount, rail) in self._open(ctx):
                 if state == "sweeping":
-                    ctx.send(PAYMENTS, StepCall(pid, 0, "sweep", None))
+                    ctx.send(PAYMENTS, StepCall(pid, 0, "sweep", rail))
                 elif ctx.now - self.sent_at.get(pid, 0) >= self.w.rail_timeout_ms * 1e6:
                     self._send(ctx, pid, amount, rail)
             ctx.set_timer("check", self.w.rail_timeout_ms / 2)
@@ -709,8 +848,12 @@ class Payouts(Node):
 
 
 class Rails(Node):
-    """The outside payment rails (ACH, wire, instant): a transfer is made once per key, and with
-    probability ``rail_timeout_share`` its answer never comes although the money has moved."""
+    """The outside payment rails: a transfer is made once per key, and with probability
+    ``rail_timeout_share`` its answer never comes although the money has moved. The rails differ in
+    when the money arrives (``rail.settled``): ACH collects the day's transfers in a batch that closes
+    at the end of the (compressed) day and settles ``ach_settle_days`` days later, so 1-2 days after
+    it was sent with the default 1; a wire settles the same day (and cost a fee at the sweep); the
+    instant rail settles as it answers."""
 
     def __init__(self, w: Wiring):
         self.w = w
@@ -723,43 +866,80 @@ class Rails(Node):
         if f"t/{msg.key}" not in st:
             st.put(f"t/{msg.key}", (msg.payout, msg.amount, msg.rail))
             ctx.record("rail.transfer", key=msg.key, payout=msg.payout, amount=msg.amount, rail=msg.rail)
+            answer_ns = ctx.now + int(RAIL_MS[msg.rail] * 1e6)
+            settle_ns, batch = answer_ns, -1
+            if msg.rail == "ach":
+                day_ns = int(self.w.payout_interval_ms * 1e6)
+                batch = ctx.now // day_ns
+                settle_ns = int((batch + 1 + self.w.ach_settle_days) * day_ns)
+            self.delays.add(ctx, settle_ns, ("settle", msg.key, msg.payout, msg.amount, msg.rail, batch, ctx.now))
             if ctx.rng.random() < self.w.rail_timeout_share:
                 ctx.record("rail.lost-answer", key=msg.key, payout=msg.payout)
                 return
         self.delays.add(ctx, ctx.now + int(RAIL_MS[msg.rail] * 1e6), (src, RailAck(msg.key, msg.payout)))
 
     def on_timer(self, ctx, name):
-        for dst, m in self.delays.due(ctx):
-            ctx.send(dst, m)
+        for item in self.delays.due(ctx):
+            if item[0] == "settle":
+                _, key, payout, amount, rail, batch, sent_ns = item
+                ctx.record("rail.settled", key=key, payout=payout, amount=amount, rail=rail, batch=batch,
+                           sent_ns=sent_ns)
+            else:
+                ctx.send(*item)
 
 
 # ---- the client ------------------------------------------------------------------------------------
 class Shopper(ClientNode):
-    """Places each order at its orders node and asks again every ``RESEND_MS`` until it has an answer."""
+    """Places each order at its orders node and asks again every ``RESEND_MS`` until it has an answer.
+    A refund (``f="refund"``) of an earlier order goes to payments; an order whose delivery payments
+    does not know yet is asked again, up to ``REFUND_TRIES`` times, and then the refund fails
+    ("not-delivered": no refund is made)."""
 
     RESEND_MS = 1000.0
+    REFUND_TRIES = 4
 
     def __init__(self, w: Wiring):
         self.w = w
         self.open: dict[int, tuple] = {}
+        self.refunds: dict[int, list] = {}  # op id -> [order, args, tries]
 
     def on_invoke(self, ctx, op):
         v = op.value
         args = (v["customer"], v["sku"], v["qty"], v["amount"], v["decline"], v["cancel"])
-        self.open[op.id] = args
-        ctx.send(orders_node(self.w, op.id), PlaceOrder(op.id, args))
+        if op.f == "refund":
+            self.refunds[op.id] = [v["order"], args, 1]
+            ctx.send(PAYMENTS, StepCall(v["order"], op.id, REFUND, args))
+        else:
+            self.open[op.id] = args
+            ctx.send(orders_node(self.w, op.id), PlaceOrder(op.id, args))
         if not ctx.timer_set("resend"):
             ctx.set_timer("resend", self.RESEND_MS)
 
     def on_message(self, ctx, src, msg):
-        if type(msg) is OrderResult and self.open.pop(msg.order, None) is not None:
+        t = type(msg)
+        if t is OrderResult and self.open.pop(msg.order, None) is not None:
             if msg.outcome == DONE:
                 ctx.complete(msg.order, "ok", {"outcome": msg.outcome})
             else:
                 ctx.complete(msg.order, "fail", {"outcome": msg.outcome, "reason": msg.reason})
+        elif t is StepReply and msg.action == REFUND:
+            r = self.refunds.get(msg.step)
+            if r is None:
+                return
+            if msg.ok:
+                del self.refunds[msg.step]
+                ctx.complete(msg.step, "ok", {"order": r[0], **msg.value} if isinstance(msg.value, dict)
+                             else {"order": r[0], "note": msg.value})
+            elif msg.value != "not-delivered" or r[2] >= self.REFUND_TRIES:
+                del self.refunds[msg.step]
+                ctx.complete(msg.step, "fail", {"order": r[0], "reason": msg.value})
+            # otherwise "not yet": the resend timer asks again
 
     def on_timer(self, ctx, name):
         for oid, args in list(self.open.items()):
             ctx.send(orders_node(self.w, oid), PlaceOrder(oid, args))
-        if self.open:
+        for oid, r in self.refunds.items():
+            r[2] += 1
+            ctx.send(PAYMENTS, StepCall(r[0], oid, REFUND, r[1]))
+        if self.open or self.refunds:
             ctx.set_timer("resend", self.RESEND_MS)
