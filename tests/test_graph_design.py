@@ -32,7 +32,7 @@ def route(path, **kw):
     ({"lb": {"kind": "load-balancer", "to": "x"}, "a": APP}, route(["a"]), "calls 'x', which is not a component"),
     ({"db": {"kind": "database"}, "a": APP}, route(["db:read", "a"]), "'db' is a database and must be the last hop"),
     ({"a": {**APP, "replicas": 0}}, route(["a"]), "bad value 0 for replicas: expected an integer from 1 to 1,000,000"),
-    ({"a": {**APP, "timeout_ms": float("nan")}}, route(["a"]), "bad value nan for timeout_ms: expected a number from 1"),
+    ({"a": {**APP, "timeout_ms": float("nan")}}, route(["a"]), "bad value nan for timeout_ms: expected a number from 1 to 1,000,000,000,000"),
     ({"a": {**APP, "replicas": 10**8}}, route(["a"]), "bad value 100000000 for replicas"),
     ({"a": APP}, [], "no routes"),
     ({"a": APP, "db": {"kind": "database"}}, route(["a", "db"]), "hop 'db': say db:read or db:write"),

@@ -182,20 +182,22 @@ def _service_ms(where: str, raw) -> dict:
 
 
 _MAX_COUNT = 1_000_000
+_MAX_NUMBER = 1e12  # ms: about 30 years
 
 
 def _typed(where: str, key: str, raw, want: type, low=None, choices=()):
     ok = isinstance(raw, want) and not (want is not bool and isinstance(raw, bool))
     if want is float and isinstance(raw, int) and not isinstance(raw, bool):
         raw, ok = float(raw), True
-    # NaN compares false with every bound and infinity or a huge count would hang the build, so numbers are also
-    # held to finite values at most _MAX_COUNT.
-    if ok and want in (int, float) and not (math.isfinite(raw) and raw <= _MAX_COUNT):
+    # NaN compares false with every bound, and a huge count (replicas, cores, workers) would hang the build: numbers
+    # are finite, and counts at most _MAX_COUNT.
+    top = _MAX_COUNT if want is int else _MAX_NUMBER
+    if ok and want in (int, float) and not (math.isfinite(raw) and raw <= top):
         ok = False
     if not ok or (low is not None and raw < low) or (choices and raw not in choices):
         expected = ("one of " + ", ".join(choices)) if choices else \
             {int: "an integer", float: "a number", bool: "true or false", str: "text"}[want] + \
-            (f" from {low:g} to {_MAX_COUNT:,}" if low is not None else "")
+            (f" from {low:g} to {top:,.0f}" if low is not None else "")
         raise _bad(where, f"bad value {raw!r} for {key}: expected {expected}")
     return raw
 
