@@ -112,3 +112,16 @@ def _edit_csv(path, field, value):
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
+
+
+def test_a_sweep_with_no_finished_run_still_has_its_row(folders, capsys, tmp_path):
+    """A sweep folder whose runs.csv has only its header compares as a row of zeros, not as nothing."""
+    import shutil
+
+    empty = tmp_path / "empty-sweep"
+    shutil.copytree(folders / "sa", empty)
+    header = (empty / "runs.csv").read_text().splitlines()[0]
+    (empty / "runs.csv").write_text(header + "\n")
+    code, out, err = dsim(capsys, "compare", empty, folders / "sa", "--out", tmp_path / "e.png")
+    assert code == 0, err
+    assert out.splitlines()[1].split()[:5] == ["empty-sweep", "0", "0", "0", "0"]

@@ -127,7 +127,8 @@ def _median(xs: list[float]) -> float | None:
 def sweep_rows(label: str, sweep: dict) -> list[dict]:
     """One summary row per grid point of a sweep."""
     out = []
-    for point, runs in sweep["points"].items():
+    points = sweep["points"] or {(): []}  # a sweep with no finished run still gets its row, of zeros
+    for point, runs in points.items():
         name = label + "".join(f" {k}={v}" for k, v in zip(sweep["keys"], point))
         p50 = [r["latency_p50_ms"] for r in runs if r["latency_p50_ms"] is not None]
         p99 = [r["latency_p99_ms"] for r in runs if r["latency_p99_ms"] is not None]
