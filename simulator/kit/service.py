@@ -71,10 +71,6 @@ class Service(Node):
         self.parallel = spec.parallel
         self.caller = Caller(spec.name, spec.retry, directory.pick_random, self._downstream_done,
                              breaker=spec.breaker)
-        # A job with nothing to call is answered by on_timer itself (no calls through
-        # _after_service and _answer), unless a subclass does other work after service
-        cls = type(self)
-        self._plain = cls._after_service is Service._after_service and cls._answer is Service._answer
 
     def on_message(self, ctx, src, msg):
         t = type(msg)
@@ -89,29 +85,12 @@ class Service(Node):
             ctx.send(src, ProbeReply(msg.seq))
 
     def on_timer(self, ctx, name):
-        cpu = self.cpu
-        core = cpu.core_of.get(name)
-        if core is None:
-            self.caller.on_timer(ctx, name)
-            return
-        # Cpu.on_timer, inlined: this runs once per request
-        job, _op, arrived, started = cpu.running.pop(core)
-        if cpu.queue:
-            nxt, nop, narr = cpu.queue.popleft()
-            cpu._start(ctx, core, nxt, nop, narr)
-        else:
-            cpu.free.append(core)
-        now = ctx.now
-        job.wait_ns = started - arrived
-        job.svc_ns = now - started
-        call = job.call
-        if call.rest or self.calls or not self._plain:
+        done = self.cpu.on_timer(ctx, name)
+        if done is not None:
+            job, _op, job.wait_ns, job.svc_ns = done
             self._after_service(ctx, job)
-            return
-        # a leaf: _answer, inlined
-        ctx.send(job.src, Reply(call.rid, True, None))
-        ctx.record("kit.served", comp=self.comp, op=call.op, ok=True, queue=job.queue,
-                   wait_ms=job.wait_ns / 1e6, service_ms=job.svc_ns / 1e6, total_ms=(now - job.arrived) / 1e6)
+        else:
+            self.caller.on_timer(ctx, name)
 
     def _after_service(self, ctx, job: _Job) -> None:
         call = job.call
