@@ -130,3 +130,14 @@ def test_a_run_held_in_columns_alone_has_the_same_digest_and_history_bytes(tmp_p
         assert (outcome.run.history.dicts is None) == (limit < len(outcome.run.history))
         got[limit] = (outcome.digest, (tmp_path / str(limit) / "history.jsonl").read_bytes(), outcome.valid)
     assert got[0] == got[1000] == got[H.DICTS_UP_TO]
+
+
+def test_values_reads_one_type_and_function_from_the_columns():
+    """History.values gives the values of the events of one type and function, in order, and nothing for an unknown f."""
+    h = History(dicts_up_to=0)
+    for i, (t, f, v) in enumerate([(0, "read", None), (0, "write", 1), (1, "read", "a"), (2, "write", "x"),
+                                   (0, "read", None), (1, "read", "b")]):
+        h.add(i, t, i % 2, f, v)
+    assert list(h.values("ok", "read")) == ["a", "b"]
+    assert list(h.values("fail", "write")) == ["x"]
+    assert list(h.values("ok", "cas")) == []

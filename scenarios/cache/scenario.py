@@ -193,24 +193,16 @@ def pairs_ok(history, f):
 
 def read_outcomes(history) -> dict:
     """How the reads that ended ok got their value (``hit``, ``miss``, ``db``, ``coalesced``, ...): count
-    per outcome. A ``History`` is read by its columns (an ok completion carries its invoke's ``f``),
-    which spares pairing a million operations (and, past DICTS_UP_TO, building their dicts)."""
+    per outcome. A ``History`` gives its ok reads' values from its columns (an ok completion carries its
+    invoke's ``f``), which spares pairing a million operations."""
+    if hasattr(history, "values"):
+        results = (v.get("result") if isinstance(v, dict) else None for v in history.values("ok", "read"))
+    else:  # a plain list of dicts
+        results = (done["value"].get("result") for _, done in pairs_ok(history, "read"))
     how: dict = defaultdict(int)
-    names = getattr(history, "f_names", None)
-    if names is None:  # a plain list of dicts
-        for _, done in pairs_ok(history, "read"):
-            res = done["value"].get("result")
-            if isinstance(res, list):
-                how[res[1]] += 1
-        return how
-    if "read" not in names:
-        return how
-    read = names.index("read")
-    for t, f, v in zip(history.type, history.f, history.value):
-        if t == 1 and f == read:  # 1: "ok" in history.TYPES
-            res = v.get("result") if isinstance(v, dict) else None
-            if isinstance(res, list):
-                how[res[1]] += 1
+    for res in results:
+        if isinstance(res, list):
+            how[res[1]] += 1
     return how
 
 
