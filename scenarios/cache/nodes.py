@@ -207,12 +207,12 @@ class App(Service):
                 ctx.send(node, CacheDelete(0, key))  # noreply
 
     # ---- talking to the cache ---------------------------------------------------------------------
-    def _cache_call(self, ctx, state, node, message_class, *fields) -> None:
-        """Send ``message_class(rid, *fields)`` to ``node`` and await its reply, ``state`` saying what for."""
+    def _cache_call(self, ctx, state, node, message_class, *fields, **named) -> None:
+        """Send ``message_class(rid, *fields, **named)`` to ``node`` and await its reply, ``state`` saying what for."""
         self.rid += 1
         rid = self.rid
         self.pending[rid] = state
-        ctx.send(node, message_class(rid, *fields))
+        ctx.send(node, message_class(rid, *fields, **named))
         heapq.heappush(self.deadlines, (ctx.now + self.cache_timeout_ns, rid))
         if not self.sweeping:
             # Cache-call deadlines are swept every half timeout rather than timed one by one: a call
@@ -343,7 +343,7 @@ class App(Service):
                 seq = value if self.bug != "set-on-write" else 0
                 size = self.sizes(key)
                 self._cache_call(ctx, ("invalidate", (job, version)), self.ring.node(key), CacheSet, key, version,
-                                 size, 0, -1.0, seq)
+                                 size, version=seq)
             elif self.bug == "delete-before-write":
                 self._answer(ctx, job, True, version)
             else:
