@@ -139,6 +139,36 @@ def _write_atomically(path: Path, write, option: str = "--out") -> None:
         _fail(f"bad value {str(path)!r} for {option}: cannot write it ({exc.strerror or exc}); expected a writable file path")
 
 
+class _StatusFile:
+    """A hunt's or a shrink's record (hunt.json, shrink.json), like a run's manifest: written ``running``
+    when made; ``incomplete`` with the error if the ``with`` block around the work raises (interrupted,
+    killed or crashed), so such a folder never looks finished; ``complete`` at :meth:`done`."""
+
+    def __init__(self, path: Path, about: dict):
+        from .pipeline.results import utc_now, write_json
+
+        self.path = path
+        self.about = {**about, "status": "running", "started_utc": utc_now(), "command": " ".join(sys.argv)}
+        write_json(path, self.about)
+
+    def _write(self, **fields) -> None:
+        from .pipeline.results import utc_now, write_json
+
+        write_json(self.path, {**self.about, **fields, "ended_utc": utc_now()})
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        if kind is not None:
+            self._write(status="incomplete",
+                        error="interrupted" if issubclass(kind, KeyboardInterrupt) else f"{kind.__name__}: {exc}")
+        return False
+
+    def done(self, **extra) -> None:
+        self._write(status="complete", **extra)
+
+
 @contextlib.contextmanager
 def _sigterm_interrupts():
     """While a run or sweep works, SIGTERM interrupts it like Ctrl-C (the default would kill the process
@@ -921,7 +951,6 @@ def hunt(scenario, seed, budget, jobs, cluster, batch, until, out, **kw):
     digests compared. Writes hunt.csv and hunt.png. Exit 1: a failure found; 0: none in the budget.
     """
     from .pipeline import hunt as H
-    from .pipeline.results import utc_now, write_json
     from .pipeline.sweep import write_csv
     from .reports import plots as P
 
@@ -946,13 +975,10 @@ def hunt(scenario, seed, budget, jobs, cluster, batch, until, out, **kw):
     if hunt_seed is None:
         hunt_seed = secrets.randbelow(2**31)
         _err(f"no --seed given: hunt seed {hunt_seed} (repeat this hunt with --seed {hunt_seed})")
-    # hunt.json says "running" until the hunt ends, like a run's manifest, so an interrupted or killed hunt's folder
-    # says so rather than looking finished.
-    about = {"scenario": scen.name, "seed": hunt_seed, "budget": str(spent), "jobs": n_jobs, "cluster": cluster,
-             "window": H.WINDOW, "until": until, "fixed": sorted(fixed), "nemeses": list(space.nemeses),
-             "ranges": {k: list(v) for k, v in space.ranges.items()}, "bug": base.bug, "status": "running",
-             "started_utc": utc_now(), "command": " ".join(sys.argv)}
-    write_json(folder / "hunt.json", about)
+    record = _StatusFile(folder / "hunt.json", {
+        "scenario": scen.name, "seed": hunt_seed, "budget": str(spent), "jobs": n_jobs, "cluster": cluster,
+        "window": H.WINDOW, "until": until, "fixed": sorted(fixed), "nemeses": list(space.nemeses),
+        "ranges": {k: list(v) for k, v in space.ranges.items()}, "bug": base.bug})
     tty = sys.stderr.isatty()
 
     def progress(done, result):
@@ -962,22 +988,17 @@ def hunt(scenario, seed, budget, jobs, cluster, batch, until, out, **kw):
             sys.stderr.flush()
 
     try:
-        with _sigterm_interrupts(), _open_executor(n_jobs, cluster, n_batch, False) as executor:
+        with record, _sigterm_interrupts(), _open_executor(n_jobs, cluster, n_batch, False) as executor:
             result = H.run_hunt(space, hunt_seed, spent, n_jobs, until, folder, progress, executor=executor)
             where = executor.describe
     except KeyboardInterrupt:
-        write_json(folder / "hunt.json", {**about, "status": "incomplete", "error": "interrupted", "ended_utc": utc_now()})
         _err(f"{chr(10) if tty else ''}dsim: hunt interrupted (hunt.json marked incomplete); failures found so far "
              f"are in {folder / 'failures'}")
         sys.exit(3)
-    except Exception as exc:
-        write_json(folder / "hunt.json", {**about, "status": "incomplete", "error": f"{type(exc).__name__}: {exc}",
-                                          "ended_utc": utc_now()})
-        raise
     if tty:
         sys.stderr.write("\r" + " " * 70 + "\r")
     write_csv(folder / "hunt.csv", result.rows)
-    write_json(folder / "hunt.json", {**about, "status": "complete", "ended_utc": utc_now()})
+    record.done()
     P.hunt(result.rows, folder / "hunt.png", f"dsim hunt {scen.name}" + (f" --bug {base.bug}" if base.bug else "")
            + f" (seed {hunt_seed})")
     n = len(result.rows)
@@ -1028,7 +1049,6 @@ def shrink(run_dir, budget, jobs, cluster, out):
     (the shrunk run's folder, traced, with spacetime.svg).
     """
     from .pipeline import shrink as S
-    from .pipeline.results import utc_now, write_json
     from .pipeline.runner import run_to_folder
     from .pipeline.sweep import write_csv
 
@@ -1041,23 +1061,15 @@ def shrink(run_dir, budget, jobs, cluster, out):
     target = out if out is not None else str(Path(run_dir.rstrip("/")) ) + "-shrunk"
     _new_folder_path(target)
     folder = _make_dir(Path(target), "--out")
-    # shrink.json says "running" until shrunk.toml is written, so an interrupted or crashed shrink's folder says so.
-    about = {"run_dir": str(run_dir), "checker": failure.checker, "budget": int(text), "jobs": n_jobs,
-             "cluster": cluster, "status": "running", "started_utc": utc_now(), "command": " ".join(sys.argv)}
-    write_json(folder / "shrink.json", about)
+    record = _StatusFile(folder / "shrink.json", {"run_dir": str(run_dir), "checker": failure.checker,
+                                                   "budget": int(text), "jobs": n_jobs, "cluster": cluster})
     t0 = time.perf_counter()
     try:
-        with _sigterm_interrupts():
-            with _open_executor(n_jobs, cluster, None, False) as executor:
-                result = S.shrink(failure, n_jobs, int(text), executor=executor)
+        with record, _sigterm_interrupts(), _open_executor(n_jobs, cluster, None, False) as executor:
+            result = S.shrink(failure, n_jobs, int(text), executor=executor)
     except KeyboardInterrupt:
-        write_json(folder / "shrink.json", {**about, "status": "incomplete", "error": "interrupted", "ended_utc": utc_now()})
         _err(f"dsim: shrink interrupted ({folder / 'shrink.json'} marked incomplete)")
         sys.exit(3)
-    except Exception as exc:
-        write_json(folder / "shrink.json", {**about, "status": "incomplete", "error": f"{type(exc).__name__}: {exc}",
-                                            "ended_utc": utc_now()})
-        raise
     write_csv(folder / "shrink.csv", result.rows)
     cfg = result.after
     scen_arg = cfg.design_path or cfg.scenario
@@ -1099,7 +1111,7 @@ def shrink(run_dir, budget, jobs, cluster, out):
         click.echo(f"  {svg}")
     click.echo(f"  run it again   dsim run {scen_arg} --config {folder / 'shrunk.toml'}")
     click.echo(f"  replay         dsim replay {folder / 'run'}")
-    write_json(folder / "shrink.json", {**about, "status": "complete", "still_fails": failed_again, "ended_utc": utc_now()})
+    record.done(still_fails=failed_again)
     sys.exit(1 if failed_again else 3)
 
 

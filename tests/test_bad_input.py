@@ -532,6 +532,20 @@ def test_sigterm_marks_a_hunt_folder_incomplete(tmp_path):
     assert about["status"] == "incomplete" and about["error"] == "interrupted"
 
 
+def test_a_crashing_hunt_marks_its_folder_incomplete_with_the_error(here, capsys, monkeypatch):
+    """A hunt whose search raises exits 3 without a traceback, and hunt.json says incomplete, naming the error."""
+    from simulator.pipeline import hunt as H
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("planted crash")
+
+    monkeypatch.setattr(H, "run_hunt", boom)
+    code, out, err = dsim_in(capsys, "hunt", "queue", "--budget", "2", "--seed", "1", "--out", here / "h")
+    assert code == 3 and "Traceback" not in err + out, err
+    about = json.loads((here / "h" / "hunt.json").read_text())
+    assert about["status"] == "incomplete" and about["error"] == "RuntimeError: planted crash"
+
+
 def test_crash_in_a_design_during_a_sweep_leaves_error_txt(here, capsys, monkeypatch):
     """A handler that raises inside a sweep run leaves that run's error.txt and exits 3 without a traceback."""
     from scenarios.queue import scenario as q
