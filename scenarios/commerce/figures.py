@@ -87,16 +87,13 @@ def compute(run) -> dict:
         rails[r["rail"]]["settled_cents"] += r["amount"]
         settle[r["rail"]].append((r["time_ns"] - r["sent_ns"]) / 1e6)
     journals = of_kind(run, "ledger.journal")
-    for r in journals:
-        if r["entry"] == "payout":
-            for acct, amt in r["lines"]:
-                if acct == "fees:wire":
-                    rails["wire"]["fee_cents"] += amt
     pts = {"earned": 0, "redeemed": 0, "given_back": 0, "taken_back": 0, "held_at_end": 0}
     refunds = {"made": 0, "cents": 0, "reduced": 0, "reduced_cents": 0}
     for r in journals:
         for acct, amt in r["lines"]:
-            if acct.startswith("points:"):
+            if acct == "fees:wire":
+                rails["wire"]["fee_cents"] += amt
+            elif acct.startswith("points:"):
                 pts["held_at_end"] += amt
                 if r["entry"] == "earn":
                     pts["earned"] += amt
