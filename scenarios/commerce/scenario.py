@@ -43,6 +43,7 @@ instant).
 from __future__ import annotations
 
 import bisect
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -93,7 +94,7 @@ class Generator:
         self.buf: list = []
         self.n = 0  # the id of the operation this call generates
         self.lag = max(1, int(p["refund_after_s"] * rate))
-        self.later: list = []  # (op id due, order, value) of refunds to come, in order
+        self.later: deque = deque()  # (op id due, order, value) of refunds to come, in order
 
     def _refill(self, rng) -> None:
         u = rng.random((512, 6))
@@ -108,7 +109,7 @@ class Generator:
         self.n = n + 1
         later = self.later
         if later and later[0][0] <= n:
-            _, order, v = later.pop(0)
+            _, order, v = later.popleft()
             return "refund", {**v, "order": order}
         p = self.p
         sku = min(bisect.bisect_right(self.cdf, u_sku), p["skus"] - 1)
