@@ -72,6 +72,15 @@ def test_each_planted_bug_fails_its_checker_at_the_defaults(tmp_path, bug, check
     assert [k for k, v in checks.items() if v["valid"] is not True] == [checker]
 
 
+def test_a_run_where_nothing_succeeds_draws_its_plots_without_warnings(tmp_path):
+    """Every pong dropped (bug_share=1): the run exits 1 and its plots are drawn, with nothing on stderr but the seed."""
+    res = dsim("run", str(PING), "--seed", "1", "--bug", "drop-pong", "--set", "bug_share=1", "--time-limit", "2",
+               "--out", "run", cwd=tmp_path)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "Warning" not in res.stderr and res.stderr.strip() == "", res.stderr
+    assert (tmp_path / "run" / "latency-quantiles.png").is_file()
+
+
 def test_replay_reloads_the_file_and_refuses_a_changed_or_gone_one(tmp_path, ping):
     """Replay of a path design's run exits 0; after the file is edited or removed it exits 2 with one line."""
     res = dsim("run", str(ping), "--seed", "1", "--bug", "wrong-seq", "--no-plots", "--out", "run", cwd=tmp_path)

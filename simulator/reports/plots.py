@@ -49,6 +49,13 @@ def _title(ax, title: str, subtitle: str = "") -> None:
     ax.set_title(title + (f"\n{subtitle}" if subtitle else ""), fontsize=10)
 
 
+def _legend(ax, *args, **kw) -> None:
+    """A legend, or none when nothing was drawn with a label (a run with no ok operation): matplotlib
+    would warn on stderr, which reads as an error to a user."""
+    if args or ax.get_legend_handles_labels()[0]:
+        ax.legend(*args, **kw)
+
+
 def latency_raw(history: list[dict], path: Path, shade: Callable, subtitle: str = "") -> str:
     """Each operation as a dot: invoke time against latency, coloured by how it ended."""
     fig, ax = plt.subplots(figsize=(10, 4.5))
@@ -66,7 +73,7 @@ def latency_raw(history: list[dict], path: Path, shade: Callable, subtitle: str 
     ax.set_xlabel("invoke time (simulated s)")
     ax.set_ylabel("latency (ms, log scale)")
     _title(ax, "Latency of every operation", subtitle)
-    ax.legend(loc="upper right", fontsize=8, markerscale=3)
+    _legend(ax, loc="upper right", fontsize=8, markerscale=3)
     ax.grid(alpha=0.3)
     return _save(fig, path)
 
@@ -94,7 +101,7 @@ def latency_quantiles(history: list[dict], end_ns: int, path: Path, shade: Calla
     ax.set_xlabel("invoke time (simulated s)")
     ax.set_ylabel("latency of ok operations (ms, log scale)")
     _title(ax, "Latency quantiles over time", subtitle)
-    ax.legend(loc="upper right", fontsize=8)
+    _legend(ax, loc="upper right", fontsize=8)
     ax.grid(alpha=0.3)
     return _save(fig, path)
 
@@ -110,7 +117,7 @@ def rate(history: list[dict], end_ns: int, path: Path, shade: Callable, subtitle
     ax.set_xlabel("simulated time (s)")
     ax.set_ylabel("completions per second")
     _title(ax, "Throughput by outcome", subtitle)
-    ax.legend(loc="upper right", fontsize=8)
+    _legend(ax, loc="upper right", fontsize=8)
     ax.grid(alpha=0.3)
     return _save(fig, path)
 
@@ -142,7 +149,7 @@ def compare(runs: list[dict], histories: list[list[dict]], path: Path) -> str:
     ax_cdf.set_ylabel("fraction of operations")
     ax_cdf.set_title("Latency CDF", fontsize=10)
     ax_cdf.grid(alpha=0.3)
-    ax_cdf.legend(fontsize=8)
+    _legend(ax_cdf, fontsize=8)
     ax_rate.set_xlabel("simulated time (s)")
     ax_rate.set_ylabel("ok completions per second")
     ax_rate.set_title("Throughput", fontsize=10)
@@ -174,7 +181,7 @@ def compare_sweeps(points: list[dict], path: Path) -> str:
         ax.set_xlabel(xlabel)
         ax.set_ylabel("fraction of runs")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        _legend(ax, fontsize=7)
     axes[0].set_xscale("log")
     axes[0].set_title("p99 latency across seeds", fontsize=10)
     axes[1].set_title("Throughput across seeds", fontsize=10)
@@ -189,7 +196,7 @@ def compare_sweeps(points: list[dict], path: Path) -> str:
     axes[2].invert_yaxis()
     axes[2].set_xlabel("runs")
     axes[2].set_title("Verdicts", fontsize=10)
-    axes[2].legend(fontsize=7)
+    _legend(axes[2], fontsize=7)
     return _save(fig, path)
 
 
@@ -213,7 +220,7 @@ def compare_hunts(hunts: list[tuple[str, list[dict]]], path: Path) -> str:
     axes[0][0].set_ylabel("distinct failures found")
     axes[0][0].yaxis.set_major_locator(MaxNLocator(integer=True))
     axes[1][0].set_ylabel("coverage features reached")
-    axes[0][0].legend(fontsize=8, loc="upper left")
+    _legend(axes[0][0], fontsize=8, loc="upper left")
     axes[0][0].set_title("Failures against runs", fontsize=10)
     axes[0][1].set_title("Failures against CPU seconds", fontsize=10)
     return _save(fig, path)
@@ -248,7 +255,7 @@ def summary(rows: list[dict], grid_keys: list[str], path: Path, title: str) -> s
     axes[2].set_xticks(x, names, rotation=30, ha="right", fontsize=8)
     axes[2].set_ylabel("runs")
     axes[2].set_title("Verdicts", fontsize=10)
-    axes[2].legend(fontsize=8)
+    _legend(axes[2], fontsize=8)
     fig.suptitle(title, fontsize=11)
     return _save(fig, path)
 
@@ -278,7 +285,7 @@ def panels(path: Path, title: str, rows: list[dict], shade: Callable | None = No
         if row.get("xlabel"):
             ax.set_xlabel(row["xlabel"])
         if row["series"]:
-            ax.legend(loc="upper right", fontsize=8)
+            _legend(ax, loc="upper right", fontsize=8)
         ax.grid(alpha=0.3)
     _title(axes[0, 0], title, subtitle)
     return _save(fig, path)
@@ -319,7 +326,7 @@ def cdf_panels(path: Path, title: str, panels: list[dict]) -> str:
         ax.set_ylabel("cumulative percent")
         ax.set_ylim(0, 100)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8, loc="best" if panel.get("markers") else "lower right")
+        _legend(ax, fontsize=8, loc="best" if panel.get("markers") else "lower right")
         ax.set_title(panel.get("title", ""), fontsize=10)
     fig.suptitle(title, fontsize=11)
     return _save(fig, path)
@@ -341,7 +348,7 @@ def latency_and_spans(history: list[dict], spans: list[tuple[int, int, str, int]
             ax1.scatter(x, y, s=2, color=COLORS[kind], label=kind, rasterized=True)
     ax1.set_yscale("log")
     ax1.set_ylabel("latency (ms, log scale)")
-    ax1.legend(loc="upper right", fontsize=7, markerscale=4)
+    _legend(ax1, loc="upper right", fontsize=7, markerscale=4)
     ax1.set_title(title, fontsize=10)
     ax1.grid(alpha=0.3)
     shade(ax2)
@@ -413,7 +420,7 @@ def hunt(rows: list[dict], path: Path, title: str) -> str:
         twin.set_ylabel("coverage features reached", color=COLORS["ok"])
         lines = ax.get_legend_handles_labels()
         more = twin.get_legend_handles_labels()
-        ax.legend(lines[0] + more[0], lines[1] + more[1], loc="upper left", fontsize=8)
+        _legend(ax, lines[0] + more[0], lines[1] + more[1], loc="upper left", fontsize=8)
     n_found = int(found.max()) if len(found) else 0
     _title(axes[0], title, f"{len(rows)} runs, {n_found} distinct failure{'' if n_found == 1 else 's'}")
     return _save(fig, path)
