@@ -55,9 +55,11 @@ class Dist:
                 return cls("constant", float(parts[0]))
             extra = {}
             for p in parts[2:]:
-                k, _, v = p.partition("=")
+                k, eq, v = p.partition("=")
                 if k not in ("cv", "alpha"):
-                    raise ValueError(f"unknown distribution option {k!r} (accepted: cv, alpha)")
+                    shape = "alpha" if parts[0] == "pareto" else "cv"  # a bare number, as in "lognormal:12:0.8"
+                    hint = f"; name it, e.g. {parts[0]}:{parts[1]}:{shape}={k}" if not eq else ""
+                    raise ValueError(f"unknown distribution option {k!r} (accepted: cv, alpha{hint})")
                 extra[k] = float(v)
             return cls(parts[0], float(parts[1]), **extra)
         except (TypeError, ValueError) as exc:
