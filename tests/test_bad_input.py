@@ -114,6 +114,7 @@ BAD_COMMAND_LINES = [
     (["run", "twopc", "--seed", "1", *TINY, "--set", "transfer_legs=5"], "transfer_legs"),
     (["run", "twopc", *TINY, "--set", "transfer_legs=5"], "transfer_legs"),  # no seed: no "using seed" line either
     (["run", "raft", "--seed", "1", *TINY, "--set", "election_timeout_max_ms=1"], "election timeout"),
+    (["run", "raft", "--seed", "1", *TINY, "--set", "link_latency_ms=1e300"], "link_latency_ms"),
     (["sweep", "twopc", "--seeds", "1-2", *TINY, "--grid", "transfer_legs=2,5"], "transfer_legs"),
     (RUN + ["--nemesis", "crash", "--nemesis-interval", "0.001", "--time-limit", "10000"], "nemesis_interval_s"),
     (RUN + ["--rate", "1e6", "--rate-profile", "burst:1:0.5:100"], "'burst:1:0.5:100'"),

@@ -66,6 +66,7 @@ def test_parse_accepts_documented_forms(text, expect):
     ("lognormal:12:0.8", "name it, e.g. lognormal:12:cv=0.8"),
     ("pareto:12:3", "name it, e.g. pareto:12:alpha=3"),
     ("exponential:nan", "mean must be"),
+    ("exponential:1e300", "from 0 to 1e.12 ms"),
     ("pareto:5:alpha=1", "alpha must be > 1"),
     ("normal:5:cv=-1", "cv must be"),
 ])

@@ -215,8 +215,8 @@ def _link_latency(spec: str) -> Dist:
         lo_ms, hi_ms = float(lo), float(hi or lo)
     except ValueError:
         raise UsageError(f"bad value {spec!r} for link_latency_ms: expected LOW-HIGH in ms, e.g. 30-40") from None
-    if not 0 < lo_ms <= hi_ms:
-        raise UsageError(f"bad value {spec!r} for link_latency_ms: expected 0 < LOW <= HIGH (ms)")
+    if not 0 < lo_ms <= hi_ms <= 1e9:  # a bound, or 1e300 ms overflows the network's int64 nanoseconds
+        raise UsageError(f"bad value {spec!r} for link_latency_ms: expected 0 < LOW <= HIGH <= 1e9 (ms)")
     mean = (lo_ms + hi_ms) / 2
     # Dist's uniform spans mean +- mean*cv*sqrt(3)
     return Dist("uniform", mean, cv=(hi_ms - lo_ms) / 2 / (mean * 3 ** 0.5))

@@ -26,6 +26,7 @@ import numpy as np
 
 from .rng import Batch, Streams
 
+MAX_MEAN_MS = 1e12  # about 31 years; a draw a few times the mean still fits int64 nanoseconds
 KINDS = ("constant", "uniform", "normal", "lognormal", "exponential", "pareto")
 
 
@@ -39,8 +40,8 @@ class Dist:
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"distribution {self.kind!r} is not one of {', '.join(KINDS)}")
-        if not (self.mean_ms >= 0 and math.isfinite(self.mean_ms)):
-            raise ValueError(f"mean must be a finite number >= 0 ms, got {self.mean_ms!r}")
+        if not 0 <= self.mean_ms <= MAX_MEAN_MS:  # NaN fails too; above the bound, draws overflow int64 ns
+            raise ValueError(f"mean must be a number from 0 to {MAX_MEAN_MS:g} ms, got {self.mean_ms!r}")
         if self.cv < 0:
             raise ValueError(f"cv must be >= 0, got {self.cv!r}")
         if self.kind == "pareto" and self.alpha <= 1:
