@@ -17,6 +17,12 @@ or ``--cluster`` Dask, as ``dsim sweep``), within a budget of runs:
    once, *fresh plans*: the nemeses the plan still uses, drawn again with other seeds for a quarter
    and a half of the time limit and written out; ddmin's result depends on where it starts, and a
    plan drawn for a short run starts smaller than the tail cut from a long one.
+   *Simplification by replacement* (:func:`replacements`), before ddmin and again after the events:
+   the whole plan replaced by one basic fault (a crash and restart, an isolate and heal, a pause and
+   resume) of one node a remaining fault touched, over that fault's window, for a partition of random
+   halves, a crash storm or a pause whose effect on one node is what the failure needs. After ddmin,
+   compound actions are first written out as the crashes and restarts they are counted as
+   (:func:`write_out`) and ddmin runs over those, so a restart the final heal stands in for can go.
 3. *Less time, from both ends*, each kept only if the run still fails:
    - a shorter time limit (just after the instants the checker's message names, at the last fault
      action, which the final heal then replaces, or a fraction of the limit; faults from it on
@@ -460,7 +466,7 @@ UNDO = {"crash": "restart", "pause": "resume", "isolate": "heal", "partition": "
 # What a remaining fault is replaced by, aimed at one node it touched, simplest effect first: a node
 # gone (and back), a node cut off (and healed), a node stopped (and resumed).
 SIMPLE_FAULTS = (("crash", "restart"), ("isolate", "heal"), ("pause", "resume"))
-MAX_REPLACEMENTS = 24  # replacement candidates tried per pass (the runs they may cost)
+MAX_REPLACEMENTS = 16  # replacement candidates tried per pass (the runs they may cost)
 
 
 def _event(ev: Any) -> tuple[float, str, float] | None:
@@ -667,6 +673,8 @@ def shrink(failure: Failure, jobs: int = 1, budget: int = 150, *, cluster: str |
                 if not redrawn and failure.cfg.nemesis:
                     redrawn = True  # once: it costs 2 x RESEEDS runs
                     cfg = s.redrawn(cfg)
+                if fault_actions(cfg.faults) > 2:
+                    cfg = s.replaced(cfg)  # before ddmin: when one simple fault will do, ddmin has little left to cut
                 cfg = s.ddmin_faults(cfg)
                 cfg = s.earlier(cfg)
             cfg = s.compressed(cfg)
