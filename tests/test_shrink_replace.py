@@ -112,3 +112,17 @@ def test_replacement_shrinks_below_what_ddmin_alone_reaches(monkeypatch):
     # the latest window first: the pause's
     assert got.faults == [{"at_s": 1.1, "action": "crash", "node": "n2"}, {"at_s": 1.4, "action": "restart", "node": "n2"}]
     assert s.replaced(got) is got  # nothing smaller than one crash and its restart over a window
+
+
+def test_a_crash_storm_written_out_runs_the_same_observations():
+    """raft's crash storm and its written-out crashes and restarts give the run the same node observations
+    (votes, leaders, applied entries) and the same verdict: write_out changes how faults are written, not what happens."""
+    from simulator.pipeline.run import execute
+
+    cfg = build_config(registry.get("raft"), seed=3, bug="no-persist-vote",
+                       options={"time_limit_s": 1.5, "node_count": 3, "rate": 30.0})
+    storm = [{"at_s": 0.4, "action": "crash_storm", "events": [[20.0, "n1", 30.0], [70.5, "n2", 10.0], [130.0, "n3", 50.0]]}]
+    a, b = execute(replace(cfg, faults=storm)), execute(replace(cfg, faults=write_out(storm)))
+    observed = [[r for r in out.run.records if r["kind"] != "fault"] for out in (a, b)]
+    assert observed[0] == observed[1] and {r["kind"] for r in observed[0]} >= {"vote", "leader"}
+    assert a.valid == b.valid
