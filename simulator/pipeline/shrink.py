@@ -391,7 +391,6 @@ class Shrinker:
                 cfg = cand
         return cfg
 
-
     def simplified(self, cfg: RunConfig) -> RunConfig:
         """Compound actions written out, ddmin over the plain actions that makes, then replacement
         (:meth:`replaced`); the next round's steps take on what a replacement leaves."""
