@@ -26,9 +26,11 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 # The repository first: this folder's scenarios.py must not shadow the designs' package.
@@ -41,6 +43,7 @@ from simulator.pipeline import hunt as H  # noqa: E402
 from simulator.pipeline import scenario as registry  # noqa: E402
 from simulator.pipeline import shrink as S  # noqa: E402
 from simulator.pipeline.config import build_config  # noqa: E402
+from simulator.pipeline.runner import run_to_folder  # noqa: E402
 from simulator.pipeline.sweep import write_csv  # noqa: E402
 
 DESIGNS = ("queue", "raft", "twopc", "email")
@@ -81,6 +84,12 @@ def one(design: str, bug: str, seed: int, budget: int, shrink_budget: int, jobs:
                time_limit_before_s=shrunk.before.time_limit_s, time_limit_after_s=after.time_limit_s,
                shrink_wall_s=round(time.perf_counter() - t1, 1),
                shrink_ok=faults_after <= 3 and after.time_limit_s <= shrunk.before.time_limit_s / 4)
+    # the reproducer's folder, as `dsim shrink` writes it, and `dsim replay` of it as a user would run it
+    folder = Path(f"{f.folder}-shrunk") / "run"
+    outcome, _, _ = run_to_folder(replace(after, trace=True), folder, plots=False)
+    replay = subprocess.run([sys.executable, "-c", "import sys; from simulator.cli import main; sys.exit(main())",
+                             "replay", str(folder)], capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
+    row.update(shrunk_valid=outcome.valid, replay_exit=replay.returncode, shrunk_folder=str(folder))
     return row
 
 
@@ -165,7 +174,7 @@ def main(argv=None) -> int:
         return 2
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="dsim-hunt-bench-"))
     rows = []
-    print(f"{'bug':34s} {'found':>5s} {'runs':>5s} {'CPU s':>7s} {'shrink runs':>11s} {'faults':>9s} {'time limit s':>14s}  ok")
+    print(f"{'bug':34s} {'found':>5s} {'runs':>5s} {'CPU s':>7s} {'shrink runs':>11s} {'faults':>9s} {'time limit s':>14s}  ok  replay")
     for design, bug in pairs:
         for k in range(args.repeat):
             r = one(design, bug, args.seed + k, args.budget, args.shrink_budget, args.jobs, out)
@@ -174,14 +183,17 @@ def main(argv=None) -> int:
             limit = f"{r.get('time_limit_before_s', 0):g}->{r.get('time_limit_after_s', 0):g}" if r["found"] else "-"
             ok = "yes" if r["found"] and r["runs"] <= 300 and r.get("shrink_ok") else "no"
             print(f"{design + ':' + bug:34s} {'yes' if r['found'] else 'NO':>5s} {r['runs']:>5} {r['cpu_s']:>7} "
-                  f"{r.get('shrink_runs', '-'):>11} {faults:>9s} {limit:>14s}  {ok}", flush=True)
+                  f"{r.get('shrink_runs', '-'):>11} {faults:>9s} {limit:>14s}  {ok:3s} "
+                  f"{'-' if 'replay_exit' not in r else 'exit ' + str(r['replay_exit'])}", flush=True)
     found = [r for r in rows if r["found"]]
     summary = {"bugs": len(pairs), "hunts": len(rows), "found": len(found), "budget": args.budget,
                "median_runs_to_failure": statistics.median([r["runs"] for r in found]) if found else None,
                "median_cpu_s_to_failure": statistics.median([r["cpu_s"] for r in found]) if found else None,
-               "shrunk_within_targets": sum(1 for r in found if r.get("shrink_ok")), "out": str(out), "rows": rows}
+               "shrunk_within_targets": sum(1 for r in found if r.get("shrink_ok")),
+               "shrunk_replayed": sum(1 for r in found if r.get("replay_exit") == 0), "out": str(out), "rows": rows}
     print(f"found {len(found)}/{len(rows)} hunts; median {summary['median_runs_to_failure']} runs, "
-          f"{summary['median_cpu_s_to_failure']} CPU s to a failure; {summary['shrunk_within_targets']} shrunk within targets")
+          f"{summary['median_cpu_s_to_failure']} CPU s to a failure; {summary['shrunk_within_targets']} shrunk within targets; "
+          f"{summary['shrunk_replayed']} shrunk folders replayed (dsim replay exit 0)")
     if args.json:
         print(json.dumps(summary))
     return 0

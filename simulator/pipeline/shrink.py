@@ -17,6 +17,12 @@ or ``--cluster`` Dask, as ``dsim sweep``), within a budget of runs:
    once, *fresh plans*: the nemeses the plan still uses, drawn again with other seeds for a quarter
    and a half of the time limit and written out; ddmin's result depends on where it starts, and a
    plan drawn for a short run starts smaller than the tail cut from a long one.
+   *Simplification by replacement* (:func:`replacements`), before ddmin and again after the events:
+   the whole plan replaced by one basic fault (a crash and restart, an isolate and heal, a pause and
+   resume) of one node a remaining fault touched, over that fault's window, for a partition of random
+   halves, a crash storm or a pause whose effect on one node is what the failure needs. After ddmin,
+   compound actions are first written out as the crashes and restarts they are counted as
+   (:func:`write_out`) and ddmin runs over those, so a restart the final heal stands in for can go.
 3. *Less time, from both ends*, each kept only if the run still fails:
    - a shorter time limit (just after the instants the checker's message names, at the last fault
      action, which the final heal then replaces, or a fraction of the limit; faults from it on
@@ -53,6 +59,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..engine.errors import UsageError
+from ..faults.plan import VERBS
 from .config import RUN_OPTIONS, RunConfig, build_config, check_recorded
 from .executor import map_calls
 from .hunt import run_point
@@ -384,6 +391,38 @@ class Shrinker:
                 cfg = cand
         return cfg
 
+    def simplified(self, cfg: RunConfig) -> RunConfig:
+        """Compound actions written out, ddmin over the plain actions that makes, then replacement
+        (:meth:`replaced`); the next round's steps take on what a replacement leaves."""
+        if fault_actions(cfg.faults) <= 1:
+            return cfg
+        out = self.written_out(cfg)
+        if out is not cfg:
+            cfg = self.ddmin_faults(out)
+        return self.replaced(cfg)
+
+    def written_out(self, cfg: RunConfig) -> RunConfig:
+        """The plan with every compound action written out as the crashes and restarts
+        :func:`fault_actions` counts it as (see :func:`write_out`), kept if the run still fails: the
+        same faults, the same count, but ddmin can then drop a restart the failure does not need
+        (the final heal restarts the node) or a crash its neighbours do not."""
+        plan = write_out(cfg.faults)
+        if plan is None:
+            return cfg
+        return self.first("written out", [replace(cfg, faults=plan)]) or cfg
+
+    def replaced(self, cfg: RunConfig) -> RunConfig:
+        """Simplification by replacement: the whole plan replaced by one fault of the basic vocabulary
+        (a crash and restart, an isolate and heal, a pause and resume) aimed at one node a remaining
+        action touched, over that action's window (see :func:`replacements`). ddmin only recombines the
+        actions the nemesis drew; a partition of random halves, a crash storm or a pause whose effect
+        one isolated or crashed node has takes one or two actions this way. Kept only if the run still
+        fails the same way, with fewer fault actions by construction."""
+        got = self.results.get(_key(cfg))
+        message = got["message"] if got and got.get("message") else self.failure.message
+        cands = [replace(cfg, faults=p) for p in replacements(cfg.faults, cfg.time_limit_s, message)]
+        return self.first("replaced by simpler faults", [c for c in cands if _valid(c)]) or cfg
+
 
 def _time_scales(cfg: RunConfig) -> dict[str, Any]:
     """The run's values of the parameters its design declares ``time_scale`` (numbers only)."""
@@ -413,6 +452,128 @@ def fault_actions(plan: list[dict]) -> int:
     ``events`` (raft's crash storm: each event crashes a node and restarts it later) counts two per event,
     as a crash and its restart written out would. This is the count shrinking is judged by."""
     return sum(2 * len(a["events"]) if isinstance(a.get("events"), list) and a["events"] else 1 for a in plan)
+
+
+# ---- simplification by replacement ---------------------------------------------------------------
+
+# The verb that ends each fault of the basic vocabulary (simulator/faults/plan.py VERBS); the final heal
+# ends them all, so a fault with no end in the plan lasts to the end of the run's main phase.
+UNDO = {"crash": "restart", "pause": "resume", "isolate": "heal", "partition": "heal", "partition_oneway": "heal",
+        "block": "heal", "slow": "reset_links", "flaky": "reset_links", "set_loss": "reset_links",
+        "set_duplicate": "reset_links", "clock_bump": "clock_reset", "clock_drift": "clock_reset",
+        "clock_strobe": "clock_reset"}
+# What a remaining fault is replaced by, aimed at one node it touched, simplest effect first: a node
+# gone (and back), a node cut off (and healed), a node stopped (and resumed).
+SIMPLE_FAULTS = (("crash", "restart"), ("isolate", "heal"), ("pause", "resume"))
+MAX_REPLACEMENTS = 16  # replacement candidates tried per pass (the runs they may cost)
+
+
+def _event(ev: Any) -> tuple[float, str, float] | None:
+    """A compound action's event ``[at_ms, node, down_ms]`` (a crash storm's), or None for another shape."""
+    if (isinstance(ev, (list, tuple)) and len(ev) == 3 and isinstance(ev[1], str)
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (ev[0], ev[2]))):
+        return float(ev[0]), ev[1], float(ev[2])
+    return None
+
+
+def write_out(plan: list[dict]) -> list[dict] | None:
+    """``plan`` with each compound action whose ``events`` are ``[at_ms, node, down_ms]`` (raft's crash
+    storm) written out as a plain ``crash`` of the node at the action's time plus ``at_ms`` and a
+    ``restart`` ``down_ms`` later: the actions :func:`fault_actions` counts it as. None when the plan has
+    no such action (or one of another shape: it is left alone)."""
+    out, changed = [], False
+    for act in plan:
+        events = act.get("events")
+        parsed = [_event(e) for e in events] if isinstance(events, list) and events else []
+        if not parsed or any(e is None for e in parsed):
+            out.append(act)
+            continue
+        changed = True
+        for at_ms, node, down_ms in parsed:
+            t = float(act["at_s"]) + at_ms / 1000
+            out += [{"at_s": round(t, 6), "action": "crash", "node": node},
+                    {"at_s": round(t + down_ms / 1000, 6), "action": "restart", "node": node}]
+    return sorted(out, key=lambda a: a["at_s"]) if changed else None
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One fault of a plan as a window: when it starts, when the plan ends it (None: at the final heal)
+    and the nodes it touches, the most singled-out first (the smaller side of a partition)."""
+
+    start_s: float
+    stop_s: float | None
+    nodes: tuple[str, ...]
+
+
+def _touched(act: dict) -> list[str]:
+    """The nodes an action names, the most singled-out first."""
+    out: list[str] = []
+    if isinstance(act.get("node"), str):
+        out.append(act["node"])
+    groups = act.get("groups")
+    if isinstance(groups, list):
+        sized = sorted((g for g in groups if isinstance(g, list)), key=len)  # stable: equal sizes keep their order
+        out += [n for g in sized[:-1] for n in g if isinstance(n, str)] if len(sized) > 1 else []
+    for key in ("dsts", "srcs"):  # a one-way cut singles out its destinations
+        if isinstance(act.get(key), list):
+            out += [n for n in act[key] if isinstance(n, str)]
+    if isinstance(act.get("pairs"), list):
+        out += [n for p in act["pairs"] if isinstance(p, (list, tuple)) for n in p if isinstance(n, str)]
+    return list(dict.fromkeys(out))
+
+
+def episodes(plan: list[dict]) -> list[Episode]:
+    """The faults of ``plan`` as windows, in plan order: each starting action of the basic vocabulary
+    with the first later action that ends it (``restart`` for a crash of the same node, ``heal`` for a
+    partition, ...), and each event of a compound action (``[at_ms, node, down_ms]``). Actions that name
+    no node (a slow network, a design's own staged verbs) make no episode: there is nothing to aim at."""
+    out: list[Episode] = []
+    for i, act in enumerate(plan):
+        events = act.get("events")
+        if isinstance(events, list):
+            for ev in map(_event, events):
+                if ev is not None:
+                    t = float(act["at_s"]) + ev[0] / 1000
+                    out.append(Episode(round(t, 6), round(t + ev[2] / 1000, 6), (ev[1],)))
+            continue
+        undo = UNDO.get(act.get("action"))
+        nodes = tuple(_touched(act))
+        if undo is None or not nodes:
+            continue
+        stop = next((b["at_s"] for b in plan[i + 1:] if b.get("action") == undo
+                     and (b.get("node") is None or b.get("node") == act.get("node"))), None)
+        out.append(Episode(float(act["at_s"]), None if stop is None else float(stop), nodes))
+    return out
+
+
+def replacements(plan: list[dict], limit_s: float, message: str = "") -> list[list[dict]]:
+    """Plans of one basic fault (:data:`SIMPLE_FAULTS`) standing in for the whole of ``plan``: for each
+    episode (see :func:`episodes`) and each node it touches, that node crashed, isolated or paused over
+    the episode's window (one action when the window lasts to the end of the run: the final heal ends
+    it). Only plans with fewer fault actions than ``plan``; nodes the checker's ``message`` names first
+    (the node that voted twice), then in plan order, at most :data:`MAX_REPLACEMENTS`. Design-agnostic:
+    the candidates use the kernel's verbs and the nodes and instants the plan itself holds."""
+    count = fault_actions(plan)
+    cands: list[tuple[tuple, list[dict]]] = []
+    seen: set[str] = set()
+    for k, ep in enumerate(episodes(plan)):
+        if ep.start_s >= limit_s:
+            continue
+        for j, node in enumerate(ep.nodes):
+            named = re.search(rf"(?<![\w-]){re.escape(node)}(?![\w-])", message)
+            mention = named.start() if named else len(message)  # the node a message names first, first
+            for v, (verb, undo) in enumerate(SIMPLE_FAULTS):
+                new = [{"at_s": ep.start_s, "action": verb, "node": node}]
+                if ep.stop_s is not None and ep.stop_s < limit_s:
+                    new.append({"at_s": ep.stop_s, "action": undo, **({"node": node} if "node" in VERBS[undo] else {})})
+                key = json.dumps(new)
+                if fault_actions(new) >= count or key in seen:
+                    continue
+                seen.add(key)
+                cands.append(((len(new), mention, -ep.start_s, k, j, v), new))
+    cands.sort(key=lambda c: c[0])
+    return [new for _, new in cands[:MAX_REPLACEMENTS]]
 
 
 def fault_kinds(plan: list[dict]) -> list[list[int]]:
@@ -511,11 +672,14 @@ def shrink(failure: Failure, jobs: int = 1, budget: int = 150, *, cluster: str |
                 if not redrawn and failure.cfg.nemesis:
                     redrawn = True  # once: it costs 2 x RESEEDS runs
                     cfg = s.redrawn(cfg)
+                if fault_actions(cfg.faults) > 2:
+                    cfg = s.replaced(cfg)  # before ddmin: when one simple fault will do, ddmin has little left to cut
                 cfg = s.ddmin_faults(cfg)
                 cfg = s.earlier(cfg)
             cfg = s.compressed(cfg)
             if is_explicit:
                 cfg = s.ddmin_events(cfg)
+                cfg = s.simplified(cfg)
             cfg = s.slower(cfg)
             cfg = s.fewer_nodes(cfg)
             cfg = s.simpler_params(cfg)
