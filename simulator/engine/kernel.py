@@ -65,7 +65,6 @@ class Simulation:
         self.streams = Streams(seed)
         self.hosts: dict[str, Host] = {}
         self._to_start: list[Host] = []
-        self._timer_gen = 0
         self.records: list[dict] = []
         self._stopped = False
         # The trace integers, cleared in place on flush (the network and hosts hold it too). A list,
@@ -73,6 +72,9 @@ class Simulation:
         # conversion of the block at flush gives the same bytes.
         self._trace: list[int] = []
         self._codes: dict[str, int] = {}
+        # name_code's answers, kept once given (a name's code never changes once assigned): timer
+        # names enter the trace at every firing, so their encoding is looked up rather than recomputed
+        self._encoded: dict[str, int] = {}
         self._timer_code = self.code("timer")
         self._hash = hashlib.sha256()
         self._trace_file = trace_file
