@@ -46,22 +46,18 @@ class History:
 
     It reads as the list of dicts it replaces: ``len``, iteration, ``h[i]`` and ``h[a:b]`` give
     dicts with the keys in KEYS order, and it compares equal to a list of the same dicts. Up to
-    ``dicts_up_to`` events (DICTS_UP_TO) it keeps those dicts too, and hands them out (``dicts``);
-    a longer history drops them and builds each dict on demand, a chunk of ROWS_PER_CHUNK at a
-    time, so a pass over it never holds more than one chunk of dicts (changing one then changes
-    nothing). The kept dicts are built when first read, from the columns, for every event not yet
-    built: ``add`` runs once per event of a run and a dict built there cost as much as the rest
-    of it, while one comprehension over the columns at the end builds them for about a third.
-    Once built a dict is kept, so a reader that changes one sees its change again, as in a list.
+    ``dicts_up_to`` events (DICTS_UP_TO) it keeps those dicts too, and hands them out; a longer
+    history drops them and builds each dict on demand, a chunk of ROWS_PER_CHUNK at a time, so a
+    pass over it never holds more than one chunk of dicts (changing one then changes nothing).
     The metrics and the linearizability checker read the columns in either case.
     """
 
     __slots__ = ("time", "type", "process", "f", "value", "f_names", "_f_code", "inv_at", "done_at", "_open",
-                 "_dicts", "dicts_up_to", "__weakref__")
+                 "dicts", "dicts_up_to", "__weakref__")
 
     def __init__(self, events: Iterable[dict] = (), dicts_up_to: int | None = None):
         self.dicts_up_to = DICTS_UP_TO if dicts_up_to is None else dicts_up_to
-        self._dicts: list[dict] = []  # the first len(_dicts) events as dicts, built when first read
+        self.dicts: list[dict] | None = [] if self.dicts_up_to > 0 else None
         self.time = array("q")
         self.type = bytearray()
         self.process = array("q")
@@ -78,8 +74,13 @@ class History:
     def add(self, time: int, type_code: int, process: int, f: Any, value: Any) -> None:
         """Append one event (``type_code`` indexes TYPES): the workload's path, one call an event."""
         idx = len(self.type)
-        if idx == self.dicts_up_to and self._dicts:
-            self._dicts = []  # long enough: from here on the columns alone hold it
+        dicts = self.dicts
+        if dicts is not None:
+            if idx < self.dicts_up_to:
+                dicts.append({"index": idx, "time": time, "type": TYPES[type_code], "process": process, "f": f,
+                              "value": value})
+            else:
+                self.dicts = None  # long enough: from here on the columns alone hold it
         self.time.append(time)
         self.type.append(type_code)
         self.process.append(process)
@@ -97,24 +98,6 @@ class History:
             slot = self._open.pop(process, None)
             if slot is not None:
                 self.done_at[slot] = idx
-
-    @property
-    def dicts(self) -> list[dict] | None:
-        """The events as the list of dicts it replaces (the same dict objects on every read), or
-        None past ``dicts_up_to`` events, when the columns alone hold the history."""
-        n = len(self.type)
-        if n > self.dicts_up_to or self.dicts_up_to <= 0:
-            return None
-        dicts = self._dicts
-        if len(dicts) < n:
-            dicts.extend(self._build(len(dicts), n))
-        return dicts
-
-    def _build(self, lo: int, hi: int) -> list[dict]:
-        t, fn = TYPES, self.f_names
-        return [{"index": i, "time": tm, "type": t[ty], "process": p, "f": fn[fc], "value": v}
-                for i, tm, ty, p, fc, v in zip(range(lo, hi), self.time[lo:hi], self.type[lo:hi],
-                                               self.process[lo:hi], self.f[lo:hi], self.value[lo:hi])]
 
     def values(self, type_name: str, f: Any):
         """The values of the events of type ``type_name`` (one of TYPES) whose function is ``f``, in order,
@@ -141,10 +124,12 @@ class History:
         """Events ``lo`` to ``hi`` (clipped) as fresh dicts."""
         n = len(self.type)
         lo, hi = max(0, min(lo, n)), max(0, min(hi, n))
-        dicts = self.dicts
-        if dicts is not None:
-            return dicts[lo:hi]
-        return self._build(lo, hi)
+        if self.dicts is not None:
+            return self.dicts[lo:hi]
+        t, fn = TYPES, self.f_names
+        return [{"index": i, "time": tm, "type": t[ty], "process": p, "f": fn[fc], "value": v}
+                for i, tm, ty, p, fc, v in zip(range(lo, hi), self.time[lo:hi], self.type[lo:hi],
+                                               self.process[lo:hi], self.f[lo:hi], self.value[lo:hi])]
 
     def chunks(self, size: int = ROWS_PER_CHUNK):
         """The events as lists of at most ``size`` dicts, in order."""
@@ -152,15 +137,13 @@ class History:
             yield self.rows(lo, lo + size)
 
     def __iter__(self):
-        dicts = self.dicts
-        if dicts is not None:
-            return iter(dicts)
+        if self.dicts is not None:
+            return iter(self.dicts)
         return (ev for chunk in self.chunks() for ev in chunk)
 
     def __getitem__(self, i):
-        dicts = self.dicts
-        if dicts is not None:
-            return dicts[i]
+        if self.dicts is not None:
+            return self.dicts[i]
         if isinstance(i, slice):
             lo, hi, step = i.indices(len(self.type))
             rows = self.rows(lo, hi) if step == 1 else [self[j] for j in range(lo, hi, step)]
@@ -192,10 +175,9 @@ class History:
         marshal cannot encode some value, the per-event fallback of the kernel's digest), one chunk
         at a time; returns the updated hash. Format 2 has no back-references, so a list's encoding
         is its header followed by its items' encodings, and chunks concatenate."""
-        dicts = self.dicts
-        if dicts is not None and len(dicts) <= ROWS_PER_CHUNK:
+        if self.dicts is not None and len(self.dicts) <= ROWS_PER_CHUNK:
             try:
-                h.update(marshal.dumps(dicts, 2))
+                h.update(marshal.dumps(self.dicts, 2))
                 return h
             except ValueError:
                 pass
