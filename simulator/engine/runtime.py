@@ -163,8 +163,8 @@ class Host:
         return bool(self.timers) and name in self.timers
 
     def record(self, kind: str, **fields: Any) -> None:
-        sim = self.sim  # Simulation.record, inlined (the same dict, keys in the same order)
-        sim.records.append({"time_ns": sim.env._now, "node": self.id, "kind": kind, **fields})
+        # Simulation.record, inlined (the same dict, keys in the same order)
+        self.sim.records.append({"time_ns": self._env._now, "node": self.id, "kind": kind, **fields})
 
     def log(self, text: str) -> None:
         self.sim.trace_event("log", self.id, str(text))
