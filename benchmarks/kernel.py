@@ -5,14 +5,28 @@ message to a node drawn at random (destinations pre-drawn in per-node batches in
 both do the same random work). Latency is exponential with mean 1 ms in both. The bare version is
 what a careful simpy user writes: one ``Timeout`` per message with a delivery callback.
 
-Rates are deliveries per CPU second (``time.process_time``). Repetitions come in adjacent pairs
-(which side runs first alternates) and the ratio is the median of the pairs' ratios: this machine's
-speed drifts by tens of percent from minute to minute, and a pair measured back to back sees the
-same speed, where two medians taken apart may not.
+Two smaller loops isolate the engine's two kinds of event, each against its bare simpy version:
+
+``pingpong``
+    pairs of nodes bounce one message each back and forth (a delivery, a handler, a send); no
+    random destinations, so what is left is the kernel loop, ``Host.send`` and the delivery.
+``timer``
+    every node re-arms one named timer each time it fires (a fire, a handler, ``set_timer``); the
+    simpy version re-arms a ``Timeout`` from its callback.
+
+Rates are events per CPU second (``time.process_time``), also printed as µs per event.
+Repetitions come in adjacent pairs (which side runs first alternates) and the ratio is the median
+of the pairs' ratios: this machine's speed drifts by tens of percent from minute to minute, and a
+pair measured back to back sees the same speed, where two medians taken apart may not.
 
     python benchmarks/kernel.py --nodes 100
     python benchmarks/kernel.py --nodes 10000 --json
+    python benchmarks/kernel.py --workload pingpong,timer --repeat 7 --json
     python benchmarks/kernel.py --idle 1000000 --json      # memory of idle nodes
+
+The last line with ``--json``: ``{"nodes", "dsim_msgs_per_s", "simpy_msgs_per_s", "ratio",
+"ratio_min", "ratio_max", "peak_rss_mib"}`` for the all-to-all workload (the default), plus, for
+each workload run, ``"<name>": {"dsim_us_per_event", "simpy_us_per_event", "ratio", ...}``.
 """
 
 from __future__ import annotations
@@ -78,16 +92,8 @@ def run_simpy(nodes: int, in_flight: int, sim_ms: int, seed: int = 1) -> tuple[i
     env = simpy.Environment()
     gens = [np.random.default_rng([seed, i]) for i in range(nodes)]
     dests: list[list[int]] = [[] for _ in range(nodes)]
-    lat_gen = np.random.default_rng([seed, 10**9])
-    lat_buf: list[int] = []
+    latency = _latency_source(seed)
     delivered = 0
-
-    def latency() -> int:
-        nonlocal lat_buf
-        if not lat_buf:
-            lat_buf = np.rint(lat_gen.exponential(1.0, 4096) * 1e6).astype(np.int64).tolist()
-            lat_buf.reverse()
-        return lat_buf.pop()
 
     def next_dest(i: int) -> int:
         d = dests[i]
@@ -111,6 +117,138 @@ def run_simpy(nodes: int, in_flight: int, sim_ms: int, seed: int = 1) -> tuple[i
     env.run(until=sim_ms * 1_000_000)
     cpu = time.process_time() - t0
     return delivered, cpu
+
+
+class Bouncer(Node):
+    """Sends one message to its partner at boot (if it serves first) and answers every one."""
+
+    __slots__ = ("partner", "serve")
+
+    def __init__(self, partner: str, serve: bool):
+        self.partner = partner
+        self.serve = serve
+
+    def on_start(self, ctx):
+        if self.serve:
+            ctx.send(self.partner, "ball")
+
+    def on_message(self, ctx, src, msg):
+        ctx.send(src, msg)
+
+
+class Ticker(Node):
+    """Re-arms its one timer every time it fires, 1 ms apart (the first staggered), counting firings."""
+
+    __slots__ = ("first_ms", "fired")
+
+    def __init__(self, first_ms: float, fired: list[int]):
+        self.first_ms = first_ms
+        self.fired = fired
+
+    def on_start(self, ctx):
+        ctx.set_timer("tick", self.first_ms)
+
+    def on_timer(self, ctx, name):
+        self.fired[0] += 1
+        ctx.set_timer(name, 1.0)
+
+
+def run_dsim_pingpong(nodes: int, sim_ms: int, seed: int = 1) -> tuple[int, float]:
+    sim = Simulation(seed, latency=Dist("exponential", 1.0))
+    pairs = max(1, nodes // 2)
+    for i in range(pairs):
+        a, b = f"a{i}", f"b{i}"
+        sim.add_node(a, lambda b=b: Bouncer(b, True))
+        sim.add_node(b, lambda a=a: Bouncer(a, False))
+    t0 = time.process_time()
+    sim.run(until_ns=sim_ms * 1_000_000)
+    return sim.network.delivered, time.process_time() - t0
+
+
+def _latency_source(seed: int):
+    """Exponential latencies with mean 1 ms in integer ns, drawn 4,096 at a time, as the network draws them."""
+    lat_gen = np.random.default_rng([seed, 10**9])
+    lat_buf: list[int] = []
+
+    def latency() -> int:
+        nonlocal lat_buf
+        if not lat_buf:
+            lat_buf = np.rint(lat_gen.exponential(1.0, 4096) * 1e6).astype(np.int64).tolist()
+            lat_buf.reverse()
+        return lat_buf.pop()
+
+    return latency
+
+
+def run_simpy_pingpong(nodes: int, sim_ms: int, seed: int = 1) -> tuple[int, float]:
+    env = simpy.Environment()
+    latency = _latency_source(seed)
+    delivered = 0
+
+    def deliver(ev):
+        nonlocal delivered
+        delivered += 1
+        t = env.timeout(latency(), ev._value)  # the value (the ball's pair) rides along
+        t.callbacks.append(deliver)
+
+    for i in range(max(1, nodes // 2)):
+        t = env.timeout(latency(), i)
+        t.callbacks.append(deliver)
+    t0 = time.process_time()
+    env.run(until=sim_ms * 1_000_000)
+    return delivered, time.process_time() - t0
+
+
+def run_dsim_timer(nodes: int, sim_ms: int, seed: int = 1) -> tuple[int, float]:
+    sim = Simulation(seed)
+    fired = [0]
+    for i in range(nodes):
+        sim.add_node(f"n{i}", lambda k=i: Ticker(1.0 + k / nodes, fired))
+    t0 = time.process_time()
+    sim.run(until_ns=sim_ms * 1_000_000)
+    return fired[0], time.process_time() - t0
+
+
+def run_simpy_timer(nodes: int, sim_ms: int, seed: int = 1) -> tuple[int, float]:
+    env = simpy.Environment()
+    fired = 0
+
+    def fire(ev):
+        nonlocal fired
+        fired += 1
+        t = env.timeout(1_000_000)
+        t.callbacks.append(fire)
+
+    for i in range(nodes):
+        t = env.timeout(round((1.0 + i / nodes) * 1_000_000))
+        t.callbacks.append(fire)
+    t0 = time.process_time()
+    env.run(until=sim_ms * 1_000_000)
+    return fired, time.process_time() - t0
+
+
+WORKLOADS = {"pingpong": (run_dsim_pingpong, run_simpy_pingpong), "timer": (run_dsim_timer, run_simpy_timer)}
+
+
+def compare(name: str, nodes: int, sim_ms: int, reps: int) -> dict:
+    """Adjacent dsim/simpy pairs of one workload: µs per event (medians) and the median ratio of
+    their rates (dsim over simpy: 1.0 is as fast as bare simpy)."""
+    run_d, run_s = WORKLOADS[name]
+    d_us, s_us, ratios = [], [], []
+    for rep in range(reps):
+        sides = (run_d, run_s) if rep % 2 == 0 else (run_s, run_d)
+        got = {}
+        for side in sides:
+            gc.collect()
+            n, c = side(nodes, sim_ms, seed=rep + 1)
+            got[side] = c * 1e6 / max(n, 1)
+        d_us.append(got[run_d])
+        s_us.append(got[run_s])
+        ratios.append(got[run_s] / got[run_d])
+    return {"dsim_us_per_event": round(statistics.median(d_us), 3),
+            "simpy_us_per_event": round(statistics.median(s_us), 3),
+            "ratio": round(statistics.median(ratios), 3), "ratio_min": round(min(ratios), 3),
+            "ratio_max": round(max(ratios), 3)}
 
 
 def peak_rss_mib() -> float:
@@ -137,7 +275,10 @@ def main(argv=None) -> int:
     ap.add_argument("--nodes", type=int, default=100, help="handler nodes (default 100)")
     ap.add_argument("--in-flight", type=int, default=1000, help="messages in flight (default 1000)")
     ap.add_argument("--sim-ms", type=int, default=0, help="simulated ms per repetition (default: ~300k deliveries)")
-    ap.add_argument("--reps", type=int, default=11, help="pairs of repetitions (default 11)")
+    ap.add_argument("--repeat", "--reps", dest="reps", type=int, default=11,
+                    help="pairs of repetitions, dsim and simpy back to back (default 11)")
+    ap.add_argument("--workload", default="hop", metavar="NAMES",
+                    help="comma-separated: hop (all-to-all, the default), pingpong, timer; e.g. hop,pingpong,timer")
     ap.add_argument("--idle", type=int, default=0, help="instead: build this many idle nodes, report memory")
     ap.add_argument("--json", action="store_true", help="end with one JSON line")
     args = ap.parse_args(argv)
@@ -148,9 +289,39 @@ def main(argv=None) -> int:
         if args.json:
             print(json.dumps(out))
         return 0
-    if args.nodes < 1 or args.in_flight < 1:
-        print("--nodes and --in-flight must be >= 1", file=sys.stderr)
+    names = [w.strip() for w in args.workload.split(",") if w.strip()]
+    bad = [w for w in names if w != "hop" and w not in WORKLOADS] or ([] if names else [args.workload])
+    if bad:
+        print(f"bad value {bad[0]!r} for --workload: expected a comma-separated list of hop, "
+              f"{', '.join(WORKLOADS)}", file=sys.stderr)
         return 2
+    if args.nodes < 1 or args.in_flight < 1 or args.reps < 1:
+        print(f"bad value for --nodes, --in-flight or --repeat ({args.nodes}, {args.in_flight}, {args.reps}): "
+              f"expected whole numbers >= 1", file=sys.stderr)
+        return 2
+    out: dict = {"nodes": args.nodes}
+    if "hop" in names:
+        out.update(hop(args))
+    for name in names:
+        if name == "hop":
+            continue
+        # about 150,000 events a repetition: a pair bounces one message a ms, a ticker fires once a ms
+        per_ms = max(1, args.nodes // 2) if name == "pingpong" else args.nodes
+        sim_ms = args.sim_ms or max(2, 150_000 // per_ms)
+        got = out[name] = compare(name, args.nodes, sim_ms, args.reps)
+        print(f"{name}: {args.nodes} nodes, {sim_ms} simulated ms x {args.reps} pairs (CPU time)")
+        print(f"  dsim : {got['dsim_us_per_event']:.3f} µs an event (median)")
+        print(f"  simpy: {got['simpy_us_per_event']:.3f} µs an event (median)")
+        print(f"  ratio: {got['ratio']:.3f} of bare simpy's rate (median of pairs; {got['ratio_min']:.3f} "
+              f"to {got['ratio_max']:.3f})")
+    out["peak_rss_mib"] = round(peak_rss_mib(), 1)
+    if args.json:
+        print(json.dumps(out))
+    return 0
+
+
+def hop(args) -> dict:
+    """The all-to-all workload: dsim against bare simpy, deliveries per CPU second."""
     sim_ms = args.sim_ms or max(1, 150_000 // args.in_flight)
     dsim_rates, simpy_rates, ratios = [], [], []
     for rep in range(args.reps):
@@ -161,17 +332,15 @@ def main(argv=None) -> int:
             (dsim_rates if side is run_dsim else simpy_rates).append(n / c)
         ratios.append(dsim_rates[-1] / simpy_rates[-1])
     dm, sm = statistics.median(dsim_rates), statistics.median(simpy_rates)
-    out = {"nodes": args.nodes, "dsim_msgs_per_s": round(dm), "simpy_msgs_per_s": round(sm),
+    out = {"dsim_msgs_per_s": round(dm), "simpy_msgs_per_s": round(sm),
+           "dsim_us_per_event": round(1e6 / dm, 3), "simpy_us_per_event": round(1e6 / sm, 3),
            "ratio": round(statistics.median(ratios), 3), "ratio_min": round(min(ratios), 3),
-           "ratio_max": round(max(ratios), 3), "peak_rss_mib": round(peak_rss_mib(), 1)}
-    print(f"{args.nodes} nodes, {args.in_flight} in flight, {sim_ms} simulated ms x {args.reps} pairs (CPU time)")
-    print(f"  dsim : {dm:12,.0f} deliveries/s (median)")
-    print(f"  simpy: {sm:12,.0f} deliveries/s (median)")
-    print(f"  ratio: {out['ratio']:.3f} (median of pairs; {out['ratio_min']:.3f} to {out['ratio_max']:.3f})"
-          f"   peak RSS {out['peak_rss_mib']} MiB")
-    if args.json:
-        print(json.dumps(out))
-    return 0
+           "ratio_max": round(max(ratios), 3)}
+    print(f"hop: {args.nodes} nodes, {args.in_flight} in flight, {sim_ms} simulated ms x {args.reps} pairs (CPU time)")
+    print(f"  dsim : {dm:12,.0f} deliveries/s (median), {out['dsim_us_per_event']:.3f} µs each")
+    print(f"  simpy: {sm:12,.0f} deliveries/s (median), {out['simpy_us_per_event']:.3f} µs each")
+    print(f"  ratio: {out['ratio']:.3f} (median of pairs; {out['ratio_min']:.3f} to {out['ratio_max']:.3f})")
+    return out
 
 
 if __name__ == "__main__":

@@ -357,3 +357,41 @@ def test_a_stopped_or_failed_run_leaves_nothing_behind_for_the_next_run():
         sim.run(until_ns=40)
     sim.run(until_ns=100)
     assert seen == [50] and sim.now == 100
+
+
+def test_delivered_counts_every_delivery_whether_the_run_is_chunked_or_stopped_by_an_error():
+    """Network.delivered (its stats) equals the handlers' count of messages after a run in one go, in
+    chunks, and after a handler's exception ended the run."""
+
+    class Counting(Chatter):
+        got = [0]
+
+        def on_message(self, ctx, src, msg):
+            Counting.got[0] += 1
+            super().on_message(ctx, src, msg)
+
+    counts = []
+    for chunks in (1, 7):
+        Counting.got[0] = 0
+        sim = Simulation(5, latency=Dist("exponential", 0.5))
+        for nid in Chatter.peers:
+            sim.add_node(nid, Counting)
+        for i in range(1, chunks + 1):
+            sim.run(int(140 * MS * i / chunks))
+        assert sim.network.stats()["delivered"] == Counting.got[0] > 0
+        counts.append(Counting.got[0])
+    assert counts[0] == counts[1]
+
+    class Failing(Counting):
+        def on_message(self, ctx, src, msg):
+            super().on_message(ctx, src, msg)
+            if Counting.got[0] == 25:
+                raise RuntimeError("handler bug")
+
+    Counting.got[0] = 0
+    sim = Simulation(5, latency=Dist("exponential", 0.5))
+    for nid in Chatter.peers:
+        sim.add_node(nid, Failing)
+    with pytest.raises(RuntimeError):
+        sim.run(140 * MS)
+    assert sim.network.delivered == Counting.got[0] == 25

@@ -441,3 +441,32 @@ def test_sends_held_by_an_fsync_die_if_the_node_crashes_first():
     sim.at(3 * MS, lambda a, b: sim.host("n").crash())
     sim.run(100 * MS)
     assert [n for _, n in sim.host("peer").node.got] == [0]  # 'before' left; 'after' died with the node
+
+
+def test_a_timer_set_earlier_again_or_cancelled_and_set_again_fires_once_at_its_last_setting():
+    """A timer set again to an earlier deadline, or cancelled and set again while its first event is
+    still pending, fires once, at its last setting; the stale event does nothing."""
+    log = []
+    sim = one_node(log, timers=[("early", 9), ("again", 4)])
+    sim.at(2 * MS, lambda a, b: sim.host("n").set_timer("early", 3))  # 9 ms -> 5 ms
+    sim.at(3 * MS, lambda a, b: sim.host("n").cancel_timer("again"))
+
+    def set_again(_a, _b):
+        sim.host("n").set_timer("again", 2)  # due at 5.5 ms; the first event (4 ms) is still pending
+
+    sim.at(int(3.5 * MS), set_again)
+    sim.run(100 * MS)
+    assert events(log, "timer") == [(5.0, "early"), (5.5, "again")]
+
+
+def test_a_timer_set_before_a_crash_does_not_fire_in_the_restarted_node():
+    """A restarted node's timer of the same name is its own: the event of the crashed node's timer
+    (due earlier) fires nothing, and the new one fires at its own deadline."""
+    log = []
+    sim = one_node(log, timers=[("t", 5)])
+    sim.run(1 * MS)
+    sim.host("n").crash()
+    sim.run(2 * MS)
+    sim.host("n").restart()  # on_start sets "t" again: due at 7 ms
+    sim.run(100 * MS)
+    assert events(log, "timer") == [(7.0, "t")]

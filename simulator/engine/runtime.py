@@ -99,7 +99,7 @@ class Host:
     # ---- the Context API ----------------------------------------------------------------------
     @property
     def now(self) -> int:
-        t = self.sim.env._now
+        t = self._env._now
         return t if self.clock is None else self.clock.local(t)
 
     @property
@@ -142,18 +142,18 @@ class Host:
         timers = self.timers
         if timers is None:
             timers = self.timers = {}
-        sim = self.sim
-        deadline = sim.env._now + delay
+        deadline = self._env._now + delay
         t = timers.get(name)
         if t is not None and t[1] <= deadline:
             # Pushed back (a heartbeat resetting an election timeout): the pending event, due
             # no later than the new deadline, moves itself on when it fires. One event per timer.
             t[0] = deadline
             return
-        sim._timer_gen += 1
-        gen = sim._timer_gen
-        timers[name] = [deadline, deadline, gen]  # [deadline, when its event fires, generation]
-        sim.schedule(delay, self._fire_timer, name, gen)
+        # [deadline, when its event fires]; the event carries this very list, so an event whose
+        # timer was set again earlier, cancelled, or lost in a crash finds another list (or none).
+        # Simulation.schedule inlined (the same heap entry): this runs once per timer set.
+        t = timers[name] = [deadline, deadline]
+        heappush(self._queue, (deadline, 1, next(self._eid), self._fire_timer, name, t))
 
     def cancel_timer(self, name: str) -> None:
         if self.timers:
@@ -163,8 +163,8 @@ class Host:
         return bool(self.timers) and name in self.timers
 
     def record(self, kind: str, **fields: Any) -> None:
-        sim = self.sim  # Simulation.record, inlined (the same dict, keys in the same order)
-        sim.records.append({"time_ns": sim.env._now, "node": self.id, "kind": kind, **fields})
+        # Simulation.record, inlined (the same dict, keys in the same order)
+        self.sim.records.append({"time_ns": self._env._now, "node": self.id, "kind": kind, **fields})
 
     def log(self, text: str) -> None:
         self.sim.trace_event("log", self.id, str(text))
@@ -260,24 +260,27 @@ class Host:
         else:
             self.busy -= 1
 
-    def _fire_timer(self, name: str, gen: int) -> None:
+    def _fire_timer(self, name: str, entry: list) -> None:
         timers = self.timers
-        t = timers.get(name) if timers else None
-        if t is None or t[2] != gen:
+        if timers is None or timers.get(name) is not entry:
             return  # set earlier again, cancelled, or the host crashed since
-        sim = self.sim
-        now = sim.env._now
-        if t[0] > now:  # pushed back since this event was scheduled
-            t[1] = t[0]
-            sim.schedule(t[0] - now, self._fire_timer, name, gen)
+        now = self._env._now
+        if entry[0] > now:  # pushed back since this event was scheduled
+            entry[1] = entry[0]
+            heappush(self._queue, (entry[0], 1, next(self._eid), self._fire_timer, name, entry))
             return
         if self.paused:
-            self._paused_q.append((self._fire_timer, name, gen))
+            self._paused_q.append((self._fire_timer, name, entry))
             return
         del timers[name]
+        sim = self.sim
         if sim._trace_file is None:  # Simulation.trace_event("timer", id, name), inlined
             buf = sim._trace
-            buf.extend((now, sim._timer_code, 2, self.code, sim.name_code(name)))
+            encoded = sim._encoded
+            code = encoded.get(name)
+            if code is None:
+                code = encoded[name] = sim.name_code(name)
+            buf.extend((now, sim._timer_code, 2, self.code, code))
             if len(buf) >= FLUSH_AT:
                 sim._flush()
         else:

@@ -213,7 +213,7 @@ class Workload:
             self.values_plain = False
         self._pending[op_id] = op
         deadline = now + self.op_timeout_ns
-        heapq.heappush(self._deadlines, (deadline, op_id))
+        heappush(self._deadlines, (deadline, op_id))
         check_at = self._check_at
         if check_at is None or deadline < check_at:
             self._check_at = deadline
