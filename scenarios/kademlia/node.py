@@ -52,6 +52,17 @@ from simulator import Node, message
 from .ids import ADDR_BITS, ADDR_MASK
 
 BOOTSTRAP = "n1"
+
+
+class _Addrs(dict):
+    """Address index -> host name, each name formatted once per process rather than per RPC."""
+
+    def __missing__(self, index: int) -> str:
+        name = self[index] = f"n{index}"
+        return name
+
+
+_ADDRS = _Addrs()
 UNASKED, ASKED, ANSWERED, FAILED = 0, 1, 2, 3
 
 
@@ -439,7 +450,7 @@ class Kad(Node):
         # Every RPC has the same timeout, so deadlines grow with rid and the dict (insertion
         # order) is a queue: one sweep timer per node serves them all, instead of one event each.
         self.rpcs[rid] = (c, purpose, extra, ctx.now + self.c.rpc_timeout_ns)
-        ctx.send(BOOTSTRAP if c is None else f"n{c & ADDR_MASK}", kind(rid, self.me, *args))
+        ctx.send(BOOTSTRAP if c is None else _ADDRS[c & ADDR_MASK], kind(rid, self.me, *args))
         if len(self.rpcs) == 1:
             ctx.set_timer("sweep", self.c.rpc_timeout_ms)
 
