@@ -60,7 +60,7 @@ def walk(sim, servers: list[str]) -> dict:
         parts["node"] += getsizeof(node)
         parts["table"] += deep(node.buckets, seen) + deep(node.repl, seen)
         contacts += sum(len(b) for b in node.buckets.values())
-        for name in ("fails", "rpcs", "lookups", "data", "touched", "pinging", "puts", "quiet"):
+        for name in ("fails", "rpcs", "lookups", "data", "touched", "pinging", "puts", "quiet_mask"):
             parts["node_other"] += deep(getattr(node, name), seen)
     n = len(servers)
     per = {k: round(v / n) for k, v in parts.items()}
