@@ -322,3 +322,20 @@ def test_a_node_gives_its_drained_rpc_and_ping_maps_back_to_the_shared_empty_one
     assert node.rpcs is _EMPTY and node.pinging is _EMPTY and len(_EMPTY) == 0
     with pytest.raises(TypeError):
         _EMPTY[1] = 2  # read-only: a write that skipped making the node its own dict fails loudly
+
+
+def test_the_memory_script_reports_bytes_per_node_and_what_the_joins_cost(capsys):
+    """`python -m scenarios.kademlia.memory` prints a progress line per --every-s and ends with one JSON line of
+    bytes per node (engine and protocol parts), deliveries and joins per CPU second; a bad --nodes is refused."""
+    import json
+
+    from scenarios.kademlia import memory
+
+    assert memory.main(["--nodes", "40", "--every-s", "2", "--settle-s", "1"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("t=2s joined=") and len(lines) == 1 + 6 // 2
+    out = json.loads(lines[-1])
+    assert out["nodes"] == 40 and out["deliveries"] > 40 and out["joins_per_cpu_second"] > 0
+    assert out["bytes_per_node"] == sum(out["parts"].values()) and out["contacts_per_node"] > 0
+    assert memory.main(["--nodes", "1"]) == 2
+    assert "bad value 1 for --nodes" in capsys.readouterr().err
