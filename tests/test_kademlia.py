@@ -293,3 +293,49 @@ def test_a_bucket_whose_oldest_contact_answered_does_not_ping_again_within_reche
         ctx.advance(recheck_s * 1000)  # a new period: the next newcomer pings the oldest again
         node.on_message(ctx, "n14", Ping(10, newer))
         assert [dst for dst, m in ctx.take_sent() if type(m) is Ping] == ["n12"]
+
+
+def test_a_bucket_holding_a_contact_beyond_its_range_is_named_though_its_size_is_sound():
+    """A bucket within k whose contact belongs to the next bucket up (the min/max bound, not the walk, catches it)
+    is named; a duplicate within k is named too."""
+    from scenarios.kademlia.checkers import table_violations
+
+    nid = 0b1000
+    found = " | ".join(table_violations("n1", nid, {0: [contact(0b1001, 2), contact(0b1010, 6)]}, k=2))
+    assert "n6 is in bucket 0, outside its range" in found
+    assert "n2 appears twice" in " | ".join(table_violations("n1", nid, {0: [contact(0b1001, 2)] * 2}, k=3))
+
+
+def test_a_node_gives_its_drained_rpc_and_ping_maps_back_to_the_shared_empty_one():
+    """While a full bucket's oldest contact is pinged the node holds its own RPC and ping maps; once the pong
+    arrives both are the shared read-only empty mapping again, which nothing has written to."""
+    from scenarios.kademlia.node import _EMPTY
+
+    node, ctx = node_with_id(0)
+    assert node.rpcs is _EMPTY and node.pinging is _EMPTY and node.fails is _EMPTY
+    old, mid, new = (contact(0x8000 | x, 10 + x) for x in (1, 2, 3))
+    for i, c in enumerate((old, mid, new)):
+        node.on_message(ctx, f"n{10 + i}", Ping(i, c))
+    ping = next(m for _, m in ctx.take_sent() if type(m) is Ping)
+    assert len(node.rpcs) == 1 and node.pinging == {15: old}
+    node.on_message(ctx, "n11", Pong(ping.rid, old))
+    assert node.rpcs is _EMPTY and node.pinging is _EMPTY and len(_EMPTY) == 0
+    with pytest.raises(TypeError):
+        _EMPTY[1] = 2  # read-only: a write that skipped making the node its own dict fails loudly
+
+
+def test_the_memory_script_reports_bytes_per_node_and_what_the_joins_cost(capsys):
+    """`python -m scenarios.kademlia.memory` prints a progress line per --every-s and ends with one JSON line of
+    bytes per node (engine and protocol parts), deliveries and joins per CPU second; a bad --nodes is refused."""
+    import json
+
+    from scenarios.kademlia import memory
+
+    assert memory.main(["--nodes", "40", "--every-s", "2", "--settle-s", "1"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("t=2s joined=") and len(lines) == 1 + 6 // 2
+    out = json.loads(lines[-1])
+    assert out["nodes"] == 40 and out["deliveries"] > 40 and out["joins_per_cpu_second"] > 0
+    assert out["bytes_per_node"] == sum(out["parts"].values()) and out["contacts_per_node"] > 0
+    assert memory.main(["--nodes", "1"]) == 2
+    assert "bad value 1 for --nodes" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """Bytes per node of a Kademlia network, walked object by object after a run without churn.
 
     python -m scenarios.kademlia.memory --nodes 1000
+    python -m scenarios.kademlia.memory --nodes 30000 --every-s 60    # a progress line a simulated minute
 
 Builds the network alone (no clients, no workload, no churn: the nodes join by the protocol over
 ``nodes / 50`` simulated seconds, then run ``--settle-s`` more), then sums ``sys.getsizeof`` over
@@ -8,14 +9,17 @@ what each node holds: the engine's share (the Host, its timer entries,
 its Storage and its numpy random stream) and the protocol's (the node object, its routing table,
 replacement caches and other dicts). An object held by several nodes (a contact's int is the
 object its node sent) counts once; shared objects (the Conf, small ints) are not counted.
-The last line printed is a JSON object.
+The last line printed is a JSON object; it also gives what the joins cost (``cpu_seconds`` of
+the simulation, ``deliveries``, ``joins_per_cpu_second``) and the process's ``peak_rss_mib``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
+import time
 from sys import getsizeof
 
 from simulator import NS_PER_S, Dist, Simulation, build_config, get_scenario
@@ -60,7 +64,7 @@ def walk(sim, servers: list[str]) -> dict:
         parts["node"] += getsizeof(node)
         parts["table"] += deep(node.buckets, seen) + deep(node.repl, seen)
         contacts += sum(len(b) for b in node.buckets.values())
-        for name in ("fails", "rpcs", "lookups", "data", "touched", "pinging", "puts", "quiet"):
+        for name in ("fails", "rpcs", "lookups", "data", "touched", "pinging", "puts", "quiet_mask"):
             parts["node_other"] += deep(getattr(node, name), seen)
     n = len(servers)
     per = {k: round(v / n) for k, v in parts.items()}
@@ -70,11 +74,29 @@ def walk(sim, servers: list[str]) -> dict:
             "table_bytes_per_contact": round(parts["table"] / max(contacts, 1), 1)}
 
 
+def _run_with_progress(sim, end_ns: int, every_ns: int, cpu0: float) -> None:
+    """Run in chunks (the chunks do not change event order) and print what the joins cost."""
+    last = (0, 0, cpu0)
+    while sim.now < end_ns:
+        sim.run(min(end_ns, sim.now + every_ns))
+        joined = sum(1 for r in sim.records if r["kind"] == "kad.joined")
+        cpu, delivered = time.process_time(), sim.network.delivered
+        dj = joined - last[0]
+        per = (f"{(cpu - last[2]) / dj * 1e3:.1f} ms CPU and {(delivered - last[1]) / dj:.0f} deliveries a join"
+               if dj else "no joins")
+        print(f"t={sim.now / NS_PER_S:.0f}s joined={joined} deliveries={delivered} cpu_s={cpu - cpu0:.1f} "
+              f"({per} since the last line)", flush=True)
+        last = (joined, delivered, cpu)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nodes", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--settle-s", type=float, default=10.0, help="simulated seconds after the last join")
+    ap.add_argument("--every-s", type=float, default=0.0,
+                    help="print a progress line every this many simulated seconds: nodes joined, deliveries and CPU "
+                         "seconds so far, and the CPU and deliveries per join since the last line (0: none)")
     args = ap.parse_args(argv)
     if not 2 <= args.nodes <= 1_000_000:
         print(f"dsim: error: bad value {args.nodes} for --nodes: expected an integer from 2 to 1,000,000",
@@ -88,8 +110,17 @@ def main(argv: list[str] | None = None) -> int:
     servers = [f"n{i}" for i in range(1, args.nodes + 1)]
     for i, name in enumerate(servers, 1):
         sim.add_node(name, (lambda i=i: Kad(conf, i)))
-    sim.run(int((join_s + args.settle_s) * NS_PER_S))
-    print(json.dumps(walk(sim, servers)))
+    cpu0 = time.process_time()
+    end_ns = int((join_s + args.settle_s) * NS_PER_S)
+    if args.every_s > 0:
+        _run_with_progress(sim, end_ns, int(args.every_s * NS_PER_S), cpu0)
+    sim.run(end_ns)
+    cpu_s = time.process_time() - cpu0
+    out = walk(sim, servers)
+    out.update(cpu_seconds=round(cpu_s, 1), deliveries=sim.network.delivered,
+               joins_per_cpu_second=round(args.nodes / cpu_s, 1),
+               peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+    print(json.dumps(out))
     return 0
 
 

@@ -45,6 +45,7 @@ of the §4.2 tree; a crashed node loses its values and table and keeps only its 
 from __future__ import annotations
 
 from bisect import bisect_left
+from types import MappingProxyType
 from typing import Any
 
 from simulator import Node, message
@@ -52,6 +53,22 @@ from simulator import Node, message
 from .ids import ADDR_BITS, ADDR_MASK
 
 BOOTSTRAP = "n1"
+
+
+class _Addrs(dict):
+    """Address index -> host name, each name formatted once per process rather than per RPC."""
+
+    def __missing__(self, index: int) -> str:
+        name = self[index] = f"n{index}"
+        return name
+
+
+_ADDRS = _Addrs()
+
+# What a node's seldom-used dicts hold while empty, shared by every node: an empty dict costs 64 B
+# and one emptied after use keeps its table (232 B and up). Read-only, so a write that forgot to
+# make the node its own dict first fails loudly instead of reaching every node.
+_EMPTY: Any = MappingProxyType({})
 UNASKED, ASKED, ANSWERED, FAILED = 0, 1, 2, 3
 
 
@@ -253,7 +270,7 @@ class Kad(Node):
     """One Kademlia node; ``index`` is its address number (host ``n<index>``)."""
 
     __slots__ = ("c", "index", "nid", "me", "buckets", "repl", "fails", "rpcs", "rid", "lookups", "data",
-                 "touched", "pinging", "joined", "puts", "quiet")
+                 "touched", "pinging", "joined", "puts", "quiet_period", "quiet_mask")
 
     def __init__(self, conf: Conf, index: int):
         self.c = conf
@@ -262,18 +279,21 @@ class Kad(Node):
         self.me = -1
         self.buckets: dict[int, list[int]] = {}
         self.repl: dict[int, list[int]] = {}
-        self.fails: dict[int, int] = {}
-        self.rpcs: dict[int, tuple] = {}  # rid -> (contact, purpose, extra, deadline ns), oldest first
+        # fails, rpcs, lookups, data, pinging and puts are _EMPTY whenever they hold nothing
+        # (most nodes, most of the time): a write makes the node its own dict first.
+        self.fails: dict[int, int] = _EMPTY
+        self.rpcs: dict[int, tuple] = _EMPTY  # rid -> (contact, purpose, extra, deadline ns), oldest first
         self.rid = 0
-        self.lookups: dict[int, Lookup] = {}
-        self.data: dict[int, list] = {}  # key -> [value, expires_ns, stored_ns]
+        self.lookups: dict[int, Lookup] = _EMPTY
+        self.data: dict[int, list] = _EMPTY  # key -> [value, expires_ns, stored_ns]
         self.touched: dict[int, int] = {}  # bucket -> last lookup in it, ns
-        self.pinging: dict[int, int] = {}  # bucket -> the least-recently-seen contact being pinged
+        self.pinging: dict[int, int] = _EMPTY  # bucket -> the least-recently-seen contact being pinged
         self.joined = False
-        self.puts: dict[int, list] = {}  # op -> [stores outstanding, answered?, client]
-        # (period, bit mask): bit i set when bucket i's oldest contact answered a ping in the
-        # current recheck period; two ints a node rather than a time per bucket or per contact.
-        self.quiet = (-1, 0)
+        self.puts: dict[int, list] = _EMPTY  # op -> [stores outstanding, answered?, client]
+        # Bit i of quiet_mask is set when bucket i's oldest contact answered a ping in recheck
+        # period quiet_period: two ints a node rather than a time per bucket or per contact.
+        self.quiet_period = -1
+        self.quiet_mask = 0
 
     # ---- life cycle -------------------------------------------------------------------------
     def on_start(self, ctx) -> None:
@@ -317,6 +337,8 @@ class Kad(Node):
         message received runs this; a known sender (the usual case) is handled first."""
         if self.fails:
             self.fails.pop(c, None)
+            if not self.fails:
+                self.fails = _EMPTY
         i = ((c >> ADDR_BITS) ^ self.nid).bit_length() - 1
         b = self.buckets.get(i)
         if b is not None and c in b:
@@ -325,9 +347,13 @@ class Kad(Node):
                 b.append(c)
             if self.pinging and self.pinging.get(i) == c:  # the oldest contact answered its ping: it stays
                 del self.pinging[i]
+                if not self.pinging:
+                    self.pinging = _EMPTY
                 if self.c.recheck_ns:
                     period = ctx.now // self.c.recheck_ns
-                    self.quiet = (period, (self.quiet[1] if self.quiet[0] == period else 0) | (1 << i))
+                    if self.quiet_period != period:
+                        self.quiet_period, self.quiet_mask = period, 0
+                    self.quiet_mask |= 1 << i
             return
         if i < 0:
             return  # ourselves, or a node claiming our id: ignore it
@@ -341,6 +367,10 @@ class Kad(Node):
             return
         if len(b) < self.c.k:
             b.append(c)
+            if len(b) == self.c.k:
+                # Full, and it stays full (a contact leaves only as another comes): an exact-size
+                # copy drops the slack appends left (four slots, 32 B, for k = 20).
+                self.buckets[i] = b[:]
             self._hand_off(ctx, c)
             return
         if self.c.evict_live:  # the bug: the oldest contact goes without being asked
@@ -352,18 +382,26 @@ class Kad(Node):
         r = self.repl.get(i)
         if r is None:
             r = self.repl[i] = []
+        # Newest last, at most k: c moves to the tail, or the oldest makes room for it.
         if c in r:
             r.remove(c)
-        r.append(c)
-        if len(r) > self.c.k:
+            r.append(c)
+        elif len(r) < self.c.k:
+            r.append(c)
+            if len(r) == self.c.k:
+                self.repl[i] = r[:]  # exact size, as for a full bucket
+        else:
             del r[0]
+            r.append(c)
         if i in self.pinging:
             return
         # Quiet: the oldest contact answered a ping in this recheck period. (A third of all
         # messages come this far: a newcomer for a full far bucket.)
         every = self.c.recheck_ns
-        if every and self.quiet[0] == ctx.now // every and (self.quiet[1] >> i) & 1:
+        if every and self.quiet_period == ctx.now // every and (self.quiet_mask >> i) & 1:
             return
+        if self.pinging is _EMPTY:
+            self.pinging = {}
         self.pinging[i] = b[0]
         self._rpc(ctx, b[0], Ping, "evict-ping", i)
 
@@ -373,14 +411,20 @@ class Kad(Node):
         b = self.buckets.get(i)
         if b is None or c not in b:
             return
+        if self.fails is _EMPTY:
+            self.fails = {}
         n = self.fails.get(c, 0) + 1
         self.fails[c] = n
         r = self.repl.get(i)
-        if evict_ping:
+        if evict_ping and self.pinging:
             self.pinging.pop(i, None)
+            if not self.pinging:
+                self.pinging = _EMPTY
         if (evict_ping or n >= self.c.stale_after) and r:
             b.remove(c)
             del self.fails[c]
+            if not self.fails:
+                self.fails = _EMPTY
             new = r.pop()
             b.append(new)
             ctx.record("kad.evict", victim=c >> ADDR_BITS, newcomer=new >> ADDR_BITS,
@@ -438,8 +482,10 @@ class Kad(Node):
         rid = self.rid
         # Every RPC has the same timeout, so deadlines grow with rid and the dict (insertion
         # order) is a queue: one sweep timer per node serves them all, instead of one event each.
+        if self.rpcs is _EMPTY:
+            self.rpcs = {}
         self.rpcs[rid] = (c, purpose, extra, ctx.now + self.c.rpc_timeout_ns)
-        ctx.send(BOOTSTRAP if c is None else f"n{c & ADDR_MASK}", kind(rid, self.me, *args))
+        ctx.send(BOOTSTRAP if c is None else _ADDRS[c & ADDR_MASK], kind(rid, self.me, *args))
         if len(self.rpcs) == 1:
             ctx.set_timer("sweep", self.c.rpc_timeout_ms)
 
@@ -448,9 +494,12 @@ class Kad(Node):
         already. An address that answers under another id than the contact asked (the node there
         came back as someone new) is not that contact: the RPC counts as failed."""
         rpcs = self.rpcs
-        entry = rpcs.pop(msg.rid, None)
         if not rpcs:
-            self.rpcs = {}  # a dict keeps its largest table once emptied: ~900 B a node after its join
+            entry = None
+        else:
+            entry = rpcs.pop(msg.rid, None)
+            if not rpcs:
+                self.rpcs = _EMPTY  # a dict keeps its largest table once emptied: ~900 B a node after its join
         if entry is not None and entry[0] is not None and entry[0] != msg.src:
             self._timeout(ctx, entry)
             return None
@@ -468,7 +517,7 @@ class Kad(Node):
             del rpcs[rid]
             self._timeout(ctx, entry)
         if rpcs is self.rpcs and not rpcs:
-            self.rpcs = {}
+            self.rpcs = _EMPTY
 
     def _timeout(self, ctx, entry) -> None:
         c, purpose, extra, _ = entry
@@ -517,6 +566,8 @@ class Kad(Node):
                 self._on_found(ctx, entry[2], msg.src, msg.value)
         elif t is Store:
             self.saw(ctx, msg.src)
+            if self.data is _EMPTY:
+                self.data = {}
             self.data[msg.key] = [msg.value, ctx.now + self.c.expire_ns, ctx.now]
             ctx.record("kad.stored", key=msg.key)
             ctx.send(src, Stored(msg.rid, self.me))
@@ -553,6 +604,8 @@ class Kad(Node):
     def _start(self, ctx, lk: Lookup) -> None:
         self.rid += 1
         lid = self.rid
+        if self.lookups is _EMPTY:
+            self.lookups = {}
         self.lookups[lid] = lk
         if lk.target != self.nid:
             self.touched[(lk.target ^ self.nid).bit_length() - 1] = ctx.now
@@ -652,7 +705,7 @@ class Kad(Node):
         lk.done = True
         del self.lookups[lid]
         if not self.lookups:
-            self.lookups = {}  # as for rpcs: drop the table the join's parallel lookups grew
+            self.lookups = _EMPTY  # as for rpcs: drop the table the join's parallel lookups grew
         purpose = lk.purpose
         hops = lk.hop(result[0]) if result else 0
         if lk.client is not None or ctx.now >= self.c.record_from_ns:
@@ -683,6 +736,8 @@ class Kad(Node):
             token = None
             if lk.client is not None:
                 token = lk.op
+                if self.puts is _EMPTY:
+                    self.puts = {}
                 self.puts[token] = [len(result), False, lk.client]
             for c in result:
                 self._rpc(ctx, c, Store, "store", token, lk.target, lk.value)
@@ -697,6 +752,8 @@ class Kad(Node):
             ctx.send(put[2], ClientDone(op, True))
         if put[0] == 0:
             del self.puts[op]
+            if not self.puts:
+                self.puts = _EMPTY
             if not put[1]:
                 ctx.send(put[2], ClientDone(op, False))
 
@@ -722,6 +779,8 @@ class Kad(Node):
         for key in [k for k, v in self.data.items() if v[1] <= now]:
             del self.data[key]
             ctx.record("kad.expired", key=key)
+        if not self.data:
+            self.data = _EMPTY
         if self.c.no_republish:
             return
         recent = now - int(self.c.republish_ms * 1e6)
