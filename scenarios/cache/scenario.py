@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import numpy as np
 
@@ -80,13 +80,12 @@ def zipf(p: dict):
     names = [f"k{i}" for i in range(p["keys"])]
 
     def generate(rng):
-        if not buf:  # draws in blocks of 512 operations
+        if not buf:  # draws in blocks of 512 operations, made whole here: one pop per operation
             u = rng.random(1024)
             ks = np.minimum(np.searchsorted(cum, u[::2]), p["keys"] - 1).tolist()
             ws = (u[1::2] < share).tolist()
-            buf.extend(reversed(list(zip(ws, ks))))
-        wr, k = buf.pop()
-        return ("write" if wr else "read"), names[k]
+            buf.extend(reversed([("write" if w else "read", names[k]) for w, k in zip(ws, ks)]))
+        return buf.pop()
 
     return generate
 
@@ -196,14 +195,10 @@ def read_outcomes(history) -> dict:
     per outcome. A ``History`` gives its ok reads' values from its columns (an ok completion carries its
     invoke's ``f``), which spares pairing a million operations."""
     if hasattr(history, "values"):
-        results = (v.get("result") if isinstance(v, dict) else None for v in history.values("ok", "read"))
+        results = (v.get("result") for v in history.values("ok", "read") if isinstance(v, dict))
     else:  # a plain list of dicts
         results = (done["value"].get("result") for _, done in pairs_ok(history, "read"))
-    how: dict = defaultdict(int)
-    for res in results:
-        if isinstance(res, list):
-            how[res[1]] += 1
-    return how
+    return defaultdict(int, Counter(res[1] for res in results if type(res) is list))
 
 
 def node_load(run: RunData) -> dict:

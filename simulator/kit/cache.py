@@ -1335,6 +1335,7 @@ class Cache(Node):
         self.tick_ns = int(spec.tick_ms * 1e6)
         self.last_tick_wall = 0
         self.counts: dict[int, list[int]] = {}  # second -> [hits, misses]
+        self.wall = spec.clock == "wall"
 
     def now(self, ctx) -> int:
         """The cache's clock: the wall clock, or the monotonic tick count (see ``CacheSpec.clock``)."""
@@ -1379,17 +1380,25 @@ class Cache(Node):
 
     def on_message(self, ctx, src, msg):
         t = type(msg)
-        now = self.now(ctx)
+        wall = ctx.now
+        if self.wall:
+            now = wall
+        else:  # self.now(ctx), inlined: every message reads it
+            now = self.ticks * self.tick_ns + min(max(0, wall - self.last_tick_wall), self.tick_ns)
         if t is CacheGet:
-            hit, value = self.store.get(msg.key, now)
-            c = self.counts.get(ctx.now // 1_000_000_000)
+            store = self.store
+            v = store.values.get(msg.key)
+            hit, value = (False, None) if v is None else store.get(msg.key, now)
+            sec = wall // 1_000_000_000
+            c = self.counts.get(sec)
             if c is None:
-                c = self.counts[ctx.now // 1_000_000_000] = [0, 0]
-            c[0 if hit else 1] += 1
+                c = self.counts[sec] = [0, 0]
             if hit:
-                exp = self.store.values[msg.key][1]
+                c[0] += 1
+                exp = v[1]
                 ctx.send(src, CacheReply(msg.rid, True, value, ttl_left_ms=(exp - now) / 1e6 if exp else 0.0))
                 return
+            c[1] += 1
             if not msg.lease or not self.spec.leases:
                 ctx.send(src, CacheReply(msg.rid, False))
                 return
