@@ -366,8 +366,9 @@ class App(Service):
     def _fill(self, ctx, r: _Read) -> None:
         add = not r.token  # a fill never replaces a value someone else stored meanwhile (memcached add)
         # noreply: nothing waits on a fill's answer, so it costs no reply, no pending call and no deadline
-        ctx.send(r.node or self.home.get(r.key) or self.ring.node(r.key), CacheSet(0, r.key, r.version, self.sizes(r.key), token=r.token,
-                                                           add=add))
+        key = r.key
+        ctx.send(r.node or self.home.get(key) or self.ring.node(key),
+                 CacheSet(0, key, r.version, self.sizes(key), token=r.token, add=add))
         if r.job is not None:
             self._answer_read(ctx, r)
 

@@ -338,21 +338,31 @@ def lease_safety(run: RunData) -> CheckResult:
     return CheckResult(True, "", details)
 
 
-def fetches_of(records) -> list[dict]:
-    """The finished database fetches, each with ``start``: the true time of its start record."""
+def fetch_spans(records) -> list[tuple]:
+    """The finished database fetches as ``(start, end, node, key, via, cache)``: ``start`` the true
+    time of its start record, ``cache`` the cache node it was for when recorded (else None). Tuples,
+    not dicts: a million-request run has hundreds of thousands of fetches."""
     starts = {}
     out = []
     for r in records:
-        if r["kind"] == "app.fetch.start":
+        kind = r["kind"]
+        if kind == "app.fetch.start":
             starts[(r["node"], r["fid"])] = r["time_ns"]
-        elif r["kind"] == "app.fetch":
-            out.append({**r, "start": starts.get((r["node"], r["fid"]), r["time_ns"])})
+        elif kind == "app.fetch":
+            end = r["time_ns"]
+            out.append((starts.get((r["node"], r["fid"]), end), end, r["node"], r["key"], r["via"], r.get("cache")))
     return out
+
+
+def fetches_of(records) -> list[dict]:
+    """The finished database fetches as dicts (``start``, ``time_ns``, ``node``, ``key``, ``via``, ``cache``)."""
+    names = ("start", "time_ns", "node", "key", "via", "cache")
+    return [dict(zip(names, f)) for f in fetch_spans(records)]
 
 
 def stampede(run: RunData, p: dict) -> CheckResult:
     prot = p["protection"]
-    fetches = [r for r in fetches_of(events(run)["fetch"]) if r["via"] != "xfetch"]
+    fetches = [f for f in fetch_spans(events(run)["fetch"]) if f[4] != "xfetch"]
     if prot in ("none", "xfetch"):
         return CheckResult(True, "", {"note": f"protection {prot}: nothing promised", **_concurrency(fetches)})
     deletes: dict = defaultdict(list)
@@ -360,11 +370,11 @@ def stampede(run: RunData, p: dict) -> CheckResult:
         if r["kind"] == "cache.delete":
             deletes[r["key"]].append(r["time_ns"])
     groups: dict = defaultdict(list)
-    for r in fetches:
+    for start, end, node, key, via, cache in fetches:
         if prot == "singleflight":
-            groups[(r["node"], r["key"])].append((r["start"], r["time_ns"]))
-        elif r["via"] == "lease":  # one lease per key per cache node (hot keys may have several)
-            groups[(r.get("cache"), r["key"])].append((r["start"], r["time_ns"]))
+            groups[(node, key)].append((start, end))
+        elif via == "lease":  # one lease per key per cache node (hot keys may have several)
+            groups[(cache, key)].append((start, end))
     lease_ns = p["lease_ms"] * 1e6
     bad, first = 0, None
     for (node, key), spans in groups.items():
@@ -391,8 +401,10 @@ def stampede(run: RunData, p: dict) -> CheckResult:
 
 def _concurrency(fetches) -> dict:
     ev = defaultdict(list)
-    for r in fetches:
-        ev[r["key"]] += [(r["start"], 1), (r["time_ns"], -1)]
+    for start, end, _, key, _, _ in fetches:
+        es = ev[key]
+        es.append((start, 1))
+        es.append((end, -1))
     top, key = 0, None
     for k, es in ev.items():
         c = 0
