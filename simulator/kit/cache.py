@@ -891,17 +891,45 @@ class TinyLFU(Policy):
         e = self.e.get(key)
         return None if e is None else e[0]
 
-    def request(self, key, size=1):
+    def _count(self, key) -> None:
+        # The sketch ages as the request after the sample-th arrives rather than straight after the
+        # sample-th (``CountMinSketch.add``): the unit replay loop then runs in chunks between agings,
+        # with no test per request.
         sk = self.sketch
-        if sk.count >= sk.sample:  # aged as the request after the sample-th arrives (see ``INC``)
+        if sk.count >= sk.sample:
             sk.age()
         sk.increment(key)
-        return Policy.request(self, key, size)
+
+    def request(self, key, size=1):
+        self._count(key)
+        s = self.size_of(key)
+        if s == size:
+            self._hit(key, self.e[key])
+            return True
+        if s is not None:
+            self.remove(key)
+        if size <= self.capacity:
+            self._admit(key, size)
+        return False
+
+    def lookup(self, key):
+        """A hit through a ``CacheStore`` (a node's get): counted in the sketch, as a request is."""
+        e = self.e.get(key)
+        if e is None:
+            return False
+        self._count(key)
+        self._hit(key, e)
+        return True
+
+    def insert(self, key, size):
+        """A fill through a ``CacheStore``: counted in the sketch, since the miss before it never
+        reaches the policy (Caffeine counts its writes too); without the count, a node's sketch
+        stayed at zero and, main once full, turned every newcomer away."""
+        self._count(key)
+        return Policy.insert(self, key, size)
 
     # A counter's next value (capped at 15): one table read instead of a compare and an add, on
-    # the four counters each request touches. The replay loops also age the sketch before counting
-    # the request after the sample-th rather than straight after the sample-th (as ``request``
-    # does), so that they run in chunks between agings with no per-request test.
+    # the four counters each request touches.
     INC = tuple(range(1, 16)) + (15,)
 
     def replay(self, keys, sizes=None):
@@ -1091,14 +1119,11 @@ class TinyLFU(Policy):
         self.used = len(self.e)
         return misses, misses
 
-    def lookup(self, key):
-        e = self.e.get(key)
-        if e is None:
-            return False
+    def _hit(self, key, e) -> None:
         s = e[1]
         if s == 2 or s == 0:
             self.seg[s].move_to_end(key)
-            return True
+            return
         # A probation hit is promoted; protected overflow is demoted to probation's newest end.
         del self.seg[1][key]
         self.seg_used[1] -= e[0]
@@ -1111,7 +1136,6 @@ class TinyLFU(Policy):
             d[1] = 1
             self.seg[1][k] = d
             self.seg_used[1] += d[0]
-        return True
 
     def _drop(self, key, e) -> None:
         del self.seg[e[1]][key]
