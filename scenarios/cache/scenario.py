@@ -163,22 +163,23 @@ def read_staleness(run: RunData) -> list[tuple[int, str, object, float]]:
 def _read_staleness(run: RunData) -> list[tuple[int, str, object, float]]:
     cm = run_commits(run)
     out = []
-    bisect_right = bisect.bisect_right
+    append, commits_of, bisect_right = out.append, cm.get, bisect.bisect_right
     for r in events(run)["read"]:
-        t, key, version = r["time_ns"], r["key"], r["version"]
-        c = cm.get(key)
+        key = r["key"]
+        c = commits_of(key)
         if c is None:
-            out.append((t, key, version, 0.0))
+            append((r["time_ns"], key, r["version"], 0.0))
             continue
+        t, version = r["time_ns"], r["version"]
         seqs, _, suf, seq_of = c
         s = 0 if version is None else seq_of.get(version)
         if s is None:
             continue
         i = bisect_right(seqs, s)
-        stale = 0.0
         if i < len(seqs) and suf[i] < t:
-            stale = (t - suf[i]) / 1e6
-        out.append((t, key, version, stale))
+            append((t, key, version, (t - suf[i]) / 1e6))
+        else:
+            append((t, key, version, 0.0))
     return out
 
 
