@@ -305,3 +305,23 @@ def test_persistent_cache_restarts_warm_and_volatile_restarts_empty():
         fresh = Cache(CacheSpec(persist=persist, capacity=2, unit="objects"))
         fresh.on_start(ctx)
         assert sorted(fresh.store.values) == (["b", "c"] if persist else [])
+
+
+def test_tinylfu_behind_a_store_counts_gets_and_fills_and_resists_a_scan():
+    """Through a CacheStore (a node's gets, and fills after misses), W-TinyLFU's sketch counts each
+    access, so a hot key survives a scan of one-hit wonders once main is full (LRU loses it)."""
+    for name, survives in (("tinylfu", True), ("lru", False)):
+        store = CacheStore(make_policy(name, 100), unit="objects")
+
+        def access(key):
+            if not store.get(key, 0)[0]:
+                store.set(key, "v", 1, 0)
+
+        for i in range(200):
+            access(("cold", i))
+        for _ in range(5):
+            for k in range(10):
+                access(("hot", k))
+        for i in range(500):
+            access(("scan", i))
+        assert store.get(("hot", 3), 0)[0] is survives, name

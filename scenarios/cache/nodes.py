@@ -126,6 +126,10 @@ class Tailer(Node):
             ctx.set_timer("tail", (self.due[0][0] - ctx.now) / 1e6)
 
 
+# The service's handlers, called without super()'s lookup: every request passes through both.
+_service_message, _service_timer = Service.on_message, Service.on_timer
+
+
 class _Read:
     __slots__ = ("job", "key", "token", "via", "fetch_start", "version", "hit", "node")
 
@@ -146,6 +150,7 @@ class App(Service):
         super().__init__(spec, directory)
         self.p, self.bug, self.ring = p, bug, ring
         self.caller.on_done = self._db_done
+        self.home = ring.memo  # key -> its node, filled by ring.node: read inline on the hot paths
         self.strategy = p["strategy"]
         prot = p["protection"]
         self.protection = "none" if bug == "no-stampede-protection" else prot
@@ -198,7 +203,16 @@ class App(Service):
         self._get(ctx, r)
 
     def _get(self, ctx, r: _Read) -> None:
-        self._cache_call(ctx, ("get", r), r.node or self.ring.node(r.key), CacheGet, r.key, self.use_lease)
+        # _cache_call inlined: a get is most of the cache calls, one per read.
+        key = r.key
+        self.rid += 1
+        rid = self.rid
+        self.pending[rid] = ("get", r)
+        ctx.send(r.node or self.home.get(key) or self.ring.node(key), CacheGet(rid, key, self.use_lease))
+        heapq.heappush(self.deadlines, (ctx.now + self.cache_timeout_ns, rid))
+        if not self.sweeping:
+            self.sweeping = True
+            ctx.set_timer("app.deadlines", self.cache_timeout_ns / 2e6)
 
     def _replicas_delete(self, ctx, key) -> None:
         """A write's delete on the key's other nodes (fire and forget, as the commit stream's)."""
@@ -234,11 +248,11 @@ class App(Service):
             if state is not None:
                 self._cache_done(ctx, state, msg)
         else:
-            super().on_message(ctx, src, msg)
+            _service_message(self, ctx, src, msg)
 
     def on_timer(self, ctx, name):
-        if name[:4] != "app.":  # the service's own timers (its CPU), most of them
-            super().on_timer(ctx, name)
+        if name != "app.deadlines" and name != "app.tick":  # the service's own timers (its CPU), most of them
+            _service_timer(self, ctx, name)
             return
         if name == "app.deadlines":
             now = ctx.now
@@ -352,8 +366,9 @@ class App(Service):
     def _fill(self, ctx, r: _Read) -> None:
         add = not r.token  # a fill never replaces a value someone else stored meanwhile (memcached add)
         # noreply: nothing waits on a fill's answer, so it costs no reply, no pending call and no deadline
-        ctx.send(r.node or self.ring.node(r.key), CacheSet(0, r.key, r.version, self.sizes(r.key), token=r.token,
-                                                           add=add))
+        key = r.key
+        ctx.send(r.node or self.home.get(key) or self.ring.node(key),
+                 CacheSet(0, key, r.version, self.sizes(key), token=r.token, add=add))
         if r.job is not None:
             self._answer_read(ctx, r)
 

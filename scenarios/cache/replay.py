@@ -9,7 +9,7 @@ to ``--out``) and each policy's rate on stderr; ``--plot`` draws the miss-ratio 
 against cache size, one line per policy).
 
 The rate times the policy's replay alone: reading or generating the trace, and building the
-policy, are outside it (a policy's own preparation of the stream, such as TinyLFU hashing every
+policy, are outside it (a policy's own preparation of the stream, such as TinyLFU hashing each distinct
 key for its sketch, is inside). It is given per wall second and per CPU second of this process:
 on a machine shared with other work the wall rate drops with the load, the CPU rate much less,
 so the CPU rate is the one to compare across sittings.

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import numpy as np
 
@@ -80,13 +80,12 @@ def zipf(p: dict):
     names = [f"k{i}" for i in range(p["keys"])]
 
     def generate(rng):
-        if not buf:  # draws in blocks of 512 operations
+        if not buf:  # draws in blocks of 512 operations, made whole here: one pop per operation
             u = rng.random(1024)
             ks = np.minimum(np.searchsorted(cum, u[::2]), p["keys"] - 1).tolist()
             ws = (u[1::2] < share).tolist()
-            buf.extend(reversed(list(zip(ws, ks))))
-        wr, k = buf.pop()
-        return ("write" if wr else "read"), names[k]
+            buf.extend(reversed([("write" if w else "read", names[k]) for w, k in zip(ws, ks)]))
+        return buf.pop()
 
     return generate
 
@@ -164,22 +163,23 @@ def read_staleness(run: RunData) -> list[tuple[int, str, object, float]]:
 def _read_staleness(run: RunData) -> list[tuple[int, str, object, float]]:
     cm = run_commits(run)
     out = []
-    bisect_right = bisect.bisect_right
+    append, commits_of, bisect_right = out.append, cm.get, bisect.bisect_right
     for r in events(run)["read"]:
-        t, key, version = r["time_ns"], r["key"], r["version"]
-        c = cm.get(key)
+        key = r["key"]
+        c = commits_of(key)
         if c is None:
-            out.append((t, key, version, 0.0))
+            append((r["time_ns"], key, r["version"], 0.0))
             continue
+        t, version = r["time_ns"], r["version"]
         seqs, _, suf, seq_of = c
         s = 0 if version is None else seq_of.get(version)
         if s is None:
             continue
         i = bisect_right(seqs, s)
-        stale = 0.0
         if i < len(seqs) and suf[i] < t:
-            stale = (t - suf[i]) / 1e6
-        out.append((t, key, version, stale))
+            append((t, key, version, (t - suf[i]) / 1e6))
+        else:
+            append((t, key, version, 0.0))
     return out
 
 
@@ -196,14 +196,10 @@ def read_outcomes(history) -> dict:
     per outcome. A ``History`` gives its ok reads' values from its columns (an ok completion carries its
     invoke's ``f``), which spares pairing a million operations."""
     if hasattr(history, "values"):
-        results = (v.get("result") if isinstance(v, dict) else None for v in history.values("ok", "read"))
+        results = (v.get("result") for v in history.values("ok", "read") if isinstance(v, dict))
     else:  # a plain list of dicts
         results = (done["value"].get("result") for _, done in pairs_ok(history, "read"))
-    how: dict = defaultdict(int)
-    for res in results:
-        if isinstance(res, list):
-            how[res[1]] += 1
-    return how
+    return defaultdict(int, Counter(res[1] for res in results if type(res) is list))
 
 
 def node_load(run: RunData) -> dict:
@@ -343,21 +339,31 @@ def lease_safety(run: RunData) -> CheckResult:
     return CheckResult(True, "", details)
 
 
-def fetches_of(records) -> list[dict]:
-    """The finished database fetches, each with ``start``: the true time of its start record."""
+def fetch_spans(records) -> list[tuple]:
+    """The finished database fetches as ``(start, end, node, key, via, cache)``: ``start`` the true
+    time of its start record, ``cache`` the cache node it was for when recorded (else None). Tuples,
+    not dicts: a million-request run has hundreds of thousands of fetches."""
     starts = {}
     out = []
     for r in records:
-        if r["kind"] == "app.fetch.start":
+        kind = r["kind"]
+        if kind == "app.fetch.start":
             starts[(r["node"], r["fid"])] = r["time_ns"]
-        elif r["kind"] == "app.fetch":
-            out.append({**r, "start": starts.get((r["node"], r["fid"]), r["time_ns"])})
+        elif kind == "app.fetch":
+            end = r["time_ns"]
+            out.append((starts.get((r["node"], r["fid"]), end), end, r["node"], r["key"], r["via"], r.get("cache")))
     return out
+
+
+def fetches_of(records) -> list[dict]:
+    """The finished database fetches as dicts (``start``, ``time_ns``, ``node``, ``key``, ``via``, ``cache``)."""
+    names = ("start", "time_ns", "node", "key", "via", "cache")
+    return [dict(zip(names, f)) for f in fetch_spans(records)]
 
 
 def stampede(run: RunData, p: dict) -> CheckResult:
     prot = p["protection"]
-    fetches = [r for r in fetches_of(events(run)["fetch"]) if r["via"] != "xfetch"]
+    fetches = [f for f in fetch_spans(events(run)["fetch"]) if f[4] != "xfetch"]
     if prot in ("none", "xfetch"):
         return CheckResult(True, "", {"note": f"protection {prot}: nothing promised", **_concurrency(fetches)})
     deletes: dict = defaultdict(list)
@@ -365,11 +371,11 @@ def stampede(run: RunData, p: dict) -> CheckResult:
         if r["kind"] == "cache.delete":
             deletes[r["key"]].append(r["time_ns"])
     groups: dict = defaultdict(list)
-    for r in fetches:
+    for start, end, node, key, via, cache in fetches:
         if prot == "singleflight":
-            groups[(r["node"], r["key"])].append((r["start"], r["time_ns"]))
-        elif r["via"] == "lease":  # one lease per key per cache node (hot keys may have several)
-            groups[(r.get("cache"), r["key"])].append((r["start"], r["time_ns"]))
+            groups[(node, key)].append((start, end))
+        elif via == "lease":  # one lease per key per cache node (hot keys may have several)
+            groups[(cache, key)].append((start, end))
     lease_ns = p["lease_ms"] * 1e6
     bad, first = 0, None
     for (node, key), spans in groups.items():
@@ -396,8 +402,10 @@ def stampede(run: RunData, p: dict) -> CheckResult:
 
 def _concurrency(fetches) -> dict:
     ev = defaultdict(list)
-    for r in fetches:
-        ev[r["key"]] += [(r["start"], 1), (r["time_ns"], -1)]
+    for start, end, _, key, _, _ in fetches:
+        es = ev[key]
+        es.append((start, 1))
+        es.append((end, -1))
     top, key = 0, None
     for k, es in ev.items():
         c = 0

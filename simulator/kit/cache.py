@@ -818,10 +818,12 @@ class CountMinSketch:
         return (((x * c0) >> 13) & m, w + (((x * c1) >> 13) & m), 2 * w + (((x * c2) >> 13) & m),
                 3 * w + (((x * c3) >> 13) & m))
 
-    def rows_of(self, keys) -> list[list[int]]:
-        """The four slot lists of a whole request stream (one slot per request per row), computed
-        with numpy when the keys are integers. A uint64 product keeps the low 64 bits of Python's
-        exact one, and a slot reads only bits 13 to 13 + log2(width) < 64 of it: the same slots."""
+    def slots_of(self, keys: list):
+        """key -> its four slots (a tuple), for every key of a stream, hashed once per distinct key:
+        a list indexed by the key when the keys are small non-negative integers (a trace's dense
+        ids), else a dict. Integer keys are hashed with numpy: a uint64 product keeps the low 64
+        bits of Python's exact one, and a slot reads only bits 13 to 13 + log2(width) < 64 of it,
+        so the slots are ``_slots``'s."""
         arr = None
         if keys and type(keys[0]) is int:
             try:
@@ -829,23 +831,34 @@ class CountMinSketch:
             except OverflowError:
                 arr = None
         if arr is None or arr.dtype.kind not in "iu":
-            memo: dict = {}
-            per = [memo[k] if k in memo else memo.setdefault(k, self._slots(k)) for k in keys]
-            return [list(r) for r in zip(*per)] if per else [[], [], [], []]
-        x = arr.astype(np.uint64) + np.uint64(1)
+            return {k: self._slots(k) for k in dict.fromkeys(keys)}
+        lo, hi = int(arr.min()), int(arr.max())
+        dense = lo >= 0 and hi < max(1 << 20, 2 * len(keys))
+        ids = np.arange(hi + 1) if dense else np.unique(arr)
+        x = ids.astype(np.uint64) + np.uint64(1)
         m, w = np.uint64(self.mask), self.width
-        return [((((x * np.uint64(c)) >> np.uint64(13)) & m).astype(np.int64) + r * w).tolist()
+        rows = [((((x * np.uint64(c)) >> np.uint64(13)) & m).astype(np.int64) + r * w).tolist()
                 for r, c in enumerate(self.MULTIPLIERS)]
+        return list(zip(*rows)) if dense else dict(zip(ids.tolist(), zip(*rows)))
 
-    def add(self, key) -> None:
+    def increment(self, key) -> None:
+        """Count one occurrence of ``key`` (each of its four counters, capped at 15), no aging."""
         t = self.table
         for i in self._slots(key):
             if t[i] < 15:
                 t[i] += 1
         self.count += 1
+
+    def age(self) -> None:
+        """TinyLFU's reset: halve every counter (and the count of increments since)."""
+        self.count //= 2
+        self.table = [v >> 1 for v in self.table]
+
+    def add(self, key) -> None:
+        """Count ``key``, then age the sketch if this was the ``sample``-th increment."""
+        self.increment(key)
         if self.count >= self.sample:
-            self.count //= 2
-            self.table = [v >> 1 for v in t]
+            self.age()
 
     def estimate(self, key) -> int:
         t = self.table
@@ -853,7 +866,11 @@ class CountMinSketch:
 
 
 class TinyLFU(Policy):
-    """W-TinyLFU: window LRU -> (admission by the sketch) -> SLRU probation / protected."""
+    """W-TinyLFU: window LRU -> (admission by the sketch) -> SLRU probation / protected.
+
+    An entry is ``[size, segment, slots]`` (segment 0 window, 1 probation, 2 protected; ``slots``
+    the key's four sketch slots, so a duel reads the counters without hashing), shared by ``e``
+    and the segment's ordered dict (oldest first)."""
 
     name = "tinylfu"
     WINDOW_SHARE = 0.01
@@ -866,7 +883,7 @@ class TinyLFU(Policy):
         self.protected_cap = int(self.main_cap * self.PROTECTED_SHARE)
         n = expected_objects or min(self.capacity, 1 << 20)
         self.sketch = CountMinSketch(n, 10 * n)
-        self.e: dict = {}  # key -> [size, segment] (0 window, 1 probation, 2 protected)
+        self.e: dict = {}
         self.seg = (OrderedDict(), OrderedDict(), OrderedDict())
         self.seg_used = [0, 0, 0]
 
@@ -874,17 +891,56 @@ class TinyLFU(Policy):
         e = self.e.get(key)
         return None if e is None else e[0]
 
+    def _count(self, key) -> None:
+        # The sketch ages as the request after the sample-th arrives rather than straight after the
+        # sample-th (``CountMinSketch.add``): the unit replay loop then runs in chunks between agings,
+        # with no test per request.
+        sk = self.sketch
+        if sk.count >= sk.sample:
+            sk.age()
+        sk.increment(key)
+
     def request(self, key, size=1):
-        self.sketch.add(key)
-        return Policy.request(self, key, size)
+        self._count(key)
+        s = self.size_of(key)
+        if s == size:
+            self._hit(key, self.e[key])
+            return True
+        if s is not None:
+            self.remove(key)
+        if size <= self.capacity:
+            self._admit(key, size)
+        return False
+
+    def lookup(self, key):
+        """A hit through a ``CacheStore`` (a node's get): counted in the sketch, as a request is."""
+        e = self.e.get(key)
+        if e is None:
+            return False
+        self._count(key)
+        self._hit(key, e)
+        return True
+
+    def insert(self, key, size):
+        """A fill through a ``CacheStore``: counted in the sketch, since the miss before it never
+        reaches the policy (Caffeine counts its writes too); without the count, a node's sketch
+        stayed at zero and, main once full, turned every newcomer away."""
+        self._count(key)
+        return Policy.insert(self, key, size)
+
+    # A counter's next value (capped at 15): one table read instead of a compare and an add, on
+    # the four counters each request touches.
+    INC = tuple(range(1, 16)) + (15,)
 
     def replay(self, keys, sizes=None):
         if self.on_evict is not None:
             return Policy.replay(self, keys, sizes)
-        sk = self.sketch
         if not isinstance(keys, list):
             keys = list(keys)
-        rows = sk.rows_of(keys)  # the slots depend on the key only: hashed for the whole stream at once
+        slots = self.sketch.slots_of(keys)
+        if sizes is None and all(e[0] == 1 for e in self.e.values()):
+            return self._replay_units(keys, slots)
+        sk, inc = self.sketch, self.INC
         t, count, sample = sk.table, sk.count, sk.sample
         E, (W, P, R) = self.e, self.seg
         wu, pu, ru = self.seg_used
@@ -892,19 +948,17 @@ class TinyLFU(Policy):
                                                           self.protected_cap)
         get = E.get
         misses = missed = 0
-        for k, s, a, b, c, d in zip(keys, repeat(1) if sizes is None else sizes, *rows):
-            if t[a] < 15:
-                t[a] += 1
-            if t[b] < 15:
-                t[b] += 1
-            if t[c] < 15:
-                t[c] += 1
-            if t[d] < 15:
-                t[d] += 1
-            count += 1
+        for k, s in zip(keys, repeat(1) if sizes is None else sizes):
             if count >= sample:
                 count //= 2
                 t = [v >> 1 for v in t]
+            sl = slots[k]
+            a, b, c, d = sl
+            t[a] = inc[t[a]]
+            t[b] = inc[t[b]]
+            t[c] = inc[t[c]]
+            t[d] = inc[t[d]]
+            count += 1
             e = get(k)
             if e is not None:
                 g, z = e[1], e[0]
@@ -941,7 +995,7 @@ class TinyLFU(Policy):
             missed += s
             if s > cap:
                 continue
-            e = E[k] = [s, 0, a, b, c, d]
+            e = E[k] = [s, 0, sl]
             W[k] = e
             wu += s
             used += s
@@ -954,11 +1008,13 @@ class TinyLFU(Policy):
                 # overflows; it is its own victim once it is probation's only object. Joining only
                 # if it wins is the same and spares an insert and a delete when it loses.
                 if pu + ru + z > main_cap:
-                    fc = min(t[cc[2]], t[cc[3]], t[cc[4]], t[cc[5]])
+                    a, b, c, d = cc[2]
+                    fc = min(t[a], t[b], t[c], t[d])
                     while P:
                         vk = next(iter(P))
                         ve = P[vk]
-                        if fc <= min(t[ve[2]], t[ve[3]], t[ve[4]], t[ve[5]]):
+                        a, b, c, d = ve[2]
+                        if fc <= min(t[a], t[b], t[c], t[d]):
                             break
                         del P[vk]
                         pu -= ve[0]
@@ -988,14 +1044,86 @@ class TinyLFU(Policy):
         self.used = used
         return misses, missed
 
-    def lookup(self, key):
-        e = self.e.get(key)
-        if e is None:
-            return False
+    def _replay_units(self, keys, slots):
+        """The loop for a stream of unit sizes over a cache holding only unit sizes (capacity in
+        objects): a segment's use is its length, so each segment is an ordered dict of key ->
+        slots and the entries are rebuilt once at the end. Each step of ``replay``'s loop shrinks
+        to one: a hit promotes at most one object out of protected; a miss pushes at most one
+        candidate out of the window, which duels at most one victim (probation's oldest; none when
+        probation is empty, as the candidate would be its own victim). Main, once full, stays full
+        (only a duel takes an object out, and only to let the winner in)."""
+        sk, inc = self.sketch, self.INC
+        t, count, sample = sk.table, sk.count, sk.sample
+        W, P, R = (OrderedDict((k, e[2]) for k, e in seg.items()) for seg in self.seg)
+        wcap, mcap, pcap = max(1, self.window_cap), self.main_cap, max(1, self.protected_cap)
+        mte_r, mte_w, pop_p, popi_r, popi_w = R.move_to_end, W.move_to_end, P.pop, R.popitem, W.popitem
+        full = len(P) + len(R) >= mcap
+        misses = 0
+        n, i = len(keys), 0
+        while i < n:
+            if count >= sample:
+                count //= 2
+                t = [v >> 1 for v in t]
+            j = min(n, i + sample - count)
+            for k in keys[i:j]:
+                sl = slots[k]
+                a, b, c, d = sl
+                t[a] = inc[t[a]]
+                t[b] = inc[t[b]]
+                t[c] = inc[t[c]]
+                t[d] = inc[t[d]]
+                if k in R:
+                    mte_r(k)
+                    continue
+                if k in W:
+                    mte_w(k)
+                    continue
+                if k in P:
+                    R[k] = pop_p(k)
+                    if len(R) > pcap:
+                        kk, v = popi_r(False)
+                        P[kk] = v
+                    continue
+                misses += 1
+                W[k] = sl
+                if len(W) > wcap:
+                    kk, cs = popi_w(False)
+                    if not full:
+                        if len(P) + len(R) < mcap:
+                            P[kk] = cs
+                            continue
+                        full = True
+                    if P:
+                        vk = next(iter(P))
+                        a, b, c, d = cs
+                        fc = t[a]
+                        x = t[b]
+                        if x < fc:
+                            fc = x
+                        x = t[c]
+                        if x < fc:
+                            fc = x
+                        x = t[d]
+                        if x < fc:
+                            fc = x
+                        a, b, c, d = P[vk]
+                        if t[a] < fc or t[b] < fc or t[c] < fc or t[d] < fc:  # the candidate is more frequent
+                            del P[vk]
+                            P[kk] = cs
+            count += j - i
+            i = j
+        sk.table, sk.count = t, count
+        self.seg = tuple(OrderedDict((k, [1, g, v]) for k, v in seg.items()) for g, seg in enumerate((W, P, R)))
+        self.e = {k: e for seg in self.seg for k, e in seg.items()}
+        self.seg_used = [len(W), len(P), len(R)]
+        self.used = len(self.e)
+        return misses, misses
+
+    def _hit(self, key, e) -> None:
         s = e[1]
         if s == 2 or s == 0:
             self.seg[s].move_to_end(key)
-            return True
+            return
         # A probation hit is promoted; protected overflow is demoted to probation's newest end.
         del self.seg[1][key]
         self.seg_used[1] -= e[0]
@@ -1008,7 +1136,6 @@ class TinyLFU(Policy):
             d[1] = 1
             self.seg[1][k] = d
             self.seg_used[1] += d[0]
-        return True
 
     def _drop(self, key, e) -> None:
         del self.seg[e[1]][key]
@@ -1025,7 +1152,7 @@ class TinyLFU(Policy):
         return None
 
     def _admit(self, key, size):
-        e = [size, 0, *self.sketch._slots(key)]  # the slots ride along for replay's estimates
+        e = [size, 0, self.sketch._slots(key)]  # the slots ride along for replay's estimates
         self.e[key] = e
         self.seg[0][key] = e
         self.seg_used[0] += size
@@ -1232,6 +1359,7 @@ class Cache(Node):
         self.tick_ns = int(spec.tick_ms * 1e6)
         self.last_tick_wall = 0
         self.counts: dict[int, list[int]] = {}  # second -> [hits, misses]
+        self.wall = spec.clock == "wall"
 
     def now(self, ctx) -> int:
         """The cache's clock: the wall clock, or the monotonic tick count (see ``CacheSpec.clock``)."""
@@ -1276,17 +1404,25 @@ class Cache(Node):
 
     def on_message(self, ctx, src, msg):
         t = type(msg)
-        now = self.now(ctx)
+        wall = ctx.now
+        if self.wall:
+            now = wall
+        else:  # self.now(ctx), inlined: every message reads it
+            now = self.ticks * self.tick_ns + min(max(0, wall - self.last_tick_wall), self.tick_ns)
         if t is CacheGet:
-            hit, value = self.store.get(msg.key, now)
-            c = self.counts.get(ctx.now // 1_000_000_000)
+            store = self.store
+            v = store.values.get(msg.key)
+            hit, value = (False, None) if v is None else store.get(msg.key, now)
+            sec = wall // 1_000_000_000
+            c = self.counts.get(sec)
             if c is None:
-                c = self.counts[ctx.now // 1_000_000_000] = [0, 0]
-            c[0 if hit else 1] += 1
+                c = self.counts[sec] = [0, 0]
             if hit:
-                exp = self.store.values[msg.key][1]
+                c[0] += 1
+                exp = v[1]
                 ctx.send(src, CacheReply(msg.rid, True, value, ttl_left_ms=(exp - now) / 1e6 if exp else 0.0))
                 return
+            c[1] += 1
             if not msg.lease or not self.spec.leases:
                 ctx.send(src, CacheReply(msg.rid, False))
                 return
