@@ -18,6 +18,15 @@ def test_fork_call_returns_the_result_and_its_time():
     assert result == {"answer": [42, ("x", None)]} and seconds >= 0
 
 
+def test_the_child_runs_without_cyclic_collection_and_the_parent_keeps_it():
+    """The forked child has the cyclic collector off (it would walk, and copy, the parent's objects); the parent's is untouched."""
+    import gc
+
+    assert gc.isenabled()
+    result, _ = parallel.fork_call(gc.isenabled)()
+    assert result is False and gc.isenabled()
+
+
 def test_a_failing_or_unpicklable_call_gives_none_so_the_caller_runs_it_itself():
     def boom():
         raise ValueError("checker bug")
