@@ -901,16 +901,10 @@ class TinyLFU(Policy):
         sk.increment(key)
 
     def request(self, key, size=1):
+        if self.size_of(key) == size:
+            return self.lookup(key)  # counted there
         self._count(key)
-        s = self.size_of(key)
-        if s == size:
-            self._hit(key, self.e[key])
-            return True
-        if s is not None:
-            self.remove(key)
-        if size <= self.capacity:
-            self._admit(key, size)
-        return False
+        return Policy.request(self, key, size)  # a miss: a changed size is dropped, then admitted
 
     def lookup(self, key):
         """A hit through a ``CacheStore`` (a node's get): counted in the sketch, as a request is."""
