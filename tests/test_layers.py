@@ -172,6 +172,19 @@ def test_a_module_outside_the_layers_is_caught(tmp_path):
 
 
 DESIGN_FILES = sorted(p for d in ("scenarios", "examples") if (ROOT / d).is_dir() for p in (ROOT / d).rglob("*.py"))
+# Modules a design (and its tools) must not import: time and randomness come from the node's context, the
+# machine's speed from simulator.Stopwatch, and the kernel only through simulator's surface.
+HOST_MODULES = ("time", "random", "datetime", "simpy", "secrets")
+
+
+def _host_imports(tree: ast.AST) -> list[str]:
+    """The lines of ``tree`` importing one of HOST_MODULES (or a submodule of one)."""
+    bad = []
+    for node in ast.walk(tree):
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                 else [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])
+        bad += [f"line {node.lineno}: import {n}" for n in names if n.split(".")[0] in HOST_MODULES]
+    return bad
 
 
 @pytest.mark.parametrize("path", DESIGN_FILES, ids=lambda p: str(p.relative_to(ROOT)))
@@ -188,6 +201,18 @@ def test_designs_import_only_the_public_surface(path):
             bad += [f"line {node.lineno}: import {a.name}" for a in node.names
                     if a.name.startswith("simulator.") and a.name.split(".")[1] not in ("checkers", "kit")]
     assert bad == []
+
+
+@pytest.mark.parametrize("path", DESIGN_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_designs_read_no_host_clock_randomness_or_kernel(path):
+    """A design file imports none of time, random, datetime, simpy or secrets: a seed must reproduce its runs."""
+    assert _host_imports(ast.parse(path.read_text())) == []
+
+
+def test_a_host_clock_import_is_caught():
+    """The guard names `import time` and `from random import random` and lets a relative or other import pass."""
+    tree = ast.parse("import time\nfrom random import random\nfrom . import time as t\nimport timeit\n")
+    assert _host_imports(tree) == ["line 1: import time", "line 2: import random"]
 
 
 def test_every_public_name_resolves():

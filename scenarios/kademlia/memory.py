@@ -19,10 +19,9 @@ import argparse
 import json
 import resource
 import sys
-import time
 from sys import getsizeof
 
-from simulator import NS_PER_S, Dist, Simulation, build_config, get_scenario
+from simulator import NS_PER_S, Dist, Simulation, Stopwatch, build_config, get_scenario
 
 from .node import Conf, Kad
 
@@ -74,17 +73,17 @@ def walk(sim, servers: list[str]) -> dict:
             "table_bytes_per_contact": round(parts["table"] / max(contacts, 1), 1)}
 
 
-def _run_with_progress(sim, end_ns: int, every_ns: int, cpu0: float) -> None:
+def _run_with_progress(sim, end_ns: int, every_ns: int, clock: Stopwatch) -> None:
     """Run in chunks (the chunks do not change event order) and print what the joins cost."""
-    last = (0, 0, cpu0)
+    last = (0, 0, 0.0)
     while sim.now < end_ns:
         sim.run(min(end_ns, sim.now + every_ns))
         joined = sum(1 for r in sim.records if r["kind"] == "kad.joined")
-        cpu, delivered = time.process_time(), sim.network.delivered
+        cpu, delivered = clock.cpu_s, sim.network.delivered
         dj = joined - last[0]
         per = (f"{(cpu - last[2]) / dj * 1e3:.1f} ms CPU and {(delivered - last[1]) / dj:.0f} deliveries a join"
                if dj else "no joins")
-        print(f"t={sim.now / NS_PER_S:.0f}s joined={joined} deliveries={delivered} cpu_s={cpu - cpu0:.1f} "
+        print(f"t={sim.now / NS_PER_S:.0f}s joined={joined} deliveries={delivered} cpu_s={cpu:.1f} "
               f"({per} since the last line)", flush=True)
         last = (joined, delivered, cpu)
 
@@ -110,12 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     servers = [f"n{i}" for i in range(1, args.nodes + 1)]
     for i, name in enumerate(servers, 1):
         sim.add_node(name, (lambda i=i: Kad(conf, i)))
-    cpu0 = time.process_time()
+    clock = Stopwatch()
     end_ns = int((join_s + args.settle_s) * NS_PER_S)
     if args.every_s > 0:
-        _run_with_progress(sim, end_ns, int(args.every_s * NS_PER_S), cpu0)
+        _run_with_progress(sim, end_ns, int(args.every_s * NS_PER_S), clock)
     sim.run(end_ns)
-    cpu_s = time.process_time() - cpu0
+    cpu_s = clock.cpu_s
     out = walk(sim, servers)
     out.update(cpu_seconds=round(cpu_s, 1), deliveries=sim.network.delivered,
                joins_per_cpu_second=round(args.nodes / cpu_s, 1),
