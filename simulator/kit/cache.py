@@ -841,24 +841,18 @@ class CountMinSketch:
                 for r, c in enumerate(self.MULTIPLIERS)]
         return list(zip(*rows)) if dense else dict(zip(ids.tolist(), zip(*rows)))
 
-    def increment(self, key) -> None:
-        """Count one occurrence of ``key`` (each of its four counters, capped at 15), no aging."""
+    def add(self, key) -> None:
+        """Count ``key`` (each of its four counters, capped at 15). The sketch ages (TinyLFU's reset:
+        every counter and the count halved) as the increment after the ``sample``-th arrives, not
+        straight after it: the replay loops then run in chunks between agings, with no test a request."""
+        if self.count >= self.sample:
+            self.count //= 2
+            self.table = [v >> 1 for v in self.table]
         t = self.table
         for i in self._slots(key):
             if t[i] < 15:
                 t[i] += 1
         self.count += 1
-
-    def age(self) -> None:
-        """TinyLFU's reset: halve every counter (and the count of increments since)."""
-        self.count //= 2
-        self.table = [v >> 1 for v in self.table]
-
-    def add(self, key) -> None:
-        """Count ``key``, then age the sketch if this was the ``sample``-th increment."""
-        self.increment(key)
-        if self.count >= self.sample:
-            self.age()
 
     def estimate(self, key) -> int:
         t = self.table
@@ -891,19 +885,10 @@ class TinyLFU(Policy):
         e = self.e.get(key)
         return None if e is None else e[0]
 
-    def _count(self, key) -> None:
-        # The sketch ages as the request after the sample-th arrives rather than straight after the
-        # sample-th (``CountMinSketch.add``): the unit replay loop then runs in chunks between agings,
-        # with no test per request.
-        sk = self.sketch
-        if sk.count >= sk.sample:
-            sk.age()
-        sk.increment(key)
-
     def request(self, key, size=1):
         if self.size_of(key) == size:
             return self.lookup(key)  # counted there
-        self._count(key)
+        self.sketch.add(key)
         return Policy.request(self, key, size)  # a miss: a changed size is dropped, then admitted
 
     def lookup(self, key):
@@ -911,7 +896,7 @@ class TinyLFU(Policy):
         e = self.e.get(key)
         if e is None:
             return False
-        self._count(key)
+        self.sketch.add(key)
         self._hit(key, e)
         return True
 
@@ -919,7 +904,7 @@ class TinyLFU(Policy):
         """A fill through a ``CacheStore``: counted in the sketch, since the miss before it never
         reaches the policy (Caffeine counts its writes too); without the count, a node's sketch
         stayed at zero and, main once full, turned every newcomer away."""
-        self._count(key)
+        self.sketch.add(key)
         return Policy.insert(self, key, size)
 
     # A counter's next value (capped at 15): one table read instead of a compare and an add, on
