@@ -18,26 +18,17 @@ Each request carries an idempotency key ``<client>:<op id>``, the same on every 
 operation ends ``ok`` or ``fail`` when the system answers, and ``info`` with error ``"timeout"``
 when the client gives up: the request may or may not have taken effect. Its value is a dict:
 ``{"key", "idem", "result"}`` or ``{"key", "idem", "error"}``.
-
-A client whose routes never retry (``retries = 0``, the default) does not use a
-:class:`~simulator.kit.caller.Caller`: with one attempt per request there is no back-off, budget
-or breaker to keep, so a request is one call (the operation id is its ``rid``) and one entry in a
-heap of deadlines watched by a single timer (the Caller's ``kit.calls``, set at the same
-instants, so a run's trace is the same either way), the way the Workload watches its
-per-operation timeouts. A request costs about a third less at the client, and ends exactly as it
-would through a Caller.
 """
 
 from __future__ import annotations
 
 import bisect
-import heapq
 from dataclasses import dataclass
 
 from ..engine.node import ClientNode
-from .caller import TIMER, Caller, RetryPolicy
+from .caller import Caller, RetryPolicy
 from .directory import Directory
-from .messages import Call, Reply, split_hop
+from .messages import Reply, split_hop
 
 
 @dataclass(frozen=True)
@@ -91,64 +82,19 @@ class Client(ClientNode):
         self.policies = {r.name: r.policy() for r in routes}
         # route -> (first component, its op, the hops after it, the retry policy), split once
         self.starts = {r.name: (*split_hop(r.path[0]), r.path[1:], self.policies[r.name]) for r in routes}
-        self.direct = all(r.retries == 0 for r in routes)
-        if self.direct:
-            self.pick = directory.pick_random
-            self.waiting: dict[int, tuple] = {}  # op id -> its token, while the request awaits its answer
-            self.deadlines: list[tuple[int, int]] = []  # heap of (when ns, op id)
-            self.check_at: int | None = None  # when the deadline timer fires
-        else:
-            self.caller = Caller("client", RetryPolicy(), directory.pick_random, self._done)
+        self.caller = Caller("client", RetryPolicy(), directory.pick_random, self._done)
 
     def on_invoke(self, ctx, op):
         comp, name, rest, policy = self.starts[op.f]
         idem = f"{ctx.id}:{op.id}"
-        token = (op.id, op.value, idem)
-        if not self.direct:
-            self.caller.call(ctx, comp, name, token, key=op.value, rest=rest, idem=idem, policy=policy)
-            return
-        instance = self.pick(ctx, comp, name, op.value, ())
-        if instance is None:
-            ctx.record("kit.drop", comp="client", to=comp, reason="no-endpoint")
-            self._done(ctx, token, False, "no-endpoint")
-            return
-        self.waiting[op.id] = token
-        ctx.send(instance, Call(op.id, name, op.value, rest, idem))
-        when = ctx.now + policy.timeout_ns
-        heapq.heappush(self.deadlines, (when, op.id))
-        if self.check_at is None or when < self.check_at:
-            self.check_at = when
-            ctx.set_timer(TIMER, max(0, when - ctx.now) / 1e6)
+        self.caller.call(ctx, comp, name, (op.id, op.value, idem), key=op.value, rest=rest, idem=idem, policy=policy)
 
     def on_message(self, ctx, src, msg):
         if type(msg) is Reply:
-            if not self.direct:
-                self.caller.on_reply(ctx, msg)
-                return
-            token = self.waiting.pop(msg.rid, None)
-            if token is not None:  # else late: the request already timed out
-                self._done(ctx, token, msg.ok, msg.value)
+            self.caller.on_reply(ctx, msg)
 
     def on_timer(self, ctx, name):
-        if not self.direct:
-            self.caller.on_timer(ctx, name)
-        elif name == TIMER:
-            self._check_deadlines(ctx)
-
-    def _check_deadlines(self, ctx) -> None:
-        """End every request past its deadline as a timeout, then sleep until the next live one.
-        Deadlines of answered requests stay in the heap until they reach its head (a heap cannot
-        remove from the middle), and are dropped then."""
-        now = ctx.now
-        heap, waiting = self.deadlines, self.waiting
-        while heap and (heap[0][0] <= now or heap[0][1] not in waiting):
-            when, op_id = heapq.heappop(heap)
-            token = waiting.pop(op_id, None) if when <= now else None
-            if token is not None:
-                self._done(ctx, token, False, "timeout")
-        self.check_at = heap[0][0] if heap else None
-        if heap:
-            ctx.set_timer(TIMER, max(0, heap[0][0] - now) / 1e6)
+        self.caller.on_timer(ctx, name)
 
     def _done(self, ctx, token, ok, value):
         op_id, key, idem = token
