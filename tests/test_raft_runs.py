@@ -64,6 +64,17 @@ def test_planted_bug_is_caught(bug):
     assert clean.valid is True, {k: v.message for k, v in clean.checks.items()}
 
 
+@pytest.mark.parametrize("read_mode", ["log", "read-index", "lease"])
+@pytest.mark.parametrize("pre_vote", [False, True])
+def test_a_one_server_cluster_elects_itself_and_serves(read_mode, pre_vote):
+    """A single server is its own majority: it elects itself and serves reads in every mode (it used
+    to wait forever for votes, or crash picking another server to try)."""
+    out = run(1, node_count=1, time_limit_s=3, sets={"read_mode": read_mode, "pre_vote": pre_vote})
+    assert out.valid is True, {k: v.message for k, v in out.checks.items()}
+    assert out.metrics["figures"]["elections"] == 1
+    assert out.metrics["ops"]["ok"] > 0.95 * out.metrics["ops"]["invoked"]
+
+
 def test_lease_reads_go_stale_when_clocks_jump_but_read_index_does_not():
     """A leader isolated with its clock set back serves stale lease reads; read-index on the same faults does not."""
     faults = dict(nemesis=["isolate-skewed"], nemesis_interval_s=2, time_limit_s=12)

@@ -58,6 +58,8 @@ class RaftClient(ClientNode):
 
     def other(self, ctx, not_this: str) -> str:
         choices = [s for s in self.servers if s != not_this]
+        if not choices:  # a one-server cluster: the only server is the one to try again
+            return not_this
         return choices[int(ctx.rng.integers(len(choices)))]
 
     def on_message(self, ctx, src: str, msg: ClientReply) -> None:

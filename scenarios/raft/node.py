@@ -219,6 +219,11 @@ class RaftNode(ReadsMixin, ReplicationMixin, Node):
         self.reset_election_timer(ctx)
         self.ask_votes(ctx, term, pre_vote, self.peers)
         ctx.set_timer("vote_retry", self.heartbeat_ms)
+        if len(self.votes) >= self.majority:  # a one-server cluster: its own vote is a majority
+            if pre_vote:
+                self.start_election(ctx, pre_vote=False)
+            else:
+                self.become_leader(ctx)
 
     def start_overlapped(self, ctx) -> None:
         """Ask for votes while the candidate's own term and vote are being written (thesis §9.3:

@@ -68,6 +68,8 @@ class ReadsMixin:
         self.seq += 1
         self.round_seq = self.seq
         self.broadcast(ctx, force=True)
+        if not self.peers:  # a one-server cluster is its own majority: the round is answered already
+            self.release_reads(ctx)
 
     def note_ack(self, ctx, p: str, seq: int, sent_at: int) -> None:
         """A follower answered an AppendEntries or InstallSnapshot of this term."""
