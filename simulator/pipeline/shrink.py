@@ -66,6 +66,9 @@ from .hunt import run_point
 
 
 MAX_ROUNDS = 4  # passes over every step; each pass after the first only runs if the one before shrank something
+# Fault actions past which a plan, after the first cuts and replacements, is taken to rest on a coincidence
+# its many actions line up (the issue's target for a reproducer is at most 3); see Shrinker.retuned.
+SMALL_PLAN = 3
 RESEEDS = 4  # other seeds tried at each shorter time limit, once, when nothing else cut the time
 
 
@@ -379,6 +382,30 @@ class Shrinker:
                 cands.append(replace(drawn, nemesis=(), faults=explicit_plan(drawn)))
         return self.first("fresh plan, less time", [c for c in cands if _valid(c)]) or cfg
 
+    def retuned(self, cfg: RunConfig) -> RunConfig:
+        """The same plan with one parameter set to another value the design declares for the search
+        (``Scenario.search``: each value of a list, each end of a range), in the order declared. A
+        failure that still needs many fault actions after the first cuts usually needs them to line up
+        a coincidence (two servers timing out within a network latency of each other, say), and every
+        action ddmin drops moves the timing that lined it up; a value the design offers for the search
+        may make the coincidence the rule (a narrower timeout range), after which ddmin and the
+        replacements cut freely. Kept only if the run still fails the same way; the new value is
+        written to ``shrunk.toml`` like any parameter (and ``simpler_params`` tries the default again
+        later)."""
+        from . import scenario as registry
+        from .hunt import check_search
+
+        scen = registry.for_config(cfg)
+        names = {p.name for p in scen.params}
+        cands = []
+        for name, spec in check_search(scen).items():
+            if name not in names or (isinstance(spec, list) and len(spec) == 1):
+                continue  # run options (rate, nodes, time) have steps of their own; one value is a setting
+            for value in (list(spec) if isinstance(spec, list) else dict.fromkeys(spec)):
+                if value != cfg.params.get(name):
+                    cands.append(replace(cfg, params={**cfg.params, name: value}))
+        return self.first("declared parameter value", [c for c in cands if _valid(c)]) or cfg
+
     def fewer_nodes(self, cfg: RunConfig) -> RunConfig:
         cands = [replace(cfg, node_count=n) for n in range(1, cfg.node_count)]
         found = self.first("fewer nodes", [c for c in cands if _valid(c)])
@@ -664,7 +691,7 @@ def shrink(failure: Failure, jobs: int = 1, budget: int = 150, *, cluster: str |
             cfg, is_explicit = explicit, True
         else:  # a nemesis that watches the run (a staged one) may not survive being written out
             is_explicit = False
-        reseeded = redrawn = False
+        reseeded = redrawn = retuned = False
         for _ in range(MAX_ROUNDS):  # until nothing shrinks further (or the budget is spent)
             before = cfg
             cfg = s.shorter(cfg)  # first: cheap runs, and every fault after the failure goes at once
@@ -674,6 +701,9 @@ def shrink(failure: Failure, jobs: int = 1, budget: int = 150, *, cluster: str |
                     cfg = s.redrawn(cfg)
                 if fault_actions(cfg.faults) > 2:
                     cfg = s.replaced(cfg)  # before ddmin: when one simple fault will do, ddmin has little left to cut
+                if not retuned and fault_actions(cfg.faults) > SMALL_PLAN:
+                    retuned = True  # once: it costs a run per declared value
+                    cfg = s.retuned(cfg)
                 cfg = s.ddmin_faults(cfg)
                 cfg = s.earlier(cfg)
             cfg = s.compressed(cfg)
