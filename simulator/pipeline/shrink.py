@@ -23,6 +23,10 @@ or ``--cluster`` Dask, as ``dsim sweep``), within a budget of runs:
    halves, a crash storm or a pause whose effect on one node is what the failure needs. After ddmin,
    compound actions are first written out as the crashes and restarts they are counted as
    (:func:`write_out`) and ddmin runs over those, so a restart the final heal stands in for can go.
+   *Declared parameter values* (:meth:`Shrinker.retuned`), once, before the first ddmin when more
+   than :data:`SMALL_PLAN` actions are left: the same plan with one parameter set to another value
+   the design declares for the search; a failure that needs many actions to line up a coincidence
+   (a split vote) may fail with few once a declared value makes the coincidence the rule.
 3. *Less time, from both ends*, each kept only if the run still fails:
    - a shorter time limit (just after the instants the checker's message names, at the last fault
      action, which the final heal then replaces, or a fraction of the limit; faults from it on
