@@ -52,3 +52,21 @@ def test_a_declared_value_that_makes_the_coincidence_the_rule_lets_ddmin_cut_to_
     assert got.params["election_timeout_range"] == "150-160" and fault_actions(got.faults) == 2
     queue = build_config(registry.get("queue"), seed=1)  # declares no parameter for the search
     assert Shrinker(Failure(None, queue, "availability", "", 3.0, 0)).retuned(queue) is queue
+
+
+def test_parameters_the_user_fixed_are_not_retuned(monkeypatch, tmp_path):
+    """A hunt's fixed options (hunt.json beside failures/) and, for a plain run, parameters set away from
+    their defaults count as the user's choice: the declared-parameter step offers no other value for them."""
+    import json
+
+    from simulator.pipeline.shrink import _user_fixed
+
+    cfg = build_config(registry.get("raft"), seed=1, bug="no-persist-vote", sets={"election_timeout_range": "150-200"})
+    assert _user_fixed(tmp_path, cfg) == {"election_timeout_range"}
+    (tmp_path / "failures" / "run00001-vote-once").mkdir(parents=True)
+    (tmp_path / "hunt.json").write_text(json.dumps({"fixed": ["rate"]}))
+    assert _user_fixed(tmp_path / "failures" / "run00001-vote-once", cfg) == {"rate"}
+    seen = []
+    monkeypatch.setattr(Shrinker, "first", lambda self, step, cands: seen.extend(cands))
+    Shrinker(Failure(None, cfg, "vote-once", "", 3.0, 0, frozenset({"election_timeout_range"}))).retuned(cfg)
+    assert seen == []

@@ -124,6 +124,9 @@ class Failure:
     message: str
     end_time_s: float
     ops: int
+    # parameters the user chose, which the declared-parameter step leaves alone: a hunt's fixed options
+    # (hunt.json beside failures/), or, for any other run, the parameters it sets away from their defaults
+    fixed: frozenset[str] = frozenset()
 
 
 def load_failure(run_dir: str | Path) -> Failure:
@@ -148,7 +151,22 @@ def load_failure(run_dir: str | Path) -> Failure:
     if not bad:
         raise _bad_run(run_dir, "metrics.json names no failing checker")
     ops = int(sum(v for k, v in (met.get("ops") or {}).items() if k in ("ok", "fail", "info") and isinstance(v, int)))
-    return Failure(Path(run_dir), cfg, bad[0][0], str(bad[0][1].get("message", "")), float(man.get("end_time_s") or 0), ops)
+    return Failure(Path(run_dir), cfg, bad[0][0], str(bad[0][1].get("message", "")), float(man.get("end_time_s") or 0), ops,
+                   _user_fixed(Path(run_dir), cfg))
+
+
+def _user_fixed(folder: Path, cfg: RunConfig) -> frozenset[str]:
+    """What the user fixed for ``folder``'s run: the hunt's ``fixed`` list when the folder is one of a hunt's
+    failures, else every parameter set away from its default (nothing tells a run's own choices apart)."""
+    hunt = folder.resolve().parent.parent / "hunt.json"
+    if folder.resolve().parent.name == "failures" and hunt.is_file():
+        try:
+            fixed = json.loads(hunt.read_text()).get("fixed")
+        except (OSError, ValueError, AttributeError):
+            fixed = None
+        if isinstance(fixed, list) and all(isinstance(x, str) for x in fixed):
+            return frozenset(fixed)
+    return frozenset(k for k, v in cfg.params.items() if v != _default(cfg, k))
 
 
 def explicit_plan(cfg: RunConfig) -> list[dict]:
@@ -395,7 +413,7 @@ class Shrinker:
         may make the coincidence the rule (a narrower timeout range), after which ddmin and the
         replacements cut freely. Kept only if the run still fails the same way; the new value is
         written to ``shrunk.toml`` like any parameter (and ``simpler_params`` tries the default again
-        later)."""
+        later). Parameters the user fixed (``Failure.fixed``) are left alone."""
         from . import scenario as registry
         from .hunt import check_search
 
@@ -403,7 +421,7 @@ class Shrinker:
         names = {p.name for p in scen.params}
         cands = []
         for name, spec in check_search(scen).items():
-            if name not in names or (isinstance(spec, list) and len(spec) == 1):
+            if name not in names or name in self.failure.fixed or (isinstance(spec, list) and len(spec) == 1):
                 continue  # run options (rate, nodes, time) have steps of their own; one value is a setting
             for value in (list(spec) if isinstance(spec, list) else dict.fromkeys(spec)):
                 if value != cfg.params.get(name):
