@@ -77,7 +77,8 @@ def one(design: str, bug: str, seed: int, budget: int, shrink_budget: int, jobs:
     row.update(runs=f.runs_so_far, cpu_s=round(f.cpu_so_far_s, 1), checker=f.checker, deterministic=f.deterministic,
                folder=str(f.folder))
     t1 = time.perf_counter()
-    shrunk = S.shrink(S.load_failure(f.folder), jobs=jobs, budget=shrink_budget)
+    # as `dsim shrink` of a `dsim hunt` folder: the hunt fixed nothing (hunt.json's "fixed" is empty)
+    shrunk = S.shrink(replace(S.load_failure(f.folder), fixed=frozenset()), jobs=jobs, budget=shrink_budget)
     after = shrunk.after
     faults_after = shrunk.faults_after  # a crash storm counts its crashes and restarts, as written out
     row.update(shrink_runs=len(shrunk.rows), faults_before=shrunk.faults_before, faults_after=faults_after,

@@ -23,6 +23,10 @@ or ``--cluster`` Dask, as ``dsim sweep``), within a budget of runs:
    halves, a crash storm or a pause whose effect on one node is what the failure needs. After ddmin,
    compound actions are first written out as the crashes and restarts they are counted as
    (:func:`write_out`) and ddmin runs over those, so a restart the final heal stands in for can go.
+   *Declared parameter values* (:meth:`Shrinker.retuned`), once, before the first ddmin when more
+   than :data:`SMALL_PLAN` actions are left: the same plan with one parameter set to another value
+   the design declares for the search; a failure that needs many actions to line up a coincidence
+   (a split vote) may fail with few once a declared value makes the coincidence the rule.
 3. *Less time, from both ends*, each kept only if the run still fails:
    - a shorter time limit (just after the instants the checker's message names, at the last fault
      action, which the final heal then replaces, or a fraction of the limit; faults from it on
@@ -66,6 +70,9 @@ from .hunt import run_point
 
 
 MAX_ROUNDS = 4  # passes over every step; each pass after the first only runs if the one before shrank something
+# Fault actions past which a plan, after the first cuts and replacements, is taken to rest on a coincidence
+# its many actions line up (the issue's target for a reproducer is at most 3); see Shrinker.retuned.
+SMALL_PLAN = 3
 RESEEDS = 4  # other seeds tried at each shorter time limit, once, when nothing else cut the time
 
 
@@ -117,6 +124,9 @@ class Failure:
     message: str
     end_time_s: float
     ops: int
+    # parameters the user chose, which the declared-parameter step leaves alone: a hunt's fixed options
+    # (hunt.json beside failures/), or, for any other run, the parameters it sets away from their defaults
+    fixed: frozenset[str] = frozenset()
 
 
 def load_failure(run_dir: str | Path) -> Failure:
@@ -141,7 +151,22 @@ def load_failure(run_dir: str | Path) -> Failure:
     if not bad:
         raise _bad_run(run_dir, "metrics.json names no failing checker")
     ops = int(sum(v for k, v in (met.get("ops") or {}).items() if k in ("ok", "fail", "info") and isinstance(v, int)))
-    return Failure(Path(run_dir), cfg, bad[0][0], str(bad[0][1].get("message", "")), float(man.get("end_time_s") or 0), ops)
+    return Failure(Path(run_dir), cfg, bad[0][0], str(bad[0][1].get("message", "")), float(man.get("end_time_s") or 0), ops,
+                   _user_fixed(Path(run_dir), cfg))
+
+
+def _user_fixed(folder: Path, cfg: RunConfig) -> frozenset[str]:
+    """What the user fixed for ``folder``'s run: the hunt's ``fixed`` list when the folder is one of a hunt's
+    failures, else every parameter set away from its default (nothing tells a run's own choices apart)."""
+    hunt = folder.resolve().parent.parent / "hunt.json"
+    if folder.resolve().parent.name == "failures" and hunt.is_file():
+        try:
+            fixed = json.loads(hunt.read_text()).get("fixed")
+        except (OSError, ValueError, AttributeError):
+            fixed = None
+        if isinstance(fixed, list) and all(isinstance(x, str) for x in fixed):
+            return frozenset(fixed)
+    return frozenset(k for k, v in cfg.params.items() if v != _default(cfg, k))
 
 
 def explicit_plan(cfg: RunConfig) -> list[dict]:
@@ -378,6 +403,30 @@ class Shrinker:
                                 faults=[a for a in cfg.faults if not a.get("nemesis") and a["at_s"] < limit])
                 cands.append(replace(drawn, nemesis=(), faults=explicit_plan(drawn)))
         return self.first("fresh plan, less time", [c for c in cands if _valid(c)]) or cfg
+
+    def retuned(self, cfg: RunConfig) -> RunConfig:
+        """The same plan with one parameter set to another value the design declares for the search
+        (``Scenario.search``: each value of a list, each end of a range), in the order declared. A
+        failure that still needs many fault actions after the first cuts usually needs them to line up
+        a coincidence (two servers timing out within a network latency of each other, say), and every
+        action ddmin drops moves the timing that lined it up; a value the design offers for the search
+        may make the coincidence the rule (a narrower timeout range), after which ddmin and the
+        replacements cut freely. Kept only if the run still fails the same way; the new value is
+        written to ``shrunk.toml`` like any parameter (and ``simpler_params`` tries the default again
+        later). Parameters the user fixed (``Failure.fixed``) are left alone."""
+        from . import scenario as registry
+        from .hunt import check_search
+
+        scen = registry.for_config(cfg)
+        names = {p.name for p in scen.params}
+        cands = []
+        for name, spec in check_search(scen).items():
+            if name not in names or name in self.failure.fixed or (isinstance(spec, list) and len(spec) == 1):
+                continue  # run options (rate, nodes, time) have steps of their own; one value is a setting
+            for value in (list(spec) if isinstance(spec, list) else dict.fromkeys(spec)):
+                if value != cfg.params.get(name):
+                    cands.append(replace(cfg, params={**cfg.params, name: value}))
+        return self.first("declared parameter value", [c for c in cands if _valid(c)]) or cfg
 
     def fewer_nodes(self, cfg: RunConfig) -> RunConfig:
         cands = [replace(cfg, node_count=n) for n in range(1, cfg.node_count)]
@@ -664,7 +713,7 @@ def shrink(failure: Failure, jobs: int = 1, budget: int = 150, *, cluster: str |
             cfg, is_explicit = explicit, True
         else:  # a nemesis that watches the run (a staged one) may not survive being written out
             is_explicit = False
-        reseeded = redrawn = False
+        reseeded = redrawn = retuned = False
         for _ in range(MAX_ROUNDS):  # until nothing shrinks further (or the budget is spent)
             before = cfg
             cfg = s.shorter(cfg)  # first: cheap runs, and every fault after the failure goes at once
@@ -674,6 +723,9 @@ def shrink(failure: Failure, jobs: int = 1, budget: int = 150, *, cluster: str |
                     cfg = s.redrawn(cfg)
                 if fault_actions(cfg.faults) > 2:
                     cfg = s.replaced(cfg)  # before ddmin: when one simple fault will do, ddmin has little left to cut
+                if not retuned and fault_actions(cfg.faults) > SMALL_PLAN:
+                    retuned = True  # once: it costs a run per declared value
+                    cfg = s.retuned(cfg)
                 cfg = s.ddmin_faults(cfg)
                 cfg = s.earlier(cfg)
             cfg = s.compressed(cfg)
