@@ -33,7 +33,7 @@ import click
 from .engine.errors import UsageError
 from .engine.rng import MAX_SEED
 from .pipeline import scenario as registry
-from .pipeline.config import DEFAULTS_HELP, RUN_OPTIONS, RunConfig, build_config, load_toml, parse_number
+from .pipeline.config import DEFAULTS_HELP, RUN_OPTIONS, RunConfig, build_config, dry_build, load_toml, parse_number
 from .pipeline.executor import INSTALL_HINT
 
 RUN_EPILOG = """\b
@@ -240,37 +240,6 @@ def _make_config(name, seed_raw, kw, file=None) -> tuple[RunConfig, bool]:
     return cfg, seed is None
 
 
-def _dry_build(cfg: RunConfig) -> None:
-    """Build the design once, without running it, before any folder exists: a design refuses its own
-    bad parameter combinations (a UsageError) in ``build``, and planned faults must name its hosts.
-    Any other failure is left for the real run to report as a crash, with its folder."""
-    from .engine.dists import Dist
-    from .engine.kernel import Simulation
-    from .faults import Injector
-
-    try:
-        sim = Simulation(cfg.seed, latency=Dist(cfg.latency_dist, cfg.latency_ms))
-        Injector(sim, [])
-        setup = registry.for_config(cfg)().build(sim, cfg)
-        hosts = set(sim.hosts) | {f"c{i + 1}" for i in range(setup.clients or cfg.concurrency or 4)}
-    except UsageError:
-        raise
-    except Exception:  # noqa: BLE001 - not bad input: the run itself reports it
-        return
-    own_verbs = registry.for_config(cfg).fault_verbs
-    for i, act in enumerate(cfg.faults):  # build_config checked the types of these
-        if act["action"] in own_verbs:  # a design's own verb reads its arguments its own way (twopc: node="any")
-            continue
-        named = [act["node"]] if "node" in act else []
-        named += list(act.get("srcs", [])) + list(act.get("dsts", []))
-        named += [n for group in act.get("groups", []) for n in group] + [n for pair in act.get("pairs", []) for n in pair]
-        for n in named:
-            if n not in hosts:
-                shown = sorted(hosts)
-                _fail(f"bad value {n!r} in fault {i + 1} ({act['action']}): expected a host of this run: "
-                      f"{', '.join(shown[:12])}{' ...' if len(shown) > 12 else ''}")
-
-
 def _read_run(folder) -> dict:
     """A run folder's manifest and metrics; a folder that is not one (or a damaged one) is a usage error."""
     from .pipeline.results import read_run
@@ -453,7 +422,7 @@ def run(scenario, seed, out, no_plots, **kw):
     from .pipeline.runner import run_to_folder
 
     cfg, random_seed = _make_config(scenario, seed, kw)
-    _dry_build(cfg)
+    dry_build(cfg)
     _new_folder_path(out)
     try:
         folder = new_folder(cfg, out)
@@ -778,7 +747,7 @@ def _sweep_configs(scenario: str, seeds: str, grid, kw) -> tuple[str, list[int],
                                trace=bool(kw.get("trace")))
             configs.append((cfg, point))
             if seed == seed_list[0]:  # what build refuses depends on the parameters, not the seed
-                _dry_build(cfg)
+                dry_build(cfg)
         if len(label(point).encode()) > 200:  # it names each run's folder
             _fail(f"bad value {label(point)!r} for --grid: expected values short enough to name a folder")
     # a design file's path names it no further (results/NAME/, labels)
@@ -961,7 +930,7 @@ def hunt(scenario, seed, budget, jobs, cluster, batch, until, out, **kw):
     scen = registry.resolve(scenario)
     file = load_toml(kw["config_file"]) if kw.get("config_file") is not None else None
     base, _ = _make_config(scenario, "0", kw, file=dict(file) if file else None)
-    _dry_build(base)
+    dry_build(base)
     if base.trace:
         _fail("bad value --trace for hunt: expected no --trace (a failure's folder can be traced with dsim run --trace)")
     fixed = {k for k, v in _collect_options(kw).items() if v is not None}

@@ -259,3 +259,14 @@ def test_a_shorter_limit_may_end_the_run_at_its_last_fault_action(monkeypatch):
     at_last = [c for c in seen if c.time_limit_s == 2.7681]
     assert len(at_last) == 1 and at_last[0].faults == cfg.faults[:1]
     assert [c.time_limit_s for c in seen] == sorted(c.time_limit_s for c in seen)
+
+
+def test_a_candidate_whose_faults_name_a_host_it_lacks_is_not_run():
+    """Fewer nodes can leave a fault naming a node that is gone: such a candidate is refused as the
+    CLI would refuse its config, not run (it used to crash with KeyError and count as passing)."""
+    from simulator.pipeline.shrink import _valid
+
+    cfg = build_config(registry.get("raft"), seed=1, options={"time_limit_s": 1.0},
+                       file={"faults": [{"at_s": 0.5, "action": "crash", "node": "n3"}]})
+    assert _valid(cfg)
+    assert not _valid(replace(cfg, node_count=2))

@@ -430,3 +430,35 @@ def check_recorded(d: Any) -> RunConfig:
     if not isinstance(trace, bool):
         raise UsageError(f"bad value {trace!r} for trace: expected true or false")
     return build_config(scen, seed=seed, file={"faults": faults}, options=options, sets=params, bug=bug, trace=trace)
+
+
+def dry_build(cfg: RunConfig) -> None:
+    """Build the design once, without running it, before any folder exists: a design refuses its own
+    bad parameter combinations (a UsageError) in ``build``, and planned faults must name its hosts.
+    Any other failure is left for the real run to report as a crash, with its folder."""
+    from ..engine.dists import Dist
+    from ..engine.kernel import Simulation
+    from ..faults import Injector
+    from . import scenario as registry
+
+    try:
+        sim = Simulation(cfg.seed, latency=Dist(cfg.latency_dist, cfg.latency_ms))
+        Injector(sim, [])
+        setup = registry.for_config(cfg)().build(sim, cfg)
+        hosts = set(sim.hosts) | {f"c{i + 1}" for i in range(setup.clients or cfg.concurrency or 4)}
+    except UsageError:
+        raise
+    except Exception:  # noqa: BLE001 - not bad input: the run itself reports it
+        return
+    own_verbs = registry.for_config(cfg).fault_verbs
+    for i, act in enumerate(cfg.faults):  # build_config checked the types of these
+        if act["action"] in own_verbs:  # a design's own verb reads its arguments its own way (twopc: node="any")
+            continue
+        named = [act["node"]] if "node" in act else []
+        named += list(act.get("srcs", [])) + list(act.get("dsts", []))
+        named += [n for group in act.get("groups", []) for n in group] + [n for pair in act.get("pairs", []) for n in pair]
+        for n in named:
+            if n not in hosts:
+                shown = sorted(hosts)
+                raise UsageError(f"bad value {n!r} in fault {i + 1} ({act['action']}): expected a host of this run: "
+                                 f"{', '.join(shown[:12])}{' ...' if len(shown) > 12 else ''}")

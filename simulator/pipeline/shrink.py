@@ -64,7 +64,7 @@ from typing import Any, Callable, Sequence
 
 from ..engine.errors import UsageError
 from ..faults.plan import VERBS
-from .config import RUN_OPTIONS, RunConfig, build_config, check_recorded
+from .config import RUN_OPTIONS, RunConfig, build_config, check_recorded, dry_build
 from .executor import map_calls
 from .hunt import run_point
 
@@ -651,6 +651,7 @@ def _valid(cfg: RunConfig) -> bool:
         build_config(scen, seed=cfg.seed, file={"faults": list(cfg.faults)},
                      options={k: getattr(cfg, k) for k in RUN_OPTIONS}, sets=dict(cfg.params), bug=cfg.bug)
         scen.validate(cfg.params)
+        dry_build(cfg)  # the design's own refusals, and faults naming hosts the candidate no longer has
     except UsageError:
         return False
     return True
