@@ -8,7 +8,8 @@ Matplotlib is reached only through ``simulator.plots``.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from bisect import bisect_left, bisect_right
+from collections import Counter
 from pathlib import Path
 
 from .checkers import Membership
@@ -66,9 +67,15 @@ def sessions_s(run) -> list[float]:
 
 
 def replicas_over_time(run, m: Membership | None = None) -> tuple[list[float], list[float]]:
-    """Mean number of up nodes holding a copy, over the keys put so far, every BIN_S seconds."""
+    """Mean number of up nodes holding a copy, over the keys put so far, every BIN_S seconds.
+
+    A node holds a key from its first store of it in an up period to the end of that period, so
+    the (key, node, period) spans are disjoint for one key and node; the holders at an instant are
+    the spans begun by then less those ended before it (two sorted lists and a bisection a bin,
+    rather than a pass over every store in every bin)."""
     m = m or Membership(run)
-    copies = defaultdict(list)
+    began: dict[tuple, int] = {}  # (key, node, end of the up period) -> first store in it
+    first: dict[int, int] = {}
     for r in run.records:
         if r["kind"] == "kad.stored":
             t = r["time_ns"]
@@ -76,16 +83,22 @@ def replicas_over_time(run, m: Membership | None = None) -> tuple[list[float], l
             for _, a, b, _ in m.up.get(r["node"], ()):
                 if a <= t and b is not None and t <= b:
                     until = b
-            copies[r["key"]].append((r["node"], t, until))
-    first = {key: min(c[1] for c in cs) for key, cs in copies.items()}
+            span = (r["key"], r["node"], until)
+            if span not in began or t < began[span]:
+                began[span] = t
+            if r["key"] not in first or t < first[r["key"]]:
+                first[r["key"]] = t
+    starts = sorted(began.values())
+    ends = sorted(span[2] for span in began)
+    firsts = sorted(first.values())
     xs, ys = [], []
     t = BIN_S
     while t * 1e9 <= run.end_ns:
         now = int(t * 1e9)
-        keys = [key for key, t0 in first.items() if t0 <= now]
+        keys = bisect_right(firsts, now)
         if keys:
             xs.append(t)
-            ys.append(sum(len({c[0] for c in copies[key] if c[1] <= now <= c[2]}) for key in keys) / len(keys))
+            ys.append((bisect_right(starts, now) - bisect_left(ends, now)) / keys)
         t += BIN_S
     return xs, ys
 
