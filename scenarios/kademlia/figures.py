@@ -140,16 +140,33 @@ def figures(run) -> dict:
 
 
 def plots(run, folder, shade) -> list[str]:
-    from simulator import plots as P
+    """Kademlia's three PNGs. Each is almost all matplotlib's fixed cost (layout, ticks, PNG
+    encoding: about 0.3-0.5 s a figure, whatever the data), so two are drawn in forked children
+    while this process draws the third (``simulator.checkers.parallel``, as the checkers are):
+    on two idle cores the three take the wall time of one and a half. Where forking is not
+    available, or a child fails, the figure is drawn here, with the same result."""
+    from simulator.checkers.parallel import fork_call
 
     folder = Path(folder)
+    sub = f"kademlia seed {run.cfg.seed}, {run.cfg.node_count} nodes"
+    jobs = [lambda: _lookups_png(run, folder, sub), lambda: _over_time_png(run, folder, sub, shade),
+            lambda: _cdfs_png(run, folder, sub)]
+    waits = [fork_call(job) for job in jobs[1:]]
+    out = [jobs[0]()]
+    for job, wait in zip(jobs[1:], waits):
+        got = wait() if wait is not None else None
+        out.append(got[0] if got is not None else job())
+    return out
+
+
+def _lookups_png(run, folder: Path, sub: str) -> str:
+    from simulator import plots as P
+
     looks = client_lookups(run)
-    out = []
     hops = Counter(r["hops"] for r in looks)
     hx = sorted(hops)
     js, occ, exp = occupancy(run)
-    sub = f"kademlia seed {run.cfg.seed}, {run.cfg.node_count} nodes"
-    out.append(P.panels(folder / "kademlia-lookups.png", f"Kademlia lookups ({sub})", [
+    return P.panels(folder / "kademlia-lookups.png", f"Kademlia lookups ({sub})", [
         {"series": [("client lookups", [h - 0.5 for h in hx] + [hx[-1] + 0.5] if hx else [],
                      [hops[h] for h in hx] + [hops[hx[-1]]] if hx else [])],
          "ylabel": "lookups", "xlabel": "hops per lookup (hops to the closest node found)", "time": False,
@@ -157,13 +174,24 @@ def plots(run, folder, shade) -> list[str]:
         {"series": [("mean contacts", js, occ), ("expected min(k, (N-1)·2^-(j+1))", js, exp)],
          "ylabel": "contacts per bucket", "xlabel": "bucket j, counted from the farthest (j = 0: the far half)",
          "time": False, "log": True},
-    ]))
+    ])
+
+
+def _over_time_png(run, folder: Path, sub: str, shade) -> str:
+    from simulator import plots as P
+
     sx, sy = success_over_time(run)
     rx, ry = replicas_over_time(run)
-    out.append(P.panels(folder / "kademlia-over-time.png", f"Kademlia over time ({sub})", [
+    return P.panels(folder / "kademlia-over-time.png", f"Kademlia over time ({sub})", [
         {"series": [("operations ok", sx, sy)], "ylabel": f"ok share per {BIN_S:g} s"},
         {"series": [("mean up holders per key put", rx, ry)], "ylabel": "replicas alive", "xlabel": "simulated s"},
-    ], shade))
+    ], shade)
+
+
+def _cdfs_png(run, folder: Path, sub: str) -> str:
+    from simulator import plots as P
+
+    looks = client_lookups(run)
     cdfs = [{"title": "lookup latency", "xlabel": "ms",
              "series": {"client lookups": [max(1e-3, (r["time_ns"] - r["start_ns"]) / 1e6) for r in looks]}},
             {"title": "messages per lookup", "xlabel": "RPCs sent", "series": {"client lookups": [max(1, r["msgs"])
@@ -172,5 +200,4 @@ def plots(run, folder, shade) -> list[str]:
     if sess:
         cdfs.append({"title": f"session times applied by churn ({run.cfg.params['churn_dist']})", "xlabel": "s",
                      "series": {"sessions": [max(1e-3, s) for s in sess]}})
-    out.append(P.cdf_panels(folder / "kademlia-cdfs.png", f"Kademlia distributions ({sub})", cdfs))
-    return out
+    return P.cdf_panels(folder / "kademlia-cdfs.png", f"Kademlia distributions ({sub})", cdfs)
