@@ -256,6 +256,22 @@ class Lookup:
         return [d ^ t for d in self.order if status is None or st[d] & 3 == status]
 
 
+def _trie_order(buckets: dict[int, list[int]], x: int, j: int):
+    """The indices of ``buckets`` other than ``j``, nearest first for a target at ``x`` from the
+    node (see :meth:`Kad.closest`); ``buckets`` is kept in index order."""
+    for i in reversed(buckets):
+        if i < j and (x >> i) & 1:
+            yield i
+    for i in buckets:
+        if i >= j:
+            break
+        if not (x >> i) & 1:
+            yield i
+    for i in buckets:
+        if i > j:
+            yield i
+
+
 class Kad(Node):
     """One Kademlia node; ``index`` is its address number (host ``n<index>``)."""
 
@@ -448,24 +464,15 @@ class Kad(Node):
         room = n - len(out)
         if room <= 0:
             return sorted(out, key=(target << ADDR_BITS).__xor__)[:n]
-        idx = list(buckets)  # in index order (see saw)
-        p = bisect_left(idx, j)
-        if p:  # buckets below j: the binary trie's order (see above)
-            low = idx[:p]
-            seq = [i for i in reversed(low) if (x >> i) & 1] + [i for i in low if not (x >> i) & 1]
-            seq += idx[p + 1:] if p < len(idx) and idx[p] == j else idx[p:]
-        else:
-            seq = idx[1:] if idx and idx[0] == j else idx
-        for i in seq:
+        for i in _trie_order(buckets, x, j):
             b = buckets[i]
             if i == skip and exclude in b:
                 b = [c for c in b if c != exclude]
-            m = len(b)
-            if m < room:
+            if len(b) < room:
                 out += b
-                room -= m
+                room -= len(b)
             else:
-                if m == room:
+                if len(b) == room:
                     out += b
                 elif room == 1:
                     out.append(min(b, key=(target << ADDR_BITS).__xor__))
