@@ -355,19 +355,3 @@ def test_replicas_over_time_counts_each_up_holder_of_a_key_once_until_it_leaves(
     run.end_ns = 25 * s
     assert replicas_over_time(run) == ([5.0, 10.0, 15.0, 20.0, 25.0], [2.0, 2.0, 1.5, 1.0, 1.0])
 
-
-def test_the_figures_drawn_in_forked_children_are_the_ones_drawn_in_process(tmp_path, monkeypatch):
-    """Kademlia draws two of its PNGs in forked children: the files are byte for byte those drawn in the run's own
-    process when forking is off (DSIM_SERIAL_CHECKS=1), and come back in the same order."""
-    from simulator import plots as P
-
-    run = run_small().run
-    names = {}
-    for mode in ("forked", "serial"):
-        if mode == "serial":
-            monkeypatch.setenv("DSIM_SERIAL_CHECKS", "1")
-        (tmp_path / mode).mkdir()
-        names[mode] = Kademlia().plots(run, tmp_path / mode, P.shader([]))
-    assert names["forked"] == names["serial"] == ["kademlia-lookups.png", "kademlia-over-time.png", "kademlia-cdfs.png"]
-    for name in names["forked"]:
-        assert (tmp_path / "forked" / name).read_bytes() == (tmp_path / "serial" / name).read_bytes()
