@@ -45,6 +45,7 @@ of the §4.2 tree; a crashed node loses its values and table and keeps only its 
 from __future__ import annotations
 
 from bisect import bisect_left
+from itertools import islice
 from types import MappingProxyType
 from typing import Any
 
@@ -645,9 +646,7 @@ class Kad(Node):
         lk.front_seen = seen
         room = self.c.alpha - lk.inflight
         pending = False
-        while i < n:
-            d = order[i]
-            i += 1
+        for d in islice(order, i, None):  # nothing below changes order
             s = state[d] & 3
             if s == FAILED and not keep_failed:
                 continue
