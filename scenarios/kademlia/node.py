@@ -685,10 +685,11 @@ class Kad(Node):
             return
         state = lk.state
         t = lk.tkey
-        v = state[sender ^ t]  # lk.mark(sender, ANSWERED), inlined: this runs once per answer
+        ds = sender ^ t
+        v = state[ds]  # lk.mark(sender, ANSWERED), inlined: this runs once per answer
         if v & 3 == ASKED:
             lk.inflight -= 1
-        state[sender ^ t] = (v & ~3) | ANSWERED
+        state[ds] = (v & ~3) | ANSWERED
         order = lk.order
         hop4 = (v >> 2) + 1 << 2
         best = order[0]
