@@ -339,3 +339,19 @@ def test_the_memory_script_reports_bytes_per_node_and_what_the_joins_cost(capsys
     assert out["bytes_per_node"] == sum(out["parts"].values()) and out["contacts_per_node"] > 0
     assert memory.main(["--nodes", "1"]) == 2
     assert "bad value 1 for --nodes" in capsys.readouterr().err
+
+
+def test_replicas_over_time_counts_each_up_holder_of_a_key_once_until_it_leaves():
+    """Two stores of key 1 on n2 count one replica; n3's copy counts until n3 leaves at 17 s; key 2 enters the mean
+    only once put (at 11 s): 2 replicas at 5 and 10 s, then (2 + 1) / 2 at 15 s, (1 + 1) / 2 from 20 s on."""
+    from scenarios.kademlia.figures import replicas_over_time
+
+    s = 10**9
+    up = [{"time_ns": 0, "node": n, "kind": "kad.up", "id": i} for i, n in ((2, "n2"), (3, "n3"))]
+    stored = [{"time_ns": t * s, "node": n, "kind": "kad.stored", "key": key}
+              for t, n, key in ((1, "n2", 1), (2, "n3", 1), (4, "n2", 1), (11, "n2", 2))]
+    left = [{"time_ns": 17 * s, "action": "leave", "node": "n3", "nemesis": "churn"}]
+    run = _run_data(up + stored, left)
+    run.end_ns = 25 * s
+    assert replicas_over_time(run) == ([5.0, 10.0, 15.0, 20.0, 25.0], [2.0, 2.0, 1.5, 1.0, 1.0])
+

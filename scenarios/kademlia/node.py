@@ -45,6 +45,7 @@ of the §4.2 tree; a crashed node loses its values and table and keeps only its 
 from __future__ import annotations
 
 from bisect import bisect_left
+from itertools import islice
 from types import MappingProxyType
 from typing import Any
 
@@ -53,6 +54,7 @@ from simulator import Node, message
 from .ids import ADDR_BITS, ADDR_MASK
 
 BOOTSTRAP = "n1"
+_TOP = ADDR_BITS + 1  # (c ^ me).bit_length() - _TOP: the bucket of contact c
 
 
 class _Addrs(dict):
@@ -194,7 +196,7 @@ class Lookup:
     contact back. ``state`` maps a key to ``hop << 2 | status``: one dict serves both."""
 
     __slots__ = ("target", "tkey", "find_value", "purpose", "op", "client", "value", "state", "inflight",
-                 "start_ns", "msgs", "done", "order", "seen")
+                 "start_ns", "msgs", "done", "order", "seen", "front", "front_seen")
 
     def __init__(self, target: int, find_value: bool, purpose: str, start_ns: int):
         self.target = target
@@ -213,6 +215,11 @@ class Lookup:
         # Every contact heard of, as sent: most contacts in an answer are known already, and a set
         # lookup of the contact skips them without computing their key.
         self.seen: set[int] = set()
+        # order[:front] is settled (answered or struck off: no RPC to send or wait for there), and
+        # front_seen of those count towards the k closest. Settled stays settled, so each answer
+        # resumes the walk at front instead of rescanning the closest contacts from the start.
+        self.front = 0
+        self.front_seen = 0
 
     def add(self, c: int, hop: int) -> bool:
         """Note contact ``c`` (first heard of ``hop`` hops out); False if already seen."""
@@ -339,9 +346,11 @@ class Kad(Node):
             self.fails.pop(c, None)
             if not self.fails:
                 self.fails = _EMPTY
-        i = ((c >> ADDR_BITS) ^ self.nid).bit_length() - 1
+        # XOR with our own contact int: the address bits differ below ADDR_BITS only, so the top
+        # differing bit is the ids' (a shift less per message); the same id gives i < 0.
+        i = (c ^ self.me).bit_length() - _TOP
         b = self.buckets.get(i)
-        if b is not None and c in b:
+        if b is not None and (b[-1] == c or c in b):
             if b[-1] != c:
                 b.remove(c)
                 b.append(c)
@@ -398,7 +407,7 @@ class Kad(Node):
         # Quiet: the oldest contact answered a ping in this recheck period. (A third of all
         # messages come this far: a newcomer for a full far bucket.)
         every = self.c.recheck_ns
-        if every and self.quiet_period == ctx.now // every and (self.quiet_mask >> i) & 1:
+        if (self.quiet_mask >> i) & 1 and every and self.quiet_period == ctx.now // every:
             return
         if self.pinging is _EMPTY:
             self.pinging = {}
@@ -618,11 +627,26 @@ class Kad(Node):
         when those k have all answered."""
         k = self.c.k
         state = lk.state
+        order = lk.order
         keep_failed = self.c.count_unresponsive
+        n = len(order)
+        i = lk.front
+        seen = lk.front_seen
+        while i < n:  # first move the front past contacts settled since the last answer
+            s = state[order[i]] & 3
+            if s == ANSWERED or (s == FAILED and keep_failed):
+                seen += 1
+                if seen == k:  # the k closest have all answered
+                    self._finish(ctx, lid, lk, self._result(lk))
+                    return
+            elif s != FAILED:
+                break
+            i += 1
+        lk.front = i
+        lk.front_seen = seen
         room = self.c.alpha - lk.inflight
         pending = False
-        seen = 0
-        for d in lk.order:
+        for d in islice(order, i, None):  # nothing below changes order
             s = state[d] & 3
             if s == FAILED and not keep_failed:
                 continue
@@ -661,17 +685,23 @@ class Kad(Node):
             return
         state = lk.state
         t = lk.tkey
-        v = state[sender ^ t]  # lk.mark(sender, ANSWERED), inlined: this runs once per answer
+        ds = sender ^ t
+        v = state[ds]  # lk.mark(sender, ANSWERED), inlined: this runs once per answer
         if v & 3 == ASKED:
             lk.inflight -= 1
-        state[sender ^ t] = (v & ~3) | ANSWERED
+        state[ds] = (v & ~3) | ANSWERED
         order = lk.order
         hop4 = (v >> 2) + 1 << 2
         best = order[0]
         me = self.me
         seen = lk.seen
-        fresh = [c for c in contacts if c not in seen]
-        seen.update(fresh)
+        # Late in a lookup most answers name only contacts seen already: one C-level test says so.
+        if seen.issuperset(contacts):
+            fresh = ()
+        else:
+            fresh = [c for c in contacts if c not in seen]
+            seen.update(fresh)
+        low = front = lk.front
         for c in fresh:
             if c == me:
                 continue
@@ -683,6 +713,12 @@ class Kad(Node):
                 continue
             state[d] = hop4
             order.insert(i, d)
+            if i < low:
+                low = i
+        if low < front:  # a new contact among the settled ones: the front comes back to it
+            keep_failed = self.c.count_unresponsive
+            lk.front = low
+            lk.front_seen = sum(1 for d in order[:low] if keep_failed or state[d] & 3 == ANSWERED)
         if self.c.stop_early and order[0] == best:  # the bug: one round with nothing nearer ends the lookup
             self._finish(ctx, lid, lk, lk.ordered(ANSWERED)[: self.c.k])
             return
