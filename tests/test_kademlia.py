@@ -355,3 +355,13 @@ def test_replicas_over_time_counts_each_up_holder_of_a_key_once_until_it_leaves(
     run.end_ns = 25 * s
     assert replicas_over_time(run) == ([5.0, 10.0, 15.0, 20.0, 25.0], [2.0, 2.0, 1.5, 1.0, 1.0])
 
+
+
+def test_two_nodes_serve_their_values_and_one_node_is_refused():
+    """With two nodes a get from the value's only holder finds it in its own store (a lookup never
+    asks its own node); a single node, which can store nowhere, is refused as bad input."""
+    out = run_small(node_count=2)
+    assert out.valid is True, {k: v.message for k, v in out.checks.items()}
+    assert out.metrics["ops"]["ok"] == out.metrics["ops"]["invoked"] > 0
+    with pytest.raises(UsageError, match="node_count: expected at least 2"):
+        run_small(node_count=1)

@@ -36,12 +36,12 @@ def occupancy(run) -> tuple[list[int], list[float], list[float]]:
     p = run.cfg.params
     bits, k = p["id_bits"], p["k"]
     n = len(tables)
-    if not n:
-        return [], [], []
     total: Counter = Counter()
     for nid, buckets in tables.values():
         for i, b in buckets.items():
             total[bits - 1 - i] += len(b)
+    if not total:  # no node, or one alone with nobody to know
+        return [], [], []
     depth = max(total) + 1
     js = list(range(depth))
     return js, [total[j] / n for j in js], [min(k, (n - 1) * 2.0 ** -(j + 1)) for j in js]

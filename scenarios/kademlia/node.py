@@ -743,6 +743,10 @@ class Kad(Node):
         if not self.lookups:
             self.lookups = _EMPTY  # as for rpcs: drop the table the join's parallel lookups grew
         purpose = lk.purpose
+        if purpose == "get" and not found:  # a lookup never asks its own node, which may hold a copy
+            held = self.data.get(lk.target)
+            if held is not None and held[1] > ctx.now:
+                found, lk.value = True, held[0]
         hops = lk.hop(result[0]) if result else 0
         if lk.client is not None or ctx.now >= self.c.record_from_ns:
             ctx.record("kad.lookup", purpose=purpose, target=lk.target, found=[c >> ADDR_BITS for c in result],

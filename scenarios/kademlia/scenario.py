@@ -133,6 +133,9 @@ class Kademlia(Scenario):
     def build(self, sim, cfg) -> Setup:
         p = dict(cfg.params)
         n = cfg.node_count
+        if n < 2:
+            raise UsageError(f"bad value {n} for node_count: expected at least 2 (a value is stored on the "
+                             "nodes its writer's lookup finds, and a lone node finds none)")
         if n >= 2 ** (p["id_bits"] // 2):
             raise UsageError(f"bad value {p['id_bits']} for id_bits: {n} nodes need at least "
                              f"{2 * n.bit_length()} bits so that random ids do not collide")
