@@ -68,3 +68,9 @@ def answer(rid: int, ok: bool, value: Any) -> Reply:
     """The reply a component sends upstream. Its own caller's "timeout" becomes
     "gateway-timeout" (HTTP 504), so that only a client's own timeout reads "timeout"."""
     return Reply(rid, ok, "gateway-timeout" if not ok and value == "timeout" else value)
+
+
+def refuse(ctx, comp: str, src: str, call: Call) -> None:
+    """Refuse ``call`` for a full queue: a ``kit.drop`` record and an "overloaded" reply (HTTP 503)."""
+    ctx.record("kit.drop", comp=comp, reason="overloaded")
+    ctx.send(src, Reply(call.rid, False, "overloaded"))
