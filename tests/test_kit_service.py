@@ -8,7 +8,7 @@ from simulator.engine.kernel import Simulation
 from simulator.engine.node import Node
 from simulator.kit.caller import RetryPolicy
 from simulator.kit.directory import Directory
-from simulator.kit.messages import Call, Probe, ProbeReply, Reply
+from simulator.kit.messages import SERVED, Call, Probe, ProbeReply, Reply
 from simulator.kit.service import Service, ServiceSpec
 
 
@@ -57,7 +57,8 @@ def test_a_call_is_answered_after_its_service_time():
     serve(svc, ctx, "c1", Call(7, "get"))
     assert ctx.sent == [("c1", Reply(7, True, None))]
     rec = [r for r in ctx.records if r["kind"] == "kit.served"][0]
-    assert (rec["wait_ms"], rec["service_ms"], rec["total_ms"], rec["queue"]) == (0.0, 5.0, 5.0, 0)
+    assert dict(zip(SERVED, rec["row"])) == {"comp": "app", "op": "get", "ok": True, "queue": 0, "wait_ns": 0,
+                                             "service_ns": 5_000_000, "total_ns": 5_000_000}
 
 
 def test_service_time_is_per_operation():
@@ -80,7 +81,7 @@ def test_with_one_core_later_calls_wait_in_the_queue():
     svc, _ = make()
     got, records = on_a_host(svc, [Call(rid, "get") for rid in (1, 2, 3)])
     served = [r for r in records if r["kind"] == "kit.served"]
-    assert [(r["queue"], r["wait_ms"]) for r in served] == [(0, 0.0), (0, 5.0), (1, 10.0)]
+    assert [(r["row"][3], r["row"][4] / 1e6) for r in served] == [(0, 0.0), (0, 5.0), (1, 10.0)]
     assert [(t, m.rid) for t, m in got] == [(7.0, 1), (12.0, 2), (17.0, 3)]
 
 

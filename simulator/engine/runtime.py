@@ -264,7 +264,7 @@ class Host:
         now = t if clock is None else clock.local(t)  # the node's own clock, as ctx.now
         if self.busy < self.cores:
             self.busy += 1
-            heappush(self._queue, (t + cost, 1, next(self._eid), self._job_done, self.epoch, (src, msg, now, now, 0)))
+            heappush(self._queue, (t + cost, 1, next(self._eid), self._done, self.epoch, (src, msg, now, now, 0)))
             return
         inbox = self.inbox
         if len(inbox) < self.inbox_limit:
@@ -274,48 +274,28 @@ class Host:
             self._hold = 0
             self.node.on_refused(self, src, msg)
 
-    def _start_job(self) -> None:
-        src, msg, arrived, queued, cost = self.inbox.popleft()
-        t = self._env._now
-        started = t if self.clock is None else self.clock.local(t)
-        heappush(self._queue, (t + cost, 1, next(self._eid), self._job_done, self.epoch,
-                               (src, msg, arrived, started, queued)))
-
-    def _job_done(self, epoch: int, job) -> None:
-        if epoch != self.epoch:
-            return  # the host crashed while this job was in service
-        if self.paused:
-            self._paused_q.append((self._job_done, epoch, job))
-            return
-        self._hold = 0
-        self.node.on_job(self, *job)
-        hold = self._hold
-        if hold:
-            self.sim.schedule(hold, self._free_core, self.epoch, None)
-        elif self.inbox:
-            self._start_job()
-        else:
-            self.busy -= 1
-
     def _serve(self, src: str, msg: Any) -> None:
         sampler = self._service.get(type(msg).__name__) or self._service.get("*")
         delay = sampler() if sampler is not None else 0
         self.sim.schedule(delay, self._done, self.epoch, (src, msg))
 
     def _done(self, epoch: int, job) -> None:
+        """A message's service time is over: its handler runs (``on_job`` for a priced node)."""
         if epoch != self.epoch:
             return  # the host crashed while this message was in service
         if self.paused:
             self._paused_q.append((self._done, epoch, job))
             return
         self._hold = 0
-        self.node.on_message(self, job[0], job[1])
+        if self._price is None:
+            self.node.on_message(self, job[0], job[1])
+        else:
+            self.node.on_job(self, *job)
         hold = self._hold
         if hold:
             self.sim.schedule(hold, self._free_core, self.epoch, None)
-        elif self.inbox:  # _free_core(self.epoch), inlined
-            src, msg = self.inbox.popleft()
-            self._serve(src, msg)
+        elif self.inbox:
+            self._next_job()
         else:
             self.busy -= 1
 
@@ -323,13 +303,21 @@ class Host:
         if epoch != self.epoch:
             return
         if self.inbox:
-            if self._price is not None:
-                self._start_job()
-                return
-            src, msg = self.inbox.popleft()
-            self._serve(src, msg)
+            self._next_job()
         else:
             self.busy -= 1
+
+    def _next_job(self) -> None:
+        """A core is free and the inbox is not empty: the first message in it starts."""
+        if self._price is None:
+            src, msg = self.inbox.popleft()
+            self._serve(src, msg)
+            return
+        src, msg, arrived, queued, cost = self.inbox.popleft()
+        t = self._env._now
+        started = t if self.clock is None else self.clock.local(t)
+        heappush(self._queue, (t + cost, 1, next(self._eid), self._done, self.epoch,
+                               (src, msg, arrived, started, queued)))
 
     def _fire_timer(self, name: str, entry: list) -> None:
         timers = self.timers

@@ -37,7 +37,7 @@ from ..engine.node import Node
 from .caller import BreakerPolicy, Caller, RetryPolicy
 from .cpu import ServiceTimes
 from .directory import Directory
-from .messages import Call, Probe, ProbeReply, Reply, answer, refuse, split_hop
+from .messages import Call, Probe, ProbeReply, Reply, answer, refuse, served, split_hop
 
 POLICIES = ("round-robin", "random", "least-outstanding", "p2c", "ring-hash")
 
@@ -200,8 +200,7 @@ class LoadBalancer(Node):
     def _done(self, ctx, job, ok, value) -> None:
         src, call, arrived = job
         ctx.send(src, answer(call.rid, ok, value))
-        ctx.record("kit.served", comp=self.spec.name, op=call.op, ok=ok, queue=0, wait_ms=0.0,
-                   service_ms=0.0, total_ms=(ctx.now - arrived) / 1e6)
+        served(ctx, self.spec.name, call.op, ok, 0, 0, 0, ctx.now - arrived)
 
     def available(self) -> list[str]:
         # self.endpoints is in self.order's order

@@ -19,8 +19,8 @@ instance prices each call (``cost_ns``) and its host queues it on ``cores`` core
 core queue); replies and probes are handled at once, and a call finding ``queue_limit`` waiting
 is refused "overloaded".
 
-Records: ``kit.served`` per answered request (comp, node, op, ok, queue = waiting at arrival,
-wait_ms, service_ms, total_ms), ``kit.drop`` (reason "overloaded"), and the caller's
+Records: ``kit.served`` per answered request (a ``row``: comp, op, ok, queue = waiting at
+arrival, wait_ns, service_ns, total_ns; :data:`~simulator.kit.messages.SERVED`), ``kit.drop`` (reason "overloaded"), and the caller's
 ``kit.retry`` / ``kit.breaker`` / ``kit.drop``.
 
 Simplifications: no per-instance connection limits; an instance answers health probes at once.
@@ -35,7 +35,7 @@ from ..engine.node import Node
 from .caller import BreakerPolicy, Caller, RetryPolicy
 from .cpu import ServiceTimes
 from .directory import Directory
-from .messages import Call, Probe, ProbeReply, Reply, answer, refuse, split_hop
+from .messages import Call, Probe, ProbeReply, Reply, answer, refuse, served, split_hop
 
 
 @dataclass(frozen=True)
@@ -143,6 +143,4 @@ class Service(Node):
     def _answer(self, ctx, job: _Job, ok: bool, value) -> None:
         call = job.call
         ctx.send(job.src, Reply(call.rid, True, value) if ok else answer(call.rid, ok, value))
-        ctx.record("kit.served", comp=self.comp, op=call.op, ok=ok, queue=job.queue,
-                   wait_ms=job.wait_ns / 1e6, service_ms=job.svc_ns / 1e6,
-                   total_ms=(ctx.now - job.arrived) / 1e6)
+        served(ctx, self.comp, call.op, ok, job.queue, job.wait_ns, job.svc_ns, ctx.now - job.arrived)
