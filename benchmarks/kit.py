@@ -3,9 +3,10 @@
 Both runs are the same M/M/c queue: Poisson arrivals at ``--rate``, one node with 20 cores and
 exponential service times of mean 10 ms, for ``--time-limit`` simulated seconds, checkers
 included. The bare ``queue`` scenario serves requests with the runtime's cost model (one message
-in, one out); the kit run is a graph design whose only component is a ``Service`` (its own CPU
-queue, timers per core, a kit ``Client`` with timeouts and idempotency keys, ``kit.served``
-records). Issue 11 asks that the kit add no more than 25% per request.
+in, one out); the kit run is a graph design whose only component is a ``Service`` (priced calls
+on the same runtime core queue, a service time per operation, a kit ``Client`` with a route,
+timeouts and idempotency keys through the ``Caller``, a ``kit.served`` row per request). Issue 11
+asks that the kit add no more than 25% per request.
 
     python benchmarks/kit.py                      # 1,000 requests/s for 60 s, median of 3
     python benchmarks/kit.py --repeat 5 --json

@@ -144,8 +144,7 @@ def test_component_figures_count_service_drops_and_limiter_decisions():
     """Per component: requests served (or decided, for a rate limiter), mean queue, utilisation and drops by reason."""
     from simulator.kit.checks import component_figures
 
-    recs = [{"kind": "kit.served", "comp": "app", "ok": True, "queue": q, "wait_ms": 0.0, "service_ms": 5.0,
-             "total_ms": 5.0} for q in (0, 2)]
+    recs = [{"kind": "kit.served", "row": ("app", "*", True, q, 0, 5_000_000, 5_000_000)} for q in (0, 2)]
     recs += [{"kind": "kit.drop", "comp": "app", "reason": "overloaded"},
              {"kind": "kit.admit", "comp": "edge", "admitted": True},
              {"kind": "kit.admit", "comp": "edge", "admitted": False},

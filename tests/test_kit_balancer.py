@@ -133,3 +133,20 @@ def test_with_no_endpoint_available_requests_fail_at_once():
         ep.healthy = False
     lb.on_message(ctx, "c1", Call(5, "*", rest=("app",)))
     assert ctx.sent == [("c1", Reply(5, False, "no-endpoint"))]
+
+
+def test_a_balancer_with_a_proxy_cost_prices_its_calls_and_forwards_them_when_served():
+    """With service_ms a balancer prices each call (its host queues it) and forwards it from
+    on_job; probes and replies are free, and a balancer without a cost is not priced at all."""
+    from simulator import Dist
+
+    assert make()[0].cost_ns is None
+    spec = BalancerSpec("lb", "app", service_ms={"*": Dist("constant", 0.2)}, health=HealthCheck(interval_ms=0))
+    lb, ctx = LoadBalancer(spec, Directory({"app": APP})), FakeContext("lb")
+    call = Call(1, "*", rest=("app",))
+    assert lb.cost_ns(ctx, "c1", call) == 200_000 and lb.cost_ns(ctx, "app-1", Probe(1)) is None
+    lb.on_job(ctx, "c1", call, 0, 0, 0)
+    (dst, fwd), = ctx.take_sent()
+    assert dst in APP and fwd.rid != 0
+    lb.on_refused(ctx, "c2", Call(2, "*"))
+    assert ctx.sent == [("c2", Reply(2, False, "overloaded"))]

@@ -127,3 +127,27 @@ def test_a_failed_trial_reopens_the_breaker():
     assert b.failure(0) == "open"
     assert b.allow(10_000_000) == (True, "half-open")
     assert b.failure(10_000_000) == "open" and b.allow(10_000_001) == (False, None)
+
+
+def test_single_attempt_calls_end_as_the_retrying_path_would_with_no_retries():
+    """Calls with no retries and no breaker (the cheap path) end ok, failed, timed out or with no
+    endpoint exactly as they do through the retrying path, and leave nothing in flight."""
+    outcomes = {}
+    for breaker in (None, BreakerPolicy(failures=100)):  # a breaker that never opens takes the retrying path
+        caller, ctx, done = make(RetryPolicy(timeout_ms=100.0, retries=0), breaker=breaker)
+        seen = []
+        caller.on_attempt = lambda ctx, inst, ok, why: seen.append((ok, why))
+        for tok in ("ok", "fail", "slow"):
+            caller.call(ctx, "s", "get", tok)
+        calls = [m for _, m in ctx.take_sent()]
+        caller.on_reply(ctx, Reply(calls[0].rid, True, "v"))
+        caller.on_reply(ctx, Reply(calls[1].rid, False, "overloaded"))
+        fire(caller, ctx, "kit.calls")
+        assert not caller.on_reply(ctx, Reply(calls[2].rid, True, "late"))
+        caller.call(ctx, "nowhere", "get", "lost")
+        outcomes[breaker is None] = (done, seen, caller.active, sum(caller.inflight.values()),
+                                     [r["reason"] for r in ctx.records if r["kind"] == "kit.drop"])
+    assert outcomes[True] == outcomes[False]
+    assert outcomes[True][0] == [("ok", True, "v"), ("fail", False, "overloaded"), ("slow", False, "timeout"),
+                                 ("lost", False, "no-endpoint")]
+    assert outcomes[True][2:] == (0, 0, ["no-endpoint"])

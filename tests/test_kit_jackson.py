@@ -27,8 +27,8 @@ def run(components, routes, rate, seconds, seed):
 
 
 def sojourns_ms(out, comp):
-    return np.array([r["wait_ms"] + r["service_ms"] for r in out.run.records
-                     if r["kind"] == "kit.served" and r["comp"] == comp])
+    return np.array([(r["row"][4] + r["row"][5]) / 1e6 for r in out.run.records
+                     if r["kind"] == "kit.served" and r["row"][0] == comp])
 
 
 def end_to_end_ms(out):

@@ -470,3 +470,72 @@ def test_a_timer_set_before_a_crash_does_not_fire_in_the_restarted_node():
     sim.host("n").restart()  # on_start sets "t" again: due at 7 ms
     sim.run(100 * MS)
     assert events(log, "timer") == [(7.0, "t")]
+
+
+# ---- priced nodes (cost_ns) ----------------------------------------------------------------------
+
+class Priced(Log):
+    """Prices a Job at n ms on two cores (queue_limit 2); an Other runs at once."""
+
+    cores, queue_limit = 2, 2
+
+    def cost_ns(self, ctx, src, msg):
+        return msg.n * MS if type(msg) is Job else None
+
+    def on_job(self, ctx, src, msg, arrived_ns, started_ns, queued):
+        self.log.append((ctx.now / MS, "job", (msg.n, arrived_ns / MS, started_ns / MS, queued)))
+
+    def on_refused(self, ctx, src, msg):
+        self.log.append((ctx.now / MS, "refused", msg.n))
+
+
+def priced_node(log, **host) -> Simulation:
+    sim = Simulation(1, latency=Dist("constant", 1))
+    sim.add_node("n", lambda: Priced(log), **host)
+    sim.add_node("peer", Node)
+    return sim
+
+
+def test_a_priced_node_queues_jobs_fifo_on_its_own_cores_and_learns_their_times():
+    """A node with cost_ns gets its jobs queued on the cores it declares, FIFO; on_job hears when
+    each arrived and started and how many waited ahead of it; unpriced messages run at once."""
+    log = []
+    sim = priced_node(log)
+    deliver_at(sim, 0, Job(4), Job(2), Job(3), Other(9), Job(5))
+    sim.run(100 * MS)
+    assert events(log, "msg") == [(1.0, 9)]
+    assert events(log, "job") == [(3.0, (2, 1.0, 1.0, 0)), (5.0, (4, 1.0, 1.0, 0)),
+                                  (6.0, (3, 1.0, 3.0, 0)), (10.0, (5, 1.0, 5.0, 1))]
+
+
+def test_a_priced_node_refuses_past_its_queue_limit():
+    """With every core busy and queue_limit jobs waiting, an arrival goes to on_refused at once."""
+    log = []
+    sim = priced_node(log)
+    deliver_at(sim, 0, *[Job(10 + i) for i in range(5)])
+    sim.run(100 * MS)
+    assert events(log, "refused") == [(1.0, 14)]
+    assert sim.host("n").dropped_inbox == 1
+
+
+def test_a_paused_priced_node_finishes_nothing_and_a_crashed_one_loses_its_jobs():
+    """Work due during a pause ends at the resume; a crash loses queued and running jobs."""
+    log = []
+    sim = priced_node(log)
+    deliver_at(sim, 0, Job(4))
+    sim.at(2 * MS, lambda a, b: sim.host("n").pause())
+    sim.at(8 * MS, lambda a, b: sim.host("n").resume())
+    deliver_at(sim, 20, Job(4), Job(4), Job(4))
+    sim.at(23 * MS, lambda a, b: sim.host("n").crash())
+    sim.at(24 * MS, lambda a, b: sim.host("n").restart())
+    deliver_at(sim, 30, Job(1))
+    sim.run(100 * MS)
+    assert events(log, "job") == [(8.0, (4, 1.0, 1.0, 0)), (32.0, (1, 31.0, 31.0, 0))]
+
+
+def test_a_priced_node_on_a_host_with_a_cost_model_is_refused():
+    """A host cannot both price by message class (service=) and let its node price: it says so at boot."""
+    sim = Simulation(1)
+    sim.add_node("n", lambda: Priced([]), service=Dist("constant", 1))
+    with pytest.raises(ValueError, match="cost_ns"):
+        sim.run(1 * MS)

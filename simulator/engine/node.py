@@ -43,6 +43,23 @@ A handler runs atomically at one instant of simulated time. Everything it does g
 ``ctx.complete(op_id, type, value=None)``
     client nodes only: finish an operation with ``"ok"``, ``"fail"`` or ``"info"``; returns False
     when the operation had already ended (timed out), so late replies are harmless.
+
+A node that does work per message can price it and let its host queue it, instead of keeping a
+queue and a timer per core of its own::
+
+    class Server(Node):
+        cores, queue_limit = 4, 1000          # read by the host at each boot
+        def cost_ns(self, ctx, src, msg):     # at arrival: ns of one core, or None to run at once
+            return None if type(msg) is Reply else 2_000_000
+        def on_job(self, ctx, src, msg, arrived_ns, started_ns, queued):
+            ...                               # the work is done now; wait = started_ns - arrived_ns
+        def on_refused(self, ctx, src, msg):  # more than queue_limit jobs were waiting
+            ctx.send(src, Busy())
+
+The host queues priced messages FIFO on its ``cores`` (the runtime's own cost model,
+:mod:`simulator.engine.runtime`); ``queued`` is how many jobs were waiting when this one came,
+and the times are the node's own clock (``ctx.now``). A crashed node's jobs are lost with it; a
+paused one starts and finishes nothing until it resumes.
 """
 
 from __future__ import annotations
@@ -84,6 +101,17 @@ class Node:
 
     def on_timer(self, ctx: Context, name: str) -> None:
         """Called when the timer ``name`` fires."""
+
+    #: ``cost_ns(ctx, src, msg) -> int | None``, defined by a node that prices its messages (see
+    #: the module's docstring); None here: every message runs ``on_message`` on delivery.
+    cost_ns = None
+
+    def on_job(self, ctx: Context, src: str, msg: Any, arrived_ns: int, started_ns: int, queued: int) -> None:
+        """A priced message's work is done (it arrived at ``arrived_ns``, took a core at ``started_ns``)."""
+        self.on_message(ctx, src, msg)
+
+    def on_refused(self, ctx: Context, src: str, msg: Any) -> None:
+        """A priced message found ``queue_limit`` jobs waiting; by default it is dropped."""
 
 
 class Operation(NamedTuple):

@@ -12,6 +12,13 @@ Cost model
     wait in the inbox, FIFO; past ``inbox_limit`` they are dropped and counted. The handler runs at
     the end of the message's service time, so a reply leaves when the work is done. Timers run their
     handler when they fire, without queueing for a core.
+Priced nodes
+    A node may price its messages itself instead (``cost_ns(ctx, src, msg)``, see
+    :mod:`simulator.engine.node`): ``None`` runs ``on_message`` at once (replies, health probes),
+    a number of ns queues the message on the same cores and inbox as above, and ``on_job`` runs
+    when that work is done, told when the job arrived and started. The node says how many
+    ``cores`` it has and its ``queue_limit`` (waiting jobs); past it the message goes to
+    ``on_refused`` at once. Same FIFO, the same crash and pause semantics as the cost model.
 Durable writes
     Each handler that syncs storage pays ``fsync`` latency once: sends made after the sync leave
     that much later, and the core stays busy until the fsync is done.
@@ -48,7 +55,7 @@ class Host:
         "factory", "up", "paused", "epoch", "started",
         "cores", "busy", "inbox", "inbox_limit", "_service", "_fsync",
         "timers", "_storage", "_rng", "clock", "_paused_q", "is_client",
-        "dropped_inbox", "dropped_down", "crash_times",
+        "dropped_inbox", "dropped_down", "crash_times", "_price",
     )
 
     def __init__(self, sim, node_id: str, factory: Callable[[], "Node"], *,
@@ -84,6 +91,7 @@ class Host:
                 self.inbox = deque()
         self._fsync = fsync.sampler(sim.streams, f"disk.{node_id}") if fsync is not None and not fsync.is_zero() else None
         self._hold = 0
+        self._price = None  # the node's cost_ns, bound, when it prices its own messages
         self.timers: dict[str, int] | None = None
         self._storage: Storage | None = None
         self._rng = None
@@ -174,7 +182,8 @@ class Host:
 
     # ---- the runtime --------------------------------------------------------------------------
     def _update_fast(self) -> None:
-        self.fast = self.up and not self.paused and self._service is None and self.node is not None
+        self.fast = (self.up and not self.paused and self._service is None and self._price is None
+                     and self.node is not None)
 
     def _on_fsync(self) -> None:
         # Group commit: _hold becomes non-zero only here, so a second sync in the same handler
@@ -185,7 +194,18 @@ class Host:
     def start(self) -> None:
         """Boot (or reboot) the node: a fresh object from the factory, then ``on_start``."""
         self.started = True
-        self.node = self.factory()
+        self.node = node = self.factory()
+        price = getattr(node, "cost_ns", None)
+        if price is not None:
+            if self._service is not None:
+                raise ValueError(f"node {self.id!r} prices its messages (cost_ns) on a host with a cost model (service=)")
+            self._price = price
+            self.cores = node.cores
+            self.inbox_limit = node.queue_limit
+            if self.inbox is None:
+                self.inbox = deque()
+        else:
+            self._price = None
         self._update_fast()
         self._hold = 0
         self.node.on_start(self)
@@ -197,11 +217,15 @@ class Host:
             self.sim.trace_event("drop-down", src, self.id, type(msg).__name__)
             return
         if self.paused:
-            self._paused_q.append((self._arrive_cpu if self._service else self._handle, src, msg))
+            self._paused_q.append((self._arrive_cpu if self._service else
+                                   self._arrive_priced if self._price else self._handle, src, msg))
             return
         service = self._service
         if service is None:
-            self._handle(src, msg)
+            if self._price is None:
+                self._handle(src, msg)
+            else:
+                self._arrive_priced(src, msg)
         elif self.busy < self.cores:  # _arrive_cpu and _serve, inlined: this runs once per message
             self.busy += 1
             sampler = service.get(type(msg).__name__) or service.get("*")
@@ -229,25 +253,49 @@ class Host:
             self.dropped_inbox += 1
             self.sim.trace_event("drop-inbox", src, self.id, type(msg).__name__)
 
+    def _arrive_priced(self, src: str, msg: Any) -> None:
+        cost = self._price(self, src, msg)
+        if cost is None:
+            self._hold = 0
+            self.node.on_message(self, src, msg)
+            return
+        clock = self.clock
+        t = self._env._now
+        now = t if clock is None else clock.local(t)  # the node's own clock, as ctx.now
+        if self.busy < self.cores:
+            self.busy += 1
+            heappush(self._queue, (t + cost, 1, next(self._eid), self._done, self.epoch, (src, msg, now, now, 0)))
+            return
+        inbox = self.inbox
+        if len(inbox) < self.inbox_limit:
+            inbox.append((src, msg, now, len(inbox), cost))
+        else:
+            self.dropped_inbox += 1
+            self._hold = 0
+            self.node.on_refused(self, src, msg)
+
     def _serve(self, src: str, msg: Any) -> None:
         sampler = self._service.get(type(msg).__name__) or self._service.get("*")
         delay = sampler() if sampler is not None else 0
         self.sim.schedule(delay, self._done, self.epoch, (src, msg))
 
     def _done(self, epoch: int, job) -> None:
+        """A message's service time is over: its handler runs (``on_job`` for a priced node)."""
         if epoch != self.epoch:
             return  # the host crashed while this message was in service
         if self.paused:
             self._paused_q.append((self._done, epoch, job))
             return
         self._hold = 0
-        self.node.on_message(self, job[0], job[1])
+        if self._price is None:
+            self.node.on_message(self, job[0], job[1])
+        else:
+            self.node.on_job(self, *job)
         hold = self._hold
         if hold:
             self.sim.schedule(hold, self._free_core, self.epoch, None)
-        elif self.inbox:  # _free_core(self.epoch), inlined
-            src, msg = self.inbox.popleft()
-            self._serve(src, msg)
+        elif self.inbox:
+            self._next_job()
         else:
             self.busy -= 1
 
@@ -255,10 +303,21 @@ class Host:
         if epoch != self.epoch:
             return
         if self.inbox:
-            src, msg = self.inbox.popleft()
-            self._serve(src, msg)
+            self._next_job()
         else:
             self.busy -= 1
+
+    def _next_job(self) -> None:
+        """A core is free and the inbox is not empty: the first message in it starts."""
+        if self._price is None:
+            src, msg = self.inbox.popleft()
+            self._serve(src, msg)
+            return
+        src, msg, arrived, queued, cost = self.inbox.popleft()
+        t = self._env._now
+        started = t if self.clock is None else self.clock.local(t)
+        heappush(self._queue, (t + cost, 1, next(self._eid), self._done, self.epoch,
+                               (src, msg, arrived, started, queued)))
 
     def _fire_timer(self, name: str, entry: list) -> None:
         timers = self.timers
@@ -299,6 +358,7 @@ class Host:
         self.crash_times.append(self.sim.env._now)
         self.epoch += 1
         self.node = None
+        self._price = None
         self._update_fast()
         self.timers = None
         self.busy = 0

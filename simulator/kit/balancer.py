@@ -7,7 +7,8 @@ Parameters (:class:`BalancerSpec`; in TOML, the keys of a ``kind = "load-balance
     policy           round-robin | random | least-outstanding | p2c | ring-hash
     vnodes           virtual nodes per endpoint on the ring (ring-hash)
     replicas         balancer instances (callers pick one at random)
-    service_ms       proxy cost per request (op -> Dist; zero: none) on ``cores`` CPUs
+    service_ms       proxy cost per request (op -> Dist; zero: none) on ``cores`` CPUs (the host's
+                     core queue, as a service's; probes and replies are handled at once)
     retry / breaker  as for a service (a retry goes to another endpoint when there is one)
     health           :class:`HealthCheck`: interval_ms (0: off), timeout_ms, unhealthy_threshold,
                      healthy_threshold
@@ -34,9 +35,9 @@ from dataclasses import dataclass, field
 
 from ..engine.node import Node
 from .caller import BreakerPolicy, Caller, RetryPolicy
-from .cpu import Cpu
+from .cpu import ServiceTimes
 from .directory import Directory
-from .messages import Call, Probe, ProbeReply, Reply, answer, split_hop
+from .messages import Call, Probe, ProbeReply, Reply, answer, refuse, served, split_hop
 
 POLICIES = ("round-robin", "random", "least-outstanding", "p2c", "ring-hash")
 
@@ -133,7 +134,13 @@ class LoadBalancer(Node):
         self.directory = directory
         self.endpoints = {e: _Endpoint(e) for e in directory.of(spec.to)}
         self.order = list(self.endpoints)
-        self.cpu = Cpu(spec.cores, spec.service_ms) if any(not d.is_zero() for d in spec.service_ms.values()) else None
+        times = ServiceTimes(spec.service_ms)
+        if times.any_work():
+            # a balancer with a proxy cost prices its calls and its host queues them; without one
+            # it is not priced at all, so its messages take the runtime's direct path
+            self.times = times
+            self.cost_ns = self._cost_ns
+            self.cores, self.queue_limit = spec.cores, 100_000
         self.caller = Caller(spec.name, spec.retry, self._pick, self._done, breaker=spec.breaker,
                              on_attempt=self._observe)
         self.rr = 0
@@ -151,18 +158,22 @@ class LoadBalancer(Node):
     def on_message(self, ctx, src, msg):
         t = type(msg)
         if t is Call:
-            job = (src, msg, ctx.now)
-            if self.cpu is None:
-                self._forward(ctx, job)
-            elif not self.cpu.submit(ctx, job, msg.op):
-                ctx.record("kit.drop", comp=self.spec.name, reason="overloaded")
-                ctx.send(src, Reply(msg.rid, False, "overloaded"))
+            self._forward(ctx, (src, msg, ctx.now))
         elif t is Reply:
             self.caller.on_reply(ctx, msg)
         elif t is ProbeReply:
             self._probe_result(ctx, src, msg.seq)
         elif t is Probe:
             ctx.send(src, ProbeReply(msg.seq))
+
+    def _cost_ns(self, ctx, src, msg):
+        return self.times.draw_ns(ctx, msg.op) if type(msg) is Call else None
+
+    def on_job(self, ctx, src, call, arrived_ns, started_ns, queued):
+        self._forward(ctx, (src, call, arrived_ns))
+
+    def on_refused(self, ctx, src, msg):
+        refuse(ctx, self.spec.name, src, msg)
 
     def on_timer(self, ctx, name):
         if name == "kit.hc":
@@ -173,8 +184,6 @@ class LoadBalancer(Node):
             ep = self.endpoints.get(name[len("kit.uneject."):])
             if ep is not None and ep.ejected:
                 self._uneject(ctx, ep, "timer")
-        elif self.cpu is not None and (done := self.cpu.on_timer(ctx, name)) is not None:
-            self._forward(ctx, done[0])
         else:
             self.caller.on_timer(ctx, name)
 
@@ -191,8 +200,7 @@ class LoadBalancer(Node):
     def _done(self, ctx, job, ok, value) -> None:
         src, call, arrived = job
         ctx.send(src, answer(call.rid, ok, value))
-        ctx.record("kit.served", comp=self.spec.name, op=call.op, ok=ok, queue=0, wait_ms=0.0,
-                   service_ms=0.0, total_ms=(ctx.now - arrived) / 1e6)
+        served(ctx, self.spec.name, call.op, ok, 0, 0, 0, ctx.now - arrived)
 
     def available(self) -> list[str]:
         # self.endpoints is in self.order's order

@@ -162,15 +162,29 @@ class Caller:
         """Call ``comp`` (``op``); ``on_done(ctx, token, ok, value)`` follows, perhaps at once.
         ``policy`` overrides the caller's retry policy for this call (a node has one caller, so
         one timer and one id space)."""
-        req = _Req(token, comp, op, key, rest, idem, value, policy or self.policy)
+        p = policy or self.policy
         self.active += 1
-        self._attempt(ctx, req)
+        if p.retries == 0 and self.breaker_policy is None:
+            # One attempt and no breaker (most calls): nothing outlives the attempt, so it is
+            # awaited as a (token, instance) pair rather than a _Req
+            instance = self.pick(ctx, comp, op, key, ())
+            if instance is None:
+                self._drop(ctx, comp, "no-endpoint")
+                self.active -= 1
+                self.on_done(ctx, token, False, "no-endpoint")
+            else:
+                self._send(ctx, (token, instance), instance, op, key, rest, idem, value, p._timeout_ns)
+            return
+        self._attempt(ctx, _Req(token, comp, op, key, rest, idem, value, p))
 
     def on_reply(self, ctx, reply: Reply) -> bool:
         """Handle a reply; False if it is not an attempt this caller awaits (late, or not ours)."""
         req = self.out.pop(reply.rid, None)
         if req is None:
             return False
+        if type(req) is tuple:
+            self._settle_single(ctx, req, reply.ok, reply.value)
+            return True
         if reply.ok and self.breaker_policy is None:
             # _settle's success path, inlined: most replies are successes
             self.inflight[req.instance] -= 1
@@ -209,7 +223,10 @@ class Caller:
                 if kind == "timeout":
                     if out.get(rid) is req:
                         del out[rid]
-                        self._settle(ctx, req, False, "timeout")
+                        if type(req) is tuple:
+                            self._settle_single(ctx, req, False, "timeout")
+                        else:
+                            self._settle(ctx, req, False, "timeout")
                 else:
                     self._attempt(ctx, req)
         self._arm(ctx)
@@ -258,29 +275,35 @@ class Caller:
             allowed, changed = b.allow(ctx.now)
             self._note_breaker(ctx, req.comp, changed)
             if not allowed:
-                ctx.record("kit.drop", comp=self.owner, to=req.comp, reason="circuit-open")
+                self._drop(ctx, req.comp, "circuit-open")
                 self._finish(ctx, req, False, "circuit-open")
                 return
         # req.tried holds the instances of earlier attempts only: it grows when a retry is
         # scheduled, so a first attempt (nearly all of them) builds no tuple
         instance = self.pick(ctx, req.comp, req.op, req.key, req.tried)
         if instance is None:
-            ctx.record("kit.drop", comp=self.owner, to=req.comp, reason="no-endpoint")
+            self._drop(ctx, req.comp, "no-endpoint")
             self._finish(ctx, req, False, "no-endpoint")
             return
-        self._rid = rid = self._rid + 1
-        req.rid = rid
         req.instance = instance
-        out = self.out
-        out[rid] = req
+        req.rid = self._send(ctx, req, instance, req.op, req.key, req.rest, req.idem, req.value,
+                             req.policy._timeout_ns)
+
+    def _drop(self, ctx, comp: str, reason: str) -> None:
+        ctx.record("kit.drop", comp=self.owner, to=comp, reason=reason)
+
+    def _send(self, ctx, awaited, instance: str, op, key, rest, idem, value, timeout: int) -> int:
+        """Send one attempt to ``instance`` and await its reply (``awaited``: a _Req, or a
+        single attempt's (token, instance)) until its deadline; returns its rid."""
+        self._rid = rid = self._rid + 1
+        self.out[rid] = awaited
         inflight = self.inflight
         inflight[instance] = inflight.get(instance, 0) + 1
-        ctx.send(instance, Call(rid, req.op, req.key, req.rest, req.idem, req.value))
+        ctx.send(instance, Call(rid, op, key, rest, idem, value))
         # the attempt's deadline: due after its policy's timeout
-        timeout = req.policy._timeout_ns
         when = ctx.now + timeout
         self._seq = seq = self._seq + 1
-        entry = (when, seq, "timeout", req, rid)
+        entry = (when, seq, "timeout", awaited, rid)
         fifo = self._fifos.get(timeout)
         if fifo is None:
             fifo = self._fifos[timeout] = deque()
@@ -291,6 +314,16 @@ class Caller:
         at = self._timer_at
         if at is None or when < at:
             self._arm(ctx)
+        return rid
+
+    def _settle_single(self, ctx, awaited: tuple, ok: bool, value: Any) -> None:
+        """A single attempt ended: its outcome is the call's (no retry, no breaker)."""
+        token, instance = awaited
+        self.inflight[instance] -= 1
+        if self.on_attempt is not None:
+            self.on_attempt(ctx, instance, ok, None if ok else value)
+        self.active -= 1
+        self.on_done(ctx, token, ok, value)
 
     def _settle(self, ctx, req: _Req, ok: bool, value: Any) -> None:
         """An attempt ended: succeed, retry or fail the request."""
@@ -315,7 +348,7 @@ class Caller:
                 ctx.record("kit.retry", comp=self.owner, to=req.comp, attempt=req.attempt + 1, reason=value)
                 self._push(ctx, ctx.now + round(p.backoff_ms(req.attempt, ctx.rng) * 1e6), "retry", req, 0)
                 return
-            ctx.record("kit.drop", comp=self.owner, to=req.comp, reason="retry-budget")
+            self._drop(ctx, req.comp, "retry-budget")
         self._finish(ctx, req, False, value)
 
     def _finish(self, ctx, req: _Req, ok: bool, value: Any) -> None:

@@ -122,7 +122,7 @@ def exactly_once(history: list[dict], write_routes: Iterable[str], final: dict[s
 
 def component_figures(records: list[dict], cores: dict[str, int], elapsed_ns: int) -> dict[str, Any]:
     """``cores``: component -> total cores over its instances (for utilisation)."""
-    by: dict[str, tuple[list, list, list, list]] = {}  # comp -> (total_ms, queue, service_ms, ok)
+    by: dict[str, tuple[list, list, list, list]] = {}  # comp -> (total_ns, queue, service_ns, ok)
     drops: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     admits: dict[str, int] = defaultdict(int)  # rate limiters decide, they do not serve
     # one pass over every record (three or more per request): the columns of each component are
@@ -131,15 +131,15 @@ def component_figures(records: list[dict], cores: dict[str, int], elapsed_ns: in
     for r in records:
         k = r["kind"]
         if k == "kit.served":
-            comp = r["comp"]
+            comp, _op, ok, queue, _wait, service_ns, total_ns = r["row"]
             a = appends.get(comp)
             if a is None:
                 cols = by[comp] = ([], [], [], [])
                 a = appends[comp] = tuple(c.append for c in cols)
-            a[0](r["total_ms"])
-            a[1](r["queue"])
-            a[2](r["service_ms"])
-            a[3](r["ok"])
+            a[0](total_ns)
+            a[1](queue)
+            a[2](service_ns)
+            a[3](ok)
         elif k == "kit.drop":
             drops[r["comp"]][r["reason"]] += 1
         elif k == "kit.admit":
@@ -147,8 +147,8 @@ def component_figures(records: list[dict], cores: dict[str, int], elapsed_ns: in
     out = {}
     for comp in sorted(set(by) | set(drops) | set(admits)):
         totals, queues, services, oks = by.get(comp, ((), (), (), ()))
-        total = np.asarray(totals, dtype=float)
-        busy_ms = float(np.sum(services))
+        total = np.asarray(totals, dtype=float) / 1e6  # ms
+        busy_ms = float(np.sum(services)) / 1e6
         c = cores.get(comp)
         out[comp] = {
             "requests": int(total.size) or admits.get(comp, 0),

@@ -43,7 +43,7 @@ from ..engine.dists import Dist
 from ..engine.node import Node, message
 from .caller import Caller, RetryPolicy
 from .cpu import Cpu
-from .messages import Call, Probe, ProbeReply, Reply, answer
+from .messages import Call, Probe, ProbeReply, Reply, answer, served
 
 
 @dataclass(frozen=True)
@@ -243,8 +243,7 @@ class DbNode(Node):
                 ctx.send(src, Reply(call.rid, True, seq))
         else:
             ctx.send(src, Reply(call.rid, True, self.kv.get(call.key)))
-        ctx.record("kit.served", comp=self.spec.name, op=op, ok=True, queue=queue, wait_ms=wait_ns / 1e6,
-                   service_ms=svc_ns / 1e6, total_ms=(ctx.now - arrived) / 1e6)
+        served(ctx, self.spec.name, op, True, queue, wait_ns, svc_ns, ctx.now - arrived)
 
     # ---- replication (primary) ----------------------------------------------------------------
     def _replicas(self) -> list[str]:

@@ -68,3 +68,21 @@ def answer(rid: int, ok: bool, value: Any) -> Reply:
     """The reply a component sends upstream. Its own caller's "timeout" becomes
     "gateway-timeout" (HTTP 504), so that only a client's own timeout reads "timeout"."""
     return Reply(rid, ok, "gateway-timeout" if not ok and value == "timeout" else value)
+
+
+#: The fields of a ``kit.served`` record's ``row``, in order (times in ns of the component's clock).
+SERVED = ("comp", "op", "ok", "queue", "wait_ns", "service_ns", "total_ns")
+
+
+def served(ctx, comp: str, op: str, ok: bool, queue: int, wait_ns: int, service_ns: int, total_ns: int) -> None:
+    """Record one request a component answered: ``kit.served`` with one ``row`` (see
+    :data:`SERVED`; ``queue`` = jobs waiting at its arrival). One tuple, not a field each: a
+    request or more per record, and a field each made the record and its share of the digest
+    several times dearer."""
+    ctx.record("kit.served", row=(comp, op, ok, queue, wait_ns, service_ns, total_ns))
+
+
+def refuse(ctx, comp: str, src: str, call: Call) -> None:
+    """Refuse ``call`` for a full queue: a ``kit.drop`` record and an "overloaded" reply (HTTP 503)."""
+    ctx.record("kit.drop", comp=comp, reason="overloaded")
+    ctx.send(src, Reply(call.rid, False, "overloaded"))

@@ -58,7 +58,7 @@ Records (via ``ctx.record``): ``kit.enqueue`` per stored message (arrival: comp,
 is False), ``kit.redeliver`` per expired lease
 (comp, cls, n), ``kit.dead`` per message dead-lettered (comp, n, reason), and every ``sample_ms``
 ``kit.depth`` (queue length: comp, ready, delayed, leased, dead, messages). Workers record
-``kit.served`` per job (comp = the queue's name, op, ok, wait_ms, service_ms, total_ms from
+``kit.served`` per job (comp = the queue's name, op, ok, wait_ns, service_ns, total_ns from
 enqueue to done), like a ``Service``.
 
 Simplifications: a partition is one node (no replication: its disk survives crashes); leases and
@@ -79,7 +79,7 @@ from ..engine.node import Node, message
 from .caller import BreakerPolicy, Caller, RetryPolicy
 from .cpu import Cpu
 from .directory import Directory
-from .messages import Call, Probe, ProbeReply, Reply, split_hop
+from .messages import Call, Probe, ProbeReply, Reply, served, split_hop
 
 
 # ---- the protocol ---------------------------------------------------------------------------------
@@ -608,8 +608,7 @@ class QueueWorker(Node):
             del self.active[job.msg_id]
         if ok:
             ctx.send(task.partition, Ack(job.msg_id))
-        ctx.record("kit.served", comp=self.spec.name, op=job.op, ok=ok, queue=0, wait_ms=task.wait_ns / 1e6,
-                   service_ms=task.svc_ns / 1e6, total_ms=(ctx.now - job.enqueued_ns) / 1e6)
+        served(ctx, self.spec.name, job.op, ok, 0, task.wait_ns, task.svc_ns, ctx.now - job.enqueued_ns)
         self._refill(ctx)
 
 

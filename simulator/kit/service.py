@@ -14,10 +14,13 @@ Parameters (:class:`ServiceSpec`; in a TOML design, the keys of a ``kind = "serv
 
 What a request does: it waits for a core (FIFO), takes its service time, then calls its downstreams
 (the next hop of its route, else ``calls``), and answers ok once all succeed, or fail with the
-first failure's reason. A core is not held while downstreams work (a non-blocking server).
+first failure's reason. A core is not held while downstreams work (a non-blocking server). The
+instance prices each call (``cost_ns``) and its host queues it on ``cores`` cores (the runtime's
+core queue); replies and probes are handled at once, and a call finding ``queue_limit`` waiting
+is refused "overloaded".
 
-Records: ``kit.served`` per answered request (comp, node, op, ok, queue = waiting at arrival,
-wait_ms, service_ms, total_ms), ``kit.drop`` (reason "overloaded"), and the caller's
+Records: ``kit.served`` per answered request (a ``row``: comp, op, ok, queue = waiting at
+arrival, wait_ns, service_ns, total_ns; :data:`~simulator.kit.messages.SERVED`), ``kit.drop`` (reason "overloaded"), and the caller's
 ``kit.retry`` / ``kit.breaker`` / ``kit.drop``.
 
 Simplifications: no per-instance connection limits; an instance answers health probes at once.
@@ -30,9 +33,9 @@ from dataclasses import dataclass, field
 from ..engine.dists import Dist
 from ..engine.node import Node
 from .caller import BreakerPolicy, Caller, RetryPolicy
-from .cpu import Cpu
+from .cpu import ServiceTimes
 from .directory import Directory
-from .messages import Call, Probe, ProbeReply, Reply, answer, split_hop
+from .messages import Call, Probe, ProbeReply, Reply, answer, refuse, served, split_hop
 
 
 @dataclass(frozen=True)
@@ -66,31 +69,39 @@ class Service(Node):
     def __init__(self, spec: ServiceSpec, directory: Directory):
         self.spec = spec
         self.comp = spec.name
-        self.cpu = Cpu(spec.cores, spec.service_ms, spec.queue_limit)
+        self.times = ServiceTimes(spec.service_ms)
+        self._draws = self.times.draws
+        self.cores = spec.cores  # the host's cores and queue bound for this node's calls
+        self.queue_limit = spec.queue_limit
         self.calls = spec.calls
         self.parallel = spec.parallel
         self.caller = Caller(spec.name, spec.retry, directory.pick_random, self._downstream_done,
                              breaker=spec.breaker)
 
+    def cost_ns(self, ctx, src, msg):
+        if type(msg) is Call:
+            buf = self._draws.get(msg.op)  # ServiceTimes.draw_ns's first step, inlined: once per call
+            return buf.pop() if buf else self.times.draw_ns(ctx, msg.op)
+        return None
+
+    def on_job(self, ctx, src, call, arrived_ns, started_ns, queued):
+        job = _Job(src, call, arrived_ns, queued)
+        job.wait_ns = started_ns - arrived_ns
+        job.svc_ns = ctx.now - started_ns
+        self._after_service(ctx, job)
+
+    def on_refused(self, ctx, src, msg):
+        refuse(ctx, self.comp, src, msg)
+
     def on_message(self, ctx, src, msg):
         t = type(msg)
-        if t is Call:
-            cpu = self.cpu
-            if not cpu.submit(ctx, _Job(src, msg, ctx.now, len(cpu.queue)), msg.op):
-                ctx.record("kit.drop", comp=self.comp, reason="overloaded")
-                ctx.send(src, Reply(msg.rid, False, "overloaded"))
-        elif t is Reply:
+        if t is Reply:
             self.caller.on_reply(ctx, msg)
         elif t is Probe:
             ctx.send(src, ProbeReply(msg.seq))
 
     def on_timer(self, ctx, name):
-        done = self.cpu.on_timer(ctx, name)
-        if done is not None:
-            job, _op, job.wait_ns, job.svc_ns = done
-            self._after_service(ctx, job)
-        else:
-            self.caller.on_timer(ctx, name)
+        self.caller.on_timer(ctx, name)
 
     def _after_service(self, ctx, job: _Job) -> None:
         call = job.call
@@ -132,6 +143,4 @@ class Service(Node):
     def _answer(self, ctx, job: _Job, ok: bool, value) -> None:
         call = job.call
         ctx.send(job.src, Reply(call.rid, True, value) if ok else answer(call.rid, ok, value))
-        ctx.record("kit.served", comp=self.comp, op=call.op, ok=ok, queue=job.queue,
-                   wait_ms=job.wait_ns / 1e6, service_ms=job.svc_ns / 1e6,
-                   total_ms=(ctx.now - job.arrived) / 1e6)
+        served(ctx, self.comp, call.op, ok, job.queue, job.wait_ns, job.svc_ns, ctx.now - job.arrived)
