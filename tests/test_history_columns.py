@@ -141,3 +141,37 @@ def test_values_reads_one_type_and_function_from_the_columns():
     assert list(h.values("ok", "read")) == ["a", "b"]
     assert list(h.values("fail", "write")) == ["x"]
     assert list(h.values("ok", "cas")) == []
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(EVENT, max_size=40), st.sets(st.sampled_from(("read", "write", "cas", "nope")), max_size=3))
+def test_only_and_values_select_as_a_filter_over_the_dicts(raw, fs):
+    """``only(fs)`` is the events whose f is in ``fs``, in order, with their whole-history index; when every
+    completion carries its invoke's f (as the workload records them) it pairs its operations as the
+    whole history pairs them; ``values`` is a filter on type and f."""
+    events = _events(raw)
+    well_formed = all(d is None or d["f"] == i["f"] for i, d in pairs(events))
+    for dicts_up_to in (None, 0):
+        h = History(events, dicts_up_to=dicts_up_to)
+        sub = h.only(sorted(fs))
+        assert sub == [e for e in events if e["f"] in fs]
+        if well_formed:
+            assert pairs(sub) == [[i, d] for i, d in pairs(events) if i["f"] in fs]
+        for t in ("invoke", "ok"):
+            for f in ("read", "nope"):
+                assert list(h.values(t, f)) == [e["value"] for e in events if e["type"] == t and e["f"] == f]
+
+
+def test_pairs_of_a_long_history_build_only_the_rows_they_need():
+    """Pairs over a columns-only history give the same pairs as the list of dicts, including operations
+    that end far after they start and operations that never end."""
+    events = []
+    for i in range(70_000):
+        events.append({"index": len(events), "time": i, "type": "invoke", "process": i, "f": "read", "value": i})
+        if i % 3 == 0:
+            events.append({"index": len(events), "time": i, "type": "ok", "process": i, "f": "read", "value": i})
+    for i in range(1, 70_000, 3):  # late completions, long after their chunk
+        events.append({"index": len(events), "time": 10**6 + i, "type": "info", "process": i, "f": "read",
+                       "value": None})
+    h = History(events, dicts_up_to=0)
+    assert list(pairs(h)) == pairs(events)

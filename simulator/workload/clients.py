@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from ..engine.kernel import Simulation
 
 ENDINGS = ("ok", "fail", "info")
+FLUSH_EVERY = 0x3FFF  # operations (a mask: every 16,384) between moves of the history's buffer into its columns
 PROFILE_HELP = "constant, ramp:FROM-TO (ops/s, linear over the run) or burst:EVERY_S:FOR_S:FACTOR"
 
 
@@ -103,7 +104,9 @@ class Workload:
         # Columns, not a dict an event (simulator.workload.history.History): it reads as the list of
         # dicts it replaces, in a tenth of the memory.
         self.history = History()
-        self._add = self.history.add
+        # the history's buffer, appended to directly (one C call an event); History.flush moves it
+        # into the columns when the history is read, and _invoke every FLUSH_EVERY operations
+        self._add = self.history.buffered.append
         # True while every history entry is an int time, a str f and an immutable plain value (see
         # _immutable_plain): the history writer then skips its own scan of the values (history.vouch).
         self.values_plain = True
@@ -207,7 +210,9 @@ class Workload:
         op = _new_operation((op_id, process, f, value))
         self._next_op = op_id + 1
         self.started += 1
-        self._add(now, 0, process, f, value)
+        self._add((now, 0, process, f, value))
+        if not op_id & FLUSH_EVERY:
+            self.history.flush()
         if self.values_plain and (_typeof(value) not in _LEAVES and not _immutable_plain(value)
                                   or _typeof(f) is not str or _typeof(now) is not int):
             self.values_plain = False
@@ -235,7 +240,7 @@ class Workload:
         if op is None:
             return False
         now = self.sim.env._now
-        self._add(now, _CODE[type], op.process, op.f, value)
+        self._add((now, _CODE[type], op.process, op.f, value))
         if self.values_plain and (_typeof(value) not in _LEAVES and not _immutable_plain(value)
                                   or _typeof(now) is not int):
             self.values_plain = False
@@ -272,7 +277,7 @@ class Workload:
 
     def _record(self, op: Operation, type: str, value: Any) -> None:
         now = self.sim.now
-        self._add(now, _CODE[type], op.process, op.f, value)
+        self._add((now, _CODE[type], op.process, op.f, value))
         if self.values_plain and (_typeof(value) not in _LEAVES and not _immutable_plain(value)
                                   or _typeof(now) is not int):
             self.values_plain = False

@@ -52,103 +52,211 @@ class History:
     The metrics and the linearizability checker read the columns in either case.
     """
 
-    __slots__ = ("time", "type", "process", "f", "value", "f_names", "_f_code", "inv_at", "done_at", "_open",
-                 "dicts", "dicts_up_to", "__weakref__")
+    __slots__ = ("_time", "_type", "_process", "_f", "_value", "_f_names", "_f_code", "_inv_at", "_done_at", "_open",
+                 "_dicts", "dicts_up_to", "buffered", "__weakref__")
 
     def __init__(self, events: Iterable[dict] = (), dicts_up_to: int | None = None):
         self.dicts_up_to = DICTS_UP_TO if dicts_up_to is None else dicts_up_to
-        self.dicts: list[dict] | None = [] if self.dicts_up_to > 0 else None
-        self.time = array("q")
-        self.type = bytearray()
-        self.process = array("q")
-        self.f = array("I")
-        self.value: list = []
-        self.f_names: list = []
+        self._dicts: list[dict] | None = [] if self.dicts_up_to > 0 else None
+        self._time = array("q")
+        self._type = bytearray()
+        self._process = array("q")
+        self._f = array("I")
+        self._value: list = []
+        self._f_names: list = []
         self._f_code: dict = {}
-        self.inv_at = array("q")
-        self.done_at = array("q")
+        self._inv_at = array("q")
+        self._done_at = array("q")
         self._open: dict = {}  # process -> its open operation's slot in inv_at
+        self.buffered: list[tuple] = []  # events added, not yet in the columns: (time, type code, process, f, value)
         for ev in events:
-            self.append(ev)
+            self._append(ev)
+        self.flush()
 
     def add(self, time: int, type_code: int, process: int, f: Any, value: Any) -> None:
-        """Append one event (``type_code`` indexes TYPES): the workload's path, one call an event."""
-        idx = len(self.type)
-        dicts = self.dicts
+        """Append one event (``type_code`` indexes TYPES): the workload's path, one call an event. The
+        event waits in ``buffered`` (the workload appends its tuples there itself) and reaches the
+        columns in bulk, when anything reads the history or the buffer is long."""
+        buf = self.buffered
+        buf.append((time, type_code, process, f, value))
+        if len(buf) >= ROWS_PER_CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        """Move the buffered events into the columns (and the dicts), pairing them. Every reader calls
+        it first; the workload calls it now and then, so the buffer stays short."""
+        buf = self.buffered
+        if not buf:
+            return
+        idx0 = len(self._type)
+        times, types, procs, fs, values = zip(*buf)
+        buf.clear()  # in place: the workload holds its append
+        n = len(times)
+        dicts = self._dicts
         if dicts is not None:
-            if idx < self.dicts_up_to:
-                dicts.append({"index": idx, "time": time, "type": TYPES[type_code], "process": process, "f": f,
-                              "value": value})
+            keep = max(0, min(n, self.dicts_up_to - idx0))
+            t = TYPES
+            dicts.extend([{"index": i, "time": tm, "type": t[ty], "process": p, "f": f, "value": v}
+                          for i, tm, ty, p, f, v in zip(range(idx0, idx0 + keep), times, types, procs, fs, values)])
+            if keep < n:
+                self._dicts = None  # long enough: from here on the columns alone hold it
+        self._time.extend(times)
+        self._type.extend(types)
+        self._process.extend(procs)
+        codes = list(map(self._f_code.get, fs))
+        if None in codes:
+            for i, (f, code) in enumerate(zip(fs, codes)):
+                if code is None:
+                    code = self._f_code.get(f)
+                    if code is None:
+                        code = self._f_code[f] = len(self._f_names)
+                        self._f_names.append(f)
+                    codes[i] = code
+        self._f.extend(codes)
+        self._value.extend(values)
+        opened, inv_at, done_at = self._open, self._inv_at, self._done_at
+        pop = opened.pop
+        for idx, code, process in zip(range(idx0, idx0 + n), types, procs):
+            if code == 0:
+                opened[process] = len(inv_at)
+                inv_at.append(idx)
+                done_at.append(-1)
             else:
-                self.dicts = None  # long enough: from here on the columns alone hold it
-        self.time.append(time)
-        self.type.append(type_code)
-        self.process.append(process)
-        code = self._f_code.get(f)
-        if code is None:
-            code = self._f_code[f] = len(self.f_names)
-            self.f_names.append(f)
-        self.f.append(code)
-        self.value.append(value)
-        if type_code == 0:
-            self._open[process] = len(self.inv_at)
-            self.inv_at.append(idx)
-            self.done_at.append(-1)
-        else:
-            slot = self._open.pop(process, None)
-            if slot is not None:
-                self.done_at[slot] = idx
+                slot = pop(process, None)
+                if slot is not None:
+                    done_at[slot] = idx
+
+    # The columns, whole: each read moves the buffered events in first.
+    @property
+    def time(self) -> array:
+        self.flush()
+        return self._time
+
+    @property
+    def type(self) -> bytearray:
+        self.flush()
+        return self._type
+
+    @property
+    def process(self) -> array:
+        self.flush()
+        return self._process
+
+    @property
+    def f(self) -> array:
+        self.flush()
+        return self._f
+
+    @property
+    def value(self) -> list:
+        self.flush()
+        return self._value
+
+    @property
+    def f_names(self) -> list:
+        self.flush()
+        return self._f_names
+
+    @property
+    def inv_at(self) -> array:
+        self.flush()
+        return self._inv_at
+
+    @property
+    def done_at(self) -> array:
+        self.flush()
+        return self._done_at
+
+    @property
+    def dicts(self) -> list[dict] | None:
+        self.flush()
+        return self._dicts
+
+    def positions(self, type_name: str | None = None, fs: Iterable[Any] | None = None) -> list[int]:
+        """The positions of the events of type ``type_name`` (one of TYPES; None: any) whose function
+        is one of ``fs`` (None: any), ascending: found by numpy over the type and f columns, so a
+        million-event history is searched in milliseconds rather than a Python loop's second."""
+        self.flush()
+        mask = None
+        if type_name is not None:
+            # copies (a view would pin the columns: a bytearray or array with an exported buffer
+            # cannot grow, and the history may still be appended to)
+            mask = np.frombuffer(bytes(self._type), dtype=np.uint8) == TYPE_CODE[type_name]
+        if fs is not None:
+            codes = [self._f_code[f] for f in fs if f in self._f_code]
+            if not codes:
+                return []
+            fcol = np.array(self._f, dtype=np.uint32)
+            fm = np.isin(fcol, codes) if len(codes) > 1 else fcol == codes[0]
+            mask = fm if mask is None else mask & fm
+        if mask is None:
+            return list(range(len(self._type)))
+        return np.flatnonzero(mask).tolist()
 
     def values(self, type_name: str, f: Any):
         """The values of the events of type ``type_name`` (one of TYPES) whose function is ``f``, in order,
         read from the columns: no dicts built, however long the history."""
-        code = self._f_code.get(f)
-        if code is None:
-            return
-        want = TYPE_CODE[type_name]
-        for t, c, v in zip(self.type, self.f, self.value):
-            if t == want and c == code:
-                yield v
+        return map(self._value.__getitem__, self.positions(type_name, (f,)))
+
+    def only(self, fs: Iterable[Any]) -> list[dict]:
+        """The events whose function is one of ``fs``, as dicts (their ``index`` their position in the
+        whole history), in order: what a checker of one kind of operation needs, without building
+        a dict for each of the others. Paired by process, they pair as in the whole history when
+        each completion carries its invoke's f, as the workload records them (a process has one
+        operation outstanding at a time, so its invoke's completion is its next event in the
+        subset too)."""
+        self.flush()
+        t, fn, tm, ty, pr, val = TYPES, self._f_names, self._time, self._type, self._process, self._value
+        return [{"index": i, "time": tm[i], "type": t[ty[i]], "process": pr[i], "f": fn[self._f[i]],
+                 "value": val[i]} for i in self.positions(None, fs)]
 
     def append(self, event: dict) -> None:
         """Append a Jepsen-shaped dict; its ``index`` must be its position, its time and process ints."""
-        if list(event) != list(KEYS) or event["index"] != len(self.type) or event["type"] not in TYPE_CODE:
+        self._append(event)
+        self.flush()  # a time or process that is no int fails here, not at some later read
+
+    def _append(self, event: dict) -> None:
+        if list(event) != list(KEYS) or event["index"] != len(self) or event["type"] not in TYPE_CODE:
             raise ValueError(f"a History event has the keys {KEYS} in order, index = its position and a type "
                              f"in {TYPES}: got {event!r}")
         self.add(event["time"], TYPE_CODE[event["type"]], event["process"], event["f"], event["value"])
 
     def __len__(self) -> int:
-        return len(self.type)
+        return len(self._type) + len(self.buffered)
 
     def rows(self, lo: int, hi: int) -> list[dict]:
         """Events ``lo`` to ``hi`` (clipped) as fresh dicts."""
-        n = len(self.type)
+        self.flush()
+        n = len(self._type)
         lo, hi = max(0, min(lo, n)), max(0, min(hi, n))
-        if self.dicts is not None:
-            return self.dicts[lo:hi]
-        t, fn = TYPES, self.f_names
+        if self._dicts is not None:
+            return self._dicts[lo:hi]
+        t, fn = TYPES, self._f_names
         return [{"index": i, "time": tm, "type": t[ty], "process": p, "f": fn[fc], "value": v}
-                for i, tm, ty, p, fc, v in zip(range(lo, hi), self.time[lo:hi], self.type[lo:hi],
-                                               self.process[lo:hi], self.f[lo:hi], self.value[lo:hi])]
+                for i, tm, ty, p, fc, v in zip(range(lo, hi), self._time[lo:hi], self._type[lo:hi],
+                                               self._process[lo:hi], self._f[lo:hi], self._value[lo:hi])]
 
     def chunks(self, size: int = ROWS_PER_CHUNK):
         """The events as lists of at most ``size`` dicts, in order."""
-        for lo in range(0, len(self.type), size):
+        self.flush()
+        for lo in range(0, len(self._type), size):
             yield self.rows(lo, lo + size)
 
     def __iter__(self):
-        if self.dicts is not None:
-            return iter(self.dicts)
+        self.flush()
+        if self._dicts is not None:
+            return iter(self._dicts)
         return (ev for chunk in self.chunks() for ev in chunk)
 
     def __getitem__(self, i):
-        if self.dicts is not None:
-            return self.dicts[i]
+        self.flush()
+        if self._dicts is not None:
+            return self._dicts[i]
         if isinstance(i, slice):
-            lo, hi, step = i.indices(len(self.type))
+            lo, hi, step = i.indices(len(self._type))
             rows = self.rows(lo, hi) if step == 1 else [self[j] for j in range(lo, hi, step)]
             return rows
-        n = len(self.type)
+        n = len(self._type)
         if i < 0:
             i += n
         if not 0 <= i < n:
@@ -165,24 +273,26 @@ class History:
     __hash__ = None  # type: ignore[assignment]  # mutable, like the list it replaces
 
     def __repr__(self) -> str:
-        return f"<History of {len(self.type)} events>"
+        return f"<History of {len(self)} events>"
 
     def to_list(self) -> list[dict]:
-        return self.rows(0, len(self.type))
+        self.flush()
+        return self.rows(0, len(self._type))
 
     def digest_into(self, h: Any) -> Any:
         """Update hash ``h`` with exactly the bytes ``marshal.dumps(self.to_list(), 2)`` gives (or, when
         marshal cannot encode some value, the per-event fallback of the kernel's digest), one chunk
         at a time; returns the updated hash. Format 2 has no back-references, so a list's encoding
         is its header followed by its items' encodings, and chunks concatenate."""
-        if self.dicts is not None and len(self.dicts) <= ROWS_PER_CHUNK:
+        self.flush()
+        if self._dicts is not None and len(self._dicts) <= ROWS_PER_CHUNK:
             try:
-                h.update(marshal.dumps(self.dicts, 2))
+                h.update(marshal.dumps(self._dicts, 2))
                 return h
             except ValueError:
                 pass
         trial = h.copy()
-        trial.update(b"[" + len(self.type).to_bytes(4, "little", signed=True))
+        trial.update(b"[" + len(self._type).to_bytes(4, "little", signed=True))
         try:
             for chunk in self.chunks():
                 trial.update(marshal.dumps(chunk, 2)[5:])
@@ -385,7 +495,9 @@ class Pairs:
             # the events from the first invoke on, as dicts, with room for the completions of the
             # last invokes; a completion further on (a long operation) is built alone
             first = inv_at[0]
-            end = inv_at[-1] + ROWS_PER_CHUNK
+            # up to the last completion of the chunk (at most ROWS_PER_CHUNK past its last invoke):
+            # a fixed ROWS_PER_CHUNK of room built half as many dicts again as the pairs need
+            end = min(max(inv_at[-1], max(done_at)) + 1, inv_at[-1] + ROWS_PER_CHUNK)
             rows = h.rows(first, end)
             for a, b in zip(inv_at, done_at):
                 if b < 0:
