@@ -71,6 +71,23 @@ def test_a_late_reply_after_the_timeout_is_ignored():
     assert done == [("t", False, "timeout")]
 
 
+def test_a_reply_to_a_previous_life_matches_no_call_of_this_one():
+    """After a restart the caller's ids start from its incarnation, so a late reply to the first
+    call of its previous life does not end the first call of this one (it used to, with that
+    call's value)."""
+    caller, ctx, done = make(RetryPolicy(timeout_ms=50.0, retries=0))
+    caller.call(ctx, "s", "put", "old")
+    (_, old_call), = ctx.take_sent()
+    ctx.incarnation = 1  # the node crashed and came back: a fresh caller
+    caller, _, _ = make(RetryPolicy(timeout_ms=50.0, retries=0))
+    caller.on_done = lambda ctx, tok, ok, v: done.append((tok, ok, v))
+    caller.call(ctx, "s", "put", "new")
+    (_, new_call), = ctx.take_sent()
+    assert new_call.rid != old_call.rid
+    assert not caller.on_reply(ctx, Reply(old_call.rid, True, "stale"))
+    assert done == []
+
+
 def test_failures_not_listed_in_retry_on_are_not_retried():
     """A 'rate-limited' answer is final: no retry."""
     caller, ctx, done = make(RetryPolicy(retries=3))

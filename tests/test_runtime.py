@@ -143,6 +143,18 @@ def test_rng_is_the_node_stream_and_survives_restart():
     assert host.rng is rng
 
 
+def test_incarnation_counts_the_crashes_a_node_came_back_from():
+    """ctx.incarnation is 0 in a node's first life and goes up by one with each crash and restart."""
+    sim = one_node([])
+    sim.run(1)
+    host = sim.host("n")
+    assert host.incarnation == 0
+    for life in (1, 2):
+        host.crash()
+        host.restart()
+        assert host.incarnation == life
+
+
 # ---- CPU model -----------------------------------------------------------------------------------
 
 def test_one_core_serves_simultaneous_messages_one_after_another():

@@ -242,6 +242,10 @@ class App(Service):
             self.armed_at = due
             ctx.set_timer("app.tick", max(0.0, (due - ctx.now) / 1e6))
 
+    def on_start(self, ctx):
+        super().on_start(ctx)
+        self.rid = ctx.incarnation << 40  # a late cache answer to a previous life matches no call of this one
+
     def on_message(self, ctx, src, msg):
         if type(msg) is CacheReply:
             state = self.pending.pop(msg.rid, None)

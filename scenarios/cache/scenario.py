@@ -132,6 +132,9 @@ def run_commits(run) -> dict:
 
 
 # ---- staleness --------------------------------------------------------------------------------------
+_seq_time = itemgetter(0, 1)
+
+
 def commits(records) -> dict:
     """key -> (seqs ascending, acknowledgement times in that order, suffix minima of them, version -> seq)."""
     per: dict = defaultdict(list)
@@ -140,7 +143,9 @@ def commits(records) -> dict:
             per[r["key"]].append((r["seq"], r["time_ns"], r["version"]))
     out = {}
     for key, vs in per.items():
-        vs.sort()
+        # by seq and time alone: a failover can hand one seq to two writes in one instant, and their
+        # versions (idempotency keys of mixed types, or none) do not compare
+        vs.sort(key=_seq_time)
         seqs = [v[0] for v in vs]
         acks = [v[1] for v in vs]
         suf = acks[:]

@@ -309,6 +309,7 @@ class Kad(Node):
             nbytes = (self.c.id_bits + 7) // 8
             nid = int.from_bytes(ctx.rng.bytes(nbytes), "big") >> (8 * nbytes - self.c.id_bits)
             ctx.storage.put("id", nid, sync=False)
+        self.rid = ctx.incarnation << 40  # a late answer to an RPC of a previous life matches none of this one
         self.nid = nid
         self.me = (nid << ADDR_BITS) | self.index
         ctx.record("kad.up", id=nid)

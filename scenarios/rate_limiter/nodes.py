@@ -224,6 +224,7 @@ class Gateway(Ticking):
 
     def on_start(self, ctx):
         super().on_start(ctx)
+        self.rid = ctx.incarnation << 40  # a late store answer to a previous life matches nothing here
         if self.strategy == "sync":
             ctx.set_timer("sync", self.p["sync_ms"])
 

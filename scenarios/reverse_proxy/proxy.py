@@ -144,6 +144,7 @@ class Proxy(Node):
     # ---- handlers -----------------------------------------------------------------------------
     def on_start(self, ctx):
         ctx.record("px.start")  # a restarted proxy has forgotten its health and ejection state
+        self.probe_seq = ctx.incarnation << 40  # a late answer to a probe of a previous life counts for none here
         if self.spec.health.interval_ms > 0:
             ctx.set_timer("px.hc", (0.0, self.spec.health.interval_ms))  # spread the first round
 

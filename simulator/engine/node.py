@@ -31,6 +31,10 @@ A handler runs atomically at one instant of simulated time. Everything it does g
     cancel a timer (no error if unset) / whether it is pending.
 ``ctx.rng``
     this node's ``numpy.random.Generator`` (stream ``"node.<id>"``); survives restarts.
+``ctx.incarnation``
+    how many times this node has crashed (0 until the first crash). Counters kept in memory start
+    over after a restart; a request id that carries the incarnation (``incarnation << 40 | n``)
+    cannot be matched by a late reply to the node's previous life.
 ``ctx.storage``
     durable key-value storage (:class:`simulator.engine.storage.Storage`): survives crashes; writes with
     ``sync=True`` (the default) cost the host's fsync latency.

@@ -191,6 +191,13 @@ class Host:
         if self._fsync is not None and self._hold == 0:
             self._hold = self._fsync()
 
+    @property
+    def incarnation(self) -> int:
+        """How many times this node has crashed: 0 until its first crash. A request id drawn from a
+        counter the node keeps in memory starts over after a restart, and a reply to the node's
+        previous life would match a new request; ids that carry the incarnation cannot."""
+        return self.epoch
+
     def start(self) -> None:
         """Boot (or reboot) the node: a fresh object from the factory, then ``on_start``."""
         self.started = True

@@ -31,6 +31,7 @@ class FakeContext:
         self.records: list[dict] = []
         self.logs: list[str] = []
         self.completed: list[tuple[int, str, Any]] = []
+        self.incarnation = 0  # set it to test a node after a restart
 
     @property
     def now(self) -> int:

@@ -153,7 +153,7 @@ class Caller:
         self._heap: list = []  # (when ns, seq, kind, req, rid): back-offs, and deadlines out of order
         self._fifos: dict[int, deque] = {}  # timeout ns -> deadlines (when ns, seq, "timeout", req, rid) in order
         self._seq = 0
-        self._rid = 0
+        self._rid: int | None = None  # the last request id sent (None: none yet in this life)
         self._timer_at: int | None = None
 
     # ---- the API ------------------------------------------------------------------------------
@@ -295,7 +295,10 @@ class Caller:
     def _send(self, ctx, awaited, instance: str, op, key, rest, idem, value, timeout: int) -> int:
         """Send one attempt to ``instance`` and await its reply (``awaited``: a _Req, or a
         single attempt's (token, instance)) until its deadline; returns its rid."""
-        self._rid = rid = self._rid + 1
+        rid = self._rid
+        if rid is None:  # the first call of this life: its ids carry the incarnation, so that a late
+            rid = ctx.incarnation << 40  # reply to the node's previous life matches no call of this one
+        self._rid = rid = rid + 1
         self.out[rid] = awaited
         inflight = self.inflight
         inflight[instance] = inflight.get(instance, 0) + 1

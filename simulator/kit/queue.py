@@ -251,7 +251,9 @@ class Queue(Node):
         self.deadline: dict[Any, int] = {}  # msg id -> when its lease ends (pushed back by Extend)
         self.parked: dict[str, tuple[int, bool, int]] = {}  # consumer -> (pull id, bulk_ok, credit left), oldest first
         self.heap: list = []
-        self.seq = 0
+        # receipts count from the incarnation: an ack of a lease from before a restart, with the
+        # same number, must not settle a lease of this life
+        self.seq = ctx.incarnation << 40
         self.wake_at: int | None = None
         self.ready_n = self.delayed_n = self.leased_n = self.dead_n = 0
         storage = ctx.storage
