@@ -126,51 +126,8 @@ class History:
                 if slot is not None:
                     done_at[slot] = idx
 
-    # The columns, whole: each read moves the buffered events in first.
-    @property
-    def time(self) -> array:
-        self.flush()
-        return self._time
-
-    @property
-    def type(self) -> bytearray:
-        self.flush()
-        return self._type
-
-    @property
-    def process(self) -> array:
-        self.flush()
-        return self._process
-
-    @property
-    def f(self) -> array:
-        self.flush()
-        return self._f
-
-    @property
-    def value(self) -> list:
-        self.flush()
-        return self._value
-
-    @property
-    def f_names(self) -> list:
-        self.flush()
-        return self._f_names
-
-    @property
-    def inv_at(self) -> array:
-        self.flush()
-        return self._inv_at
-
-    @property
-    def done_at(self) -> array:
-        self.flush()
-        return self._done_at
-
-    @property
-    def dicts(self) -> list[dict] | None:
-        self.flush()
-        return self._dicts
+    # The columns, whole: each read moves the buffered events in first (see _column below the class).
+    time = type = process = f = value = f_names = inv_at = done_at = dicts = None  # replaced below
 
     def positions(self, type_name: str | None = None, fs: Iterable[Any] | None = None) -> list[int]:
         """The positions of the events of type ``type_name`` (one of TYPES; None: any) whose function
@@ -567,3 +524,19 @@ def to_edn(history: list[dict]) -> str:
         lines.append("{:index %d, :time %d, :type :%s, :process %d, :f :%s, :value %s}" % (
             op["index"], op["time"], op["type"], op["process"], op["f"], _edn(op.get("value"))))
     return "\n".join(lines) + "\n"
+
+
+def _column(name: str) -> property:
+    """History.<name>: the column ``_<name>``, once the buffered events are in it."""
+    private = "_" + name
+
+    def read(self):
+        self.flush()
+        return getattr(self, private)
+
+    return property(read, doc=f"the {name} column (buffered events moved in first)")
+
+
+for _name in ("time", "type", "process", "f", "value", "f_names", "inv_at", "done_at", "dicts"):
+    setattr(History, _name, _column(_name))
+del _name
