@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simulator.engine.clock import Clock
 from simulator.engine.kernel import Simulation
@@ -109,6 +111,30 @@ def test_true_delay_inverts_drift_and_never_goes_negative():
     assert Clock(drift_ppm=1_000_000).true_delay(1000) == 500
     assert Clock(drift_ppm=-500_000).true_delay(1000) == 2000
     assert Clock(drift_ppm=100).true_delay(0) == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(-900_000, 1_000_000), st.integers(0, 10**12), st.integers(1, 10**9), st.integers(0, 10**6))
+def test_a_timer_fires_once_the_local_clock_has_moved_on_by_its_delay(ppm, base_true, delay_ns, offset_ns):
+    """When a timer of d local ns fires, the local clock has advanced by at least d: a fast clock
+    rounded its timers down, and a node setting its timer again for what was left (a nanosecond)
+    got a timer firing at the same instant, forever (graph and commerce hung under clock-drift)."""
+    c = Clock(offset_ns=offset_ns, drift_ppm=ppm, now_true=base_true)
+    for start in (base_true, base_true + 12_345_678):
+        assert c.local(start + c.true_delay(delay_ns)) - c.local(start) >= delay_ns
+    assert c.true_delay(1) >= 1
+
+
+def test_a_node_re_arming_for_what_is_left_under_fast_drift_moves_on():
+    """A graph design under clock-drift ends (its database re-arms its shipping timer for the time
+    left, and a 1 ns timer used to fire at the same instant forever)."""
+    from simulator.pipeline import scenario as registry
+    from simulator.pipeline.config import build_config
+    from simulator.pipeline.run import execute
+
+    cfg = build_config(registry.get("graph"), seed=5, options={
+        "time_limit_s": 5.0, "nemesis": ["clock-drift"], "nemesis_interval_s": 0.5})
+    assert execute(cfg).valid is True
 
 
 def test_clock_starts_at_true_time_when_created_late():

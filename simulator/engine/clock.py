@@ -41,9 +41,13 @@ class Clock:
         return self._base_local + elapsed + self.offset_ns
 
     def true_delay(self, local_delay_ns: int) -> int:
-        """True nanoseconds until a timer of ``local_delay_ns`` local nanoseconds fires."""
-        if self.drift_ppm:
-            return max(0, int(local_delay_ns / (1.0 + self.drift_ppm * 1e-6)))
+        """True nanoseconds until a timer of ``local_delay_ns`` local nanoseconds fires: rounded up,
+        and at least 1 ns for a delay above 0, so that the local clock has moved on by the whole
+        delay when it fires. (Rounded down, a fast clock's timer of a nanosecond or two fired at
+        once with the local clock short of its deadline, and a node that sets it again for what is
+        left, as it should, did so forever at one instant.)"""
+        if self.drift_ppm and local_delay_ns > 0:
+            return max(1, math.ceil(local_delay_ns / (1.0 + self.drift_ppm * 1e-6)))
         return local_delay_ns
 
     def bump(self, delta_ns: int) -> None:
