@@ -72,8 +72,8 @@ class Simulation:
         # conversion of the block at flush gives the same bytes.
         self._trace: list[int] = []
         self._codes: dict[str, int] = {}
-        # name_code's answers, kept once given (a name's code never changes once assigned): timer
-        # names enter the trace at every firing, so their encoding is looked up rather than recomputed
+        # name_code's answers for short names (timer names enter the trace at every firing, so the
+        # hot path looks them up here before it calls name_code)
         self._encoded: dict[str, int] = {}
         self._timer_code = self.code("timer")
         self._hash = hashlib.sha256()
@@ -240,9 +240,13 @@ class Simulation:
         """How a string field enters the digest: minus its intern code, or (past 40 characters,
         e.g. log text) a CRC, so the intern table stays small. The network's inlined delivery
         record uses this too, so tracing to a file never changes the digest."""
-        if len(name) <= 40:
-            return -(self._codes.get(name) or self.code(name))
-        return -(1 << 40) - zlib.crc32(name.encode())
+        code = self._encoded.get(name)
+        if code is not None:
+            return code
+        if len(name) <= 40:  # kept: a short name's code never changes once assigned
+            code = self._encoded[name] = -(self._codes.get(name) or self.code(name))
+            return code
+        return -(1 << 40) - zlib.crc32(name.encode())  # not kept: log texts are many and seldom repeat
 
     def trace_event(self, kind: str, *fields: Any) -> None:
         """Append one event to the trace (and the digest). Fields: ints, names, or any repr-able."""

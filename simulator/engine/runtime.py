@@ -263,8 +263,7 @@ class Host:
     def _arrive_priced(self, src: str, msg: Any) -> None:
         cost = self._price(self, src, msg)
         if cost is None:
-            self._hold = 0
-            self.node.on_message(self, src, msg)
+            self._handle(src, msg)
             return
         clock = self.clock
         t = self._env._now
@@ -342,10 +341,7 @@ class Host:
         sim = self.sim
         if sim._trace_file is None:  # Simulation.trace_event("timer", id, name), inlined
             buf = sim._trace
-            encoded = sim._encoded
-            code = encoded.get(name)
-            if code is None:
-                code = encoded[name] = sim.name_code(name)
+            code = sim._encoded.get(name) or sim.name_code(name)
             buf.extend((now, sim._timer_code, 2, self.code, code))
             if len(buf) >= FLUSH_AT:
                 sim._flush()

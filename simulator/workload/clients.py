@@ -29,7 +29,7 @@ import numpy as np
 
 from ..engine.node import Operation
 from ..engine.rng import Batch
-from .history import TYPE_CODE, History, vouch
+from .history import BUFFERED_EVENTS, TYPE_CODE, History, vouch
 
 # Operation(...) without the namedtuple's Python-level __new__: one call less per operation.
 _new_operation = functools.partial(tuple.__new__, Operation)
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
     from ..engine.kernel import Simulation
 
 ENDINGS = ("ok", "fail", "info")
-FLUSH_EVERY = 0x3FFF  # operations (a mask: every 16,384) between moves of the history's buffer into its columns
 PROFILE_HELP = "constant, ramp:FROM-TO (ops/s, linear over the run) or burst:EVERY_S:FOR_S:FACTOR"
 
 
@@ -105,8 +104,10 @@ class Workload:
         # dicts it replaces, in a tenth of the memory.
         self.history = History()
         # the history's buffer, appended to directly (one C call an event); History.flush moves it
-        # into the columns when the history is read, and _invoke every FLUSH_EVERY operations
-        self._add = self.history.buffered.append
+        # into the columns when the history is read, and _invoke once it holds BUFFERED_EVENTS, the
+        # bound History.add keeps too
+        self._buffered = self.history.buffered
+        self._add = self._buffered.append
         # True while every history entry is an int time, a str f and an immutable plain value (see
         # _immutable_plain): the history writer then skips its own scan of the values (history.vouch).
         self.values_plain = True
@@ -211,7 +212,7 @@ class Workload:
         self._next_op = op_id + 1
         self.started += 1
         self._add((now, 0, process, f, value))
-        if not op_id & FLUSH_EVERY:
+        if len(self._buffered) >= BUFFERED_EVENTS:
             self.history.flush()
         if self.values_plain and (_typeof(value) not in _LEAVES and not _immutable_plain(value)
                                   or _typeof(f) is not str or _typeof(now) is not int):
