@@ -257,22 +257,6 @@ class Lookup:
         return [d ^ t for d in self.order if status is None or st[d] & 3 == status]
 
 
-def _trie_order(buckets: dict[int, list[int]], x: int, j: int):
-    """The indices of ``buckets`` other than ``j``, nearest first for a target at ``x`` from the
-    node (see :meth:`Kad.closest`); ``buckets`` is kept in index order."""
-    for i in reversed(buckets):
-        if i < j and (x >> i) & 1:
-            yield i
-    for i in buckets:
-        if i >= j:
-            break
-        if not (x >> i) & 1:
-            yield i
-    for i in buckets:
-        if i > j:
-            yield i
-
-
 class Kad(Node):
     """One Kademlia node; ``index`` is its address number (host ``n<index>``)."""
 
@@ -355,6 +339,8 @@ class Kad(Node):
             if b[-1] != c:
                 b.remove(c)
                 b.append(c)
+            elif not self.pinging:  # already the most recently seen, and no ping out: nothing to do
+                return
             if self.pinging and self.pinging.get(i) == c:  # the oldest contact answered its ping: it stays
                 del self.pinging[i]
                 if not self.pinging:
@@ -373,7 +359,8 @@ class Kad(Node):
             buckets[i] = [c]
             if out_of_order:  # closest() reads the indices in order
                 self.buckets = dict(sorted(buckets.items()))
-            self._hand_off(ctx, c)
+            if self.data:  # most nodes hold nothing to hand on: no call
+                self._hand_off(ctx, c)
             return
         if len(b) < self.c.k:
             b.append(c)
@@ -381,13 +368,15 @@ class Kad(Node):
                 # Full, and it stays full (a contact leaves only as another comes): an exact-size
                 # copy drops the slack appends left (four slots, 32 B, for k = 20).
                 self.buckets[i] = b[:]
-            self._hand_off(ctx, c)
+            if self.data:
+                self._hand_off(ctx, c)
             return
         if self.c.evict_live:  # the bug: the oldest contact goes without being asked
             old = b.pop(0)
             b.append(c)
             ctx.record("kad.evict", victim=old >> ADDR_BITS, newcomer=c >> ADDR_BITS, reason="full")
-            self._hand_off(ctx, c)
+            if self.data:
+                self._hand_off(ctx, c)
             return
         r = self.repl.get(i)
         if r is None:
@@ -439,16 +428,18 @@ class Kad(Node):
             b.append(new)
             ctx.record("kad.evict", victim=c >> ADDR_BITS, newcomer=new >> ADDR_BITS,
                        reason="no-answer" if evict_ping else "stale")
-            self._hand_off(ctx, new)
+            if self.data:
+                self._hand_off(ctx, new)
 
     def closest(self, target: int, n: int, exclude: int = -1) -> list[int]:
         """The ``n`` known contacts closest to ``target`` (in no particular order; possibly a bucket
-        itself, to be read and not kept or changed), without walking
-        the whole table. With ``x = target ^ id`` and ``j`` its top bit, whole buckets fall in
-        distance order: bucket ``j`` first (all closer than 2^j), then the buckets below ``j``
-        as a binary trie descends (bucket ``i`` before every lower one when bit ``i`` of ``x`` is
-        set, after them when it is clear), then the buckets above ``j``, nearest first. Only the
-        one bucket that does not fit whole needs sorting. Every FIND_NODE answered runs this."""
+        itself, to be read and not kept or changed), without walking the whole table. With
+        ``x = target ^ id`` and ``j`` its top bit, whole buckets fall in distance order: bucket
+        ``j`` first (all closer than 2^j), then every bucket below ``j`` (all at distance
+        [2^j, 2^(j+1)): they hold the few ids nearest our own, so they are taken whole and sorted
+        only if together they pass ``n``), then the buckets above ``j``, nearest first. Only the
+        one bucket that does not fit whole needs sorting. One pass over the table's items, in index
+        order; every FIND_NODE answered runs this."""
         nid = self.nid
         x = target ^ nid
         j = x.bit_length() - 1
@@ -463,11 +454,20 @@ class Kad(Node):
             return b  # a far target's whole bucket (the callers only read what they get)
         else:
             out = b[:]
-        room = n - len(out)
-        if room <= 0:
-            return sorted(out, key=(target << ADDR_BITS).__xor__)[:n]
-        for i in _trie_order(buckets, x, j):
-            b = buckets[i]
+        if len(out) >= n:
+            return sorted(out, key=(target << ADDR_BITS).__xor__)[:n] if len(out) > n else out
+        room = -1  # set at the first bucket above j, once every nearer one is in out
+        for i, b in buckets.items():  # the key orders contacts by id distance (address bits only below the id)
+            if i <= j:
+                if i < j:
+                    if i == skip and exclude in b:
+                        b = [c for c in b if c != exclude]
+                    out += b
+                continue
+            if room < 0:
+                room = n - len(out)
+                if room <= 0:
+                    break
             if i == skip and exclude in b:
                 b = [c for c in b if c != exclude]
             if len(b) < room:
@@ -478,9 +478,11 @@ class Kad(Node):
                     out += b
                 elif room == 1:
                     out.append(min(b, key=(target << ADDR_BITS).__xor__))
-                else:  # the key orders contacts by id distance (address bits only below the id)
+                else:
                     out += sorted(b, key=(target << ADDR_BITS).__xor__)[:room]
-                break
+                return out
+        if len(out) > n:  # the buckets below j passed n: their nearest (bucket j's sort first)
+            return sorted(out, key=(target << ADDR_BITS).__xor__)[:n]
         return out
 
     def contacts(self) -> list[int]:
@@ -619,8 +621,17 @@ class Kad(Node):
         self.lookups[lid] = lk
         if lk.target != self.nid:
             self.touched[(lk.target ^ self.nid).bit_length() - 1] = ctx.now
-        for c in self.closest(lk.target, self.c.k):
-            lk.add(c, 1)
+        cs = self.closest(lk.target, self.c.k)
+        tkey = lk.tkey
+        order = sorted([c ^ tkey for c in cs])
+        if len({d >> ADDR_BITS for d in order}) == len(order):
+            # One sort and two C-level fills instead of a bisection and insertion per contact.
+            lk.seen.update(cs)
+            lk.order = order
+            lk.state = dict.fromkeys(order, 1 << 2)  # hop 1, UNASKED
+        else:  # one id at two addresses (few id bits): the first one seen stands, as add() decides
+            for c in cs:
+                lk.add(c, 1)
         self._advance(ctx, lid, lk)
 
     def _advance(self, ctx, lid: int, lk: Lookup) -> None:
