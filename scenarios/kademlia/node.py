@@ -670,7 +670,18 @@ class Kad(Node):
                     state[d] += ASKED - UNASKED
                     lk.inflight += 1
                     lk.msgs += 1
-                    self._rpc(ctx, d ^ lk.tkey, FindValue if lk.find_value else FindNode, "lookup", lid, lk.target)
+                    # self._rpc(ctx, c, kind, "lookup", lid, lk.target), inlined: this runs once per
+                    # answer, and the call with its star-args cost as much as the rest of it.
+                    c = d ^ lk.tkey
+                    self.rid += 1
+                    rpcs = self.rpcs
+                    if rpcs is _EMPTY:
+                        rpcs = self.rpcs = {}
+                    rpcs[self.rid] = (c, "lookup", lid, ctx.now + self.c.rpc_timeout_ns)
+                    kind = FindValue if lk.find_value else FindNode
+                    ctx.send(_ADDRS[c & ADDR_MASK], kind(self.rid, self.me, lk.target))
+                    if len(rpcs) == 1:
+                        ctx.set_timer("sweep", self.c.rpc_timeout_ms)
             elif s == ASKED:
                 pending = True
             if seen == k or (pending and room == 0):
