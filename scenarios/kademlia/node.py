@@ -456,6 +456,7 @@ class Kad(Node):
             out = b[:]
         if len(out) >= n:
             return sorted(out, key=(target << ADDR_BITS).__xor__)[:n] if len(out) > n else out
+        near = len(out)  # bucket j's contacts, nearer than all the others
         room = -1  # set at the first bucket above j, once every nearer one is in out
         for i, b in buckets.items():  # the key orders contacts by id distance (address bits only below the id)
             if i <= j:
@@ -481,8 +482,8 @@ class Kad(Node):
                 else:
                     out += sorted(b, key=(target << ADDR_BITS).__xor__)[:room]
                 return out
-        if len(out) > n:  # the buckets below j passed n: their nearest (bucket j's sort first)
-            return sorted(out, key=(target << ADDR_BITS).__xor__)[:n]
+        if len(out) > n:  # the buckets below j passed n: the nearest of them after bucket j's
+            out[near:] = sorted(out[near:], key=(target << ADDR_BITS).__xor__)[:n - near]
         return out
 
     def contacts(self) -> list[int]:
