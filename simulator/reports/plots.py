@@ -308,13 +308,15 @@ def panels(path: Path, title: str, rows: list[dict], shade: Callable | None = No
 
 
 def _plain_log_ticks(ax) -> None:
-    """Label a log x axis with plain numbers (10, 20, 50...) and no crowded minor labels."""
-    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+    """Label a log x axis with plain numbers (0.2, 0.5, 10, 20, 50...) and no crowded minor labels.
+    Each label is its own value's shortest form: ScalarFormatter chose one count of decimals for
+    the whole axis, so an axis reaching 10,000 labelled 0.2 and 0.5 as "0"."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    fmt = ScalarFormatter()
-    fmt.set_scientific(False)
-    ax.xaxis.set_major_formatter(fmt)
+    lo, hi = ax.get_xlim()
+    # Over more than three decades, 1-2-5 labels run into each other ("5000" met "10000").
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if 0 < lo and hi < lo * 1e3 else (1.0,)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}" if v < 1e5 else f"{v:,.0f}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
