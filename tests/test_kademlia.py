@@ -130,6 +130,31 @@ def test_find_node_answers_with_the_k_closest_contacts_it_knows():
         assert type(reply) is Nodes and got == sorted(sorted(known, key=lambda x: x ^ target)[:3])
 
 
+def test_closest_returns_the_true_n_closest_of_any_table_leaving_out_the_asker():
+    """On random tables (buckets of any fill, in index order), closest() returns exactly the n contacts
+    nearest the target by XOR, without the excluded asker, whichever bucket the target and asker fall in."""
+    rng = np.random.default_rng(7)
+    for trial in range(300):
+        nid = int(rng.integers(0, 2**BITS))
+        node = Kad(conf(k=8), 5)
+        node.nid, node.me = nid, contact(nid, 5)
+        ids = {int(x) for x in rng.integers(0, 2**BITS, int(rng.integers(1, 60)))} - {nid}
+        buckets: dict[int, list[int]] = {}
+        for j, x in enumerate(sorted(ids)):
+            b = buckets.setdefault((x ^ nid).bit_length() - 1, [])
+            if len(b) < 8:
+                b.append(contact(x, 10 + j))
+        node.buckets = dict(sorted(buckets.items()))
+        table = node.contacts()
+        for _ in range(5):
+            target = int(rng.integers(0, 2**BITS))
+            n = int(rng.integers(1, 12))
+            exclude = table[int(rng.integers(len(table)))] if rng.random() < 0.6 else -1
+            pool = [c for c in table if c != exclude]
+            got = node.closest(target, n, exclude)
+            assert sorted(got) == sorted(sorted(pool, key=lambda c: (c >> ADDR_BITS) ^ target)[:n]), trial
+
+
 def test_weibull_sessions_have_the_configured_mean():
     """The churn's Weibull sampler (shape 0.5) draws sessions whose mean is session_mean_s, within a few percent."""
     draw = session_sampler({**P, "session_mean_s": 100.0}, np.random.default_rng(1))

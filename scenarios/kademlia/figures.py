@@ -16,6 +16,10 @@ from .checkers import Membership
 
 CLIENT = ("find", "get", "put")
 BIN_S = 5.0
+# Fixed margins (left, right, bottom, top, gap between panels; inches) for the three PNGs, whose
+# labels are all known here: tight_layout measured every tick label first, a third of their time.
+PANEL_MARGINS_IN = (0.9, 0.25, 0.6, 0.45, 0.75)
+CDF_MARGINS_IN = (0.75, 0.25, 0.55, 0.75, 0.95)
 
 
 def _q(values: list[float], q: float) -> float | None:
@@ -140,8 +144,9 @@ def figures(run) -> dict:
 
 
 def plots(run, folder, shade) -> list[str]:
-    """Kademlia's three PNGs. Each costs matplotlib's fixed price (layout, ticks, PNG encoding:
-    0.2-0.4 s a figure here), not its data's: the data behind all three takes about 0.01 s.
+    """Kademlia's three PNGs. Each costs matplotlib's fixed price (ticks, text, PNG encoding: about
+    0.15 s a figure here, with fixed margins rather than tight_layout), not its data's: the data
+    behind all three takes about 0.01 s.
     Drawing two of them in forked children was tried and measured slower (1.2-1.7 s against
     0.9 s wall at load 1.2): the child's first touch of the run's objects copies their pages."""
     folder = Path(folder)
@@ -164,7 +169,7 @@ def _lookups_png(run, folder: Path, sub: str) -> str:
         {"series": [("mean contacts", js, occ), ("expected min(k, (N-1)·2^-(j+1))", js, exp)],
          "ylabel": "contacts per bucket", "xlabel": "bucket j, counted from the farthest (j = 0: the far half)",
          "time": False, "log": True},
-    ])
+    ], margins_in=PANEL_MARGINS_IN)
 
 
 def _over_time_png(run, folder: Path, sub: str, shade) -> str:
@@ -175,7 +180,7 @@ def _over_time_png(run, folder: Path, sub: str, shade) -> str:
     return P.panels(folder / "kademlia-over-time.png", f"Kademlia over time ({sub})", [
         {"series": [("operations ok", sx, sy)], "ylabel": f"ok share per {BIN_S:g} s"},
         {"series": [("mean up holders per key put", rx, ry)], "ylabel": "replicas alive", "xlabel": "simulated s"},
-    ], shade)
+    ], shade, margins_in=PANEL_MARGINS_IN)
 
 
 def _cdfs_png(run, folder: Path, sub: str) -> str:
@@ -190,4 +195,5 @@ def _cdfs_png(run, folder: Path, sub: str) -> str:
     if sess:
         cdfs.append({"title": f"session times applied by churn ({run.cfg.params['churn_dist']})", "xlabel": "s",
                      "series": {"sessions": [max(1e-3, s) for s in sess]}})
-    return P.cdf_panels(folder / "kademlia-cdfs.png", f"Kademlia distributions ({sub})", cdfs)
+    return P.cdf_panels(folder / "kademlia-cdfs.png", f"Kademlia distributions ({sub})", cdfs,
+                        margins_in=CDF_MARGINS_IN)
