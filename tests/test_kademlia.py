@@ -390,3 +390,25 @@ def test_two_nodes_serve_their_values_and_one_node_is_refused():
     assert out.metrics["ops"]["ok"] == out.metrics["ops"]["invoked"] > 0
     with pytest.raises(UsageError, match="node_count: expected at least 2"):
         run_small(node_count=1)
+
+
+@pytest.mark.parametrize("nemesis, action", [("slow-link", "slow"), ("pause", "pause"), ("flaky-link", "flaky")])
+def test_an_eviction_while_links_are_slow_lossy_or_paused_is_excused_and_one_outside_is_named(nemesis, action):
+    """A live contact evicted inside a slow-link, pause or flaky-link window timed out honestly (its
+    pong could not arrive within the timeout), so routing-table excuses it; the same eviction after the
+    window's end is named, as the evict-live-contact bug's evictions are."""
+    from scenarios.kademlia.checkers import routing_table
+
+    up = [{"time_ns": 0, "node": f"n{i}", "kind": kind, "id": nid}
+          for i, nid in enumerate((1, 2, 3, 8), 1) for kind in ("kad.up", "kad.joined")]
+    window = [{"time_ns": 5 * 10**9, "action": action, "nemesis": nemesis, "phase": "start"},
+              {"time_ns": 8 * 10**9, "action": "reset_links", "nemesis": nemesis, "phase": "stop"}]
+
+    def evict(at_s):
+        return {"time_ns": int(at_s * 10**9), "node": "n1", "kind": "kad.evict", "victim": 2, "newcomer": 3,
+                "reason": "no-answer"}
+
+    inside = routing_table(_run_data(up + [evict(7)], window), P)
+    assert inside.valid is True and inside.details["evictions"] == 1
+    outside = routing_table(_run_data(up + [evict(15)], window), P)
+    assert outside.valid is False and "n1 evicted n2" in outside.message

@@ -9,8 +9,10 @@ A lookup is held *exact* when nothing disturbed it: it started ``settle_s`` afte
 membership change (a join, a leave, a crash) and no fault window overlapped it or those
 ``settle_s`` before it. On a network without churn that is every lookup after the joins, and
 each must return exactly the k closest live nodes. The others are held to a floor: the mean
-share of the true k closest that they found, over lookups outside partition windows (a lookup
-cut off from half the network cannot find it), must reach ``lookup_floor``.
+share of the true k closest that they found, over lookups outside windows of faults that keep a
+live node from answering in time (``UNANSWERING``: partitions, lost or slowed links, pauses; a
+lookup cut off from half the network cannot find it), must reach ``lookup_floor``. Evictions and
+gets are excused in the same windows.
 """
 
 from __future__ import annotations
@@ -129,6 +131,13 @@ def fault_windows(run, settle_ns: int = 0) -> list[tuple[int, int, str]]:
     return [(a, b + settle_ns, lab) for a, b, lab in windows(run.faults, run.end_ns)]
 
 
+# Faults under which a live, reachable node may still fail to answer an RPC in time: a cut or
+# lossy link, a link slowed past the RPC timeout, a paused process (nemesis names and plan verbs).
+# A contact lost to one of these timed out honestly, so neither an eviction nor a lookup's share
+# of the k closest during one is held to what an undisturbed network owes.
+UNANSWERING = ("partition", "isolate", "block", "slow", "flaky", "set_loss", "pause")
+
+
 def _overlaps(ws, s: int, e: int, kinds=None) -> bool:
     return any(a <= e and b >= s and (kinds is None or lab.startswith(kinds)) for a, b, lab in ws)
 
@@ -169,7 +178,7 @@ def lookup_correctness(run, p: dict, m: Membership | None = None) -> CheckResult
                     bad.append(f"lookup by {r['node']} ({r['purpose']}, {_s(s)}-{_s(e)}, {r['hops']} hops) of target "
                                f"{r['target']:x}"[:110] + f"... found {len(truth) - len(missed)} of the {len(truth)} "
                                f"closest live nodes (missed {ranks or 'none, wrong order'})")
-        elif not _overlaps(ws, s, e, ("partition",)):
+        elif not _overlaps(ws, s, e, UNANSWERING):
             shares.append(len(set(found) & set(truth)) / len(truth) if truth else 1.0)
     mean_share = sum(shares) / len(shares) if shares else 1.0
     details = {"lookups": len(looks), "held_exact": exact, "not_exact": wrong, "under_churn": len(shares),
@@ -190,7 +199,7 @@ def lookup_correctness(run, p: dict, m: Membership | None = None) -> CheckResult
 
 def value_availability(run, p: dict, m: Membership | None = None) -> CheckResult:
     """A get of a key whose put succeeded must succeed while a node that stored it was up
-    throughout the get (outside partition windows). Expiry does not excuse a failure: holders
+    throughout the get (outside UNANSWERING windows). Expiry does not excuse a failure: holders
     republish every ``republish_s``, long before ``expire_s``, so a copy expires only if
     republishing stopped. Exact on an undisturbed network; under churn the share of such gets
     that succeeded must reach ``value_floor``."""
@@ -226,7 +235,7 @@ def value_availability(run, p: dict, m: Membership | None = None) -> CheckResult
             continue
         name = inv["value"]
         s, e = inv["time"], op["time"]
-        if name not in put_ok or put_ok[name] > s or _overlaps(ws, s, e, ("partition",)):
+        if name not in put_ok or put_ok[name] > s or _overlaps(ws, s, e, UNANSWERING):
             continue
         kid = key_id(name, p["id_bits"])
         holder = next((c for c in copies.get(kid, ()) if c[1] <= s and c[2] >= e), None)
@@ -298,7 +307,7 @@ def routing_table(run, p: dict, m: Membership | None = None) -> CheckResult:
         evictions += 1
         t = r["time_ns"]
         victim = m.up_throughout(r["victim"], t - timeout, t)
-        if victim is not None and victim != r["node"] and not _overlaps(ws, t - timeout, t, ("partition",)):
+        if victim is not None and victim != r["node"] and not _overlaps(ws, t - timeout, t, UNANSWERING):
             live_evicted += 1
             if len(named) < MAX_NAMED:
                 named.append(f"{r['node']} evicted {victim} at {_s(t)} for a newcomer although {victim} was up and "
