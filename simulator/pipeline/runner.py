@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 from ..faults import windows
-from ..reports import plots as P
 from .config import RunConfig
 from .results import RunFolder
 from .run import Outcome, Progress, Run, exit_status
@@ -31,6 +30,8 @@ def run_to_folder(cfg: RunConfig, folder: Path, *, plots: bool = True, progress:
             run.sim.digest()  # flushes the last trace block to the file
         names: list[str] = []
         if plots:
+            from ..reports import plots as P  # here, not at the top: matplotlib's import is 0.35 s of a --no-plots run
+
             data = outcome.run
             sub = f"{cfg.scenario}, seed {cfg.seed}" + (f", bug {cfg.bug}" if cfg.bug else "") + \
                   (f", nemesis {','.join(cfg.nemesis)}" if cfg.nemesis else "")
