@@ -157,11 +157,12 @@ class Caller:
         self._timer_at: int | None = None
 
     # ---- the API ------------------------------------------------------------------------------
-    def call(self, ctx, comp: str, op: str, token: Any, *, key=None, rest: tuple = (), idem=None, value=None,
+    def call(self, ctx, comp: str, op: str, token: Any, key=None, rest: tuple = (), idem=None, value=None,
              policy: RetryPolicy | None = None) -> None:
         """Call ``comp`` (``op``); ``on_done(ctx, token, ok, value)`` follows, perhaps at once.
         ``policy`` overrides the caller's retry policy for this call (a node has one caller, so
-        one timer and one id space)."""
+        one timer and one id space). The hot callers (a client's request, a service's hop) pass
+        every argument by position: a keyword per argument cost a name match each, per call."""
         p = policy or self.policy
         self.active += 1
         if p.retries == 0 and self.breaker_policy is None:

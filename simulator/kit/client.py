@@ -87,7 +87,8 @@ class Client(ClientNode):
     def on_invoke(self, ctx, op):
         comp, name, rest, policy = self.starts[op.f]
         idem = f"{ctx.id}:{op.id}"
-        self.caller.call(ctx, comp, name, (op.id, op.value, idem), key=op.value, rest=rest, idem=idem, policy=policy)
+        key = op.value
+        self.caller.call(ctx, comp, name, (op.id, key, idem), key, rest, idem, None, policy)
 
     def on_message(self, ctx, src, msg):
         if type(msg) is Reply:
