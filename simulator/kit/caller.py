@@ -114,6 +114,12 @@ class Breaker:
         return None
 
 
+def _trim(fifo: deque, out: dict) -> None:
+    """Drop the deadlines at the head of ``fifo`` whose attempts are no longer awaited."""
+    while fifo and out.get(fifo[0][4]) is not fifo[0][3]:
+        fifo.popleft()
+
+
 class _Req:
     __slots__ = ("token", "comp", "op", "key", "rest", "idem", "value", "attempt", "instance", "tried", "rid",
                  "policy")
@@ -249,8 +255,7 @@ class Caller:
             heapq.heappop(heap)
         first = heap[0][:2] if heap else None
         for fifo in self._fifos.values():
-            while fifo and out.get(fifo[0][4]) is not fifo[0][3]:
-                fifo.popleft()
+            _trim(fifo, out)
             if fifo and (first is None or fifo[0][:2] < first):
                 first = fifo[0][:2]
         if first is not None:
@@ -311,6 +316,11 @@ class Caller:
         fifo = self._fifos.get(timeout)
         if fifo is None:
             fifo = self._fifos[timeout] = deque()
+        else:
+            # Answered attempts leave the head here, a few at a time while they are recent, rather
+            # than all at the next firing: with a timeout as long as the run a FIFO held every
+            # attempt made, and the timer's pass over them touched memory long gone cold.
+            _trim(fifo, self.out)
         if not fifo or fifo[-1][0] <= when:
             fifo.append(entry)
         else:
