@@ -7,8 +7,9 @@
 
 ``ctx.sent`` lists (dst, msg); ``ctx.timers`` maps a timer's name to the delay it was set with
 (a range stays a range: the fake draws nothing); ``ctx.records``, ``ctx.tables`` (rows of
-``record_row`` by kind) and ``ctx.completed`` collect observations and client completions; ``ctx.storage`` is a real :class:`Storage` whose fsyncs are
-counted. Advance time with ``ctx.advance(ms)``.
+``record_row`` by kind) and ``ctx.completed`` collect observations and client completions;
+``ctx.storage`` is a real :class:`Storage` whose fsyncs are counted. Advance time with
+``ctx.advance(ms)``.
 """
 
 from __future__ import annotations
