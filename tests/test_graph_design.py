@@ -144,12 +144,12 @@ def test_component_figures_count_service_drops_and_limiter_decisions():
     """Per component: requests served (or decided, for a rate limiter), mean queue, utilisation and drops by reason."""
     from simulator.kit.checks import component_figures
 
-    recs = [{"kind": "kit.served", "row": ("app", "*", True, q, 0, 5_000_000, 5_000_000)} for q in (0, 2)]
-    recs += [{"kind": "kit.drop", "comp": "app", "reason": "overloaded"},
+    served = [(5_000_000 * q, "app-1", "app", "*", True, q, 0, 5_000_000, 5_000_000) for q in (0, 2)]
+    recs = [{"kind": "kit.drop", "comp": "app", "reason": "overloaded"},
              {"kind": "kit.admit", "comp": "edge", "admitted": True},
              {"kind": "kit.admit", "comp": "edge", "admitted": False},
              {"kind": "kit.drop", "comp": "edge", "reason": "rate-limited"}]
-    f = component_figures(recs, {"app": 2}, 10_000_000)
+    f = component_figures(recs, served, {"app": 2}, 10_000_000)
     assert f["app"]["requests"] == 2 and f["app"]["mean_queue"] == 1.0 and f["app"]["utilisation"] == 0.5
     assert f["app"]["drops"] == {"overloaded": 1}
     assert f["edge"]["requests"] == 2 and f["edge"]["drops"] == {"rate-limited": 1}

@@ -27,8 +27,8 @@ def run(components, routes, rate, seconds, seed):
 
 
 def sojourns_ms(out, comp):
-    return np.array([(r["row"][4] + r["row"][5]) / 1e6 for r in out.run.records
-                     if r["kind"] == "kit.served" and r["row"][0] == comp])
+    # kit.served rows: (time_ns, node, comp, op, ok, queue, wait_ns, service_ns, total_ns)
+    return np.array([(row[6] + row[7]) / 1e6 for row in out.run.table("kit.served") if row[2] == comp])
 
 
 def end_to_end_ms(out):

@@ -225,8 +225,7 @@ def test_a_worker_works_a_job_calls_downstream_then_acks():
     assert call[0] == "db" and (call[1].op, call[1].key, call[1].idem) == ("write", "k1", "c1:7")
     node.on_message(ctx, "db", Reply(call[1].rid, True, 1))
     assert sent_of(ctx, Ack) == [("jobs-1", Ack("c1:7"))]
-    rec = kinds(ctx, "kit.served")[0]
-    comp, _op, ok, _queue, _wait, service_ns, total_ns = rec["row"]
+    _t, _node, comp, _op, ok, _queue, _wait, service_ns, total_ns = ctx.tables["kit.served"][0]
     assert (comp, ok, service_ns, total_ns) == ("jobs", True, 5_000_000, 5_000_000)
 
 
@@ -244,7 +243,7 @@ def test_a_worker_extends_its_leases_and_lets_a_failed_job_expire():
     rid = sent_of(ctx, Call)[-1][1].rid
     node.on_message(ctx, "db", Reply(rid, False, "overloaded"))
     assert not sent_of(ctx, Ack) and not node.active
-    assert kinds(ctx, "kit.served")[-1]["row"][2] is False
+    assert ctx.tables["kit.served"][-1][4] is False  # ok
 
 
 # ---- in a TOML graph ----------------------------------------------------------------------------

@@ -33,14 +33,15 @@ class Sink(Node):
 
 
 def on_a_host(svc, calls, latency_ms=1.0):
-    """Run ``svc`` as host app-1 with calls sent by c1 at 0 ms; (arrival ms, reply) at c1 and the records."""
+    """Run ``svc`` as host app-1 with calls sent by c1 at 0 ms; (arrival ms, reply) at c1, the records
+    and the tables of rows."""
     sim = Simulation(1, latency=Dist("constant", latency_ms))
     got = []
     sim.add_node("app-1", lambda: svc)
     sim.add_node("c1", lambda: Sink(got))
     sim.at(0, lambda a, b: [sim.network.send("c1", "app-1", c) for c in calls])
     sim.run(1_000_000_000)
-    return got, sim.records
+    return got, sim.records, sim.tables
 
 
 def make(cores=1, queue_limit=100, calls=(), parallel=False, retry=RetryPolicy()):
@@ -56,8 +57,9 @@ def test_a_call_is_answered_after_its_service_time():
     assert svc.cost_ns(ctx, "c1", Call(7, "get")) == 5_000_000
     serve(svc, ctx, "c1", Call(7, "get"))
     assert ctx.sent == [("c1", Reply(7, True, None))]
-    rec = [r for r in ctx.records if r["kind"] == "kit.served"][0]
-    assert dict(zip(SERVED, rec["row"])) == {"comp": "app", "op": "get", "ok": True, "queue": 0, "wait_ns": 0,
+    (row,) = ctx.tables["kit.served"]
+    assert row[:2] == (5_000_000, "app-1")  # the true time it was answered, and the instance
+    assert dict(zip(SERVED, row[2:])) == {"comp": "app", "op": "get", "ok": True, "queue": 0, "wait_ns": 0,
                                              "service_ns": 5_000_000, "total_ns": 5_000_000}
 
 
@@ -79,16 +81,16 @@ def test_with_one_core_later_calls_wait_in_the_queue():
     """While the only core is busy later calls queue FIFO; each records the calls waiting ahead of
     it at arrival and the wait it had."""
     svc, _ = make()
-    got, records = on_a_host(svc, [Call(rid, "get") for rid in (1, 2, 3)])
-    served = [r for r in records if r["kind"] == "kit.served"]
-    assert [(r["row"][3], r["row"][4] / 1e6) for r in served] == [(0, 0.0), (0, 5.0), (1, 10.0)]
+    got, _, tables = on_a_host(svc, [Call(rid, "get") for rid in (1, 2, 3)])
+    served = [dict(zip(SERVED, row[2:])) for row in tables["kit.served"]]
+    assert [(r["queue"], r["wait_ns"] / 1e6) for r in served] == [(0, 0.0), (0, 5.0), (1, 10.0)]
     assert [(t, m.rid) for t, m in got] == [(7.0, 1), (12.0, 2), (17.0, 3)]
 
 
 def test_a_full_queue_refuses_with_overloaded():
     """Past queue_limit waiting calls, an arrival is refused at once and the drop is recorded."""
     svc, _ = make(queue_limit=1)
-    got, records = on_a_host(svc, [Call(rid, "get") for rid in (1, 2, 3)])
+    got, records, _ = on_a_host(svc, [Call(rid, "get") for rid in (1, 2, 3)])
     assert got[0] == (2.0, Reply(3, False, "overloaded"))
     assert [r["reason"] for r in records if r["kind"] == "kit.drop"] == ["overloaded"]
 

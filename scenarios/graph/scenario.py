@@ -144,7 +144,8 @@ class Graph(Scenario):
                 cores[name] = spec.cores * spec.replicas
             elif kind == "queue" and spec.workers:
                 cores[name] = spec.worker_slots * spec.workers
-        comps = checks.component_figures(run.records, cores, int(run.cfg.time_limit_s * 1e9))
+        comps = checks.component_figures(run.records, run.table("kit.served"), cores,
+                                         int(run.cfg.time_limit_s * 1e9))
         counts = Counter(r["kind"] for r in run.records)  # one pass over the records, not one per kind
         events = {}
         for kind in ("kit.retry", "kit.eject", "kit.uneject", "kit.failover", "kit.breaker", "kit.redeliver",

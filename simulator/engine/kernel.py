@@ -19,8 +19,9 @@ Trace digest
     itself deterministic; other values enter as the CRC-32 of their ``repr``. Encoding to integers
     costs a fraction of ``repr`` per event. The client history and the observations (``ctx.record``)
     are kept in memory anyway; the digest folds in their ``repr`` once, at the end, rather than
-    paying per operation. The digest is the run's fingerprint: the same seed, parameters and
-    versions give the same digest in any process.
+    paying per operation. Rows (``ctx.record_row``) follow the records, table by table. The
+    digest is the run's fingerprint: the same seed, parameters and versions give the same digest
+    in any process.
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ class Simulation:
         self.hosts: dict[str, Host] = {}
         self._to_start: list[Host] = []
         self.records: list[dict] = []
+        # kind -> rows of ctx.record_row (Host.record_row), each (time_ns, node, *fields): an
+        # observation made once a request or more, one tuple rather than a dict; in the digest
+        self.tables: dict[str, list[tuple]] = {}
         self._stopped = False
         # The trace integers, cleared in place on flush (the network and hosts hold it too). A list,
         # not an array('q'): list.extend of a small tuple costs a fraction of array.extend, and one
@@ -275,10 +279,15 @@ class Simulation:
             del buf[:]
 
     def digest(self) -> str:
-        """Hex SHA-256 of the trace so far, then the observations and the client history."""
+        """Hex SHA-256 of the trace so far, then the observations (records, then each table of
+        rows by kind in sorted order) and the client history. A run that keeps no rows hashes
+        exactly what it did before tables existed."""
         self._flush()
         h = self._hash.copy()
         h = _encode_into(h, self.records)
+        for kind in sorted(self.tables):
+            h.update(marshal.dumps(kind, 2))
+            h = _encode_into(h, self.tables[kind])
         if self.workload is not None:
             history = self.workload.history
             # a columnar History (simulator.workload.history) hashes itself chunk by chunk, the same bytes

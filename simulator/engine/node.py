@@ -42,6 +42,13 @@ A handler runs atomically at one instant of simulated time. Everything it does g
     an observation for checkers and metrics (true time is added); protocol code never reads them.
     Fields, like operation values, should be plain data (numbers, strings, tuples, lists, dicts):
     never sets, whose order changes with PYTHONHASHSEED and would change the digest.
+``ctx.record_row(kind, row)``
+    the same for an observation made once a request or more (a component's "served" line): the
+    tuple ``row`` of plain values, its columns fixed by the design, is kept as
+    ``(true time ns, node id, *row)`` in the table ``kind`` (``RunData.table(kind)``), with no
+    field names or dict per row, so it costs a fraction of a ``record`` to make, keep and fold into
+    the digest. Tables live outside the node, like records: a crash loses no row, and a run that
+    stops early still hands its rows to whatever saves it.
 ``ctx.log(text)``
     a debug line, kept in the trace when the run is traced.
 ``ctx.complete(op_id, type, value=None)``
@@ -90,6 +97,7 @@ class Context(Protocol):
     def cancel_timer(self, name: str) -> None: ...
     def timer_set(self, name: str) -> bool: ...
     def record(self, kind: str, **fields: Any) -> None: ...
+    def record_row(self, kind: str, row: tuple) -> None: ...
     def log(self, text: str) -> None: ...
     def complete(self, op_id: int, type: str, value: Any = None) -> bool: ...
 

@@ -174,6 +174,13 @@ class Host:
         # Simulation.record, inlined (the same dict, keys in the same order)
         self.sim.records.append({"time_ns": self._env._now, "node": self.id, "kind": kind, **fields})
 
+    def record_row(self, kind: str, row: tuple) -> None:
+        tables = self.sim.tables
+        rows = tables.get(kind)
+        if rows is None:
+            rows = tables[kind] = []
+        rows.append((self._env._now, self.id) + row)
+
     def log(self, text: str) -> None:
         self.sim.trace_event("log", self.id, str(text))
 

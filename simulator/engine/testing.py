@@ -6,9 +6,10 @@
     assert [type(m).__name__ for _, m in ctx.sent] == ["RequestVote", "RequestVote"]
 
 ``ctx.sent`` lists (dst, msg); ``ctx.timers`` maps a timer's name to the delay it was set with
-(a range stays a range: the fake draws nothing); ``ctx.records`` and ``ctx.completed`` collect
-observations and client completions; ``ctx.storage`` is a real :class:`Storage` whose fsyncs are
-counted. Advance time with ``ctx.advance(ms)``.
+(a range stays a range: the fake draws nothing); ``ctx.records``, ``ctx.tables`` (rows of
+``record_row`` by kind) and ``ctx.completed`` collect observations and client completions;
+``ctx.storage`` is a real :class:`Storage` whose fsyncs are counted. Advance time with
+``ctx.advance(ms)``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class FakeContext:
         self.sent: list[tuple[str, Any]] = []
         self.timers: dict[str, Any] = {}
         self.records: list[dict] = []
+        self.tables: dict[str, list[tuple]] = {}
         self.logs: list[str] = []
         self.completed: list[tuple[int, str, Any]] = []
         self.incarnation = 0  # set it to test a node after a restart
@@ -58,6 +60,9 @@ class FakeContext:
 
     def record(self, kind: str, **fields: Any) -> None:
         self.records.append({"time_ns": self._now, "node": self.id, "kind": kind, **fields})
+
+    def record_row(self, kind: str, row: tuple) -> None:
+        self.tables.setdefault(kind, []).append((self._now, self.id) + row)
 
     def log(self, text: str) -> None:
         self.logs.append(str(text))

@@ -114,6 +114,12 @@ class Breaker:
         return None
 
 
+def _trim(fifo: deque, out: dict) -> None:
+    """Drop the deadlines at the head of ``fifo`` whose attempts are no longer awaited."""
+    while fifo and out.get(fifo[0][4]) is not fifo[0][3]:
+        fifo.popleft()
+
+
 class _Req:
     __slots__ = ("token", "comp", "op", "key", "rest", "idem", "value", "attempt", "instance", "tried", "rid",
                  "policy")
@@ -157,11 +163,12 @@ class Caller:
         self._timer_at: int | None = None
 
     # ---- the API ------------------------------------------------------------------------------
-    def call(self, ctx, comp: str, op: str, token: Any, *, key=None, rest: tuple = (), idem=None, value=None,
+    def call(self, ctx, comp: str, op: str, token: Any, key=None, rest: tuple = (), idem=None, value=None,
              policy: RetryPolicy | None = None) -> None:
         """Call ``comp`` (``op``); ``on_done(ctx, token, ok, value)`` follows, perhaps at once.
         ``policy`` overrides the caller's retry policy for this call (a node has one caller, so
-        one timer and one id space)."""
+        one timer and one id space). The hot callers (a client's request, a service's hop) pass
+        every argument by position: a keyword per argument cost a name match each, per call."""
         p = policy or self.policy
         self.active += 1
         if p.retries == 0 and self.breaker_policy is None:
@@ -248,8 +255,7 @@ class Caller:
             heapq.heappop(heap)
         first = heap[0][:2] if heap else None
         for fifo in self._fifos.values():
-            while fifo and out.get(fifo[0][4]) is not fifo[0][3]:
-                fifo.popleft()
+            _trim(fifo, out)
             if fifo and (first is None or fifo[0][:2] < first):
                 first = fifo[0][:2]
         if first is not None:
@@ -310,6 +316,11 @@ class Caller:
         fifo = self._fifos.get(timeout)
         if fifo is None:
             fifo = self._fifos[timeout] = deque()
+        else:
+            # Answered attempts leave the head here, a few at a time while they are recent, rather
+            # than all at the next firing: with a timeout as long as the run a FIFO held every
+            # attempt made, and the timer's pass over them touched memory long gone cold.
+            _trim(fifo, self.out)
         if not fifo or fifo[-1][0] <= when:
             fifo.append(entry)
         else:

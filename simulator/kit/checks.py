@@ -120,34 +120,32 @@ def exactly_once(history: list[dict], write_routes: Iterable[str], final: dict[s
     return CheckResult(True, "", {"writes": len(ours), "duplicated": 0})
 
 
-def component_figures(records: list[dict], cores: dict[str, int], elapsed_ns: int) -> dict[str, Any]:
-    """``cores``: component -> total cores over its instances (for utilisation)."""
-    by: dict[str, tuple[list, list, list, list]] = {}  # comp -> (total_ns, queue, service_ns, ok)
+def component_figures(records: list[dict], served: list[tuple], cores: dict[str, int],
+                      elapsed_ns: int) -> dict[str, Any]:
+    """``served``: the run's ``kit.served`` rows (``RunData.table("kit.served")``, each
+    ``(time_ns, node, *SERVED)``); ``records``: its records (drops and rate limiters'
+    decisions); ``cores``: component -> total cores over its instances (for utilisation)."""
     drops: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     admits: dict[str, int] = defaultdict(int)  # rate limiters decide, they do not serve
-    # one pass over every record (three or more per request): the columns of each component are
-    # filled with bound appends, not a dict lookup per field
-    appends: dict[str, tuple] = {}
     for r in records:
         k = r["kind"]
-        if k == "kit.served":
-            comp, _op, ok, queue, _wait, service_ns, total_ns = r["row"]
-            a = appends.get(comp)
-            if a is None:
-                cols = by[comp] = ([], [], [], [])
-                a = appends[comp] = tuple(c.append for c in cols)
-            a[0](total_ns)
-            a[1](queue)
-            a[2](service_ns)
-            a[3](ok)
-        elif k == "kit.drop":
+        if k == "kit.drop":
             drops[r["comp"]][r["reason"]] += 1
         elif k == "kit.admit":
             admits[r["comp"]] += 1
+    by: dict[str, tuple] = {}  # comp -> (total ms, queue, service ns, ok) arrays
+    if served:
+        # the rows transposed into columns in one C-level pass, then a mask per component
+        _t, _node, comp, _op, ok, queue, _wait, service_ns, total_ns = zip(*served)
+        comp = np.array(comp, dtype=object)
+        cols = (np.array(total_ns, dtype=float) / 1e6, np.array(queue, dtype=float),
+                np.array(service_ns, dtype=float), np.array(ok, dtype=float))
+        for name in sorted(set(comp.tolist())):
+            mine = comp == name
+            by[name] = tuple(c[mine] for c in cols)
     out = {}
     for comp in sorted(set(by) | set(drops) | set(admits)):
-        totals, queues, services, oks = by.get(comp, ((), (), (), ()))
-        total = np.asarray(totals, dtype=float) / 1e6  # ms
+        total, queues, services, oks = by.get(comp, (np.zeros(0),) * 4)
         busy_ms = float(np.sum(services)) / 1e6
         c = cores.get(comp)
         out[comp] = {

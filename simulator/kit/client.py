@@ -60,13 +60,16 @@ def generator(routes: list[Route]):
     key_names = [[f"k{j}" for j in range(n)] if n <= 100_000 else None for n in keys]
 
     buf: list = []
+    last = len(cum) - 1
+    bisect_right = bisect.bisect_right
 
     def generate(rng):
         if not buf:  # two uniforms per operation, drawn 512 operations at a time
             buf.extend(reversed(rng.random(1024).tolist()))
         u, v = buf.pop(), buf.pop()
-        i = bisect.bisect_right(cum, u)
-        i = min(i, len(cum) - 1)
+        i = bisect_right(cum, u)
+        if i > last:  # u beyond the last cumulative share, rounded below 1
+            i = last
         j = int(v * keys[i])
         kn = key_names[i]
         return names[i], kn[j] if kn is not None else f"k{j}"
@@ -87,7 +90,8 @@ class Client(ClientNode):
     def on_invoke(self, ctx, op):
         comp, name, rest, policy = self.starts[op.f]
         idem = f"{ctx.id}:{op.id}"
-        self.caller.call(ctx, comp, name, (op.id, op.value, idem), key=op.value, rest=rest, idem=idem, policy=policy)
+        key = op.value
+        self.caller.call(ctx, comp, name, (op.id, key, idem), key, rest, idem, None, policy)
 
     def on_message(self, ctx, src, msg):
         if type(msg) is Reply:

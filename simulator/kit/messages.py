@@ -70,16 +70,17 @@ def answer(rid: int, ok: bool, value: Any) -> Reply:
     return Reply(rid, ok, "gateway-timeout" if not ok and value == "timeout" else value)
 
 
-#: The fields of a ``kit.served`` record's ``row``, in order (times in ns of the component's clock).
+#: The columns of a ``kit.served`` row after its time and node, in order (times in ns of the
+#: component's clock): ``RunData.table("kit.served")`` rows are ``(time_ns, node, *SERVED)``.
 SERVED = ("comp", "op", "ok", "queue", "wait_ns", "service_ns", "total_ns")
 
 
 def served(ctx, comp: str, op: str, ok: bool, queue: int, wait_ns: int, service_ns: int, total_ns: int) -> None:
-    """Record one request a component answered: ``kit.served`` with one ``row`` (see
-    :data:`SERVED`; ``queue`` = jobs waiting at its arrival). One tuple, not a field each: a
-    request or more per record, and a field each made the record and its share of the digest
-    several times dearer."""
-    ctx.record("kit.served", row=(comp, op, ok, queue, wait_ns, service_ns, total_ns))
+    """Record one request a component answered: a row of the ``kit.served`` table (see
+    :data:`SERVED`; ``queue`` = jobs waiting at its arrival). A row (``ctx.record_row``), not a
+    record: there is one a request or more, and a record's dict and field names made it, kept
+    and digested, several times dearer."""
+    ctx.record_row("kit.served", (comp, op, ok, queue, wait_ns, service_ns, total_ns))
 
 
 def refuse(ctx, comp: str, src: str, call: Call) -> None:

@@ -57,10 +57,11 @@ class ServiceSpec:
 class _Job:
     __slots__ = ("src", "call", "arrived", "queue", "wait_ns", "svc_ns", "hops", "left", "failed")
 
-    # wait_ns and svc_ns are set when the job leaves its core, hops, left and failed when it calls
-    # downstream (most of a leaf service's jobs never do)
-    def __init__(self, src, call, arrived, queue):
+    # hops, left and failed are set when the job calls downstream (most of a leaf service's jobs
+    # never do)
+    def __init__(self, src, call, arrived, queue, wait_ns, svc_ns):
         self.src, self.call, self.arrived, self.queue = src, call, arrived, queue
+        self.wait_ns, self.svc_ns = wait_ns, svc_ns
 
 
 class Service(Node):
@@ -85,10 +86,7 @@ class Service(Node):
         return None
 
     def on_job(self, ctx, src, call, arrived_ns, started_ns, queued):
-        job = _Job(src, call, arrived_ns, queued)
-        job.wait_ns = started_ns - arrived_ns
-        job.svc_ns = ctx.now - started_ns
-        self._after_service(ctx, job)
+        self._after_service(ctx, _Job(src, call, arrived_ns, queued, started_ns - arrived_ns, ctx.now - started_ns))
 
     def on_refused(self, ctx, src, msg):
         refuse(ctx, self.comp, src, msg)
@@ -124,7 +122,7 @@ class Service(Node):
     def _call(self, ctx, job: _Job, hop: str, rest: tuple) -> None:
         comp, op = split_hop(hop)
         c = job.call
-        self.caller.call(ctx, comp, op, job, key=c.key, rest=rest, idem=c.idem, value=c.value)
+        self.caller.call(ctx, comp, op, job, c.key, rest, c.idem, c.value)
 
     def _downstream_done(self, ctx, job: _Job, ok: bool, value) -> None:
         if not ok and job.failed is None:

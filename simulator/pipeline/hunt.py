@@ -211,12 +211,14 @@ def _bucket(n: float) -> int:
     return int(math.log2(n + 1)) if n > 0 else 0
 
 
-def features(records: list[dict], checks: dict[str, Any]) -> set[str]:
-    """What a run reached: observation kinds and numeric checker details, bucketed by log2 of the
-    count; checkers that did not pass, by name."""
+def features(records: list[dict], checks: dict[str, Any], tables: dict[str, list] | None = None) -> set[str]:
+    """What a run reached: observation kinds (records and ``record_row`` tables) and numeric
+    checker details, bucketed by log2 of the count; checkers that did not pass, by name."""
     counts: dict[str, int] = {}
     for r in records:
         counts[r["kind"]] = counts.get(r["kind"], 0) + 1
+    for kind, rows in (tables or {}).items():
+        counts[kind] = counts.get(kind, 0) + len(rows)
     out = {f"{k}:{_bucket(n)}" for k, n in counts.items()}
     for name, res in checks.items():
         if res.valid is not True:
@@ -267,7 +269,8 @@ def run_point(cfg_dict: dict[str, Any]) -> dict[str, Any]:
     ops = (getattr(out, "metrics", None) or {}).get("ops") or {}
     return {"valid": out.valid, "checker": checker, "message": message, "failed": [n for n, _ in bad],
             "ops": int(sum(v for k, v in ops.items() if k in ("ok", "fail", "info") and isinstance(v, (int, float)))),
-            "features": sorted(features(out.run.records, out.checks)), "digest": out.digest,
+            "features": sorted(features(out.run.records, out.checks, getattr(out.run, "tables", None))),
+            "digest": out.digest,
             "cpu_s": time.process_time() - cpu0, "wall_s": time.perf_counter() - wall0}
 
 

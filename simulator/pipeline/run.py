@@ -149,7 +149,8 @@ class Run:
         return RunData(cfg=self.cfg, history=self.workload.history if self.workload else [],
                        records=sim.records if sim else [], faults=self.injector.applied if self.injector else [],
                        exposed=exposed, end_ns=sim.now if sim else 0, heal_ns=self.heal_ns,
-                       network=sim.network.stats() if sim else {}, hosts=hosts)
+                       network=sim.network.stats() if sim else {}, hosts=hosts,
+                       tables=sim.tables if sim else {})
 
     def finish(self) -> Outcome:
         run = self.data()

@@ -149,9 +149,15 @@ class RunData:
     heal_ns: int
     network: dict
     hosts: dict = field(default_factory=dict)
+    tables: dict = field(default_factory=dict)  # kind -> rows of ctx.record_row
 
     def records_of(self, kind: str) -> list[dict]:
         return [r for r in self.records if r["kind"] == kind]
+
+    def table(self, kind: str) -> list[tuple]:
+        """The rows ``ctx.record_row(kind, row)`` kept, in the order they were made: each
+        ``(time_ns, node, *row)`` (an empty list if none was)."""
+        return self.tables.get(kind, [])
 
 
 class Scenario:
