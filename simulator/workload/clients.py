@@ -213,7 +213,7 @@ class Workload:
         self.started += 1
         self._add((now, 0, process, f, value))
         if len(self._buffered) >= BUFFERED_EVENTS:
-            self.history.flush()
+            self.history.flush(dicts=False)
         if self.values_plain and (_typeof(value) not in _LEAVES and not _immutable_plain(value)
                                   or _typeof(f) is not str or _typeof(now) is not int):
             self.values_plain = False
