@@ -175,3 +175,17 @@ def test_pairs_of_a_long_history_build_only_the_rows_they_need():
                        "value": None})
     h = History(events, dicts_up_to=0)
     assert list(pairs(h)) == pairs(events)
+
+
+def test_a_history_builds_its_dicts_when_first_read_and_none_once_past_dicts_up_to():
+    """Events appended and moved into the columns build no dicts until something reads the history,
+    which then reads as its dicts; a history that outgrows dicts_up_to first never builds any."""
+    short, long = History(dicts_up_to=10), History(dicts_up_to=10)
+    for h, n in ((short, 6), (long, 12)):
+        for i in range(n):
+            h.add(i, i % 2, i // 2, "read", i)
+        h.flush(dicts=False)
+        assert h._dicts == [] or h._dicts is None
+    assert long._dicts is None
+    assert short[5] == {"index": 5, "time": 5, "type": "ok", "process": 2, "f": "read", "value": 5}
+    assert len(short._dicts) == 6 and list(long)[11]["value"] == 11

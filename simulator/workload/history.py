@@ -27,7 +27,7 @@ TYPES = ("invoke", "ok", "fail", "info")
 TYPE_CODE = {t: i for i, t in enumerate(TYPES)}
 KEYS = ("index", "time", "type", "process", "f", "value")
 ROWS_PER_CHUNK = 65_536  # events built as dicts at a time when a History is read in chunks
-BUFFERED_EVENTS = 32_768  # events a History holds in its buffer before they go into the columns
+BUFFERED_EVENTS = 4_096  # events a History holds in its buffer before they go into the columns
 # A History also keeps its events as dicts up to this many (about 150 MiB of them): a design's
 # checkers and figures then iterate it as fast as the plain list they were written for. Past it
 # the dicts are dropped and the columns alone hold the history (a long run in bounded memory).
