@@ -163,18 +163,36 @@ def read_staleness(run: RunData) -> list[tuple[int, str, object, float]]:
     millions of records)."""
     memo = run.__dict__.get("_cache_read_staleness")
     if memo is None:
-        memo = run.__dict__["_cache_read_staleness"] = _read_staleness(run)
+        times, keys, versions, ms, judged = staleness_columns(run)
+        memo = run.__dict__["_cache_read_staleness"] = list(compress(zip(times, keys, versions, ms.tolist()),
+                                                                     judged.tolist()))
     return memo
 
 
-def _read_staleness(run: RunData) -> list[tuple[int, str, object, float]]:
+def staleness_ms(run: RunData) -> np.ndarray:
+    """The staleness (ms) of each read judged, in read_staleness's order, as one array: what the
+    figures need, without a tuple per read."""
+    _, _, _, ms, judged = staleness_columns(run)
+    return ms[judged]
+
+
+def staleness_columns(run: RunData):
+    """(times, keys, versions, staleness ms, judged) over every app.read, the last two numpy arrays;
+    computed once per run."""
+    memo = run.__dict__.get("_cache_staleness_columns")
+    if memo is None:
+        memo = run.__dict__["_cache_staleness_columns"] = _staleness_columns(run)
+    return memo
+
+
+def _staleness_columns(run: RunData):
     # Vectorised over the reads: the commits of every key laid end to end in seq order, a read of
     # version v (the commit at position j) is stale from the earliest acknowledgement among the
     # commits after j of its key (a suffix minimum), if that came before the read.
     cm = run_commits(run)
     reads = events(run)["read"]
     if not reads:
-        return []
+        return [], [], [], np.zeros(0), np.zeros(0, dtype=bool)
     pos_of: dict = {}  # version -> position of its commit in the laid-out commits
     start_of: dict = {}  # key -> its first position
     end_of: dict = {}  # key -> one past its last
@@ -201,8 +219,8 @@ def _read_staleness(run: RunData) -> list[tuple[int, str, object, float]]:
     newer = (first >= 0) & (first < end)
     ack = suf_arr[np.where(newer, first, n_commits)]
     stale = newer & (ack < t)
-    ms = np.where(stale, (t - ack) / 1e6, 0.0).tolist()
-    return [r for r, ok in zip(zip(times, keys, versions, ms), judged.tolist()) if ok]
+    ms = np.where(stale, (t - ack) / 1e6, 0.0)
+    return times, keys, versions, ms, judged
 
 
 def pairs_ok(history, f):
@@ -576,7 +594,7 @@ class CacheTier(Scenario):
             sim.add_node(c, lambda i=i: Cache(spec, seed=i), inbox_limit=10**9)
         db = DatabaseSpec(name="db", replicas=p["replicas"], lag_ms=_dist(p["lag_ms"]),
                           read_from="replica" if cfg.bug == "fill-from-replica" else "primary",
-                          retry=RetryPolicy(timeout_ms=1000.0))
+                          retry=RetryPolicy(timeout_ms=1000.0), record_served=False)
         sim.add_node("db", lambda: DbRouter(db), inbox_limit=10**9)
         stream = p["invalidation_delay_ms"] != "none"
         for n in db.node_ids():
@@ -638,8 +656,7 @@ class CacheTier(Scenario):
         how = read_outcomes(run.history)
         reads = sum(how.values())
         fetches = [r for r in events(run)["fetch"] if r["kind"] == "app.fetch"]
-        st = [r[3] for r in read_staleness(run)]
-        arr = np.asarray(st, dtype=float)
+        arr = staleness_ms(run)
         stale = arr[arr > 0]
         return {"strategy": p["strategy"], "protection": p["protection"], "policy": p["policy"],
                 "reads": reads, "by_outcome": dict(sorted(how.items())),
