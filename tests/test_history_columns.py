@@ -177,15 +177,28 @@ def test_pairs_of_a_long_history_build_only_the_rows_they_need():
     assert list(pairs(h)) == pairs(events)
 
 
-def test_a_history_builds_its_dicts_when_first_read_and_none_once_past_dicts_up_to():
-    """Events appended and moved into the columns build no dicts until something reads the history,
-    which then reads as its dicts; a history that outgrows dicts_up_to first never builds any."""
-    short, long = History(dicts_up_to=10), History(dicts_up_to=10)
-    for h, n in ((short, 6), (long, 12)):
-        for i in range(n):
-            h.add(i, i % 2, i // 2, "read", i)
-        h.flush(dicts=False)
-        assert h._dicts == [] or h._dicts is None
-    assert long._dicts is None
-    assert short[5] == {"index": 5, "time": 5, "type": "ok", "process": 2, "f": "read", "value": 5}
-    assert len(short._dicts) == 6 and list(long)[11]["value"] == 11
+
+def test_a_history_expecting_twice_dicts_up_to_keeps_no_dicts_and_reads_the_same():
+    """A history told to expect at least twice dicts_up_to events builds no dicts, and reads, pairs
+    and hashes as one that built them; told less, it keeps them."""
+    kept, dropped, few = History(dicts_up_to=10), History(dicts_up_to=10), History(dicts_up_to=10)
+    dropped.expect(20)
+    few.expect(19)
+    for h in (kept, dropped, few):
+        for i in range(8):
+            h.add(i, i % 2, i // 2, "read", [i])
+    assert dropped.dicts is None and len(kept.dicts) == len(few.dicts) == 8
+    assert list(dropped) == list(kept) and list(pairs(dropped)) == list(pairs(kept))
+    assert dropped.digest_into(hashlib.sha256()).digest() == kept.digest_into(hashlib.sha256()).digest()
+
+
+def test_a_long_open_loop_run_keeps_no_history_dicts():
+    """The workload tells its history how many events an open-loop run makes (two an operation):
+    a run expected past twice DICTS_UP_TO builds none, a short one keeps them."""
+    from simulator.engine.kernel import Simulation
+    from simulator.workload.clients import Workload
+
+    for rate, keeps in ((100.0, True), (1e6, False)):
+        w = Workload(Simulation(1), ["c1"], lambda rng: ("read", None), op_timeout_ns=10**9, rate=rate)
+        w.start(10**9)
+        assert (w.history.dicts is not None) is keeps

@@ -81,35 +81,33 @@ class History:
         buf = self.buffered
         buf.append((time, type_code, process, f, value))
         if len(buf) >= BUFFERED_EVENTS:
-            self.flush(dicts=False)
+            self.flush()
 
-    def flush(self, dicts: bool = True) -> None:
-        """Move the buffered events into the columns, pairing them, and (``dicts``) bring the dicts up
-        to date. Every reader calls it first; the workload calls it now and then with ``dicts``
-        False, so the buffer stays short and no dict is built while the run goes on: a history
-        that outgrows ``dicts_up_to`` before anyone reads it never builds one (a million-request
-        run built half a million, then dropped them)."""
+    def expect(self, events: int) -> None:
+        """Told it will hold about ``events`` events: past twice ``dicts_up_to``, the history drops its
+        dicts now, rather than build them as it grows and drop them on the way (the cache preset's
+        2M events built half a million for nothing). Reads give the same either way."""
+        if self._dicts is not None and events >= 2 * self.dicts_up_to:
+            self._dicts = None
+
+    def flush(self) -> None:
+        """Move the buffered events into the columns (and the dicts), pairing them. Every reader calls
+        it first; the workload calls it now and then, so the buffer stays short."""
         buf = self.buffered
-        if buf:
-            self._move(buf)
-        if dicts and self._dicts is not None and len(self._dicts) < len(self._type):
-            self._build_dicts()
-
-    def _build_dicts(self) -> None:
-        dicts = self._dicts
-        lo, hi = len(dicts), len(self._type)
-        t, fn = TYPES, self._f_names
-        dicts.extend([{"index": i, "time": tm, "type": t[ty], "process": p, "f": fn[fc], "value": v}
-                      for i, tm, ty, p, fc, v in zip(range(lo, hi), self._time[lo:hi], self._type[lo:hi],
-                                                     self._process[lo:hi], self._f[lo:hi], self._value[lo:hi])])
-
-    def _move(self, buf: list) -> None:
+        if not buf:
+            return
         idx0 = len(self._type)
         times, types, procs, fs, values = zip(*buf)
         buf.clear()  # in place: the workload holds its append
         n = len(times)
-        if self._dicts is not None and idx0 + n > self.dicts_up_to:
-            self._dicts = None  # long enough: from here on the columns alone hold it
+        dicts = self._dicts
+        if dicts is not None:
+            keep = max(0, min(n, self.dicts_up_to - idx0))
+            t = TYPES
+            dicts.extend([{"index": i, "time": tm, "type": t[ty], "process": p, "f": f, "value": v}
+                          for i, tm, ty, p, f, v in zip(range(idx0, idx0 + keep), times, types, procs, fs, values)])
+            if keep < n:
+                self._dicts = None  # long enough: from here on the columns alone hold it
         self._time.extend(times)
         self._type.extend(types)
         self._process.extend(procs)
