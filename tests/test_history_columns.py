@@ -202,3 +202,22 @@ def test_a_long_open_loop_run_keeps_no_history_dicts():
         w = Workload(Simulation(1), ["c1"], lambda rng: ("read", None), op_timeout_ns=10**9, rate=rate)
         w.start(10**9)
         assert (w.history.dicts is not None) is keeps
+
+
+def test_pairing_in_chunks_matches_pairs_of_the_list_whatever_the_chunk_borders():
+    """Events flushed a few at a time (repeated invokes, stray completions, process ids past 32 bits)
+    pair exactly as pairs() pairs the list of dicts one by one."""
+    import random
+
+    rng = random.Random(5)
+    for _ in range(200):
+        events = [{"index": i, "time": i, "type": rng.choice(["invoke", "invoke", "ok", "info", "fail"]),
+                   "process": rng.randrange(8) * rng.choice([1, 10**12]), "f": "r", "value": i}
+                  for i in range(rng.randrange(1, 200))]
+        h, step = History(dicts_up_to=0), rng.choice([1, 3, 17, 1000])
+        for lo in range(0, len(events), step):
+            for e in events[lo:lo + step]:
+                h.add(e["time"], ["invoke", "ok", "fail", "info"].index(e["type"]), e["process"], "r", e["value"])
+            h.flush()
+        index = [[a["index"], b and b["index"]] for a, b in pairs(h)]
+        assert index == [[a["index"], b and b["index"]] for a, b in pairs(list(events))]
