@@ -79,14 +79,16 @@ def zipf(p: dict):
     cum = np.cumsum(w / w.sum())
     share = p["write_share"]
     buf: list = []
-    names = [f"k{i}" for i in range(p["keys"])]
+    n = p["keys"]
+    names = [f"k{i}" for i in range(n)]
+    kinds = ("read", "write")
 
     def generate(rng):
-        if not buf:  # draws in blocks of 512 operations, made whole here: one pop per operation
+        if not buf:  # draws in blocks of 512 operations, paired up by C-level maps: one pop per operation
             u = rng.random(1024)
-            ks = np.minimum(np.searchsorted(cum, u[::2]), p["keys"] - 1).tolist()
-            ws = (u[1::2] < share).tolist()
-            buf.extend(reversed([("write" if w else "read", names[k]) for w, k in zip(ws, ks)]))
+            ks = np.minimum(np.searchsorted(cum, u[-2::-2]), n - 1).tolist()
+            ws = (u[::-2] < share).tolist()
+            buf.extend(zip(map(kinds.__getitem__, ws), map(names.__getitem__, ks)))
         return buf.pop()
 
     return generate
