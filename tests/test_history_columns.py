@@ -178,12 +178,12 @@ def test_pairs_of_a_long_history_build_only_the_rows_they_need():
 
 
 
-def test_a_history_expecting_twice_dicts_up_to_keeps_no_dicts_and_reads_the_same():
-    """A history told to expect at least twice dicts_up_to events builds no dicts, and reads, pairs
-    and hashes as one that built them; told less, it keeps them."""
+def test_a_history_expecting_more_than_dicts_up_to_keeps_no_dicts_and_reads_the_same():
+    """A history told to expect more than dicts_up_to events builds no dicts, and reads, pairs and
+    hashes as one that built them; told no more, it keeps them."""
     kept, dropped, few = History(dicts_up_to=10), History(dicts_up_to=10), History(dicts_up_to=10)
-    dropped.expect(20)
-    few.expect(19)
+    dropped.expect(11)
+    few.expect(10)
     for h in (kept, dropped, few):
         for i in range(8):
             h.add(i, i % 2, i // 2, "read", [i])
@@ -194,7 +194,7 @@ def test_a_history_expecting_twice_dicts_up_to_keeps_no_dicts_and_reads_the_same
 
 def test_a_long_open_loop_run_keeps_no_history_dicts():
     """The workload tells its history how many events an open-loop run makes (two an operation):
-    a run expected past twice DICTS_UP_TO builds none, a short one keeps them."""
+    a run expected past DICTS_UP_TO builds none, a short one keeps them."""
     from simulator.engine.kernel import Simulation
     from simulator.workload.clients import Workload
 

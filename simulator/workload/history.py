@@ -84,10 +84,10 @@ class History:
             self.flush()
 
     def expect(self, events: int) -> None:
-        """Told it will hold about ``events`` events: past twice ``dicts_up_to``, the history drops its
+        """Told it will hold about ``events`` events, more than ``dicts_up_to``, the history drops its
         dicts now, rather than build them as it grows and drop them on the way (the cache preset's
         2M events built half a million for nothing). Reads give the same either way."""
-        if self._dicts is not None and events >= 2 * self.dicts_up_to:
+        if self._dicts is not None and events > self.dicts_up_to:
             self._dicts = None
 
     def flush(self) -> None:
