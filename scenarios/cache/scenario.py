@@ -39,7 +39,7 @@ import bisect
 import math
 from collections import Counter, defaultdict
 from itertools import compress, repeat
-from operator import itemgetter
+from operator import is_, itemgetter
 
 import numpy as np
 
@@ -211,9 +211,11 @@ def _staleness_columns(run: RunData):
     # the first newer commit's position: all of the key's for a read of no version (None), those
     # after its version's otherwise; -2: a key never written (fresh), -1: a version no app server
     # saw acknowledged (not judged)
-    first = np.array([-2 if st is None else (st if v is None else (-1 if p is None else p + 1))
-                      for st, v, p in zip(map(start_of.get, keys), versions, map(pos_of.get, versions))],
-                     dtype=np.int64)
+    # (looked up by C-level maps, -2 standing for "none" in both lookups: positions are >= 0)
+    st = np.array(list(map(start_of.get, keys, repeat(-2))), dtype=np.int64)
+    pos = np.array(list(map(pos_of.get, versions, repeat(-2))), dtype=np.int64)
+    no_version = np.array(list(map(is_, versions, repeat(None))), dtype=bool)
+    first = np.where(st == -2, -2, np.where(no_version, st, np.where(pos == -2, -1, pos + 1)))
     end = np.array(list(map(end_of.get, keys, repeat(-1))), dtype=np.int64)
     t = np.array(times, dtype=np.int64)
     suf_arr = np.array(sufs + [0], dtype=np.int64)
