@@ -1388,8 +1388,9 @@ class Cache(Node):
         wall = ctx.now
         if self.wall:
             now = wall
-        else:  # self.now(ctx), inlined: every message reads it
-            now = self.ticks * self.tick_ns + min(max(0, wall - self.last_tick_wall), self.tick_ns)
+        else:  # self.now(ctx), inlined (its clamp as comparisons, not min and max): every message reads it
+            since, tick = wall - self.last_tick_wall, self.tick_ns
+            now = self.ticks * tick + (since if 0 <= since <= tick else (0 if since < 0 else tick))
         if t is CacheGet:
             key = msg.key
             v = self.store.values.get(key)
