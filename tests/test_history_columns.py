@@ -175,3 +175,49 @@ def test_pairs_of_a_long_history_build_only_the_rows_they_need():
                        "value": None})
     h = History(events, dicts_up_to=0)
     assert list(pairs(h)) == pairs(events)
+
+
+
+def test_a_history_expecting_more_than_dicts_up_to_keeps_no_dicts_and_reads_the_same():
+    """A history told to expect more than dicts_up_to events builds no dicts, and reads, pairs and
+    hashes as one that built them; told no more, it keeps them."""
+    kept, dropped, few = History(dicts_up_to=10), History(dicts_up_to=10), History(dicts_up_to=10)
+    dropped.expect(11)
+    few.expect(10)
+    for h in (kept, dropped, few):
+        for i in range(8):
+            h.add(i, i % 2, i // 2, "read", [i])
+    assert dropped.dicts is None and len(kept.dicts) == len(few.dicts) == 8
+    assert list(dropped) == list(kept) and list(pairs(dropped)) == list(pairs(kept))
+    assert dropped.digest_into(hashlib.sha256()).digest() == kept.digest_into(hashlib.sha256()).digest()
+
+
+def test_a_long_open_loop_run_keeps_no_history_dicts():
+    """The workload tells its history how many events an open-loop run makes (two an operation):
+    a run expected past DICTS_UP_TO builds none, a short one keeps them."""
+    from simulator.engine.kernel import Simulation
+    from simulator.workload.clients import Workload
+
+    for rate, keeps in ((100.0, True), (1e6, False)):
+        w = Workload(Simulation(1), ["c1"], lambda rng: ("read", None), op_timeout_ns=10**9, rate=rate)
+        w.start(10**9)
+        assert (w.history.dicts is not None) is keeps
+
+
+def test_pairing_in_chunks_matches_pairs_of_the_list_whatever_the_chunk_borders():
+    """Events flushed a few at a time (repeated invokes, stray completions, process ids past 32 bits)
+    pair exactly as pairs() pairs the list of dicts one by one."""
+    import random
+
+    rng = random.Random(5)
+    for _ in range(200):
+        events = [{"index": i, "time": i, "type": rng.choice(["invoke", "invoke", "ok", "info", "fail"]),
+                   "process": rng.randrange(8) * rng.choice([1, 10**12]), "f": "r", "value": i}
+                  for i in range(rng.randrange(1, 200))]
+        h, step = History(dicts_up_to=0), rng.choice([1, 3, 17, 1000])
+        for lo in range(0, len(events), step):
+            for e in events[lo:lo + step]:
+                h.add(e["time"], ["invoke", "ok", "fail", "info"].index(e["type"]), e["process"], "r", e["value"])
+            h.flush()
+        index = [[a["index"], b and b["index"]] for a, b in pairs(h)]
+        assert index == [[a["index"], b and b["index"]] for a, b in pairs(list(events))]

@@ -234,6 +234,27 @@ def reply(ctx) -> CacheReply:
     return msg
 
 
+def test_the_node_expires_fill_ttls_and_resets_access_ttls_on_its_hits():
+    """Through the node's messages: a fill-TTL value is a miss once its TTL is over (counted as an
+    expiration), an access-TTL value read every 60 ms of a 100 ms TTL stays, and each hit says
+    how long its value has left."""
+    for mode in ("fill", "access"):
+        node, ctx = Cache(CacheSpec(ttl_ms=100.0, ttl_mode=mode, unit="objects")), FakeContext("c1")
+        node.on_start(ctx)
+        node.on_message(ctx, "app", CacheSet(0, "k", "v1"))
+        hits = []
+        for _ in range(3):
+            ctx.advance(60)
+            node.on_message(ctx, "app", CacheGet(1, "k"))
+            r = reply(ctx)
+            hits.append((r.hit, r.ttl_left_ms))
+        if mode == "fill":
+            assert hits == [(True, 40.0), (False, 0.0), (False, 0.0)] and node.store.expirations == 1
+        else:
+            assert hits == [(True, 100.0)] * 3 and node.store.expirations == 0
+        assert sum(node.counts[0]) == 3
+
+
 def test_lease_miss_gets_a_token_and_concurrent_misses_wait():
     """With leases, the first miss gets a token, a second miss within lease_ms is told to wait, and
     the holder's set is stored and then hits."""

@@ -39,7 +39,7 @@ import bisect
 import math
 from collections import Counter, defaultdict
 from itertools import compress, repeat
-from operator import itemgetter
+from operator import is_, itemgetter
 
 import numpy as np
 
@@ -79,14 +79,16 @@ def zipf(p: dict):
     cum = np.cumsum(w / w.sum())
     share = p["write_share"]
     buf: list = []
-    names = [f"k{i}" for i in range(p["keys"])]
+    n = p["keys"]
+    names = [f"k{i}" for i in range(n)]
+    kinds = ("read", "write")
 
     def generate(rng):
-        if not buf:  # draws in blocks of 512 operations, made whole here: one pop per operation
+        if not buf:  # draws in blocks of 512 operations, paired up by C-level maps: one pop per operation
             u = rng.random(1024)
-            ks = np.minimum(np.searchsorted(cum, u[::2]), p["keys"] - 1).tolist()
-            ws = (u[1::2] < share).tolist()
-            buf.extend(reversed([("write" if w else "read", names[k]) for w, k in zip(ws, ks)]))
+            ks = np.minimum(np.searchsorted(cum, u[-2::-2]), n - 1).tolist()
+            ws = (u[::-2] < share).tolist()
+            buf.extend(zip(map(kinds.__getitem__, ws), map(names.__getitem__, ks)))
         return buf.pop()
 
     return generate
@@ -163,18 +165,36 @@ def read_staleness(run: RunData) -> list[tuple[int, str, object, float]]:
     millions of records)."""
     memo = run.__dict__.get("_cache_read_staleness")
     if memo is None:
-        memo = run.__dict__["_cache_read_staleness"] = _read_staleness(run)
+        times, keys, versions, ms, judged = staleness_columns(run)
+        memo = run.__dict__["_cache_read_staleness"] = list(compress(zip(times, keys, versions, ms.tolist()),
+                                                                     judged.tolist()))
     return memo
 
 
-def _read_staleness(run: RunData) -> list[tuple[int, str, object, float]]:
+def staleness_ms(run: RunData) -> np.ndarray:
+    """The staleness (ms) of each read judged, in read_staleness's order, as one array: what the
+    figures need, without a tuple per read."""
+    _, _, _, ms, judged = staleness_columns(run)
+    return ms[judged]
+
+
+def staleness_columns(run: RunData):
+    """(times, keys, versions, staleness ms, judged) over every app.read, the last two numpy arrays;
+    computed once per run."""
+    memo = run.__dict__.get("_cache_staleness_columns")
+    if memo is None:
+        memo = run.__dict__["_cache_staleness_columns"] = _staleness_columns(run)
+    return memo
+
+
+def _staleness_columns(run: RunData):
     # Vectorised over the reads: the commits of every key laid end to end in seq order, a read of
     # version v (the commit at position j) is stale from the earliest acknowledgement among the
     # commits after j of its key (a suffix minimum), if that came before the read.
     cm = run_commits(run)
     reads = events(run)["read"]
     if not reads:
-        return []
+        return [], [], [], np.zeros(0), np.zeros(0, dtype=bool)
     pos_of: dict = {}  # version -> position of its commit in the laid-out commits
     start_of: dict = {}  # key -> its first position
     end_of: dict = {}  # key -> one past its last
@@ -191,9 +211,11 @@ def _read_staleness(run: RunData) -> list[tuple[int, str, object, float]]:
     # the first newer commit's position: all of the key's for a read of no version (None), those
     # after its version's otherwise; -2: a key never written (fresh), -1: a version no app server
     # saw acknowledged (not judged)
-    first = np.array([-2 if st is None else (st if v is None else (-1 if p is None else p + 1))
-                      for st, v, p in zip(map(start_of.get, keys), versions, map(pos_of.get, versions))],
-                     dtype=np.int64)
+    # (looked up by C-level maps, -2 standing for "none" in both lookups: positions are >= 0)
+    st = np.array(list(map(start_of.get, keys, repeat(-2))), dtype=np.int64)
+    pos = np.array(list(map(pos_of.get, versions, repeat(-2))), dtype=np.int64)
+    no_version = np.array(list(map(is_, versions, repeat(None))), dtype=bool)
+    first = np.where(st == -2, -2, np.where(no_version, st, np.where(pos == -2, -1, pos + 1)))
     end = np.array(list(map(end_of.get, keys, repeat(-1))), dtype=np.int64)
     t = np.array(times, dtype=np.int64)
     suf_arr = np.array(sufs + [0], dtype=np.int64)
@@ -201,8 +223,8 @@ def _read_staleness(run: RunData) -> list[tuple[int, str, object, float]]:
     newer = (first >= 0) & (first < end)
     ack = suf_arr[np.where(newer, first, n_commits)]
     stale = newer & (ack < t)
-    ms = np.where(stale, (t - ack) / 1e6, 0.0).tolist()
-    return [r for r, ok in zip(zip(times, keys, versions, ms), judged.tolist()) if ok]
+    ms = np.where(stale, (t - ack) / 1e6, 0.0)
+    return times, keys, versions, ms, judged
 
 
 def pairs_ok(history, f):
@@ -576,7 +598,7 @@ class CacheTier(Scenario):
             sim.add_node(c, lambda i=i: Cache(spec, seed=i), inbox_limit=10**9)
         db = DatabaseSpec(name="db", replicas=p["replicas"], lag_ms=_dist(p["lag_ms"]),
                           read_from="replica" if cfg.bug == "fill-from-replica" else "primary",
-                          retry=RetryPolicy(timeout_ms=1000.0))
+                          retry=RetryPolicy(timeout_ms=1000.0), record_served=False)
         sim.add_node("db", lambda: DbRouter(db), inbox_limit=10**9)
         stream = p["invalidation_delay_ms"] != "none"
         for n in db.node_ids():
@@ -638,8 +660,7 @@ class CacheTier(Scenario):
         how = read_outcomes(run.history)
         reads = sum(how.values())
         fetches = [r for r in events(run)["fetch"] if r["kind"] == "app.fetch"]
-        st = [r[3] for r in read_staleness(run)]
-        arr = np.asarray(st, dtype=float)
+        arr = staleness_ms(run)
         stale = arr[arr > 0]
         return {"strategy": p["strategy"], "protection": p["protection"], "policy": p["policy"],
                 "reads": reads, "by_outcome": dict(sorted(how.items())),

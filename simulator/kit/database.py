@@ -18,6 +18,8 @@ Parameters (:class:`DatabaseSpec`; in TOML, the keys of a ``kind = "database"`` 
     retry            the router's :class:`~simulator.kit.caller.RetryPolicy` toward the nodes
     dedupe           honour idempotency keys: a retried write already in the log is not stored
                      again (False models a store without them, and the graph's planted bug)
+    record_served    a ``kit.served`` record per read and write (False: none, for a design that
+                     reads none of them; a million-request run spares as many records)
 
 The router heartbeats every node with its role (epoch, primary, live members). When the primary
 has been silent for ``detect_ms`` it promotes the live replica with the longest log, in a new
@@ -26,7 +28,8 @@ log (a full resync), discarding anything the new primary never had: with asynchr
 replication that is how acknowledged writes get lost, as in real failovers.
 
 Writes carry an idempotency key (the request's ``idem``); a retried write already in the log is
-acknowledged without a second entry. Records: ``kit.served`` per read and write, ``kit.drop``
+acknowledged without a second entry. Records: ``kit.served`` per read and write (unless
+``record_served`` is False), ``kit.drop``
 ("overloaded"), ``kit.failover`` (from, to, epoch, lost = entries the old primary had beyond the
 new one's log as far as the router knew).
 
@@ -64,6 +67,7 @@ class DatabaseSpec:
     queue_limit: int = 100_000
     retry: RetryPolicy = RetryPolicy(timeout_ms=1000.0)
     dedupe: bool = True
+    record_served: bool = True
 
     def node_ids(self) -> list[str]:
         return [f"{self.name}-{i}" for i in range(self.replicas + 1)]
@@ -172,14 +176,18 @@ class DbNode(Node):
             if msg.epoch == self.epoch and self.role == "replica":
                 # The network may reorder: hold entries that arrive early; a gap still open at the
                 # next heartbeat (a message lost) is closed by a full resync.
-                self.ahead[msg.first] = msg.entries
                 n = len(self.log)
-                while True:
-                    first = next((f for f in self.ahead if f <= len(self.log) + 1), None)
-                    if first is None:
-                        break
-                    entries = self.ahead.pop(first)
-                    self._append(ctx, entries[len(self.log) + 1 - first:], durable=False)
+                if msg.first == n + 1 and not self.ahead:
+                    # in order, nothing held: the usual case, without the search for what now fits
+                    self._append(ctx, msg.entries, durable=False)
+                else:
+                    self.ahead[msg.first] = msg.entries
+                    while True:
+                        first = next((f for f in self.ahead if f <= len(self.log) + 1), None)
+                        if first is None:
+                            break
+                        entries = self.ahead.pop(first)
+                        self._append(ctx, entries[len(self.log) + 1 - first:], durable=False)
                 if len(self.log) > n:
                     ctx.storage.put("log.len", len(self.log), sync=self.spec.durable)
                     ctx.send(src, ReplAck(self.epoch, len(self.log)))
@@ -243,7 +251,8 @@ class DbNode(Node):
                 ctx.send(src, Reply(call.rid, True, seq))
         else:
             ctx.send(src, Reply(call.rid, True, self.kv.get(call.key)))
-        served(ctx, self.spec.name, op, True, queue, wait_ns, svc_ns, ctx.now - arrived)
+        if self.spec.record_served:
+            served(ctx, self.spec.name, op, True, queue, wait_ns, svc_ns, ctx.now - arrived)
 
     # ---- replication (primary) ----------------------------------------------------------------
     def _replicas(self) -> list[str]:

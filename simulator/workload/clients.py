@@ -142,6 +142,8 @@ class Workload:
                 max_rate = max(max(float(self.rate_at(t)) for t in grid), 1e-9)
                 self._accept = Batch(self.sim.streams.get("workload.thinning"), lambda g, n: g.random(n))
             self._max_rate = max_rate
+            # an invoke and a completion per operation: a long run's history keeps no dicts from the start
+            self.history.expect(int(2 * max_rate * max(0, stop_ns - self.sim.now) / 1e9))
             mean_gap_ns = 1e9 / max_rate
             self._gap = Batch(self.sim.streams.get("workload.arrivals"),
                               lambda g, n: np.rint(g.exponential(mean_gap_ns, n)).astype(np.int64))

@@ -27,7 +27,7 @@ TYPES = ("invoke", "ok", "fail", "info")
 TYPE_CODE = {t: i for i, t in enumerate(TYPES)}
 KEYS = ("index", "time", "type", "process", "f", "value")
 ROWS_PER_CHUNK = 65_536  # events built as dicts at a time when a History is read in chunks
-BUFFERED_EVENTS = 32_768  # events a History holds in its buffer before they go into the columns
+BUFFERED_EVENTS = 4_096  # events a History holds in its buffer before they go into the columns
 # A History also keeps its events as dicts up to this many (about 150 MiB of them): a design's
 # checkers and figures then iterate it as fast as the plain list they were written for. Past it
 # the dicts are dropped and the columns alone hold the history (a long run in bounded memory).
@@ -83,6 +83,13 @@ class History:
         if len(buf) >= BUFFERED_EVENTS:
             self.flush()
 
+    def expect(self, events: int) -> None:
+        """Told it will hold about ``events`` events, more than ``dicts_up_to``, the history drops its
+        dicts now, rather than build them as it grows and drop them on the way (the cache preset's
+        2M events built half a million for nothing). Reads give the same either way."""
+        if self._dicts is not None and events > self.dicts_up_to:
+            self._dicts = None
+
     def flush(self) -> None:
         """Move the buffered events into the columns (and the dicts), pairing them. Every reader calls
         it first; the workload calls it now and then, so the buffer stays short."""
@@ -115,17 +122,55 @@ class History:
                     codes[i] = code
         self._f.extend(codes)
         self._value.extend(values)
+        self._pair(idx0, types, procs)
+
+    def _pair(self, idx0: int, types: tuple, procs: tuple) -> None:
+        """Pair the events from ``idx0`` on (``types``, ``procs``: their type codes and processes), as
+        :func:`pairs` does one by one: an invoke opens its process (an invoke still open there is
+        left unpaired), a completion closes the process's open invoke if it has one. By numpy over
+        the events sorted by process: within a process a completion pairs with the event just
+        before it if that is an invoke; the first event of a process's run pairs with what was open
+        before. The loop left is one step per process, not per event."""
         opened, inv_at, done_at = self._open, self._inv_at, self._done_at
+        n = len(types)
+        # the columns already hold them: copied out of their buffers (no view may outlive this)
+        ty = np.frombuffer(self._type, dtype=np.uint8, offset=idx0).copy()
+        pr = np.frombuffer(self._process, dtype=np.int64, offset=idx0 * 8).copy()
+        is_inv = ty == 0
+        base = len(inv_at)
+        inv_pos = np.flatnonzero(is_inv)
+        slot = np.full(n, -1, dtype=np.int64)  # an invoke's slot in inv_at, by position in the chunk
+        slot[inv_pos] = np.arange(base, base + inv_pos.size)
+        inv_at.extend((inv_pos + idx0).tolist())
+        done_at.extend([-1] * inv_pos.size)
+        order = np.argsort(pr, kind="stable")
+        sp, s_inv, s_slot = pr[order], is_inv[order], slot[order]
+        first = np.ones(n, dtype=bool)
+        first[1:] = sp[1:] != sp[:-1]
+        # a completion right after an invoke of its process, within the chunk
+        inside = np.zeros(n, dtype=bool)
+        inside[1:] = ~s_inv[1:] & s_inv[:-1] & ~first[1:]
+        at = np.flatnonzero(inside)
+        if at.size:
+            view = np.frombuffer(done_at, dtype=np.int64)  # writes through to the array
+            view[s_slot[at - 1]] = order[at] + idx0
+            del view  # an array with a buffer exported cannot grow
+        # each process's first event (a completion closes what was open before) and its last (what
+        # stays open after)
+        starts = np.flatnonzero(first)
+        lasts = np.append(starts[1:] - 1, n - 1)
         pop = opened.pop
-        for idx, code, process in zip(range(idx0, idx0 + n), types, procs):
-            if code == 0:
-                opened[process] = len(inv_at)
-                inv_at.append(idx)
-                done_at.append(-1)
+        for p, f_inv, f_at, l_inv, l_slot in zip(sp[starts].tolist(), s_inv[starts].tolist(),
+                                                  (order[starts] + idx0).tolist(), s_inv[lasts].tolist(),
+                                                  s_slot[lasts].tolist()):
+            if not f_inv:
+                was = pop(p, None)
+                if was is not None:
+                    done_at[was] = f_at
+            if l_inv:
+                opened[p] = l_slot
             else:
-                slot = pop(process, None)
-                if slot is not None:
-                    done_at[slot] = idx
+                pop(p, None)
 
     # The columns, whole: each read moves the buffered events in first (see _column below the class).
     time = type = process = f = value = f_names = inv_at = done_at = dicts = None  # replaced below
