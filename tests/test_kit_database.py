@@ -108,22 +108,6 @@ def test_a_replica_applies_in_order_replication_at_once_and_ignores_a_repeat():
     assert len(r.log) == 3 and ctx.take_sent() == [] and not r.ahead
 
 
-def test_record_served_false_records_no_kit_served_and_answers_the_same():
-    """With record_served False a node answers reads and writes as before but records no kit.served."""
-    for record in (True, False):
-        spec = DatabaseSpec("db", replicas=0, service_ms=SERVICE, record_served=record)
-        db, ctx = DbNode(spec, "db"), FakeContext("db-0")
-        db.on_start(ctx)
-        db.on_message(ctx, "db", Role(1, "db-0", ("db-0",)))
-        ctx.take_sent()
-        db.on_message(ctx, "db", Call(1, "write", key="k", idem="w1"))
-        cpu(db, ctx)
-        db.on_message(ctx, "db", Call(2, "read", key="k"))
-        cpu(db, ctx)
-        assert ctx.take_sent() == [("db", Reply(1, True, 1)), ("db", Reply(2, True, "w1"))]
-        assert sum(r["kind"] == "kit.served" for r in ctx.records) == (2 if record else 0)
-
-
 def test_a_demoted_or_restarted_node_resyncs_and_drops_entries_the_new_primary_lacks():
     """A node that learns of a new epoch as a replica asks the primary for its whole log, and the
     snapshot replaces its own (entries only it had are gone)."""

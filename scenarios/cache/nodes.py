@@ -36,7 +36,6 @@ Records: ``app.commit`` (key, version, seq: a write acknowledged by the database
 (key, version, how: the moment a read got its value, from the cache or the database; requests
 coalesced onto another's fetch share its record), ``app.fetch.start`` (key, fid) and
 ``app.fetch`` (key, via: why the database was read, fid; its time is the end), ``cache.*`` from the kit cache.
-Neither the app servers nor the database record ``kit.served`` (nothing here reads it).
 """
 
 from __future__ import annotations
@@ -49,7 +48,6 @@ import zlib
 from simulator import Dist, Node, message
 from simulator.kit.cache import CacheDelete, CacheGet, CacheReply, CacheSet, CountMinSketch
 from simulator.kit.database import DbNode
-from simulator.kit.messages import Reply, answer
 from simulator.kit.service import Service
 
 TAILER = "tailer"
@@ -156,7 +154,6 @@ class App(Service):
         self.strategy = p["strategy"]
         prot = p["protection"]
         self.protection = "none" if bug == "no-stampede-protection" else prot
-        self.singleflight, self.xfetch = self.protection == "singleflight", self.protection == "xfetch"
         self.use_lease = self.strategy == "lease" or self.protection == "lease"
         self.pending: dict[int, tuple] = {}  # rid -> (kind, state)
         self.deadlines: list = []  # heap of (due ns, rid)
@@ -197,7 +194,7 @@ class App(Service):
                 nodes = self.ring.nodes(key, self.copies)
                 self.turn += 1
                 r.node = nodes[self.turn % len(nodes)]
-        if self.singleflight:
+        if self.protection == "singleflight":
             waiting = self.flights.get(key)
             if waiting is not None:
                 waiting.append(r)
@@ -252,21 +249,8 @@ class App(Service):
     def on_message(self, ctx, src, msg):
         if type(msg) is CacheReply:
             state = self.pending.pop(msg.rid, None)
-            if state is None:
-                return
-            if msg.hit and state[0] == "get" and not self.xfetch:
-                # A hit, most of the replies: _cache_done and _answer_read inlined (the same
-                # record, then the same answers in the same order).
-                r = state[1]
-                r.version = version = msg.value
-                r.hit = True
-                ctx.record("app.read", key=r.key, version=version, how="hit")
-                self._answer(ctx, r.job, True, [version, "hit"])
-                if self.singleflight:
-                    for w in self.flights.pop(r.key, None) or ():
-                        self._answer(ctx, w.job, True, [version, "coalesced"])
-                return
-            self._cache_done(ctx, state, msg)
+            if state is not None:
+                self._cache_done(ctx, state, msg)
         else:
             _service_message(self, ctx, src, msg)
 
@@ -393,12 +377,6 @@ class App(Service):
             self._answer_read(ctx, r)
 
     # ---- answers -----------------------------------------------------------------------------------
-    def _answer(self, ctx, job, ok: bool, value) -> None:
-        # The service's answer without its kit.served record: the design reads none of them, and a
-        # million-request run made as many records (and their share of the digest) for nothing.
-        rid = job.call.rid
-        ctx.send(job.src, Reply(rid, True, value) if ok else answer(rid, ok, value))
-
     def _answer_read(self, ctx, r: _Read) -> None:
         value = [r.version, "hit" if r.hit else ("db" if r.via == "fallback" else "miss")]
         self._answer(ctx, r.job, True, value)

@@ -598,7 +598,7 @@ class CacheTier(Scenario):
             sim.add_node(c, lambda i=i: Cache(spec, seed=i), inbox_limit=10**9)
         db = DatabaseSpec(name="db", replicas=p["replicas"], lag_ms=_dist(p["lag_ms"]),
                           read_from="replica" if cfg.bug == "fill-from-replica" else "primary",
-                          retry=RetryPolicy(timeout_ms=1000.0), record_served=False)
+                          retry=RetryPolicy(timeout_ms=1000.0))
         sim.add_node("db", lambda: DbRouter(db), inbox_limit=10**9)
         stream = p["invalidation_delay_ms"] != "none"
         for n in db.node_ids():

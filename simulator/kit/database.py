@@ -18,8 +18,6 @@ Parameters (:class:`DatabaseSpec`; in TOML, the keys of a ``kind = "database"`` 
     retry            the router's :class:`~simulator.kit.caller.RetryPolicy` toward the nodes
     dedupe           honour idempotency keys: a retried write already in the log is not stored
                      again (False models a store without them, and the graph's planted bug)
-    record_served    a ``kit.served`` record per read and write (False: none, for a design that
-                     reads none of them; a million-request run spares as many records)
 
 The router heartbeats every node with its role (epoch, primary, live members). When the primary
 has been silent for ``detect_ms`` it promotes the live replica with the longest log, in a new
@@ -28,8 +26,7 @@ log (a full resync), discarding anything the new primary never had: with asynchr
 replication that is how acknowledged writes get lost, as in real failovers.
 
 Writes carry an idempotency key (the request's ``idem``); a retried write already in the log is
-acknowledged without a second entry. Records: ``kit.served`` per read and write (unless
-``record_served`` is False), ``kit.drop``
+acknowledged without a second entry. Records: ``kit.served`` per read and write, ``kit.drop``
 ("overloaded"), ``kit.failover`` (from, to, epoch, lost = entries the old primary had beyond the
 new one's log as far as the router knew).
 
@@ -67,7 +64,6 @@ class DatabaseSpec:
     queue_limit: int = 100_000
     retry: RetryPolicy = RetryPolicy(timeout_ms=1000.0)
     dedupe: bool = True
-    record_served: bool = True
 
     def node_ids(self) -> list[str]:
         return [f"{self.name}-{i}" for i in range(self.replicas + 1)]
@@ -251,8 +247,7 @@ class DbNode(Node):
                 ctx.send(src, Reply(call.rid, True, seq))
         else:
             ctx.send(src, Reply(call.rid, True, self.kv.get(call.key)))
-        if self.spec.record_served:
-            served(ctx, self.spec.name, op, True, queue, wait_ns, svc_ns, ctx.now - arrived)
+        served(ctx, self.spec.name, op, True, queue, wait_ns, svc_ns, ctx.now - arrived)
 
     # ---- replication (primary) ----------------------------------------------------------------
     def _replicas(self) -> list[str]:

@@ -158,12 +158,17 @@ class Run:
         def check() -> dict[str, CheckResult]:
             return dict(self.scenario.check(run))
 
-        # A long history is checked in a forked child while this process computes the metrics,
-        # figures and digest (simulator.checkers.parallel); the results are the same either way.
-        wait = fork_call(check) if len(run.history) >= WORTH_FORKING else None
+        # A long history is checked in one forked child and digested in another while this process
+        # computes the metrics and figures (simulator.checkers.parallel): the digest marshals and
+        # hashes every observation and event, as long as the checks on a million-request run, and
+        # the three then share the cores. The results are the same either way.
+        long = len(run.history) >= WORTH_FORKING
+        wait = fork_call(check) if long else None
+        wait_digest = fork_call(self.sim.digest) if long else None
         m = M.summarise(run.history, run.faults, self.main_end_ns)
         figures = self.scenario.figures(run)
-        digest = self.sim.digest()
+        got_digest = wait_digest() if wait_digest is not None else None
+        digest = got_digest[0] if got_digest is not None else self.sim.digest()
         got = wait() if wait is not None else None
         if got is None:
             t0 = time.perf_counter()
