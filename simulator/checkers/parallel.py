@@ -1,8 +1,8 @@
 """Run one function in a forked child process while the parent goes on: the second core at work.
 
-A run's checkers read the finished history while the parent computes metrics, figures and the
-trace digest from the same history; on a Raft run of 60,000 operations that turns about two
-seconds of finishing into one. The child is a ``fork`` of the parent, so it sees the history
+A run's checkers read the finished history in one child, and its trace digest is made in another,
+while the parent computes the metrics and figures from the same history; on a Raft run of 60,000
+operations that turns about two seconds of finishing into one. A child is a ``fork`` of the parent, so it sees the history
 without copying it, and sends back only the pickled result.
 
 ``fork_call(fn)`` returns a ``wait()`` that gives ``(result, seconds fn took)``, or None when the
