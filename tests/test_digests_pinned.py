@@ -19,7 +19,8 @@ PINNED = {
     # re-pinned when kit services let their host queue their calls (no CPU timer events in the
     # trace, service times drawn at arrival) and kit.served became one row: same verdicts; and
     # again when kit.served moved from the records to a table of rows (ctx.record_row): the same
-    # events, verdicts and figures, only the observations' encoding in the digest changed
+    # events, verdicts and figures, only the observations' encoding in the digest changed; cache
+    # once more when its app.read observations became rows too (same events, verdicts, figures)
     "graph-s1-short": "fbb2b9f441518faefbe98ed9698b8cd4bd07c40738483cf9189d0a361e0dbfc0",
     "graph-s2-short": "cca59c27e43a6bd10c46fc465be357d8b2f50156b050d27b3a5d6b7e204ba072",
     "rate-limiter-s1-short": "ff9cdd3c26de4c753f9c022296efe42a48e3d8689df4b8bafeed170d9f6acf3c",
@@ -36,8 +37,8 @@ PINNED = {
     "email-s1-short": "d0e064e28c978459b9c1f413569e611f74632dbfc66e659e1e00c60704a5e857",
     "email-s2-short": "1bd5c6f5b8b9ffd0af8a55880321a455c2fafe5e68ff9f2c9701d1ada1c7e173",
     "email-s3-nemesis": "31cd386ca9aaaeeaf9fe552dc7d615f69692f422fa18c5298ac7f20d23ce09af",
-    "cache-s1-short": "c0ef1f9b3e6d4e751cb61304ebda3ad41bcb18c5a48ab2d104f5e88617a5b2a6",
-    "cache-s2-short": "ff180e85dcf83531b430c24fd945eede7f4c5e85614a0eefbac0fa70ad330c34",
+    "cache-s1-short": "8263ceaf8eeaad2d095f742ec12a6f2a2538d921038aa79988a65af2c90743d1",
+    "cache-s2-short": "f4dab26de14825b826c94ad706ca9f739175c67475b5ed333b421af8d37a1c58",
     "queue-s1-short": "c8459b3960ab6072db70874edaf1856d2a1867baf78a46b5ecb05cb754becd8b",
     "queue-s2-short": "dfab88732e666589d3286810963efc10480be576ec0d0e413d31ce5dc9337e93",
     "queue-s3-nemesis": "3a21da6e6606d0907f6444dd5f0e19a4fe00f972749e25311b83b2ac7e21783e",

@@ -32,9 +32,10 @@ each commit and the tailer deletes the key ``delay`` later, on top of the strate
 a crashed or unreachable cache node are lost (nobody retries them, as in the paper's design before
 mcsqueal's replay). They go without a reply, as do a write's deletes on a hot key's other nodes.
 
-Records: ``app.commit`` (key, version, seq: a write acknowledged by the database), ``app.read``
-(key, version, how: the moment a read got its value, from the cache or the database; requests
-coalesced onto another's fetch share its record), ``app.fetch.start`` (key, fid) and
+Records: ``app.commit`` (key, version, seq: a write acknowledged by the database); rows of the
+table ``app.read`` (key, version, how: the moment a read got its value, from the cache or the
+database; requests coalesced onto another's fetch share its row; a row, not a record, since there
+is one a read); ``app.fetch.start`` (key, fid) and
 ``app.fetch`` (key, via: why the database was read, fid; its time is the end), ``cache.*`` from the kit cache.
 """
 
@@ -286,7 +287,7 @@ class App(Service):
                 self._fetch(ctx, r)
             elif reply.hit:
                 r.version, r.hit = reply.value, True
-                ctx.record("app.read", key=r.key, version=r.version, how="hit")
+                ctx.record_row("app.read", (r.key, r.version, "hit"))
                 if self.protection == "xfetch" and reply.ttl_left_ms > 0:
                     left_ms = reply.ttl_left_ms
                     if self.recompute_ms * self.p["beta"] * -math.log(max(1e-12, float(ctx.rng.random()))) >= left_ms:
@@ -338,7 +339,7 @@ class App(Service):
                 return
             r.version = value
             if r.job is not None:
-                ctx.record("app.read", key=r.key, version=value, how=r.via)
+                ctx.record_row("app.read", (r.key, value, r.via))
             if r.via == "fallback":
                 self._answer_read(ctx, r)
                 return

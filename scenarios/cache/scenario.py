@@ -104,13 +104,12 @@ def effective(cfg) -> dict:
 
 
 # ---- the records, sorted once --------------------------------------------------------------------
-INDEXED = {"app.read": "read", "app.commit": "commit", "app.fetch.start": "fetch", "app.fetch": "fetch",
+INDEXED = {"app.commit": "commit", "app.fetch.start": "fetch", "app.fetch": "fetch",
            "cache.set": "cache", "cache.delete": "cache", "cache.lease": "cache"}
 
 
 def events(run) -> dict[str, list[dict]]:
-    """The records the checkers read, in one pass and in record order: ``read`` (app.read),
-    ``commit`` (app.commit), ``fetch`` (app.fetch.start and app.fetch), ``cache`` (cache.set,
+    """The records the checkers read, in one pass and in record order: ``commit`` (app.commit), ``fetch`` (app.fetch.start and app.fetch), ``cache`` (cache.set,
     .delete, .lease). Kept on the run: a million-request run has millions of records, and each
     checker walking all of them cost seconds apiece."""
     memo = run.__dict__.get("_cache_events")
@@ -119,7 +118,7 @@ def events(run) -> dict[str, list[dict]]:
         records = run.records
         kinds = list(map(itemgetter("kind"), records))
         memo = {}
-        for name in ("read", "commit", "fetch", "cache"):
+        for name in ("commit", "fetch", "cache"):
             want = {k for k, n in INDEXED.items() if n == name}
             memo[name] = list(compress(records, map(want.__contains__, kinds)))
         run.__dict__["_cache_events"] = memo
@@ -192,7 +191,7 @@ def _staleness_columns(run: RunData):
     # version v (the commit at position j) is stale from the earliest acknowledgement among the
     # commits after j of its key (a suffix minimum), if that came before the read.
     cm = run_commits(run)
-    reads = events(run)["read"]
+    reads = run.table("app.read")  # rows (time ns, node, key, version, how)
     if not reads:
         return [], [], [], np.zeros(0), np.zeros(0, dtype=bool)
     pos_of: dict = {}  # version -> position of its commit in the laid-out commits
@@ -206,7 +205,7 @@ def _staleness_columns(run: RunData):
         for version, s in seq_of.items():
             pos_of[version] = at[s]
         sufs.extend(suf)
-    times, keys, versions = map(list, zip(*map(itemgetter("time_ns", "key", "version"), reads)))
+    times, keys, versions = map(list, zip(*map(itemgetter(0, 2, 3), reads)))
     n_commits = len(sufs)
     # the first newer commit's position: all of the key's for a read of no version (None), those
     # after its version's otherwise; -2: a key never written (fresh), -1: a version no app server
