@@ -239,3 +239,16 @@ def test_crashes_every_millisecond_leave_the_checks_valid():
             "time_limit_s": 1.0, "nemesis": ["crash", "partition-random-halves"], "nemesis_interval_s": 0.001})
         out = execute(cfg)
         assert out.valid is True, (seed, {k: v.message for k, v in out.checks.items() if not v.valid})
+
+
+def test_the_staleness_budget_counts_stale_copies_per_write_not_reads():
+    """Seed 11 under the sweep's nemeses races one fill past a delete on the hottest key, and 41 reads
+    see that copy (1.1% of the reads away from faults): one copy in 966 writes is within the budget.
+    The delete-before-write bug leaves a stale copy for about 1% of the writes, over the budget."""
+    nem = {"nemesis": ["crash", "partition-random-halves", "clock-bump"]}
+    ok = execute(build_config(get_scenario("cache"), seed=11, options=nem)).checks["bounded-staleness"]
+    assert ok.valid is True, ok.message
+    assert ok.details["stale_copies_away_from_faults"] == 1 and ok.details["stale_share_away_from_faults"] > 0.005
+    bad = execute(build_config(get_scenario("cache"), seed=1, bug="delete-before-write")).checks["bounded-staleness"]
+    assert bad.valid is False and "cached copies were read stale" in bad.message
+    assert bad.details["stale_copies_per_write"] > 0.005

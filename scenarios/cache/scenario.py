@@ -16,9 +16,11 @@ Judging at that moment rather than at the client's request leaves out the stalen
 look-aside cache adds by design (a request coalesced onto a fetch that began before a write).
 The promise of the design is staleness at most ``ttl_ms + invalidation_bound_ms``: an entry
 outlives the write that made it stale only until its TTL runs out, or until the invalidation
-arrives (within the bound), whichever is first; and at most ``stale_budget`` of the reads away
-from faults are stale by more than the invalidation bound (``delete``'s known race, a fill that
-read the database before a write and lands after its delete, is what stays under the budget).
+arrives (within the bound), whichever is first; and away from faults, at most ``stale_budget`` of
+the writes leave a cached copy that is read stale past the invalidation bound (``delete``'s known
+race, a fill that read the database before a write and lands after its delete, is what stays
+under the budget; it is counted per copy, not per read, since a race on a hot key is read many
+times).
 
 Nemeses hit the app servers and cache nodes (the database's own failover is the kit's and is
 tested there): a crashed cache node restarts empty (warm with ``persist=true``), and deletes sent to
@@ -286,27 +288,40 @@ def away_from(reads, spans) -> list:
 
 
 def bounded_staleness(run: RunData, p: dict, reads) -> CheckResult:
+    """Every read stale by at most ttl + invalidation bound; and away from faults, at most
+    ``stale_budget`` of the writes leave a stale copy that is read past the invalidation bound.
+
+    The budget counts stale copies (a key and the version read while a newer one was committed),
+    not stale reads: ``delete``'s known race is one fill per write at most, landing after the
+    write's delete, and a race on the hottest key is read hundreds of times before its TTL. Counted
+    by reads, one such race on a correct design (seed 11 of the 30-seed sweep: 41 of 3,813 reads,
+    one copy) weighed as much as a planted bug's dozen; counted by copies per write it is 0.1%
+    against the bug's 1-2%."""
     bound = p["ttl_ms"] + p["invalidation_bound_ms"] if p["ttl_ms"] > 0 else math.inf
     over = [r for r in reads if r[3] > bound]
     judged = away_from(reads, quiet(run, p))
     inval = p["invalidation_bound_ms"]
-    stale = sum(1 for r in judged if r[3] > inval)
-    share = stale / len(judged) if judged else 0.0
+    late = [r for r in judged if r[3] > inval]
+    copies = len({(r[1], r[2]) for r in late})  # (key, version) read stale past the bound
+    writes = sum(len(c[0]) for c in run_commits(run).values())
+    share = len(late) / len(judged) if judged else 0.0
+    copy_share = copies / writes if writes else 0.0
     worst = max(reads, key=lambda r: r[3], default=None)
     details = {"reads_judged": len(reads), "stale_reads": sum(1 for r in reads if r[3] > 0),
                "bound_ms": bound, "max_staleness_ms": round(worst[3], 3) if worst else 0.0,
                "reads_away_from_faults": len(judged), "stale_share_away_from_faults": round(share, 6),
-               "fresh_nines": nines(share), "stale_budget": p["stale_budget"]}
+               "fresh_nines": nines(share), "writes": writes, "stale_copies_away_from_faults": copies,
+               "stale_copies_per_write": round(copy_share, 6), "stale_budget": p["stale_budget"]}
     if over:
         k = over[0]
         return CheckResult(False, f"{len(over)} reads stale by more than ttl + invalidation bound ({bound:g} ms); "
                                   f"first: key {k[1]} version {k[2]} read at {k[0] / 1e9:.3f}s, stale by "
                                   f"{k[3]:.1f} ms", details)
-    if share > p["stale_budget"]:
-        k = next(r for r in judged if r[3] > inval)
-        return CheckResult(False, f"{stale} of {len(judged)} reads away from faults were stale by more than the "
-                                  f"invalidation bound ({share:.3%}, budget "
-                                  f"{p['stale_budget']:.3%}); first: key {k[1]} version {k[2]} read at "
+    if copy_share > p["stale_budget"]:
+        k = late[0]
+        return CheckResult(False, f"{copies} cached {'copy was' if copies == 1 else 'copies were'} read stale past the invalidation bound away from "
+                                  f"faults, {copy_share:.3%} of {writes} writes (budget {p['stale_budget']:.3%}; "
+                                  f"{len(late)} of {len(judged)} reads); first: key {k[1]} version {k[2]} read at "
                                   f"{k[0] / 1e9:.3f}s, stale by {k[3]:.1f} ms", details)
     return CheckResult(True, "", details)
 
@@ -501,8 +516,8 @@ class CacheTier(Scenario):
               choices=("auto", "oracleGeneral", "csv")),
         Param("trace_speed", 0.0, "0: arrivals at --rate in the trace's order; S > 0: at the trace's own "
               "request rate, its times divided by S", min=0.0),
-        Param("stale_budget", 0.005, "share of reads away from faults that may be stale by more than "
-              "invalidation_bound_ms", min=0.0, max=1.0),
+        Param("stale_budget", 0.005, "share of writes that may leave a cached copy read stale past "
+              "invalidation_bound_ms away from faults (delete's known race)", min=0.0, max=1.0),
     )
     bugs = {
         "delete-before-write": "writers delete the entry, then write the database: a concurrent miss refills "
@@ -520,8 +535,8 @@ class CacheTier(Scenario):
         "no-stampede-protection": "--seed 1",
     }
     checkers = {
-        "bounded-staleness": "every read is stale by at most ttl_ms + invalidation_bound_ms, and at most "
-                             "stale_budget of the reads away from faults are stale by more than "
+        "bounded-staleness": "every read is stale by at most ttl_ms + invalidation_bound_ms, and away from "
+                             "faults at most stale_budget of the writes leave a cached copy read stale past "
                              "invalidation_bound_ms (reports the CDF and the nines)",
         "no-older-set": "no set replaces a cached version with an older one (reordered sets), the versions "
                         "ordered by the database's log",
