@@ -111,8 +111,10 @@ INDEXED = {"app.commit": "commit", "app.fetch.start": "fetch", "app.fetch": "fet
 
 
 def events(run) -> dict[str, list[dict]]:
-    """The records the checkers read, in one pass and in record order: ``commit`` (app.commit), ``fetch`` (app.fetch.start and app.fetch), ``cache`` (cache.set,
-    .delete, .lease). Kept on the run: a million-request run has millions of records, and each
+    """The records the checkers read, in one pass and in record order: ``commit`` (app.commit),
+    ``fetch`` (app.fetch.start and app.fetch), ``cache`` (cache.set, .delete, .lease); reads are
+    rows of their own table (``run.table("app.read")``). Kept on the run: a million-request run
+    has millions of records, and each
     checker walking all of them cost seconds apiece."""
     memo = run.__dict__.get("_cache_events")
     if memo is None:
@@ -319,7 +321,8 @@ def bounded_staleness(run: RunData, p: dict, reads) -> CheckResult:
                                   f"{k[3]:.1f} ms", details)
     if copy_share > p["stale_budget"]:
         k = late[0]
-        return CheckResult(False, f"{copies} cached {'copy was' if copies == 1 else 'copies were'} read stale past the invalidation bound away from "
+        were = "copy was" if copies == 1 else "copies were"
+        return CheckResult(False, f"{copies} cached {were} read stale past the invalidation bound away from "
                                   f"faults, {copy_share:.3%} of {writes} writes (budget {p['stale_budget']:.3%}; "
                                   f"{len(late)} of {len(judged)} reads); first: key {k[1]} version {k[2]} read at "
                                   f"{k[0] / 1e9:.3f}s, stale by {k[3]:.1f} ms", details)
