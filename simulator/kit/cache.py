@@ -1339,8 +1339,6 @@ class Cache(Node):
         self.last_tick_wall = 0
         self.counts: dict[int, list[int]] = {}  # second -> [hits, misses]
         self.wall = spec.clock == "wall"
-        self._lookup = self.store.policy.lookup  # a hit's metadata update, bound once
-        self._reset_on_access = self.store.ttl_mode == "access" and self.store.ttl_ns > 0
 
     def now(self, ctx) -> int:
         """The cache's clock: the wall clock, or the monotonic tick count (see ``CacheSpec.clock``)."""
@@ -1392,22 +1390,18 @@ class Cache(Node):
             since, tick = wall - self.last_tick_wall, self.tick_ns
             now = self.ticks * tick + (since if 0 <= since <= tick else (0 if since < 0 else tick))
         if t is CacheGet:
-            key = msg.key
-            v = self.store.values.get(key)
+            store = self.store
+            v = store.values.get(msg.key)
+            hit, value = (False, None) if v is None else store.get(msg.key, now)
             sec = wall // 1_000_000_000
             c = self.counts.get(sec)
             if c is None:
                 c = self.counts[sec] = [0, 0]
-            if v is not None:
-                exp = v[1]
-                if not exp or now < exp:  # CacheStore.get's hit, inlined: most gets are hits
-                    self._lookup(key)
-                    if self._reset_on_access:
-                        v[1] = exp = now + self.store.ttl_ns
-                    c[0] += 1
-                    ctx.send(src, CacheReply(msg.rid, True, v[0], ttl_left_ms=(exp - now) / 1e6 if exp else 0.0))
-                    return
-                self.store.get(key, now)  # expired: the store drops it and counts the expiration
+            if hit:
+                c[0] += 1
+                exp = v[1]  # as the store's get left it (an access TTL starts again)
+                ctx.send(src, CacheReply(msg.rid, True, value, ttl_left_ms=(exp - now) / 1e6 if exp else 0.0))
+                return
             c[1] += 1
             if not msg.lease or not self.spec.leases:
                 ctx.send(src, CacheReply(msg.rid, False))
