@@ -296,3 +296,30 @@ def test_shrink_folder_says_complete_and_a_valid_run_is_refused_by_name(tmp_path
     code, _, err = dsim(capsys, "shrink", good)
     assert code == 2 and "its run is valid (every check passed)" in err and "\n" not in err.strip()
     assert not (tmp_path / "good-shrunk").exists()
+
+
+@pytest.mark.parametrize("how", ["forked", "serial", "child-failed"])
+def test_the_standard_plots_come_from_a_child_or_else_from_the_run_itself(tmp_path, monkeypatch, how):
+    """The standard plots drawn in a forked child, in the process itself (DSIM_SERIAL_CHECKS=1), or
+    again by the process when the child fails, give the same files, listed first in the manifest."""
+    from simulator import build_config, get_scenario
+    from simulator.pipeline import runner
+
+    if how == "serial":
+        monkeypatch.setenv("DSIM_SERIAL_CHECKS", "1")
+    elif how == "child-failed":
+        real = runner.fork_call
+
+        def failing(fn):
+            wait = real(lambda: 1 / 0)  # the child raises: its wait() gives None
+            return wait
+        monkeypatch.setattr(runner, "fork_call", failing)
+    cfg = build_config(get_scenario("email"), seed=1, options={"time_limit_s": 3.0}, sets={})
+    out = tmp_path / "r"
+    outcome, status, _ = runner.run_to_folder(cfg, out, plots=True)
+    assert status == 0
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["plots"][:3] == ["latency-raw.png", "latency-quantiles.png", "rate.png"]
+    assert len(man["plots"]) > 3  # the design's own follow
+    for name in man["plots"]:
+        assert (out / name).stat().st_size > 1000, name

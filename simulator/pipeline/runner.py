@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from ..checkers.parallel import fork_call
 from ..faults import windows
 from .config import RunConfig
 from .results import RunFolder
@@ -36,8 +37,20 @@ def run_to_folder(cfg: RunConfig, folder: Path, *, plots: bool = True, progress:
             sub = f"{cfg.scenario}, seed {cfg.seed}" + (f", bug {cfg.bug}" if cfg.bug else "") + \
                   (f", nemesis {','.join(cfg.nemesis)}" if cfg.nemesis else "")
             wins = windows(data.faults, data.end_ns)
-            names = P.standard(data.history, data.end_ns, folder, wins, sub)
-            names += run.scenario.plots(data, folder, P.shader(wins)) or []
+
+            def standard() -> list[str]:
+                return P.standard(data.history, data.end_ns, folder, wins, sub)
+
+            # The standard plots are drawn in a forked child while the design's own are drawn here:
+            # matplotlib's layout and PNG encoding take a second or more either side, and the
+            # second core is otherwise idle by now. Without fork (or if the child fails) the
+            # parent draws them itself, after its own.
+            wait = fork_call(standard)
+            try:
+                own = run.scenario.plots(data, folder, P.shader(wins)) or []
+            finally:
+                got = wait() if wait is not None else None
+            names = (got[0] if got is not None else standard()) + own
         status = exit_status(outcome.valid)
         rf.finish(outcome, names, status)
         return outcome, status, time.perf_counter() - t0
