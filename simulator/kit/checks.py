@@ -23,6 +23,7 @@ import numpy as np
 
 from ..checkers import UNKNOWN, CheckResult
 from ..workload.history import TYPE_CODE, History, pairs
+from .client import IDEM, RESULT, request_value
 
 
 def _few(items: list, n: int = 5) -> str:
@@ -36,8 +37,8 @@ def every_request_answered(history: list[dict]) -> CheckResult:
     for inv, done in pairs(history):
         total += 1
         if done is None or done["type"] == "info":
-            v = done["value"] if done is not None else None
-            why = v.get("error", "timeout") if isinstance(v, dict) else ("never ended" if done is None else "deadline")
+            v = request_value(done["value"]) if done is not None else None
+            why = v[RESULT] if v is not None else ("never ended" if done is None else "deadline")
             lost.append(f"{inv['f']} at {inv['time'] / 1e9:.3f}s ({why})")
     if lost:
         return CheckResult(False, f"{len(lost)} of {total} requests got no answer: {_few(lost)}",
@@ -92,9 +93,9 @@ def no_lost_writes(history: list[dict], write_routes: Iterable[str], final: dict
     for inv, done in pairs(history):
         if inv["f"] in write_routes and done is not None and done["type"] == "ok":
             acked += 1
-            idem = done["value"]["idem"]
+            key, idem, _ = done["value"]
             if idem not in present:
-                lost.append(f"{idem} (key {done['value']['key']}, acknowledged at {done['time'] / 1e9:.3f}s)")
+                lost.append(f"request {idem} (key {key}, acknowledged at {done['time'] / 1e9:.3f}s)")
     if lost:
         return CheckResult(False, f"{len(lost)} of {acked} acknowledged writes are not in the database: {_few(lost)}",
                            {"acknowledged": acked, "lost": len(lost)})
@@ -106,8 +107,8 @@ def exactly_once(history: list[dict], write_routes: Iterable[str], final: dict[s
     write_routes = set(write_routes)
     if not write_routes:
         return CheckResult(True, "", {"note": "no idempotent route writes to a database"})
-    ours = {done["value"]["idem"] for inv, done in pairs(history)
-            if inv["f"] in write_routes and done is not None and isinstance(done["value"], dict)}
+    ours = {v[IDEM] for inv, done in pairs(history)
+            if inv["f"] in write_routes and done is not None and (v := request_value(done["value"])) is not None}
     counts: dict = defaultdict(int)
     for ids in final.values():
         for i in ids:
@@ -116,7 +117,7 @@ def exactly_once(history: list[dict], write_routes: Iterable[str], final: dict[s
     dups = sorted(k for k, c in counts.items() if c > 1)
     if dups:
         return CheckResult(False, f"{len(dups)} writes stored more than once: " +
-                           _few([f"{k} x{counts[k]}" for k in dups]), {"writes": len(ours), "duplicated": len(dups)})
+                           _few([f"request {k} x{counts[k]}" for k in dups]), {"writes": len(ours), "duplicated": len(dups)})
     return CheckResult(True, "", {"writes": len(ours), "duplicated": 0})
 
 
