@@ -316,12 +316,10 @@ class Caller:
         fifo = self._fifos.get(timeout)
         if fifo is None:
             fifo = self._fifos[timeout] = deque()
-        elif not seq & 63:
-            # Answered attempts leave the head here, a few dozen at a time while they are recent,
-            # rather than all at the next firing: with a timeout as long as the run a FIFO held
-            # every attempt made, and the timer's pass over them touched memory long gone cold.
-            # Every 64th send, not every send: the same entries go, for a call in 64 (_arm trims
-            # before it reads a head, so the timer is set as before).
+        else:
+            # Answered attempts leave the head here, a few at a time while they are recent, rather
+            # than all at the next firing: with a timeout as long as the run a FIFO held every
+            # attempt made, and the timer's pass over them touched memory long gone cold.
             _trim(fifo, self.out)
         if not fifo or fifo[-1][0] <= when:
             fifo.append(entry)
