@@ -54,3 +54,19 @@ def test_a_system_failure_ends_fail_and_the_clients_own_timeout_ends_info():
     calls = [m for _, m in ctx.take_sent()]
     assert len(calls) == 2 and {c.idem for c in calls} == {2}
     assert ctx.completed[-1] == (2, "info", ("k2", 2, "timeout"))
+
+
+def test_request_value_reads_a_completion_as_kept_and_as_read_back_from_jsonl():
+    """A kit client's completion value is (key, idem, result), a list once read back from the
+    history's jsonl; request_value takes either and refuses anything else."""
+    from simulator.kit.client import IDEM, KEY, RESULT, request_value
+
+    client, ctx = make()
+    client.on_invoke(ctx, Operation(5, 0, "read", "k2"))
+    (_, call), = ctx.take_sent()
+    client.on_message(ctx, "lb", Reply(call.rid, True, "v"))
+    value = ctx.completed[-1][2]
+    for v in (value, list(value)):
+        got = request_value(v)
+        assert (got[KEY], got[IDEM], got[RESULT]) == ("k2", 5, "v")
+    assert request_value({"key": "k2"}) is None and request_value(None) is None and request_value(("k", 1)) is None
