@@ -217,7 +217,7 @@ def test_read_outcomes_from_columns_equal_those_from_pairs():
     events, t = [], 0
     for i, (f, typ, how) in enumerate([("read", "ok", "hit"), ("write", "ok", None), ("read", "ok", "miss"),
                                        ("read", "fail", None), ("read", "ok", "hit"), ("read", "info", None)]):
-        for kind, value in (("invoke", {"key": f"k{i}"}), (typ, {"result": [i, how]} if how else {"error": "x"})):
+        for kind, value in (("invoke", f"k{i}"), (typ, (f"k{i}", i, [i, how] if how else "x"))):
             events.append({"index": len(events), "time": t, "type": kind, "process": i, "f": f, "value": value})
             t += 1
     events.append({"index": len(events), "time": t, "type": "invoke", "process": 9, "f": "read", "value": {}})

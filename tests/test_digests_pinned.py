@@ -20,25 +20,28 @@ PINNED = {
     # trace, service times drawn at arrival) and kit.served became one row: same verdicts; and
     # again when kit.served moved from the records to a table of rows (ctx.record_row): the same
     # events, verdicts and figures, only the observations' encoding in the digest changed; cache
-    # once more when its app.read observations became rows too (same events, verdicts, figures)
-    "graph-s1-short": "fbb2b9f441518faefbe98ed9698b8cd4bd07c40738483cf9189d0a361e0dbfc0",
-    "graph-s2-short": "cca59c27e43a6bd10c46fc465be357d8b2f50156b050d27b3a5d6b7e204ba072",
+    # once more when its app.read observations became rows too (same events, verdicts, figures).
+    # graph, reverse-proxy and cache once more when the kit client's operation value became the
+    # tuple (key, idem, result) with the operation's id as idempotency key, instead of a dict and
+    # "<client>:<id>": the same events, verdicts and figures, only the history's values changed
+    "graph-s1-short": "3457e21a3a705ac8d9a2a00a07a95dcaa108adc4fec23375101d9a60c803610c",
+    "graph-s2-short": "34dc6fc8e3410285538c9f7cba69efe707948bd081f026711c537eecbb6583a2",
     "rate-limiter-s1-short": "ff9cdd3c26de4c753f9c022296efe42a48e3d8689df4b8bafeed170d9f6acf3c",
     "rate-limiter-s2-short": "84dbc5a2a5d45e34e15fc4a2ad220c3e4b0dba45a5c9f0a7223d5b426d0e3be7",
     # kademlia re-pinned when a full bucket stopped re-pinging its oldest contact within recheck_s
     # of an answered ping (about 220 pings a node fewer in the default run), and again when a join
     # stopped refreshing the buckets wholly inside its own-id lookup's k closest (3 of 9 lookups)
     "kademlia-s1-short": "3c984a7c4d685da4b6da59cad71127e894d20dadb08df5624f33cfa792fa8c0f",
-    "reverse-proxy-s1-short": "b0749e33fb4d85dd3d295854040aa39f829e9d99c13298f90ac82ae9d5c9b515",  # 2026-11-30
-    "reverse-proxy-s2-short": "35682583b992b30fd1b88e1751e6cce6a727f19c047da7a5ad915725ee98ff9e",
+    "reverse-proxy-s1-short": "58f5ddc409423dba7bfe5b2fee116ffa6869b9a71a6b6205ddcfe57f8c71976c",  # 2026-11-30
+    "reverse-proxy-s2-short": "0f4b9926783733f9e6abff0f122921556c4c50adaf78ad65a25549161c4ca2b8",
     # email re-pinned when its partitions became the kit's Queue: same events and outcomes, but the
     # queue's records are named kit.lease / kit.redeliver / kit.depth (with comp and receives
     # fields), it records kit.enqueue and kit.ack, and its depth timer is named kit.queue.sample
     "email-s1-short": "d0e064e28c978459b9c1f413569e611f74632dbfc66e659e1e00c60704a5e857",
     "email-s2-short": "1bd5c6f5b8b9ffd0af8a55880321a455c2fafe5e68ff9f2c9701d1ada1c7e173",
     "email-s3-nemesis": "31cd386ca9aaaeeaf9fe552dc7d615f69692f422fa18c5298ac7f20d23ce09af",
-    "cache-s1-short": "8263ceaf8eeaad2d095f742ec12a6f2a2538d921038aa79988a65af2c90743d1",
-    "cache-s2-short": "f4dab26de14825b826c94ad706ca9f739175c67475b5ed333b421af8d37a1c58",
+    "cache-s1-short": "12eb9e913d3434d1e477f45ab5092f91a3d00963094cadbcefdc533e97fc1298",
+    "cache-s2-short": "0fb6c4e8765f4d81a909d3a6ff77017ea8b8089ea6bfc0e5eb0b1e1f93c096c9",
     "queue-s1-short": "c8459b3960ab6072db70874edaf1856d2a1867baf78a46b5ecb05cb754becd8b",
     "queue-s2-short": "dfab88732e666589d3286810963efc10480be576ec0d0e413d31ce5dc9337e93",
     "queue-s3-nemesis": "3a21da6e6606d0907f6444dd5f0e19a4fe00f972749e25311b83b2ac7e21783e",

@@ -199,10 +199,10 @@ def test_exactly_once_counts_only_duplicates_of_the_routes_writes():
     from simulator.kit.checks import exactly_once
 
     hist = [{"index": 0, "time": 0, "type": "invoke", "process": 0, "f": "w", "value": "k"},
-            {"index": 1, "time": 5, "type": "ok", "process": 0, "f": "w", "value": {"key": "k", "idem": "c1:0"}}]
-    assert exactly_once(hist, ["w"], {"db": ["c1:0", "other", "other"]}).valid is True
-    bad = exactly_once(hist, ["w"], {"db": ["c1:0", "c1:0"]})
-    assert bad.valid is False and "c1:0 x2" in bad.message
+            {"index": 1, "time": 5, "type": "ok", "process": 0, "f": "w", "value": ("k", 0, None)}]
+    assert exactly_once(hist, ["w"], {"db": [0, "other", "other"]}).valid is True
+    bad = exactly_once(hist, ["w"], {"db": [0, 0]})
+    assert bad.valid is False and "request 0 x2" in bad.message
 
 
 def test_route_figures_of_a_columnar_history_equal_those_of_its_dicts():

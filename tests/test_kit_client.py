@@ -34,9 +34,9 @@ def test_a_request_carries_its_route_and_an_idempotency_key_and_ends_ok():
     client, ctx = make()
     client.on_invoke(ctx, Operation(3, 0, "write", "k7"))
     (dst, call), = ctx.take_sent()
-    assert dst == "lb" and call.rest == ("app", "db:write") and call.idem == "c1:3" and call.key == "k7"
+    assert dst == "lb" and call.rest == ("app", "db:write") and call.idem == 3 and call.key == "k7"
     client.on_message(ctx, "lb", Reply(call.rid, True, 12))
-    assert ctx.completed == [(3, "ok", {"key": "k7", "idem": "c1:3", "result": 12})]
+    assert ctx.completed == [(3, "ok", ("k7", 3, 12))]
 
 
 def test_a_system_failure_ends_fail_and_the_clients_own_timeout_ends_info():
@@ -46,11 +46,27 @@ def test_a_system_failure_ends_fail_and_the_clients_own_timeout_ends_info():
     client.on_invoke(ctx, Operation(1, 0, "read", "k1"))
     (_, call), = ctx.take_sent()
     client.on_message(ctx, "lb", Reply(call.rid, False, "no-endpoint"))
-    assert ctx.completed[-1] == (1, "fail", {"key": "k1", "idem": "c1:1", "error": "no-endpoint"})
+    assert ctx.completed[-1] == (1, "fail", ("k1", 1, "no-endpoint"))
     client.on_invoke(ctx, Operation(2, 1, "write", "k2"))
     for _ in range(3):  # timeout, back-off, timeout
         ctx.advance(ctx.timers.pop("kit.calls"))
         client.on_timer(ctx, "kit.calls")
     calls = [m for _, m in ctx.take_sent()]
-    assert len(calls) == 2 and {c.idem for c in calls} == {"c1:2"}
-    assert ctx.completed[-1] == (2, "info", {"key": "k2", "idem": "c1:2", "error": "timeout"})
+    assert len(calls) == 2 and {c.idem for c in calls} == {2}
+    assert ctx.completed[-1] == (2, "info", ("k2", 2, "timeout"))
+
+
+def test_request_value_reads_a_completion_as_kept_and_as_read_back_from_jsonl():
+    """A kit client's completion value is (key, idem, result), a list once read back from the
+    history's jsonl; request_value takes either and refuses anything else."""
+    from simulator.kit.client import IDEM, KEY, RESULT, request_value
+
+    client, ctx = make()
+    client.on_invoke(ctx, Operation(5, 0, "read", "k2"))
+    (_, call), = ctx.take_sent()
+    client.on_message(ctx, "lb", Reply(call.rid, True, "v"))
+    value = ctx.completed[-1][2]
+    for v in (value, list(value)):
+        got = request_value(v)
+        assert (got[KEY], got[IDEM], got[RESULT]) == ("k2", 5, "v")
+    assert request_value({"key": "k2"}) is None and request_value(None) is None and request_value(("k", 1)) is None

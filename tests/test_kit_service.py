@@ -153,3 +153,25 @@ def test_a_subclass_that_overrides_after_service_still_gets_the_job():
     ctx = FakeContext("app-1")
     serve(node, ctx, "c1", Call(4, "get"))
     assert ctx.sent == [("c1", Reply(4, True, ("echo", "get")))]
+
+
+def test_a_subclass_that_overrides_after_service_sees_every_job_a_leaf_one_included():
+    """A leaf job (no hop to call) is answered as its service time ends, unless a subclass
+    overrides _after_service: then the hook gets it, and answers it through _answer."""
+    seen = []
+
+    class Hooked(Service):
+        def _after_service(self, ctx, job):
+            seen.append(job.call.rid)
+            self._answer(ctx, job, True, "from the hook")
+
+    d = Directory({"app": ["app-1"]})
+    spec = ServiceSpec("app", service_ms={"*": Dist("constant", 5.0)})
+    plain, hooked = Service(spec, d), Hooked(spec, d)
+    for svc in (plain, hooked):
+        ctx = FakeContext("app-1")
+        serve(svc, ctx, "c1", Call(3, "get"))
+        (row,) = ctx.tables["kit.served"]
+        assert dict(zip(SERVED, row[2:]))["total_ns"] == 5_000_000
+        assert ctx.sent == [("c1", Reply(3, True, None if svc is plain else "from the hook"))]
+    assert seen == [3]

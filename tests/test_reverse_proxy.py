@@ -231,14 +231,14 @@ def test_exactly_once_fails_a_doubled_order_and_an_acknowledged_order_never_plac
     """Two effects with one idempotency key, or an acknowledged POST with none, fail exactly-once."""
     def history(idem, rtype="ok"):
         return [{"type": "invoke", "f": "post-order", "process": 0, "time": 0, "value": "k1"},
-                {"type": rtype, "f": "post-order", "process": 0, "time": 5 * MS, "value": {"key": "k1", "idem": idem}}]
-    run = run_of([rec(1, "px.effect", "api-2", idem="c1:1"), rec(2, "px.effect", "api-3", idem="c1:1")])
-    run.history = history("c1:1")
-    assert exactly_once(run).valid is False and "c1:1 x2" in exactly_once(run).message
+                {"type": rtype, "f": "post-order", "process": 0, "time": 5 * MS, "value": ("k1", idem, None)}]
+    run = run_of([rec(1, "px.effect", "api-2", idem=1), rec(2, "px.effect", "api-3", idem=1)])
+    run.history = history(1)
+    assert exactly_once(run).valid is False and "request 1 x2" in exactly_once(run).message
     run = run_of([])
-    run.history = history("c1:1")
+    run.history = history(1)
     assert "never placed" in exactly_once(run).message
-    run.history = history("c1:1", "fail")
+    run.history = history(1, "fail")
     assert exactly_once(run).valid is True
 
 

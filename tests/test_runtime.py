@@ -545,6 +545,25 @@ def test_a_paused_priced_node_finishes_nothing_and_a_crashed_one_loses_its_jobs(
     assert events(log, "job") == [(8.0, (4, 1.0, 1.0, 0)), (32.0, (1, 31.0, 31.0, 0))]
 
 
+def test_arrivals_at_a_priced_node_follow_its_state_paused_crashed_or_up():
+    """A priced node's arrivals are priced at once while it is up, wait for the resume while it is
+    paused (arriving then), and are dropped while it is down: the kernel's delivery follows the
+    host's state through every change."""
+    log = []
+    sim = priced_node(log)
+    sim.at(2 * MS, lambda a, b: sim.host("n").pause())
+    deliver_at(sim, 3, Job(1))  # arrives at 4, during the pause
+    sim.at(8 * MS, lambda a, b: sim.host("n").resume())
+    deliver_at(sim, 10, Job(1))
+    sim.at(20 * MS, lambda a, b: sim.host("n").crash())
+    deliver_at(sim, 21, Job(1))  # arrives at 22, while down
+    sim.at(24 * MS, lambda a, b: sim.host("n").restart())
+    deliver_at(sim, 30, Job(1))
+    sim.run(100 * MS)
+    assert events(log, "job") == [(9.0, (1, 8.0, 8.0, 0)), (12.0, (1, 11.0, 11.0, 0)), (32.0, (1, 31.0, 31.0, 0))]
+    assert sim.host("n").dropped_down == 1
+
+
 def test_a_priced_node_on_a_host_with_a_cost_model_is_refused():
     """A host cannot both price by message class (service=) and let its node price: it says so at boot."""
     sim = Simulation(1)

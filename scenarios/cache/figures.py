@@ -8,6 +8,7 @@ from collections import defaultdict
 import numpy as np
 
 from simulator import pairs
+from simulator.kit.client import RESULT
 
 
 def series_per_s(times_ns, end_ns: int, bin_s: float = 0.1):
@@ -30,7 +31,7 @@ def draw(scenario, run, folder, shade) -> list[str]:
     for inv, done in pairs(run.history):
         if inv["f"] != "read" or done is None or done["type"] != "ok":
             continue
-        res = done["value"].get("result")
+        res = done["value"][RESULT]
         if not isinstance(res, list):
             continue
         s = int(inv["time"] // 1e9)

@@ -49,7 +49,7 @@ from simulator import CheckResult, Dist, Param, RunData, Scenario, Setup, regist
 from simulator.kit import checks
 from simulator.kit.cache import POLICIES, TTL_MODES, Cache, CacheSpec
 from simulator.kit.caller import RetryPolicy
-from simulator.kit.client import Client, Route
+from simulator.kit.client import RESULT, Client, Route
 from simulator.kit.database import DatabaseSpec, DbRouter
 from simulator.kit.directory import Directory
 from simulator.kit.service import ServiceSpec
@@ -244,10 +244,9 @@ def read_outcomes(history) -> dict:
     invoke's ``f``), which spares pairing a million operations."""
     if hasattr(history, "values"):
         values = list(history.values("ok", "read"))
-        results = list(map(dict.get, values, repeat("result"))) if set(map(type, values)) <= {dict} else \
-            [v.get("result") for v in values if isinstance(v, dict)]
+        results = [v[RESULT] for v in values]
     else:  # a plain list of dicts
-        results = [done["value"].get("result") for _, done in pairs_ok(history, "read")]
+        results = [done["value"][RESULT] for _, done in pairs_ok(history, "read")]
     return defaultdict(int, Counter([res[1] for res in results if type(res) is list]))
 
 

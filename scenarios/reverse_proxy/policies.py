@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from simulator.kit.balancer import POLICIES
+from simulator.kit.client import RESULT
 
 COLUMNS = ("policy", "load_rps", "seed", "api_p99_ms", "static_p99_ms", "slowest_share", "fair_share", "failed",
            "valid")
@@ -44,7 +45,7 @@ def measure(policy: str, load: float, seed: int, time_limit_s: float, sets: dict
     for inv, done in pairs(out.run.history):
         if done is not None and done["type"] == "ok":
             lat[inv["f"]].append((done["time"] - inv["time"]) / 1e6)
-            by_slowest += inv["f"] == "get-item" and done["value"]["result"] == slowest
+            by_slowest += inv["f"] == "get-item" and done["value"][RESULT] == slowest
         else:
             failed += 1
 

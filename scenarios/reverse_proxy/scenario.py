@@ -35,7 +35,7 @@ import numpy as np
 from simulator import CheckResult, Param, RunData, Scenario, Setup, UsageError, pairs, register, windows
 from simulator.kit import checks
 from simulator.kit.balancer import POLICIES, HealthCheck, OutlierDetection
-from simulator.kit.client import Client, Route, generator
+from simulator.kit.client import IDEM, Client, Route, generator
 from simulator.kit.directory import Directory
 
 from .proxy import Degrade, Proxy, ProxySpec, Rule, Upstream
@@ -218,20 +218,21 @@ def exactly_once(run: RunData) -> CheckResult:
     for r in run.records:
         if r["kind"] == "px.effect":
             effects[r["idem"]] += 1
-    dup = sorted((k for k, n in effects.items() if n > 1), key=lambda k: (k.split(":")[0], int(k.split(":")[1])))
+    dup = sorted(k for k, n in effects.items() if n > 1)
     missing, posts = [], 0
     for inv, done in pairs(run.history):
         if inv["f"] == "post-order" and done is not None:
             posts += 1
-            if done["type"] == "ok" and effects.get(done["value"]["idem"], 0) == 0:
-                missing.append(done["value"]["idem"])
+            if done["type"] == "ok" and effects.get(done["value"][IDEM], 0) == 0:
+                missing.append(done["value"][IDEM])
     details = {"posts": posts, "effects": sum(effects.values()), "duplicated": len(dup),
                "acknowledged_without_effect": len(missing)}
     bad = []
     if dup:
-        bad.append(f"{len(dup)} orders placed more than once: " + ", ".join(f"{k} x{effects[k]}" for k in dup[:5]))
+        bad.append(f"{len(dup)} orders placed more than once: " +
+                   ", ".join(f"request {k} x{effects[k]}" for k in dup[:5]))
     if missing:
-        bad.append(f"{len(missing)} acknowledged orders never placed: {', '.join(missing[:5])}")
+        bad.append(f"{len(missing)} acknowledged orders never placed: requests {', '.join(map(str, missing[:5]))}")
     return CheckResult(False, "; ".join(bad), details) if bad else CheckResult(True, "", details)
 
 

@@ -177,8 +177,8 @@ class Simulation:
                         if host.fast:
                             host._hold = 0
                             host.node.on_message(host, sender.id, msg)
-                        else:
-                            host.receive(sender.id, msg)
+                        else:  # receive, or a ready priced node's pricing
+                            host.deliver(sender.id, msg)
                     else:
                         fn(sender, dst, msg)
                 elif n == 6:

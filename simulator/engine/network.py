@@ -238,8 +238,8 @@ class Network:
             if host.fast:  # up, not paused, no CPU model: run the handler now
                 host._hold = 0
                 host.node.on_message(host, sender.id, msg)
-            else:
-                host.receive(sender.id, msg)
+            else:  # receive, or a ready priced node's pricing
+                host.deliver(sender.id, msg)
 
         return arrive
 

@@ -14,10 +14,13 @@ Parameters (:class:`Route`; in TOML, each ``[[routes]]`` table):
     idempotent       retries are safe: the idempotency key rides every attempt (always sent;
                      this says whether the design promises it, for the exactly-once checkers)
 
-Each request carries an idempotency key ``<client>:<op id>``, the same on every retry. The
+Each request carries an idempotency key, the same on every retry: the operation's id (an int,
+unique in the run, since the workload numbers every client's operations from one counter). The
 operation ends ``ok`` or ``fail`` when the system answers, and ``info`` with error ``"timeout"``
-when the client gives up: the request may or may not have taken effect. Its value is a dict:
-``{"key", "idem", "result"}`` or ``{"key", "idem", "error"}``.
+when the client gives up: the request may or may not have taken effect. Its value is a tuple
+``(key, idem, result)``, the third item the failure's reason when it did not end ``ok``
+(:data:`VALUE`; a list in the history's jsonl: ``["k7", 3, 12]``). A tuple, not a dict: there is one
+per request, kept to the end of the run, and a dict of three keys is three times its size.
 """
 
 from __future__ import annotations
@@ -29,6 +32,16 @@ from ..engine.node import ClientNode
 from .caller import Caller, RetryPolicy
 from .directory import Directory
 from .messages import Reply, split_hop
+
+#: The fields of a kit client's operation value, in order (``KEY``, ``IDEM``, ``RESULT`` index them).
+VALUE = ("key", "idem", "result")
+KEY, IDEM, RESULT = 0, 1, 2
+
+
+def request_value(value):
+    """``(key, idem, result)`` of a completion's value, or None when it is not a kit client's (a
+    tuple, or the list it reads back as from jsonl)."""
+    return value if type(value) in (tuple, list) and len(value) == 3 else None
 
 
 @dataclass(frozen=True)
@@ -89,9 +102,8 @@ class Client(ClientNode):
 
     def on_invoke(self, ctx, op):
         comp, name, rest, policy = self.starts[op.f]
-        idem = f"{ctx.id}:{op.id}"
-        key = op.value
-        self.caller.call(ctx, comp, name, (op.id, key, idem), key, rest, idem, None, policy)
+        # the operation is the call's token: its id and key are all the reply needs
+        self.caller.call(ctx, comp, name, op, op.value, rest, op.id, None, policy)
 
     def on_message(self, ctx, src, msg):
         if type(msg) is Reply:
@@ -100,9 +112,6 @@ class Client(ClientNode):
     def on_timer(self, ctx, name):
         self.caller.on_timer(ctx, name)
 
-    def _done(self, ctx, token, ok, value):
-        op_id, key, idem = token
-        if ok:
-            ctx.complete(op_id, "ok", {"key": key, "idem": idem, "result": value})
-        else:
-            ctx.complete(op_id, "info" if value == "timeout" else "fail", {"key": key, "idem": idem, "error": value})
+    def _done(self, ctx, op, ok, value):
+        op_id = op.id
+        ctx.complete(op_id, "ok" if ok else "info" if value == "timeout" else "fail", (op.value, op_id, value))

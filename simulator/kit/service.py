@@ -55,10 +55,12 @@ class ServiceSpec:
 
 
 class _Job:
+    """A request between its service time and its answer, while it calls downstream (or while a
+    subclass's ``_after_service`` holds it)."""
+
     __slots__ = ("src", "call", "arrived", "queue", "wait_ns", "svc_ns", "hops", "left", "failed")
 
-    # hops, left and failed are set when the job calls downstream (most of a leaf service's jobs
-    # never do)
+    # hops, left and failed are set when the job calls downstream
     def __init__(self, src, call, arrived, queue, wait_ns, svc_ns):
         self.src, self.call, self.arrived, self.queue = src, call, arrived, queue
         self.wait_ns, self.svc_ns = wait_ns, svc_ns
@@ -78,6 +80,9 @@ class Service(Node):
         self.parallel = spec.parallel
         self.caller = Caller(spec.name, spec.retry, directory.pick_random, self._downstream_done,
                              breaker=spec.breaker)
+        # A job with no hop to call is answered as its service time ends, with no _Job, unless a
+        # subclass overrides _after_service (the hook then sees every job)
+        self._leaves_answered = type(self)._after_service is Service._after_service
 
     def cost_ns(self, ctx, src, msg):
         if type(msg) is Call:
@@ -86,7 +91,11 @@ class Service(Node):
         return None
 
     def on_job(self, ctx, src, call, arrived_ns, started_ns, queued):
-        self._after_service(ctx, _Job(src, call, arrived_ns, queued, started_ns - arrived_ns, ctx.now - started_ns))
+        now = ctx.now
+        if self._leaves_answered and not call.rest and not self.calls:
+            self._reply(ctx, src, call, True, None, queued, started_ns - arrived_ns, now - started_ns, now - arrived_ns)
+            return
+        self._after_service(ctx, _Job(src, call, arrived_ns, queued, started_ns - arrived_ns, now - started_ns))
 
     def on_refused(self, ctx, src, msg):
         refuse(ctx, self.comp, src, msg)
@@ -139,6 +148,10 @@ class Service(Node):
             self._call(ctx, job, *job.hops.pop(0))
 
     def _answer(self, ctx, job: _Job, ok: bool, value) -> None:
-        call = job.call
-        ctx.send(job.src, Reply(call.rid, True, value) if ok else answer(call.rid, ok, value))
-        served(ctx, self.comp, call.op, ok, job.queue, job.wait_ns, job.svc_ns, ctx.now - job.arrived)
+        self._reply(ctx, job.src, job.call, ok, value, job.queue, job.wait_ns, job.svc_ns, ctx.now - job.arrived)
+
+    def _reply(self, ctx, src: str, call: Call, ok: bool, value, queue: int, wait_ns: int, svc_ns: int,
+               total_ns: int) -> None:
+        """Answer ``call`` and record its ``kit.served`` row."""
+        ctx.send(src, Reply(call.rid, True, value) if ok else answer(call.rid, ok, value))
+        served(ctx, self.comp, call.op, ok, queue, wait_ns, svc_ns, total_ns)
