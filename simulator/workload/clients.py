@@ -269,8 +269,8 @@ class Workload:
     def _check_timeouts(self, at: int, _b=None) -> None:
         """Time out every operation past its deadline, then sleep until the next deadline.
 
-        Deadlines wait in one queue (see __init__) and a single pending event watches its head, instead of an event
-        per operation that almost always finds its operation long finished."""
+        Deadlines wait in one queue (see __init__) and a single pending event watches its head,
+        instead of an event per operation that almost always finds its operation long finished."""
         if at != self._check_at:
             return  # superseded by an earlier check
         self._check_at = None
@@ -280,10 +280,7 @@ class Workload:
         while heap and (heap[0][0] <= now or heap[0][1] not in pending):
             deadline, op_id = pop()
             if deadline <= now and op_id in pending:
-                self._timeout(op_id)
-                if not self._deadlines_ordered and type(heap) is deque:  # a timeout that invoked out of order
-                    heap = self._deadlines
-                    pop = functools.partial(heapq.heappop, heap)
+                self._timeout(op_id)  # invokes nothing (a closed loop's next operation is scheduled)
         if heap:
             self._check_at = heap[0][0]
             self.sim.schedule(heap[0][0] - now, self._check_timeouts, self._check_at)
