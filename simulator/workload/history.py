@@ -330,12 +330,24 @@ _KEY_CODES = [marshal.dumps(k, 2) for k in KEYS]
 _TYPE_CODES = [marshal.dumps(t, 2) for t in TYPES]
 
 
-def _marshal_ints(x: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """Write the marshal encodings of int64s ``x`` into the rows of ``out`` (15 bytes wide, left
-    aligned) and return their lengths."""
-    n = x.size
-    if n and x.min() == np.iinfo(np.int64).min:  # no magnitude in int64: the caller falls back
+def _int_width(x: np.ndarray) -> int:
+    """The widest marshal encoding among int64s ``x``: 5 bytes if all fit in 32 bits, else 5 + 2 a
+    15-bit digit of the largest magnitude (15 at most)."""
+    if not x.size:
+        return 5
+    lo, hi = int(x.min()), int(x.max())
+    if lo == np.iinfo(np.int64).min:  # no magnitude in int64: the caller falls back
         raise ValueError("int64 minimum")
+    if lo >= -(1 << 31) and hi < (1 << 31):
+        return 5
+    return 5 + 2 * -(-max(-lo, hi).bit_length() // 15)
+
+
+def _marshal_ints(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Write the marshal encodings of int64s ``x`` into the rows of ``out`` (``_int_width(x)`` bytes
+    wide, left aligned) and return their lengths."""
+    n = x.size
+    width = out.shape[1]
     small = (x >= -(1 << 31)) & (x < (1 << 31))
     out[:, 0] = np.where(small, ord("i"), ord("l"))
     out[:, 1:5] = x.astype("<i4").view(np.uint8).reshape(n, 4)
@@ -347,11 +359,11 @@ def _marshal_ints(x: np.ndarray, out: np.ndarray) -> np.ndarray:
         count = np.ones(big.size, dtype=np.int64)
         for k in range(1, 5):
             count += (mag >> np.uint64(15 * k)) != 0
-        rows = np.empty((big.size, 15), dtype=np.uint8)
+        rows = np.empty((big.size, width), dtype=np.uint8)
         rows[:, 0] = ord("l")
         rows[:, 1:5] = np.where(x[big] < 0, -count, count).astype("<i4").view(np.uint8).reshape(-1, 4)
-        rows[:, 5:15] = digits.view(np.uint8).reshape(-1, 10)
-        out[big, :15] = rows
+        rows[:, 5:] = digits.view(np.uint8).reshape(-1, 10)[:, :width - 5]
+        out[big] = rows
         length[big] = 5 + 2 * count
     return length
 
@@ -391,11 +403,14 @@ def _marshal_events(index0: int, times, types, procs, fs, values: list, f_codes:
     types = np.asarray(types, dtype=np.int64)
     fs = np.asarray(fs, dtype=np.int64)
     # the row's pieces: constant bytes, or (width, filler) where filler(columns) writes and returns lengths
+    index = np.arange(index0, index0 + n, dtype=np.int64)
+    times = np.asarray(times, dtype=np.int64)
+    procs = np.asarray(procs, dtype=np.int64)
     pieces = [b"{" + k_index,
-              (15, lambda cols: _marshal_ints(np.arange(index0, index0 + n, dtype=np.int64), cols)), k_time,
-              (15, lambda cols: _marshal_ints(np.asarray(times, dtype=np.int64), cols)), k_type,
+              (_int_width(index), lambda cols: _marshal_ints(index, cols)), k_time,
+              (_int_width(times), lambda cols: _marshal_ints(times, cols)), k_type,
               (type_table.shape[1], lambda cols: _fill(cols, type_table[types], type_lens[types])), k_process,
-              (15, lambda cols: _marshal_ints(np.asarray(procs, dtype=np.int64), cols)), k_f,
+              (_int_width(procs), lambda cols: _marshal_ints(procs, cols)), k_f,
               (f_table.shape[1], lambda cols: _fill(cols, f_table[fs], f_lens[fs])), k_value,
               (widest, lambda cols: _fill_values(cols, value_codes, value_len)), b"0"]
     width = sum(len(p) if isinstance(p, bytes) else p[0] for p in pieces)
