@@ -221,3 +221,31 @@ def test_pairing_in_chunks_matches_pairs_of_the_list_whatever_the_chunk_borders(
             h.flush()
         index = [[a["index"], b and b["index"]] for a, b in pairs(h)]
         assert index == [[a["index"], b and b["index"]] for a, b in pairs(list(events))]
+
+
+WIDE_INT = st.one_of(st.integers(-(2 ** 63) + 1, 2 ** 63 - 1),
+                     st.sampled_from((0, -1, 2 ** 31 - 1, 2 ** 31, -(2 ** 31), -(2 ** 31) - 1, 2 ** 45, -(2 ** 60))))
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.lists(st.tuples(WIDE_INT, st.sampled_from(("invoke", "ok", "fail", "info")), WIDE_INT,
+                          st.sampled_from(("read", "é", 7, ("f", 1))),
+                          st.one_of(st.none(), WIDE_INT, st.text(max_size=4), st.binary(max_size=300),
+                                    st.dictionaries(st.text(max_size=2), st.integers(), max_size=2))),
+                max_size=30))
+def test_the_digest_lays_out_the_marshal_bytes_of_any_ints_names_and_values(raw):
+    """The columns' digest (no dicts built) equals marshal's bytes for times and processes of any
+    int64 (32-bit or not, negative), functions of any marshallable kind and values of any size,
+    across chunk borders and when a chunk of wide values is split."""
+    import simulator.workload.history as H
+
+    events = [{"index": i, "time": t, "type": ty, "process": p, "f": f, "value": v}
+              for i, (t, ty, p, f, v) in enumerate(raw)]
+    want = hashlib.sha256(marshal.dumps(events, 2)).hexdigest()
+    old = H.ROWS_PER_CHUNK, H._CELLS_AT_ONCE
+    try:
+        for rows, cells in ((old[0], old[1]), (4, 600)):
+            H.ROWS_PER_CHUNK, H._CELLS_AT_ONCE = rows, cells
+            assert History(events, dicts_up_to=0).digest_into(hashlib.sha256()).hexdigest() == want
+    finally:
+        H.ROWS_PER_CHUNK, H._CELLS_AT_ONCE = old

@@ -265,3 +265,16 @@ def test_workload_is_deterministic():
         sim.run(2 * S)
         hs.append(wl.history)
     assert hs[0] == hs[1] and len(hs[0]) > 100
+
+
+def test_a_final_op_with_a_shorter_timeout_times_out_before_earlier_main_ops():
+    """Main-phase operations still waiting when run_final starts keep their deadlines, and a final
+    operation given a shorter timeout times out at its own, earlier deadline (the deadlines' queue
+    turns into a heap when one comes out of order)."""
+    sim, wl = make(concurrency=2, generate=const("drop"), timeout_ms=500)
+    wl.start(10 * MS)
+    sim.run(10 * MS)  # two main operations outstanding, due at 500 ms
+    wl.run_final([("read", "drop")], lambda: None, timeout_ns=100 * MS)
+    sim.run(2 * S)
+    infos = [(op["time"], op["f"]) for op in wl.history if op["type"] == "info"]
+    assert infos == [(110 * MS, "read"), (500 * MS, "write"), (500 * MS, "write")]

@@ -20,7 +20,7 @@ def series_per_s(times_ns, end_ns: int, bin_s: float = 0.1):
 def draw(scenario, run, folder, shade) -> list[str]:
     from simulator import plots
 
-    from .scenario import effective, events, read_staleness
+    from .scenario import effective, events, staleness_ms
 
     p = effective(run.cfg)
     sub = f"seed {run.cfg.seed}, strategy {p['strategy']}, protection {p['protection']}, policy {p['policy']}" + \
@@ -52,7 +52,7 @@ def draw(scenario, run, folder, shade) -> list[str]:
     xs, ys = series_per_s(fetch_t, run.end_ns)
     rows.append({"series": [("database reads by app servers", xs, ys)], "ylabel": "DB queries / s (100 ms bins)"})
     out = [plots.panels(folder / "cache.png", "Cache tier: hit ratio and database load", rows, shade, sub)]
-    st = [r[3] for r in read_staleness(run)]
+    st = staleness_ms(run).tolist()
     stale = [x for x in st if x > 0]
     panels = [{"title": f"staleness of the {len(stale)} stale reads among {len(st)} judged "
                         f"(bound {p['ttl_ms'] + p['invalidation_bound_ms']:g} ms)",

@@ -208,7 +208,7 @@ class App(Service):
         key = r.key
         self.rid += 1
         rid = self.rid
-        self.pending[rid] = ("get", r)
+        self.pending[rid] = r  # a get's state is its _Read itself (other calls': a (kind, x) tuple)
         ctx.send(r.node or self.home.get(key) or self.ring.node(key), CacheGet(rid, key, self.use_lease))
         heapq.heappush(self.deadlines, (ctx.now + self.cache_timeout_ns, rid))
         if not self.sweeping:
@@ -250,7 +250,14 @@ class App(Service):
     def on_message(self, ctx, src, msg):
         if type(msg) is CacheReply:
             state = self.pending.pop(msg.rid, None)
-            if state is not None:
+            if state is None:
+                return
+            if type(state) is _Read and msg.hit and self.protection != "xfetch":
+                # a plain hit, two replies in three: _cache_done's first case without its calls
+                state.version, state.hit = msg.value, True
+                ctx.record_row("app.read", (state.key, msg.value, "hit"))
+                self._answer_read(ctx, state)
+            else:
                 self._cache_done(ctx, state, msg)
         else:
             _service_message(self, ctx, src, msg)
@@ -279,9 +286,8 @@ class App(Service):
         self._arm(ctx)
 
     def _cache_done(self, ctx, state, reply: CacheReply | None) -> None:
-        kind, x = state
-        if kind == "get":
-            r = x
+        if type(state) is _Read:  # a get
+            r = state
             if reply is None:
                 r.via = "fallback"  # the cache did not answer: read the database, fill nothing
                 self._fetch(ctx, r)
@@ -303,7 +309,9 @@ class App(Service):
                 r.token = reply.token
                 r.via = "lease" if reply.token else "miss"
                 self._fetch(ctx, r)
-        elif kind == "delete-first":
+            return
+        kind, x = state
+        if kind == "delete-first":
             job = x
             self._db(ctx, "write", ("write", job), job.call.key, job.call.idem)
         elif kind == "invalidate":

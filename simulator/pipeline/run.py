@@ -35,18 +35,22 @@ from .scenario import RunData, Setup
 
 Progress = Callable[[float, float], None]  # (simulated seconds done, simulated seconds planned)
 
-GC_YOUNG_THRESHOLD = 50_000
+GC_YOUNG_THRESHOLD = 500_000
 
 
 @contextlib.contextmanager
 def relaxed_gc():
-    """Collect the youngest generation every 50,000 allocations instead of every 700.
+    """Collect the youngest generation every 500,000 allocations instead of every 700.
 
     A run allocates events, messages and history entries by the hundred thousand, almost none in
     reference cycles (they are freed by reference counting as soon as they are done with). With
     Python's default threshold the cyclic collector scans the young objects every 700 allocations
-    and finds nothing; this costs about a tenth of a Raft run. Cyclic garbage still gets
-    collected, just in larger sweeps. The previous thresholds come back afterwards."""
+    and finds nothing; this costs about a tenth of a Raft run. At 50,000 the cache preset still
+    spent about 6% of its time in young collections that scanned what the run keeps (history
+    values, records, rows) and found a few hundred objects of cycles each (a crashed node's
+    state); at 500,000 half as much, and the cycles waiting for a sweep stay a few MiB. Cyclic
+    garbage still gets collected, just in larger sweeps. The previous thresholds come back
+    afterwards."""
     old = gc.get_threshold()
     gc.set_threshold(max(old[0], GC_YOUNG_THRESHOLD), old[1], old[2])
     try:
@@ -163,19 +167,39 @@ class Run:
         # hashes every observation and event, as long as the checks on a million-request run, and
         # the three then share the cores. The results are the same either way.
         long = len(run.history) >= WORTH_FORKING
-        wait = fork_call(check) if long else None
-        wait_digest = fork_call(self.sim.digest) if long else None
-        m = M.summarise(run.history, run.faults, self.main_end_ns)
-        figures = self.scenario.figures(run)
-        got_digest = wait_digest() if wait_digest is not None else None
-        digest = got_digest[0] if got_digest is not None else self.sim.digest()
-        got = wait() if wait is not None else None
+        if long:
+            # Nothing the run made is garbage yet: the collector need not walk it again (a full
+            # collection over a million-request run's objects took seconds), and no collection in
+            # the parent touches every object's header, copying the pages the children share.
+            gc.freeze()
+        try:
+            wait_digest = fork_call(self.sim.digest) if long else None
+            # Work the checks and the figures share (a scenario's optional ``prepare(run)``,
+            # memoised on the run: the cache's staleness of every read) is done once, before the
+            # checks' child is forked, rather than once in each process; its time counts as the
+            # checks'.
+            prepare = getattr(self.scenario, "prepare", None)
+            prepare_s = 0.0
+            if long and prepare is not None:
+                t0 = time.perf_counter()
+                prepare(run)
+                prepare_s = time.perf_counter() - t0
+            wait = fork_call(check) if long else None
+            m = M.summarise(run.history, run.faults, self.main_end_ns)
+            figures = self.scenario.figures(run)
+            got_digest = wait_digest() if wait_digest is not None else None
+            digest = got_digest[0] if got_digest is not None else self.sim.digest()
+            got = wait() if wait is not None else None
+        finally:
+            if long:
+                gc.unfreeze()
         if got is None:
             t0 = time.perf_counter()
             checks = check()
             check_s = time.perf_counter() - t0
         else:
             checks, check_s = got
+        check_s += prepare_s
         valid = merge_valid(c.valid for c in checks.values())
         out_metrics = {"valid": valid, "checks": {k: v.to_dict() for k, v in checks.items()}, **m,
                        "network": run.network, "hosts": run.hosts, "checker_seconds": round(check_s, 4),
