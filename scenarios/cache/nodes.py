@@ -250,14 +250,7 @@ class App(Service):
     def on_message(self, ctx, src, msg):
         if type(msg) is CacheReply:
             state = self.pending.pop(msg.rid, None)
-            if state is None:
-                return
-            if type(state) is _Read and msg.hit and self.protection != "xfetch":
-                # a plain hit, two replies in three: _cache_done's first case without its calls
-                state.version, state.hit = msg.value, True
-                ctx.record_row("app.read", (state.key, msg.value, "hit"))
-                self._answer_read(ctx, state)
-            else:
+            if state is not None:
                 self._cache_done(ctx, state, msg)
         else:
             _service_message(self, ctx, src, msg)

@@ -174,15 +174,14 @@ class Run:
             gc.freeze()
         try:
             wait_digest = fork_call(self.sim.digest) if long else None
-            # Work the checks and the figures share (a scenario's optional ``prepare(run)``,
+            # Work the checks and the figures share (the scenario's ``prepare(run)``,
             # memoised on the run: the cache's staleness of every read) is done once, before the
             # checks' child is forked, rather than once in each process; its time counts as the
             # checks'.
-            prepare = getattr(self.scenario, "prepare", None)
             prepare_s = 0.0
-            if long and prepare is not None:
+            if long:
                 t0 = time.perf_counter()
-                prepare(run)
+                self.scenario.prepare(run)
                 prepare_s = time.perf_counter() - t0
             wait = fork_call(check) if long else None
             m = M.summarise(run.history, run.faults, self.main_end_ns)

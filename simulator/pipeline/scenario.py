@@ -15,6 +15,7 @@ A scenario is a small registered class (in ``scenarios/<name>/``)::
         search = {"rate": (10.0, 200.0)}      # ranges `dsim hunt` draws from (optional)
 
         def build(self, sim, cfg) -> Setup:   # add server nodes, say how clients talk
+        def prepare(self, run) -> None        # work check and figures share, memoised on run (optional)
         def check(self, run) -> dict[str, CheckResult]
         def figures(self, run) -> dict        # scenario figures for metrics.json (optional)
         def plots(self, run, folder, shade) -> list[str]   # extra PNGs (optional)
@@ -201,6 +202,11 @@ class Scenario:
 
     def check(self, run: RunData) -> dict[str, CheckResult]:
         return {}
+
+    def prepare(self, run: RunData) -> None:
+        """Compute once what both ``check`` and ``figures`` read (memoised on ``run``). A long run
+        calls it before forking its checks, so the child inherits the result instead of both
+        processes computing it; a short run does not call it (each reader computes on demand)."""
 
     def figures(self, run: RunData) -> dict[str, Any]:
         return {}
