@@ -482,10 +482,17 @@ def replay(run_dir):
     click.echo(f"  replayed {out.digest}")
     if not same:
         v = man.get("versions", {})
+        from .pipeline.results import git_commit
         from .pipeline.results import versions as now_versions
 
         if v and v != now_versions():
             click.echo("  note: package versions differ from the recorded run's")
+        then, now = man.get("git_commit"), git_commit()
+        if isinstance(then, str) and now is not None and then != now:
+            # a digest is promised equal for the same seed, parameters and versions; a change to
+            # dsim or a design between the two commits may change the run
+            click.echo(f"  note: recorded at commit {then[:12]}, replayed at {now[:12]}: "
+                       "the code changed in between, which can change the digest")
     sys.exit(0 if same else 1)
 
 

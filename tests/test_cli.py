@@ -89,6 +89,21 @@ def test_replay_matches_and_detects_tampering(tmp_path):
     assert res.exit_code == 1 and "DIFFERENT" in res.output
 
 
+def test_a_different_replay_names_the_two_commits_when_the_code_changed(tmp_path):
+    """A digest that differs from a run recorded at another commit is reported with both commits,
+    since a change of code between them can change a run."""
+    out = tmp_path / "run"
+    assert call("run", "queue", "--seed", "3", "--out", str(out), *SHORT, "--no-plots").exit_code == 0
+    man = json.loads((out / "manifest.json").read_text())
+    man["digest"], man["git_commit"] = "0" * 64, "f" * 40
+    (out / "manifest.json").write_text(json.dumps(man))
+    res = call("replay", str(out))
+    from simulator.pipeline.results import git_commit
+    if git_commit() is None:
+        pytest.skip("not a git checkout: no commit to compare")
+    assert res.exit_code == 1 and "recorded at commit ffffffffffff" in res.output
+
+
 def test_replay_subprocess_under_another_hash_seed(tmp_path):
     """A run replayed in a process with another PYTHONHASHSEED gives the identical digest."""
     out = tmp_path / "run"
