@@ -1342,9 +1342,15 @@ class Cache(Node):
 
     def now(self, ctx) -> int:
         """The cache's clock: the wall clock, or the monotonic tick count (see ``CacheSpec.clock``)."""
-        if self.spec.clock == "wall":
-            return ctx.now
-        return self.ticks * self.tick_ns + min(max(0, ctx.now - self.last_tick_wall), self.tick_ns)
+        return self._clock(ctx.now)
+
+    def _clock(self, wall: int) -> int:
+        """The cache's clock at wall time ``wall``: the ticks counted, plus the time since the last
+        tick clamped to one tick (a wall clock stepped back or far ahead moves it by no more)."""
+        if self.wall:
+            return wall
+        since, tick = wall - self.last_tick_wall, self.tick_ns
+        return self.ticks * tick + (since if 0 <= since <= tick else (0 if since < 0 else tick))
 
     def on_timer(self, ctx, name):
         if name == "cache.tick":
@@ -1384,11 +1390,7 @@ class Cache(Node):
     def on_message(self, ctx, src, msg):
         t = type(msg)
         wall = ctx.now
-        if self.wall:
-            now = wall
-        else:  # self.now(ctx), inlined (its clamp as comparisons, not min and max): every message reads it
-            since, tick = wall - self.last_tick_wall, self.tick_ns
-            now = self.ticks * tick + (since if 0 <= since <= tick else (0 if since < 0 else tick))
+        now = self._clock(wall)
         if t is CacheGet:
             store = self.store
             v = store.values.get(msg.key)

@@ -386,17 +386,22 @@ def _marshal_events(index0: int, times, types, procs, fs, values: list, f_codes:
     the type's and function's names from tables, its ints encoded by arithmetic, its value's
     encoding from marshal, one C-level call each, then "0"), padded, and one mask over the matrix
     takes the bytes that count, in order. Raises ValueError where marshal would."""
-    n = len(values)
-    if n == 0:
+    if not values:
         return b""
-    value_codes = list(map(marshal.dumps, values, repeat(2)))
+    return _lay_out(index0, times, types, procs, fs, list(map(marshal.dumps, values, repeat(2))), f_codes)
+
+
+def _lay_out(index0: int, times, types, procs, fs, value_codes: list[bytes], f_codes: list[bytes]) -> bytes:
+    """:func:`_marshal_events` with the values already marshalled (``value_codes``), a chunk with a
+    huge value split in halves until its byte matrix fits ``_CELLS_AT_ONCE``."""
+    n = len(value_codes)
     value_len = np.fromiter(map(len, value_codes), dtype=np.int64, count=n)
     widest = int(value_len.max())
     if n > 1 and n * (widest + 160) > _CELLS_AT_ONCE:
         half = n // 2
-        return (_marshal_events(index0, times[:half], types[:half], procs[:half], fs[:half], values[:half], f_codes)
-                + _marshal_events(index0 + half, times[half:], types[half:], procs[half:], fs[half:], values[half:],
-                                  f_codes))
+        return (_lay_out(index0, times[:half], types[:half], procs[:half], fs[:half], value_codes[:half], f_codes)
+                + _lay_out(index0 + half, times[half:], types[half:], procs[half:], fs[half:], value_codes[half:],
+                           f_codes))
     k_index, k_time, k_type, k_process, k_f, k_value = _KEY_CODES
     type_table, type_lens = _code_table(_TYPE_CODES)
     f_table, f_lens = _code_table(f_codes)
