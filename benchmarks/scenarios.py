@@ -10,6 +10,7 @@ checkers, as a user's run would.
     python benchmarks/scenarios.py queue --json
     python benchmarks/scenarios.py raft-hour --json            # a simulated hour: ops, wall_seconds, peak_rss_mib
     python benchmarks/scenarios.py raft-hour --time-limit 300  # the same preset, five simulated minutes
+    python benchmarks/scenarios.py kademlia-100k --progress --json   # long: where it is, on stderr
 
 The last line with ``--json``: ``{"bench", "scenario", "sim_seconds", "wall_seconds",
 "sim_seconds_per_wall_second", "ops", "checker_seconds", "peak_rss_mib", "peak_rss_children_mib",
@@ -60,6 +61,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", action="store_true", help="end with one JSON line")
     ap.add_argument("--time-limit", type=float, default=None, metavar="S",
                     help="override the preset's simulated seconds (e.g. raft-hour --time-limit 300 while developing)")
+    ap.add_argument("--progress", action="store_true",
+                    help="print the simulated seconds reached to stderr every 10 wall s or so (long presets)")
     ap.add_argument("--repeat", type=int, default=1, metavar="N",
                     help="run N times and report the median speed (with min and max): for noisy machines")
     args = ap.parse_args(argv)
@@ -86,7 +89,7 @@ def main(argv=None) -> int:
     results = []
     for _ in range(args.repeat):
         gc.collect()  # the previous run's cycles (hosts and their simulation), outside the timing
-        result = measure(args.bench, scen, cfg)
+        result = measure(args.bench, scen, cfg, progress_printer() if args.progress else None)
         results.append(result)
         print(f"{args.bench} ({scen}, seed {args.seed}): {result['sim_seconds']:,.1f} simulated s in "
               f"{result['wall_seconds']:,.2f} s wall ({result['sim_seconds_per_wall_second']} sim s per wall s), "
@@ -105,11 +108,28 @@ def main(argv=None) -> int:
     return 0
 
 
-def measure(bench: str, scen: str, cfg) -> dict:
+def progress_printer(every_s: float = 10.0):
+    """A ``progress(done_s, total_s)`` for ``execute`` that prints to stderr at most every
+    ``every_s`` wall seconds. Running in chunks does not change the order of events."""
+    t0 = last = time.perf_counter()
+
+    def progress(done_s: float, total_s: float) -> None:
+        nonlocal last
+        now = time.perf_counter()
+        if now - last >= every_s or done_s >= total_s:
+            last = now
+            print(f"  {done_s:,.1f} of {total_s:,.1f} simulated s, {now - t0:,.0f} s wall, "
+                  f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB",
+                  file=sys.stderr, flush=True)
+
+    return progress
+
+
+def measure(bench: str, scen: str, cfg, progress=None) -> dict:
     """One run of ``cfg``: wall time, and CPU time including the checker child (simulator.checkers.parallel)."""
     t0 = time.perf_counter()
     c0 = os.times()
-    out = execute(cfg)
+    out = execute(cfg, progress)
     wall = time.perf_counter() - t0
     c1 = os.times()
     cpu = sum(c1[:4]) - sum(c0[:4])  # user and system, this process and its children

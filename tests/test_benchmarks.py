@@ -29,6 +29,15 @@ def test_repeat_reports_the_median_and_its_range_in_the_json_line():
     assert result["sim_seconds"] > 60 and result["ops"] > 50_000 and result["cpu_seconds"] > 0
 
 
+def test_progress_goes_to_stderr_and_leaves_the_figures_as_they_were():
+    plain = json.loads(_run("queue", "--time-limit", "3", "--json").stdout.strip().splitlines()[-1])
+    p = _run("queue", "--time-limit", "3", "--json", "--progress")
+    assert p.returncode == 0, p.stderr
+    assert "simulated s" in p.stderr and "peak RSS" in p.stderr  # at least the final line
+    result = json.loads(p.stdout.strip().splitlines()[-1])
+    assert (result["ops"], result["sim_seconds"], result["valid"]) == (plain["ops"], plain["sim_seconds"], True)
+
+
 def test_bad_input_is_one_line_and_exit_2():
     for args in (["queue", "--repeat", "0"], ["nosuch"]):
         p = _run(*args)
