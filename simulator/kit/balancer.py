@@ -195,7 +195,7 @@ class LoadBalancer(Node):
             rest = call.rest[1:]
         else:
             comp, op, rest = self.spec.to, call.op, ()
-        self.caller.call(ctx, comp, op, job, key=call.key, rest=rest, idem=call.idem, value=call.value)
+        self.caller.call(ctx, comp, op, job, call.key, rest, call.idem, call.value)
 
     def _done(self, ctx, job, ok, value) -> None:
         src, call, arrived = job

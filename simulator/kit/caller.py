@@ -134,6 +134,10 @@ class _Req:
         self.policy = policy
 
 
+#: How a first attempt with no breaker is awaited (``Caller.out`` and the deadline entries): a tuple
+#: of these, in this order, instead of a :class:`_Req`, which is built only for a retry.
+FIRST = ("token", "instance", "comp", "op", "key", "rest", "idem", "value", "policy")
+
 Pick = Callable[[Any, str, str, Any, tuple], "str | None"]  # (ctx, component, op, key, tried) -> instance
 Done = Callable[[Any, Any, bool, Any], None]  # (ctx, token, ok, value)
 
@@ -171,16 +175,17 @@ class Caller:
         every argument by position: a keyword per argument cost a name match each, per call."""
         p = policy or self.policy
         self.active += 1
-        if p.retries == 0 and self.breaker_policy is None:
-            # One attempt and no breaker (most calls): nothing outlives the attempt, so it is
-            # awaited as a (token, instance) pair rather than a _Req
+        if self.breaker_policy is None:
+            # A first attempt with no breaker (nearly every call) is awaited as a tuple of the call
+            # (FIRST); a _Req is built only if it fails and may be retried (_settle_first)
             instance = self.pick(ctx, comp, op, key, ())
             if instance is None:
                 self._drop(ctx, comp, "no-endpoint")
                 self.active -= 1
                 self.on_done(ctx, token, False, "no-endpoint")
             else:
-                self._send(ctx, (token, instance), instance, op, key, rest, idem, value, p._timeout_ns)
+                self._send(ctx, (token, instance, comp, op, key, rest, idem, value, p), instance, op, key, rest,
+                           idem, value, p._timeout_ns)
             return
         self._attempt(ctx, _Req(token, comp, op, key, rest, idem, value, p))
 
@@ -190,7 +195,7 @@ class Caller:
         if req is None:
             return False
         if type(req) is tuple:
-            self._settle_single(ctx, req, reply.ok, reply.value)
+            self._settle_first(ctx, req, reply.ok, reply.value)
             return True
         if reply.ok and self.breaker_policy is None:
             # _settle's success path, inlined: most replies are successes
@@ -231,7 +236,7 @@ class Caller:
                     if out.get(rid) is req:
                         del out[rid]
                         if type(req) is tuple:
-                            self._settle_single(ctx, req, False, "timeout")
+                            self._settle_first(ctx, req, False, "timeout")
                         else:
                             self._settle(ctx, req, False, "timeout")
                 else:
@@ -299,8 +304,8 @@ class Caller:
         ctx.record("kit.drop", comp=self.owner, to=comp, reason=reason)
 
     def _send(self, ctx, awaited, instance: str, op, key, rest, idem, value, timeout: int) -> int:
-        """Send one attempt to ``instance`` and await its reply (``awaited``: a _Req, or a
-        single attempt's (token, instance)) until its deadline; returns its rid."""
+        """Send one attempt to ``instance`` and await its reply (``awaited``: a _Req, or a first
+        attempt's tuple, FIRST) until its deadline; returns its rid."""
         rid = self._rid
         if rid is None:  # the first call of this life: its ids carry the incarnation, so that a late
             rid = ctx.incarnation << 40  # reply to the node's previous life matches no call of this one
@@ -330,14 +335,19 @@ class Caller:
             self._arm(ctx)
         return rid
 
-    def _settle_single(self, ctx, awaited: tuple, ok: bool, value: Any) -> None:
-        """A single attempt ended: its outcome is the call's (no retry, no breaker)."""
-        token, instance = awaited
-        self.inflight[instance] -= 1
+    def _settle_first(self, ctx, first: tuple, ok: bool, value: Any) -> None:
+        """A first attempt awaited as a tuple (FIRST) ended: a success, or a failure its policy
+        does not retry, is the call's outcome; a failure it may retry goes on as a _Req."""
+        if not ok and first[8].retries:
+            req = _Req(*first[:1], *first[2:])
+            req.attempt, req.instance = 1, first[1]
+            self._settle(ctx, req, ok, value)
+            return
+        self.inflight[first[1]] -= 1
         if self.on_attempt is not None:
-            self.on_attempt(ctx, instance, ok, None if ok else value)
+            self.on_attempt(ctx, first[1], ok, None if ok else value)
         self.active -= 1
-        self.on_done(ctx, token, ok, value)
+        self.on_done(ctx, first[0], ok, value)
 
     def _settle(self, ctx, req: _Req, ok: bool, value: Any) -> None:
         """An attempt ended: succeed, retry or fail the request."""

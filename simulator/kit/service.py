@@ -111,22 +111,25 @@ class Service(Node):
         self.caller.on_timer(ctx, name)
 
     def _after_service(self, ctx, job: _Job) -> None:
+        # job.hops holds the hops still to call after those in flight (job.left of them)
         call = job.call
-        if call.rest:
-            job.hops = [(call.rest[0], call.rest[1:])]
-        elif self.calls:
-            job.hops = [(h, ()) for h in self.calls]
-        else:
+        rest = call.rest
+        if rest:  # the route's next hop (most jobs that call): no list of hops
+            job.failed, job.hops, job.left = None, (), 1
+            self._call(ctx, job, rest[0], rest[1:])
+            return
+        calls = self.calls
+        if not calls:
             self._answer(ctx, job, True, None)
             return
         job.failed = None
         if self.parallel:
-            hops, job.hops, job.left = job.hops, [], len(job.hops)
-            for hop, rest in hops:
-                self._call(ctx, job, hop, rest)
+            job.hops, job.left = (), len(calls)
+            for hop in calls:
+                self._call(ctx, job, hop, ())
         else:
-            job.left = 1
-            self._call(ctx, job, *job.hops.pop(0))
+            job.hops, job.left = [(h, ()) for h in calls[1:]], 1
+            self._call(ctx, job, calls[0], ())
 
     def _call(self, ctx, job: _Job, hop: str, rest: tuple) -> None:
         comp, op = split_hop(hop)
@@ -145,7 +148,8 @@ class Service(Node):
             self._answer(ctx, job, True, value)
         else:
             job.left = 1
-            self._call(ctx, job, *job.hops.pop(0))
+            hop, rest = job.hops.pop(0)
+            self._call(ctx, job, hop, rest)
 
     def _answer(self, ctx, job: _Job, ok: bool, value) -> None:
         self._reply(ctx, job.src, job.call, ok, value, job.queue, job.wait_ns, job.svc_ns, ctx.now - job.arrived)
