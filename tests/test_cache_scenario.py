@@ -242,11 +242,12 @@ def test_crashes_every_millisecond_leave_the_checks_valid():
 
 
 def test_the_staleness_budget_counts_stale_copies_per_write_not_reads():
-    """Seed 11 under the sweep's nemeses races one fill past a delete on the hottest key, and 41 reads
-    see that copy (1.1% of the reads away from faults): one copy in 966 writes is within the budget.
-    The delete-before-write bug leaves a stale copy for about 1% of the writes, over the budget."""
+    """Seed 118 under the sweep's nemeses races one fill past a delete, and 0.88% of the reads away
+    from faults see that copy: more than the budget's 0.5% if reads were counted, but one copy in
+    about 950 writes is within it. The delete-before-write bug leaves a stale copy for about 1% of
+    the writes, over the budget."""
     nem = {"nemesis": ["crash", "partition-random-halves", "clock-bump"]}
-    ok = execute(build_config(get_scenario("cache"), seed=11, options=nem)).checks["bounded-staleness"]
+    ok = execute(build_config(get_scenario("cache"), seed=118, options=nem)).checks["bounded-staleness"]
     assert ok.valid is True, ok.message
     assert ok.details["stale_copies_away_from_faults"] == 1 and ok.details["stale_share_away_from_faults"] > 0.005
     bad = execute(build_config(get_scenario("cache"), seed=1, bug="delete-before-write")).checks["bounded-staleness"]

@@ -23,9 +23,12 @@ PINNED = {
     # once more when its app.read observations became rows too (same events, verdicts, figures).
     # graph, reverse-proxy and cache once more when the kit client's operation value became the
     # tuple (key, idem, result) with the operation's id as idempotency key, instead of a dict and
-    # "<client>:<id>": the same events, verdicts and figures, only the history's values changed
-    "graph-s1-short": "3457e21a3a705ac8d9a2a00a07a95dcaa108adc4fec23375101d9a60c803610c",
-    "graph-s2-short": "34dc6fc8e3410285538c9f7cba69efe707948bd081f026711c537eecbb6583a2",
+    # "<client>:<id>": the same events, verdicts and figures, only the history's values changed.
+    # graph and cache once more when the kit database's nodes priced their calls onto the host's
+    # cores like a Service, instead of a CPU timer per call (no kit.cpu timer events; a durable
+    # write holds its core through its fsync)
+    "graph-s1-short": "560eaddeee7a46f0ae885149c09f17c59fb9b78929bbe80c5fe4bae39e78a387",
+    "graph-s2-short": "0d99ff5cc5132efc21daa8f97499bdfc954fe23a473c78605ea0df3942e65a2e",
     "rate-limiter-s1-short": "ff9cdd3c26de4c753f9c022296efe42a48e3d8689df4b8bafeed170d9f6acf3c",
     "rate-limiter-s2-short": "84dbc5a2a5d45e34e15fc4a2ad220c3e4b0dba45a5c9f0a7223d5b426d0e3be7",
     # kademlia re-pinned when a full bucket stopped re-pinging its oldest contact within recheck_s
@@ -40,8 +43,8 @@ PINNED = {
     "email-s1-short": "d0e064e28c978459b9c1f413569e611f74632dbfc66e659e1e00c60704a5e857",
     "email-s2-short": "1bd5c6f5b8b9ffd0af8a55880321a455c2fafe5e68ff9f2c9701d1ada1c7e173",
     "email-s3-nemesis": "31cd386ca9aaaeeaf9fe552dc7d615f69692f422fa18c5298ac7f20d23ce09af",
-    "cache-s1-short": "12eb9e913d3434d1e477f45ab5092f91a3d00963094cadbcefdc533e97fc1298",
-    "cache-s2-short": "0fb6c4e8765f4d81a909d3a6ff77017ea8b8089ea6bfc0e5eb0b1e1f93c096c9",
+    "cache-s1-short": "ac3f6a5ed9e26c72ac7c3343046409dbceb4891c797131b6bcd5a25be26e4041",
+    "cache-s2-short": "a387290fa8f28cfdd128665ca0381115d203ca8e1ae3d1275a7f4ea8b3cf0ac5",
     "queue-s1-short": "c8459b3960ab6072db70874edaf1856d2a1867baf78a46b5ecb05cb754becd8b",
     "queue-s2-short": "dfab88732e666589d3286810963efc10480be576ec0d0e413d31ce5dc9337e93",
     "queue-s3-nemesis": "3a21da6e6606d0907f6444dd5f0e19a4fe00f972749e25311b83b2ac7e21783e",

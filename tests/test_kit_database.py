@@ -13,9 +13,16 @@ def fire(node, ctx, name):
     node.on_timer(ctx, name)
 
 
-def cpu(node, ctx):
-    for name in sorted(n for n in list(ctx.timers) if n.startswith("kit.cpu.")):
-        fire(node, ctx, name)
+def deliver(node, ctx, src, msg):
+    """What the host does with a message: a call the node prices waits its service time and then
+    runs as a job (here on an idle core); anything else is handled at once."""
+    cost = node.cost_ns(ctx, src, msg)
+    if cost is None:
+        node.on_message(ctx, src, msg)
+        return
+    arrived = ctx.now
+    ctx.advance(cost / 1e6)
+    node.on_job(ctx, src, msg, arrived, arrived, 0)
 
 
 SERVICE = {"read": Dist("constant", 1.0), "write": Dist("constant", 2.0)}
@@ -43,8 +50,7 @@ def test_an_async_write_is_durable_and_acknowledged_at_once_then_shipped_after_t
     """An async write is synced to disk and acknowledged after its service time; replicas get it
     only once the replication lag has passed."""
     db, ctx = primary()
-    db.on_message(ctx, "db", Call(1, "write", key="k1", idem="c1:0"))
-    cpu(db, ctx)
+    deliver(db, ctx, "db", Call(1, "write", key="k1", idem="c1:0"))
     assert ctx.take_sent() == [("db", Reply(1, True, 1))]
     assert ctx.storage.fsyncs >= 1 and ctx.storage.get("log/1") == ("k1", "c1:0", 1)
     assert ctx.timers["kit.db.ship"] == 20.0
@@ -55,8 +61,7 @@ def test_an_async_write_is_durable_and_acknowledged_at_once_then_shipped_after_t
 def test_a_sync_write_waits_for_every_live_replica():
     """A sync write is acknowledged only once every live replica has acknowledged it."""
     db, ctx = primary("sync")
-    db.on_message(ctx, "db", Call(1, "write", key="k1", idem="a"))
-    cpu(db, ctx)
+    deliver(db, ctx, "db", Call(1, "write", key="k1", idem="a"))
     assert sorted(d for d, m in ctx.take_sent() if type(m) is Replicate) == ["db-1", "db-2"]
     db.on_message(ctx, "db-1", ReplAck(1, 1))
     assert ctx.sent == []
@@ -68,8 +73,7 @@ def test_a_retried_write_with_the_same_idempotency_key_is_stored_once():
     """A write retried with the same idempotency key is acknowledged without a second log entry."""
     db, ctx = primary()
     for rid in (1, 2):
-        db.on_message(ctx, "db", Call(rid, "write", key="k1", idem="c1:0"))
-        cpu(db, ctx)
+        deliver(db, ctx, "db", Call(rid, "write", key="k1", idem="c1:0"))
     assert len(db.log) == 1
     assert [m for _, m in ctx.sent if type(m) is Reply] == [Reply(1, True, 1), Reply(2, True, 1)]
 
@@ -77,12 +81,11 @@ def test_a_retried_write_with_the_same_idempotency_key_is_stored_once():
 def test_a_replica_refuses_writes_and_serves_reads():
     """A replica answers a write 'not-primary' and a read from its own copy."""
     r, ctx = replica()
-    r.on_message(ctx, "db", Call(1, "write", key="k"))
+    deliver(r, ctx, "db", Call(1, "write", key="k"))
     assert ctx.take_sent() == [("db", Reply(1, False, "not-primary"))]
     r.on_message(ctx, "db-0", Replicate(1, 1, (("k", "w1", 1),)))
     ctx.take_sent()
-    r.on_message(ctx, "db", Call(2, "read", key="k"))
-    cpu(r, ctx)
+    deliver(r, ctx, "db", Call(2, "read", key="k"))
     assert ctx.sent == [("db", Reply(2, True, "w1"))]
 
 
@@ -112,8 +115,7 @@ def test_a_demoted_or_restarted_node_resyncs_and_drops_entries_the_new_primary_l
     """A node that learns of a new epoch as a replica asks the primary for its whole log, and the
     snapshot replaces its own (entries only it had are gone)."""
     old, ctx = primary()
-    old.on_message(ctx, "db", Call(1, "write", key="k", idem="lost"))
-    cpu(old, ctx)
+    deliver(old, ctx, "db", Call(1, "write", key="k", idem="lost"))
     ctx.take_sent()
     old.on_message(ctx, "db", Role(2, "db-1", ("db-0", "db-1")))
     assert ("db-1", SyncReq(2)) in ctx.take_sent()
@@ -171,3 +173,18 @@ def test_a_router_restarting_after_a_failover_keeps_the_new_primary():
     reborn.on_start(ctx)
     assert (reborn.epoch, reborn.primary) == (2, "db-1")
     assert {m.primary for _, m in ctx.sent if type(m) is Role} == {"db-1"}
+
+
+def test_a_node_prices_calls_it_serves_and_refuses_overload_in_words():
+    """Calls a node will serve are priced by operation and queue on its cores (the host's); a
+    write reaching a replica is answered at once; a call the full queue turns away is answered
+    "overloaded" and counted as a drop."""
+    db, ctx = primary()
+    assert db.cost_ns(ctx, "db", Call(1, "read", key="k")) == 1_000_000
+    assert db.cost_ns(ctx, "db", Call(2, "write", key="k")) == 2_000_000
+    assert db.cost_ns(ctx, "db-1", ReplAck(1, 0)) is None
+    r, rctx = replica()
+    assert r.cost_ns(rctx, "db", Call(3, "write", key="k")) is None
+    db.on_refused(ctx, "db", Call(4, "read", key="k"))
+    assert ctx.take_sent() == [("db", Reply(4, False, "overloaded"))]
+    assert [(x["kind"], x["reason"]) for x in ctx.records] == [("kit.drop", "overloaded")]

@@ -6,13 +6,12 @@ Most components price the messages they receive and let their host queue them: a
 the bare cost model's, with a service time per operation (``read`` against ``write``) rather than
 per message class, replies and health probes handled at once (a non-blocking server: a core is
 not held while a downstream works, so a chain of services is a Jackson network), and the job's
-arrival and start handed to ``on_job``. ``Service`` and ``LoadBalancer`` do that, drawing their
-service times from a :class:`ServiceTimes`.
+arrival and start handed to ``on_job``. ``Service``, ``LoadBalancer`` and the database's nodes do
+that, drawing their service times from a :class:`ServiceTimes`.
 
 :class:`Cpu` queues with timers instead, one per core, inside the node. It is for work that is not
-a message's arrival, or that a node must be able to abandon: a queue worker's leased jobs, a
-database node's calls (which share the node with replication traffic and failover), the reverse
-proxy's handshakes and its upstream's phases. Simplifications: FIFO only; a job's service time is
+a message's arrival, or that a node must be able to abandon: a queue worker's leased jobs, the
+reverse proxy's handshakes and its upstream's phases. Simplifications: FIFO only; a job's service time is
 drawn when it starts; a crash loses the queue and the jobs in service with the node object.
 """
 

@@ -25,6 +25,11 @@ epoch. A node that learns of a new epoch, or restarts, as a replica, copies the 
 log (a full resync), discarding anything the new primary never had: with asynchronous
 replication that is how acknowledged writes get lost, as in real failovers.
 
+Each node prices the calls it receives (``cost_ns``: the operation's service time) and its host
+queues them on ``cores`` cores, FIFO, as a Service's are (the runtime's core queue): a call finding
+``queue_limit`` waiting is refused "overloaded", and a durable write holds its core until its
+fsync is done (a worker blocked on its commit). Replication, roles and probes are handled at once.
+
 Writes carry an idempotency key (the request's ``idem``); a retried write already in the log is
 acknowledged without a second entry. Records: ``kit.served`` per read and write, ``kit.drop``
 ("overloaded"), ``kit.failover`` (from, to, epoch, lost = entries the old primary had beyond the
@@ -42,8 +47,8 @@ from dataclasses import dataclass, field
 from ..engine.dists import Dist
 from ..engine.node import Node, message
 from .caller import Caller, RetryPolicy
-from .cpu import Cpu
-from .messages import Call, Probe, ProbeReply, Reply, answer, served
+from .cpu import ServiceTimes
+from .messages import Call, Probe, ProbeReply, Reply, answer, refuse, served
 
 
 @dataclass(frozen=True)
@@ -112,8 +117,12 @@ class DbNode(Node):
 
     def __init__(self, spec: DatabaseSpec, router: str):
         self.spec = spec
+        self.comp = spec.name
         self.router = router
-        self.cpu = Cpu(spec.cores, spec.service_ms, spec.queue_limit)
+        # Calls are priced (cost_ns) and queue on the host's cores, as a Service's do
+        self.times = ServiceTimes(spec.service_ms)
+        self.cores = spec.cores
+        self.queue_limit = spec.queue_limit
         self.role = "unknown"
         self.epoch = 0
         self.primary: str | None = None
@@ -158,14 +167,20 @@ class DbNode(Node):
             st.put("log.len", len(self.log), sync=self.spec.durable)
 
     # ---- handlers -----------------------------------------------------------------------------
+    def cost_ns(self, ctx, src, msg):
+        """A call's service time; None (handled at once) for everything else, and for a write a
+        replica refuses."""
+        if type(msg) is Call and (msg.op != "write" or self.role == "primary"):
+            return self.times.draw_ns(ctx, msg.op)
+        return None
+
+    def on_refused(self, ctx, src, msg):
+        refuse(ctx, self.comp, src, msg)
+
     def on_message(self, ctx, src, msg):
         t = type(msg)
-        if t is Call:
-            if msg.op == "write" and self.role != "primary":
-                ctx.send(src, Reply(msg.rid, False, "not-primary"))
-            elif not self.cpu.submit(ctx, (src, msg, ctx.now, len(self.cpu.queue)), msg.op):
-                ctx.record("kit.drop", comp=self.spec.name, reason="overloaded")
-                ctx.send(src, Reply(msg.rid, False, "overloaded"))
+        if t is Call:  # a write reaching a replica (cost_ns queues every other call)
+            ctx.send(src, Reply(msg.rid, False, "not-primary"))
         elif t is Role:
             self._role(ctx, src, msg)
         elif t is Replicate:
@@ -227,13 +242,13 @@ class DbNode(Node):
     def on_timer(self, ctx, name):
         if name == "kit.db.ship":
             self._ship(ctx)
-            return
-        done = self.cpu.on_timer(ctx, name)
-        if done is None:
-            return
-        (src, call, arrived, queue), op, wait_ns, svc_ns = done
+
+    def on_job(self, ctx, src, call, arrived, started, queue):
+        """A call's service time is over: read, or append and replicate a write."""
+        now = ctx.now
+        op = call.op
         if op == "write":
-            if self.role != "primary":
+            if self.role != "primary":  # demoted while the write waited or ran
                 ctx.send(src, Reply(call.rid, False, "not-primary"))
                 return
             seq = self.idem.get(call.idem) if call.idem is not None and self.spec.dedupe else None
@@ -247,7 +262,7 @@ class DbNode(Node):
                 ctx.send(src, Reply(call.rid, True, seq))
         else:
             ctx.send(src, Reply(call.rid, True, self.kv.get(call.key)))
-        served(ctx, self.spec.name, op, True, queue, wait_ns, svc_ns, ctx.now - arrived)
+        served(ctx, self.comp, op, True, queue, started - arrived, now - started, now - arrived)
 
     # ---- replication (primary) ----------------------------------------------------------------
     def _replicas(self) -> list[str]:
@@ -339,8 +354,7 @@ class DbRouter(Node):
     def on_message(self, ctx, src, msg):
         t = type(msg)
         if t is Call:
-            self.caller.call(ctx, self.spec.name, msg.op, (src, msg.rid), key=msg.key, idem=msg.idem,
-                             value=msg.value)
+            self.caller.call(ctx, self.spec.name, msg.op, (src, msg.rid), msg.key, (), msg.idem, msg.value)
         elif t is Reply:
             self.caller.on_reply(ctx, msg)
         elif t is RoleAck:
