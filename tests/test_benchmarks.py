@@ -38,6 +38,23 @@ def test_progress_goes_to_stderr_and_leaves_the_figures_as_they_were():
     assert (result["ops"], result["sim_seconds"], result["valid"]) == (plain["ops"], plain["sim_seconds"], True)
 
 
+def test_kit_benchmark_prints_the_three_runs_and_both_ratios():
+    p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "kit.py"), "--time-limit", "2", "--repeat", "1",
+                        "--json"], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.strip().splitlines()
+    assert [line.split()[0] for line in lines[:3]] == ["queue", "alone", "service"]
+    result = json.loads(lines[-1])
+    assert result["valid"] is True
+    for run in ("queue", "alone", "service"):
+        assert result[f"{run}_us_per_request"] > 0 and result[f"{run}_wall_seconds"] > 0
+    for run, ratio in (("alone", "alone_ratio"), ("service", "ratio")):  # of the medians, rounded
+        assert abs(result[ratio] - result[f"{run}_us_per_request"] / result["queue_us_per_request"]) < 0.01
+    bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "kit.py"), "--repeat", "0"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--repeat" in bad.stderr
+
+
 def test_bad_input_is_one_line_and_exit_2():
     for args in (["queue", "--repeat", "0"], ["nosuch"]):
         p = _run(*args)
