@@ -201,11 +201,15 @@ def test_bad_parameters_are_one_line_usage_errors():
     assert end.value.code == 2
 
 
-def _run_data(records, faults=()):
+def _run_data(records, faults=(), lookups=()):
+    """A hand-made run: ``lookups`` are kad.lookup rows written as dicts (ids in ``found``)."""
+    from scenarios.kademlia.ids import ADDR_BITS, LOOKUP
     from simulator import RunData
 
+    rows = [(r["time_ns"], r["node"], *({**r, "found": tuple(x << ADDR_BITS for x in r["found"])}.get(c)
+                                         for c in LOOKUP)) for r in lookups]
     return RunData(cfg=None, history=[], records=list(records), faults=list(faults), exposed={}, end_ns=20 * 10**9,
-                   heal_ns=20 * 10**9, network={})
+                   heal_ns=20 * 10**9, network={}, tables={"kad.lookup": rows} if rows else {})
 
 
 def test_lookup_correctness_names_the_lookup_that_missed_a_closest_node():
@@ -213,14 +217,14 @@ def test_lookup_correctness_names_the_lookup_that_missed_a_closest_node():
     missed the closest live id, 2: the checker is invalid and names the node and the rank missed."""
     up = [{"time_ns": 0, "node": f"n{i}", "kind": kind, "id": nid}
           for i, nid in enumerate((1, 2, 3, 8), 1) for kind in ("kad.up", "kad.joined")]
-    look = {"time_ns": 10 * 10**9, "node": "n1", "kind": "kad.lookup", "purpose": "find", "target": 2, "found": [3, 8],
+    look = {"time_ns": 10 * 10**9, "node": "n1", "purpose": "find", "target": 2, "found": [3, 8],
             "start_ns": 9 * 10**9, "hops": 1, "msgs": 2, "value": False}
     p = {**P, "k": 2, "id_bits": 8, "settle_s": 1.0}
     from scenarios.kademlia.checkers import lookup_correctness
 
-    bad = lookup_correctness(_run_data(up + [look]), p)
+    bad = lookup_correctness(_run_data(up, lookups=[look]), p)
     assert bad.valid is False and "lookup by n1" in bad.message and "rank 1" in bad.message
-    good = lookup_correctness(_run_data(up + [{**look, "found": [2, 3]}]), p)
+    good = lookup_correctness(_run_data(up, lookups=[{**look, "found": [2, 3]}]), p)
     assert good.valid is True and good.details["held_exact"] == 1
 
 
@@ -229,12 +233,12 @@ def test_lookup_correctness_refuses_a_node_that_was_down_throughout_the_lookup()
     up = [{"time_ns": 0, "node": f"n{i}", "kind": kind, "id": nid}
           for i, nid in enumerate((1, 2, 3, 8), 1) for kind in ("kad.up", "kad.joined")]
     left = [{"time_ns": 5 * 10**9, "action": "leave", "node": "n2", "nemesis": "churn"}]
-    look = {"time_ns": 10 * 10**9, "node": "n1", "kind": "kad.lookup", "purpose": "find", "target": 2, "found": [2, 3],
+    look = {"time_ns": 10 * 10**9, "node": "n1", "purpose": "find", "target": 2, "found": [2, 3],
             "start_ns": 9 * 10**9, "hops": 1, "msgs": 2, "value": False}
     from scenarios.kademlia.checkers import lookup_correctness
 
-    out = lookup_correctness(_run_data(up + [look], left), {**P, "k": 2, "id_bits": 8, "settle_s": 1.0,
-                                                            "lookup_floor": 0.0})
+    out = lookup_correctness(_run_data(up, left, lookups=[look]), {**P, "k": 2, "id_bits": 8, "settle_s": 1.0,
+                                                                   "lookup_floor": 0.0})
     assert out.valid is False and "down throughout" in out.message
 
 

@@ -22,7 +22,7 @@ from collections import defaultdict
 
 from simulator import CheckResult, windows
 
-from .ids import ADDR_BITS, k_closest
+from .ids import ADDR_BITS, LOOKUP, k_closest
 
 DOWN_ACTIONS = ("crash", "leave")
 MAX_NAMED = 3
@@ -142,19 +142,31 @@ def _overlaps(ws, s: int, e: int, kinds=None) -> bool:
     return any(a <= e and b >= s and (kinds is None or lab.startswith(kinds)) for a, b, lab in ws)
 
 
+def lookups(run, purposes=None):
+    """The ``kad.lookup`` rows as dicts (``time_ns``, ``node`` and :data:`~.ids.LOOKUP`, ``found``
+    as ids), in the order they ended, made one at a time; only those of ``purposes`` if given."""
+    for row in run.table("kad.lookup"):
+        if purposes is None or row[2] in purposes:
+            r = dict(zip(LOOKUP, row[2:]))
+            r["time_ns"], r["node"] = row[0], row[1]
+            r["found"] = [c >> ADDR_BITS for c in r["found"]]
+            yield r
+
+
 def lookup_correctness(run, p: dict, m: Membership | None = None) -> CheckResult:
     m = m or Membership(run)
     k, bits = p["k"], p["id_bits"]
     settle = int(p["settle_s"] * 1e9)
     ws = fault_windows(run)
-    looks = sorted((r for r in run.records if r["kind"] == "kad.lookup" and not r["value"] and r["purpose"] != "get"),
-                   key=lambda r: r["time_ns"])
+    looks = (r for r in lookups(run) if not r["value"] and r["purpose"] != "get")  # in time order, one at a time
     live = LiveIds(m)
+    n = 0
     exact = wrong = 0
     shares: list[float] = []
     dead: list[str] = []
     bad: list[str] = []
     for r in looks:
+        n += 1
         s, e = r["start_ns"], r["time_ns"]
         ids = live.at(e)
         own = m.id_at(r["node"], e)
@@ -181,7 +193,7 @@ def lookup_correctness(run, p: dict, m: Membership | None = None) -> CheckResult
         elif not _overlaps(ws, s, e, UNANSWERING):
             shares.append(len(set(found) & set(truth)) / len(truth) if truth else 1.0)
     mean_share = sum(shares) / len(shares) if shares else 1.0
-    details = {"lookups": len(looks), "held_exact": exact, "not_exact": wrong, "under_churn": len(shares),
+    details = {"lookups": n, "held_exact": exact, "not_exact": wrong, "under_churn": len(shares),
                "mean_share_found": round(mean_share, 4), "floor": p["lookup_floor"],
                "returned_down_nodes": len(dead)}
     msgs = []

@@ -12,7 +12,7 @@ from bisect import bisect_left, bisect_right
 from collections import Counter
 from pathlib import Path
 
-from .checkers import Membership
+from .checkers import Membership, lookups
 
 CLIENT = ("find", "get", "put")
 BIN_S = 5.0
@@ -30,7 +30,7 @@ def _q(values: list[float], q: float) -> float | None:
 
 
 def client_lookups(run) -> list[dict]:
-    return [r for r in run.records if r["kind"] == "kad.lookup" and r["purpose"] in CLIENT]
+    return list(lookups(run, CLIENT))
 
 
 def occupancy(run) -> tuple[list[int], list[float], list[float]]:
@@ -130,7 +130,7 @@ def figures(run) -> dict:
     sess = sessions_s(run)
     return {
         "nodes": run.cfg.node_count,
-        "lookups": sum(1 for r in run.records if r["kind"] == "kad.lookup"),
+        "lookups": len(run.table("kad.lookup")),
         "client_lookups": len(looks),
         "mean_hops": round(sum(hops) / len(hops), 3) if hops else None,
         "hops_histogram": dict(sorted(Counter(hops).items())),

@@ -14,6 +14,13 @@ from bisect import bisect_left
 ADDR_BITS = 21  # addresses n1 .. n2,097,151: above the config's 1,000,000 node cap
 ADDR_MASK = (1 << ADDR_BITS) - 1
 
+#: The columns of a ``kad.lookup`` row after its time and node (``RunData.table("kad.lookup")``):
+#: ``found`` is the tuple of contacts returned (``id << ADDR_BITS | address``, the very ints the
+#: routing tables hold, so a row keeps no id of its own), ``value`` whether a get found its value.
+#: A row, not a record: a run of 100,000 nodes makes millions of lookups (every node refreshes its
+#: buckets hourly), and a record's dict and new ids were about 1.4 KB each.
+LOOKUP = ("purpose", "target", "found", "start_ns", "hops", "msgs", "value", "alive_asked")
+
 
 def contact(nid: int, index: int) -> int:
     return (nid << ADDR_BITS) | index

@@ -766,9 +766,8 @@ class Kad(Node):
                 found, lk.value = True, held[0]
         hops = lk.hop(result[0]) if result else 0
         if lk.client is not None or ctx.now >= self.c.record_from_ns:
-            ctx.record("kad.lookup", purpose=purpose, target=lk.target, found=[c >> ADDR_BITS for c in result],
-                       start_ns=lk.start_ns, hops=hops, msgs=lk.msgs, value=found,
-                       alive_asked=sum(1 for s in lk.state.values() if s & 3 == ANSWERED))
+            ctx.record_row("kad.lookup", (purpose, lk.target, tuple(result), lk.start_ns, hops, lk.msgs, found,
+                                          sum(1 for s in lk.state.values() if s & 3 == ANSWERED)))  # ids.LOOKUP
         if purpose == "join":
             self._joined(ctx)
             if not self.c.no_refresh:
