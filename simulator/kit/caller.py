@@ -194,20 +194,10 @@ class Caller:
         req = self.out.pop(reply.rid, None)
         if req is None:
             return False
-        if type(req) is tuple:
+        if type(req) is tuple:  # a first attempt with no breaker: nearly every reply
             self._settle_first(ctx, req, reply.ok, reply.value)
-            return True
-        if reply.ok and self.breaker_policy is None:
-            # _settle's success path, inlined: most replies are successes
-            self.inflight[req.instance] -= 1
-            if self.on_attempt is not None:
-                self.on_attempt(ctx, req.instance, True, None)
-            self.active -= 1
-            if req.attempt > 1:
-                self.retrying -= 1
-            self.on_done(ctx, req.token, True, reply.value)
-            return True
-        self._settle(ctx, req, reply.ok, reply.value)
+        else:  # a retry, or a call through a breaker
+            self._settle(ctx, req, reply.ok, reply.value)
         return True
 
     def on_timer(self, ctx, name: str) -> bool:
