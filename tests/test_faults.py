@@ -330,6 +330,17 @@ def test_final_heal_ends_every_fault():
     assert inj.applied[-1]["action"] == "final_heal"
 
 
+def test_final_heal_leaves_a_departed_node_down():
+    """A node the scenario marked departed (it left, as under churn) is not restarted by the final heal;
+    a crashed one beside it is."""
+    sim, inj = small_sim()
+    inj.apply({"action": "crash", "node": "n1"})
+    inj.apply({"action": "crash", "node": "n2"})
+    inj.departed.add("n2")
+    inj.apply({"action": "final_heal"})
+    assert sim.host("n1").up and not sim.host("n2").up
+
+
 # ---- windows -------------------------------------------------------------------------------------
 
 def test_windows_pair_starts_with_stops():

@@ -178,6 +178,24 @@ def test_replay_gives_the_same_digest():
     assert a.digest != run_small(seed=5, nemesis=["churn"], nemesis_interval_s=4.0).digest
 
 
+def test_the_final_heal_leaves_departed_nodes_to_return_as_drawn():
+    """Under churn whose window runs to the end, nodes that left are still away at the final heal. The heal
+    restarts none of them (no join storm); the ones whose down time ends later come back one by one, and after
+    the heal lookups succeed (liveness). Sessions of 4 s are churn far past the default floor's: the lookup
+    floor is not what this test is about."""
+    out = run_small(seed=3, nemesis=["churn"], nemesis_interval_s=4.0, final_timeout_s=20.0,
+                    sets={"session_mean_s": 4.0, "downtime_mean_s": 6.0})
+    heal = out.run.heal_ns
+    leaves = sum(1 for f in out.run.faults if f.get("action") == "leave")
+    returns_after = [f["time_ns"] for f in out.run.faults if f.get("action") == "return" and f["time_ns"] > heal]
+    ups = [r["time_ns"] for r in out.run.records if r["kind"] == "kad.up" and r["time_ns"] >= heal]
+    assert leaves > 10 and returns_after  # some were away at the heal, and came back after it
+    assert heal not in ups and sorted(ups) == sorted(returns_after)  # each came back at its own drawn time
+    assert len(set(returns_after)) == len(returns_after)
+    assert out.checks["liveness"].valid is True, out.checks["liveness"].message
+    assert out.checks["routing-table"].valid is True, out.checks["routing-table"].message
+
+
 @pytest.mark.parametrize("bug,options,checker", [
     ("stop-early", {}, "lookup-correctness"),
     ("evict-live-contact", {}, "routing-table"),

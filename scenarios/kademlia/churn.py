@@ -8,7 +8,9 @@ mean ``session_mean_s``. When a session ends the node crashes (leaving is silent
 message). After a down time drawn from an exponential of mean ``downtime_mean_s`` it comes back,
 with its old id (kept in its storage) with probability ``rejoin_old_id``, else as a new node with a
 fresh id; either way it joins again through the bootstrap, and lives a new session. Leaves stop
-at the window's end; returns already drawn still happen. Draws come from the stream
+at the window's end; returns already drawn still happen, during the run and after its final
+heal alike: the final heal does not restart a node that left (``Injector.departed``), so the
+departed come back one by one, as drawn, instead of all at once. Draws come from the stream
 ``faults.churn``; every leave and return is in the fault log (``leave`` / ``return``).
 """
 
@@ -76,6 +78,7 @@ class Churn:
             return
         host = sim.hosts[node]
         host.crash()
+        sim.faults.departed.add(node)
         self._note("leave", node)
         down_s = float(self.gen.exponential(float(self.p["downtime_mean_s"])))
         old = bool(self.gen.random() < float(self.p["rejoin_old_id"]))
@@ -84,8 +87,9 @@ class Churn:
     def _return(self, node: str, old_id: bool) -> None:
         sim = self.sim
         host = sim.hosts[node]
+        sim.faults.departed.discard(node)
         if host.up:
-            return  # the final heal brought it back already
+            return  # a fault's restart (the crash nemesis) brought it back already
         if not old_id:
             host.storage.delete("id", sync=False)
         host.restart()
