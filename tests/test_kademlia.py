@@ -192,6 +192,7 @@ def test_the_final_heal_leaves_departed_nodes_to_return_as_drawn():
     assert leaves > 10 and returns_after  # some were away at the heal, and came back after it
     assert heal not in ups and sorted(ups) == sorted(returns_after)  # each came back at its own drawn time
     assert len(set(returns_after)) == len(returns_after)
+    assert out.metrics["figures"]["churn_away_at_heal"] >= len(returns_after)
     assert out.checks["liveness"].valid is True, out.checks["liveness"].message
     assert out.checks["routing-table"].valid is True, out.checks["routing-table"].message
 

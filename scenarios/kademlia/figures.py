@@ -140,7 +140,23 @@ def figures(run) -> dict:
         "bucket_occupancy": {"mean": [round(x, 2) for x in occ[:12]], "expected": [round(x, 2) for x in exp[:12]]},
         "churn_sessions": len(sess),
         "churn_session_median_s": _q(sess, 0.5),
+        # left and not back at the final heal, which leaves them away (they return as drawn)
+        "churn_away_at_heal": away_at(run, run.heal_ns),
     }
+
+
+def away_at(run, t_ns: int) -> int:
+    """Nodes that churn had taken away and not yet brought back at ``t_ns``."""
+    away: set[str] = set()
+    for f in run.faults:
+        if f["time_ns"] > t_ns:
+            break
+        a = f.get("action")
+        if a == "leave":
+            away.add(f["node"])
+        elif a == "return":
+            away.discard(f["node"])
+    return len(away)
 
 
 def plots(run, folder, shade) -> list[str]:
