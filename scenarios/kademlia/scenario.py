@@ -199,11 +199,14 @@ class Kademlia(Scenario):
             return rate if t_s >= start_s else 0.0
 
         def expose() -> dict:
+            # Called once the simulation has stopped for good (the run's checking phase), so each
+            # node's own table is handed over, not copied: a copy was as large again as every
+            # table (about 0.7 GB at 100,000 nodes, 7 GB at a million).
             tables = {}
             for s in servers:
                 h = sim.hosts[s]
                 if h.up and h.node is not None and h.node.joined:
-                    tables[s] = (h.node.nid, {i: list(b) for i, b in h.node.buckets.items()})
+                    tables[s] = (h.node.nid, h.node.buckets)
             return {"tables": tables, "table_samples_bad": samples["bad"], "table_samples": samples["count"]}
 
         return Setup(servers=servers, client=lambda cid: KadClient(n, p["client_retry_ms"], p["id_bits"]),
