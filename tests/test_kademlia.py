@@ -435,3 +435,21 @@ def test_an_eviction_while_links_are_slow_lossy_or_paused_is_excused_and_one_out
     assert inside.valid is True and inside.details["evictions"] == 1
     outside = routing_table(_run_data(up + [evict(15)], window), P)
     assert outside.valid is False and "n1 evicted n2" in outside.message
+
+
+def test_the_scaling_script_writes_its_figure_and_the_fit(tmp_path, capsys):
+    """``python -m scenarios.kademlia.scaling`` runs each size, prints a JSON line per size and one with the fitted
+    a and b, and writes the figure; mean hops grow with N. Bad sizes are one line and exit 2."""
+    import json
+
+    from scenarios.kademlia import scaling
+
+    out = tmp_path / "scaling.png"
+    assert scaling.main(["--sizes", "40,160", "--lookup-s", "4", "--out", str(out)]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    rows, last = lines[:-1], lines[-1]
+    assert [r["nodes"] for r in rows] == [40, 160] and all(r["valid"] for r in rows)
+    assert rows[0]["mean_hops"] < rows[1]["mean_hops"] and last["a"] > 0
+    assert last["sizes"] == [40, 160] and out.stat().st_size > 10_000
+    assert scaling.main(["--sizes", "1000,x"]) == 2
+    assert "--sizes" in capsys.readouterr().err

@@ -84,11 +84,15 @@ def main(argv: list[str] | None = None) -> int:
     a, b = fit(rows)
     ns = [r["nodes"] for r in rows]
     line = [a * math.log2(n) + b for n in ns]
-    plots.panels(Path(args.out), f"Kademlia lookups against network size: mean hops = {a:.3f}·log2(N) + {b:.3f}", [
+    sign = "-" if b < 0 else "+"
+    plots.panels(Path(args.out), f"Kademlia lookups against network size: mean hops = {a:.3f}·log2(N) {sign} "
+                 f"{abs(b):.3f}", [
         {"series": [("mean hops", ns, [r["mean_hops"] for r in rows]), ("fit a·log2(N) + b", ns, line)],
-         "ylabel": "hops", "xlabel": "nodes N", "time": False, "logx": True},
+         "ylabel": "hops", "xlabel": "nodes N", "time": False, "logx": True, "marker": "o",
+         "legend": "upper left"},
         {"series": [(q, ns, [r["latency_ms"][q] for r in rows]) for q in ("p50", "p95", "p99")],
-         "ylabel": "lookup latency, ms", "xlabel": "nodes N", "time": False, "logx": True},
+         "ylabel": "lookup latency, ms", "xlabel": "nodes N", "time": False, "logx": True, "marker": "o",
+         "legend": "upper left"},
     ])
     print(json.dumps({"sizes": ns, "rows": rows, "a": round(a, 4), "b": round(b, 4), "figure": args.out}))
     return 0

@@ -279,9 +279,11 @@ def panels(path: Path, title: str, rows: list[dict], shade: Callable | None = No
     """Stacked panels of named curves in one PNG, for a scenario's own figures.
 
     Each row: ``{"series": [(label, xs, ys), ...], "ylabel": str}`` and optionally ``"xlabel"``,
-    ``"log"`` (log y), ``"logx"``, ``"step"`` (step lines) and ``"time"`` (default True: shade the
-    fault windows with ``shade``, x in simulated seconds). ``margins_in`` (left, right, bottom, top,
-    gap, inches) places the axes without ``tight_layout``'s measuring, for labels known to fit.
+    ``"log"`` (log y), ``"logx"``, ``"step"`` (step lines), ``"marker"`` (a matplotlib marker on
+    each point, for curves of a few measured points), ``"legend"`` (its place, "upper right" by
+    default) and ``"time"`` (default True: shade the fault windows with ``shade``, x in simulated
+    seconds). ``margins_in`` (left, right, bottom, top, gap, inches) places the axes without
+    ``tight_layout``'s measuring, for labels known to fit.
     """
     fig, axes = plt.subplots(len(rows), 1, figsize=(10, 2.2 + 2.4 * len(rows)), squeeze=False,
                              sharex=all(r.get("time", True) for r in rows))
@@ -292,7 +294,7 @@ def panels(path: Path, title: str, rows: list[dict], shade: Callable | None = No
             if row.get("step"):
                 ax.step(xs, ys, where="post", label=label)
             else:
-                ax.plot(xs, ys, label=label)
+                ax.plot(xs, ys, label=label, marker=row.get("marker"))
         if row.get("log"):
             ax.set_yscale("log")
         if row.get("logx"):
@@ -301,7 +303,7 @@ def panels(path: Path, title: str, rows: list[dict], shade: Callable | None = No
         if row.get("xlabel"):
             ax.set_xlabel(row["xlabel"])
         if row["series"]:
-            _legend(ax, loc="upper right", fontsize=8)
+            _legend(ax, loc=row.get("legend", "upper right"), fontsize=8)
         ax.grid(alpha=0.3)
     _title(axes[0, 0], title, subtitle)
     return _save(fig, path, margins_in)
