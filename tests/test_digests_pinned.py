@@ -35,8 +35,10 @@ PINNED = {
     # of an answered ping (about 220 pings a node fewer in the default run), and again when a join
     # stopped refreshing the buckets wholly inside its own-id lookup's k closest (3 of 9 lookups),
     # and when kad.lookup became a table of rows (the found contacts as the tables' own ints):
-    # the same events, verdicts and figures, only the observations' encoding changed
-    "kademlia-s1-short": "0675f9aca770cfac794f030250f9ca4bec16119e532cfe23b3d20c18930bf97c",
+    # the same events, verdicts and figures, only the observations' encoding changed; and again
+    # (2026-12-01) when the other observations became rows too (kad.member, kad.evict, kad.stored,
+    # kad.expired): the same events, verdicts, details and figures (seeds 1-3, churn, partitions, crash)
+    "kademlia-s1-short": "e6128f8a081fd453491010b8db6ca15184fe1799656527ab2404916df162217c",
     "reverse-proxy-s1-short": "58f5ddc409423dba7bfe5b2fee116ffa6869b9a71a6b6205ddcfe57f8c71976c",  # 2026-11-30
     "reverse-proxy-s2-short": "0f4b9926783733f9e6abff0f122921556c4c50adaf78ad65a25549161c4ca2b8",
     # email re-pinned when its partitions became the kit's Queue: same events and outcomes, but the

@@ -82,7 +82,7 @@ def test_an_oldest_contact_that_does_not_answer_is_replaced_by_the_newest_cached
     ctx.advance(101)
     node.on_timer(ctx, "sweep")
     assert node.buckets[15] == [mid, new] and not node.repl[15]
-    assert [r["reason"] for r in ctx.records if r["kind"] == "kad.evict"] == ["no-answer"]
+    assert [row[-1] for row in ctx.tables["kad.evict"]] == ["no-answer"]  # ids.EVICT: reason last
 
 
 def test_a_join_refreshes_the_buckets_from_the_one_its_kth_closest_falls_in_outwards():
@@ -188,7 +188,7 @@ def test_the_final_heal_leaves_departed_nodes_to_return_as_drawn():
     heal = out.run.heal_ns
     leaves = sum(1 for f in out.run.faults if f.get("action") == "leave")
     returns_after = [f["time_ns"] for f in out.run.faults if f.get("action") == "return" and f["time_ns"] > heal]
-    ups = [r["time_ns"] for r in out.run.records if r["kind"] == "kad.up" and r["time_ns"] >= heal]
+    ups = [t for t, _, event, _ in out.run.table("kad.member") if event == "up" and t >= heal]
     assert leaves > 10 and returns_after  # some were away at the heal, and came back after it
     assert heal not in ups and sorted(ups) == sorted(returns_after)  # each came back at its own drawn time
     assert len(set(returns_after)) == len(returns_after)
@@ -221,14 +221,20 @@ def test_bad_parameters_are_one_line_usage_errors():
 
 
 def _run_data(records, faults=(), lookups=()):
-    """A hand-made run: ``lookups`` are kad.lookup rows written as dicts (ids in ``found``)."""
+    """A hand-made run, its observations written as dicts: ``records`` of kind kad.up, kad.joined (made
+    kad.member rows), kad.stored and kad.evict (ids for contacts), and ``lookups`` (kad.lookup rows, ids in ``found``)."""
     from scenarios.kademlia.ids import ADDR_BITS, LOOKUP
     from simulator import RunData
 
-    rows = [(r["time_ns"], r["node"], *({**r, "found": tuple(x << ADDR_BITS for x in r["found"])}.get(c)
-                                         for c in LOOKUP)) for r in lookups]
-    return RunData(cfg=None, history=[], records=list(records), faults=list(faults), exposed={}, end_ns=20 * 10**9,
-                   heal_ns=20 * 10**9, network={}, tables={"kad.lookup": rows} if rows else {})
+    tables = {"kad.lookup": [(r["time_ns"], r["node"], *({**r, "found": tuple(x << ADDR_BITS for x in r["found"])}
+                                                          .get(c) for c in LOOKUP)) for r in lookups],
+              "kad.member": [(r["time_ns"], r["node"], r["kind"][4:], r["id"]) for r in records
+                             if r["kind"] in ("kad.up", "kad.joined")],
+              "kad.stored": [(r["time_ns"], r["node"], r["key"]) for r in records if r["kind"] == "kad.stored"],
+              "kad.evict": [(r["time_ns"], r["node"], r["victim"] << ADDR_BITS, r["newcomer"] << ADDR_BITS, r["reason"])
+                            for r in records if r["kind"] == "kad.evict"]}
+    return RunData(cfg=None, history=[], records=[], faults=list(faults), exposed={}, end_ns=20 * 10**9,
+                   heal_ns=20 * 10**9, network={}, tables={k: v for k, v in tables.items() if v})
 
 
 def test_lookup_correctness_names_the_lookup_that_missed_a_closest_node():

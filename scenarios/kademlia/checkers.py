@@ -1,8 +1,8 @@
 """Kademlia's checkers, against an oracle the protocol never sees.
 
-The oracle is rebuilt from the run's observations: when each node came up (``kad.up``, with its
-id), when it finished joining (``kad.joined``), and when it went down (the fault log: ``crash``
-and churn's ``leave``). From these it knows, at any instant, the ids of the live, joined nodes
+The oracle is rebuilt from the run's observations: when each node came up (a ``kad.member`` row
+"up", with its id), when it finished joining (a "joined" row), and when it went down (the fault
+log: ``crash`` and churn's ``leave``). From these it knows, at any instant, the ids of the live, joined nodes
 in a sorted list, and finds the true k closest to a target by XOR with :func:`ids.k_closest`.
 
 A lookup is held *exact* when nothing disturbed it: it started ``settle_s`` after the last
@@ -33,7 +33,7 @@ def _s(ns: int) -> str:
 
 
 class Membership:
-    """Who was up, and joined, under which id, when (from records and the fault log)."""
+    """Who was up, and joined, under which id, when (from the ``kad.member`` rows and the fault log)."""
 
     def __init__(self, run):
         self.events: list[tuple[int, int, str, int]] = []  # (time, order, kind, ...) joined/down
@@ -42,12 +42,8 @@ class Membership:
         self.changes: list[int] = []
         seq = 0
         evs = []
-        for r in run.records:
-            k = r["kind"]
-            if k == "kad.up":
-                evs.append((r["time_ns"], seq, "up", r["node"], r["id"]))
-            elif k == "kad.joined":
-                evs.append((r["time_ns"], seq, "joined", r["node"], r["id"]))
+        for t, node, event, nid in run.table("kad.member"):  # ids.MEMBER
+            evs.append((t, seq, event, node, nid))
             seq += 1
         for f in run.faults:
             if f.get("action") in DOWN_ACTIONS and f.get("node"):
@@ -221,14 +217,12 @@ def value_availability(run, p: dict, m: Membership | None = None) -> CheckResult
     from .ids import key_id
 
     copies: dict[int, list[tuple[str, int, int]]] = defaultdict(list)  # key -> (node, from, until)
-    for r in run.records:
-        if r["kind"] == "kad.stored":
-            node, t = r["node"], r["time_ns"]
-            until = run.end_ns
-            for _, a, b, _ in m.up.get(node, ()):
-                if a <= t and b is not None and t <= b:
-                    until = b
-            copies[r["key"]].append((node, t, until))
+    for t, node, key in run.table("kad.stored"):  # ids.STORED
+        until = run.end_ns
+        for _, a, b, _ in m.up.get(node, ()):
+            if a <= t and b is not None and t <= b:
+                until = b
+        copies[key].append((node, t, until))
     put_ok: dict[str, int] = {}
     invoked: dict[int, dict] = {}
     should = got = 0
@@ -313,16 +307,13 @@ def routing_table(run, p: dict, m: Membership | None = None) -> CheckResult:
         bad += table_violations(node, nid, buckets, k)
     evictions = live_evicted = 0
     named = []
-    for r in run.records:
-        if r["kind"] != "kad.evict":
-            continue
+    for t, node, victim_c, _newcomer, _reason in run.table("kad.evict"):  # ids.EVICT
         evictions += 1
-        t = r["time_ns"]
-        victim = m.up_throughout(r["victim"], t - timeout, t)
-        if victim is not None and victim != r["node"] and not _overlaps(ws, t - timeout, t, UNANSWERING):
+        victim = m.up_throughout(victim_c >> ADDR_BITS, t - timeout, t)
+        if victim is not None and victim != node and not _overlaps(ws, t - timeout, t, UNANSWERING):
             live_evicted += 1
             if len(named) < MAX_NAMED:
-                named.append(f"{r['node']} evicted {victim} at {_s(t)} for a newcomer although {victim} was up and "
+                named.append(f"{node} evicted {victim} at {_s(t)} for a newcomer although {victim} was up and "
                              f"reachable throughout the last {p['rpc_timeout_ms']:g} ms")
     details = {"tables_checked": len(run.exposed.get("tables", {})), "samples": run.exposed.get("table_samples", 0),
                "evictions": evictions, "live_evicted": live_evicted}
@@ -347,11 +338,11 @@ def liveness(run, p: dict, m: Membership | None = None) -> CheckResult:
 
     final_from = run.heal_ns + int(run.cfg.quiesce_s * 1e9)
     holders: dict[int, set[int]] = defaultdict(set)  # key -> ids of nodes up at final_from with a copy
-    for r in run.records:
-        if r["kind"] == "kad.stored" and r["time_ns"] <= final_from:
-            for nid, a, b, _ in m.up.get(r["node"], ()):
-                if a <= r["time_ns"] and (b is None or b > final_from):
-                    holders[r["key"]].add(nid)
+    for t, node, key in run.table("kad.stored"):  # ids.STORED
+        if t <= final_from:
+            for nid, a, b, _ in m.up.get(node, ()):
+                if a <= t and (b is None or b > final_from):
+                    holders[key].add(nid)
     live = LiveIds(m).at(final_from)
     started = {op["process"]: op for op in run.history if op["type"] == "invoke" and op["time"] >= final_from}
     after = [op for op in run.history if op["type"] != "invoke" and op["process"] in started]

@@ -80,18 +80,16 @@ def replicas_over_time(run, m: Membership | None = None) -> tuple[list[float], l
     m = m or Membership(run)
     began: dict[tuple, int] = {}  # (key, node, end of the up period) -> first store in it
     first: dict[int, int] = {}
-    for r in run.records:
-        if r["kind"] == "kad.stored":
-            t = r["time_ns"]
-            until = run.end_ns
-            for _, a, b, _ in m.up.get(r["node"], ()):
-                if a <= t and b is not None and t <= b:
-                    until = b
-            span = (r["key"], r["node"], until)
-            if span not in began or t < began[span]:
-                began[span] = t
-            if r["key"] not in first or t < first[r["key"]]:
-                first[r["key"]] = t
+    for t, node, key in run.table("kad.stored"):  # ids.STORED
+        until = run.end_ns
+        for _, a, b, _ in m.up.get(node, ()):
+            if a <= t and b is not None and t <= b:
+                until = b
+        span = (key, node, until)
+        if span not in began or t < began[span]:
+            began[span] = t
+        if key not in first or t < first[key]:
+            first[key] = t
     starts = sorted(began.values())
     ends = sorted(span[2] for span in began)
     firsts = sorted(first.values())

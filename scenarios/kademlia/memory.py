@@ -78,7 +78,7 @@ def _run_with_progress(sim, end_ns: int, every_ns: int, clock: Stopwatch) -> Non
     last = (0, 0, 0.0)
     while sim.now < end_ns:
         sim.run(min(end_ns, sim.now + every_ns))
-        joined = sum(1 for r in sim.records if r["kind"] == "kad.joined")
+        joined = sum(1 for r in sim.tables.get("kad.member", ()) if r[2] == "joined")
         cpu, delivered = clock.cpu_s, sim.network.delivered
         dj = joined - last[0]
         per = (f"{(cpu - last[2]) / dj * 1e3:.1f} ms CPU and {(delivered - last[1]) / dj:.0f} deliveries a join"

@@ -310,7 +310,7 @@ class Kad(Node):
         self.rid = ctx.incarnation << 40  # a late answer to an RPC of a previous life matches none of this one
         self.nid = nid
         self.me = (nid << ADDR_BITS) | self.index
-        ctx.record("kad.up", id=nid)
+        ctx.record_row("kad.member", ("up", nid))  # ids.MEMBER
         if ctx.id == BOOTSTRAP:
             self._joined(ctx)
         elif ctx.now == 0:  # the initial network: arrivals spread over the join window
@@ -320,7 +320,7 @@ class Kad(Node):
 
     def _joined(self, ctx) -> None:
         self.joined = True
-        ctx.record("kad.joined", id=self.nid)
+        ctx.record_row("kad.member", ("joined", self.nid))
         ctx.set_timer("refresh", self.c.refresh_ms)
         ctx.set_timer("republish", self.c.republish_ms)
 
@@ -388,7 +388,7 @@ class Kad(Node):
         if self.c.evict_live:  # the bug: the oldest contact goes without being asked
             old = b.pop(0)
             b.append(c)
-            ctx.record("kad.evict", victim=old >> ADDR_BITS, newcomer=c >> ADDR_BITS, reason="full")
+            ctx.record_row("kad.evict", (old, c, "full"))  # ids.EVICT
             if self.data:
                 self._hand_off(ctx, c)
             return
@@ -440,8 +440,7 @@ class Kad(Node):
                 self.fails = _EMPTY
             new = r.pop()
             b.append(new)
-            ctx.record("kad.evict", victim=c >> ADDR_BITS, newcomer=new >> ADDR_BITS,
-                       reason="no-answer" if evict_ping else "stale")
+            ctx.record_row("kad.evict", (c, new, "no-answer" if evict_ping else "stale"))
             if self.data:
                 self._hand_off(ctx, new)
 
@@ -596,7 +595,7 @@ class Kad(Node):
             if self.data is _EMPTY:
                 self.data = {}
             self.data[msg.key] = [msg.value, ctx.now + self.c.expire_ns, ctx.now]
-            ctx.record("kad.stored", key=msg.key)
+            ctx.record_row("kad.stored", (msg.key,))  # ids.STORED
             ctx.send(src, Stored(msg.rid, self.me))
         elif t is Stored:
             self.saw(ctx, msg.src)
@@ -834,7 +833,7 @@ class Kad(Node):
         now = ctx.now
         for key in [k for k, v in self.data.items() if v[1] <= now]:
             del self.data[key]
-            ctx.record("kad.expired", key=key)
+            ctx.record_row("kad.expired", (key,))
         if not self.data:
             self.data = _EMPTY
         if self.c.no_republish:
