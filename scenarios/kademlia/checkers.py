@@ -2,8 +2,9 @@
 
 The oracle is rebuilt from the run's observations: when each node came up (a ``kad.member`` row
 "up", with its id), when it finished joining (a "joined" row), and when it went down (the fault
-log: ``crash`` and churn's ``leave``). From these it knows, at any instant, the ids of the live, joined nodes
-in a sorted list, and finds the true k closest to a target by XOR with :func:`ids.k_closest`.
+log: ``crash`` and churn's ``leave``). From these it knows, at any instant, the ids of the live,
+joined nodes in a sorted list, and finds the true k closest to a target by XOR with
+:func:`ids.k_closest`.
 
 A lookup is held *exact* when nothing disturbed it: it started ``settle_s`` after the last
 membership change (a join, a leave, a crash) and no fault window overlapped it or those
