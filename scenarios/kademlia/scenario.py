@@ -26,6 +26,14 @@ from .ids import key_id
 from .node import Conf, Kad
 
 
+def _hour_of_churn(nodes: int) -> dict:
+    """The 100k preset's shape for ``nodes`` nodes (see ``Kademlia.benchmarks``)."""
+    return {"options": {"node_count": nodes, "rate": 10.0, "time_limit_s": 4205.0,
+                        "nemesis": ["churn"], "nemesis_interval_s": 600.0},
+            "params": {"join_window_s": 600.0, "refresh_s": 3600.0, "sample_nodes": 200,
+                       "keys": 10_000, "session_mean_s": 3600.0, "downtime_mean_s": 3600.0}}
+
+
 @register
 class Kademlia(Scenario):
     name = "kademlia"
@@ -111,17 +119,11 @@ class Kademlia(Scenario):
     # 0.34-0.59 and scales of 21-42 minutes, a mean of about an hour at shape 0.5 (scale 30 min);
     # down times were as long. 44% of sessions still end within a 600 s window at that shape.
     benchmarks = {
-        "kademlia-100k": {"options": {"node_count": 100_000, "rate": 10.0, "time_limit_s": 4205.0,
-                                      "nemesis": ["churn"], "nemesis_interval_s": 600.0},
-                          "params": {"join_window_s": 600.0, "refresh_s": 3600.0, "sample_nodes": 200,
-                                     "keys": 10_000, "session_mean_s": 3600.0, "downtime_mean_s": 3600.0}},
+        "kademlia-100k": _hour_of_churn(100_000),
         # The 100k preset's shape at a tenth of the nodes (joins over the same 600 s, the same hour,
         # churn and rate): minutes rather than hours, to see that run's figures and plots at a
         # size a laptop runs while one waits.
-        "kademlia-10k": {"options": {"node_count": 10_000, "rate": 10.0, "time_limit_s": 4205.0,
-                                     "nemesis": ["churn"], "nemesis_interval_s": 600.0},
-                         "params": {"join_window_s": 600.0, "refresh_s": 3600.0, "sample_nodes": 200,
-                                    "keys": 10_000, "session_mean_s": 3600.0, "downtime_mean_s": 3600.0}},
+        "kademlia-10k": _hour_of_churn(10_000),
         "kademlia-1m-static": {"options": {"node_count": 1_000_000, "rate": 10.0, "time_limit_s": 2005.0},
                                "params": {"join_window_s": 1000.0, "sample_s": 0.0, "sample_nodes": 100,
                                           "keys": 10_000}},
