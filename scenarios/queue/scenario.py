@@ -63,7 +63,7 @@ class Queue(Scenario):
         Param("service_ms", 10.0, "mean service time per request, ms", min=0.0),
         Param("service_dist", "exponential", "service-time distribution", type=str,
               choices=("exponential", "constant", "lognormal")),
-        Param("service_cv", 1.0, "coefficient of variation of lognormal service times", min=0.0),
+        Param("service_cv", 1.0, "coefficient of variation of lognormal service times", min=0.0, max=100.0),
         Param("availability_floor", 0.99, "share of requests that must succeed (without faults)", min=0.0, max=1.0),
     )
     bugs = {

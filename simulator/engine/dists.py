@@ -11,6 +11,10 @@ Kinds and their shape parameter:
     exponential  mean (cv is 1 by definition)
     pareto       mean, tail index ``alpha`` (> 1; default 2.5): x_m * (1 + Lomax(alpha))
 
+``cv`` is a number from 0 to 100 and ``alpha`` one above 1 and at most 100 (beyond, draws overflow or
+mean nothing). In text (:meth:`Dist.parse`) a kind takes only its own shape option, once: ``cv`` for
+uniform, normal and lognormal, ``alpha`` for pareto, none for constant and exponential.
+
 Durations cannot be negative: uniform with cv above 1/sqrt(3) (about 0.577) and normal with a large
 cv are clipped at 0, which raises their mean above ``mean_ms`` (normal, cv 2: about 1.4x). Use
 lognormal or pareto for long tails.
@@ -28,6 +32,10 @@ from .rng import Batch, Streams
 
 MAX_MEAN_MS = 1e12  # about 31 years; a draw a few times the mean still fits int64 nanoseconds
 KINDS = ("constant", "uniform", "normal", "lognormal", "exponential", "pareto")
+SHAPES = {"constant": (), "uniform": ("cv",), "normal": ("cv",), "lognormal": ("cv",), "exponential": (),
+          "pareto": ("alpha",)}  # the shape option each kind takes in text
+MAX_CV = 100.0  # lognormal cv 100 is sigma 3; far beyond, cv**2 and the uniform's range overflow
+MAX_ALPHA = 100.0  # pareto alpha 100 is nearly constant already
 
 
 @dataclass(frozen=True)
@@ -42,10 +50,10 @@ class Dist:
             raise ValueError(f"distribution {self.kind!r} is not one of {', '.join(KINDS)}")
         if not 0 <= self.mean_ms <= MAX_MEAN_MS:  # NaN fails too; above the bound, draws overflow int64 ns
             raise ValueError(f"mean must be a number from 0 to {MAX_MEAN_MS:g} ms, got {self.mean_ms!r}")
-        if self.cv < 0:
-            raise ValueError(f"cv must be >= 0, got {self.cv!r}")
-        if self.kind == "pareto" and self.alpha <= 1:
-            raise ValueError(f"pareto alpha must be > 1 for a finite mean, got {self.alpha!r}")
+        if not 0 <= self.cv <= MAX_CV:  # NaN fails too
+            raise ValueError(f"cv must be a number from 0 to {MAX_CV:g}, got {self.cv!r}")
+        if self.kind == "pareto" and not 1 < self.alpha <= MAX_ALPHA:
+            raise ValueError(f"pareto alpha must be > 1 and at most {MAX_ALPHA:g}, got {self.alpha!r}")
 
     @classmethod
     def parse(cls, text: str) -> "Dist":
@@ -61,6 +69,12 @@ class Dist:
                     shape = "alpha" if parts[0] == "pareto" else "cv"  # a bare number, as in "lognormal:12:0.8"
                     hint = f"; name it, e.g. {parts[0]}:{parts[1]}:{shape}={k}" if not eq else ""
                     raise ValueError(f"unknown distribution option {k!r} (accepted: cv, alpha{hint})")
+                takes = SHAPES.get(parts[0])
+                if takes is not None and k not in takes:
+                    raise ValueError(f"distribution option {k!r} does not apply to {parts[0]}: "
+                                     f"accepted: {', '.join(takes) or 'none'}")
+                if k in extra:
+                    raise ValueError(f"distribution option {k!r} is given twice: give it once")
                 extra[k] = float(v)
             return cls(parts[0], float(parts[1]), **extra)
         except (TypeError, ValueError) as exc:

@@ -11,11 +11,21 @@ from the network's latency model (which then acts as jitter). Specs (the ``topol
 ``leaf-spine:R``          R racks (leaves) under two spines; 0.01 ms within a rack, 0.05 ms per
                           leaf-spine hop, so 0.1 ms across racks
 ``graph:PATH``            a GraphML file whose edges carry ``latency_ms`` and whose nodes may
-                          carry ``hosts`` (comma-separated host ids); unplaced hosts go round-robin
+                          carry ``hosts`` (comma-separated host ids), ``self_ms`` (between two hosts
+                          on the node) and ``site`` (false: no host goes there); unplaced hosts go
+                          round-robin over the sites
+
+An undirected GraphML graph's edge is a link usable both ways; a directed graph's edge only
+from source to target (base latencies may then differ each way). Where two edges join the same
+nodes in the same direction, the lower latency counts. Latencies are numbers of ms from 0 to 1e7;
+at least one node must be a site, and every site (and every node with ``hosts``) must reach every
+other by a path of edges. A file breaking these is a UsageError naming the file, the node or edge
+and the value.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import networkx as nx
@@ -23,6 +33,7 @@ import networkx as nx
 from .errors import UsageError
 
 SPEC_HELP = "lan, regions:N[:INTER_MS], leaf-spine:RACKS or graph:FILE.graphml"
+MAX_LATENCY_MS = 1e7  # as the run option latency_ms
 
 
 def regions(n: int, inter_ms: float = 40.0, intra_ms: float = 0.25) -> nx.Graph:
@@ -70,12 +81,74 @@ def parse(spec: str) -> nx.Graph | None:
             path = Path(rest)
             if not path.is_file():
                 raise UsageError(f"bad value {spec!r} for topology: no file {rest!r}")
-            return nx.read_graphml(path)
+            return _load_graphml(spec, path)
     except UsageError:
         raise
     except Exception:  # noqa: BLE001 - any parse failure is the user's spec
         pass
     raise UsageError(f"bad value {spec!r} for topology: expected {SPEC_HELP}")
+
+
+def _load_graphml(spec: str, path: Path) -> nx.Graph:
+    """The graph of a GraphML file (directed if the file is), its attributes checked; a bad file is a UsageError."""
+    try:
+        raw = nx.read_graphml(path)
+    except Exception as exc:  # noqa: BLE001 - not XML, not GraphML, a bad attribute type: the user's file
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise UsageError(f"bad value {spec!r} for topology: {str(path)!r} is not a readable GraphML file ({why})") \
+            from None
+    where = f"in {str(path)!r}"
+
+    def ms(raw_ms, what: str) -> float:
+        try:
+            value = math.nan if isinstance(raw_ms, bool) else float(raw_ms)
+        except (TypeError, ValueError):
+            value = math.nan
+        if not 0 <= value <= MAX_LATENCY_MS:  # NaN fails too
+            raise UsageError(f"bad value {raw_ms!r} for {what} {where}: expected a number of ms from 0 to "
+                             f"{MAX_LATENCY_MS:g}")
+        return value
+
+    g = nx.DiGraph() if raw.is_directed() else nx.Graph()
+    pinned: dict[str, str] = {}
+    for n, d in raw.nodes(data=True):
+        d = dict(d)
+        if "self_ms" in d:
+            d["self_ms"] = ms(d["self_ms"], f"self_ms of node {n!r}")
+        if "site" in d:
+            flag = d["site"]
+            if isinstance(flag, str) and flag.strip().lower() in ("true", "false"):
+                flag = flag.strip().lower() == "true"
+            if not isinstance(flag, bool):
+                raise UsageError(f"bad value {d['site']!r} for site of node {n!r} {where}: expected true or false")
+            d["site"] = flag
+        for h in str(d.get("hosts", "")).split(","):
+            h = h.strip()
+            if h and pinned.setdefault(h, n) != n:
+                raise UsageError(f"bad value {d['hosts']!r} for hosts of node {n!r} {where}: host {h!r} is "
+                                 f"already on node {pinned[h]!r}: expected each host on one node")
+        g.add_node(n, **d)
+    for u, v, d in raw.edges(data=True):  # a multigraph's parallel edges one by one
+        lat = ms(d.get("latency_ms", 0.0), f"latency_ms of edge {u!r}-{v!r}")
+        if g.has_edge(u, v) and g[u][v]["latency_ms"] <= lat:
+            continue
+        g.add_edge(u, v, **{**d, "latency_ms": lat})
+    if g.number_of_nodes() == 0:
+        raise UsageError(f"bad value {spec!r} for topology: the graph has no nodes: expected at least one site")
+    used = sites(g)
+    if not used:
+        raise UsageError(f"bad value {spec!r} for topology: every node has site=false: expected at least one site")
+    used += [n for n in dict.fromkeys(pinned.values()) if n not in used]
+    first = used[0]
+    reach = nx.descendants(g, first)
+    back = nx.ancestors(g, first) if g.is_directed() else reach
+    for n in used[1:]:
+        if n not in reach or n not in back:
+            a, b = (first, n) if n not in reach else (n, first)
+            raise UsageError(f"bad value {spec!r} for topology: no path of edges from node {a!r} to node {b!r}"
+                             f"{' (the graph is directed)' if g.is_directed() else ''}: expected every site to "
+                             f"reach every other")
+    return g
 
 
 def sites(g: nx.Graph) -> list[str]:

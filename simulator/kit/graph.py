@@ -218,6 +218,13 @@ _TYPES = {
 }
 
 
+def _hop(where: str, hop: str) -> None:
+    """A hop is ``COMPONENT`` or ``COMPONENT:OPERATION``: one colon at most, an operation after it."""
+    comp, colon, op = hop.partition(":")
+    if not comp or (colon and (not op or ":" in op)):
+        raise _bad(where, f"bad hop {hop!r}: expected COMPONENT or COMPONENT:OPERATION, e.g. \"app\" or \"db:read\"")
+
+
 def _value(where: str, key: str, raw):
     want, extra = _TYPES[key]
     if isinstance(extra, tuple):
@@ -245,9 +252,13 @@ def _component(name: str, table: Any) -> tuple[str, Any]:
         elif key == "calls":
             if not isinstance(val, list) or not all(isinstance(h, str) for h in val):
                 raise _bad(where, f"bad value {val!r} for calls: expected a list of hops")
+            for hop in val:
+                _hop(where, hop)
             v[key] = tuple(val)
         else:
             v[key] = _value(where, key, val)
+            if key == "max_ejection_share" and v[key] > 1:  # at most every endpoint ejected
+                raise _bad(where, f"bad value {val!r} for max_ejection_share: expected a share from 0 to 1")
     retry = DEFAULT_RETRY[kind]
     rk = {"timeout_ms": "timeout_ms", "retries": "retries", "backoff_base_ms": "backoff_base_ms",
           "backoff_max_ms": "backoff_max_ms", "jitter": "jitter", "retry_budget": "budget_share"}
@@ -287,6 +298,7 @@ def _route(i: int, table: Any, kinds: dict[str, str]) -> Route:
     if not isinstance(path, list) or not path or not all(isinstance(h, str) for h in path):
         raise _bad(where, "path must be a non-empty list of hops such as [\"lb\", \"app\", \"db:read\"]")
     for hop in path:
+        _hop(where, hop)
         if split_hop(hop)[0] not in kinds:
             raise _bad(where, f"hop {hop!r} names no component (components: {', '.join(kinds)})")
     out = {"name": name, "path": tuple(path)}
@@ -312,6 +324,10 @@ def _check_graph(design: Design) -> None:
     for name, spec in design.components.items():
         if kinds[name] == "load-balancer" or (kinds[name] == "rate-limiter" and spec.to):
             edge(name, spec.to, f"component {name!r}")
+        if kinds[name] == "load-balancer" and kinds[spec.to] == "database":  # its one router: nothing to balance
+            raise _bad(f"component {name!r}", f"bad value {spec.to!r} for to: {spec.to!r} is a database (one router, "
+                       f"called directly as {spec.to}:read or {spec.to}:write): expected a service, load-balancer, "
+                       f"rate-limiter or queue")
         if kinds[name] in ("service", "queue"):
             for hop in spec.calls:
                 edge(name, split_hop(hop)[0], f"component {name!r}")
