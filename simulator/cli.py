@@ -69,8 +69,23 @@ def parse_sets(items) -> dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             _fail(f"bad value {item!r} for --set: expected key=value")
+        if key.strip() in out:
+            _fail(f"bad value {item!r} for --set: {key.strip()!r} is already set to {out[key.strip()]!r}; "
+                  "expected each key once")
         out[key.strip()] = value.strip()
     return out
+
+
+def _no_repeated_nemesis(value, option: str, sep: str = ",") -> None:
+    """A nemesis list (text split at ``sep``, or a list) that names a nemesis twice is refused; the names
+    themselves are checked where the config is built."""
+    items = value.split(sep) if isinstance(value, str) else value if isinstance(value, (list, tuple)) else ()
+    seen = set()
+    for item in items:
+        name = item.strip() if isinstance(item, str) else None
+        if name and name in seen:
+            _fail(f"bad value {value!r} for {option}: {name!r} is named twice; expected each nemesis once")
+        seen.add(name)
 
 
 def _number(kind):
@@ -222,11 +237,20 @@ def _collect_options(kw) -> dict:
                                    "topology", "nemesis", "nemesis_interval_s", "op_timeout_ms")}
 
 
+def _check_nemesis_options(kw, file) -> None:
+    """--nemesis and the config file's nemesis, each naming a nemesis at most once."""
+    if kw.get("nemesis") is not None:
+        _no_repeated_nemesis(kw["nemesis"], "--nemesis")
+    if isinstance(file, dict) and file.get("nemesis") is not None:
+        _no_repeated_nemesis(file["nemesis"], "nemesis in the config file")
+
+
 def _make_config(name, seed_raw, kw, file=None) -> tuple[RunConfig, bool]:
     """The run's config, and whether its seed was drawn at random (to be said once all input is good)."""
     scen = registry.resolve(name)
     if file is None and kw.get("config_file") is not None:
         file = load_toml(kw["config_file"])
+    _check_nemesis_options(kw, file)
     if seed_raw is not None:
         seed = parse_seed(seed_raw)
     elif file and "seed" in file:
@@ -520,13 +544,27 @@ def compare(run_dirs, out_file):
         _fail("bad value for compare: " + ", ".join(f"{d!r} is a {k}" for d, k in kinds.items())
               + "; expected folders of one kind (runs, sweeps or hunts)")
     kind = next(iter(kinds.values()))
-    if out_file is None:
+    target = _out_file(out_file, suffixes=(".png", ".pdf", ".svg")) if out_file is not None else None
+    labels = _labels(run_dirs)
+    # every folder is read (and a damaged one refused) before anything is written
+    if kind == "sweep":
+        sweeps = [C.read_sweep(d) for d in run_dirs]
+    elif kind == "hunt":
+        hunts = [(label, C.read_hunt(d)) for d, label in zip(run_dirs, labels)]
+    else:
+        runs, hists = [], []
+        for d, label in zip(run_dirs, labels):
+            r = _read_run(d)
+            man = r["manifest"]
+            r["label"] = f"{man['scenario']} s{man['seed']}" + (f" {man['bug']}" if man.get("bug") else "") + f" ({label})"
+            runs.append(r)
+            hists.append(_read_history(d, required=False))
+    if target is None:
         _make_dir(Path("results"), "the default figure folder")
         out_file = f"results/compare-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}.png"
-    target = _out_file(out_file, suffixes=(".png", ".pdf", ".svg"))
-    labels = _labels(run_dirs)
+        target = _out_file(out_file, suffixes=(".png", ".pdf", ".svg"))
     if kind == "sweep":
-        points = [pt for d, label in zip(run_dirs, labels) for pt in C.sweep_rows(label, C.read_sweep(d))]
+        points = [pt for s, label in zip(sweeps, labels) for pt in C.sweep_rows(label, s)]
         _write_atomically(target, lambda tmp: P.compare_sweeps(points, tmp))
         _table(("sweep point", "runs", "valid", "invalid", "unknown", "p50 ms (median)", "p99 ms (median)",
                 "p99 ms (worst)", "ops/s (median)"),
@@ -535,7 +573,6 @@ def compare(run_dirs, out_file):
         click.echo(f"figure: {out_file}")
         return
     if kind == "hunt":
-        hunts = [(label, C.read_hunt(d)) for d, label in zip(run_dirs, labels)]
         rows = [C.hunt_row(label, h) for label, h in hunts]
         _write_atomically(target, lambda tmp: P.compare_hunts([(label, h["runs"]) for label, h in hunts], tmp))
         _table(("hunt", "status", "runs", "failures", "first failure", "CPU s to it", "checker", "features",
@@ -546,22 +583,16 @@ def compare(run_dirs, out_file):
                  _fmt(r["cpu_s"])) for r in rows])
         click.echo(f"figure: {out_file}")
         return
-    runs, hists = [], []
-    for d, label in zip(run_dirs, labels):
-        r = _read_run(d)
-        man = r["manifest"]
-        r["label"] = f"{man['scenario']} s{man['seed']}" + (f" {man['bug']}" if man.get("bug") else "") + f" ({label})"
-        runs.append(r)
-        hists.append(_read_history(d, required=False))
     cols = ("run", "valid", "ok", "info", "p50 ms", "p99 ms", "max ms", "ops/s", "avail")
     rows = []
     for r in runs:
         m = r["metrics"]
         lat = m.get("latency_ms", {})
         ops = m.get("ops", {})
-        rows.append((r["label"], {True: "valid", False: "INVALID"}.get(m.get("valid"), str(m.get("valid"))),
-                     ops.get("ok"), ops.get("info"), _fmt(lat.get("p50")), _fmt(lat.get("p99")), _fmt(lat.get("max")),
-                     _fmt(m.get("throughput_ops_s")), _fmt(m.get("availability"))))
+        status = r["manifest"]["status"]  # an interrupted or crashed run shows as such, with what it has
+        verdict = {True: "valid", False: "INVALID"}.get(m.get("valid"), "unknown") if status == "complete" else status
+        rows.append((r["label"], verdict, _fmt(ops.get("ok")), _fmt(ops.get("info")), _fmt(lat.get("p50")),
+                     _fmt(lat.get("p99")), _fmt(lat.get("max")), _fmt(m.get("throughput_ops_s")), _fmt(m.get("availability"))))
     _write_atomically(target, lambda tmp: P.compare(runs, hists, tmp))
     _table(cols, rows)
     click.echo(f"figure: {out_file}")
@@ -614,7 +645,8 @@ def show(run_dir, spacetime, from_s, to_s):
     """Print the summary of a run folder; with --spacetime, draw its messages as spacetime.svg."""
     r = _read_run(run_dir)
     if r["manifest"].get("status") != "complete":
-        click.echo(f"{run_dir}: run {r['manifest'].get('status')}: {r['manifest'].get('error', '')}")
+        error = r["manifest"].get("error")
+        click.echo(f"{run_dir}: run {r['manifest']['status']}" + (f": {error}" if error else ""))
         sys.exit(3)
     if (from_s is not None or to_s is not None) and not spacetime:
         _fail("bad value --from/--to for show: expected them with --spacetime")
@@ -738,19 +770,33 @@ def _sweep_configs(scenario: str, seeds: str, grid, kw) -> tuple[str, list[int],
 
     scen = registry.resolve(scenario)
     seed_list = parse_seeds(seeds)
-    points = combinations(parse_grid(grid))
+    swept = parse_grid(grid)
+    sets = parse_sets(kw.get("sets", ()))
+    base_opts = _collect_options(kw)
+    for key, values in swept.items():  # a value both swept and fixed: which one the runs got would be a guess
+        if key in sets:
+            _fail(f"bad value {key + '=' + sets[key]!r} for --set: {key!r} is also swept by --grid; "
+                  "expected a parameter either set or swept, not both")
+        if base_opts.get(key) is not None:
+            flag = next((p.opts[0] for p in sweep.params if p.name == key), key)
+            _fail(f"bad value {kw[key]!r} for {flag}: {key!r} is also swept by --grid; "
+                  "expected an option either given or swept, not both")
+        if key == "nemesis":
+            for v in values:
+                _no_repeated_nemesis(v, "--grid nemesis", sep="+")
+    points = combinations(swept)
     if len(points) * len(seed_list) > MAX_RUNS:
         _fail(f"bad value {seeds!r} for --seeds: with {len(points)} grid points, expected at most {MAX_RUNS:,} runs in all")
     file = load_toml(kw["config_file"]) if kw.get("config_file") is not None else None
-    base_opts = _collect_options(kw)
+    _check_nemesis_options(kw, file)
     configs = []
     for point in points:  # validate everything before running anything
         options, params = split_point(point)
         merged = {k: v for k, v in base_opts.items() if v is not None}
         merged.update(options)
         for seed in seed_list:
-            cfg = build_config(scen, seed=seed, file=dict(file) if file else None, options=merged,
-                               sets={**parse_sets(kw.get("sets", ())), **params}, bug=kw.get("bug"),
+            cfg = build_config(scen, seed=seed, file=file if file else None, options=merged,
+                               sets={**sets, **params}, bug=kw.get("bug"),
                                trace=bool(kw.get("trace")))
             configs.append((cfg, point))
             if seed == seed_list[0]:  # what build refuses depends on the parameters, not the seed
@@ -790,6 +836,9 @@ def _resumed_sweep(raw: str):
         _fail(f"{where}: it has no sweep.json; expected a sweep folder written by dsim sweep")
     except (OSError, ValueError) as exc:
         _fail(f"{where}: cannot read its sweep.json ({getattr(exc, 'strerror', None) or exc}); expected a sweep folder written by dsim sweep")
+    from .pipeline.sweep import check_record
+
+    check_record(record, folder / "sweep.json")  # the whole record, before a config is built or anything runs
     try:
         seeds = [int(s) for s in record["seeds"]]
         points = [{str(k): str(v) for k, v in p["point"].items()} for p in record["points"]]
@@ -936,7 +985,7 @@ def hunt(scenario, seed, budget, jobs, cluster, batch, until, out, **kw):
     hunt_seed = parse_seed(seed, "--seed") if seed is not None else None
     scen = registry.resolve(scenario)
     file = load_toml(kw["config_file"]) if kw.get("config_file") is not None else None
-    base, _ = _make_config(scenario, "0", kw, file=dict(file) if file else None)
+    base, _ = _make_config(scenario, "0", kw, file=file if file else None)
     dry_build(base)
     if base.trace:
         _fail("bad value --trace for hunt: expected no --trace (a failure's folder can be traced with dsim run --trace)")
@@ -1093,13 +1142,23 @@ def shrink(run_dir, budget, jobs, cluster, out):
 
 def main(argv=None) -> None:
     """Entry point: one-line errors with exit status 2 for bad usage or input."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if not args:  # click would print the whole help as the error
+        _err(f"dsim: error: no command given: accepted: {', '.join(sorted(cli.commands))} (dsim --help shows them)")
+        sys.exit(2)
     try:
-        cli.main(args=argv, prog_name="dsim", standalone_mode=False)
+        cli.main(args=args, prog_name="dsim", standalone_mode=False)
     except UsageError as exc:
         _err(f"dsim: error: {exc}")
         sys.exit(2)
     except click.UsageError as exc:
-        _err(f"dsim: error: {exc.format_message()}")
+        name = getattr(exc, "command_name", None)  # click's NoSuchCommand (8.4+)
+        if isinstance(name, str):
+            near = getattr(exc, "possibilities", None)
+            _err(f"dsim: error: no command {name!r}: accepted: {', '.join(sorted(cli.commands))}"
+                 + (f" (did you mean {near[0]!r}?)" if near else " (dsim --help shows them)"))
+        else:
+            _err(f"dsim: error: {exc.format_message()}")
         sys.exit(2)
     except click.exceptions.Abort:
         _err("dsim: aborted")

@@ -20,8 +20,12 @@ VERBS: dict[str, tuple[str, ...]] = {
 
 
 
+MAX_AT_S = 1e9  # a fault's time: the cap of a run's time limit (in ns, it stays inside int64)
+MAX_AT_NS = int(MAX_AT_S * 1e9)
+
+
 def validate_plan(plan: list[dict], extra_verbs: dict[str, tuple[str, ...]] | None = None) -> None:
-    """Check a plan from a TOML file: known verbs, required arguments, a time for each."""
+    """Check a plan from a TOML file: known verbs, required arguments, one time for each."""
     verbs = {**VERBS, **(extra_verbs or {})}
     for i, act in enumerate(plan):
         if not isinstance(act, dict):
@@ -29,13 +33,25 @@ def validate_plan(plan: list[dict], extra_verbs: dict[str, tuple[str, ...]] | No
         name = act.get("action")
         if name is None:
             raise UsageError(f"fault {i + 1} has no action: give action = one of {', '.join(sorted(verbs))}")
+        if not isinstance(name, str):
+            raise UsageError(f"bad value {name!r} for action of fault {i + 1}: expected a fault action (text): "
+                             f"one of {', '.join(sorted(verbs))}")
         if name not in verbs:
             raise UsageError(f"unknown fault action {name!r}: accepted: {', '.join(sorted(verbs))}")
+        if "at_s" in act and "at_ns" in act:
+            raise UsageError(f"bad value at_s = {act['at_s']!r} and at_ns = {act['at_ns']!r} for fault {i + 1} ({name}): "
+                             "expected one time, at_s or at_ns, not both")
         if "at_s" not in act and "at_ns" not in act:
             raise UsageError(f"fault {i + 1} ({name}) has no time: give at_s")
-        at = act.get("at_s", act.get("at_ns"))
-        if isinstance(at, bool) or not isinstance(at, (int, float)) or not 0 <= at < 1e12:
-            raise UsageError(f"bad time {at!r} for fault {i + 1}: expected a number >= 0")
+        key = "at_s" if "at_s" in act else "at_ns"
+        at = act[key]
+        if key == "at_s":
+            if isinstance(at, bool) or not isinstance(at, (int, float)) or not 0 <= at <= MAX_AT_S:
+                raise UsageError(f"bad time {at!r} for fault {i + 1} (at_s): expected a number of seconds "
+                                 f"from 0 to {MAX_AT_S:g}")
+        elif isinstance(at, bool) or not isinstance(at, int) or not 0 <= at <= MAX_AT_NS:
+            raise UsageError(f"bad time {at!r} for fault {i + 1} (at_ns): expected an integer number of nanoseconds "
+                             f"from 0 to {MAX_AT_NS:g} (or at_s, in seconds)")
         for arg in verbs[name]:
             if arg not in act:
                 raise UsageError(f"fault {i + 1} ({name}) lacks {arg!r}: needs {', '.join(verbs[name])}")

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.errors import UsageError
-from .scenario import Scenario, design_file
+from .scenario import LOAD_CHECKS, Scenario, design_file
 
 DEFAULTS_HELP = {
     "time_limit_s": "simulated seconds of workload (faults act during it)",
@@ -105,7 +105,7 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         if Path(path).is_char_device() or Path(path).is_block_device():  # /dev/zero would be read forever
             raise IsADirectoryError  # reported below as what it is
         with open(path, "rb") as fh:
-            return tomllib.load(fh)
+            table = ConfigFile(tomllib.load(fh))
     except FileNotFoundError:
         raise UsageError(f"bad value {shown!r} for --config: the file does not exist; expected a TOML file") from None
     except IsADirectoryError:
@@ -118,6 +118,16 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
         raise UsageError(f"bad value {shown!r} for --config: cannot read it ({getattr(exc, 'strerror', None) or exc}); "
                          "expected a TOML file") from None
+    table.source = shown
+    if "scenario" in table and not isinstance(table["scenario"], str):
+        raise UsageError(f"bad value {table['scenario']!r} for scenario in {shown}: expected a design name (text)")
+    return table
+
+
+class ConfigFile(dict):
+    """A ``--config`` TOML file's table; ``source`` is the file as given, for messages."""
+
+    source = "config file"
 
 
 # Plain ASCII decimal numbers only: float() and int() also take '1_000', Arabic-Indic digits,
@@ -245,6 +255,9 @@ def _check_option(name: str, value: Any, scenario: type[Scenario] | None = None)
         for item in items:
             if item not in accepted:
                 raise UsageError(f"unknown nemesis {item!r}: accepted: {', '.join(accepted)}")
+        for i, item in enumerate(items):
+            if item in items[:i]:
+                raise UsageError(f"bad value {value!r} for {name}: {item!r} is named twice; expected each nemesis once")
         return tuple(items)
     if name == "rate_profile":
         return _check_rate_profile(value)
@@ -269,6 +282,51 @@ def _check_option(name: str, value: Any, scenario: type[Scenario] | None = None)
     return value
 
 
+def check_design(cls: type[Scenario]) -> None:
+    """A loaded design's defaults, checked as a config file's would be, and each parameter's default
+    against the parameter itself (one line each); run by the loader (``scenario.LOAD_CHECKS``)."""
+    for p in cls.params:
+        _check_param_default(p)
+    checked = {}
+    for key, value in cls.defaults.items():
+        if key not in RUN_OPTIONS:
+            raise UsageError(f"unknown option {key!r} in defaults: accepted: {', '.join(RUN_OPTIONS)}")
+        try:
+            checked[key] = _check_option(key, value, cls)
+        except UsageError as exc:
+            raise UsageError(f"defaults: {exc}") from None
+    try:
+        _check_together(checked)
+    except UsageError as exc:
+        raise UsageError(f"defaults: {exc}") from None
+
+
+def _check_param_default(p) -> None:
+    """A parameter's default must be a value the parameter itself accepts."""
+    value = p.default
+    ok = True
+    if p.type is bool:
+        ok = isinstance(value, bool)
+    elif p.type is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif p.type is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    elif p.type is str:
+        ok = isinstance(value, str)
+    else:  # a type of the design's own (a TOML table, say): its parse is the design's business
+        return
+    if ok and p.choices:
+        ok = value in p.choices
+    if ok and p.type in (int, float):
+        ok = (p.min is None or value >= p.min) and (p.max is None or value <= p.max) and \
+            (p.max is not None or abs(value) <= MAX_PARAM)
+    if not ok:
+        raise UsageError(f"bad value {value!r} for the default of parameter {p.name}: expected {p.accepted()}")
+
+
+LOAD_CHECKS.append(check_design)
+
+
 MAX_NEMESIS_CYCLES = 1_000_000  # the nemesis plan is built as a list before the run starts
 
 
@@ -290,10 +348,7 @@ def _check_together(merged: dict[str, Any]) -> None:
 
 def _check_fault(n: int, act: dict) -> None:
     """The argument types of a planned fault, which validate_plan leaves to the injector (a crash mid-run)."""
-    at = act.get("at_s", act.get("at_ns"))
-    top = LIMITS["time_limit_s"][1] * (1e9 if "at_s" not in act else 1)
-    if not math.isfinite(at) or at > top or ("at_s" not in act and not isinstance(at, int)):
-        raise UsageError(f"bad time {at!r} for fault {n}: expected a number from 0 to {top:g}")
+    # validate_plan checked the action and the time (at_s or at_ns, in range, an integer for at_ns)
 
     def bad(arg: str, expected: str) -> UsageError:
         return UsageError(f"bad value {act.get(arg)!r} for {arg} of fault {n} ({act['action']}): expected {expected}")
@@ -307,7 +362,16 @@ def _check_fault(n: int, act: dict) -> None:
     def names(v: Any) -> bool:
         return isinstance(v, list) and all(isinstance(x, str) for x in v)
 
+    def plain(v: Any) -> bool:  # what a manifest's JSON keeps: TOML's dates and times are not
+        if isinstance(v, (list, tuple)):
+            return all(plain(x) for x in v)
+        if isinstance(v, dict):
+            return all(plain(x) for x in v.values())
+        return isinstance(v, (str, int, float))
+
     for arg in act:
+        if not plain(act[arg]):
+            raise bad(arg, "numbers, text, true or false, or lists of them (not a date or time)")
         if arg in ("node",) and not isinstance(act[arg], str):
             raise bad(arg, "a node name")
         if arg in ("srcs", "dsts") and not names(act[arg]):
@@ -326,6 +390,10 @@ def _check_fault(n: int, act: dict) -> None:
             number(arg, -1e12, 1e12)
         if arg == "lose_unsynced" and not isinstance(act[arg], bool):
             raise bad(arg, "true or false")
+        if arg == "nemesis" and not isinstance(act[arg], str):  # it labels the fault's window on the plots
+            raise bad(arg, "a nemesis name (text)")
+        if arg == "phase" and act[arg] not in ("start", "stop"):
+            raise bad(arg, "'start' or 'stop'")
     if act["action"] == "clock_strobe":
         period = number("period_ms", 1e-3, 1e12)
         if number("duration_ms", 0.0, 1e12) / period > 1e6:  # every period is an event
@@ -338,12 +406,15 @@ def build_config(scenario: type[Scenario], *, seed: int, file: dict[str, Any] | 
     """Merge defaults, the scenario's defaults, a TOML dict, flags and ``--set`` values; validate all."""
     merged: dict[str, Any] = {}
     merged.update(scenario.defaults)
-    file = dict(file or {})
+    file_in, file = file, dict(file or {})
     params_raw: dict[str, Any] = {}
     faults: list[dict] = []
     if file:
-        if "scenario" in file and file.pop("scenario") != scenario.name:
-            raise UsageError(f"config file is for another scenario; this run is {scenario.name!r}")
+        source = getattr(file_in, "source", "config file")
+        if "scenario" in file and file["scenario"] != scenario.name:
+            raise UsageError(f"bad value {file['scenario']!r} for scenario in {source}: expected {scenario.name!r}, "
+                             "this run's design (the file is for another one)")
+        file.pop("scenario", None)
         table = file.pop("params", {})
         if not isinstance(table, dict):
             raise UsageError(f"bad value {table!r} for params in config file: expected a table ([params])")

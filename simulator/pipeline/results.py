@@ -198,47 +198,70 @@ def _number(v: Any, finite: bool = False) -> bool:
     return ok and (not finite or math.isfinite(v))
 
 
+STATUSES = ("running", "complete", "incomplete")  # what RunFolder writes into a manifest
+VERDICTS = (True, False, "unknown")  # what a checker and a run's metrics say (CheckResult.valid)
+
+
 def _verdict(v: Any) -> bool:
-    return v is None or isinstance(v, (bool, str))
+    return any(v is x if isinstance(x, bool) else (isinstance(v, str) and v == x) for x in VERDICTS)
+
+
+def _shown(v: Any) -> str:
+    """A value as it stands in the file, short enough for a one-line message."""
+    text = json.dumps(v, default=str, ensure_ascii=True) if not isinstance(v, float) or math.isfinite(v) else repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _check_shapes(folder: Path, man: Any, met: Any) -> None:
-    """The fields show, compare and replay read, with the types they need."""
+    """The fields show, compare, replay and shrink read, with the types and values they need."""
     def need(cond: bool, problem: str) -> None:
         if not cond:
             raise _bad_run(folder, problem)
 
+    def field(file: str, data: dict, key: str, ok, expected: str, required: bool = False) -> None:
+        if key not in data:
+            need(not required, f"{file} has no {key!r} ({expected})")
+        else:
+            need(ok(data[key]), f"{file}'s {key} is {_shown(data[key])}, not {expected}")
+
     need(isinstance(man, dict), "manifest.json is not a JSON object")
-    for key in ("scenario", "seed", "config"):
-        need(key in man, f"manifest.json has no {key!r}")
-    need(isinstance(man["scenario"], str), "manifest.json's scenario is not text")
-    need(isinstance(man["seed"], int) and not isinstance(man["seed"], bool) and man["seed"] >= 0,
-         "manifest.json's seed is not an integer >= 0")
-    need(isinstance(man["config"], dict), "manifest.json's config is not an object")
+    field("manifest.json", man, "scenario", lambda v: isinstance(v, str), "text", required=True)
+    field("manifest.json", man, "seed", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+          "an integer >= 0", required=True)
+    field("manifest.json", man, "config", lambda v: isinstance(v, dict), "an object", required=True)
+    field("manifest.json", man, "status", lambda v: isinstance(v, str) and v in STATUSES,
+          "one of " + ", ".join(STATUSES), required=True)
     nemesis = man["config"].get("nemesis")
     need(nemesis is None or (isinstance(nemesis, list) and all(isinstance(n, str) for n in nemesis)),
-         "manifest.json's config.nemesis is not a list of names")
-    need(isinstance(man.get("status", ""), str), "manifest.json's status is not text")
-    need(man.get("bug") is None or isinstance(man["bug"], str), "manifest.json's bug is not text")
-    need(man.get("digest") is None or isinstance(man["digest"], str), "manifest.json's digest is not text")
+         f"manifest.json's config.nemesis is {_shown(nemesis)}, not a list of names")
+    field("manifest.json", man, "bug", lambda v: v is None or isinstance(v, str), "text")
+    field("manifest.json", man, "digest", lambda v: v is None or isinstance(v, str), "text")
     for key in ("end_time_s", "wall_seconds"):
-        need(man.get(key) is None or (_number(man[key], finite=True) and man[key] >= 0),
-             f"manifest.json's {key} is not a number >= 0")
-    need(isinstance(man.get("versions", {}), dict), "manifest.json's versions is not an object")
+        field("manifest.json", man, key, lambda v: v is None or (_number(v, finite=True) and v >= 0), "a number >= 0")
+    field("manifest.json", man, "versions", lambda v: isinstance(v, dict), "an object")
+    field("manifest.json", man, "error", lambda v: v is None or isinstance(v, str), "text")
+    if met is None:  # no metrics.json: only a run that never finished has none (read_run sees to it)
+        return
     need(isinstance(met, dict), "metrics.json is not a JSON object")
+    # a complete run's metrics always carry a verdict; an incomplete run's say "unknown"
+    field("metrics.json", met, "valid", _verdict, "true, false or \"unknown\"", required=True)
     for key in ("ops", "latency_ms", "figures", "checks"):
-        need(isinstance(met.get(key, {}), dict), f"metrics.json's {key} is not an object")
+        field("metrics.json", met, key, lambda v: isinstance(v, dict), "an object")
+    for key, v in met.get("ops", {}).items():
+        need(isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+             f"metrics.json's ops.{key} is {_shown(v)}, not a count >= 0")
     for key, v in met.get("latency_ms", {}).items():
-        need(v is None or _number(v), f"metrics.json's latency_ms.{key} is not a number")
+        need(v is None or _number(v), f"metrics.json's latency_ms.{key} is {_shown(v)}, not a number")
     for key, v in met.get("checks", {}).items():
-        need(isinstance(v, dict) and _verdict(v.get("valid")), f"metrics.json's checks.{key} is not an object with a verdict")
-    need(_verdict(met.get("valid")), "metrics.json's valid is not true, false or unknown")
+        need(isinstance(v, dict), f"metrics.json's checks.{key} is {_shown(v)}, not an object with a verdict")
+        need("valid" in v and _verdict(v["valid"]),
+             f"metrics.json's checks.{key}.valid is {_shown(v.get('valid'))}, not true, false or \"unknown\"")
     for key in ("throughput_ops_s", "availability"):
-        need(met.get(key) is None or _number(met[key]), f"metrics.json's {key} is not a number")
+        field("metrics.json", met, key, lambda v: v is None or _number(v), "a number")
     recovery = met.get("recovery", [])
     need(recovery is None or (isinstance(recovery, list) and all(
         isinstance(r, dict) and (r.get("recovery_s") is None or _number(r["recovery_s"])) for r in recovery)),
-        "metrics.json's recovery is not a list of objects with recovery_s")
+        f"metrics.json's recovery is {_shown(recovery)}, not a list of objects with recovery_s")
 
 
 def read_run(folder: str | Path) -> dict[str, Any]:
@@ -251,6 +274,18 @@ def read_run(folder: str | Path) -> dict[str, Any]:
     if not (folder / "manifest.json").is_file():
         raise _bad_run(folder, "it has no manifest.json")
     man = _load_json(folder, "manifest.json")
-    met = _load_json(folder, "metrics.json") if (folder / "metrics.json").is_file() else {}
+    metrics = folder / "metrics.json"
+    if metrics.exists() or metrics.is_symlink():
+        if not metrics.is_file():
+            raise _bad_run(folder, "its metrics.json is not a file")
+        met = _load_json(folder, "metrics.json")
+    else:
+        met = None
     _check_shapes(folder, man, met)
+    if met is None:
+        # a run stopped before its end (interrupted, crashed, or still running) may have no metrics yet;
+        # a complete one always has them
+        if man["status"] == "complete":
+            raise _bad_run(folder, "it has no metrics.json, though manifest.json's status is \"complete\"")
+        met = {}
     return {"folder": str(folder), "manifest": man, "metrics": met}

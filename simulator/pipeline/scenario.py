@@ -4,7 +4,7 @@ A scenario is a small registered class (in ``scenarios/<name>/``)::
 
     @register
     class Queue(Scenario):
-        name = "queue"
+        name = "queue"                        # a letter, then letters, digits, '-', '_': it names results/NAME/
         summary = "clients -> one service node with c cores: an M/M/c queue"
         params = (Param("servers", 1, "cores of the service node", type=int, min=1), ...)
         bugs = {"name": "what the planted bug does"}
@@ -20,6 +20,10 @@ A scenario is a small registered class (in ``scenarios/<name>/``)::
         def figures(self, run) -> dict        # scenario figures for metrics.json (optional)
         def plots(self, run, folder, shade) -> list[str]   # extra PNGs (optional)
 
+A design loaded from a file or an entry point is checked when it loads (:func:`check_name`,
+:func:`check_shape`): a bad name, an attribute of the wrong shape, a default its own parameter or
+run option refuses, or a nemesis no one provides is one line naming the file, before anything runs.
+
 Data flows one way: ``build`` wires nodes, the run produces a :class:`RunData`, and ``check``,
 ``figures`` and ``plots`` read only that.
 """
@@ -33,8 +37,11 @@ import importlib.util
 import math
 import os
 import pkgutil
+import re
 import shlex
+import signal
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
@@ -252,11 +259,11 @@ ENTRY_POINT_GROUP = "dsim.scenarios"
 
 
 def register(cls: type[Scenario]) -> type[Scenario]:
-    if not cls.name:
-        raise ValueError(f"{cls.__name__} has no name")
     if _capture is not None:  # the loader checks the name and files it once the import has finished
         _capture.append(cls)
         return cls
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} has no name")
     if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
         raise ValueError(f"scenario name {cls.name!r} registered twice")
     _REGISTRY[cls.name] = cls
@@ -267,9 +274,151 @@ def register(cls: type[Scenario]) -> type[Scenario]:
 def _one_line(exc: BaseException) -> str:
     """``ExcType: message`` on one line, the way ``dsim`` reports a design that does not load."""
     if isinstance(exc, SyntaxError):
-        return f"{type(exc).__name__}: {exc.msg} (line {exc.lineno})"
+        return f"{type(exc).__name__}: {exc.msg}" + (f" (line {exc.lineno})" if exc.lineno else "")
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class _Interrupted(Exception):
+    """A real Ctrl-C (SIGINT) arrived while a design file imported."""
+
+
+def _interruptible(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """``fn`` run so that a real Ctrl-C during it can be told from a KeyboardInterrupt the file raises
+    itself: while it runs, SIGINT (when Python's own handler is installed, in the main thread) marks
+    the interrupt as real, and a real one leaves as KeyboardInterrupt, not as a bad design."""
+
+    def run() -> Any:
+        if threading.current_thread() is not threading.main_thread() or \
+                signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            return fn()
+        seen = []
+
+        def on_sigint(signum, frame):
+            seen.append(signum)
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGINT, on_sigint)
+        try:
+            return fn()
+        except KeyboardInterrupt:
+            if seen:
+                raise _Interrupted from None
+            raise
+        finally:
+            if signal.getsignal(signal.SIGINT) is on_sigint:  # unless the file installed its own
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    return run
+
+
+# A design's name names its results folder (results/NAME/...): a letter, then letters, digits, '-', '_'.
+NAME_RULE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+NAME_ACCEPTED = "a name of at most 64 characters: a letter, then letters, digits, '-' or '_'"
+_METHODS = ("build", "check", "prepare", "figures", "plots", "validate")
+# More checks of a loaded design, added by the layer that knows what they check (config.py: the
+# design's defaults as run options, its parameters' defaults), so this module imports none of it.
+LOAD_CHECKS: list[Callable[[type[Scenario]], None]] = []
+
+
+def check_name(cls: type[Scenario]) -> None:
+    """Refuse a scenario name that cannot be a results folder's name (one line)."""
+    if not isinstance(cls.name, str) or not NAME_RULE.fullmatch(cls.name):
+        raise UsageError(f"bad value {cls.name!r} for name: expected {NAME_ACCEPTED}")
+
+
+def check_shape(cls: type[Scenario]) -> None:
+    """Refuse (one line) a scenario whose class attributes ``dsim`` could not use: those it iterates
+    (params, bugs, checkers, nemeses, ...) of the wrong shape, ``defaults`` naming an unknown run
+    option or holding a bad value, a parameter default its own parameter refuses, a nemesis no one
+    provides. Run on a design loaded from a file or an entry point, before anything is printed."""
+    def bad(attr: str, value: Any, expected: str) -> UsageError:
+        return UsageError(f"bad value {value!r} for {attr}: expected {expected}")
+
+    def is_seq(v: Any) -> bool:
+        return isinstance(v, (tuple, list))
+
+    def is_texts(v: Any) -> bool:
+        return is_seq(v) and all(isinstance(x, str) for x in v)
+
+    def text_dict(attr: str, what: str) -> dict:
+        value = getattr(cls, attr)
+        if not isinstance(value, dict) or not all(isinstance(k, str) and k and isinstance(v, str) for k, v in value.items()):
+            raise bad(attr, value, f"a dict of {what} -> description (text)")
+        return value
+
+    if not isinstance(cls.summary, str):
+        raise bad("summary", cls.summary, "text")
+    for method in _METHODS:
+        if not callable(getattr(cls, method, None)):
+            raise bad(method, getattr(cls, method, None), "a method")
+    if cls.build is Scenario.build:
+        raise UsageError("it does not define build(self, sim, cfg); a scenario must")
+    # parameters
+    if not is_seq(cls.params) or not all(isinstance(p, Param) for p in cls.params):
+        raise bad("params", cls.params, "a tuple of Param(...)")
+    seen: set[str] = set()
+    for p in cls.params:
+        if not isinstance(p.name, str) or not p.name or "=" in p.name or p.name != "".join(p.name.split()):
+            raise bad("a parameter's name", p.name, "text without spaces or '='")
+        if p.name in seen:
+            raise UsageError(f"parameter {p.name!r} is declared twice in params")
+        seen.add(p.name)
+        if not isinstance(p.help, str):
+            raise bad(f"the help of parameter {p.name}", p.help, "text")
+        try:
+            p.accepted()  # describe and every refusal of a value show it
+        except Exception:  # noqa: BLE001
+            ok = False
+        else:
+            ok = callable(p.type) and is_seq(p.choices) and all(
+                b is None or (isinstance(b, (int, float)) and not isinstance(b, bool)) for b in (p.min, p.max))
+        if not ok:
+            raise UsageError(f"bad Param {p.name!r}: expected type a type or function, choices a tuple, "
+                             "min and max numbers or None")
+    # the dicts and lists describe, run and hunt iterate
+    bugs = text_dict("bugs", "bug name")
+    text_dict("checkers", "checker name")
+    examples = cls.examples
+    if not is_texts(examples):
+        raise bad("examples", examples, "a tuple of text")
+    custom = cls.custom_nemeses
+    if not isinstance(custom, dict) or not all(isinstance(k, str) and k and callable(v) for k, v in custom.items()):
+        raise bad("custom_nemeses", custom, "a dict of nemesis name -> function")
+    verbs = cls.fault_verbs
+    if not isinstance(verbs, dict) or not all(isinstance(k, str) and k and is_texts(v) for k, v in verbs.items()):
+        raise bad("fault_verbs", verbs, "a dict of verb -> tuple of argument names")
+    from ..faults import NEMESES
+
+    known = [*NEMESES, *custom]
+    if not is_texts(cls.nemeses):
+        raise bad("nemeses", cls.nemeses, "a tuple of nemesis names")
+    for n in cls.nemeses:
+        if n not in known:
+            raise UsageError(f"unknown nemesis {n!r} in nemeses: accepted: {', '.join(known)}")
+    exposes = cls.exposes
+    if not isinstance(exposes, dict):
+        raise bad("exposes", exposes, "a dict of bug name -> dsim run options")
+    for bug, opts in exposes.items():
+        if bug not in bugs:
+            raise UsageError(f"unknown bug {bug!r} in exposes: accepted: {', '.join(bugs) or 'none (bugs is empty)'}")
+        try:
+            shlex.split(opts)
+        except (AttributeError, TypeError, ValueError):
+            raise bad(f"exposes[{bug!r}]", opts, "dsim run options (text such as '--seed 1 --nemesis crash')") from None
+    if not is_texts(cls.config_tables) or any(t not in seen for t in cls.config_tables):
+        raise bad("config_tables", cls.config_tables, f"a tuple of parameter names ({', '.join(seen) or 'none'})")
+    benchmarks = cls.benchmarks
+    if not isinstance(benchmarks, dict) or not all(
+            isinstance(k, str) and isinstance(v, dict) and all(isinstance(x, dict) for x in v.values())
+            for k, v in benchmarks.items()):
+        raise bad("benchmarks", benchmarks, 'a dict of name -> {"options": {...}, "params": {...}}')
+    if not isinstance(cls.search, dict):  # its ranges are checked where a hunt reads them (hunt.check_search)
+        raise bad("search", cls.search, "a dict of option or parameter -> (low, high) or a list of values")
+    if not isinstance(cls.defaults, dict):
+        raise bad("defaults", cls.defaults, "a dict of run option -> value")
+    for check in LOAD_CHECKS:  # what the layers above know: the run options, the parameters' bounds
+        check(cls)
 
 
 def _importing(fn: Callable[[], Any]) -> list[type[Scenario]]:
@@ -293,6 +442,8 @@ def _described(name: str) -> str:
 def _file(found: list[type[Scenario]], origin: str) -> None:
     """File the scenarios one shipped package or entry point registered; a taken name is an error."""
     for cls in found:
+        if not cls.name:
+            raise ValueError(f"{cls.__name__} has no name")
         if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
             raise ValueError(f"scenario name {cls.name!r} is taken (by {_described(cls.name)})")
     for cls in found:
@@ -326,7 +477,12 @@ def _load_all() -> None:
                 found = [c for c in _REGISTRY.values() if c.__module__ == ep.module or c.__module__.startswith(ep.module + ".")]
             if not found:
                 raise LookupError(f"{ep.value} registers no scenario")
+            for cls in found:
+                check_name(cls)
+                check_shape(cls)
             _file(found, origin)
+        except UsageError as exc:  # a scenario of the wrong shape: said as the design file's would be
+            _FAILED[ep.name] = " ".join(str(exc).split())
         except Exception as exc:  # noqa: BLE001
             _FAILED[ep.name] = _one_line(exc)
 
@@ -406,19 +562,27 @@ def load_design(path: str | os.PathLike, expect_sha256: str | None = None) -> ty
         exec(code, module.__dict__)  # noqa: S102 - running the user's design is the point
 
     try:
-        found = _importing(run_file)
-    except (Exception, SystemExit) as exc:  # noqa: BLE001 - any failure of the user's file is one line
+        found = _importing(_interruptible(run_file))
+    except _Interrupted:  # a real Ctrl-C while it imported: an interrupt, not a bad design
         sys.modules.pop(modname, None)
+        raise KeyboardInterrupt from None
+    except BaseException as exc:  # noqa: BLE001 - any failure of the user's file (SystemExit, a KeyboardInterrupt
+        sys.modules.pop(modname, None)  # it raises itself, GeneratorExit...) is one line naming it
         raise UsageError(f"cannot load design {shown}: {_one_line(exc)}") from None
     if len(found) != 1:
         sys.modules.pop(modname, None)
-        said = "no scenario" if not found else f"{len(found)} scenarios ({', '.join(c.name for c in found)})"
+        said = "no scenario" if not found else f"{len(found)} scenarios ({', '.join(str(c.name) for c in found)})"
         raise UsageError(f"cannot load design {shown}: it registers {said}; a design file must @register exactly one Scenario")
     cls = found[0]
-    taken = _REGISTRY.get(cls.name)
-    if taken is not None and cls.name not in _DESIGNS:
-        raise UsageError(f"cannot load design {shown}: its scenario name {cls.name!r} is taken "
-                         f"(by {_described(cls.name)}); rename it")
+    try:
+        check_name(cls)
+        taken = _REGISTRY.get(cls.name)
+        if taken is not None and cls.name not in _DESIGNS:
+            raise UsageError(f"its scenario name {cls.name!r} is taken (by {_described(cls.name)}); rename it")
+        check_shape(cls)
+    except UsageError as exc:
+        sys.modules.pop(modname, None)
+        raise UsageError(f"cannot load design {shown}: {' '.join(str(exc).split())}") from None
     # Another design file of the same name (or this one, edited) gives way: the file asked for wins.
     _REGISTRY[cls.name] = cls
     _ORIGIN[cls.name] = absolute

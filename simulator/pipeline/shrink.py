@@ -136,10 +136,13 @@ def load_failure(run_dir: str | Path) -> Failure:
 
     r = read_run(run_dir)
     man, met = r["manifest"], r["metrics"]
-    if man.get("status") != "complete" or met.get("valid") is not False:
-        got = {True: "valid (every check passed)", "unknown": "unknown (no check failed)"}.get(met.get("valid"), "")
-        got = got if man.get("status") == "complete" else f"{man.get('status')}, not complete"
-        raise _bad_run(run_dir, f"its run is {got or repr(met.get('valid'))}; shrink needs a complete run that failed a check")
+    # read_run has checked status (running, complete or incomplete) and valid (true, false or "unknown")
+    if man["status"] != "complete":
+        raise _bad_run(run_dir, f"its run is {man['status']} (manifest.json's status), not complete; "
+                                "shrink needs a complete run that failed a check")
+    if met["valid"] is not False:
+        got = "valid (every check passed)" if met["valid"] is True else "unknown (no check failed)"
+        raise _bad_run(run_dir, f"its run is {got}; shrink needs a complete run that failed a check")
     conf = man["config"]
     if conf.get("design_path") is not None:
         registry.load_design(conf["design_path"], expect_sha256=conf.get("design_sha256"))

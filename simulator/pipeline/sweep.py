@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import itertools
 import os
 from pathlib import Path
@@ -122,12 +123,131 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=_json_default))
 
 
+def check_record(record: Any, path: Path | str) -> list[str]:
+    """A sweep.json (``record``, read from ``path``) validated as strictly as a new sweep's command line,
+    before a resumed sweep runs anything: the design known, the seeds and the number of runs within
+    what ``--seeds`` and ``--grid`` accept, every config as a replay checks a manifest's (and complete:
+    dsim wrote it so), each point's design built once. Returns every run's key (:func:`run_key`), in order."""
+    import json
+
+    from ..engine.rng import MAX_SEED
+    from . import scenario as registry
+    from .config import check_recorded, dry_build
+
+    def bad(value: Any, name: str, expected: str) -> UsageError:
+        shown = repr(value)
+        if isinstance(value, list) and len(shown) > 80:
+            shown = f"[{', '.join(map(repr, value[:3]))}, ...] ({len(value):,} items)"
+        elif len(shown) > 80:
+            shown = shown[:80] + "..."
+        return UsageError(f"bad value {shown} for {name} in {path}: expected {expected}")
+
+    if not isinstance(record, dict):
+        raise bad(record, "the record", "an object written by dsim sweep")
+    name = record.get("scenario")
+    if not isinstance(name, str):
+        raise bad(name, "scenario", "a design name (text)")
+    try:
+        registry.get(name)
+    except UsageError as exc:
+        raise UsageError(f"{path}: scenario: {exc}") from None
+    plots = record.get("plots", False)
+    if not isinstance(plots, bool):
+        raise bad(plots, "plots", "true or false")
+    seeds, points = record.get("seeds"), record.get("points")
+    seeds_expected = f"a list of 1 to {MAX_RUNS:,} different integers from 0 to {MAX_SEED}"
+    if not isinstance(seeds, list) or not 1 <= len(seeds) <= MAX_RUNS:
+        raise bad(seeds, "seeds", seeds_expected)
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= MAX_SEED:
+            raise bad(s, "seeds", seeds_expected)
+    if len(set(seeds)) != len(seeds):
+        raise bad(next(s for s in seeds if seeds.count(s) > 1), "seeds", seeds_expected)
+    if not isinstance(points, list) or not points or len(points) * len(seeds) > MAX_RUNS:
+        raise bad(points, "points",
+                  f"a list of grid points, at least one, at most {MAX_RUNS:,} runs (points x seeds) in all")
+    runs = record.get("runs")
+    if runs is not None and (not isinstance(runs, list) or not 1 <= len(runs) <= MAX_RUNS):
+        raise bad(runs, "runs", f"a list of 1 to {MAX_RUNS:,} runs")
+
+    checked: dict[str, RunConfig] = {}  # a config less its seed -> it, validated (a point's runs differ by seed)
+    last: list = [None, None]  # the config less its seed checked last, and it: runs come point by point
+
+    def config(entry: Any, field: str, seed: int | None) -> tuple[RunConfig, dict[str, str]]:
+        if not isinstance(entry, dict) or not isinstance(entry.get("point"), dict) or not isinstance(entry.get("config"), dict):
+            raise bad(entry, field, "an object with a point and a config")
+        point = entry["point"]
+        for k, v in point.items():
+            if not isinstance(v, str):
+                raise bad(v, f"{field}.point.{k}", "a grid value (text)")
+        if "\0" in label(point) or len(label(point).encode()) > 200:
+            raise bad(label(point), f"{field}.point", "grid values short enough to name a folder")
+        rec = dict(entry["config"]) if seed is None else {**entry["config"], "seed": seed}
+        unseeded = {**rec, "seed": 0}
+        if unseeded == last[0]:
+            known = last[1]
+        else:
+            known = checked.get(json.dumps(unseeded, sort_keys=True, default=repr))
+        if known is not None:
+            seed_of = rec.get("seed")
+            if isinstance(seed_of, bool) or not isinstance(seed_of, int) or not 0 <= seed_of <= MAX_SEED:
+                raise bad(seed_of, f"{field}.config.seed", f"an integer from 0 to {MAX_SEED}")
+            last[:] = [unseeded, known]
+            return dataclasses.replace(known, seed=seed_of), point
+        key = json.dumps(unseeded, sort_keys=True, default=repr)
+        try:
+            if rec.get("scenario") != name:
+                raise UsageError(f"bad value {rec.get('scenario')!r} for scenario: expected {name!r}, the sweep's design")
+            cfg = check_recorded(rec)
+            rebuilt = _plain(cfg.to_dict())
+            for k, v in rebuilt.items():  # a config lacking a parameter would run without it, and crash
+                if k != "params" and _plain(rec.get(k)) != v:
+                    raise UsageError(f"bad value {rec.get(k)!r} for {k}: expected {v!r}, as dsim sweep records it")
+            recorded_params = rec.get("params") or {}
+            for k, v in rebuilt["params"].items():
+                if _plain(recorded_params.get(k)) != v:
+                    raise UsageError(f"bad value {recorded_params.get(k)!r} for params.{k}: expected {v!r}, as dsim sweep records it")
+            dry_build(cfg)
+        except UsageError as exc:
+            raise UsageError(f"{path}: {field}.config: {exc}") from None
+        checked[key] = cfg
+        last[:] = [unseeded, cfg]
+        return cfg, point
+
+    first = [config(p, f"points[{k}]", seeds[0]) for k, p in enumerate(points)]
+    if runs is None:
+        keys = [f"{lab}-s{seed}" for lab in (label(point) for _, point in first) for seed in seeds]  # as run_key
+    else:
+        keys = [run_key(*config(r, f"runs[{k}]", None)) for k, r in enumerate(runs)]
+    seen: set[str] = set()
+    for key in keys:
+        if key in seen:
+            raise bad(key, "runs" if runs is not None else "points", "each run (grid point and seed) once")
+        seen.add(key)
+    return keys
+
+
 def finished_rows(configs: list[tuple[RunConfig, dict[str, str]]], out: Path) -> dict[int, dict[str, Any]]:
     """For a resumed sweep: index -> CSV row of each run whose folder under ``out/runs`` is complete and
     was run from the very same configuration. Anything else (no folder, running, incomplete, another
-    configuration, a damaged file) is left out, to be run again."""
+    configuration, a damaged file) is left out, to be run again.
+
+    ``out/sweep.json``, if there is one, is checked first (:func:`check_record`): a damaged one is
+    refused with a UsageError before anything runs or is written."""
+    import json
+
     from .results import read_run
 
+    record_path = out / "sweep.json"
+    if record_path.is_file():
+        try:
+            record = json.loads(record_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"bad value {str(record_path)!r} for --resume: cannot read it "
+                             f"({getattr(exc, 'strerror', None) or exc}); expected a sweep.json written by dsim sweep") from None
+        if check_record(record, record_path) != [run_key(c, p) for c, p in configs]:
+            raise UsageError(f"bad value {str(record_path)!r} for --resume: its runs are not the configs given; "
+                             "expected the sweep.json the configs were read from")
     rows: dict[int, dict[str, Any]] = {}
     for i, (cfg, point) in enumerate(configs):
         key = run_key(cfg, point)
