@@ -28,11 +28,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from simulator import scriptargs as A  # noqa: E402
 from simulator.pipeline import scenario as registry  # noqa: E402
 from simulator.pipeline.config import build_config  # noqa: E402
 from simulator.pipeline.run import Run  # noqa: E402
 from simulator.workload import history as H  # noqa: E402
 from simulator.workload.history import write_jsonl  # noqa: E402
+
+MAX_REPEAT = 1000
 
 DESIGNS = {
     "raft": ("raft", {"node_count": 5, "rate": 1000, "nemesis": ["partition-random-halves", "crash"]}, {}),
@@ -66,26 +69,20 @@ def time_writes(history: list[dict], repeat: int) -> tuple[list[float], int]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--design", default="raft", help=f"whose history: {', '.join(DESIGNS)} (default raft)")
-    ap.add_argument("--time-limit", type=float, default=20.0, help="simulated seconds of the run (default 20)")
-    ap.add_argument("--repeat", type=int, default=7, help="writes to time (default 7; the median is reported)")
-    ap.add_argument("--seed", type=int, default=1)
+    ap = A.Parser(prog=Path(__file__).name, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--design", default="raft", choices=tuple(DESIGNS), help=f"whose history: {', '.join(DESIGNS)} (default raft)")
+    ap.add_argument("--time-limit", type=A.number(0, 3600, lo_open=True), default=20.0,
+                    help="simulated seconds of the run, above 0, at most 3600 (default 20)")
+    ap.add_argument("--repeat", type=A.integer(1, MAX_REPEAT), default=7,
+                    help=f"writes to time, 1 to {MAX_REPEAT} (default 7; the median is reported)")
+    ap.add_argument("--seed", type=A.seed, default=1)
     ap.add_argument("--json", action="store_true", help="end with one JSON line")
     ap.add_argument("--columns", action="store_true",
                     help="hold the history in columns alone (as past DICTS_UP_TO events), so each chunk's "
                          "dicts are built as it is written")
-    args = ap.parse_args(argv)
-    if args.design not in DESIGNS:
-        print(f"bad value {args.design!r} for --design: expected one of {', '.join(DESIGNS)}", file=sys.stderr)
-        return 2
-    if not 0 < args.time_limit <= 3600:
-        print(f"bad value {args.time_limit!r} for --time-limit: expected simulated seconds in (0, 3600]",
-              file=sys.stderr)
-        return 2
-    if args.repeat < 1:
-        print(f"bad value {args.repeat!r} for --repeat: expected a whole number of writes, 1 or more", file=sys.stderr)
-        return 2
+    args = ap.parse(argv)
+    if isinstance(args, int):  # a bad argument (its one line printed), or --help
+        return args
     if args.columns:
         H.DICTS_UP_TO = 0
     _run, history = make_history(args.design, args.time_limit, args.seed)

@@ -38,7 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 if sys.path[1:2] == [str(Path(__file__).resolve().parent)]:
     sys.path.pop(1)
 
+from simulator import scriptargs as A  # noqa: E402
 from simulator.engine.errors import UsageError  # noqa: E402
+from simulator.engine.rng import MAX_SEED  # noqa: E402
 from simulator.pipeline import hunt as H  # noqa: E402
 from simulator.pipeline import scenario as registry  # noqa: E402
 from simulator.pipeline import shrink as S  # noqa: E402
@@ -47,6 +49,9 @@ from simulator.pipeline.runner import run_to_folder  # noqa: E402
 from simulator.pipeline.sweep import write_csv  # noqa: E402
 
 DESIGNS = ("queue", "raft", "twopc", "email")
+MAX_BUDGET = 1_000_000  # dsim hunt's --budget at most
+MAX_JOBS = max(8, 4 * (os.cpu_count() or 1))  # as dsim hunt --jobs
+MAX_REPEAT = 100
 
 
 def bugs_to_hunt(designs: str, bugs: str | None) -> list[tuple[str, str]]:
@@ -57,9 +62,32 @@ def bugs_to_hunt(designs: str, bugs: str | None) -> list[tuple[str, str]]:
             scen = registry.get(design)
             if not sep or bug not in scen.bugs:
                 raise UsageError(f"bad value {item!r} for --bugs: expected DESIGN:BUG, e.g. raft:no-persist-vote")
+            if (design, bug) in out:
+                raise UsageError(f"bad value {bugs!r} for --bugs: expected each DESIGN:BUG once")
             out.append((design, bug))
         return out
-    return [(d, b) for d in designs.split(",") for b in registry.get(d.strip()).bugs]
+    names = [d.strip() for d in designs.split(",")]
+    if "" in names or len(set(names)) != len(names):
+        raise UsageError(f"bad value {designs!r} for --designs: expected design names, comma-separated, each once")
+    for d in names:
+        if not registry.get(d).bugs:
+            raise UsageError(f"bad value {d!r} in --designs: it has no planted bugs; expected designs with bugs, "
+                             f"such as {', '.join(DESIGNS)}")
+    return [(d, b) for d in names for b in registry.get(d).bugs]
+
+
+def check_out(raw: str | None) -> None:
+    """``--out``: a folder there or one that can be made (hunts go in folders inside it)."""
+    if raw is None:
+        return
+    if not raw.strip() or "\0" in raw:
+        raise UsageError(f"bad value {raw!r} for --out: expected a folder path")
+    path = Path(raw)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"bad value {raw!r} for --out: it exists and is not a folder; expected a folder")
+    parent = next((p for p in [path, *path.absolute().parents] if p.exists()), None)
+    if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"bad value {raw!r} for --out: cannot write there; expected a folder that can be created")
 
 
 def one(design: str, bug: str, seed: int, budget: int, shrink_budget: int, jobs: int, out: Path) -> dict:
@@ -137,27 +165,40 @@ def speedup(design: str, seed: int, budget: int, jobs: int, cluster: str | None,
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    ap = A.Parser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0],
+                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     ap.add_argument("--designs", default=",".join(DESIGNS), help="designs whose every planted bug is hunted")
     ap.add_argument("--bugs", help="instead, these DESIGN:BUG pairs (comma-separated)")
-    ap.add_argument("--budget", type=int, default=300, help="hunt budget in runs, the same for every bug")
-    ap.add_argument("--shrink-budget", type=int, default=150, help="shrink budget in runs")
-    ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=1, help="first hunt seed")
-    ap.add_argument("--repeat", type=int, default=1, help="hunts per bug (seeds seed, seed+1, ...), for medians")
+    ap.add_argument("--budget", type=A.integer(1, MAX_BUDGET), default=300,
+                    help=f"hunt budget in runs, the same for every bug (1 to {MAX_BUDGET:,})")
+    ap.add_argument("--shrink-budget", type=A.integer(1, MAX_BUDGET), default=150,
+                    help=f"shrink budget in runs (1 to {MAX_BUDGET:,})")
+    ap.add_argument("--jobs", type=A.integer(1, MAX_JOBS), default=2, help=f"worker processes (1 to {MAX_JOBS})")
+    ap.add_argument("--seed", type=A.seed, default=1, help="first hunt seed")
+    ap.add_argument("--repeat", type=A.integer(1, MAX_REPEAT), default=1,
+                    help=f"hunts per bug (seeds seed, seed+1, ...), for medians (1 to {MAX_REPEAT})")
     ap.add_argument("--out", help="folder for the hunts (default: a temporary one)")
     ap.add_argument("--json", action="store_true", help="print a JSON line last")
     ap.add_argument("--speedup", action="store_true", help="time one hunt (no bug) with --jobs 1 and with --jobs N")
     ap.add_argument("--design", default="raft", help="with --speedup: the design hunted")
-    ap.add_argument("--cluster", help="with --speedup: compare --jobs 1 with this Dask cluster (local:2) instead")
-    args = ap.parse_args(argv)
-    if args.speedup:
-        try:
+    ap.add_argument("--cluster", type=A.cluster,
+                    help="with --speedup: compare --jobs 1 with this Dask cluster (local:2) instead")
+    args = ap.parse(argv)
+    if isinstance(args, int):  # a bad argument (its one line printed), or --help
+        return args
+    try:  # everything checked before the first line of output
+        if args.seed + args.repeat - 1 > MAX_SEED:
+            raise UsageError(f"bad value {args.seed} for --seed with --repeat {args.repeat}: expected seed + repeat - 1 "
+                             f"at most {MAX_SEED} (hunt k uses seed + k)")
+        check_out(args.out)
+        if args.speedup:
             registry.get(args.design)
-        except UsageError as exc:
-            print(f"hunt.py: error: {exc}", file=sys.stderr)
-            return 2
+        else:
+            pairs = bugs_to_hunt(args.designs, args.bugs)
+    except UsageError as exc:
+        print(f"hunt.py: error: {exc}", file=sys.stderr)
+        return 2
+    if args.speedup:
         out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="dsim-hunt-speedup-"))
         res = speedup(args.design, args.seed, args.budget, args.jobs, args.cluster, out)
         print(f"speed-up {res['speedup']:.2f}x ({', '.join(f'{k} {v:,.1f} s' for k, v in res['wall_s'].items())}); "
@@ -165,14 +206,6 @@ def main(argv=None) -> int:
         if args.json:
             print(json.dumps(res))
         return 0 if res["same_rows"] else 1
-    try:
-        for name in ("budget", "shrink_budget", "jobs", "repeat"):
-            if getattr(args, name) < 1:
-                raise UsageError(f"bad value {getattr(args, name)!r} for --{name.replace('_', '-')}: expected an integer >= 1")
-        pairs = bugs_to_hunt(args.designs, args.bugs)
-    except UsageError as exc:
-        print(f"hunt.py: error: {exc}", file=sys.stderr)
-        return 2
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="dsim-hunt-bench-"))
     rows = []
     print(f"{'bug':34s} {'found':>5s} {'runs':>5s} {'CPU s':>7s} {'shrink runs':>11s} {'faults':>9s} {'time limit s':>14s}  ok  replay")

@@ -45,11 +45,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import simpy  # noqa: E402
 
+from simulator import scriptargs as A  # noqa: E402
 from simulator.engine.dists import Dist  # noqa: E402
 from simulator.engine.kernel import Simulation  # noqa: E402
 from simulator.engine.node import Node  # noqa: E402
 
 BATCH = 256
+MAX_NODES = 10_000_000  # --nodes and --idle at most
+MAX_IN_FLIGHT = 10_000_000
+MAX_SIM_MS = 10_000_000  # simulated ms a repetition at most (about three simulated hours)
+MAX_REPEAT = 1000
 
 
 class Hopper(Node):
@@ -271,17 +276,22 @@ def idle(nodes: int) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--nodes", type=int, default=100, help="handler nodes (default 100)")
-    ap.add_argument("--in-flight", type=int, default=1000, help="messages in flight (default 1000)")
-    ap.add_argument("--sim-ms", type=int, default=0, help="simulated ms per repetition (default: ~300k deliveries)")
-    ap.add_argument("--repeat", "--reps", dest="reps", type=int, default=11,
-                    help="pairs of repetitions, dsim and simpy back to back (default 11)")
-    ap.add_argument("--workload", default="hop", metavar="NAMES",
+    ap = A.Parser(prog=Path(__file__).name, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--nodes", type=A.integer(1, MAX_NODES), default=100, help=f"handler nodes, 1 to {MAX_NODES:,} (default 100)")
+    ap.add_argument("--in-flight", type=A.integer(1, MAX_IN_FLIGHT), default=1000,
+                    help=f"messages in flight, 1 to {MAX_IN_FLIGHT:,} (default 1000)")
+    ap.add_argument("--sim-ms", type=A.integer(0, MAX_SIM_MS), default=0,
+                    help=f"simulated ms per repetition, up to {MAX_SIM_MS:,} (default 0: ~300k deliveries)")
+    ap.add_argument("--repeat", "--reps", dest="reps", type=A.integer(1, MAX_REPEAT), default=11,
+                    help=f"pairs of repetitions, dsim and simpy back to back, 1 to {MAX_REPEAT} (default 11)")
+    ap.add_argument("--workload", type=A.names(("hop", *WORKLOADS)), default="hop", metavar="NAMES",
                     help="comma-separated: hop (all-to-all, the default), pingpong, timer; e.g. hop,pingpong,timer")
-    ap.add_argument("--idle", type=int, default=0, help="instead: build this many idle nodes, report memory")
+    ap.add_argument("--idle", type=A.integer(0, MAX_NODES), default=0,
+                    help=f"instead: build this many idle nodes (up to {MAX_NODES:,}; 0: no), report memory")
     ap.add_argument("--json", action="store_true", help="end with one JSON line")
-    args = ap.parse_args(argv)
+    args = ap.parse(argv)
+    if isinstance(args, int):  # a bad argument (its one line printed), or --help
+        return args
     if args.idle:
         out = idle(args.idle)
         print(f"{out['idle_nodes']:,} idle nodes: {out['build_and_run_cpu_s']} CPU s, peak RSS "
@@ -289,16 +299,7 @@ def main(argv=None) -> int:
         if args.json:
             print(json.dumps(out))
         return 0
-    names = [w.strip() for w in args.workload.split(",") if w.strip()]
-    bad = [w for w in names if w != "hop" and w not in WORKLOADS] or ([] if names else [args.workload])
-    if bad:
-        print(f"bad value {bad[0]!r} for --workload: expected a comma-separated list of hop, "
-              f"{', '.join(WORKLOADS)}", file=sys.stderr)
-        return 2
-    if args.nodes < 1 or args.in_flight < 1 or args.reps < 1:
-        print(f"bad value for --nodes, --in-flight or --repeat ({args.nodes}, {args.in_flight}, {args.reps}): "
-              f"expected whole numbers >= 1", file=sys.stderr)
-        return 2
+    names = args.workload
     out: dict = {"nodes": args.nodes}
     if "hop" in names:
         out.update(hop(args))

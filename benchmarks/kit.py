@@ -40,7 +40,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from simulator import ClientNode, Dist, Scenario, Setup, register  # noqa: E402
+from simulator import ClientNode, Dist, Scenario, Setup, UsageError, register  # noqa: E402
+from simulator import scriptargs as A  # noqa: E402
 from simulator.checkers.basic import availability  # noqa: E402
 from simulator.kit.directory import Directory  # noqa: E402
 from simulator.kit.messages import Call, Reply  # noqa: E402
@@ -48,6 +49,10 @@ from simulator.kit.service import Service, ServiceSpec  # noqa: E402
 from simulator.pipeline import scenario as registry  # noqa: E402
 from simulator.pipeline.config import build_config  # noqa: E402
 from simulator.pipeline.run import execute  # noqa: E402
+
+MAX_RATE = 1e7  # dsim's --rate at most
+MIN_S, MAX_TIME_S = 1e-6, 1e9  # dsim's --time-limit at least (its --rate too) and at most
+MAX_REPEAT = 100
 
 SERVICE = {"app": {"kind": "service", "replicas": 1, "cores": 20, "service_ms": "exponential:10",
                    "timeout_ms": 60_000, "retries": 0}}
@@ -106,17 +111,23 @@ def measure(cfg) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rate", type=float, default=1000.0, help="requests per simulated second [1000]")
-    ap.add_argument("--time-limit", type=float, default=60.0, help="simulated seconds [60]")
-    ap.add_argument("--repeat", type=int, default=3, help="runs of each, medians reported [3]")
-    ap.add_argument("--seed", type=int, default=1)
+    ap = A.Parser(prog=Path(__file__).name, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rate", type=A.number(MIN_S, MAX_RATE), default=1000.0,
+                    help=f"requests per simulated second, {MIN_S:g} to {MAX_RATE:,.0f} [1000]")
+    ap.add_argument("--time-limit", type=A.number(MIN_S, MAX_TIME_S), default=60.0,
+                    help=f"simulated seconds, {MIN_S:g} to {MAX_TIME_S:,.0f} [60]")
+    ap.add_argument("--repeat", type=A.integer(1, MAX_REPEAT), default=3,
+                    help=f"runs of each, medians reported, 1 to {MAX_REPEAT} [3]")
+    ap.add_argument("--seed", type=A.seed, default=1)
     ap.add_argument("--json", action="store_true", help="end with one JSON line")
-    a = ap.parse_args(argv)
-    if a.repeat < 1 or a.rate <= 0 or a.time_limit <= 0:
-        print("--repeat, --rate and --time-limit: accepted: positive numbers", file=sys.stderr)
+    a = ap.parse(argv)
+    if isinstance(a, int):  # a bad argument (its one line printed), or --help
+        return a
+    try:  # before any output: dsim's own checks of the three configurations
+        bare_cfg, alone_cfg, kit_cfg = configs(a.rate, a.time_limit, a.seed)
+    except UsageError as exc:
+        print(f"{ap.prog}: error: {exc}", file=sys.stderr)
         return 2
-    bare_cfg, alone_cfg, kit_cfg = configs(a.rate, a.time_limit, a.seed)
     runs: dict[str, list[dict]] = {"queue": [], "alone": [], "service": []}
     for _ in range(a.repeat):  # interleaved, so a busy spell on the machine hits all three
         for name, cfg in (("queue", bare_cfg), ("alone", alone_cfg), ("service", kit_cfg)):

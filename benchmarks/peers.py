@@ -45,6 +45,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 RATE = 9.0
+MIN_S, MAX_TIME_S = 10.0, 1e9  # below 10 s a side may serve no customer (no rate to compare); dsim's most
+MAX_REPEAT = 100
 SERVERS = 10
 SERVICE_S = 1.0
 TOLERANCE = 0.03
@@ -103,8 +105,8 @@ def child_dsim(time_limit_s: float, seed: int) -> dict:
         t0 = _cpu()
         try:
             cli.main(argv)
-        except SystemExit as e:  # dsim run exits with the verdict's status
-            if e.code not in (0, None):
+        except SystemExit as e:  # dsim run exits with the verdict's status: a short run may be invalid or unknown
+            if e.code not in (0, None, 1, 3) or not (out / "metrics.json").is_file():  # its "valid" says which
                 raise
         cpu = _cpu() - t0
         metrics = json.loads((out / "metrics.json").read_text())
@@ -123,22 +125,28 @@ def run_side(side: str, time_limit_s: float, seed: int) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--time-limit", type=float, default=20_000.0, metavar="S",
-                    help="simulated seconds of arrivals (default 20000)")
-    ap.add_argument("--seed", type=int, default=1, help="seed of the first pair (pair k uses seed + k)")
-    ap.add_argument("--repeat", type=int, default=3, metavar="N",
-                    help="adjacent pairs to run (default 3); rates are medians, sojourn times means")
+    # imported here: the Ciw side's process imports no more of dsim than it did
+    from simulator import scriptargs as A
+    from simulator.engine.rng import MAX_SEED
+
+    ap = A.Parser(prog=Path(__file__).name, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--time-limit", type=A.number(MIN_S, MAX_TIME_S), default=20_000.0, metavar="S",
+                    help=f"simulated seconds of arrivals, {MIN_S:g} to {MAX_TIME_S:,.0f} (default 20000)")
+    ap.add_argument("--seed", type=A.seed, default=1, help="seed of the first pair (pair k uses seed + k)")
+    ap.add_argument("--repeat", type=A.integer(1, MAX_REPEAT), default=3, metavar="N",
+                    help=f"adjacent pairs to run, 1 to {MAX_REPEAT} (default 3); rates are medians, sojourn times means")
     ap.add_argument("--json", action="store_true", help="end with one JSON line")
     ap.add_argument("--child", choices=("ciw", "dsim"), help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
+    args = ap.parse(argv)
+    if isinstance(args, int):  # a bad argument (its one line printed), or --help
+        return args
     if args.child:
         out = (child_ciw if args.child == "ciw" else child_dsim)(args.time_limit, args.seed)
         print(json.dumps(out))
         return 0
-    if args.repeat < 1 or args.time_limit <= 0:
-        print("bad value for --repeat or --time-limit: expected a whole number >= 1 and seconds > 0", file=sys.stderr)
-        return 2
+    if args.seed + args.repeat - 1 > MAX_SEED:
+        ap.fail(f"bad value {args.seed} for --seed with --repeat {args.repeat}: expected seed + repeat - 1 "
+                f"at most {MAX_SEED} (pair k uses seed + k)")
     try:
         import ciw  # noqa: F401
     except ImportError:

@@ -33,9 +33,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from simulator import UsageError  # noqa: E402
+from simulator import scriptargs as A  # noqa: E402
 from simulator.pipeline import scenario as registry  # noqa: E402
 from simulator.pipeline.config import build_config  # noqa: E402
 from simulator.pipeline.run import execute  # noqa: E402
+
+MIN_S, MAX_TIME_S = 1e-6, 1e9  # dsim's --time-limit at least (its --rate too) and at most
+MAX_REPEAT = 100
 
 BUILTIN = {
     "queue": ("queue", {"options": {"rate": 1000.0, "time_limit_s": 60.0}, "params": {"servers": 20}}),
@@ -54,38 +59,39 @@ def presets() -> dict[str, tuple[str, dict]]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = A.Parser(prog=Path(__file__).name, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("bench", nargs="?", help="a preset name (see --list)")
-    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--seed", type=A.seed, default=1)
     ap.add_argument("--list", action="store_true", help="list the presets")
     ap.add_argument("--json", action="store_true", help="end with one JSON line")
-    ap.add_argument("--time-limit", type=float, default=None, metavar="S",
+    ap.add_argument("--time-limit", type=A.number(MIN_S, MAX_TIME_S), default=None, metavar="S",
                     help="override the preset's simulated seconds (e.g. raft-hour --time-limit 300 while developing)")
     ap.add_argument("--progress", action="store_true",
                     help="print the simulated seconds reached to stderr every 10 wall s or so (long presets)")
-    ap.add_argument("--repeat", type=int, default=1, metavar="N",
-                    help="run N times and report the median speed (with min and max): for noisy machines")
-    args = ap.parse_args(argv)
+    ap.add_argument("--repeat", type=A.integer(1, MAX_REPEAT), default=1, metavar="N",
+                    help=f"run N times (1 to {MAX_REPEAT}) and report the median speed (with min and max): for noisy machines")
+    args = ap.parse(argv)
+    if isinstance(args, int):  # a bad argument (its one line printed), or --help
+        return args
     table = presets()
     if args.list or not args.bench:
         for name, (scen, spec) in sorted(table.items()):
             print(f"{name:18s} {scen:8s} {json.dumps(spec)}")
         return 0
     if args.bench not in table:
-        print(f"unknown preset {args.bench!r}: accepted: {', '.join(sorted(table))}", file=sys.stderr)
-        return 2
-    if args.repeat < 1:
-        print(f"--repeat {args.repeat}: accepted: a whole number of runs, 1 or more", file=sys.stderr)
-        return 2
-    if args.time_limit is not None and not args.time_limit > 0:
-        print(f"--time-limit {args.time_limit}: accepted: simulated seconds above 0", file=sys.stderr)
+        print(f"{ap.prog}: error: bad value {args.bench!r} for BENCH: expected a preset, one of {', '.join(sorted(table))}",
+              file=sys.stderr)
         return 2
     scen, spec = table[args.bench]
     options = dict(spec.get("options", {}))
     if args.time_limit is not None:
         options["time_limit_s"] = args.time_limit
-    cfg = build_config(registry.get(scen), seed=args.seed, options=options,
-                       sets={k: str(v) if not isinstance(v, str) else v for k, v in spec.get("params", {}).items()})
+    try:  # before any output: dsim's own checks of the preset's options with these
+        cfg = build_config(registry.get(scen), seed=args.seed, options=options,
+                           sets={k: str(v) if not isinstance(v, str) else v for k, v in spec.get("params", {}).items()})
+    except UsageError as exc:
+        print(f"{ap.prog}: error: {exc}", file=sys.stderr)
+        return 2
     results = []
     for _ in range(args.repeat):
         gc.collect()  # the previous run's cycles (hosts and their simulation), outside the timing

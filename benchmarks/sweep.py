@@ -31,15 +31,20 @@ import statistics
 import sys
 import tempfile
 import time
+from importlib.util import find_spec
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from simulator import scriptargs as A  # noqa: E402
 from simulator.pipeline import scenario as registry  # noqa: E402
 from simulator.pipeline.config import build_config  # noqa: E402
-from simulator.pipeline.executor import (DaskExecutor, LocalExecutor, batch_sizes, environment,  # noqa: E402
-                                         run_batch)
+from simulator.pipeline.executor import (INSTALL_HINT, DaskExecutor, LocalExecutor, batch_sizes,  # noqa: E402
+                                         environment, run_batch)
 from simulator.pipeline.sweep import run_sweep  # noqa: E402
+
+MAX_RUNS = 2000  # seeds: each runs three times (--jobs 1, --jobs N, local:N); 40 times the default
+MAX_WORKERS = min(64, max(8, 4 * (os.cpu_count() or 1)))  # dsim sweep's --jobs at most (and local:N's 64)
 
 
 def sweep(configs, executor) -> tuple[float, list[dict]]:
@@ -50,11 +55,17 @@ def sweep(configs, executor) -> tuple[float, list[dict]]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", type=int, default=48, help="seeds 1..RUNS of raft at its defaults (default 48)")
-    ap.add_argument("--workers", type=int, default=2, help="--jobs N and --cluster local:N (default 2)")
+    ap = A.Parser(prog=Path(__file__).name, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=A.integer(1, MAX_RUNS), default=48,
+                    help=f"seeds 1..RUNS of raft at its defaults, 1 to {MAX_RUNS:,} (default 48; each is run three times)")
+    ap.add_argument("--workers", type=A.integer(1, MAX_WORKERS), default=2,
+                    help=f"--jobs N and --cluster local:N, 1 to {MAX_WORKERS} (default 2)")
     ap.add_argument("--json", action="store_true", help="end with one JSON line")
-    a = ap.parse_args(argv)
+    a = ap.parse(argv)
+    if isinstance(a, int):  # a bad argument (its one line printed), or --help
+        return a
+    if find_spec("distributed") is None:  # the third sweep's, before the first two run
+        ap.fail(f"--cluster local:{a.workers} needs Dask's distributed package, which is not installed: {INSTALL_HINT}")
     scen = registry.get("raft")
     configs = [(build_config(scen, seed=s), {}) for s in range(1, a.runs + 1)]
     n = a.workers

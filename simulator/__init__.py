@@ -43,6 +43,8 @@ _LAZY = {
     "parse_seeds": ("simulator.pipeline.sweep", "parse_seeds"),
     "write_csv": ("simulator.pipeline.sweep", "write_csv"),
     "Stopwatch": ("simulator.pipeline.stopwatch", "Stopwatch"),
+    # argparse for a design's own scripts: bad arguments as one line and exit 2 (see its docstring)
+    "scriptargs": ("simulator.pipeline.scriptargs", None),
 }
 
 __all__ = [

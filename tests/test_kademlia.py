@@ -395,6 +395,42 @@ def test_the_memory_script_reports_bytes_per_node_and_what_the_joins_cost(capsys
     assert "bad value 1 for --nodes" in capsys.readouterr().err
 
 
+def test_the_memory_scripts_oracle_tables_hold_what_joins_build(capsys):
+    """`--tables oracle` (to measure a million nodes without hours of joins) fills each bucket with the min(k,
+    population) nodes of its range, in range and without self, and comes within 1% of the contacts that real joins
+    leave in the tables of the same 300 nodes (95.9 by joins, 96.0 by the oracle), and within 10% of their bytes."""
+    import json
+
+    from scenarios.kademlia import memory
+    from scenarios.kademlia.checkers import table_violations
+    from simulator import Dist, Simulation
+
+    out = {}
+    for tables in ("joins", "oracle"):
+        assert memory.main(["--nodes", "300", "--tables", tables]) == 0
+        out[tables] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    joins, oracle = out["joins"], out["oracle"]
+    assert oracle["tables"] == "oracle" and oracle["nodes"] == 300
+    assert abs(oracle["contacts_per_node"] - joins["contacts_per_node"]) <= 0.01 * joins["contacts_per_node"]
+    assert abs(oracle["parts"]["table"] - joins["parts"]["table"]) <= 0.1 * joins["parts"]["table"]
+    assert oracle["cached_per_node"] >= joins["cached_per_node"]  # full caches: the upper bound
+
+    sim = Simulation(5, latency=Dist("constant", 1.0))
+    conf = Conf(dict(P), None)
+    servers = [f"n{i}" for i in range(1, 201)]
+    for i, name in enumerate(servers, 1):
+        sim.add_node(name, (lambda i=i: Kad(conf, i)))
+    sim.run(1)
+    memory.fill_from_oracle(sim, servers, conf.k, conf.id_bits)
+    nodes = [sim.hosts[s].node for s in servers]
+    for node in nodes:
+        assert table_violations(f"n{node.index}", node.nid, node.buckets, conf.k) == []
+        for i, b in node.buckets.items():
+            population = sum(1 for o in nodes if ((o.nid ^ node.nid).bit_length() - 1) == i)
+            assert len(b) == min(conf.k, population)
+            assert len(node.repl.get(i, ())) == min(conf.k, max(0, population - conf.k))
+
+
 def test_replicas_over_time_counts_each_up_holder_of_a_key_once_until_it_leaves():
     """Two stores of key 1 on n2 count one replica; n3's copy counts until n3 leaves at 17 s; key 2 enters the mean
     only once put (at 11 s): 2 replicas at 5 and 10 s, then (2 + 1) / 2 at 15 s, (1 + 1) / 2 from 20 s on."""

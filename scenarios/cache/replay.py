@@ -39,11 +39,14 @@ from pathlib import Path
 import click
 import numpy as np
 
-from simulator import Stopwatch
+from simulator import Stopwatch, UsageError
+from simulator import scriptargs as A
 from simulator.kit.cache import POLICIES, make_policy
 
 UNITS = {"": 1, "b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40,
          "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "k": 10**3, "m": 10**6}
+MAX_REQUESTS = 100_000_000  # a synthetic stream's length at most (its keys are held in memory)
+MAX_OBJECTS = 100_000_000
 ORACLE = np.dtype([("t", "<u4"), ("id", "<u8"), ("size", "<u4"), ("next", "<i8")])
 
 
@@ -100,14 +103,20 @@ def read_csv(path: Path, option: str = "TRACE") -> tuple[list, list]:
     return ops, times
 
 
+def parse_sizes(sizes: str) -> tuple[int, int]:
+    """``--sizes``: ``N`` or ``LOW-HIGH`` (1 <= LOW <= HIGH) as (low, high)."""
+    m = re.fullmatch(r"\s*(\d{1,12})\s*(?:-\s*(\d{1,12})\s*)?", sizes)
+    lo, hi = (int(m.group(1)), int(m.group(2) or m.group(1))) if m else (0, 0)
+    if not 1 <= lo <= hi < 2**32:
+        raise bad(sizes, "--sizes", "1 (every object size 1), a size N or LOW-HIGH with 1 <= LOW <= HIGH (uniform per object)")
+    return lo, hi
+
+
 def synthetic(objects: int, alpha: float, requests: int, sizes: str, seed: int) -> list:
+    lo, hi = parse_sizes(sizes)
     rng = np.random.default_rng(seed)
     w = 1.0 / np.arange(1, objects + 1) ** alpha
     keys = np.searchsorted(np.cumsum(w / w.sum()), rng.random(requests))
-    m = re.fullmatch(r"(\d+)(?:-(\d+))?", sizes)
-    if not m:
-        raise bad(sizes, "--sizes", "1 (every object size 1) or LOW-HIGH (uniform per object)")
-    lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
     if lo == hi == 1:  # the policies' size-free loops count the same, faster
         return keys.tolist(), None
     size_of = rng.integers(lo, hi + 1, objects) if hi > lo else np.full(objects, lo)
@@ -151,29 +160,35 @@ def human(n: int) -> str:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("trace", required=False, type=click.Path(dir_okay=False))
+@click.argument("trace", required=False)
 @click.option("--format", "fmt", default=None, help="oracleGeneral | csv (default: by extension, .csv is csv)")
 @click.option("--policy", default="lru,fifo,clock,sieve,s3-fifo", show_default=True,
               help=f"comma-separated policies, or 'all' ({', '.join(POLICIES)})")
 @click.option("--capacity-bytes", default=None, help="comma-separated capacities: 128MiB,256MiB or 1%,10%")
 @click.option("--capacity-objects", default=None, help="comma-separated capacities in objects (sizes ignored)")
-@click.option("--zipf", default="100000,1.0", show_default=True, help="synthetic stream: OBJECTS,ALPHA")
-@click.option("--requests", default=2_000_000, show_default=True, type=int, help="synthetic stream length")
+@click.option("--zipf", default="100000,1.0", show_default=True,
+              help=f"synthetic stream: OBJECTS,ALPHA (OBJECTS 1 to {MAX_OBJECTS:,})")
+@click.option("--requests", default="2000000", show_default=True,
+              help=f"synthetic stream length (1 to {MAX_REQUESTS:,})")
 @click.option("--sizes", default="1", show_default=True, help="synthetic object sizes: 1 or LOW-HIGH")
-@click.option("--seed", default=1, show_default=True, type=int, help="seed of the synthetic stream and random")
-@click.option("--out", default=None, type=click.Path(dir_okay=False), help="write the CSV here (default stdout)")
-@click.option("--plot", default=None, type=click.Path(dir_okay=False), help="draw miss-ratio curves to this PNG")
-def main(trace, fmt, policy, capacity_bytes, capacity_objects, zipf, requests, sizes, seed, out, plot):
+@click.option("--seed", default="1", show_default=True, help="seed of the synthetic stream and random")
+@click.option("--out", default=None, help="write the CSV here (default stdout)")
+@click.option("--plot", default=None, help=f"draw miss-ratio curves to this file ({', '.join(A.FIGURE_SUFFIXES)})")
+def command(trace, fmt, policy, capacity_bytes, capacity_objects, zipf, requests, sizes, seed, out, plot):
     """Replay a cache trace (or a synthetic Zipf stream) through eviction policies."""
-    try:
+    try:  # every argument checked before the replay starts
+        requests = A.integer(1, MAX_REQUESTS).value(requests, "--requests")
+        seed = A.seed.value(seed, "--seed")
+        out = A.out_file().value(out, "--out") if out is not None else None
+        plot = A.out_file(A.FIGURE_SUFFIXES).value(plot, "--plot") if plot is not None else None
         rows = run(trace, fmt, policy, capacity_bytes, capacity_objects, zipf, requests, sizes, seed)
-    except BadInput as e:
+    except (BadInput, UsageError) as e:
         click.echo(f"replay: error: {e}", err=True)
         sys.exit(2)
     cols = ["policy", "capacity_bytes", "requests", "misses", "miss_ratio", "byte_miss_ratio"]
     lines = [",".join(cols)] + [",".join(str(r[c]) for c in cols) for r in rows]
     if out:
-        Path(out).write_text("\n".join(lines) + "\n")
+        out.write_text("\n".join(lines) + "\n")
     else:
         click.echo("\n".join(lines))
     if plot:
@@ -184,21 +199,35 @@ def main(trace, fmt, policy, capacity_bytes, capacity_objects, zipf, requests, s
             mine = sorted((r["capacity_bytes"], r["miss_ratio"]) for r in rows if r["policy"] == name)
             series.append((name, [c for c, _ in mine], [m for _, m in mine]))
         unit = "objects" if capacity_objects else "bytes"
-        plots.panels(Path(plot), "Miss-ratio curves", [{"series": series, "ylabel": "miss ratio",
-                                                         "xlabel": f"cache size ({unit})", "logx": True,
-                                                         "time": False}],
+        plots.panels(plot, "Miss-ratio curves", [{"series": series, "ylabel": "miss ratio",
+                                                  "xlabel": f"cache size ({unit})", "logx": True,
+                                                  "time": False}],
                      subtitle=trace or f"synthetic Zipf {zipf}, {requests:,} requests")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m scenarios.cache.replay ARGS``: the exit status (2, after one line on stderr, for bad input)."""
+    try:
+        code = command.main(args=argv, prog_name="python -m scenarios.cache.replay", standalone_mode=False)
+    except click.ClickException as e:  # click's own: an unknown option, a missing value, an extra argument
+        click.echo(f"replay: error: {' '.join(e.format_message().split())} (see --help)", err=True)
+        return 2
+    except click.exceptions.Abort:
+        return 1
+    return code if isinstance(code, int) else 0
 
 
 def run(trace, fmt, policy, capacity_bytes, capacity_objects, zipf, requests, sizes, seed) -> list[dict]:
     names = list(POLICIES) if policy == "all" else [p.strip() for p in policy.split(",") if p.strip()]
+    if not names:
+        raise bad(policy, "--policy", f"a comma-separated list of {', '.join(POLICIES)} (or all)")
     for n in names:
         if n not in POLICIES:
             raise bad(n, "--policy", f"a comma-separated list of {', '.join(POLICIES)} (or all)")
     if capacity_bytes and capacity_objects:
         raise bad(capacity_objects, "--capacity-objects", "either --capacity-bytes or --capacity-objects, not both")
     ops = keys = sz = None
-    if trace:
+    if trace is not None:
         path = Path(trace)
         if not path.is_file():
             raise bad(trace, "TRACE", "an existing trace file")
@@ -206,14 +235,18 @@ def run(trace, fmt, policy, capacity_bytes, capacity_objects, zipf, requests, si
         if fmt.lower() not in ("csv", "oraclegeneral"):
             raise bad(fmt, "--format", "oracleGeneral or csv")
         ops, _ = read_csv(path) if fmt.lower() == "csv" else read_oracle(path)
+        if not any(o[0] == "get" for o in ops):
+            raise bad(trace, "TRACE", "a trace with at least one request (get or read): "
+                      + ("it has only sets and deletes" if ops else "it is empty"))
         if all(o[0] == "get" for o in ops):
             keys, sz, ops = [o[1] for o in ops], [o[2] for o in ops], None
     else:
-        m = re.fullmatch(r"\s*(\d+)\s*,\s*([0-9.]+)\s*", zipf)
-        if not m or int(m.group(1)) < 1:
-            raise bad(zipf, "--zipf", "OBJECTS,ALPHA such as 100000,1.0")
+        m = re.fullmatch(r"\s*(\d{1,12})\s*,\s*(\d{1,6}(?:\.\d*)?|\.\d+)\s*", zipf)
+        if not m or not 1 <= int(m.group(1)) <= MAX_OBJECTS:
+            raise bad(zipf, "--zipf", f"OBJECTS,ALPHA such as 100000,1.0 (OBJECTS 1 to {MAX_OBJECTS:,}, ALPHA >= 0)")
         if requests < 1:
             raise bad(requests, "--requests", "a positive count")
+        parse_sizes(sizes)
         keys, sz = synthetic(int(m.group(1)), float(m.group(2)), requests, sizes, seed)
     if capacity_objects:
         if keys is not None:
@@ -228,6 +261,8 @@ def run(trace, fmt, policy, capacity_bytes, capacity_objects, zipf, requests, si
     spec = capacity_objects or capacity_bytes or "1%,10%"
     option = "--capacity-objects" if capacity_objects else "--capacity-bytes"
     caps = [parse_capacity(c, option, working) for c in spec.split(",") if c.strip()]
+    if not caps:
+        raise bad(spec, option, "comma-separated capacities such as 128MiB,256MiB or 1%,10%")
     rows = []
     for name in names:
         for cap in caps:
@@ -240,4 +275,4 @@ def run(trace, fmt, policy, capacity_bytes, capacity_objects, zipf, requests, si
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

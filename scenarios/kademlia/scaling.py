@@ -10,16 +10,17 @@ printed is a JSON object with the sizes, the per-size figures and the fitted a a
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import resource
 import sys
-from pathlib import Path
 
 from simulator import build_config, execute, get_scenario, plots
+from simulator import scriptargs as A
 
 JOINS_PER_S = 50.0
+MAX_NODES = 1_000_000  # dsim's node_count at most
+MAX_LOOKUP_S = 1e6
 
 
 def run_size(n: int, seed: int, lookup_s: float) -> dict:
@@ -63,20 +64,18 @@ def fit(rows: list[dict]) -> tuple[float, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="250,500,1000", help="network sizes, comma-separated (e.g. 1000,10000,100000)")
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--lookup-s", type=float, default=30.0, help="simulated seconds of lookups after the joins")
-    ap.add_argument("--out", default="kademlia-scaling.png", help="where to write the figure")
-    args = ap.parse_args(argv)
-    try:
-        sizes = [int(x) for x in args.sizes.split(",") if x]
-        if not sizes or min(sizes) < 2:
-            raise ValueError
-    except ValueError:
-        print(f"dsim: error: bad value {args.sizes!r} for --sizes: expected integers >= 2, comma-separated",
-              file=sys.stderr)
-        return 2
+    ap = A.Parser(prog="python -m scenarios.kademlia.scaling", description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=A.integers(2, MAX_NODES, increasing=True), default="250,500,1000",
+                    help=f"network sizes, increasing, comma-separated (e.g. 1000,10000,100000; 2 to {MAX_NODES:,})")
+    ap.add_argument("--seed", type=A.seed, default=1)
+    ap.add_argument("--lookup-s", type=A.number(0, MAX_LOOKUP_S, lo_open=True), default=30.0,
+                    help=f"simulated seconds of lookups after the joins (above 0, at most {MAX_LOOKUP_S:,.0f})")
+    ap.add_argument("--out", type=A.out_file(A.FIGURE_SUFFIXES), default="kademlia-scaling.png",
+                    help=f"where to write the figure ({', '.join(A.FIGURE_SUFFIXES)}; its folder must exist)")
+    args = ap.parse(argv)
+    if isinstance(args, int):  # a bad argument (its one line printed, before any run), or --help
+        return args
+    sizes = args.sizes
     rows = []
     for n in sizes:
         rows.append(run_size(n, args.seed, args.lookup_s))
@@ -85,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     ns = [r["nodes"] for r in rows]
     line = [a * math.log2(n) + b for n in ns]
     sign = "-" if b < 0 else "+"
-    plots.panels(Path(args.out), f"Kademlia lookups against network size: mean hops = {a:.3f}·log2(N) {sign} "
+    plots.panels(args.out, f"Kademlia lookups against network size: mean hops = {a:.3f}·log2(N) {sign} "
                  f"{abs(b):.3f}", [
         {"series": [("mean hops", ns, [r["mean_hops"] for r in rows]), ("fit a·log2(N) + b", ns, line)],
          "ylabel": "hops", "xlabel": "nodes N", "time": False, "logx": True, "marker": "o",
@@ -94,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
          "ylabel": "lookup latency, ms", "xlabel": "nodes N", "time": False, "logx": True, "marker": "o",
          "legend": "upper left"},
     ])
-    print(json.dumps({"sizes": ns, "rows": rows, "a": round(a, 4), "b": round(b, 4), "figure": args.out}))
+    print(json.dumps({"sizes": ns, "rows": rows, "a": round(a, 4), "b": round(b, 4), "figure": str(args.out)}))
     return 0
 
 

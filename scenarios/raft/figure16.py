@@ -22,8 +22,11 @@ ours and ours / paper; the figure draws those statements as open markers over th
 from __future__ import annotations
 
 import argparse
+import csv
 import math
+import os
 import sys
+import tomllib
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -37,6 +40,7 @@ BOTTOM = ["12-24", "25-50", "50-100", "100-200", "150-300"]
 RANGES = TOP + [r for r in BOTTOM if r not in TOP]
 SLOW = ["150-150", "150-151"]  # split votes may last until the run ends
 FAST_LIMIT_S = 5.0  # the other ranges' runs: the crash is at 1 s; 4 s after it is far beyond their longest trials
+MAX_TRIALS = 10_000  # per range: 9 ranges in one sweep stay within dsim sweep's 100,000 runs
 CENSOR_MS = trials_.CENSOR_MS  # the paper: "longer than 10 seconds" without randomness; runs end 10 s after the crash
 
 # What the paper says in its text (Ongaro and Ousterhout 2014, §9.3; thesis §9.4): range, what, value (ms),
@@ -123,29 +127,101 @@ def draw(times: dict[str, list[float]], path: Path) -> None:
         for group, title in ((TOP, "more randomness above a 150 ms minimum"), (BOTTOM, "scaled election timeouts"))])
 
 
+def check_sweep(sets: list[str]) -> str | None:
+    """Every run's config of the two sweeps, built and checked as ``dsim sweep`` would before its first
+    run (so a bad ``--set`` is one line before anything is written); the message if one is refused."""
+    from simulator import UsageError, build_config, get_scenario
+    from simulator import scriptargs as A
+
+    scen = get_scenario("raft")
+    with open(HERE / "figure16.toml", "rb") as fh:
+        file = tomllib.load(fh)
+    pairs = []
+    for kv in sets:
+        key, _, value = kv.partition("=")
+        pairs.append((key.strip(), value.strip()))
+    try:
+        for rng in RANGES:
+            options = {} if rng in SLOW else {"time_limit_s": FAST_LIMIT_S}
+            cfg = build_config(scen, seed=1, file=dict(file), options=options,
+                               sets={**dict(pairs), "election_timeout_range": rng})
+            A.check_config(cfg)
+    except UsageError as exc:
+        return str(exc)
+    return None
+
+
+def check_out(raw: str, sweep: bool) -> str | None:
+    """``--out``: a folder that can be made (or is), and, for a sweep, without one of its sweeps already."""
+    if not raw.strip() or "\0" in raw:
+        return f"bad value {raw!r} for --out: expected a folder path"
+    out = Path(raw)
+    if out.exists() and not out.is_dir():
+        return f"bad value {raw!r} for --out: it exists and is not a folder; expected a folder"
+    parent = next((p for p in [out, *out.absolute().parents] if p.exists()), None)
+    if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        return f"bad value {raw!r} for --out: cannot write there; expected a folder that can be created"
+    for done in (out / "sweep", out / "sweep" / "slow", out / "sweep" / "fast"):
+        if sweep and done.exists() and (not done.is_dir() or done.name != "sweep" and any(done.iterdir())):
+            return (f"bad value {raw!r} for --out: it holds {done} already; expected a new folder "
+                    "(or --runs to draw a sweep again)")
+    return None
+
+
+def read_given_runs(path: Path) -> tuple[dict[str, list[float]] | None, str | None]:
+    """``--runs``: the trials of a figure16 sweep's runs.csv, or the message saying why not."""
+    try:
+        times = read_runs(path)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        why = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else getattr(exc, "strerror", None) or exc
+        return None, f"bad value {str(path)!r} for --runs: cannot read it as CSV ({why}); expected a runs.csv of a sweep"
+    except (KeyError, ValueError, TypeError, AttributeError):
+        return None, (f"bad value {str(path)!r} for --runs: no election_timeout_range and election_ms columns of "
+                      "numbers; expected a runs.csv of a figure16 sweep")
+    if not any(times.get(rng) for rng in RANGES):
+        return None, (f"bad value {str(path)!r} for --runs: no trials of the ranges {', '.join(RANGES)}; "
+                      "expected a runs.csv of a figure16 sweep")
+    return times, None
+
+
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--trials", type=int, default=1000, help="trials (seeds) per election timeout range")
-    ap.add_argument("--jobs", type=int, default=1, help="parallel sweep workers")
-    ap.add_argument("--cluster", help="run the sweep on Dask instead: local:N or tcp://HOST:PORT (pip install -e '.[cluster]')")
+    from simulator import scriptargs as A
+
+    ap = A.Parser(prog="figure16", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--trials", type=A.integer(1, MAX_TRIALS), default=1000,
+                    help=f"trials (seeds) per election timeout range (1 to {MAX_TRIALS:,})")
+    max_jobs = max(8, 4 * (os.cpu_count() or 1))  # as dsim sweep --jobs
+    ap.add_argument("--jobs", type=A.integer(1, max_jobs), default=1, help=f"parallel sweep workers (1 to {max_jobs})")
+    ap.add_argument("--cluster", type=A.cluster,
+                    help="run the sweep on Dask instead: local:N or tcp://HOST:PORT (pip install -e '.[cluster]')")
     ap.add_argument("--out", default="results/figure16", help="folder for the sweep, the figure and the CSV")
-    ap.add_argument("--runs", help="an existing runs.csv: skip the sweep, only draw")
+    ap.add_argument("--runs", type=A.text_file, help="an existing runs.csv: skip the sweep, only draw")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a raft parameter over the experiment file's, for a what-if (repeatable), "
                          "e.g. --set vote_request_delay_ms=1")
-    args = ap.parse_args(argv)
-    for name, value in (("--trials", args.trials), ("--jobs", args.jobs)):
-        if value < 1:
-            print(f"figure16: error: bad value {value!r} for {name}: expected a whole number >= 1", file=sys.stderr)
-            return 2
+    args = ap.parse(argv)
+    if isinstance(args, int):  # a bad argument (its one line printed), or --help
+        return args
     for kv in args.set:
-        if "=" not in kv:
+        if "=" not in kv or not kv.partition("=")[0].strip():
             print(f"figure16: error: bad value {kv!r} for --set: expected KEY=VALUE", file=sys.stderr)
             return 2
+    # everything checked before anything is written: a refused input leaves no folder behind
     out = Path(args.out)
+    times = None
+    if args.runs:
+        times, problem = read_given_runs(args.runs)
+    else:
+        problem = check_sweep(args.set)
+    problem = problem or check_out(args.out, sweep=not args.runs)
+    if problem:
+        print(f"figure16: error: {problem}", file=sys.stderr)
+        return 2
     out.mkdir(parents=True, exist_ok=True)
-    runs = Path(args.runs) if args.runs else run_sweep(args.trials, args.jobs, out / "sweep", args.cluster, args.set)
-    times = read_runs(runs)
+    # absolute: the sweep runs from the repository root, wherever this was started
+    runs = args.runs or run_sweep(args.trials, args.jobs, out.absolute() / "sweep", args.cluster, args.set)
+    if times is None:
+        times = read_runs(runs)
     rows = summarise(times)
     if not rows:
         raise SystemExit(f"no trials in {runs}")
