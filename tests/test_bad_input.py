@@ -41,26 +41,18 @@ def dsim_proc(*args, cwd, timeout=120) -> subprocess.CompletedProcess:
     return subprocess.run([*cmd, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout)
 
 
-def assert_refused(code: int, err: str, needle: str | None = None) -> None:
+def assert_refused(code: int, err: str, *needles: str | None) -> None:
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2, err
     assert len(lines) == 1 and lines[0].startswith("dsim: error:"), err
     assert "Traceback" not in err
-    if needle is not None:
-        assert needle in lines[0], err
+    for needle in needles:
+        if needle is not None:
+            assert needle in lines[0], err
 
 
 def listing(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*")}
-
-
-@pytest.fixture
-def here(tmp_path, monkeypatch):
-    """An empty working folder, so a default results/ folder would show."""
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    return work
 
 
 # ---- command lines ------------------------------------------------------------------------------
@@ -269,17 +261,6 @@ def test_unreadable_toml_files_are_refused(here, capsys):
 
 
 # ---- run folders --------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def good_run(tmp_path_factory):
-    """One real, complete, tiny queue run folder (copied, never modified, by the tests)."""
-    out = tmp_path_factory.mktemp("good") / "run"
-    try:
-        main(["run", "queue", "--seed", "2", "--time-limit", "0.5", "--no-plots", "--out", str(out)])
-    except SystemExit as exc:
-        assert exc.code == 0
-    return out
-
 
 def _manifest_edit(edit):
     def apply(folder: Path) -> None:

@@ -21,15 +21,6 @@ from simulator.pipeline.sweep import MAX_RUNS, check_record
 from .test_bad_input import TINY, assert_refused, dsim_in, listing
 
 
-@pytest.fixture
-def here(tmp_path, monkeypatch):
-    """An empty working folder, so a default results/ folder would show."""
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    return work
-
-
 # ---- fault plans and config files ---------------------------------------------------------------
 
 CRASH = 'node = "n1"\n'

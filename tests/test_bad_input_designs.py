@@ -23,17 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PING = ROOT / "examples" / "ping" / "ping.py"
 
 
-@pytest.fixture(autouse=True)
-def clean_registry(monkeypatch):
-    """The registry as it is, restored after each test (designs loaded here must not leak into others)."""
-    registry.names()
-    for attr in ("_REGISTRY", "_ORIGIN", "_DESIGNS", "_BY_PATH", "_FAILED"):
-        monkeypatch.setattr(registry, attr, dict(getattr(registry, attr)))
-    modules = set(sys.modules)
-    yield registry
-    for name in set(sys.modules) - modules:
-        if name.startswith("_dsim_design_"):
-            del sys.modules[name]
+pytestmark = pytest.mark.usefixtures("clean_registry")  # designs loaded here must not leak into other tests
 
 
 @pytest.fixture

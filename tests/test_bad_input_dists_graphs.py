@@ -6,32 +6,12 @@ import pytest
 
 from scenarios.graph.scenario import THREE_TIER, THREE_TIER_ROUTES
 from simulator import UsageError
-from simulator.cli import main
 from simulator.engine import topology as T
 from simulator.engine.dists import Dist
 from simulator.kit.graph import parse as parse_design
+from tests.test_bad_input import assert_refused, dsim_in
 
 TINY = ["--seed", "1", "--time-limit", "0.2", "--no-plots"]
-
-
-def dsim_in(capsys, *args) -> tuple[int, str, str]:
-    """Run `dsim ARGS` in-process; return (exit status, stdout, stderr)."""
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_refused(code: int, err: str, *needles: str) -> None:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("dsim: error:"), err
-    assert "Traceback" not in err
-    for needle in needles:
-        assert needle in lines[0], err
 
 
 # ---- distributions ------------------------------------------------------------------------------

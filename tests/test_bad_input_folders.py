@@ -16,27 +16,6 @@ import pytest
 from tests.test_bad_input import TINY, assert_refused, dsim_in, listing
 
 
-@pytest.fixture(scope="module")
-def good_run(tmp_path_factory):
-    """One real, complete, tiny queue run folder (copied, never modified, by the tests)."""
-    from simulator.cli import main
-
-    out = tmp_path_factory.mktemp("good") / "run"
-    try:
-        main(["run", "queue", "--seed", "2", "--time-limit", "0.3", "--no-plots", "--out", str(out)])
-    except SystemExit as exc:
-        assert exc.code == 0
-    return out
-
-
-@pytest.fixture
-def here(tmp_path, monkeypatch):
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    return work
-
-
 def _json_edit(name: str, edit):
     def apply(folder: Path) -> None:
         data = json.loads((folder / name).read_text())

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from simulator.pipeline import scenario as registry
 
 ROOT = Path(__file__).resolve().parent.parent
 PING = ROOT / "examples" / "ping" / "ping.py"
@@ -195,19 +194,6 @@ def test_a_shipped_design_that_fails_to_import_is_listed_and_the_others_run(tmp_
     assert again.returncode == 2
     assert again.stderr.strip() == ("dsim: error: scenario 'brokendesign' failed to load: "
                                     "ImportError: needs a module it cannot find")
-
-
-@pytest.fixture
-def clean_registry(monkeypatch):
-    """The registry as it is, restored after the test (designs loaded here must not leak into other tests)."""
-    registry.names()
-    for attr in ("_REGISTRY", "_ORIGIN", "_DESIGNS", "_BY_PATH", "_FAILED"):
-        monkeypatch.setattr(registry, attr, dict(getattr(registry, attr)))
-    modules = set(sys.modules)
-    yield registry
-    for name in set(sys.modules) - modules:
-        if name.startswith("_dsim_design_"):
-            del sys.modules[name]
 
 
 def test_files_named_alike_load_as_distinct_modules_once_each(tmp_path, clean_registry):
