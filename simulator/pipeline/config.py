@@ -521,9 +521,10 @@ def dry_build(cfg: RunConfig) -> None:
         raise
     except Exception:  # noqa: BLE001 - not bad input: the run itself reports it
         return
-    own_verbs = registry.for_config(cfg).fault_verbs
+    design = registry.for_config(cfg)
     for i, act in enumerate(cfg.faults):  # build_config checked the types of these
-        if act["action"] in own_verbs:  # a design's own verb reads its arguments its own way (twopc: node="any")
+        if act["action"] in design.fault_verbs:  # a design's own verb reads its arguments its own way (twopc: node="any")
+            design.check_fault(i + 1, act, hosts, cfg.params)
             continue
         named = [act["node"]] if "node" in act else []
         named += list(act.get("srcs", [])) + list(act.get("dsts", []))

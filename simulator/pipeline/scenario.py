@@ -204,6 +204,13 @@ class Scenario:
     def validate(cls, params: dict[str, Any]) -> None:
         """Check the parameters together once each is valid alone; raise UsageError (one line)."""
 
+    @classmethod
+    def check_fault(cls, n: int, act: dict[str, Any], hosts: set[str], params: dict[str, Any]) -> None:
+        """Check fault ``n`` (1-based) of a config file's plan, ``act``, one of this design's own
+        ``fault_verbs``: its arguments' types and ranges, and the hosts it names among ``hosts`` (the
+        run's nodes and clients). Raise UsageError (one line naming the fault, the argument and the
+        value). Called before the run starts (``config.dry_build``), once the design has built."""
+
     def build(self, sim: "Simulation", cfg) -> Setup:
         raise NotImplementedError
 
@@ -315,7 +322,7 @@ def _interruptible(fn: Callable[[], Any]) -> Callable[[], Any]:
 # A design's name names its results folder (results/NAME/...): a letter, then letters, digits, '-', '_'.
 NAME_RULE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 NAME_ACCEPTED = "a name of at most 64 characters: a letter, then letters, digits, '-' or '_'"
-_METHODS = ("build", "check", "prepare", "figures", "plots", "validate")
+_METHODS = ("build", "check", "prepare", "figures", "plots", "validate", "check_fault")
 # More checks of a loaded design, added by the layer that knows what they check (config.py: the
 # design's defaults as run options, its parameters' defaults), so this module imports none of it.
 LOAD_CHECKS: list[Callable[[type[Scenario]], None]] = []
