@@ -11,9 +11,11 @@ readme-staleness.png  the staleness CDF of the reads of ``delete`` and of ``leas
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from simulator import build_config, execute, get_scenario, plots
+from simulator import UsageError, build_config, execute, get_scenario, plots
+from simulator import scriptargs as A
 
 from .figures import series_per_s
 from .scenario import read_staleness
@@ -23,10 +25,28 @@ def run(sets: dict, **options):
     return execute(build_config(get_scenario("cache"), seed=options.pop("seed", 1), options=options, sets=sets))
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="scenarios/cache", help="folder for the PNGs")
-    out = Path(ap.parse_args(argv).out)
+FIGURES = ("readme-stampede.png", "readme-staleness.png")
+
+
+def _out_folder(text: str, option: str) -> Path:
+    """A folder for the figures: there already, or one that can be made."""
+    path = A.folder_path(text, option)
+    for name in FIGURES:
+        if (path / name).exists() and not (path / name).is_file():
+            raise UsageError(f"bad value {text!r} for {option}: {path / name} is not a file; expected a folder "
+                             f"where {' and '.join(FIGURES)} can be written")
+    return path
+
+
+def main(argv=None) -> int:
+    ap = A.Parser(prog="python -m scenarios.cache.readme_figures", description=__doc__,
+                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=A.Check(_out_folder), default="scenarios/cache",
+                    help="folder for the PNGs (made if needed)")
+    args = ap.parse(argv)
+    if isinstance(args, int):  # a bad argument (its one line printed, before anything is written), or --help
+        return args
+    out = args.out
     out.mkdir(parents=True, exist_ok=True)
     hot = {"keys": 1, "write_share": 0.0, "ttl_ms": 500.0, "recompute_ms": 50.0}
     series = []
@@ -51,7 +71,8 @@ def main(argv=None) -> None:
     plots.cdf_panels(out / "readme-staleness.png", "Staleness of stale reads: delete vs lease, same faults (seed 3)",
                      [{"title": "recompute_ms=20; crash + partition-random-halves of app and cache nodes every 1.5 s",
                        "xlabel": "staleness (ms)", "series": cdfs}])
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

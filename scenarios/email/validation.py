@@ -17,17 +17,25 @@ hundred thousand customers give about 1% standard error at c=2, rho=0.5.
 
 from __future__ import annotations
 
-import argparse
+import math
+import sys
 
 import numpy as np
 
-from simulator import Dist, Node, Simulation, erlang_c
+from simulator import Dist, Node, Simulation, UsageError, erlang_c
+from simulator import scriptargs as A
 
 from .messages import TX, Enqueue, QueueMessage
 from .model import IDEAL, Mailboxes, ProviderControl, provider_node
 from .provider import Provider, SuppressionList
 from .queue import Partition
 from .settings import Settings
+
+MAX_SERVERS = 10_000  # the email design's workers at most
+MAX_CUSTOMERS = 10_000_000  # every lease's record is held in memory
+MIN_RHO = 1e-6
+MIN_SEND_MS, MAX_SEND_MS = 1e-3, 1e9  # the kernel's clock counts nanoseconds
+MAX_SPAN_S = 1e6  # simulated seconds of arrivals at most: idle workers long-poll twice a second all along
 
 
 class PoissonSource(Node):
@@ -86,20 +94,41 @@ def send_stage_waits(servers: int, rate_s: float, send_ms: float, customers: int
     return waits / 1e9
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--servers", type=int, default=2)
-    ap.add_argument("--rho", type=float, default=0.5)
-    ap.add_argument("--send-ms", type=float, default=100.0)
-    ap.add_argument("--customers", type=int, default=200_000)
-    ap.add_argument("--seed", type=int, default=1)
-    a = ap.parse_args(argv)
+def _rho(text: str, option: str) -> float:
+    expected = f"a finite number from {MIN_RHO:g} to below 1 (the load per server; a stable queue needs it below 1)"
+    try:
+        rho = A.number(MIN_RHO, 1.0).value(text, option)
+    except UsageError:
+        rho = math.nan
+    if not rho < 1:
+        raise UsageError(f"bad value {text!r} for {option}: expected {expected}")
+    return rho
+
+
+def main(argv=None) -> int:
+    ap = A.Parser(prog="python -m scenarios.email.validation", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--servers", type=A.integer(1, MAX_SERVERS), default=2,
+                    help=f"send workers, each one server (1 to {MAX_SERVERS:,})")
+    ap.add_argument("--rho", type=A.Check(_rho), default=0.5, help="load per server (above 0, below 1)")
+    ap.add_argument("--send-ms", type=A.number(MIN_SEND_MS, MAX_SEND_MS), default=100.0,
+                    help=f"mean send time in ms ({MIN_SEND_MS:g} to {MAX_SEND_MS:g})")
+    ap.add_argument("--customers", type=A.integer(1, MAX_CUSTOMERS), default=200_000,
+                    help=f"messages sent (1 to {MAX_CUSTOMERS:,})")
+    ap.add_argument("--seed", type=A.seed, default=1)
+    a = ap.parse(argv)
+    if isinstance(a, int):  # a bad argument (its one line printed, before the run), or --help
+        return a
     rate = a.rho * a.servers * 1000.0 / a.send_ms
+    if a.customers / rate > MAX_SPAN_S:
+        ap.fail(f"bad value '{a.customers}' for --customers: at {rate:g} arrivals/s (--rho x --servers x 1000 / "
+                f"--send-ms) they span {a.customers / rate:g} simulated s; expected at most {MAX_SPAN_S:g} s of "
+                "arrivals (fewer customers, or a higher arrival rate)")
     w = send_stage_waits(a.servers, rate, a.send_ms, a.customers, a.seed)
     p_wait, wq, _ = erlang_c(a.servers, rate, a.send_ms / 1000)
     print(f"customers {len(w)}  waiting time mean {w.mean() * 1e3:.3f} ms, Erlang C {wq * 1e3:.3f} ms "
           f"(ratio {w.mean() / wq:.4f}); P(wait) {np.mean(w > 0):.4f}, Erlang C {p_wait:.4f}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

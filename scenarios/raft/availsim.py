@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -31,6 +32,9 @@ except ImportError:  # run as a script: python scenarios/raft/availsim.py
 # complete in 3 s."
 THESIS = {1: {"mean_ms": 475.0, "p999_ms": 1500.0}, 2: {"mean_ms": 650.0, "p999_ms": 3000.0}}
 RANGE = "300-600"
+MAX_TRIALS = 100_000  # per curve: one dsim sweep each, and dsim sweep runs at most 100,000
+MAX_JOBS = max(8, 4 * (os.cpu_count() or 1))  # as dsim sweep --jobs
+OUTPUTS = ("availsim-2down.toml", "availsim.csv", "availsim.png")
 
 
 def configs(out: Path) -> dict[int, Path]:
@@ -58,16 +62,39 @@ def summary(down: int, values: list[float]) -> dict:
     return row
 
 
+def check_out(raw: str) -> str | None:
+    """``--out``: a folder that can be made (or is), without a sweep of this script already."""
+    from simulator import UsageError
+    from simulator import scriptargs as A
+
+    try:
+        out = A.folder_path(raw, "--out")
+    except UsageError as exc:
+        return str(exc)
+    for name in ("sweep-1down", "sweep-2down"):
+        done = out / name
+        if done.exists() and (not done.is_dir() or any(done.iterdir())):
+            return f"bad value {raw!r} for --out: it holds {done} already; expected a new folder"
+    for name in OUTPUTS:
+        if (out / name).exists() and not (out / name).is_file():
+            return f"bad value {raw!r} for --out: {out / name} is not a file; expected a folder where {name} can be written"
+    return None
+
+
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--trials", type=int, default=10000, help="elections per curve (the thesis: 10,000)")
-    ap.add_argument("--jobs", type=int, default=1, help="parallel sweep workers")
+    from simulator import scriptargs as A
+
+    ap = A.Parser(prog="availsim", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--trials", type=A.integer(1, MAX_TRIALS), default=10000,
+                    help=f"elections per curve (the thesis: 10,000; 1 to {MAX_TRIALS:,})")
+    ap.add_argument("--jobs", type=A.integer(1, MAX_JOBS), default=1, help=f"parallel sweep workers (1 to {MAX_JOBS})")
     ap.add_argument("--out", default="results/availsim", help="folder for the sweeps, the figure and the CSV")
-    args = ap.parse_args(argv)
-    for name, value in (("--trials", args.trials), ("--jobs", args.jobs)):
-        if value < 1:
-            print(f"availsim: error: bad value {value!r} for {name}: expected a whole number >= 1", file=sys.stderr)
-            return 2
+    args = ap.parse(argv)
+    if isinstance(args, int):  # a bad argument (its one line printed, before anything is written), or --help
+        return args
+    problem = check_out(args.out)
+    if problem:
+        ap.fail(problem)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     curves = {}

@@ -153,14 +153,13 @@ def check_sweep(sets: list[str]) -> str | None:
 
 def check_out(raw: str, sweep: bool) -> str | None:
     """``--out``: a folder that can be made (or is), and, for a sweep, without one of its sweeps already."""
-    if not raw.strip() or "\0" in raw:
-        return f"bad value {raw!r} for --out: expected a folder path"
-    out = Path(raw)
-    if out.exists() and not out.is_dir():
-        return f"bad value {raw!r} for --out: it exists and is not a folder; expected a folder"
-    parent = next((p for p in [out, *out.absolute().parents] if p.exists()), None)
-    if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        return f"bad value {raw!r} for --out: cannot write there; expected a folder that can be created"
+    from simulator import UsageError
+    from simulator import scriptargs as A
+
+    try:
+        out = A.folder_path(raw, "--out")
+    except UsageError as exc:
+        return str(exc)
     for done in (out / "sweep", out / "sweep" / "slow", out / "sweep" / "fast"):
         if sweep and done.exists() and (not done.is_dir() or done.name != "sweep" and any(done.iterdir())):
             return (f"bad value {raw!r} for --out: it holds {done} already; expected a new folder "

@@ -14,15 +14,20 @@ Other parameters go with ``--set k=v`` (``--set degraded=api-1`` puts the degrad
 
 from __future__ import annotations
 
-import argparse
 import csv
+import math
+import sys
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
+from simulator import UsageError
+from simulator import scriptargs as A
 from simulator.kit.balancer import POLICIES
 from simulator.kit.client import RESULT
+from simulator.pipeline.config import LIMITS
+from simulator.pipeline.sweep import MAX_RUNS
 
 COLUMNS = ("policy", "load_rps", "seed", "api_p99_ms", "static_p99_ms", "slowest_share", "fair_share", "failed",
            "valid")
@@ -112,31 +117,124 @@ def table(summary: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description="reverse-proxy: p99 against load for each balancing policy")
-    ap.add_argument("--policies", default=",".join(POLICIES), help="comma-separated, e.g. round-robin,p2c")
-    ap.add_argument("--loads", default="500,1000,1500,2000,2500,3000", help="offered loads, requests/s")
-    ap.add_argument("--seeds", default="1", help="e.g. 1-3")
-    ap.add_argument("--time-limit", type=float, default=10.0, help="simulated seconds per run")
-    ap.add_argument("--set", action="append", default=[], metavar="K=V", help="another parameter of the runs")
-    ap.add_argument("--out", default="results/reverse-proxy-policies")
-    ap.add_argument("--from-csv", default=None, help="redraw from an earlier policies.csv")
-    a = ap.parse_args(argv)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if a.from_csv:
-        with open(a.from_csv) as fh:
-            rows = list(csv.DictReader(fh))
-    else:
-        from simulator import parse_seeds
+def _out_folder(text: str, option: str) -> Path:
+    """A folder for the results: there already, or one that can be made."""
+    path = A.folder_path(text, option)
+    for name in ("policies.csv", "policies.png"):
+        if (path / name).exists() and not (path / name).is_file():
+            raise UsageError(f"bad value {text!r} for {option}: {path / name} is not a file; expected a folder "
+                             "where policies.csv and policies.png can be written")
+    return path
 
-        sets = dict(kv.split("=", 1) for kv in a.set)
+
+def _loads(text: str, option: str) -> list[float]:
+    lo, hi = LIMITS["rate"]
+    expected = f"offered loads in requests/s, comma-separated, each once, each from {lo:g} to {hi:,.0f}"
+    one = A.number(lo, hi)
+    try:
+        values = [one.value(x, option) for x in str(text).split(",")]
+    except UsageError:
+        raise UsageError(f"bad value {text!r} for {option}: expected {expected}") from None
+    if len(set(values)) != len(values):
+        raise UsageError(f"bad value {text!r} for {option}: expected {expected}")
+    return values
+
+
+def _sets(items: list[str]) -> dict[str, str]:
+    """``--set K=V`` items as a dict (each key once; not ``policy``, which ``--policies`` sweeps)."""
+    out: dict[str, str] = {}
+    for kv in items:
+        key, sep, value = kv.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"bad value {kv!r} for --set: expected key=value")
+        if key in out:
+            raise UsageError(f"bad value {kv!r} for --set: {key!r} is already set to {out[key]!r}; expected each key once")
+        if key == "policy":
+            raise UsageError(f"bad value {kv!r} for --set: the policy is swept by --policies; expected another parameter")
+        out[key] = value
+    return out
+
+
+def read_rows(path: Path) -> list[dict]:
+    """``--from-csv``: the rows of an earlier policies.csv, each checked (a UsageError if not one)."""
+    need = ("policy", "load_rps", "api_p99_ms", "slowest_share", "fair_share", "failed")
+    expected = f"a policies.csv of this script (columns {', '.join(COLUMNS)}, one row per run)"
+    try:
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            fields = reader.fieldnames or []
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        why = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else getattr(exc, "strerror", None) or exc
+        raise UsageError(f"bad value {str(path)!r} for --from-csv: cannot read it as CSV ({why}); expected {expected}") from None
+    missing = [c for c in need if c not in fields]
+    if missing:
+        raise UsageError(f"bad value {str(path)!r} for --from-csv: no column {missing[0]}; expected {expected}")
+    if not rows:
+        raise UsageError(f"bad value {str(path)!r} for --from-csv: no rows; expected {expected}")
+
+    def number(x, empty_ok: bool) -> bool:
+        if empty_ok and x in (None, "", "None"):
+            return True
+        try:
+            return math.isfinite(float(x))
+        except (TypeError, ValueError):
+            return False
+
+    for n, r in enumerate(rows, 2):
+        bad = ("policy" if r["policy"] not in POLICIES else "load_rps" if not number(r["load_rps"], False)
+               else next((c for c in need[2:] if not number(r[c], c == "api_p99_ms")), None))
+        if bad:
+            raise UsageError(f"bad value {str(path)!r} for --from-csv: line {n} has {bad} {r[bad]!r}; expected {expected}")
+    return rows
+
+
+def main(argv=None) -> int:
+    lo, hi = LIMITS["time_limit_s"]
+    ap = A.Parser(prog="python -m scenarios.reverse_proxy.policies",
+                  description="reverse-proxy: p99 against load for each balancing policy")
+    ap.add_argument("--policies", type=A.names(POLICIES), default=",".join(POLICIES),
+                    help="comma-separated, e.g. round-robin,p2c")
+    ap.add_argument("--loads", type=A.Check(_loads), default="500,1000,1500,2000,2500,3000",
+                    help="offered loads, requests/s, comma-separated")
+    ap.add_argument("--seeds", default="1", help="e.g. 1-3")
+    ap.add_argument("--time-limit", type=A.number(lo, hi), default=10.0,
+                    help=f"simulated seconds per run ({lo:g} to {hi:g})")
+    ap.add_argument("--set", action="append", default=[], metavar="K=V", help="another parameter of the runs")
+    ap.add_argument("--out", type=A.Check(_out_folder), default="results/reverse-proxy-policies",
+                    help="folder for policies.csv and policies.png (made if needed)")
+    ap.add_argument("--from-csv", type=A.text_file, default=None, help="redraw from an earlier policies.csv")
+    a = ap.parse(argv)
+    if isinstance(a, int):  # a bad argument (its one line printed, before anything is written), or --help
+        return a
+    # everything checked before the folder is made: a refused input leaves nothing behind
+    try:
+        if a.from_csv:
+            rows = read_rows(a.from_csv)
+        else:
+            from simulator import build_config, get_scenario, parse_seeds
+
+            seeds = parse_seeds(a.seeds)
+            sets = _sets(a.set)
+            total = len(a.policies) * len(a.loads) * len(seeds)
+            if total > MAX_RUNS:
+                raise UsageError(f"bad value {a.seeds!r} for --seeds: {total:,} runs with {len(a.policies)} policies "
+                                 f"and {len(a.loads)} loads; expected at most {MAX_RUNS:,} runs in all")
+            sc = get_scenario("reverse-proxy")
+            for policy in a.policies:
+                for load in a.loads:
+                    A.check_config(build_config(sc, seed=seeds[0], options={"rate": load, "time_limit_s": a.time_limit},
+                                                sets={"degraded": "none", **sets, "policy": policy}))
+    except UsageError as exc:
+        ap.fail(str(exc))
+    out = a.out
+    out.mkdir(parents=True, exist_ok=True)
+    if not a.from_csv:
         rows = []
-        for policy in a.policies.split(","):
-            if policy not in POLICIES:
-                ap.error(f"bad value {policy!r} for --policies: expected some of {', '.join(POLICIES)}")
-            for load in (float(x) for x in a.loads.split(",")):
-                for seed in parse_seeds(a.seeds):
+        for policy in a.policies:
+            for load in a.loads:
+                for seed in seeds:
                     rows.append(measure(policy, load, seed, a.time_limit, sets))
                     print(f"  {policy} {load:g} req/s seed {seed}: p99 {rows[-1]['api_p99_ms']} ms", flush=True)
         with open(out / "policies.csv", "w", newline="") as fh:
@@ -148,7 +246,8 @@ def main(argv=None) -> None:
     name = draw(summary, out / "policies.png", sub + (f", {' '.join(a.set)}" if a.set else ""))
     print(table(summary))
     print(f"figure: {out / name}\ntable: {out / 'policies.csv'}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -34,8 +34,8 @@ from typing import Any
 from ..engine.errors import UsageError
 from ..engine.rng import MAX_SEED
 
-__all__ = ["FIGURE_SUFFIXES", "Check", "Parser", "check_config", "cluster", "integer", "integers", "names", "number",
-           "out_file", "seed", "text_file"]
+__all__ = ["FIGURE_SUFFIXES", "Check", "Parser", "check_config", "cluster", "folder_path", "integer", "integers", "names",
+           "number", "out_file", "seed", "text_file"]
 
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg")  # as `dsim plot --out` accepts
 _INTEGER = re.compile(r"[+-]?\d{1,30}")
@@ -168,6 +168,21 @@ def names(accepted: tuple[str, ...] | list[str]) -> Check:
 
     convert.__name__ = "names"
     return Check(convert)
+
+
+def folder_path(text: str, option: str) -> Path:
+    """An output folder named by ``option``: there already, or one that can be made; a UsageError
+    (one line) otherwise. Scripts add what must not be in the way inside it."""
+    raw = str(text)
+    if not raw.strip() or "\0" in raw:
+        raise UsageError(f"bad value {text!r} for {option}: expected a folder path")
+    path = Path(raw)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"bad value {text!r} for {option}: it exists and is not a folder; expected a folder")
+    parent = next((p for p in [path, *path.absolute().parents] if p.exists()), None)
+    if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"bad value {text!r} for {option}: cannot write there; expected a folder that can be created")
+    return path
 
 
 def out_file(suffixes: tuple[str, ...] = ()) -> Check:
