@@ -582,6 +582,9 @@ class CacheTier(Scenario):
     def validate(cls, params) -> None:
         from simulator import UsageError
 
+        if params["hot_key_replicas"] > params["cache_nodes"] - 1:  # nodes.Ring.nodes has no more to give
+            raise UsageError(f"bad value {params['hot_key_replicas']} for hot_key_replicas: expected at most "
+                             f"{params['cache_nodes'] - 1} (cache_nodes - 1: the nodes besides a hot key's home)")
         if params["trace"] != "none":
             from . import trace
 

@@ -32,6 +32,7 @@ from .replay import BadInput, read_csv, read_oracle
 
 FORMATS = ("auto", "oracleGeneral", "csv")
 STEPS = 1000
+MAX_TIME_S = 2**32 - 1  # oracleGeneral's largest time (a uint32): keeps Unix seconds; int64 nanoseconds hold it
 
 
 @dataclass
@@ -66,6 +67,7 @@ def load(path_text: str, fmt: str = "auto") -> Trace:
         raise UsageError(str(e)) from None
     if not ops:
         raise UsageError(f"bad value {path_text!r} for trace: expected at least one request")
+    _check_times(path, kind, times)
     dense: dict = {}
     keys, sizes = [], []
     for _, k, s in ops:
@@ -82,6 +84,31 @@ def load(path_text: str, fmt: str = "auto") -> Trace:
     _memo.clear()  # one trace at a time: a sweep reuses it, a new file replaces it
     _memo[memo_key] = tr
     return tr
+
+
+def _check_times(path: Path, kind: str, times: list) -> None:
+    """Every request's time finite and from 0 to MAX_TIME_S (``trace_speed`` reads them; a NaN or a
+    negative one broke its rate curve), else a UsageError naming the file, the line and the time."""
+    t = np.asarray(times, dtype=float)
+    bad = ~np.isfinite(t) | (t < 0) | (t > MAX_TIME_S)
+    if not bad.any():
+        return
+    i = int(np.argmax(bad))
+    where, shown = f"record {i + 1}", f"{t[i]:g}"
+    if kind == "csv":  # the line of the i-th request, as read_csv counts them (blank lines and a header skipped)
+        import csv
+
+        with path.open(newline="") as f:
+            k = -1
+            for n, row in enumerate(csv.reader(f), 1):
+                if not row or (n == 1 and row[0].strip().lower() in ("time", "timestamp")):
+                    continue
+                k += 1
+                if k == i:
+                    where, shown = f"line {n}", repr(row[0])
+                    break
+    raise UsageError(f"bad time {shown} at {where} of {str(path)!r} for trace: expected seconds from 0 to "
+                     f"{MAX_TIME_S} (a finite number)")
 
 
 def generate(tr: Trace, write_share: float):

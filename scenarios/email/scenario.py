@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 
-from simulator import Dist, Param, RunData, Scenario, Setup, register
+from simulator import Dist, Param, RunData, Scenario, Setup, UsageError, register
 
 from . import checks, figures
 from .ingest import Api, Client
@@ -55,6 +55,10 @@ def _workers_cut_from_queue(servers, rng, interval_ns):
     return [{"action": "partition", "groups": [workers, parts]}], [{"action": "heal"}]
 
 
+FINAL_CAMPAIGN_MAX = 10_000_000  # its mailbox rows take a byte per recipient, its run ~7 wall s a million
+FAULT_KEYS = ("action", "at_s", "at_ns", "nemesis", "phase")  # what every planned fault may carry
+
+
 @register
 class Email(Scenario):
     name = "email"
@@ -66,7 +70,8 @@ class Email(Scenario):
         Param("campaign_every_s", 30.0, "mean simulated seconds between campaign submissions (0: none)", min=0.0,
               time_scale=True),
         Param("final_campaign_recipients", 0, "one more campaign, submitted after the main phase and drained "
-              "before the run ends (the benchmark's million), absolute count", type=int, min=0),
+              "before the run ends (the benchmark's million), absolute count, at most 10 million (about 7 wall s "
+              "and 170 MB a million)", type=int, min=0, max=FINAL_CAMPAIGN_MAX),
         Param("day_s", 60.0, "simulated seconds of one compressed day of the daily curve", min=1.0, time_scale=True),
         Param("daily_amplitude", 0.6, "swing of the daily curve around its mean (0: a flat Poisson rate)", min=0.0, max=1.0),
         Param("population", 2_000_000, "distinct addresses at full scale", type=int, min=1),
@@ -91,7 +96,8 @@ class Email(Scenario):
         Param("retry_cap_ms", 30000.0, "largest retry back-off", min=0.0),
         Param("max_attempts", 8, "attempts before a recipient goes to the dead-letter queue", type=int, min=1),
         Param("max_age_s", 600.0, "age after which a recipient goes to the dead-letter queue", min=0.0),
-        Param("rate_headroom", 0.9, "share of each provider's limit the workers' buckets use together", min=0.0, max=1.0),
+        Param("rate_headroom", 0.9, "share of each provider's limit the workers' buckets use together",
+              min=0.01, max=1.0),
         Param("bucket_depth_s", 0.2, "token bucket depth, in seconds of its rate", min=0.0),
         Param("provider_burst_s", 0.2, "slack of the provider's own limiter, seconds of its limit", min=0.0),
         Param("defer_rate", 0.03, "chance a provider defers a valid recipient (transient 4xx)", min=0.0, max=1.0),
@@ -148,6 +154,19 @@ class Email(Scenario):
                        "tx_rate_s": 0.0, "population": 5_000_000, "batch_size": 500, "workers": 16, "connections": 16},
         },
     }
+
+    @classmethod
+    def check_fault(cls, n, act, hosts, params) -> None:
+        verb = act["action"]
+        args = cls.fault_verbs[verb]
+        for key in act:
+            if key not in FAULT_KEYS and key not in args:
+                raise UsageError(f"unknown argument {key!r} of fault {n} ({verb}): accepted: "
+                                 f"{', '.join(FAULT_KEYS[:3] + args)}")
+        names = (IDEAL,) if params["provider_set"] == "ideal" else PROVIDER_NAMES
+        if not isinstance(act["provider"], str) or act["provider"] not in names:
+            raise UsageError(f"bad value {act['provider']!r} for provider of fault {n} ({verb}): expected a provider "
+                             f"of this run: {', '.join(names)}")
 
     def build(self, sim, cfg) -> Setup:
         p = cfg.params

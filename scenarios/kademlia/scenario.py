@@ -25,6 +25,9 @@ from .client import KadClient
 from .ids import key_id
 from .node import Conf, Kad
 
+FAULT_KEYS = ("action", "at_s", "at_ns", "nemesis", "phase")  # what every planned fault may carry
+MAX_WINDOW_MS = 1e12  # a churn window's longest: the longest run (1e9 s); the nemesis's is its interval
+
 
 def _hour_of_churn(nodes: int) -> dict:
     """The 100k preset's shape for ``nodes`` nodes (see ``Kademlia.benchmarks``)."""
@@ -136,6 +139,20 @@ class Kademlia(Scenario):
         "dsim sweep kademlia --seeds 1-30 --nemesis churn,partition-random-halves --jobs 2",
         "python -m scenarios.kademlia.scaling --sizes 1000,10000,100000",
     )
+
+    @classmethod
+    def check_fault(cls, n, act, hosts, params) -> None:
+        verb = act["action"]
+        args = cls.fault_verbs[verb]
+        for key in act:
+            if key not in FAULT_KEYS and key not in args:
+                raise UsageError(f"unknown argument {key!r} of fault {n} ({verb}): accepted: "
+                                 f"{', '.join(FAULT_KEYS[:3] + args)}")
+        if verb == "churn":  # the window's length: churn.py's sessions end and restart until it closes
+            w = act["window_ms"]
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 < w <= MAX_WINDOW_MS:
+                raise UsageError(f"bad value {w!r} for window_ms of fault {n} (churn): expected a number of ms "
+                                 f"above 0 and at most {MAX_WINDOW_MS:g} (1e9 s, the longest run)")
 
     @classmethod
     def validate(cls, params: dict) -> None:

@@ -55,15 +55,22 @@ def routes(p: dict) -> list[Route]:
                   slo_p99_ms=slo)]
 
 
+MAX_UPSTREAMS = 64  # a cluster's upstreams (one per entry of its *_service_ms), as many as proxies may be
+
+
 def means(text: str, name: str) -> list[float]:
     try:
         out = [float(x) for x in str(text).split(",")]
         if not out or any(not (0 < x < 1e6) for x in out):
             raise ValueError
-        return out
     except ValueError:
         raise UsageError(f"bad value {text!r} for {name}: expected comma-separated mean service times in ms "
                          "(each > 0), e.g. 2,3,4,6") from None
+    if len(out) > MAX_UPSTREAMS:
+        shown = str(text) if len(str(text)) <= 40 else str(text)[:37] + "..."
+        raise UsageError(f"bad value {shown!r} for {name}: expected at most {MAX_UPSTREAMS} comma-separated mean "
+                         f"service times in ms (one upstream each), not {len(out)}")
+    return out
 
 
 def clusters(p: dict) -> dict[str, list[str]]:
@@ -266,8 +273,10 @@ class ReverseProxy(Scenario):
         Param("base_ejection_ms", 1000.0, "first ejection's length, doubled per ejection in a row, ms", min=1.0),
         Param("max_ejection_ms", 3000.0, "longest ejection, ms", min=1.0),
         Param("max_ejection_share", 0.5, "most of a cluster ejected at once (one always may be)", min=0.0, max=1.0),
-        Param("api_service_ms", "2,3,4,6", "mean service time of each api upstream (exponential), ms", type=str),
-        Param("static_service_ms", "1,1", "mean service time of each static upstream, ms", type=str),
+        Param("api_service_ms", "2,3,4,6", "mean service time of each api upstream (exponential), ms; one "
+              "upstream per entry, at most 64", type=str),
+        Param("static_service_ms", "1,1", "mean service time of each static upstream, ms; one upstream per "
+              "entry, at most 64", type=str),
         Param("upstream_cores", 2, "CPUs per upstream", type=int, min=1, max=256),
         Param("degraded", "api-1", "the upstream that degrades (an api or static upstream id), or none", type=str),
         Param("slow_at_s", 4.0, "when it turns slow, s", min=0.0),
