@@ -11,6 +11,8 @@ read once more: those reads must succeed (liveness).
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Any
 
 from simulator import CheckResult, Dist, Param, RunData, Scenario, Setup, UsageError, register
@@ -22,6 +24,11 @@ from .durable import entries_after
 from .figures import election_figures
 from .nemesis import crash_storm, figure_8, install, isolate_skewed
 from .node import RaftNode, election_timeout_ms
+
+MAX_MS = 1e9  # the bound on a time in ms, as for link_latency_ms: 1e300 ms overflows integer nanoseconds
+# The arguments each fault verb reads, besides the action, its time and a generated fault's nemesis and phase
+FAULT_ARGS = {"crash_storm": ("events",), "figure_8": ("tail_ms",), "isolate_skewed": ("delta_ms",),
+              "crash_leader": ("in_heartbeat", "sync_heartbeat")}
 
 
 @register
@@ -42,7 +49,8 @@ class Raft(Scenario):
         Param("batch_entries", 64, "most entries per AppendEntries", type=int, min=1),
         Param("snapshot_every", 4096, "snapshot and compact the log every this many applied entries (0: never)",
               type=int, min=0),
-        Param("keys", 8, "number of registers", type=int, min=1),
+        # at most 10,000: every key is read once after the final heal (10,000 keys: a second's run; 100,000: minutes)
+        Param("keys", 8, "number of registers", type=int, min=1, max=10_000),
         Param("key_dist", "uniform", "how keys are drawn", type=str, choices=("uniform", "zipf")),
         Param("zipf_s", 1.2, "Zipf exponent when key_dist=zipf", min=0.0),
         Param("read_share", 0.5, "share of reads among operations", min=0.0, max=1.0),
@@ -110,6 +118,59 @@ class Raft(Scenario):
         "dsim sweep raft --config scenarios/raft/figure16.toml --seeds 1-1000 --jobs 2",
     )
 
+    @classmethod
+    def validate(cls, params: dict) -> None:
+        if params["read_share"] + params["cas_share"] > 1.0 + 1e-9:
+            raise UsageError(f"bad value {params['read_share'] + params['cas_share']:g} for read_share + cas_share: "
+                             "expected at most 1")
+        spec = str(params["election_timeout_range"] or "").strip()
+        if spec:
+            try:
+                lo, hi = election_timeout_ms(params)
+            except ValueError:
+                lo = hi = math.nan
+            # a bound, as for link_latency_ms: 1e300 (or inf) ms overflows integer nanoseconds
+            if not 0 < lo <= hi <= MAX_MS:
+                raise UsageError(f"bad value {params['election_timeout_range']!r} for election_timeout_range: "
+                                 "expected LOW-HIGH in ms with 0 < LOW <= HIGH <= 1e9, e.g. 150-300")
+
+    @classmethod
+    def check_fault(cls, n: int, act: dict, hosts: set[str], params: dict) -> None:
+        verb = act["action"]
+
+        def bad(arg: str, value: Any, expected: str) -> UsageError:
+            return UsageError(f"bad value {value!r} for {arg} of fault {n} ({verb}): expected {expected}")
+
+        def ms(arg: str, value: Any, lo: float, hi: float) -> None:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or not lo <= value <= hi:
+                raise bad(arg, value, f"a number of ms from {lo:g} to {hi:.0e}".replace("e+0", "e"))
+
+        accepted = ("action", "at_s", "at_ns", "nemesis", "phase") + FAULT_ARGS[verb]
+        for key in act:
+            if key not in accepted:
+                raise UsageError(f"unknown argument {key!r} of fault {n} ({verb}): accepted: {', '.join(accepted)}")
+        if verb == "crash_storm":
+            events = act["events"]
+            servers = sorted((h for h in hosts if not re.fullmatch(r"c\d+", h)), key=lambda h: (len(h), h))
+            shape = f"a list of [at_ms, node, down_ms] events, each ms from 0 to 1e9 and a server of this run " \
+                    f"({', '.join(servers[:12])}{' ...' if len(servers) > 12 else ''})"
+            if not isinstance(events, list):
+                raise bad("events", events, shape)
+            for e in events:
+                if not (isinstance(e, list) and len(e) == 3 and isinstance(e[1], str) and e[1] in servers
+                        and all(not isinstance(x, bool) and isinstance(x, (int, float)) and math.isfinite(x)
+                                and 0 <= x <= MAX_MS for x in (e[0], e[2]))):
+                    raise bad("events", e, shape)
+        elif verb == "figure_8" and "tail_ms" in act:
+            ms("tail_ms", act["tail_ms"], 0.0, MAX_MS)
+        elif verb == "isolate_skewed":
+            ms("delta_ms", act["delta_ms"], -1e12, 1e12)  # as a clock_bump's
+        elif verb == "crash_leader":
+            for key in ("in_heartbeat", "sync_heartbeat"):
+                if key in act and not isinstance(act[key], bool):
+                    raise bad(key, act[key], "true or false")
+
     def build(self, sim, cfg) -> Setup:
         p = dict(cfg.params)
         try:
@@ -120,6 +181,9 @@ class Raft(Scenario):
         if not 0 < lo <= hi:
             raise UsageError(f"bad election timeout {lo:g}-{hi:g} ms (election_timeout_range, or election_timeout_min_ms "
                              "and election_timeout_max_ms): expected 0 < LOW <= HIGH")
+        if p["lagging_followers"] > cfg.node_count - 1:
+            raise UsageError(f"bad value {p['lagging_followers']} for lagging_followers: expected at most node_count - 1 "
+                             f"= {cfg.node_count - 1} (the followers of a {cfg.node_count}-server cluster)")
         servers = [f"n{i + 1}" for i in range(cfg.node_count)]
         if str(p["link_latency_ms"]).strip():
             sim.network.set_latency(_link_latency(str(p["link_latency_ms"])))

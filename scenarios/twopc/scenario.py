@@ -90,6 +90,28 @@ class TwoPC(Scenario):
         "dsim run twopc --bug decide-before-log --nemesis coordinator-crash --seed 1",
     )
 
+    @classmethod
+    def validate(cls, params: dict) -> None:
+        # a transfer's accounts sit on distinct shards: fewer accounts than legs leave a leg no account to draw
+        if params["transfer_legs"] > params["accounts"]:
+            raise UsageError(f"bad value {params['transfer_legs']} for transfer_legs: expected at most accounts "
+                             f"({params['accounts']}): each leg is a distinct account")
+
+    @classmethod
+    def check_fault(cls, n: int, act: dict, hosts: set[str], params: dict) -> None:
+        verb = act["action"]
+        accepted = ("action", "at_s", "at_ns", "nemesis", "phase") + F.FAULT_VERBS[verb]
+        for key in act:
+            if key not in accepted:
+                raise UsageError(f"unknown argument {key!r} of fault {n} ({verb}): accepted: {', '.join(accepted)}")
+        coordinators = sorted((h for h in hosts if h.startswith("tm")), key=lambda h: (len(h), h))
+        if act["node"] != "any" and act["node"] not in coordinators:
+            raise UsageError(f"bad value {act['node']!r} for node of fault {n} ({verb}): expected a coordinator of this "
+                             f"run ({', '.join(coordinators)}) or 'any'")
+        if verb == "crash_coordinator" and (not isinstance(act["phase_at"], str) or act["phase_at"] not in F.PHASES):
+            raise UsageError(f"bad value {act['phase_at']!r} for phase_at of fault {n} ({verb}): expected one of "
+                             f"{', '.join(F.PHASES)}")
+
     def build(self, sim, cfg) -> Setup:
         p = cfg.params
         protocol = p["protocol"]
@@ -100,6 +122,10 @@ class TwoPC(Scenario):
             raise UsageError(f"twopc needs at least 2 shards, got {shards}")
         if p["transfer_legs"] > shards:
             raise UsageError(f"transfer_legs ({p['transfer_legs']}) cannot exceed shards ({shards})")
+        if shards > p["accounts"]:  # accounts go round-robin: a shard past the last account would own none
+            name = "shards" if p["shards"] else "node_count (the shard count)"
+            raise UsageError(f"bad value {shards} for {name}: expected at most accounts ({p['accounts']}): every shard "
+                             "owns at least one account")
         f = p["F"] if protocol == "paxos-commit" else 0
         w = Wiring(
             protocol=protocol, rms=tuple(f"rm{i + 1}" for i in range(shards)),
