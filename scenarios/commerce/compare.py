@@ -21,7 +21,6 @@ import numpy as np
 
 from simulator import UsageError, build_config, execute, get_scenario, parse_seeds
 from simulator import scriptargs as A
-from simulator.pipeline.config import LIMITS, load_toml
 
 from .figures import hold_periods, order_times
 from .scenario import MODES
@@ -32,20 +31,6 @@ def seeds_of(text: str) -> list[int]:
     return parse_seeds(text)
 
 
-def sets_of(items: list[str]) -> dict[str, str]:
-    """``--set K=V`` items as a dict (each key once; not ``mode``: every mode runs)."""
-    out: dict[str, str] = {}
-    for kv in items:
-        key, sep, value = kv.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise UsageError(f"bad value {kv!r} for --set: expected key=value")
-        if key in out:
-            raise UsageError(f"bad value {kv!r} for --set: {key!r} is already set to {out[key]!r}; expected each key once")
-        if key == "mode":
-            raise UsageError(f"bad value {kv!r} for --set: every mode runs ({', '.join(MODES)}); expected another parameter")
-        out[key] = value
-    return out
 
 
 def main(argv=None) -> int:
@@ -54,8 +39,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", default="1-5", help="e.g. 1-5 or 1,3")
     ap.add_argument("--config", help="a TOML run configuration (faults, options, params)")
     ap.add_argument("--nemesis", default=None, help="comma-separated nemeses (default crash,partition-random-halves)")
-    ap.add_argument("--rate", type=A.number(*LIMITS["rate"]), help="requests per second")
-    ap.add_argument("--time-limit", type=A.number(*LIMITS["time_limit_s"]), dest="time_limit_s",
+    ap.add_argument("--rate", type=A.number(*A.LIMITS["rate"]), help="requests per second")
+    ap.add_argument("--time-limit", type=A.number(*A.LIMITS["time_limit_s"]), dest="time_limit_s",
                     help="simulated seconds per run")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a scenario parameter")
     args = ap.parse(argv)
@@ -64,12 +49,12 @@ def main(argv=None) -> int:
     sc = get_scenario("commerce")
     try:  # every input checked, and each mode's run built once, before the table starts
         seeds = seeds_of(args.seeds)
-        file = load_toml(args.config) if args.config is not None else None
+        file = A.load_toml(args.config) if args.config is not None else None
         options = {"rate": args.rate, "time_limit_s": args.time_limit_s}
         if args.nemesis is not None or file is None:
             options["nemesis"] = args.nemesis or "crash,partition-random-halves"
         options = {k: v for k, v in options.items() if v is not None}
-        sets = sets_of(args.set)
+        sets = A.sets(args.set, {"mode": f"every mode runs ({', '.join(MODES)})"})
         for mode in MODES:
             A.check_config(build_config(sc, seed=seeds[0], file=file, options=options, sets={**sets, "mode": mode}))
     except UsageError as exc:

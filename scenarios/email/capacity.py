@@ -21,7 +21,6 @@ import numpy as np
 
 from simulator import UsageError
 from simulator import scriptargs as A
-from simulator.pipeline.sweep import MAX_RUNS
 
 MAX_WORKERS = 10_000  # the email design's workers parameter at most
 MAX_JOBS = max(8, 4 * (os.cpu_count() or 1))  # as dsim sweep --jobs
@@ -80,20 +79,6 @@ def _out_folder(text: str, option: str) -> Path:
     return path
 
 
-def _sets(items: list[str]) -> dict[str, str]:
-    """``--set K=V`` items as a dict (each key once; not ``workers``, which ``--workers`` sweeps)."""
-    out: dict[str, str] = {}
-    for kv in items:
-        key, sep, value = kv.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise UsageError(f"bad value {kv!r} for --set: expected key=value")
-        if key in out:
-            raise UsageError(f"bad value {kv!r} for --set: {key!r} is already set to {out[key]!r}; expected each key once")
-        if key == "workers":
-            raise UsageError(f"bad value {kv!r} for --set: workers are swept by --workers; expected another parameter")
-        out[key] = value
-    return out
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -142,10 +127,10 @@ def main(argv=None) -> int:
             from simulator import build_config, get_scenario, parse_seeds
 
             seeds = parse_seeds(a.seeds)
-            sets = _sets(a.set)
-            if len(a.workers) * len(seeds) > MAX_RUNS:
+            sets = A.sets(a.set, {"workers": "workers are swept by --workers"})
+            if len(a.workers) * len(seeds) > A.MAX_RUNS:
                 raise UsageError(f"bad value {a.seeds!r} for --seeds: {len(a.workers) * len(seeds):,} runs with "
-                                 f"{len(a.workers)} worker counts; expected at most {MAX_RUNS:,} runs in all")
+                                 f"{len(a.workers)} worker counts; expected at most {A.MAX_RUNS:,} runs in all")
             configs = []
             for w in a.workers:
                 for i, seed in enumerate(seeds):

@@ -56,7 +56,6 @@ def _workers_cut_from_queue(servers, rng, interval_ns):
 
 
 FINAL_CAMPAIGN_MAX = 10_000_000  # its mailbox rows take a byte per recipient, its run ~7 wall s a million
-FAULT_KEYS = ("action", "at_s", "at_ns", "nemesis", "phase")  # what every planned fault may carry
 
 
 @register
@@ -158,11 +157,7 @@ class Email(Scenario):
     @classmethod
     def check_fault(cls, n, act, hosts, params) -> None:
         verb = act["action"]
-        args = cls.fault_verbs[verb]
-        for key in act:
-            if key not in FAULT_KEYS and key not in args:
-                raise UsageError(f"unknown argument {key!r} of fault {n} ({verb}): accepted: "
-                                 f"{', '.join(FAULT_KEYS[:3] + args)}")
+        cls.check_fault_keys(n, act, cls.fault_verbs[verb])
         names = (IDEAL,) if params["provider_set"] == "ideal" else PROVIDER_NAMES
         if not isinstance(act["provider"], str) or act["provider"] not in names:
             raise UsageError(f"bad value {act['provider']!r} for provider of fault {n} ({verb}): expected a provider "

@@ -25,7 +25,6 @@ from .client import KadClient
 from .ids import key_id
 from .node import Conf, Kad
 
-FAULT_KEYS = ("action", "at_s", "at_ns", "nemesis", "phase")  # what every planned fault may carry
 MAX_WINDOW_MS = 1e12  # a churn window's longest: the longest run (1e9 s); the nemesis's is its interval
 
 
@@ -143,11 +142,7 @@ class Kademlia(Scenario):
     @classmethod
     def check_fault(cls, n, act, hosts, params) -> None:
         verb = act["action"]
-        args = cls.fault_verbs[verb]
-        for key in act:
-            if key not in FAULT_KEYS and key not in args:
-                raise UsageError(f"unknown argument {key!r} of fault {n} ({verb}): accepted: "
-                                 f"{', '.join(FAULT_KEYS[:3] + args)}")
+        cls.check_fault_keys(n, act, cls.fault_verbs[verb])
         if verb == "churn":  # the window's length: churn.py's sessions end and restart until it closes
             w = act["window_ms"]
             if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 < w <= MAX_WINDOW_MS:

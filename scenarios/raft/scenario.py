@@ -146,10 +146,7 @@ class Raft(Scenario):
                     or not lo <= value <= hi:
                 raise bad(arg, value, f"a number of ms from {lo:g} to {hi:.0e}".replace("e+0", "e"))
 
-        accepted = ("action", "at_s", "at_ns", "nemesis", "phase") + FAULT_ARGS[verb]
-        for key in act:
-            if key not in accepted:
-                raise UsageError(f"unknown argument {key!r} of fault {n} ({verb}): accepted: {', '.join(accepted)}")
+        cls.check_fault_keys(n, act, FAULT_ARGS[verb])
         if verb == "crash_storm":
             events = act["events"]
             servers = sorted((h for h in hosts if not re.fullmatch(r"c\d+", h)), key=lambda h: (len(h), h))

@@ -26,8 +26,6 @@ from simulator import UsageError
 from simulator import scriptargs as A
 from simulator.kit.balancer import POLICIES
 from simulator.kit.client import RESULT
-from simulator.pipeline.config import LIMITS
-from simulator.pipeline.sweep import MAX_RUNS
 
 COLUMNS = ("policy", "load_rps", "seed", "api_p99_ms", "static_p99_ms", "slowest_share", "fair_share", "failed",
            "valid")
@@ -128,7 +126,7 @@ def _out_folder(text: str, option: str) -> Path:
 
 
 def _loads(text: str, option: str) -> list[float]:
-    lo, hi = LIMITS["rate"]
+    lo, hi = A.LIMITS["rate"]
     expected = f"offered loads in requests/s, comma-separated, each once, each from {lo:g} to {hi:,.0f}"
     one = A.number(lo, hi)
     try:
@@ -140,20 +138,6 @@ def _loads(text: str, option: str) -> list[float]:
     return values
 
 
-def _sets(items: list[str]) -> dict[str, str]:
-    """``--set K=V`` items as a dict (each key once; not ``policy``, which ``--policies`` sweeps)."""
-    out: dict[str, str] = {}
-    for kv in items:
-        key, sep, value = kv.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise UsageError(f"bad value {kv!r} for --set: expected key=value")
-        if key in out:
-            raise UsageError(f"bad value {kv!r} for --set: {key!r} is already set to {out[key]!r}; expected each key once")
-        if key == "policy":
-            raise UsageError(f"bad value {kv!r} for --set: the policy is swept by --policies; expected another parameter")
-        out[key] = value
-    return out
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -191,7 +175,7 @@ def read_rows(path: Path) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    lo, hi = LIMITS["time_limit_s"]
+    lo, hi = A.LIMITS["time_limit_s"]
     ap = A.Parser(prog="python -m scenarios.reverse_proxy.policies",
                   description="reverse-proxy: p99 against load for each balancing policy")
     ap.add_argument("--policies", type=A.names(POLICIES), default=",".join(POLICIES),
@@ -216,11 +200,11 @@ def main(argv=None) -> int:
             from simulator import build_config, get_scenario, parse_seeds
 
             seeds = parse_seeds(a.seeds)
-            sets = _sets(a.set)
+            sets = A.sets(a.set, {"policy": "the policy is swept by --policies"})
             total = len(a.policies) * len(a.loads) * len(seeds)
-            if total > MAX_RUNS:
+            if total > A.MAX_RUNS:
                 raise UsageError(f"bad value {a.seeds!r} for --seeds: {total:,} runs with {len(a.policies)} policies "
-                                 f"and {len(a.loads)} loads; expected at most {MAX_RUNS:,} runs in all")
+                                 f"and {len(a.loads)} loads; expected at most {A.MAX_RUNS:,} runs in all")
             sc = get_scenario("reverse-proxy")
             for policy in a.policies:
                 for load in a.loads:

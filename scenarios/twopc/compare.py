@@ -18,7 +18,6 @@ import numpy as np
 
 from simulator import UsageError, build_config, execute, get_scenario, windows
 from simulator import scriptargs as A
-from simulator.pipeline.config import LIMITS
 
 from .checkers import of_kind
 from .figures import in_doubt_series
@@ -34,29 +33,14 @@ def commits_per_second(run, bucket_s: float) -> tuple[np.ndarray, np.ndarray]:
     return edges[:-1], counts / bucket_s
 
 
-def sets_of(items: list[str]) -> dict[str, str]:
-    """``--set K=V`` items as a dict (each key once; not ``protocol``: both run)."""
-    out: dict[str, str] = {}
-    for kv in items:
-        key, sep, value = kv.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise UsageError(f"bad value {kv!r} for --set: expected key=value")
-        if key in out:
-            raise UsageError(f"bad value {kv!r} for --set: {key!r} is already set to {out[key]!r}; expected each key once")
-        if key == "protocol":
-            raise UsageError(f"bad value {kv!r} for --set: both protocols run (2pc, paxos-commit); "
-                             "expected another parameter")
-        out[key] = value
-    return out
 
 
 def main(argv=None) -> int:
     ap = A.Parser(prog="python -m scenarios.twopc.compare", description=__doc__,
                   formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seed", type=A.seed, default=1)
-    ap.add_argument("--rate", type=A.number(*LIMITS["rate"]), help="transactions per second")
-    ap.add_argument("--time-limit", type=A.number(*LIMITS["time_limit_s"]), dest="time_limit_s",
+    ap.add_argument("--rate", type=A.number(*A.LIMITS["rate"]), help="transactions per second")
+    ap.add_argument("--time-limit", type=A.number(*A.LIMITS["time_limit_s"]), dest="time_limit_s",
                     help="simulated seconds per run")
     ap.add_argument("--nemesis", help="comma-separated nemeses (default: the scenario's)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a scenario parameter")
@@ -68,7 +52,7 @@ def main(argv=None) -> int:
     sc = get_scenario("twopc")
     options = {"rate": args.rate, "time_limit_s": args.time_limit_s, "nemesis": args.nemesis}
     try:  # both runs built and checked before either starts
-        sets = sets_of(args.set)
+        sets = A.sets(args.set, {"protocol": "both protocols run (2pc, paxos-commit)"})
         configs = [build_config(sc, seed=args.seed, options=options, sets={**sets, "protocol": protocol})
                    for protocol in ("2pc", "paxos-commit")]
         for cfg in configs:

@@ -100,10 +100,7 @@ class TwoPC(Scenario):
     @classmethod
     def check_fault(cls, n: int, act: dict, hosts: set[str], params: dict) -> None:
         verb = act["action"]
-        accepted = ("action", "at_s", "at_ns", "nemesis", "phase") + F.FAULT_VERBS[verb]
-        for key in act:
-            if key not in accepted:
-                raise UsageError(f"unknown argument {key!r} of fault {n} ({verb}): accepted: {', '.join(accepted)}")
+        cls.check_fault_keys(n, act, F.FAULT_VERBS[verb])
         coordinators = sorted((h for h in hosts if h.startswith("tm")), key=lambda h: (len(h), h))
         if act["node"] != "any" and act["node"] not in coordinators:
             raise UsageError(f"bad value {act['node']!r} for node of fault {n} ({verb}): expected a coordinator of this "

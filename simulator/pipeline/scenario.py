@@ -204,6 +204,17 @@ class Scenario:
     def validate(cls, params: dict[str, Any]) -> None:
         """Check the parameters together once each is valid alone; raise UsageError (one line)."""
 
+    @staticmethod
+    def check_fault_keys(n: int, act: dict[str, Any], args: tuple[str, ...]) -> None:
+        """Refuse (one line) a key of fault ``n`` that is neither what every planned fault may carry
+        (action, at_s, at_ns, and nemesis and phase, which generated plans add) nor one of ``args``,
+        the verb's own arguments: for a design's :meth:`check_fault`."""
+        accepted = ("action", "at_s", "at_ns", "nemesis", "phase") + tuple(args)
+        for key in act:
+            if key not in accepted:
+                raise UsageError(f"unknown argument {key!r} of fault {n} ({act.get('action')}): accepted: "
+                                 f"{', '.join(accepted)}")
+
     @classmethod
     def check_fault(cls, n: int, act: dict[str, Any], hosts: set[str], params: dict[str, Any]) -> None:
         """Check fault ``n`` (1-based) of a config file's plan, ``act``, one of this design's own

@@ -33,9 +33,11 @@ from typing import Any
 
 from ..engine.errors import UsageError
 from ..engine.rng import MAX_SEED
+from .config import LIMITS, load_toml  # a run option's bounds (LIMITS["rate"]), a config file read as dsim reads it
+from .sweep import MAX_RUNS  # the most runs a sweep takes
 
-__all__ = ["FIGURE_SUFFIXES", "Check", "Parser", "check_config", "cluster", "folder_path", "integer", "integers", "names",
-           "number", "out_file", "seed", "text_file"]
+__all__ = ["FIGURE_SUFFIXES", "LIMITS", "MAX_RUNS", "Check", "Parser", "check_config", "cluster", "folder_path", "integer", "integers", "names",
+           "number", "out_file", "seed", "load_toml", "sets", "text_file"]
 
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg")  # as `dsim plot --out` accepts
 _INTEGER = re.compile(r"[+-]?\d{1,30}")
@@ -168,6 +170,24 @@ def names(accepted: tuple[str, ...] | list[str]) -> Check:
 
     convert.__name__ = "names"
     return Check(convert)
+
+
+def sets(items: list[str], reserved: dict[str, str] | None = None) -> dict[str, str]:
+    """``--set K=V`` items as a dict: each key once, and not one of ``reserved`` (key -> why the
+    script sets it itself, e.g. ``{"policy": "the policy is swept by --policies"}``); a UsageError
+    (one line) otherwise. The keys' names and values are checked where the config is built."""
+    out: dict[str, str] = {}
+    for kv in items:
+        key, sep, value = kv.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"bad value {kv!r} for --set: expected key=value")
+        if key in out:
+            raise UsageError(f"bad value {kv!r} for --set: {key!r} is already set to {out[key]!r}; expected each key once")
+        if reserved and key in reserved:
+            raise UsageError(f"bad value {kv!r} for --set: {reserved[key]}; expected another parameter")
+        out[key] = value
+    return out
 
 
 def folder_path(text: str, option: str) -> Path:
