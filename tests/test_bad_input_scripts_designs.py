@@ -9,6 +9,8 @@ import importlib
 
 import pytest
 
+from tests.test_bad_input_scripts import assert_refused
+
 SEED = "expected an integer from 0 to 9223372036854775807"
 SEEDS = "for --seeds: expected a range like 1-100"
 MODULES = {"policies": "scenarios.reverse_proxy.policies", "capacity": "scenarios.email.capacity",
@@ -34,15 +36,6 @@ def call(capsys, name: str, *args) -> tuple[int, str, str]:
         code = exc.code if isinstance(exc.code, int) else 2
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def assert_refused(code: int, out: str, err: str, needle: str) -> None:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2, (code, err)
-    assert len(lines) == 1, err
-    assert "Traceback" not in err and ": error: " in lines[0], err
-    assert needle in lines[0], err
-    assert out == "", out  # refused before any output
 
 
 @pytest.fixture
