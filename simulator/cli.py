@@ -112,6 +112,10 @@ def _new_folder_path(raw: str | None, option: str = "--out") -> Path | None:
         parent = next((p for p in path.absolute().parents if p.exists()), None)
         if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
             _fail(f"bad value {raw!r} for {option}: cannot create it there; expected a folder path that can be created")
+    run = next((p for p in path.absolute().parents if (p / "manifest.json").is_file()), None)
+    if run is not None:  # results written into a run folder would change what replay and show read there
+        _fail(f"bad value {raw!r} for {option}: it lies inside the run folder {str(run)!r}; expected a folder outside "
+              "any run folder")
     return path
 
 

@@ -337,7 +337,7 @@ def _check_together(merged: dict[str, Any]) -> None:
     if merged.get("nemesis") and limit_s / interval_s > MAX_NEMESIS_CYCLES:
         raise UsageError(f"bad value {interval_s!r} for nemesis_interval_s: expected at least time_limit_s / "
                          f"{MAX_NEMESIS_CYCLES:,} = {limit_s / MAX_NEMESIS_CYCLES:g} s (at most a million nemesis cycles)")
-    profile = merged.get("rate_profile", "constant")
+    profile = merged.get("rate_profile", "constant").strip()  # as the parser reads it
     if profile.startswith("burst:"):
         factor = float(profile.split(":")[3])
         rate = merged.get("rate", RunConfig.rate)
@@ -378,14 +378,24 @@ def _check_fault(n: int, act: dict) -> None:
             raise bad(arg, "a list of node names")
         if arg == "groups" and not (isinstance(act[arg], list) and all(names(g) for g in act[arg])):
             raise bad(arg, "a list of lists of node names")
+        if arg == "groups":  # a partition: sides that exist, each node on one side once
+            flat = [x for g in act[arg] for x in g]
+            if len(set(flat)) != len(flat):
+                raise bad(arg, "groups of node names, each node in one group once")
+        if arg == "dsts" and names(act.get("srcs")) and set(act["srcs"]) & set(act[arg]):
+            raise bad(arg, "node names none of which is in srcs (a node is not cut from itself)")
         if arg == "pairs" and not (isinstance(act[arg], list) and all(names(p) and len(p) == 2 for p in act[arg])):
             raise bad(arg, "a list of [node, node] pairs")
+        if arg == "pairs" and any(p[0] == p[1] for p in act[arg]):
+            raise bad(arg, "a list of [node, node] pairs of two different nodes")
         if arg == "p":
             number(arg, 0.0, 1.0)
         if arg == "factor":
             number(arg, 1e-6, 1e6)
-        if arg == "ppm":
+        if arg == "ppm":  # a clock at -1e6 ppm stands still: the injector needs more than that
             number(arg, -1e6, 1e6)
+            if act[arg] <= -1e6:
+                raise bad(arg, "a number of ppm above -1,000,000 and at most 1,000,000")
         if arg == "delta_ms":
             number(arg, -1e12, 1e12)
         if arg == "lose_unsynced" and not isinstance(act[arg], bool):

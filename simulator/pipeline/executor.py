@@ -418,6 +418,11 @@ def parse_cluster(text: str) -> tuple[str, int | str]:
         host, sep, port = raw[len("tcp://"):].rpartition(":")
         if not sep or not host or not (port.isascii() and port.isdigit() and 0 < int(port) < 65536) or "/" in host:
             raise bad
+        # a host name (letters, digits, '.', '-', '_') or an IPv6 address in brackets: no spaces, no stray brackets
+        v6 = host.startswith("[") and host.endswith("]") and len(host) > 2 and \
+            all(ch in "0123456789abcdefABCDEF:." for ch in host[1:-1])
+        if not v6 and not all(ch.isascii() and (ch.isalnum() or ch in ".-_") for ch in host):
+            raise bad
         return "tcp", raw
     raise bad
 

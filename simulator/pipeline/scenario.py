@@ -77,6 +77,8 @@ class Param:
         """``raw`` (a string from ``--set`` or a TOML value) as this parameter's type, validated."""
         accepted = self.accepted()
         try:
+            if self.type in (int, float) and isinstance(raw, str) and "_" in raw:
+                raise ValueError  # Python reads 1_000 as 1000; the run options (parse_number) refuse it too
             if self.type is bool:
                 if isinstance(raw, bool):
                     value = raw
