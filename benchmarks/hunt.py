@@ -78,16 +78,8 @@ def bugs_to_hunt(designs: str, bugs: str | None) -> list[tuple[str, str]]:
 
 def check_out(raw: str | None) -> None:
     """``--out``: a folder there or one that can be made (hunts go in folders inside it)."""
-    if raw is None:
-        return
-    if not raw.strip() or "\0" in raw:
-        raise UsageError(f"bad value {raw!r} for --out: expected a folder path")
-    path = Path(raw)
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"bad value {raw!r} for --out: it exists and is not a folder; expected a folder")
-    parent = next((p for p in [path, *path.absolute().parents] if p.exists()), None)
-    if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"bad value {raw!r} for --out: cannot write there; expected a folder that can be created")
+    if raw is not None:
+        A.folder_path(raw, "--out")
 
 
 def one(design: str, bug: str, seed: int, budget: int, shrink_budget: int, jobs: int, out: Path) -> dict:

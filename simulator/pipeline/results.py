@@ -199,11 +199,11 @@ def _number(v: Any, finite: bool = False) -> bool:
 
 
 STATUSES = ("running", "complete", "incomplete")  # what RunFolder writes into a manifest
-VERDICTS = (True, False, "unknown")  # what a checker and a run's metrics say (CheckResult.valid)
 
 
 def _verdict(v: Any) -> bool:
-    return any(v is x if isinstance(x, bool) else (isinstance(v, str) and v == x) for x in VERDICTS)
+    """What a checker and a run's metrics say (CheckResult.valid): true, false or "unknown"."""
+    return v is True or v is False or v == "unknown"
 
 
 def _shown(v: Any) -> str:

@@ -232,22 +232,10 @@ def finished_rows(configs: list[tuple[RunConfig, dict[str, str]]], out: Path) ->
     was run from the very same configuration. Anything else (no folder, running, incomplete, another
     configuration, a damaged file) is left out, to be run again.
 
-    ``out/sweep.json``, if there is one, is checked first (:func:`check_record`): a damaged one is
-    refused with a UsageError before anything runs or is written."""
-    import json
-
+    ``configs`` are those of ``out/sweep.json``, which the caller has checked with :func:`check_record`
+    (``dsim sweep --resume`` does, before building them)."""
     from .results import read_run
 
-    record_path = out / "sweep.json"
-    if record_path.is_file():
-        try:
-            record = json.loads(record_path.read_text())
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"bad value {str(record_path)!r} for --resume: cannot read it "
-                             f"({getattr(exc, 'strerror', None) or exc}); expected a sweep.json written by dsim sweep") from None
-        if check_record(record, record_path) != [run_key(c, p) for c, p in configs]:
-            raise UsageError(f"bad value {str(record_path)!r} for --resume: its runs are not the configs given; "
-                             "expected the sweep.json the configs were read from")
     rows: dict[int, dict[str, Any]] = {}
     for i, (cfg, point) in enumerate(configs):
         key = run_key(cfg, point)
