@@ -674,6 +674,9 @@ def _draw_spacetime(run_dir: str, from_s, to_s) -> None:
         drawing = ST.load(run_dir)
     except (OSError, ValueError) as exc:
         _fail(f"bad value {run_dir!r} for RUN_DIR: cannot read its trace ({exc}): expected a run folder written by dsim run --trace")
+    end_ns = max((e["time_ns"] for e in drawing.events), default=0)
+    if from_s is not None and from_s * 1e9 > end_ns:
+        _fail(f"bad value {from_s!r} for --from: expected a time within the run's trace (0 to {end_ns / 1e9:g} s)")
     drawing = drawing.window(None if from_s is None else int(from_s * 1e9), None if to_s is None else int(to_s * 1e9))
     if not drawing.fits():
         _fail(f"{drawing.size_note()}; pick a shorter window with --from S --to S")

@@ -36,7 +36,7 @@ BAD_TOML = [
     ('[[faults]]\nat_s = 0.5\naction = "heal"\n[[faults]]\nat_s = [1]\naction = "heal"', "bad time [1] for fault 2"),
     ('[[faults]]\nat_s = 0.5\naction = "crash"\n' + CRASH + 'nemesis = ["x"]', "bad value ['x'] for nemesis of fault 1"),
     ('[[faults]]\nat_s = 0.5\naction = "crash"\n' + CRASH + 'phase = "go"', "bad value 'go' for phase of fault 1"),
-    ('[[faults]]\nat_s = 0.5\naction = "crash"\n' + CRASH + "note = 1979-05-27", "for note of fault 1"),
+    ('[[faults]]\nat_s = 0.5\naction = "crash"\n' + CRASH + "note = 1979-05-27", "unknown argument 'note' of fault 1 (crash)"),
     ('[[faults]]\nat_s = 0.5\naction = "crash"\n' + CRASH + "lose_unsynced = 1", "bad value 1 for lose_unsynced"),
     ("scenario = 5", "bad value 5 for scenario in "),
     ("scenario = [\"queue\"]", "bad value ['queue'] for scenario in "),

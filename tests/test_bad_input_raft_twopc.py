@@ -96,6 +96,7 @@ BAD_SETS = [
     ("raft", ["election_timeout_range=nan-nan"], "'nan-nan' for election_timeout_range"),
     ("raft", ["keys=1000000000"], "'1000000000' for keys"),
     ("raft", ["lagging_followers=10"], "bad value 10 for lagging_followers"),
+    ("raft", ["lagging_followers=3"], "bad value 3 for lagging_followers: expected at most (node_count - 1) // 2 = 2"),
     ("raft", ["read_share=0.9", "cas_share=0.5"], "bad value 1.4 for read_share + cas_share"),
     ("twopc", ["accounts=2", "transfer_legs=3", "shards=3"], "bad value 3 for transfer_legs"),
     ("twopc", ["accounts=2", "shards=64"], "bad value 64 for shards"),

@@ -65,7 +65,8 @@ class Email(Scenario):
     params = (
         Param("scale", 0.1, "fraction of the full service (100M emails/day, 10,000/s peak) to simulate", min=1e-6, max=10.0),
         Param("tx_rate_s", 250.0, "mean transactional emails per second at full scale", min=0.0),
-        Param("campaign_recipients", 200_000, "recipients per campaign at full scale", type=int, min=0),
+        Param("campaign_recipients", 200_000, "recipients per campaign at full scale (times scale: at most 10 million)",
+              type=int, min=0),
         Param("campaign_every_s", 30.0, "mean simulated seconds between campaign submissions (0: none)", min=0.0,
               time_scale=True),
         Param("final_campaign_recipients", 0, "one more campaign, submitted after the main phase and drained "
@@ -153,6 +154,14 @@ class Email(Scenario):
                        "tx_rate_s": 0.0, "population": 5_000_000, "batch_size": 500, "workers": 16, "connections": 16},
         },
     }
+
+    @classmethod
+    def validate(cls, params: dict) -> None:
+        per_campaign = params["campaign_recipients"] * params["scale"]  # as build() rounds it
+        if per_campaign > FINAL_CAMPAIGN_MAX:
+            raise UsageError(f"bad value {params['campaign_recipients']} for campaign_recipients: expected at most "
+                             f"{FINAL_CAMPAIGN_MAX:,} recipients a campaign once times scale ({params['scale']:g}), "
+                             f"as final_campaign_recipients")
 
     @classmethod
     def check_fault(cls, n, act, hosts, params) -> None:

@@ -178,9 +178,11 @@ class Raft(Scenario):
         if not 0 < lo <= hi:
             raise UsageError(f"bad election timeout {lo:g}-{hi:g} ms (election_timeout_range, or election_timeout_min_ms "
                              "and election_timeout_max_ms): expected 0 < LOW <= HIGH")
-        if p["lagging_followers"] > cfg.node_count - 1:
-            raise UsageError(f"bad value {p['lagging_followers']} for lagging_followers: expected at most node_count - 1 "
-                             f"= {cfg.node_count - 1} (the followers of a {cfg.node_count}-server cluster)")
+        most = (cfg.node_count - 1) // 2  # more, and the leader's entries never reach a majority: nothing commits
+        if p["lagging_followers"] > most:
+            raise UsageError(f"bad value {p['lagging_followers']} for lagging_followers: expected at most "
+                             f"(node_count - 1) // 2 = {most} (with more, no majority of a {cfg.node_count}-server "
+                             "cluster gets the entries and nothing commits)")
         servers = [f"n{i + 1}" for i in range(cfg.node_count)]
         if str(p["link_latency_ms"]).strip():
             sim.network.set_latency(_link_latency(str(p["link_latency_ms"])))

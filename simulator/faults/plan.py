@@ -17,8 +17,11 @@ VERBS: dict[str, tuple[str, ...]] = {
     "clock_drift": ("node", "ppm"), "clock_strobe": ("node", "delta_ms", "period_ms", "duration_ms"),
     "clock_reset": ("node",), "final_heal": (),
 }
-
-
+# Arguments a verb may carry besides its required ones: a crash that loses what the node had not
+# synced; the bridge node that a generated partition-bridge names (for its plot label).
+OPTIONAL: dict[str, tuple[str, ...]] = {"crash": ("lose_unsynced",), "block": ("bridge",)}
+# What any planned action may carry: its time, and the nemesis and phase of a generated one.
+COMMON = ("action", "at_s", "at_ns", "nemesis", "phase")
 
 MAX_AT_S = 1e9  # a fault's time: the cap of a run's time limit (in ns, it stays inside int64)
 MAX_AT_NS = int(MAX_AT_S * 1e9)
@@ -55,6 +58,11 @@ def validate_plan(plan: list[dict], extra_verbs: dict[str, tuple[str, ...]] | No
         for arg in verbs[name]:
             if arg not in act:
                 raise UsageError(f"fault {i + 1} ({name}) lacks {arg!r}: needs {', '.join(verbs[name])}")
+        if name in VERBS and name not in (extra_verbs or {}):  # a design checks its own verbs (check_fault)
+            accepted = COMMON + VERBS[name] + OPTIONAL.get(name, ())
+            for key in act:
+                if key not in accepted:
+                    raise UsageError(f"unknown argument {key!r} of fault {i + 1} ({name}): accepted: {', '.join(accepted)}")
 
 
 def normalise(plan: list[dict]) -> list[dict]:

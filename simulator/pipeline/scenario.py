@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from ..checkers import CheckResult
 from ..engine.errors import UsageError
+from ..faults.plan import COMMON as FAULT_KEYS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -211,7 +212,7 @@ class Scenario:
         """Refuse (one line) a key of fault ``n`` that is neither what every planned fault may carry
         (action, at_s, at_ns, and nemesis and phase, which generated plans add) nor one of ``args``,
         the verb's own arguments: for a design's :meth:`check_fault`."""
-        accepted = ("action", "at_s", "at_ns", "nemesis", "phase") + tuple(args)
+        accepted = FAULT_KEYS + tuple(args)
         for key in act:
             if key not in accepted:
                 raise UsageError(f"unknown argument {key!r} of fault {n} ({act.get('action')}): accepted: "
