@@ -8,15 +8,8 @@ import pytest
 
 from simulator.faults import validate_plan
 from simulator import UsageError
-from tests.test_bad_input import TINY, assert_refused, dsim_in
-
-RUN = ["--seed", "1", *TINY, "--no-plots"]
-
-
-def plan(here, body: str) -> str:
-    f = here / "plan.toml"
-    f.write_text(f"[[faults]]\nat_s = 0.1\n{body}\n")
-    return str(f)
+from tests.test_bad_input import assert_refused, dsim_in
+from tests.test_bad_input_plans import RUN, plan
 
 
 @pytest.mark.parametrize("body, needle", [
