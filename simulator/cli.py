@@ -378,7 +378,33 @@ def print_summary(man: dict, met: dict, folder: str | None) -> None:
         click.echo(f"  results     {folder}")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _OnceCommand(click.Command):
+    """A command that refuses ``--bug`` or ``--nemesis`` given twice. click keeps the last of
+    ``--bug a --bug b`` and drops the first without a word, which reads as two bugs planted (or two
+    nemeses run). Other options keep click's last-one-wins, which scripts use to override."""
+
+    ONCE = {"bug": "a run plants one bug", "nemesis": "name several comma-separated: --nemesis a,b"}
+
+    def parse_args(self, ctx, args):
+        try:
+            _, _, order = self.make_parser(ctx).parse_args(args=list(args))
+        except click.UsageError:
+            order = []  # click's own message, from the real parse below
+        seen: set[str] = set()
+        for param in order:
+            if isinstance(param, click.Option) and param.name in self.ONCE:
+                if param.name in seen:
+                    _fail(f"bad value: {max(param.opts, key=len)} is given more than once: expected it once "
+                          f"({self.ONCE[param.name]})")
+                seen.add(param.name)
+        return super().parse_args(ctx, args)
+
+
+class _Group(click.Group):
+    command_class = _OnceCommand
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="dsim", prog_name="dsim")
 def cli():
     """dsim: run distributed-system designs under faults, deterministically, and get verdicts.

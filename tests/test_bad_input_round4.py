@@ -55,3 +55,34 @@ def test_parameters_that_cannot_run_are_refused(here, capsys, design, sets, need
     code, _, err = dsim_in(capsys, "run", design, *RUN, *args, "--out", here / "out")
     assert_refused(code, err, needle)
     assert not (here / "out").exists()
+
+
+@pytest.mark.parametrize("cmd, args, needle", [
+    ("run", ["--bug", "set-on-write", "--bug", "ignore-lease"], "--bug is given more than once"),
+    ("run", ["--bug", "set-on-write", "--bug", "set-on-write"], "--bug is given more than once"),
+    ("run", ["--nemesis", "crash", "--nemesis", "pause"], "--nemesis is given more than once"),
+    ("sweep", ["--seeds", "1-2", "--bug", "set-on-write", "--bug", "ignore-lease"], "--bug is given more than once"),
+])
+def test_a_bug_or_nemesis_given_twice_is_refused(here, capsys, cmd, args, needle):
+    # click would keep the last and drop the first without a word
+    code, _, err = dsim_in(capsys, cmd, "cache", *(RUN if cmd == "run" else []), *args, "--out", here / "out")
+    assert_refused(code, err, needle)
+    assert not (here / "out").exists()
+
+
+def test_metrics_json_is_strict_json(here, capsys):
+    import json
+    import math
+
+    # a cache run with no stale read has infinitely many nines of freshness: null in the file
+    code, _, err = dsim_in(capsys, "run", "cache", *RUN, "--out", here / "run")
+    assert code == 0, err
+    text = (here / "run" / "metrics.json").read_text()
+    assert "Infinity" not in text and "NaN" not in text
+
+    def finite(v):
+        return all(map(finite, v.values() if isinstance(v, dict) else v)) if isinstance(v, (dict, list)) else \
+            not isinstance(v, float) or math.isfinite(v)
+    data = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in metrics.json"))
+    assert finite(data)
+    assert data["figures"]["fresh_nines"] is None

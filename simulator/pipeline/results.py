@@ -42,10 +42,26 @@ def _json_default(obj):
     return str(obj)
 
 
+def _strict(value: Any) -> Any:
+    """``value`` with every infinite or NaN float as None, so the file is JSON any reader takes
+    (Python's json writes them as Infinity and NaN, which jq, JavaScript and Go refuse): a cache run
+    with no stale read has infinitely many nines of freshness, written null."""
+    if type(value).__module__ == "numpy" and hasattr(value, "item"):  # a numpy scalar (float32 is no float)
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value
+
+
 def write_json(path: Path, data: Any) -> None:
+    """``data`` as strict JSON (non-finite numbers as null), written whole or not at all."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w") as fh:
-        json.dump(data, fh, indent=2, default=_json_default)
+        json.dump(_strict(data), fh, indent=2, default=_json_default, allow_nan=False)
         fh.write("\n")
     os.replace(tmp, path)
 
