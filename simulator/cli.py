@@ -194,10 +194,12 @@ def _sigterm_interrupts():
     and leave the manifest saying ``running``). Signals after the first are ignored while the folder is
     saved: `timeout`, and Ctrl-C at a terminal, signal the whole process group, often twice."""
     stops = (signal.SIGINT, signal.SIGTERM)
+    hit = []
 
     def handler(signum, frame):
         for sig in stops:
             signal.signal(sig, signal.SIG_IGN)
+        hit.append(signum)
         raise KeyboardInterrupt
 
     try:
@@ -208,8 +210,9 @@ def _sigterm_interrupts():
     try:
         yield
     finally:
-        for sig, previous in old.items():
-            signal.signal(sig, previous)
+        if not hit:  # once interrupted, the process is on its way out: more signals would end it
+            for sig, previous in old.items():  # with 130 or 143 before it says so with exit 3
+                signal.signal(sig, previous)
 
 
 def run_options(f):
@@ -343,6 +346,8 @@ def _fmt(v, unit="") -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
+        if not abs(v) < 1e15:  # a damaged file's 1e308 (or inf) would print 300 digits
+            return f"{v:.4g}{unit}"
         return f"{v:,.3f}{unit}" if abs(v) < 100 else f"{v:,.1f}{unit}"
     return f"{v}{unit}"
 
@@ -400,8 +405,18 @@ class _OnceCommand(click.Command):
         return super().parse_args(ctx, args)
 
 
+class _Interrupted(BaseException):
+    """Ctrl-C or SIGTERM before a command had a folder to save: click would print an empty line first."""
+
+
 class _Group(click.Group):
     command_class = _OnceCommand
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise _Interrupted from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -444,6 +459,9 @@ def describe(scenario):
     base = RunConfig(scenario=scen.name)
     for key in RUN_OPTIONS:
         val = scen.defaults.get(key, getattr(base, key))
+        if key in scen.unused_options:
+            click.echo(f"  {key:22s}  {'-':14s} not used by {scen.name} (its parameters size it)")
+            continue
         mark = "*" if key in scen.defaults else " "
         click.echo(f"  {key:22s}{mark} {val!r:14s} {DEFAULTS_HELP.get(key, '')}")
     click.echo("\nPlanted bugs (--bug NAME), each with a run that exposes it (exits 1):")
@@ -734,7 +752,7 @@ Examples:
 @click.option("--plots/--no-plots", "run_plots", default=False, show_default=True, help="Draw each run's plots too.")
 def sweep(scenario, seeds, grid, jobs, cluster, batch, shared_out, resume, out, run_plots, **kw):
     """Run SCENARIO (a name or ./design.py) for every seed and grid point; write runs.csv and summary.png."""
-    from .pipeline.results import write_json
+    from .pipeline.results import utc_now, write_json
     from .pipeline.sweep import finished_rows, run_sweep, write_csv
     from .reports import plots as P
 
@@ -760,21 +778,33 @@ def sweep(scenario, seeds, grid, jobs, cluster, batch, shared_out, resume, out, 
         executor = stack.enter_context(_open_executor(n_jobs, cluster, n_batch, shared_out))
         if resume is None:
             _make_dir(folder, "--out")
-            write_json(folder / "sweep.json", {**_sweep_record(scenario, seed_list, points, configs, run_plots),
-                                               "executor": executor.describe})
+            record = {**_sweep_record(scenario, seed_list, points, configs, run_plots), "executor": executor.describe}
+        else:  # as it was, but for how it ended (the first start and command stay)
+            record = {k: v for k, v in json.loads((folder / "sweep.json").read_text()).items()
+                      if k not in ("status", "error", "ended_utc", "resumed_utc")}
+            record["resumed_utc"] = utc_now()
+
+        def status(value: str, **extra) -> None:  # sweep.json says whether the sweep ran to its end
+            write_json(folder / "sweep.json", {**record, "status": value, **extra,
+                                               **({} if value == "running" else {"ended_utc": utc_now()})})
+
+        status("running")
         progress = stack.enter_context(SweepProgress(f"sweep {scenario}", len(configs), finished.values(), executor))
         try:
             with _sigterm_interrupts():
                 rows = run_sweep(configs, folder, n_jobs, run_plots, progress, executor=executor, finished=finished)
         except KeyboardInterrupt:
             progress.close()
+            status("incomplete", error="interrupted")
             _err(f"dsim: sweep interrupted; finished runs are in {folder / 'runs'} (runs in progress marked incomplete, or not written); "
                  f"complete it with: dsim sweep --resume {folder}")
             sys.exit(3)
         except UsageError:
+            status("incomplete", error="stopped by an error in its input")
             raise
         except Exception as exc:  # noqa: BLE001 - a worker killed from outside, a lost scheduler: say so in one line
             progress.close()
+            status("incomplete", error=f"{type(exc).__name__}: {exc}")
             _err(f"dsim: sweep stopped: {type(exc).__name__}: {exc}; finished runs are in {folder / 'runs'}; "
                  f"complete it with: dsim sweep --resume {folder}")
             sys.exit(3)
@@ -790,6 +820,7 @@ def sweep(scenario, seeds, grid, jobs, cluster, batch, shared_out, resume, out, 
         if r.get("valid") is not True:
             click.echo(f"  seed {r['seed']} {' '.join(f'{k}={r[k]}' for k in keys)}: {r.get('valid')}: {r.get('failed_checks', '')[:200]}")
     click.echo(f"  {folder / 'runs.csv'}\n  {folder / 'summary.png'}")
+    status("complete")
     worst = 1 if n_bad else (3 if len(rows) - n_valid else 0)
     sys.exit(worst)
 
@@ -872,6 +903,10 @@ def _resumed_sweep(raw: str):
     from .pipeline.sweep import check_record
 
     check_record(record, folder / "sweep.json")  # the whole record, before a config is built or anything runs
+    for name, is_kind in (("runs.csv", Path.is_file), ("summary.png", Path.is_file), ("runs", Path.is_dir)):
+        if (folder / name).exists() and not is_kind(folder / name):  # the sweep writes it: found at the end, too late
+            _fail(f"{where}: its {name} is not a {'file' if is_kind is Path.is_file else 'folder'}; expected a sweep "
+                  "folder written by dsim sweep")
     try:
         seeds = [int(s) for s in record["seeds"]]
         points = [{str(k): str(v) for k, v in p["point"].items()} for p in record["points"]]
@@ -1045,13 +1080,17 @@ def hunt(scenario, seed, budget, jobs, cluster, batch, until, out, **kw):
                              f"{result.cpu_s:,.0f} CPU s   ")
             sys.stderr.flush()
 
+    result = H.HuntResult()
     try:
         with record, _sigterm_interrupts(), _open_executor(n_jobs, cluster, n_batch, False) as executor:
-            result = H.run_hunt(space, hunt_seed, spent, n_jobs, until, folder, progress, executor=executor)
+            H.run_hunt(space, hunt_seed, spent, n_jobs, until, folder, progress, executor=executor, result=result)
             where = executor.describe
     except KeyboardInterrupt:
-        _err(f"{chr(10) if tty else ''}dsim: hunt interrupted (hunt.json marked incomplete); failures found so far "
-             f"are in {folder / 'failures'}")
+        write_csv(folder / "hunt.csv", result.rows)  # the runs finished before it, as a whole hunt writes them
+        found = (f"{len(result.findings)} failures found so far are in {folder / 'failures'}" if result.findings
+                 else "no failure found so far")
+        _err(f"{chr(10) if tty else ''}dsim: hunt interrupted (hunt.json marked incomplete); {len(result.rows)} runs "
+             f"in {folder / 'hunt.csv'}; {found}")
         sys.exit(3)
     if tty:
         sys.stderr.write("\r" + " " * 70 + "\r")
@@ -1193,7 +1232,7 @@ def main(argv=None) -> None:
         else:
             _err(f"dsim: error: {exc.format_message()}")
         sys.exit(2)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, _Interrupted):
         _err("dsim: aborted")
         sys.exit(3)
     except KeyboardInterrupt:

@@ -557,6 +557,7 @@ class CacheTier(Scenario):
         "no-lost-writes": "every acknowledged write is in the database's log at the end",
     }
     nemeses = ("crash", "partition-random-halves", "partition-isolate-one", "clock-bump", "pause")
+    unused_options = ("node_count",)  # its parameters size it
     defaults = {"rate": 2000.0, "time_limit_s": 10.0, "op_timeout_ms": 2000.0, "quiesce_s": 3.0,
                 "final_timeout_s": 1.0, "node_count": 1, "nemesis_interval_s": 2.0}
     # The figure: 3 cache nodes, 4 app servers, a primary and 2 replicas, 1,000,000 requests

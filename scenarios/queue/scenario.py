@@ -78,6 +78,7 @@ class Queue(Scenario):
     nemeses = ("crash", "pause", "slow-link", "flaky-link")
     # What `dsim hunt` draws from: load below the single core's capacity (100 ops/s at 10 ms).
     search = {"rate": (10.0, 60.0), "nemesis_interval_s": (1.0, 20.0), "time_limit_s": (5.0, 30.0)}
+    unused_options = ("node_count",)  # its parameters size it
     defaults = {"rate": 50.0, "node_count": 1, "time_limit_s": 60.0, "op_timeout_ms": 60_000.0,
                 "quiesce_s": 1.0, "final_timeout_s": 1.0}
     examples = (

@@ -30,6 +30,12 @@ visibility timeout and, past ``max_receives`` deliveries, goes to the dead-lette
 
 Default timeouts nest, so that an inner hop gives up before its caller does: client 5 s; load
 balancer 2 s per attempt, one retry; service 800 ms, one retry; database router 500 ms.
+
+A design's size is bounded as a whole, not only key by key, so that any accepted design builds
+in seconds: at most 10,000 hosts in all (every component's replicas, partitions and workers, and
+each database's primary and router), 50,000 links (each balancer replica's endpoints; each queue worker's
+partitions and slots) and 1,000,000 ring entries (each ring-hash balancer replica's vnodes for
+each endpoint).
 """
 
 from __future__ import annotations
@@ -183,6 +189,13 @@ def _service_ms(where: str, raw) -> dict:
 
 _MAX_COUNT = 1_000_000
 _MAX_NUMBER = 1e12  # ms: about 30 years
+# A design as a whole: each count may be within _MAX_COUNT and their sums and products still hang the build (and
+# every simulated second: health probes and long polls go over every link). At these limits a short run builds and
+# runs in a few seconds.
+_MAX_HOSTS = 10_000  # nodes the design adds
+_MAX_LINKS = 50_000  # balancer replicas x the endpoints each holds; queue workers x (partitions + worker_slots)
+_MAX_RING = 1_000_000  # ring-hash balancers: replicas x endpoints x vnodes
+_MAX_NAME = 64  # characters of a component's or a route's name
 
 
 def _typed(where: str, key: str, raw, want: type, low=None, choices=()):
@@ -259,6 +272,7 @@ def _component(name: str, table: Any) -> tuple[str, Any]:
             v[key] = _value(where, key, val)
             if key == "max_ejection_share" and v[key] > 1:  # at most every endpoint ejected
                 raise _bad(where, f"bad value {val!r} for max_ejection_share: expected a share from 0 to 1")
+    _check_pairs(where, kind, v)
     retry = DEFAULT_RETRY[kind]
     rk = {"timeout_ms": "timeout_ms", "retries": "retries", "backoff_base_ms": "backoff_base_ms",
           "backoff_max_ms": "backoff_max_ms", "jitter": "jitter", "retry_budget": "budget_share"}
@@ -283,6 +297,69 @@ def _component(name: str, table: Any) -> tuple[str, Any]:
     return kind, RateLimiterSpec(name, retry=retry, **v)
 
 
+def _check_pairs(where: str, kind: str, v: dict) -> None:
+    """Pairs of keys that are each valid but not together (worded as reverse-proxy words the same pairs)."""
+    def shown(key: str, default: float) -> str:
+        return f"{v[key]:g}" if key in v else f"{default:g} (the default)"
+
+    retry = DEFAULT_RETRY[kind]
+    base, top = v.get("backoff_base_ms", retry.backoff_base_ms), v.get("backoff_max_ms", retry.backoff_max_ms)
+    if top < base:
+        raise _bad(where, f"bad value {shown('backoff_max_ms', top)} for backoff_max_ms: expected >= "
+                          f"backoff_base_ms ({shown('backoff_base_ms', base)})")
+    if kind == "load-balancer":
+        hc = HealthCheck()
+        interval = v.get("health_interval_ms", hc.interval_ms)
+        timeout = v.get("health_timeout_ms", hc.timeout_ms)
+        if interval > 0 and timeout >= interval:
+            raise _bad(where, f"bad value {shown('health_timeout_ms', timeout)} for health_timeout_ms: expected less "
+                              f"than health_interval_ms ({shown('health_interval_ms', interval)}), so each round "
+                              f"settles before the next")
+
+
+def _check_size(design: Design) -> None:
+    """The design as a whole within _MAX_HOSTS, _MAX_LINKS and _MAX_RING; the refusal names the largest part."""
+    kinds, specs = design.kinds, design.components
+    hosts: dict[str, tuple[int, str]] = {}
+    links: dict[str, tuple[int, str]] = {}
+    ring: dict[str, tuple[int, str]] = {}
+    instances = {}  # what a caller of each component reaches
+    for name, spec in specs.items():
+        kind = kinds[name]
+        if kind == "database":
+            hosts[name] = (spec.replicas + 2, f"replicas = {spec.replicas}")  # + primary, router
+            instances[name] = 1
+        elif kind == "queue":
+            hosts[name] = (spec.partitions + spec.workers, f"partitions = {spec.partitions}, workers = {spec.workers}")
+            instances[name] = spec.partitions
+        else:
+            hosts[name] = (spec.replicas, f"replicas = {spec.replicas}")
+            instances[name] = spec.replicas
+    for name, spec in specs.items():
+        kind = kinds[name]
+        if kind == "load-balancer" and spec.to in instances:
+            n = instances[spec.to]
+            behind = f"{n} endpoint{'s' if n != 1 else ''} ({spec.to!r})"
+            links[name] = (spec.replicas * n, f"replicas = {spec.replicas} x {behind}")
+            if spec.policy == "ring-hash":
+                ring[name] = (spec.replicas * n * spec.vnodes,
+                              f"vnodes = {spec.vnodes} x {behind} x replicas = {spec.replicas}")
+        elif kind == "queue" and spec.workers:
+            slots = f"partitions = {spec.partitions} + worker_slots = {spec.worker_slots}"
+            links[name] = (spec.workers * (spec.partitions + spec.worker_slots),
+                           f"workers = {spec.workers} x ({slots})")
+    for parts, limit, what, accepted in (
+            (hosts, _MAX_HOSTS, "hosts", "replicas, partitions and workers, summed over components"),
+            (links, _MAX_LINKS, "links",
+             "balancer replicas x endpoints plus queue workers x (partitions + worker_slots)"),
+            (ring, _MAX_RING, "ring entries", "vnodes x endpoints x replicas, summed over ring-hash balancers")):
+        total = sum(n for n, _ in parts.values())
+        if total > limit:
+            name = max(parts, key=lambda k: parts[k][0])
+            raise _bad(f"component {name!r}", f"{parts[name][1]} makes {total:,} {what} in the design: accepted: "
+                                              f"at most {limit:,} ({accepted})")
+
+
 def _route(i: int, table: Any, kinds: dict[str, str]) -> Route:
     where = f"route {i + 1}"
     if not isinstance(table, dict):
@@ -293,6 +370,8 @@ def _route(i: int, table: Any, kinds: dict[str, str]) -> Route:
     name = table.get("name")
     if not isinstance(name, str) or not name:
         raise _bad(where, "needs a name")
+    if len(name) > _MAX_NAME:  # it labels the route's figures and checks
+        raise _bad(where, f"bad name {name[:40]!r}... ({len(name):,} characters): expected at most {_MAX_NAME} characters")
     where = f"route {name!r}"
     path = table.get("path")
     if not isinstance(path, list) or not path or not all(isinstance(h, str) for h in path):
@@ -303,7 +382,7 @@ def _route(i: int, table: Any, kinds: dict[str, str]) -> Route:
             raise _bad(where, f"hop {hop!r} names no component (components: {', '.join(kinds)})")
     out = {"name": name, "path": tuple(path)}
     for key, want, low in (("share", float, 0), ("keys", int, 1), ("timeout_ms", float, 1), ("retries", int, 0),
-                           ("retry_budget", float, 0), ("slo_p99_ms", float, 0), ("idempotent", bool, None)):
+                           ("retry_budget", float, 0), ("slo_p99_ms", float, 0.001), ("idempotent", bool, None)):
         if key in table:
             out[key] = _typed(where, key, table[key], want, low=low)
     if out.get("share", 1.0) <= 0:
@@ -351,24 +430,26 @@ def _check_graph(design: Design) -> None:
             if kinds[a] == "load-balancer" and b != design.components[a].to:
                 raise _bad(f"route {r.name!r}", f"load balancer {a!r} balances over {design.components[a].to!r}, not {b!r}")
             edge(a, b, f"route {r.name!r}")
-    state: dict[str, int] = {}
-    stack: list[str] = []
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
 
-    def visit(n: str) -> None:
-        state[n] = 1
-        stack.append(n)
-        for m in edges[n]:
-            if state.get(m) == 1:
-                cycle = stack[stack.index(m):] + [m]
-                raise UsageError(f"bad design: cycle: {' -> '.join(cycle)}")
-            if m not in state:
-                visit(m)
-        stack.pop()
-        state[n] = 2
-
-    for n in kinds:
-        if n not in state:
-            visit(n)
+    for root in kinds:  # depth first, without recursion (a chain of thousands of services)
+        if root in state:
+            continue
+        state[root] = 1
+        path, todo = [root], [iter(edges[root])]
+        while todo:
+            m = next(todo[-1], None)
+            if m is None:
+                state[path.pop()] = 2
+                todo.pop()
+            elif state.get(m) == 1:
+                cycle = path[path.index(m):] + [m]
+                shown = cycle if len(cycle) <= 12 else [*cycle[:5], f"... ({len(cycle) - 10:,} more)", *cycle[-5:]]
+                raise UsageError(f"bad design: cycle: {' -> '.join(shown)}")
+            elif m not in state:
+                state[m] = 1
+                path.append(m)
+                todo.append(iter(edges[m]))
 
 
 def parse(components: Any, routes: Any) -> Design:
@@ -379,6 +460,8 @@ def parse(components: Any, routes: Any) -> Design:
         raise UsageError("bad design: no routes: give at least one [[params.routes]] table")
     specs, kinds = {}, {}
     for name, table in components.items():
+        if len(name) > _MAX_NAME:  # it names hosts, plot lanes and figures
+            raise _bad(f"component {name[:40]!r}... ({len(name):,} characters)", f"a name is at most {_MAX_NAME} characters")
         if not name.replace("_", "").replace("-", "").isalnum() or ":" in name:
             raise _bad(f"component {name!r}", "a name is letters, digits, '-' and '_'")
         kinds[name], specs[name] = _component(name, table)
@@ -387,6 +470,7 @@ def parse(components: Any, routes: Any) -> Design:
     if len(set(names)) != len(names):
         raise UsageError(f"bad design: route names repeat: {', '.join(names)}")
     design = Design(specs, kinds, routes_out)
+    _check_size(design)  # before anything lists the design's nodes
     ids = design.servers()
     seen = set()
     for i in ids:

@@ -97,6 +97,21 @@ RUN_OPTIONS = [f.name for f in fields(RunConfig)
                if f.name not in ("scenario", "params", "faults", "bug", "trace", "seed", "design_path", "design_sha256")]
 
 
+MAX_DEPTH = 32  # arrays and tables in a config file: a graph design's deepest is about 4
+
+
+def _depth(value: Any) -> int:
+    """How deeply ``value``'s lists and dicts nest (0 for a scalar), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, (list, tuple, dict)):
+            deepest = max(deepest, d + 1)
+            if d + 1 <= MAX_DEPTH:  # deeper is refused whatever lies below
+                stack.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return deepest
+
+
 def load_toml(path: str | Path) -> dict[str, Any]:
     shown = str(path)
     if not shown.strip():
@@ -115,10 +130,16 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise UsageError(f"bad value {shown!r} for --config: not UTF-8 text; expected a TOML file") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"bad value {shown!r} for --config: not valid TOML ({exc}); expected a TOML file") from None
+    except RecursionError:  # tomllib parses nested arrays by recursion
+        raise UsageError(f"bad value {shown!r} for --config: nested deeper than TOML's parser goes; expected "
+                         f"arrays and tables at most {MAX_DEPTH} deep") from None
     except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
         raise UsageError(f"bad value {shown!r} for --config: cannot read it ({getattr(exc, 'strerror', None) or exc}); "
                          "expected a TOML file") from None
     table.source = shown
+    if _depth(table) > MAX_DEPTH:  # the checks after this walk values by recursion too
+        raise UsageError(f"bad value {shown!r} for --config: arrays or tables nested more than {MAX_DEPTH} deep; "
+                         f"expected at most {MAX_DEPTH}")
     if "scenario" in table and not isinstance(table["scenario"], str):
         raise UsageError(f"bad value {table['scenario']!r} for scenario in {shown}: expected a design name (text)")
     return table
@@ -429,6 +450,9 @@ def build_config(scenario: type[Scenario], *, seed: int, file: dict[str, Any] | 
         if not isinstance(table, dict):
             raise UsageError(f"bad value {table!r} for params in config file: expected a table ([params])")
         params_raw.update(table)
+        for t in scenario.config_tables:
+            if t in file and t in table:  # which one the run would get is a guess
+                raise UsageError(f"bad value [{t}] in config file: [params.{t}] is given too; expected one of them")
         params_raw.update({t: file.pop(t) for t in scenario.config_tables if t in file})
         plan = file.pop("faults", [])
         if not isinstance(plan, list):
@@ -456,6 +480,11 @@ def build_config(scenario: type[Scenario], *, seed: int, file: dict[str, Any] | 
             merged[key] = value
     for key in list(merged):
         merged[key] = _check_option(key, merged[key], scenario)
+    for key in scenario.unused_options:
+        default = scenario.defaults.get(key, getattr(RunConfig, key, None))
+        if key in merged and merged[key] != default:
+            raise UsageError(f"bad value {merged[key]!r} for {key}: {scenario.name} does not use it (its parameters "
+                             f"size the design: dsim describe {scenario.name}); expected it left out")
     _check_together(merged)
     params = {p.name: p.default for p in scenario.params}
     for key, raw in {**params_raw, **(sets or {})}.items():

@@ -344,7 +344,7 @@ class Hunt:
 
 def run_hunt(space: Space, seed: int, budget: Budget, jobs: int, until: str, out: Path,
              progress: Callable[[int, HuntResult], None] | None = None, *, cluster: str | None = None,
-             executor: Any = None) -> HuntResult:
+             executor: Any = None, result: HuntResult | None = None) -> HuntResult:
     """Search until a failure (``until="first"``) or the budget is spent; write each failure's folder
     (a second run, its digest compared) under ``out/failures/``.
 
@@ -352,14 +352,15 @@ def run_hunt(space: Space, seed: int, budget: Budget, jobs: int, until: str, out
     :func:`~simulator.pipeline.executor.open_executor`). Run ``i`` is planned once the results of
     runs ``0 .. i - WINDOW`` are folded in (in run order), and from those alone, so the sequence of
     configurations, the rows and the findings do not depend on the executor, while up to ``WINDOW``
-    runs keep every worker busy."""
+    runs keep every worker busy. Rows and findings go into ``result`` (a new one if None) as they
+    come, so a caller interrupted midway still holds those of the runs folded in."""
     from .executor import Task, open_executor
 
     if executor is None:
         with open_executor(jobs=jobs, cluster=cluster) as ex:
-            return run_hunt(space, seed, budget, jobs, until, out, progress, executor=ex)
+            return run_hunt(space, seed, budget, jobs, until, out, progress, executor=ex, result=result)
     hunt = Hunt(space, seed)
-    result = HuntResult()
+    result = HuntResult() if result is None else result
     signatures: set[str] = set()
     t0 = time.perf_counter()
     planned: dict[int, tuple[dict[str, Any], str, RunConfig | None, str]] = {}  # run -> point, how, cfg, refusal

@@ -202,6 +202,9 @@ class Scenario:
     search: ClassVar[dict[str, Any]] = {}
     # Top-level tables of a config file that are parameters (``[components]`` as ``[params.components]``).
     config_tables: ClassVar[tuple[str, ...]] = ()
+    # Run options the design does not read (``("node_count",)`` where its parameters size the
+    # cluster): a value other than the default is refused, rather than recorded and ignored.
+    unused_options: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def validate(cls, params: dict[str, Any]) -> None:
@@ -397,6 +400,8 @@ def check_shape(cls: type[Scenario]) -> None:
         if not ok:
             raise UsageError(f"bad Param {p.name!r}: expected type a type or function, choices a tuple, "
                              "min and max numbers or None")
+    if not is_texts(cls.unused_options):
+        raise bad("unused_options", cls.unused_options, "a tuple of run option names")
     # the dicts and lists describe, run and hunt iterate
     bugs = text_dict("bugs", "bug name")
     text_dict("checkers", "checker name")

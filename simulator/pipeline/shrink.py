@@ -432,6 +432,10 @@ class Shrinker:
         return self.first("declared parameter value", [c for c in cands if _valid(c)]) or cfg
 
     def fewer_nodes(self, cfg: RunConfig) -> RunConfig:
+        from . import scenario as registry
+
+        if "node_count" in registry.for_config(cfg).unused_options:
+            return cfg
         cands = [replace(cfg, node_count=n) for n in range(1, cfg.node_count)]
         found = self.first("fewer nodes", [c for c in cands if _valid(c)])
         return found or cfg

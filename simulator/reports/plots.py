@@ -6,12 +6,16 @@ reader sees at a glance what a partition or a crash did to latency and throughpu
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
+# Extreme values (a damaged runs.csv's 1e308) make matplotlib's scales warn on stderr, two lines
+# each: a figure is drawn as well as it can be, and the command's own output says what it read.
+warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"matplotlib\.")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
