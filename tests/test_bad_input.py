@@ -459,9 +459,9 @@ def _wait_for(path: Path, proc: subprocess.Popen, limit_s: float = 60.0) -> None
         time.sleep(0.05)
 
 
-def _signalled(tmp_path, args: list, ready: list[Path], sig, settle_s: float) -> tuple[int, str]:
-    """Start the real `dsim ARGS`, wait until every path in ``ready`` exists and ``settle_s`` more, send ``sig``:
-    (exit status, stderr)."""
+def _signalled(tmp_path, args: list, ready: list[Path], sig, settle_s: float, times: int = 1) -> tuple[int, str]:
+    """Start the real `dsim ARGS`, wait until every path in ``ready`` exists and ``settle_s`` more, send ``sig``
+    (``times`` times, 5 ms apart, as `timeout` and a terminal's process group do): (exit status, stderr)."""
     exe = Path(sys.executable).with_name("dsim")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "simulator.cli"]
     proc = subprocess.Popen([*cmd, *map(str, args)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -470,7 +470,10 @@ def _signalled(tmp_path, args: list, ready: list[Path], sig, settle_s: float) ->
         for path in ready:
             _wait_for(path, proc)
         time.sleep(settle_s)
-        proc.send_signal(sig)
+        for _ in range(times):
+            if proc.poll() is None:
+                proc.send_signal(sig)
+                time.sleep(0.005)
         _, err = proc.communicate(timeout=90)
     finally:
         if proc.poll() is None:
@@ -478,12 +481,13 @@ def _signalled(tmp_path, args: list, ready: list[Path], sig, settle_s: float) ->
     return proc.returncode, err
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_signal_leaves_the_run_folder_marked_incomplete(tmp_path, sig):
-    """A long `dsim run` sent SIGTERM or SIGINT exits 3 and leaves its folder with the manifest marked incomplete."""
+@pytest.mark.parametrize("sig, times", [(signal.SIGTERM, 1), (signal.SIGINT, 1), (signal.SIGTERM, 40)])
+def test_signal_leaves_the_run_folder_marked_incomplete(tmp_path, sig, times):
+    """A long `dsim run` sent SIGTERM or SIGINT (once, or a burst: more signals while it saves must not end it
+    with 143) exits 3 and leaves its folder with the manifest marked incomplete."""
     out = tmp_path / "r"
     code, err = _signalled(tmp_path, ["run", "queue", "--time-limit", "100000", "--seed", "1", "--out", out,
-                                      "--no-plots"], [out / "manifest.json"], sig, 0.3)  # into the simulation proper
+                                      "--no-plots"], [out / "manifest.json"], sig, 0.3, times)  # into the simulation
     assert code == 3, err
     assert "Traceback" not in err and "incomplete" in err
     man = json.loads((out / "manifest.json").read_text())
@@ -501,6 +505,8 @@ def test_sigterm_stops_a_parallel_sweep_and_marks_runs_incomplete(tmp_path):
     assert "Traceback" not in err
     for run in (out / "runs").iterdir():
         assert json.loads((run / "manifest.json").read_text())["status"] == "incomplete"
+    about = json.loads((out / "sweep.json").read_text())
+    assert about["status"] == "incomplete" and about["error"] == "interrupted"
 
 
 def test_sigterm_marks_a_hunt_folder_incomplete(tmp_path):
@@ -512,6 +518,8 @@ def test_sigterm_marks_a_hunt_folder_incomplete(tmp_path):
     assert "Traceback" not in err and "incomplete" in err
     about = json.loads((out / "hunt.json").read_text())
     assert about["status"] == "incomplete" and about["error"] == "interrupted"
+    rows = (out / "hunt.csv").read_text().splitlines()  # the runs finished before the signal
+    assert rows[0].startswith("run,") and len(rows) > 1 and f"{len(rows) - 1} runs in" in err
 
 
 def test_a_crashing_hunt_marks_its_folder_incomplete_with_the_error(here, capsys, monkeypatch):

@@ -8,7 +8,7 @@ import pytest
 
 from simulator.faults import validate_plan
 from simulator import UsageError
-from tests.test_bad_input import assert_refused, dsim_in
+from tests.test_bad_input import TINY, assert_refused, dsim_in
 from tests.test_bad_input_plans import RUN, plan
 
 
@@ -86,3 +86,65 @@ def test_metrics_json_is_strict_json(here, capsys):
     data = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in metrics.json"))
     assert finite(data)
     assert data["figures"]["fresh_nines"] is None
+
+
+def test_a_run_option_the_design_does_not_use_is_refused(here, capsys):
+    for design in ("queue", "cache", "graph"):
+        code, _, err = dsim_in(capsys, "run", design, *RUN, "--node-count", "7", "--out", here / "out")
+        assert_refused(code, err, f"bad value 7 for node_count: {design} does not use it")
+        assert not (here / "out").exists()
+    code, out, _ = dsim_in(capsys, "describe", "queue")
+    assert "not used by queue" in out
+    code, _, err = dsim_in(capsys, "run", "queue", *RUN, "--node-count", "1", "--out", here / "same")  # its default
+    assert code == 0, err
+
+
+def test_config_files_nested_too_deep_or_with_a_table_twice_are_refused(here, capsys):
+    deep = here / "deep.toml"
+    for depth, needle in ((3000, "nested deeper than TOML's parser goes"), (40, "nested more than 32 deep")):
+        deep.write_text("seed = " + "[" * depth + "]" * depth + "\n")
+        for cmd in (["run", "queue", *RUN], ["sweep", "queue", "--seeds", "1", *TINY]):
+            code, _, err = dsim_in(capsys, *cmd, "--config", deep, "--out", here / "out")
+            assert_refused(code, err, needle)
+    both = here / "both.toml"
+    both.write_text('[components]\na = { kind = "service" }\n[params.components]\nb = { kind = "service" }\n'
+                    '[[routes]]\nname = "r"\npath = ["a"]\n')
+    code, _, err = dsim_in(capsys, "run", "graph", *RUN, "--config", both, "--out", here / "out")
+    assert_refused(code, err, "bad value [components] in config file: [params.components] is given too")
+    assert not (here / "out").exists()
+
+
+def test_a_sweep_record_says_complete_and_a_resume_checks_its_files_first(here, capsys):
+    import json
+
+    code, _, err = dsim_in(capsys, "sweep", "queue", "--seeds", "1-2", *TINY, "--out", here / "sw")
+    assert code == 0, err
+    about = json.loads((here / "sw" / "sweep.json").read_text())
+    assert about["status"] == "complete" and "ended_utc" in about
+    (here / "sw" / "runs.csv").unlink()
+    (here / "sw" / "runs.csv").mkdir()
+    code, _, err = dsim_in(capsys, "sweep", "--resume", here / "sw")
+    assert_refused(code, err, "its runs.csv is not a file")
+    (here / "sw" / "runs.csv").rmdir()
+    code, _, err = dsim_in(capsys, "sweep", "--resume", here / "sw")
+    assert code == 0, err
+    again = json.loads((here / "sw" / "sweep.json").read_text())
+    assert again["status"] == "complete" and again["started_utc"] == about["started_utc"] and "resumed_utc" in again
+
+
+def test_compare_shows_absurd_numbers_short_and_quietly(here, capsys):
+    import csv
+
+    code, _, err = dsim_in(capsys, "sweep", "queue", "--seeds", "1-2", *TINY, "--out", here / "a")
+    assert code == 0, err
+    rows = list(csv.DictReader((here / "a" / "runs.csv").open()))
+    rows[0]["throughput_ops_s"], rows[1]["latency_p99_ms"] = "-1e308", "1e308"
+    (here / "b").mkdir()
+    (here / "b" / "sweep.json").write_text((here / "a" / "sweep.json").read_text())
+    with (here / "b" / "runs.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    code, out, err = dsim_in(capsys, "compare", here / "a", here / "b", "--out", here / "c.png")
+    assert code == 0 and err == "", err
+    assert "1e+308" in out and max(map(len, out.splitlines())) < 200

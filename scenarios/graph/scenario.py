@@ -65,6 +65,7 @@ class Graph(Scenario):
         Param("slo_outside_faults", True, "judge SLOs only on requests outside fault windows", type=bool),
     )
     config_tables = ("components", "routes")
+    unused_options = ("node_count",)  # its components' replicas size it
     checkers = {
         "every-request-answered": "every request ended ok or fail: none lost without an answer",
         "slo": "each route's p99 (of successful requests, outside fault windows) is within its slo_p99_ms",
