@@ -162,6 +162,12 @@ class Email(Scenario):
             raise UsageError(f"bad value {params['campaign_recipients']} for campaign_recipients: expected at most "
                              f"{FINAL_CAMPAIGN_MAX:,} recipients a campaign once times scale ({params['scale']:g}), "
                              f"as final_campaign_recipients")
+        if params["tx_reserved_slots"] >= params["worker_slots"]:
+            raise UsageError(f"bad value {params['tx_reserved_slots']} for tx_reserved_slots: expected less than "
+                             f"worker_slots ({params['worker_slots']}), so that campaign batches get a slot")
+        if params["retry_base_ms"] > params["retry_cap_ms"]:
+            raise UsageError(f"bad value {params['retry_base_ms']:g} for retry_base_ms: expected at most "
+                             f"retry_cap_ms ({params['retry_cap_ms']:g})")
 
     @classmethod
     def check_fault(cls, n, act, hosts, params) -> None:

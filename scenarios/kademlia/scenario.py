@@ -26,6 +26,10 @@ from .ids import key_id
 from .node import Conf, Kad
 
 MAX_WINDOW_MS = 1e12  # a churn window's longest: the longest run (1e9 s); the nemesis's is its interval
+# Routing tables the samples check a simulated second, at most: a check costs about 13 wall us at
+# 1,000 joined nodes, so sampling adds at most about 13 ms a simulated second (the default run's is
+# 1,000 tables every 30 s; sample_s=0.0001 asked for ten million a second and never finished).
+MAX_TABLE_CHECKS_PER_S = 1000
 
 
 def _hour_of_churn(nodes: int) -> dict:
@@ -154,6 +158,12 @@ class Kademlia(Scenario):
         if params["put_share"] + params["get_share"] > 1.0 + 1e-9:
             raise UsageError(f"bad value {params['put_share'] + params['get_share']:g} for put_share + get_share: "
                              "expected at most 1")
+        if params["expire_s"] < 2 * params["republish_s"]:
+            # a holder's republish timer fires every republish_s and skips a value stored within the
+            # last period, so it re-stores a value between one and two republish_s after storing it
+            raise UsageError(f"bad value {params['expire_s']:g} for expire_s: expected at least 2 x republish_s "
+                             f"({2 * params['republish_s']:g}), as a holder re-stores a value up to two republish "
+                             "periods after storing it")
 
     def build(self, sim, cfg) -> Setup:
         p = dict(cfg.params)
@@ -164,6 +174,12 @@ class Kademlia(Scenario):
         if n >= 2 ** (p["id_bits"] // 2):
             raise UsageError(f"bad value {p['id_bits']} for id_bits: {n} nodes need at least "
                              f"{2 * n.bit_length()} bits so that random ids do not collide")
+        tables = min(n, p["sample_nodes"])
+        if 0 < p["sample_s"] < tables / MAX_TABLE_CHECKS_PER_S:
+            raise UsageError(f"bad value {p['sample_s']:g} for sample_s: expected 0 (only at the end) or at least "
+                             f"{tables / MAX_TABLE_CHECKS_PER_S:g} s, as each sample checks {tables} routing tables "
+                             f"(node_count, up to sample_nodes) and at most {MAX_TABLE_CHECKS_PER_S:,} are checked "
+                             "a simulated second")
         conf = Conf(p, cfg.bug)
         servers = [f"n{i}" for i in range(1, n + 1)]
         for i, s in enumerate(servers, 1):

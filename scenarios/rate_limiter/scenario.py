@@ -41,12 +41,26 @@ from collections import defaultdict
 
 import numpy as np
 
-from simulator import CheckResult, Param, RunData, Scenario, Setup, register
+from simulator import CheckResult, Param, RunData, Scenario, Setup, UsageError, register
 from simulator.checkers.basic import availability
 
 from .nodes import STORE, Client, Gateway, Store, sync_cap
 
 FALSE_REJECT_SHARE = {"central": 0.01, "local": 0.30, "sync": 0.15}
+# Timer events and gossip messages a simulated second, at most: each gateway ticks every tick_ms and,
+# under sync, gossips to every other gateway every sync_ms. About 3 wall us each: at this bound a run
+# at the default 20 s takes under about a minute (1,000 gateways ticking every ms: 39 s), where
+# 1,000 gateways gossiping every ms took 30 s for 3 simulated s.
+MAX_BACKGROUND_PER_S = 1_000_000
+
+
+def background_per_s(p: dict) -> float:
+    """The most timer events and gossip messages a simulated second: gateways x 1000 / tick_ms
+    ticks, plus under sync gateways x 1000 / sync_ms sync timers, each sending up to gateways - 1
+    gossip messages."""
+    n = p["gateways"]
+    ticks = n * 1000.0 / p["tick_ms"]
+    return ticks + (n * n * 1000.0 / p["sync_ms"] if p["strategy"] == "sync" else 0.0)
 
 
 def slack(p: dict, limit: int) -> int:
@@ -220,6 +234,20 @@ class RateLimiter(Scenario):
         "dsim run rate-limiter --seed 1 --nemesis partition-random-halves --set on_store_unreachable=open",
         "dsim run rate-limiter --bug clock-skew-window --seed 1 --nemesis clock-bump --nemesis-interval 2",
     )
+
+    @classmethod
+    def validate(cls, params: dict) -> None:
+        if params["tick_ms"] > params["window_ms"]:
+            raise UsageError(f"bad value {params['tick_ms']:g} for tick_ms: expected at most window_ms "
+                             f"({params['window_ms']:g}): a coarser clock keeps entries past the window and rejects "
+                             "requests under the limit")
+        load = background_per_s(params)
+        if load > MAX_BACKGROUND_PER_S:
+            sync = f", sync_ms={params['sync_ms']:g}" if params["strategy"] == "sync" else ""
+            raise UsageError(f"bad values gateways={params['gateways']}, tick_ms={params['tick_ms']:g}{sync} "
+                             f"(strategy {params['strategy']}): {load:.3g} timer events and gossip messages a "
+                             f"simulated second; expected at most {MAX_BACKGROUND_PER_S:,} (gateways x 1000/tick_ms, "
+                             "plus gateways^2 x 1000/sync_ms under sync)")
 
     def build(self, sim, cfg) -> Setup:
         p = dict(cfg.params)

@@ -334,6 +334,10 @@ class ReverseProxy(Scenario):
         if params["max_ejection_ms"] < params["base_ejection_ms"]:
             raise UsageError(f"bad value {params['max_ejection_ms']:g} for max_ejection_ms: expected >= "
                              f"base_ejection_ms ({params['base_ejection_ms']:g})")
+        if params["per_try_timeout_ms"] >= params["client_timeout_ms"]:
+            raise UsageError(f"bad value {params['per_try_timeout_ms']:g} for per_try_timeout_ms: expected less than "
+                             f"client_timeout_ms ({params['client_timeout_ms']:g}), so the proxy's answer to a try "
+                             "can reach the client before it gives up")
 
     def build(self, sim, cfg) -> Setup:
         p = cfg.params
