@@ -89,7 +89,7 @@ def test_metrics_json_is_strict_json(here, capsys):
 
 
 def test_a_run_option_the_design_does_not_use_is_refused(here, capsys):
-    for design in ("queue", "cache", "graph"):
+    for design in ("queue", "cache", "graph", "commerce", "reverse-proxy", "rate-limiter", "email"):
         code, _, err = dsim_in(capsys, "run", design, *RUN, "--node-count", "7", "--out", here / "out")
         assert_refused(code, err, f"bad value 7 for node_count: {design} does not use it")
         assert not (here / "out").exists()

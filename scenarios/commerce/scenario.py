@@ -217,6 +217,7 @@ class Commerce(Scenario):
                     "placing, if later); client ops counted by outcome",
     }
     nemeses = ("crash", "partition-random-halves", "partition-isolate-one", "pause", "slow-link", "flaky-link")
+    unused_options = ("node_count",)  # its parameters size it
     defaults = {"rate": 50.0, "time_limit_s": 20.0, "op_timeout_ms": 5000.0, "quiesce_s": 8.0,
                 "final_timeout_s": 1.0, "nemesis_interval_s": 3.0, "node_count": 5}
     benchmarks = {

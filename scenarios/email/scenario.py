@@ -137,6 +137,7 @@ class Email(Scenario):
                    "provider_slow": ("provider", "factor")}
     custom_nemeses = {"provider-outage": _provider_outage, "provider-slow": _provider_slow,
                       "queue-unreachable": _queue_unreachable, "workers-cut-from-queue": _workers_cut_from_queue}
+    unused_options = ("node_count",)  # its parameters size it
     defaults = {"time_limit_s": 60.0, "rate": 1.0, "latency_ms": 1.0, "op_timeout_ms": 900_000.0,
                 "quiesce_s": 2.0, "final_timeout_s": 900.0, "nemesis_interval_s": 10.0}
     examples = (

@@ -226,6 +226,7 @@ class RateLimiter(Scenario):
     }
     nemeses = ("partition-random-halves", "partition-isolate-one", "pause", "clock-bump", "clock-strobe",
                "slow-link")
+    unused_options = ("node_count",)  # its parameters size it
     defaults = {"rate": 600.0, "time_limit_s": 20.0, "op_timeout_ms": 2000.0, "quiesce_s": 1.0,
                 "final_timeout_s": 1.0, "node_count": 1}
     examples = (

@@ -309,6 +309,7 @@ class ReverseProxy(Scenario):
         "exactly-once": "every POST took effect at most once, and every acknowledged POST exactly once",
     }
     nemeses = ("crash", "pause", "partition-isolate-one", "slow-link")
+    unused_options = ("node_count",)  # its parameters size it
     defaults = {"rate": 1000.0, "time_limit_s": 20.0, "op_timeout_ms": 3000.0, "quiesce_s": 2.0,
                 "final_timeout_s": 1.0, "latency_ms": 0.25, "node_count": 1}
     examples = (
