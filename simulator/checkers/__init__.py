@@ -11,6 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 UNKNOWN = "unknown"
+MESSAGE_MAX = 2_000  # characters of a checker's message kept (it is printed in the summary and saved)
+
+
+def cap_message(text: str, limit: int = MESSAGE_MAX) -> str:
+    """``text`` cut to ``limit`` characters, saying how many more there were."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit:,} more characters)"
 
 
 @dataclass
@@ -20,6 +28,8 @@ class CheckResult:
     details: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
+        if isinstance(self.message, str) and len(self.message) > MESSAGE_MAX:
+            self.message = cap_message(self.message)
         v = self.valid
         if isinstance(v, str):
             if v != UNKNOWN:

@@ -51,6 +51,22 @@ _NORMAL = 1
 _FOREVER = 1 << 62  # ns, about 146 years: later than any event
 
 
+# The kernel's loop checks the clock every CHECK_EVERY events; SAME_INSTANT_LIMIT events at one
+# simulated nanosecond (far above any real burst: a million nodes booting at time 0 is a million)
+# mean the clock can never move again, and the run fails with SimulationStuck rather than hang.
+CHECK_EVERY = 1 << 16
+SAME_INSTANT_LIMIT = 20_000_000
+
+
+class SimulationStuck(RuntimeError):
+    """Too many events at one simulated instant: simulated time no longer advances."""
+
+    def __init__(self, now_ns: int, events: int):
+        self.now_ns, self.events = now_ns, events
+        super().__init__(f"simulated time stuck at t={now_ns} ns ({now_ns / NS_PER_S:g} s): {events:,} events ran at "
+                         "that one instant (a timer or message with 0 delay that re-arms itself?)")
+
+
 def _stop(_a, _b):
     raise StopSimulation(None)
 
@@ -148,50 +164,68 @@ class Simulation:
         # Deliveries made here are counted in a local and added to Network.delivered when the loop
         # ends (the network's counters are read after a run, by its stats), not once a message.
         delivered = 0
+        # Same-instant guard: the loop runs in chunks of CHECK_EVERY events (a for over a range costs
+        # less per event than a counter); after a whole chunk, if the clock has not moved since the
+        # last chunk's end, every event in between ran at one instant. Past SAME_INSTANT_LIMIT such
+        # events the run is stuck (a 0-delay timer or message re-arming itself) and fails.
+        chunk = range(CHECK_EVERY)
+        limit = SAME_INSTANT_LIMIT
+        last_now = -1
+        same = 0
         try:
             while True:
-                try:
-                    item = pop(queue)
-                except IndexError:  # nothing left (an empty heap costs nothing to test this way)
-                    break
-                n = len(item)
-                if n == 7:
-                    # one unpacking is fewer steps than four subscripts (3.11 specialises both)
-                    now, _p, _e, fn, sender, dst, msg = item
-                    env._now = now
-                    if fn is arrive or fn is held:
-                        if fn is held:  # Network._arrive_held's test: lost if the sender crashed before it left
-                            sender, epoch, depart_ns = sender
-                            if sender.epoch != epoch and sender.crash_times[epoch] < depart_ns:
-                                fn(item[4], dst, msg)
+                for _ in chunk:
+                    try:
+                        item = pop(queue)
+                    except IndexError:  # nothing left (an empty heap costs nothing to test this way)
+                        break
+                    n = len(item)
+                    if n == 7:
+                        # one unpacking is fewer steps than four subscripts (3.11 specialises both)
+                        now, _p, _e, fn, sender, dst, msg = item
+                        env._now = now
+                        if fn is arrive or fn is held:
+                            if fn is held:  # Network._arrive_held's test: lost if the sender crashed before it left
+                                sender, epoch, depart_ns = sender
+                                if sender.epoch != epoch and sender.crash_times[epoch] < depart_ns:
+                                    fn(item[4], dst, msg)
+                                    continue
+                            host = hosts.get(dst)
+                            if (net.blocked or host is None) and net._cut_or_unknown(sender, dst, msg):
                                 continue
-                        host = hosts.get(dst)
-                        if (net.blocked or host is None) and net._cut_or_unknown(sender, dst, msg):
-                            continue
-                        delivered += 1
-                        t = type(msg)
-                        buf.extend((now, deliver_code, 3, sender.code, host.code,
-                                    type_codes.get(t) or net._type_code(t)))
-                        if len(buf) >= flush_at:
-                            self._flush()
-                        if host.fast:
-                            host._hold = 0
-                            host.node.on_message(host, sender.id, msg)
-                        else:  # receive, or a ready priced node's pricing
-                            host.deliver(sender.id, msg)
-                    else:
-                        fn(sender, dst, msg)
-                elif n == 6:
-                    env._now = item[0]
-                    item[3](item[4], item[5])
-                elif item is marker:
-                    env._now = item[0]
-                    marker = None
-                    break
-                else:  # a plain simpy event or process: SimPy's own step, from the same heap position
-                    env._now = item[0]
-                    heappush(queue, item)
-                    env.step()
+                            delivered += 1
+                            t = type(msg)
+                            buf.extend((now, deliver_code, 3, sender.code, host.code,
+                                        type_codes.get(t) or net._type_code(t)))
+                            if len(buf) >= flush_at:
+                                self._flush()
+                            if host.fast:
+                                host._hold = 0
+                                host.node.on_message(host, sender.id, msg)
+                            else:  # receive, or a ready priced node's pricing
+                                host.deliver(sender.id, msg)
+                        else:
+                            fn(sender, dst, msg)
+                    elif n == 6:
+                        env._now = item[0]
+                        item[3](item[4], item[5])
+                    elif item is marker:
+                        env._now = item[0]
+                        marker = None
+                        break
+                    else:  # a plain simpy event or process: SimPy's own step, from the same heap position
+                        env._now = item[0]
+                        heappush(queue, item)
+                        env.step()
+                else:  # a whole chunk ran: the checkpoint
+                    if env._now != last_now:
+                        last_now, same = env._now, 0
+                        continue
+                    same += CHECK_EVERY
+                    if same >= limit:
+                        raise SimulationStuck(env._now, same)
+                    continue
+                break  # the heap ran dry, or the marker came up
         except StopSimulation:
             self._stopped = True
         finally:

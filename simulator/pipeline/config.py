@@ -558,7 +558,7 @@ def dry_build(cfg: RunConfig) -> None:
         hosts = set(sim.hosts) | {f"c{i + 1}" for i in range(setup.clients or cfg.concurrency or 4)}
     except UsageError:
         raise
-    except Exception:  # noqa: BLE001 - not bad input: the run itself reports it
+    except (Exception, SystemExit):  # noqa: BLE001 - not bad input: the run itself reports it (a SystemExit as a crash)
         return
     design = registry.for_config(cfg)
     for i, act in enumerate(cfg.faults):  # build_config checked the types of these

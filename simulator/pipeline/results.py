@@ -60,16 +60,32 @@ def _strict(value: Any) -> Any:
 def write_json(path: Path, data: Any) -> None:
     """``data`` as strict JSON (non-finite numbers as null), written whole or not at all."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as fh:
-        json.dump(_strict(data), fh, indent=2, default=_json_default, allow_nan=False)
-        fh.write("\n")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as fh:
+            json.dump(_strict(data), fh, indent=2, default=_json_default, allow_nan=False)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        _drop(tmp)
+        raise
 
 
 def write_lines(path: Path, rows: list[dict]) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    write_jsonl(tmp, rows)
-    os.replace(tmp, path)
+    try:
+        write_jsonl(tmp, rows)
+        os.replace(tmp, path)
+    except BaseException:
+        _drop(tmp)
+        raise
+
+
+def _drop(tmp: Path) -> None:
+    """Remove a half-written temporary file (best effort): a failed write leaves nothing behind."""
+    try:
+        tmp.unlink()
+    except OSError:
+        pass
 
 
 @functools.lru_cache(maxsize=1)
@@ -167,7 +183,13 @@ class RunFolder:
         from .. import faults as F
 
         run = outcome.run
-        write_lines(self.folder / "history.jsonl", run.history)
+        try:
+            write_lines(self.folder / "history.jsonl", run.history)
+        except (TypeError, ValueError) as exc:  # a value the design put in the history that JSON cannot hold
+            if type(exc) not in (TypeError, ValueError):
+                raise
+            raise type(exc)(f"cannot write history.jsonl: {exc} (history values must be JSON: "
+                            "numbers, text, lists, dicts)") from exc
         write_lines(self.folder / "faults.jsonl", run.faults)
         write_json(self.folder / "metrics.json", outcome.metrics)
         write_json(self.folder / "manifest.json", manifest(
@@ -177,21 +199,33 @@ class RunFolder:
             fault_windows=[list(w) for w in F.windows(run.faults, run.end_ns)], plots=plots))
 
     def fail(self, run, error: BaseException) -> None:
-        """Save what the run got to, marked incomplete, with the error."""
+        """Save what the run got to, marked incomplete, with the error. Whatever fails here (a
+        history that does not encode, a full disk), the manifest is still rewritten last, so the
+        folder never stays ``running``; a file that could not be saved is named in it instead."""
         data = None
         try:
             data = run.data() if run is not None and run.sim is not None else None
         except Exception:  # noqa: BLE001 - saving must not raise over the original error
             data = None
-        if data is not None:
-            write_lines(self.folder / "history.jsonl", data.history)
-            write_lines(self.folder / "faults.jsonl", data.faults)
         reason = "interrupted" if isinstance(error, KeyboardInterrupt) else f"{type(error).__name__}: {error}"
+        unsaved: list[str] = []
+
+        def save(name: str, write, *args) -> None:
+            try:
+                write(self.folder / name, *args)
+            except Exception as exc:  # noqa: BLE001 - the original error is the one to report
+                unsaved.append(f"{name} ({type(exc).__name__}: {exc})")
+
+        if data is not None:
+            save("history.jsonl", write_lines, data.history)
+            save("faults.jsonl", write_lines, data.faults)
+        save("metrics.json", write_json, {"valid": "unknown", "incomplete": True, "error": reason})
         extra = {"finished_utc": utc_now(), "wall_seconds": round(time.perf_counter() - self.t0, 3), "error": reason,
                  "phase": getattr(run, "phase", None)}
         if data is not None:
             extra["end_time_s"] = data.end_ns / 1e9
-        write_json(self.folder / "metrics.json", {"valid": "unknown", "incomplete": True, "error": reason})
+        if unsaved:
+            extra["unsaved"] = unsaved
         write_json(self.folder / "manifest.json", manifest(self.cfg, "incomplete", self.started, **extra))
 
 

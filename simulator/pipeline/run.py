@@ -59,6 +59,40 @@ def relaxed_gc():
         gc.set_threshold(*old)
 
 
+class DesignExit(RuntimeError):
+    """The design's code raised SystemExit during a run (in build, a handler, check, ...): a crash of
+    the design, reported as one (exit 3, the folder marked incomplete), never dsim's own exit status."""
+
+    def __init__(self, exc: SystemExit):
+        self.code = exc.code
+        super().__init__(f"the design raised SystemExit({'' if not exc.args else repr(exc.code)}) during the run; "
+                         "a design must not exit the process")
+
+
+def design_exit(exc: BaseException) -> BaseException:
+    """``exc``, with a SystemExit from design code turned into :class:`DesignExit`."""
+    if isinstance(exc, SystemExit):
+        crash = DesignExit(exc)
+        crash.__cause__ = exc
+        return crash
+    return exc
+
+
+NO_RESULT = "check() gave no result for it"
+
+
+def _with_declared(checks: dict[str, CheckResult], declared) -> dict[str, CheckResult]:
+    """``checks`` plus an unknown verdict for every checker the design declares but ``check()`` left
+    out: a checker that never ran must not let the run count as valid."""
+    missing = [name for name in declared if name not in checks]
+    if not missing:
+        return checks
+    out = dict(checks)
+    for name in missing:
+        out[name] = CheckResult("unknown", NO_RESULT)
+    return out
+
+
 @dataclass
 class Outcome:
     valid: bool | str
@@ -86,8 +120,11 @@ class Run:
         self.phase = "building"
 
     def execute(self, progress: Progress | None = None) -> Outcome:
-        with relaxed_gc():
-            return self._execute(progress)
+        try:
+            with relaxed_gc():
+                return self._execute(progress)
+        except SystemExit as exc:  # design code exiting: its crash, not the caller's exit
+            raise design_exit(exc) from exc
 
     def _execute(self, progress: Progress | None) -> Outcome:
         cfg = self.cfg
@@ -199,6 +236,7 @@ class Run:
         else:
             checks, check_s = got
         check_s += prepare_s
+        checks = _with_declared(checks, self.scenario.checkers)
         valid = merge_valid(c.valid for c in checks.values())
         out_metrics = {"valid": valid, "checks": {k: v.to_dict() for k, v in checks.items()}, **m,
                        "network": run.network, "hosts": run.hosts, "checker_seconds": round(check_s, 4),

@@ -14,7 +14,7 @@ from ..checkers.parallel import fork_call
 from ..faults import windows
 from .config import RunConfig
 from .results import RunFolder
-from .run import Outcome, Progress, Run, exit_status
+from .run import Outcome, Progress, Run, design_exit, exit_status
 
 
 def run_to_folder(cfg: RunConfig, folder: Path, *, plots: bool = True, progress: Progress | None = None,
@@ -55,7 +55,10 @@ def run_to_folder(cfg: RunConfig, folder: Path, *, plots: bool = True, progress:
         rf.finish(outcome, names, status)
         return outcome, status, time.perf_counter() - t0
     except BaseException as exc:
-        rf.fail(run, exc)
+        crash = design_exit(exc)  # SystemExit from the design's own plots (execute turns the rest)
+        rf.fail(run, crash)
+        if crash is not exc:
+            raise crash from exc
         raise
     finally:
         if trace_fh is not None:
