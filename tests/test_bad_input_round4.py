@@ -148,3 +148,18 @@ def test_compare_shows_absurd_numbers_short_and_quietly(here, capsys):
     code, out, err = dsim_in(capsys, "compare", here / "a", here / "b", "--out", here / "c.png")
     assert code == 0 and err == "", err
     assert "1e+308" in out and max(map(len, out.splitlines())) < 200
+
+
+def test_a_pareto_churn_that_could_never_end_a_session_is_refused(here, capsys):
+    # sessions are drawn when a churn window opens; a Pareto's shortest is mean x (alpha - 1) / alpha:
+    # 30 s at a 60 s mean, as long as the default 30 s window, so nobody ever left (the README's old example)
+    args = ["run", "kademlia", "--seed", "1", "--nemesis", "churn", "--set", "churn_dist=pareto",
+            "--set", "session_mean_s=60", "--out", here / "out"]
+    code, _, err = dsim_in(capsys, *args)
+    assert_refused(code, err, "bad value 60 for session_mean_s: with churn_dist=pareto and pareto_alpha = 2 no session "
+                              "is shorter than 30 s")
+    assert not (here / "out").exists()
+    body = 'action = "churn"\nwindow_ms = 20000'
+    code, _, err = dsim_in(capsys, "run", "kademlia", *RUN, "--set", "churn_dist=pareto", "--set", "session_mean_s=40",
+                           "--config", plan(here, body), "--out", here / "out")
+    assert_refused(code, err, "(window_ms = 20000 of fault 1 (churn)): none would end in it")

@@ -12,6 +12,11 @@ at the window's end; returns already drawn still happen, during the run and afte
 heal alike: the final heal does not restart a node that left (``Injector.departed``), so the
 departed come back one by one, as drawn, instead of all at once. Draws come from the stream
 ``faults.churn``; every leave and return is in the fault log (``leave`` / ``return``).
+
+Sessions are drawn afresh when a window opens, so a session ends only if it is shorter than what
+is left of the window. A Pareto's sessions are never shorter than its scale (mean x (alpha - 1) /
+alpha): a scale at least the window's length would churn nobody, and the design refuses it
+(``scenario.check_sessions_end``).
 """
 
 from __future__ import annotations

@@ -32,6 +32,20 @@ MAX_WINDOW_MS = 1e12  # a churn window's longest: the longest run (1e9 s); the n
 MAX_TABLE_CHECKS_PER_S = 1000
 
 
+def check_sessions_end(p: dict, window_s: float, window: str) -> None:
+    """Refuse a Pareto churn whose shortest session (its scale, mean x (alpha - 1) / alpha) is no
+    shorter than a churn window: every session is drawn when a window opens, so none would end
+    inside one and the churn would do nothing (a Weibull or exponential session can be any length)."""
+    if p["churn_dist"] != "pareto":
+        return
+    shortest = p["session_mean_s"] * (p["pareto_alpha"] - 1.0) / p["pareto_alpha"]
+    if shortest >= window_s:
+        raise UsageError(f"bad value {p['session_mean_s']:g} for session_mean_s: with churn_dist=pareto and pareto_alpha "
+                         f"= {p['pareto_alpha']:g} no session is shorter than {shortest:g} s, and sessions are drawn "
+                         f"when a churn window opens ({window}): none would end in it; expected a mean under "
+                         f"{window_s * p['pareto_alpha'] / (p['pareto_alpha'] - 1.0):g} s or a longer window")
+
+
 def _hour_of_churn(nodes: int) -> dict:
     """The 100k preset's shape for ``nodes`` nodes (see ``Kademlia.benchmarks``)."""
     return {"options": {"node_count": nodes, "rate": 10.0, "time_limit_s": 4205.0,
@@ -137,7 +151,7 @@ class Kademlia(Scenario):
     examples = (
         "dsim run kademlia --seed 1",
         "dsim run kademlia --seed 2 --nemesis churn,partition-random-halves",
-        "dsim run kademlia --seed 1 --nemesis churn --set churn_dist=pareto --set session_mean_s=60",
+        "dsim run kademlia --seed 1 --nemesis churn --set churn_dist=pareto --set session_mean_s=40",
         "dsim run kademlia --seed 1 --bug stop-early",
         "dsim sweep kademlia --seeds 1-30 --nemesis churn,partition-random-halves --jobs 2",
         "python -m scenarios.kademlia.scaling --sizes 1000,10000,100000",
@@ -152,6 +166,7 @@ class Kademlia(Scenario):
             if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 < w <= MAX_WINDOW_MS:
                 raise UsageError(f"bad value {w!r} for window_ms of fault {n} (churn): expected a number of ms "
                                  f"above 0 and at most {MAX_WINDOW_MS:g} (1e9 s, the longest run)")
+            check_sessions_end(params, w / 1e3, f"window_ms = {w:g} of fault {n} (churn)")
 
     @classmethod
     def validate(cls, params: dict) -> None:
@@ -174,6 +189,8 @@ class Kademlia(Scenario):
         if n >= 2 ** (p["id_bits"] // 2):
             raise UsageError(f"bad value {p['id_bits']} for id_bits: {n} nodes need at least "
                              f"{2 * n.bit_length()} bits so that random ids do not collide")
+        if "churn" in cfg.nemesis:
+            check_sessions_end(p, cfg.nemesis_interval_s, f"--nemesis-interval {cfg.nemesis_interval_s:g} s")
         tables = min(n, p["sample_nodes"])
         if 0 < p["sample_s"] < tables / MAX_TABLE_CHECKS_PER_S:
             raise UsageError(f"bad value {p['sample_s']:g} for sample_s: expected 0 (only at the end) or at least "
