@@ -435,10 +435,12 @@ def cli():
 @cli.command("list")
 def list_cmd():
     """The scenarios dsim ships and those installed packages add (entry points `dsim.scenarios`)."""
-    for name in registry.names():
+    names = registry.names()
+    width = max((len(n) for n in names), default=0)
+    for name in names:
         origin = registry.origin(name)
         came = "" if origin == registry.SHIPPED else f"(from {origin}) "
-        click.echo(f"{name:12s} {came}{registry.get(name).summary}")
+        click.echo(f"{name:{width}s}  {came}{registry.get(name).summary}")
     for name, error in registry.failures().items():
         click.echo(f"{name}: failed to load: {error}")
 

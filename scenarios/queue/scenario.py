@@ -6,7 +6,7 @@ the textbook check of the kernel's timing, cost model, workload and metrics.
 The node does nothing but answer: the point is the runtime's cost model (cores, a FIFO inbox,
 service-time distributions). Planted bugs show the checkers can fail:
 
-``double-serve``   the node answers some requests twice (exactly-once catches it)
+``double-serve``   the node answers about 1% of requests twice (exactly-once catches it)
 ``lose-requests``  the node silently drops 5% of requests (the availability floor catches it)
 """
 
@@ -57,7 +57,7 @@ class Client(ClientNode):
 @register
 class Queue(Scenario):
     name = "queue"
-    summary = "clients -> one service node with c cores: an M/M/c queue, checked against Erlang C"
+    summary = "clients -> one service node with c cores: an M/M/c queue, its mean response time beside Erlang C's"
     params = (
         Param("servers", 1, "cores of the service node", type=int, min=1, max=100_000),
         Param("service_ms", 10.0, "mean service time per request, ms", min=0.0),
