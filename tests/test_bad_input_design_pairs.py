@@ -9,16 +9,7 @@ import pytest
 
 from simulator import UsageError, build_config, get_scenario
 from tests.test_bad_input import assert_refused, dsim_in
-
-TINY = ["--seed", "1", "--time-limit", "0.2", "--no-plots"]
-
-
-def refused(capsys, tmp_path, *args, needles=()):
-    out = tmp_path / "out"
-    code, _, err = dsim_in(capsys, *args, *TINY, "--out", out)
-    assert_refused(code, err, *needles)
-    assert not out.exists()
-    return err
+from tests.test_bad_input_designs_params import TINY, refused
 
 
 def sets(*pairs: str) -> list[str]:
