@@ -521,7 +521,7 @@ class CacheTier(Scenario):
         Param("hot_key_threshold", 15, "an app server deems a key hot when its count-min sketch (4-bit counters, "
               "halved every 5,000 reads) estimates at least this many reads", type=int, min=1, max=15),
         Param("trace", "none", "drive the requests from a trace file (oracleGeneral or CSV time,key,size[,op]; "
-              "see scenarios/cache/trace.py), e.g. --set trace=cluster52.oracleGeneral", type=str),
+              "see scenarios/cache/trace.py), e.g. --set trace=cluster52.oracleGeneral (a trace file of your own: none ships)", type=str),
         Param("trace_format", "auto", "auto (by extension: .csv is CSV), oracleGeneral or csv", type=str,
               choices=("auto", "oracleGeneral", "csv")),
         Param("trace_speed", 0.0, "0: arrivals at --rate in the trace's order; S > 0: at the trace's own "
