@@ -18,6 +18,7 @@ Exit status: 0 every check valid, 1 a check invalid, 2 bad usage or input, 3 unk
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import secrets
@@ -96,6 +97,20 @@ def _number(kind):
     return convert
 
 
+def _path_errors(fn):
+    """``fn(raw, option, ...)`` with an OSError or RuntimeError of the path itself (a name over 255
+    bytes, a symlink loop pathlib follows) as the one-line refusal of ``option``'s value."""
+    @functools.wraps(fn)
+    def checked(raw, option: str = "--out", *args, **kw):
+        try:
+            return fn(raw, option, *args, **kw)
+        except (OSError, RuntimeError) as exc:
+            _fail(f"bad value {str(raw)[:80]!r}{'...' if len(str(raw)) > 80 else ''} for {option}: cannot use the path "
+                  f"({getattr(exc, 'strerror', None) or exc}); expected a path this machine can write")
+    return checked
+
+
+@_path_errors
 def _new_folder_path(raw: str | None, option: str = "--out") -> Path | None:
     """A folder to create for results: absent, or an empty folder; refused before anything is written."""
     if raw is None:
@@ -103,6 +118,8 @@ def _new_folder_path(raw: str | None, option: str = "--out") -> Path | None:
     if not raw.strip() or "\0" in raw:
         _fail(f"bad value {raw!r} for {option}: expected a folder path")
     path = Path(raw)
+    if any(len(os.fsencode(part)) > 255 for part in path.parts):  # found before any parent folder is made
+        raise OSError(36, "File name too long")
     if path.exists() or path.is_symlink():
         if not path.is_dir():
             _fail(f"bad value {raw!r} for {option}: it exists and is not a folder; expected a new or empty folder")
@@ -125,12 +142,26 @@ def _make_dir(path: Path, option: str) -> Path:
     except (OSError, ValueError) as exc:
         _fail(f"bad value {str(path)!r} for {option}: cannot create the folder ({getattr(exc, 'strerror', None) or exc}); "
               "expected a folder path that can be created")
+    _writable(path, option)
     return path
 
 
+def _writable(folder: Path, option: str) -> None:
+    """An existing folder may still refuse files (immutable, a read-only mount): found now, not mid-run."""
+    probe = folder / f".dsim-probe-{os.getpid()}"
+    try:
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        _fail(f"bad value {str(folder)!r} for {option}: cannot write in the folder ({exc.strerror or exc}); "
+              "expected a folder dsim can write")
+
+
+@_path_errors
 def _out_file(raw: str, option: str = "--out", suffixes: tuple[str, ...] = ()) -> Path:
     """A file to (over)write: in an existing folder, not itself a folder, with an accepted suffix."""
     path = Path(raw)
+    path.resolve()  # a symlink loop: RuntimeError, refused by _path_errors
     if not raw.strip() or "\0" in raw:
         _fail(f"bad value {raw!r} for {option}: expected a file path")
     if suffixes and path.suffix.lower() not in suffixes:
@@ -503,6 +534,7 @@ def run(scenario, seed, out, no_plots, **kw):
     except (OSError, ValueError) as exc:
         _fail(f"bad value {out or 'results'!r} for --out: cannot create the run folder ({getattr(exc, 'strerror', None) or exc}); "
               "expected a folder path that can be created")
+    _writable(folder, "--out")
     if random_seed:
         _err(f"no --seed given: using seed {cfg.seed} (replay it with --seed {cfg.seed})")
     progress = Progress(f"{cfg.scenario} seed {cfg.seed}")
@@ -708,9 +740,10 @@ def show(run_dir, spacetime, from_s, to_s):
 def _draw_spacetime(run_dir: str, from_s, to_s) -> None:
     from .reports import spacetime as ST
 
-    for name, v in (("--from", from_s), ("--to", to_s)):
-        if v is not None and v < 0:
-            _fail(f"bad value {v!r} for {name}: expected simulated seconds >= 0")
+    for name, v in (("--from", from_s), ("--to", to_s)):  # 1e9 s: the longest run (and inside int64 ns)
+        if v is not None and not (0 <= v <= 1e9 and (name == "--from" or v > 0)):
+            _fail(f"bad value {v!r} for {name}: expected simulated seconds {'from 0' if name == '--from' else 'above 0'} "
+                  "to 1e9")
     if from_s is not None and to_s is not None and to_s <= from_s:
         _fail(f"bad value {to_s!r} for --to: expected a time after --from {from_s!r}")
     if not (Path(run_dir) / "trace.jsonl").is_file():
@@ -767,6 +800,13 @@ def sweep(scenario, seeds, grid, jobs, cluster, batch, shared_out, resume, out, 
     if resume is not None:
         if scenario is not None or out is not None:
             _fail(f"bad value {scenario or out!r} with --resume: expected only --resume DIR (the sweep's settings are in DIR)")
+        ctx = click.get_current_context()
+        given = [p for p in ctx.command.params if p.name not in ("resume", "jobs", "cluster", "batch", "shared_out")
+                 and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
+        if given:  # they would be ignored: the runs are DIR's
+            opt = "/".join(given[0].opts + given[0].secondary_opts)
+            _fail(f"bad value {opt} with --resume: expected only --resume DIR and how to run it (--jobs, --cluster, "
+                  "--batch, --shared-out); the sweep's settings are in DIR")
         folder, scenario, seed_list, points, configs, run_plots = _resumed_sweep(resume)
     else:
         if scenario is None:
@@ -1246,7 +1286,7 @@ def main(argv=None) -> None:
     except BrokenPipeError:
         sys.exit(0)
     except Exception as exc:  # noqa: BLE001 - a bug of dsim's own: one line, exit 3; DSIM_DEBUG=1 shows the traceback
-        if os.environ.get("DSIM_DEBUG"):
+        if os.environ.get("DSIM_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off"):
             raise
         _err(f"dsim: internal error: {type(exc).__name__}: {exc} (set DSIM_DEBUG=1 for the traceback)")
         sys.exit(3)

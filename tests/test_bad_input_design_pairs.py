@@ -23,7 +23,7 @@ BAD = [
      ("5000 for per_try_timeout_ms", "client_timeout_ms (1)")),
     ("reverse-proxy", ["per_try_timeout_ms=1000"], ("1000 for per_try_timeout_ms", "client_timeout_ms (1000)")),
     # rate-limiter: a clock tick longer than the window rejects requests under the limit
-    ("rate-limiter", ["tick_ms=5000", "window_ms=1"], ("5000 for tick_ms", "window_ms (1)")),
+    ("rate-limiter", ["tick_ms=5000", "window_ms=1"], ("5000.0 for tick_ms", "window_ms (1.0)")),
     # rate-limiter: all-to-all gossip every ms among 1,000 gateways (30 wall s for 3 simulated s)
     ("rate-limiter", ["gateways=1000", "strategy=sync", "sync_ms=1"],
      ("gateways=1000", "sync_ms=1", "1e+09", "1,000,000")),
@@ -36,8 +36,8 @@ BAD = [
     # kademlia: sampling every 0.1 ms hung a 1 s run; values expiring before they are republished
     ("kademlia", ["sample_s=0.0001"], ("0.0001 for sample_s", "at least 1 s", "1000 routing tables")),
     ("kademlia", ["sample_s=1e-300"], ("1e-300 for sample_s",)),
-    ("kademlia", ["expire_s=1", "republish_s=3600"], ("1 for expire_s", "(7200)")),
-    ("kademlia", ["expire_s=7199", "republish_s=3600"], ("7199 for expire_s",)),
+    ("kademlia", ["expire_s=1", "republish_s=3600"], ("1.0 for expire_s", "(7200)")),
+    ("kademlia", ["expire_s=7199", "republish_s=3600"], ("7199.0 for expire_s",)),
 ]
 
 
@@ -54,7 +54,7 @@ def test_kademlia_sample_bound_scales_with_the_tables_a_sample_checks(capsys, tm
 
 @pytest.mark.parametrize("name, grid, needle", [
     ("kademlia", "sample_s=30,0.0001", "0.0001 for sample_s"),
-    ("rate-limiter", "tick_ms=1,5000", "5000 for tick_ms"),
+    ("rate-limiter", "tick_ms=1,5000", "5000.0 for tick_ms"),
     ("email", "worker_slots=8,1", "2 for tx_reserved_slots"),
     ("reverse-proxy", "client_timeout_ms=1000,50", "100 for per_try_timeout_ms"),
 ])

@@ -156,7 +156,7 @@ def test_a_pareto_churn_that_could_never_end_a_session_is_refused(here, capsys):
     args = ["run", "kademlia", "--seed", "1", "--nemesis", "churn", "--set", "churn_dist=pareto",
             "--set", "session_mean_s=60", "--out", here / "out"]
     code, _, err = dsim_in(capsys, *args)
-    assert_refused(code, err, "bad value 60 for session_mean_s: with churn_dist=pareto and pareto_alpha = 2 no session "
+    assert_refused(code, err, "bad value 60.0 for session_mean_s: with churn_dist=pareto and pareto_alpha = 2 no session "
                               "is shorter than 30 s")
     assert not (here / "out").exists()
     body = 'action = "churn"\nwindow_ms = 20000'

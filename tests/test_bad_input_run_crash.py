@@ -134,6 +134,13 @@ EXITS = [
     # the second build (the run's own; the first is dsim's dry build before the folder exists)
     ((BUILD_LINE, BUILD_LINE + "        PingDesign.builds = getattr(PingDesign, 'builds', 0) + 1\n"
                                "        if PingDesign.builds > 1:\n            raise SystemExit(4)\n"), "SystemExit(4)"),
+    # SystemExit in the first build (dsim's dry build) too: the run's own build reports it
+    ((BUILD_LINE, BUILD_LINE + "        raise SystemExit(4)\n"), "SystemExit(4)"),
+    # other BaseExceptions: a crash, not a traceback and exit 1
+    (in_check("raise GeneratorExit('g')"), "GeneratorExit('g')"),
+    ((ON_MESSAGE_LINE, ON_MESSAGE_LINE.replace("        if self.bug", "        class Boom(BaseException):\n"
+                                               "            pass\n        raise Boom('b')\n        if self.bug")),
+     "Boom('b')"),
 ]
 
 

@@ -63,6 +63,7 @@ class PingDesign(Scenario):
                 "right-seq": "every pong carries its own ping's sequence number"}
     nemeses = ("crash", "pause", "flaky-link")
     defaults = {"time_limit_s": 10.0, "node_count": 1, "quiesce_s": 1.0, "final_timeout_s": 1.0}
+    unused_options = ("node_count",)  # always one server, n1
 
     def build(self, sim, cfg) -> Setup:
         sim.add_node(SERVER, lambda: Ponger(cfg.bug, cfg.params["bug_share"]))  # a factory: a crashed node restarts fresh

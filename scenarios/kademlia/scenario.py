@@ -40,7 +40,7 @@ def check_sessions_end(p: dict, window_s: float, window: str) -> None:
         return
     shortest = p["session_mean_s"] * (p["pareto_alpha"] - 1.0) / p["pareto_alpha"]
     if shortest >= window_s:
-        raise UsageError(f"bad value {p['session_mean_s']:g} for session_mean_s: with churn_dist=pareto and pareto_alpha "
+        raise UsageError(f"bad value {p['session_mean_s']!r} for session_mean_s: with churn_dist=pareto and pareto_alpha "
                          f"= {p['pareto_alpha']:g} no session is shorter than {shortest:g} s, and sessions are drawn "
                          f"when a churn window opens ({window}): none would end in it; expected a mean under "
                          f"{window_s * p['pareto_alpha'] / (p['pareto_alpha'] - 1.0):g} s or a longer window")
@@ -176,7 +176,7 @@ class Kademlia(Scenario):
         if params["expire_s"] < 2 * params["republish_s"]:
             # a holder's republish timer fires every republish_s and skips a value stored within the
             # last period, so it re-stores a value between one and two republish_s after storing it
-            raise UsageError(f"bad value {params['expire_s']:g} for expire_s: expected at least 2 x republish_s "
+            raise UsageError(f"bad value {params['expire_s']!r} for expire_s: expected at least 2 x republish_s "
                              f"({2 * params['republish_s']:g}), as a holder re-stores a value up to two republish "
                              "periods after storing it")
 
@@ -193,7 +193,7 @@ class Kademlia(Scenario):
             check_sessions_end(p, cfg.nemesis_interval_s, f"--nemesis-interval {cfg.nemesis_interval_s:g} s")
         tables = min(n, p["sample_nodes"])
         if 0 < p["sample_s"] < tables / MAX_TABLE_CHECKS_PER_S:
-            raise UsageError(f"bad value {p['sample_s']:g} for sample_s: expected 0 (only at the end) or at least "
+            raise UsageError(f"bad value {p['sample_s']!r} for sample_s: expected 0 (only at the end) or at least "
                              f"{tables / MAX_TABLE_CHECKS_PER_S:g} s, as each sample checks {tables} routing tables "
                              f"(node_count, up to sample_nodes) and at most {MAX_TABLE_CHECKS_PER_S:,} are checked "
                              "a simulated second")

@@ -239,8 +239,8 @@ class RateLimiter(Scenario):
     @classmethod
     def validate(cls, params: dict) -> None:
         if params["tick_ms"] > params["window_ms"]:
-            raise UsageError(f"bad value {params['tick_ms']:g} for tick_ms: expected at most window_ms "
-                             f"({params['window_ms']:g}): a coarser clock keeps entries past the window and rejects "
+            raise UsageError(f"bad value {params['tick_ms']!r} for tick_ms: expected at most window_ms "
+                             f"({params['window_ms']!r}): a coarser clock keeps entries past the window and rejects "
                              "requests under the limit")
         load = background_per_s(params)
         if load > MAX_BACKGROUND_PER_S:

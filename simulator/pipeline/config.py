@@ -483,8 +483,8 @@ def build_config(scenario: type[Scenario], *, seed: int, file: dict[str, Any] | 
     for key in scenario.unused_options:
         default = scenario.defaults.get(key, getattr(RunConfig, key, None))
         if key in merged and merged[key] != default:
-            raise UsageError(f"bad value {merged[key]!r} for {key}: {scenario.name} does not use it (its parameters "
-                             f"size the design: dsim describe {scenario.name}); expected it left out")
+            raise UsageError(f"bad value {merged[key]!r} for {key}: {scenario.name} does not use it (its own "
+                             f"parameters size it, if any: dsim describe {scenario.name}); expected it left out")
     _check_together(merged)
     params = {p.name: p.default for p in scenario.params}
     for key, raw in {**params_raw, **(sets or {})}.items():
@@ -558,7 +558,9 @@ def dry_build(cfg: RunConfig) -> None:
         hosts = set(sim.hosts) | {f"c{i + 1}" for i in range(setup.clients or cfg.concurrency or 4)}
     except UsageError:
         raise
-    except (Exception, SystemExit):  # noqa: BLE001 - not bad input: the run itself reports it (a SystemExit as a crash)
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # noqa: BLE001 - not bad input: the run reports it (a SystemExit or GeneratorExit as a crash)
         return
     design = registry.for_config(cfg)
     for i, act in enumerate(cfg.faults):  # build_config checked the types of these

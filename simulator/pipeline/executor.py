@@ -468,6 +468,13 @@ class DaskExecutor:
             self.close()
             raise UsageError(f"bad value {cluster!r} for --cluster: cannot reach the Dask scheduler ({exc}); "
                              "expected the address `dask scheduler` printed") from None
+        except Exception as exc:  # noqa: BLE001 - something else answered (its bytes read as a huge frame: MemoryError)
+            self.close()
+            if kind != "tcp":
+                raise
+            raise UsageError(f"bad value {cluster!r} for --cluster: what answered there is not a Dask scheduler "
+                             f"({type(exc).__name__}: {str(exc)[:80]}); expected the address `dask scheduler` printed") \
+                from None
         if kind == "tcp" and not self.workers:
             try:
                 self.client.wait_for_workers(1, timeout=30)

@@ -60,18 +60,22 @@ def relaxed_gc():
 
 
 class DesignExit(RuntimeError):
-    """The design's code raised SystemExit during a run (in build, a handler, check, ...): a crash of
-    the design, reported as one (exit 3, the folder marked incomplete), never dsim's own exit status."""
+    """The design's code raised SystemExit, GeneratorExit or another BaseException that is not an
+    Exception during a run (in build, a handler, check, ...): a crash of the design, reported as one
+    (exit 3, the folder marked incomplete), never dsim's own exit status or a traceback."""
 
-    def __init__(self, exc: SystemExit):
-        self.code = exc.code
-        super().__init__(f"the design raised SystemExit({'' if not exc.args else repr(exc.code)}) during the run; "
-                         "a design must not exit the process")
+    def __init__(self, exc: BaseException):
+        self.code = getattr(exc, "code", None)
+        shown = (repr(exc.code) if isinstance(exc, SystemExit) else ", ".join(map(repr, exc.args))) if exc.args else ""
+        super().__init__(f"the design raised {type(exc).__name__}({shown}) during the run; "
+                         + ("a design must not exit the process" if isinstance(exc, SystemExit)
+                            else "a design must raise only Exceptions"))
 
 
 def design_exit(exc: BaseException) -> BaseException:
-    """``exc``, with a SystemExit from design code turned into :class:`DesignExit`."""
-    if isinstance(exc, SystemExit):
+    """``exc``, with a BaseException from design code that is neither an Exception nor Ctrl-C (which
+    means interrupted) turned into :class:`DesignExit`."""
+    if not isinstance(exc, (Exception, KeyboardInterrupt)):
         crash = DesignExit(exc)
         crash.__cause__ = exc
         return crash
@@ -123,8 +127,11 @@ class Run:
         try:
             with relaxed_gc():
                 return self._execute(progress)
-        except SystemExit as exc:  # design code exiting: its crash, not the caller's exit
-            raise design_exit(exc) from exc
+        except BaseException as exc:  # design code exiting (SystemExit, GeneratorExit, ...): its crash, not ours
+            crash = design_exit(exc)
+            if crash is exc:
+                raise
+            raise crash from exc
 
     def _execute(self, progress: Progress | None) -> Outcome:
         cfg = self.cfg
