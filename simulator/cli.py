@@ -493,7 +493,7 @@ def describe(scenario):
     for key in RUN_OPTIONS:
         val = scen.defaults.get(key, getattr(base, key))
         if key in scen.unused_options:
-            click.echo(f"  {key:22s}  {'-':14s} not used by {scen.name} (its parameters size it)")
+            click.echo(f"  {key:22s}  {'-':14s} not used by {scen.name} (its own parameters size it, if any)")
             continue
         mark = "*" if key in scen.defaults else " "
         click.echo(f"  {key:22s}{mark} {val!r:14s} {DEFAULTS_HELP.get(key, '')}")
