@@ -22,6 +22,7 @@ import functools
 import json
 import os
 import secrets
+import shlex
 import signal
 import sys
 import time
@@ -558,6 +559,37 @@ def run(scenario, seed, out, no_plots, **kw):
     sys.exit(status)
 
 
+def _check_exposes(cls) -> None:
+    """A design's ``exposes`` as `dsim run` options (scenario.LOAD_CHECKS, for designs from files and
+    entry points): `describe` prints each as the command that exposes its bug, and a test runs it."""
+    for bug, opts in cls.exposes.items():
+        argv = shlex.split(opts)
+
+        def bad(why: str) -> UsageError:
+            return UsageError(f"bad value {opts!r} for exposes[{bug!r}]: {why}; expected `dsim run` options that "
+                              f"plant {bug!r}, e.g. '--seed 1 --nemesis crash'")
+
+        try:
+            found, rest, _ = run.make_parser(click.Context(run, info_name="run")).parse_args(args=list(argv))
+        except click.UsageError as exc:
+            raise bad(exc.format_message()) from None
+        found = {k: v for k, v in found.items() if isinstance(v, (str, tuple, bool))}  # not click's "unset"
+        if rest or "scenario" in found:  # describe puts the design's own name there
+            raise bad(f"{(rest or [found.get('scenario')])[0]!r} is not an option")
+        if found.get("bug") not in (None, bug):
+            raise bad(f"it plants {found['bug']!r}")
+        if "out" in found:
+            raise bad("it names --out (its run writes under results/)")
+        if "seed" in found:
+            try:
+                parse_seed(found["seed"])
+            except UsageError as exc:
+                raise bad(str(exc)) from None
+
+
+registry.LOAD_CHECKS.append(_check_exposes)
+
+
 @cli.command()
 @click.argument("run_dir")
 def replay(run_dir):
@@ -627,6 +659,11 @@ def compare(run_dirs, out_file):
               + "; expected folders of one kind (runs, sweeps or hunts)")
     kind = next(iter(kinds.values()))
     target = _out_file(out_file, suffixes=(".png", ".pdf", ".svg")) if out_file is not None else None
+    if target is not None:  # compare reads the folders: it must not write over their own figures
+        inside = next((d for d in run_dirs if Path(d).resolve() in target.resolve().parents), None)
+        if inside is not None:
+            _fail(f"bad value {out_file!r} for --out: it lies inside the compared folder {str(inside)!r}; expected a "
+                  "file outside the folders compared")
     labels = _labels(run_dirs)
     # every folder is read (and a damaged one refused) before anything is written
     if kind == "sweep":

@@ -119,3 +119,45 @@ def test_dsim_debug_set_to_off_stays_off(monkeypatch, capsys, value):
     assert exc.value.code == 3
     assert capsys.readouterr().err.startswith("dsim: internal error: RuntimeError: boom")
     assert os.environ["DSIM_DEBUG"] == value
+
+
+@pytest.mark.parametrize("exposes, needle", [
+    ('{"wrong-seq": "--seed 1 --frobnicate 3"}', "No such option '--frobnicate'"),
+    ('{"wrong-seq": "--seed 1 --bug drop-pong"}', "it plants 'drop-pong'"),
+    ('{"drop-pong": "--out /tmp/x --seed 1"}', "it names --out"),
+    ('{"drop-pong": "--seed abc"}', "bad value 'abc' for --seed"),
+    ('{"drop-pong": "--seed 1 extra"}', "'extra' is not an option"),
+])
+def test_a_design_file_whose_exposing_command_would_not_run_is_refused(here, capsys, clean_registry, exposes, needle):
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "examples" / "ping" / "ping.py").read_text()
+    anchor = '    unused_options = ("node_count",)'
+    assert text.count(anchor) == 1
+    (here / "mine.py").write_text(text.replace(anchor, f"    exposes = {exposes}\n{anchor}"))
+    code, _, err = dsim_in(capsys, "describe", here / "mine.py")
+    assert_refused(code, err, "for exposes[", needle)
+
+
+def test_a_search_the_design_refuses_is_refused_before_a_hunt(here, capsys, clean_registry):
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "examples" / "ping" / "ping.py").read_text()
+    anchor = '    unused_options = ("node_count",)'
+    for search, needle in (('{"bug_share": (2.0, 5.0)}', "2.0 is refused (bad value 2.0 for bug_share"),
+                           ('{"bug_share": [float("nan")]}', "nan is refused (not a finite number)"),
+                           ('{"rate": (-1e308, 1e308)}', "-1e+308 is refused (bad value -1e+308 for rate"),
+                           ('{"node_count": (1, 3)}', "which ping does not use")):
+        (here / "mine.py").write_text(text.replace(anchor, f"    search = {search}\n{anchor}"))
+        code, _, err = dsim_in(capsys, "hunt", here / "mine.py", "--bug", "wrong-seq", "--budget", "2",
+                               "--seed", "3", "--out", here / "h")
+        assert_refused(code, err, needle)
+        assert not (here / "h").exists()
+
+
+def test_compare_will_not_write_into_a_compared_folder(here, capsys, good_run):
+    import shutil
+
+    shutil.copytree(good_run, here / "r")
+    code, _, err = dsim_in(capsys, "compare", here / "r", here / "r", "--out", here / "r" / "latency-raw.png")
+    assert_refused(code, err, "it lies inside the compared folder")

@@ -108,7 +108,33 @@ def check_search(scenario: type[Scenario]) -> dict[str, Any]:
             out[key] = list(spec)
         else:
             raise UsageError(f"{scenario.name}.search[{key!r}] is {spec!r}: expected (low, high) or a list of values")
+        if key in scenario.unused_options:  # every draw but the default would be refused
+            raise UsageError(f"{scenario.name}.search names {key!r}, which {scenario.name} does not use "
+                             "(unused_options): expected a parameter or a run option it reads")
+        for value in out[key]:  # a range's two ends, or every listed value: each one the design accepts
+            _check_search_value(scenario, key, value, spec)
     return out
+
+
+def _check_search_value(scenario: type[Scenario], key: str, value: Any, spec: Any) -> None:
+    """Refuse a ``search`` value the design or dsim would refuse in every run it drew (a hunt of them
+    all skipped read as 'no failure'), or that the draws cannot hold (inf, beyond int64)."""
+    from .config import _check_option
+
+    try:
+        if isinstance(value, bool) or (isinstance(value, float) and not math.isfinite(value)):
+            raise UsageError("not a finite number")
+        if isinstance(value, int) and not -2**62 <= value <= 2**62:
+            raise UsageError("beyond what a draw can hold")
+        if key in SEARCHABLE_OPTIONS:
+            checked = _check_option(key, value, scenario)
+            if isinstance(spec, tuple) and isinstance(checked, int) and not isinstance(value, int):
+                raise UsageError("an integer option needs integer ends")
+        else:
+            scenario.param(key).parse(value)
+    except UsageError as exc:
+        raise UsageError(f"{scenario.name}.search[{key!r}] is {spec!r}: {value!r} is refused ({exc}); expected values "
+                         f"the design accepts") from None
 
 
 @dataclass

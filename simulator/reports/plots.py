@@ -16,6 +16,8 @@ matplotlib.use("Agg")
 # Extreme values (a damaged runs.csv's 1e308) make matplotlib's scales warn on stderr, two lines
 # each: a figure is drawn as well as it can be, and the command's own output says what it read.
 warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"matplotlib\.")
+# Many folders compared give a legend taller than the figure: drawn as it fits, without two lines on stderr.
+warnings.filterwarnings("ignore", message="Tight layout not applied", category=UserWarning)
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
