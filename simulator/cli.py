@@ -191,15 +191,20 @@ def _write_atomically(path: Path, write, option: str = "--out") -> None:
 
 
 class _StatusFile:
-    """A hunt's or a shrink's record (hunt.json, shrink.json), like a run's manifest: written ``running``
-    when made; ``incomplete`` with the error if the ``with`` block around the work raises (interrupted,
-    killed or crashed), so such a folder never looks finished; ``complete`` at :meth:`done`."""
+    """A sweep's, hunt's or shrink's record (sweep.json, hunt.json, shrink.json), like a run's manifest:
+    written ``running`` when made; ``incomplete`` with the error if the ``with`` block around the work
+    raises (interrupted, killed or crashed), so such a folder never looks finished; ``complete`` at
+    :meth:`done`. A resumed record keeps its first start and command and adds ``resumed_utc``."""
 
-    def __init__(self, path: Path, about: dict):
+    ENDED = ("status", "error", "ended_utc", "resumed_utc")  # how the last attempt ended: not carried over
+
+    def __init__(self, path: Path, about: dict, resumed: bool = False):
         from .pipeline.results import utc_now, write_json
 
         self.path = path
-        self.about = {**about, "status": "running", "started_utc": utc_now(), "command": " ".join(sys.argv)}
+        about = {k: v for k, v in about.items() if k not in self.ENDED}
+        start = {"resumed_utc": utc_now()} if resumed else {"started_utc": utc_now(), "command": " ".join(sys.argv)}
+        self.about = {**about, "status": "running", **start}
         write_json(path, self.about)
 
     def _write(self, **fields) -> None:
@@ -824,7 +829,6 @@ Examples:
 @click.option("--plots/--no-plots", "run_plots", default=False, show_default=True, help="Draw each run's plots too.")
 def sweep(scenario, seeds, grid, jobs, cluster, batch, shared_out, resume, out, run_plots, **kw):
     """Run SCENARIO (a name or ./design.py) for every seed and grid point; write runs.csv and summary.png."""
-    from .pipeline.results import utc_now, write_json
     from .pipeline.sweep import finished_rows, run_sweep, write_csv
     from .reports import plots as P
 
@@ -857,33 +861,23 @@ def sweep(scenario, seeds, grid, jobs, cluster, batch, shared_out, resume, out, 
         executor = stack.enter_context(_open_executor(n_jobs, cluster, n_batch, shared_out))
         if resume is None:
             _make_dir(folder, "--out")
-            record = {**_sweep_record(scenario, seed_list, points, configs, run_plots), "executor": executor.describe}
-        else:  # as it was, but for how it ended (the first start and command stay)
-            record = {k: v for k, v in json.loads((folder / "sweep.json").read_text()).items()
-                      if k not in ("status", "error", "ended_utc", "resumed_utc")}
-            record["resumed_utc"] = utc_now()
-
-        def status(value: str, **extra) -> None:  # sweep.json says whether the sweep ran to its end
-            write_json(folder / "sweep.json", {**record, "status": value, **extra,
-                                               **({} if value == "running" else {"ended_utc": utc_now()})})
-
-        status("running")
+            about = {**_sweep_record(scenario, seed_list, points, configs, run_plots), "executor": executor.describe}
+        else:
+            about = json.loads((folder / "sweep.json").read_text())
+        record = _StatusFile(folder / "sweep.json", about, resumed=resume is not None)
         progress = stack.enter_context(SweepProgress(f"sweep {scenario}", len(configs), finished.values(), executor))
         try:
-            with _sigterm_interrupts():
+            with record, _sigterm_interrupts():
                 rows = run_sweep(configs, folder, n_jobs, run_plots, progress, executor=executor, finished=finished)
         except KeyboardInterrupt:
             progress.close()
-            status("incomplete", error="interrupted")
             _err(f"dsim: sweep interrupted; finished runs are in {folder / 'runs'} (runs in progress marked incomplete, or not written); "
                  f"complete it with: dsim sweep --resume {folder}")
             sys.exit(3)
         except UsageError:
-            status("incomplete", error="stopped by an error in its input")
             raise
         except Exception as exc:  # noqa: BLE001 - a worker killed from outside, a lost scheduler: say so in one line
             progress.close()
-            status("incomplete", error=f"{type(exc).__name__}: {exc}")
             _err(f"dsim: sweep stopped: {type(exc).__name__}: {exc}; finished runs are in {folder / 'runs'}; "
                  f"complete it with: dsim sweep --resume {folder}")
             sys.exit(3)
@@ -899,7 +893,7 @@ def sweep(scenario, seeds, grid, jobs, cluster, batch, shared_out, resume, out, 
         if r.get("valid") is not True:
             click.echo(f"  seed {r['seed']} {' '.join(f'{k}={r[k]}' for k in keys)}: {r.get('valid')}: {r.get('failed_checks', '')[:200]}")
     click.echo(f"  {folder / 'runs.csv'}\n  {folder / 'summary.png'}")
-    status("complete")
+    record.done()
     worst = 1 if n_bad else (3 if len(rows) - n_valid else 0)
     sys.exit(worst)
 
@@ -952,9 +946,8 @@ def _sweep_configs(scenario: str, seeds: str, grid, kw) -> tuple[str, list[int],
 
 def _sweep_record(scenario: str, seeds: list[int], points: list[dict], configs: list, plots: bool) -> dict:
     """sweep.json: what the sweep is, enough for --resume to rebuild every run's config. A grid point's
-    runs differ by their seed only, so one config per point is kept (and every run's, should one not)."""
-    from .pipeline.results import utc_now
-
+    runs differ by their seed only, so one config per point is kept (and every run's, should one not).
+    Its start, command and status are added by _StatusFile."""
     per_point = []
     exact = True
     for k, point in enumerate(points):
@@ -963,7 +956,7 @@ def _sweep_record(scenario: str, seeds: list[int], points: list[dict], configs: 
         for cfg, _ in configs[k * len(seeds):(k + 1) * len(seeds)]:
             exact = exact and cfg.to_dict() == {**first, "seed": cfg.seed}
     record = {"scenario": scenario, "seeds": seeds, "grid": [dict(p) for p in points], "plots": plots,
-              "points": per_point, "started_utc": utc_now(), "command": " ".join(sys.argv)}
+              "points": per_point}
     if not exact:
         record["runs"] = [{"point": dict(p), "config": c.to_dict()} for c, p in configs]
     return record

@@ -59,10 +59,16 @@ def validate_plan(plan: list[dict], extra_verbs: dict[str, tuple[str, ...]] | No
             if arg not in act:
                 raise UsageError(f"fault {i + 1} ({name}) lacks {arg!r}: needs {', '.join(verbs[name])}")
         if name in VERBS and name not in (extra_verbs or {}):  # a design checks its own verbs (check_fault)
-            accepted = COMMON + VERBS[name] + OPTIONAL.get(name, ())
-            for key in act:
-                if key not in accepted:
-                    raise UsageError(f"unknown argument {key!r} of fault {i + 1} ({name}): accepted: {', '.join(accepted)}")
+            check_keys(i + 1, act, VERBS[name] + OPTIONAL.get(name, ()))
+
+
+def check_keys(n: int, act: dict, args: tuple[str, ...]) -> None:
+    """Refuse (one line) a key of fault ``n`` that is neither what every planned action may carry
+    (``COMMON``) nor one of ``args``, the verb's own arguments."""
+    accepted = COMMON + tuple(args)
+    for key in act:
+        if key not in accepted:
+            raise UsageError(f"unknown argument {key!r} of fault {n} ({act.get('action')}): accepted: {', '.join(accepted)}")
 
 
 def normalise(plan: list[dict]) -> list[dict]:

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from ..checkers import CheckResult
 from ..engine.errors import UsageError
-from ..faults.plan import COMMON as FAULT_KEYS
+from ..faults.plan import check_keys
 
 if TYPE_CHECKING:
     import numpy as np
@@ -214,12 +214,8 @@ class Scenario:
     def check_fault_keys(n: int, act: dict[str, Any], args: tuple[str, ...]) -> None:
         """Refuse (one line) a key of fault ``n`` that is neither what every planned fault may carry
         (action, at_s, at_ns, and nemesis and phase, which generated plans add) nor one of ``args``,
-        the verb's own arguments: for a design's :meth:`check_fault`."""
-        accepted = FAULT_KEYS + tuple(args)
-        for key in act:
-            if key not in accepted:
-                raise UsageError(f"unknown argument {key!r} of fault {n} ({act.get('action')}): accepted: "
-                                 f"{', '.join(accepted)}")
+        the verb's own arguments: for a design's :meth:`check_fault` (the shared verbs' check)."""
+        check_keys(n, act, args)
 
     @classmethod
     def check_fault(cls, n: int, act: dict[str, Any], hosts: set[str], params: dict[str, Any]) -> None:
